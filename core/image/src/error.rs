@@ -1,0 +1,74 @@
+//! Errors of the image crate: each names the source path or the limit that was hit.
+
+use std::path::{Path, PathBuf};
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while walking a tree or writing an image.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O call on `path` failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source is not a directory.
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    /// The output would be written inside the tree being read.
+    #[error("output {output} is inside the source directory {source_dir}; write it elsewhere")]
+    OutputInsideSource {
+        /// The output path.
+        output: PathBuf,
+        /// The source root.
+        source_dir: PathBuf,
+    },
+    /// A name longer than 255 bytes.
+    #[error("name too long for the image (more than 255 bytes): {0}")]
+    NameTooLong(PathBuf),
+    /// A file type the formats cannot store.
+    #[error("unsupported file type: {0}")]
+    UnsupportedFileType(PathBuf),
+    /// A file changed between the walk and the moment its data was read.
+    #[error("file changed as we read it: {path} ({what}); build again once it is stable")]
+    FileChanged {
+        /// The source file.
+        path: PathBuf,
+        /// What differed.
+        what: String,
+    },
+    /// An extended attribute the format cannot represent.
+    #[error("extended attribute {name:?} on {path} cannot be stored: {why}")]
+    Xattr {
+        /// The inode path.
+        path: PathBuf,
+        /// Attribute name (lossy).
+        name: String,
+        /// The reason.
+        why: &'static str,
+    },
+    /// An option value out of range.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// A limit of the on-disk format was exceeded.
+    #[error("image too large: {0}")]
+    TooLarge(String),
+    /// Bytes that are not an image this crate understands.
+    #[error("{0}")]
+    Format(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Filesystem images for fspack: one directory walk, encoders for EROFS and SquashFS, and format
+//! detection. No network, no mounts: everything here works on `Read`/`Write` and source paths.
+
+pub mod detect;
+pub mod erofs;
+pub mod error;
+pub mod source;
+pub mod tree;
+
+pub use error::{Error, Result};
+pub use source::{BlobPlan, Segment};
+pub use tree::{Tree, WalkOptions};

@@ -1,0 +1,434 @@
+//! The source-tree model shared by every encoder: one walk, many formats.
+//!
+//! The walk reads metadata only (lstat, xattrs, symlink targets, sparse extents). File data is read
+//! later, on demand, by [`crate::source`], so memory stays proportional to the number of entries and
+//! never to the size of the files.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Index of an inode in [`Tree::inodes`].
+pub type InodeId = usize;
+
+/// Longest name EROFS and SquashFS can store (and Linux's `NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// A directory entry: a name and the inode it points to (several entries may share a hardlinked inode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Raw name bytes; non-UTF-8 names are kept as they are.
+    pub name: Vec<u8>,
+    /// The inode this entry links to.
+    pub inode: InodeId,
+}
+
+/// What an inode is, with what each kind needs besides the common attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory; entries sorted by raw name bytes, without `.` and `..`.
+    Dir {
+        /// Sorted entries.
+        entries: Vec<Entry>,
+    },
+    /// A regular file whose data is read from `source` when the image is written.
+    File {
+        /// Absolute path of the source file.
+        source: PathBuf,
+        /// Size in bytes at walk time; a different size at read time is an error.
+        size: u64,
+        /// Byte ranges `[start, end)` that hold data; `None` when the file is not sparse.
+        extents: Option<Vec<(u64, u64)>>,
+        /// The source's own mtime (seconds, nanoseconds) at walk time, to detect changes on read.
+        stamp: (i64, i64),
+    },
+    /// A symbolic link, stored verbatim and never followed.
+    Symlink {
+        /// Raw target bytes.
+        target: Vec<u8>,
+    },
+    /// A character device (`0:0` is an overlayfs whiteout).
+    CharDev {
+        /// Linux device number as `st_rdev`.
+        rdev: u64,
+    },
+    /// A block device.
+    BlockDev {
+        /// Linux device number as `st_rdev`.
+        rdev: u64,
+    },
+    /// A named pipe.
+    Fifo,
+    /// A unix socket.
+    Socket,
+}
+
+/// One inode with the attributes every format stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    /// The kind and kind-specific payload.
+    pub kind: Kind,
+    /// Permission bits including setuid, setgid and sticky (`mode & 0o7777`).
+    pub perm: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch (may be negative).
+    pub mtime: i64,
+    /// Nanoseconds part of the modification time.
+    pub mtime_nsec: u32,
+    /// Extended attributes, sorted by full name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Number of entries in the tree that link to this inode (for directories: 2 + subdirectories).
+    pub nlink: u32,
+    /// Path relative to the root of the first entry that reached this inode, for error messages.
+    pub path: PathBuf,
+}
+
+impl Inode {
+    /// The `S_IF*` file-type bits for this inode.
+    pub fn type_bits(&self) -> u32 {
+        match self.kind {
+            Kind::Dir { .. } => 0o040000,
+            Kind::File { .. } => 0o100000,
+            Kind::Symlink { .. } => 0o120000,
+            Kind::CharDev { .. } => 0o020000,
+            Kind::BlockDev { .. } => 0o060000,
+            Kind::Fifo => 0o010000,
+            Kind::Socket => 0o140000,
+        }
+    }
+
+    /// Full `st_mode` (type and permission bits).
+    pub fn mode(&self) -> u32 {
+        self.type_bits() | self.perm
+    }
+
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, Kind::Dir { .. })
+    }
+}
+
+/// Options that normalise what the walk records, for reproducible images.
+#[derive(Debug, Clone, Default)]
+pub struct WalkOptions {
+    /// Record every inode as owned by 0:0.
+    pub all_root: bool,
+    /// Record this modification time (seconds, nanoseconds zero) on every inode.
+    pub mtime: Option<i64>,
+    /// Paths that must not be inside the tree (the output being written), checked up front.
+    pub forbid_inside: Vec<PathBuf>,
+    /// Keep extended attributes (on by default through [`WalkOptions::new`]).
+    pub skip_xattrs: bool,
+}
+
+/// A walked source tree: inodes in walk order, with the root at index 0.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// All inodes; index 0 is the root directory.
+    pub inodes: Vec<Inode>,
+    /// The directory the tree was read from.
+    pub root: PathBuf,
+}
+
+impl Tree {
+    /// Index of the root directory.
+    pub const ROOT: InodeId = 0;
+
+    /// Walks `root` without following symlinks (except `root` itself) and records its metadata.
+    pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Tree> {
+        let root = fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+        let meta = fs::metadata(&root).map_err(|e| Error::io(&root, e))?;
+        if !meta.is_dir() {
+            return Err(Error::NotADirectory(root));
+        }
+        for out in &opts.forbid_inside {
+            let parent = out.parent().unwrap_or(Path::new("/"));
+            let parent = fs::canonicalize(if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            })
+            .unwrap_or_else(|_| parent.to_path_buf());
+            if parent.starts_with(&root) {
+                return Err(Error::OutputInsideSource {
+                    output: out.clone(),
+                    source_dir: root.clone(),
+                });
+            }
+        }
+        let mut w = Walker {
+            opts,
+            inodes: Vec::new(),
+            hardlinks: HashMap::new(),
+        };
+        let root_ino = w.record(&root, PathBuf::new(), &meta)?;
+        debug_assert_eq!(root_ino, Self::ROOT);
+        // An explicit stack instead of recursion: trees thousands of levels deep must not overflow.
+        let mut stack = vec![(root_ino, root.clone())];
+        while let Some((dir, path)) = stack.pop() {
+            let rel = w.inodes[dir].path.clone();
+            let mut entries = Vec::new();
+            let rd = fs::read_dir(&path).map_err(|e| Error::io(&path, e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| Error::io(&path, e))?;
+                let name = ent.file_name();
+                let bytes = name.as_bytes().to_vec();
+                let child_path = path.join(&name);
+                if bytes.len() > NAME_MAX {
+                    return Err(Error::NameTooLong(child_path));
+                }
+                let meta =
+                    fs::symlink_metadata(&child_path).map_err(|e| Error::io(&child_path, e))?;
+                let child_rel = rel.join(&name);
+                let ino = w.record(&child_path, child_rel, &meta)?;
+                if meta.is_dir() {
+                    stack.push((ino, child_path));
+                }
+                entries.push(Entry {
+                    name: bytes,
+                    inode: ino,
+                });
+            }
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            let subdirs = entries
+                .iter()
+                .filter(|e| w.inodes[e.inode].is_dir())
+                .count() as u32;
+            w.inodes[dir].nlink = 2 + subdirs;
+            w.inodes[dir].kind = Kind::Dir { entries };
+        }
+        let mut tree = Tree {
+            inodes: w.inodes,
+            root,
+        };
+        tree.renumber();
+        Ok(tree)
+    }
+
+    /// Reorders inodes breadth-first by sorted names, so inode order depends only on the tree's
+    /// shape and names, never on `read_dir` order or hardlink discovery order.
+    fn renumber(&mut self) {
+        let n = self.inodes.len();
+        let mut order = Vec::with_capacity(n);
+        let mut new_id = vec![usize::MAX; n];
+        new_id[Self::ROOT] = 0;
+        order.push(Self::ROOT);
+        let mut i = 0;
+        while i < order.len() {
+            let id = order[i];
+            if let Kind::Dir { entries } = &self.inodes[id].kind {
+                for e in entries {
+                    if new_id[e.inode] == usize::MAX {
+                        new_id[e.inode] = order.len();
+                        order.push(e.inode);
+                    }
+                }
+            }
+            i += 1;
+        }
+        let mut old: Vec<Option<Inode>> = std::mem::take(&mut self.inodes)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.inodes = order
+            .iter()
+            .map(|&o| old[o].take().expect("each inode visited once"))
+            .collect();
+        for inode in &mut self.inodes {
+            if let Kind::Dir { entries } = &mut inode.kind {
+                for e in entries {
+                    e.inode = new_id[e.inode];
+                }
+            }
+        }
+    }
+
+    /// Entries of a directory inode (empty for other kinds).
+    pub fn entries(&self, id: InodeId) -> &[Entry] {
+        match &self.inodes[id].kind {
+            Kind::Dir { entries } => entries,
+            _ => &[],
+        }
+    }
+
+    /// Parent of every directory (the root is its own parent), for `..` entries.
+    pub fn dir_parents(&self) -> Vec<InodeId> {
+        let mut parent = vec![Self::ROOT; self.inodes.len()];
+        for (id, inode) in self.inodes.iter().enumerate() {
+            if let Kind::Dir { entries } = &inode.kind {
+                for e in entries {
+                    if self.inodes[e.inode].is_dir() {
+                        parent[e.inode] = id;
+                    }
+                }
+            }
+        }
+        parent
+    }
+
+    /// Total bytes of regular-file data (logical sizes).
+    pub fn data_bytes(&self) -> u64 {
+        self.inodes
+            .iter()
+            .map(|i| match i.kind {
+                Kind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+struct Walker<'a> {
+    opts: &'a WalkOptions,
+    inodes: Vec<Inode>,
+    hardlinks: HashMap<(u64, u64), InodeId>,
+}
+
+impl Walker<'_> {
+    fn record(&mut self, path: &Path, rel: PathBuf, meta: &fs::Metadata) -> Result<InodeId> {
+        let ft = meta.file_type();
+        if !ft.is_dir() && meta.nlink() > 1 {
+            if let Some(&id) = self.hardlinks.get(&(meta.dev(), meta.ino())) {
+                self.inodes[id].nlink += 1;
+                return Ok(id);
+            }
+        }
+        let kind = if ft.is_dir() {
+            Kind::Dir {
+                entries: Vec::new(),
+            }
+        } else if ft.is_file() {
+            let size = meta.size();
+            let extents = if meta.blocks() * 512 < size {
+                sparse_extents(path, size)?
+            } else {
+                None
+            };
+            Kind::File {
+                source: path.to_path_buf(),
+                size,
+                extents,
+                stamp: (meta.mtime(), meta.mtime_nsec()),
+            }
+        } else if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(|e| Error::io(path, e))?;
+            Kind::Symlink {
+                target: target.as_os_str().as_bytes().to_vec(),
+            }
+        } else if ft.is_char_device() {
+            Kind::CharDev { rdev: meta.rdev() }
+        } else if ft.is_block_device() {
+            Kind::BlockDev { rdev: meta.rdev() }
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_socket() {
+            Kind::Socket
+        } else {
+            return Err(Error::UnsupportedFileType(path.to_path_buf()));
+        };
+        let xattrs = if self.opts.skip_xattrs {
+            Vec::new()
+        } else {
+            read_xattrs(path)?
+        };
+        let (uid, gid) = if self.opts.all_root {
+            (0, 0)
+        } else {
+            (meta.uid(), meta.gid())
+        };
+        let (mtime, mtime_nsec) = match self.opts.mtime {
+            Some(t) => (t, 0),
+            None => (meta.mtime(), meta.mtime_nsec() as u32),
+        };
+        let id = self.inodes.len();
+        self.inodes.push(Inode {
+            kind,
+            perm: meta.mode() & 0o7777,
+            uid,
+            gid,
+            mtime,
+            mtime_nsec,
+            xattrs,
+            nlink: 1,
+            path: rel,
+        });
+        if !ft.is_dir() && meta.nlink() > 1 {
+            self.hardlinks.insert((meta.dev(), meta.ino()), id);
+        }
+        Ok(id)
+    }
+}
+
+/// Data ranges of a sparse file, found with `SEEK_DATA`/`SEEK_HOLE` (metadata only, no reads).
+fn sparse_extents(path: &Path, size: u64) -> Result<Option<Vec<(u64, u64)>>> {
+    use rustix::fs::{SeekFrom, seek};
+    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < size {
+        let start = match seek(&file, SeekFrom::Data(pos)) {
+            Ok(p) => p,
+            Err(rustix::io::Errno::NXIO) => break,
+            // Filesystems without SEEK_DATA: treat as dense.
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOTSUP) => return Ok(None),
+            Err(e) => return Err(Error::io(path, e.into())),
+        };
+        let end = seek(&file, SeekFrom::Hole(start)).map_err(|e| Error::io(path, e.into()))?;
+        let end = end.min(size);
+        if end > start {
+            out.push((start, end));
+        }
+        pos = end;
+    }
+    Ok(Some(out))
+}
+
+/// Extended attributes of `path` (not following symlinks), sorted by name.
+fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut names = vec![0u8; 4096];
+    let n = loop {
+        match rustix::fs::llistxattr(path, &mut names[..]) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) => {
+                let len: usize = rustix::fs::llistxattr(path, &mut [0u8; 0][..])
+                    .map_err(|e| Error::io(path, e.into()))?;
+                names.resize(len.max(names.len() * 2), 0);
+            }
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(path, e.into())),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let cname = OsStr::from_bytes(name);
+        let mut value = vec![0u8; 256];
+        let len = loop {
+            match rustix::fs::lgetxattr(path, cname, &mut value[..]) {
+                Ok(len) => break len,
+                Err(rustix::io::Errno::RANGE) => {
+                    let need: usize = rustix::fs::lgetxattr(path, cname, &mut [0u8; 0][..])
+                        .map_err(|e| Error::io(path, e.into()))?;
+                    value.resize(need.max(value.len() * 2), 0);
+                }
+                // Removed between list and get: nothing to record.
+                Err(rustix::io::Errno::NODATA) => break usize::MAX,
+                Err(e) => return Err(Error::io(path, e.into())),
+            }
+        };
+        if len == usize::MAX {
+            continue;
+        }
+        value.truncate(len);
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
+}
