@@ -1,1 +1,11 @@
-//! placeholder
+//! fspack's use cases (build, push, pull, mount) wired from the core crates.
+//!
+//! The CLI resolves its arguments into the plain settings structs here; the core crates know
+//! nothing of each other. Progress goes through [`report::Reporter`] so the library never draws.
+
+pub mod artifact;
+pub mod build;
+pub mod error;
+pub mod report;
+
+pub use error::{EngineError, Result};

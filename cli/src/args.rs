@@ -1,0 +1,403 @@
+//! The command-line surface, in one place: clap types only. Commands turn these into plain
+//! settings before any work starts, so the rest of the code never sees clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Build read-only EROFS/SquashFS images, push them to OCI registries in parallel, pull and mount
+/// them without unpacking.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fspack",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(after_help = "Run 'fspack <command> --help' for the options of one command.")]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Options every command accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Print less: no progress bars, only errors and requested data.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more: -v for progress details, -vv for debug logs (or set RUST_LOG).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root,
+    /// $XDG_DATA_HOME/fspack otherwise].
+    #[arg(long, global = true, env = "FSPACK_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+/// fspack's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an EROFS or SquashFS image from a directory.
+    #[command(
+        after_help = "Examples:\n  fspack build ./model -o model.erofs\n  fspack build ./model -o model.erofs --layout chunked\n  fspack build ./src -o src.sqfs --format squashfs --compression zstd"
+    )]
+    Build(BuildArgs),
+    /// Push a directory or an image file to a registry (or an OCI layout) as an artifact.
+    #[command(
+        after_help = "Examples:\n  fspack push ./model localhost:5000/models/llama:v1\n  fspack push model.erofs registry.example.com/team/model:v2 --jobs 8\n  fspack push ./model oci:/srv/layout:v1"
+    )]
+    Push(PushArgs),
+    /// Download an artifact into the local store, verifying every blob, and optionally mount it.
+    #[command(
+        after_help = "Examples:\n  fspack pull localhost:5000/models/llama:v1\n  fspack pull localhost:5000/models/llama:v1 --mount /mnt/llama"
+    )]
+    Pull(PullArgs),
+    /// Mount an artifact from the local store (pulling it first if needed).
+    Mount(MountArgs),
+    /// Unmount a directory mounted by fspack and release its loop devices.
+    #[command(alias = "unmount")]
+    Umount(UmountArgs),
+    /// List what fspack has mounted: reference, manifest digest, format, devices.
+    Ls(LsArgs),
+    /// Show an artifact's manifest, layers, sizes and format without downloading its data.
+    Inspect(InspectArgs),
+    /// Remove blobs from the local store that no tag and no mount uses.
+    Gc(GcArgs),
+    /// Store registry credentials in the Docker config file.
+    Login(LoginArgs),
+    /// Remove stored registry credentials.
+    Logout(LogoutArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Write completion scripts and man pages (used to refresh completions/ and man/).
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
+}
+
+/// Image format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout.
+    Erofs,
+    /// SquashFS: compressed, widely deployed; shards are stacked with overlayfs.
+    Squashfs,
+}
+
+/// EROFS layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// One self-contained image.
+    Single,
+    /// A metadata image plus data blobs (EROFS multi-device); what push uses for large trees.
+    Chunked,
+}
+
+/// SquashFS compressor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// zstd (default).
+    Zstd,
+    /// gzip (zlib).
+    Gzip,
+    /// xz.
+    Xz,
+    /// lz4.
+    Lz4,
+    /// lzo.
+    Lzo,
+}
+
+/// Options that shape an image built from a directory.
+#[derive(Debug, Args, Clone)]
+pub struct ImageArgs {
+    /// Image format.
+    #[arg(long, value_enum, default_value = "erofs")]
+    pub format: FormatArg,
+    /// Chunk size of large files in the chunked EROFS layout (power of two, at least 4K).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
+    pub erofs_chunk_size: u64,
+    /// Largest data blob (chunked EROFS layout); more blobs means more parallel transfers.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]
+    pub blob_size: u64,
+    /// SquashFS compressor.
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compression: CompressionArg,
+    /// SquashFS compression level (compressor default when omitted).
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
+    /// SquashFS block size (power of two from 4K to 1M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128K")]
+    pub block_size: u64,
+    /// SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them).
+    #[arg(long, value_name = "auto|N", default_value = "1")]
+    pub shards: String,
+    /// Record every file as owned by root (uid 0, gid 0).
+    #[arg(long)]
+    pub all_root: bool,
+    /// Record this modification time (seconds since the epoch) on every file.
+    #[arg(long, value_name = "EPOCH", env = "SOURCE_DATE_EPOCH")]
+    pub mtime: Option<i64>,
+}
+
+/// `fspack build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Directory to turn into an image.
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub dir: PathBuf,
+    /// Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/).
+    #[arg(short, long, value_name = "OUT", value_hint = clap::ValueHint::FilePath)]
+    pub output: PathBuf,
+    /// EROFS layout.
+    #[arg(long, value_enum, default_value = "single")]
+    pub layout: LayoutArg,
+    /// Image options.
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options for talking to a registry.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
+    /// Allow plain HTTP to the registry (loopback registries use it automatically).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Skip TLS certificate verification (dangerous).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Registry user name (else credentials come from the Docker config).
+    #[arg(long, env = "FSPACK_USERNAME", value_name = "USER")]
+    pub username: Option<String>,
+    /// Registry password or token (prefer FSPACK_PASSWORD or `fspack login`).
+    #[arg(
+        long,
+        env = "FSPACK_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Parallel blob transfers.
+    #[arg(short, long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+}
+
+/// `fspack push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Directory to build and push, or an image file made by fspack or another tool.
+    #[arg(value_name = "SOURCE", value_hint = clap::ValueHint::AnyPath)]
+    pub source: PathBuf,
+    /// Destination: host[:port]/repo[:tag] or oci:PATH[:tag] for an OCI image layout.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Image options (when SOURCE is a directory).
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Upload each blob in PATCH chunks of this size instead of one streamed PUT (for proxies
+    /// that cap request bodies).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
+    /// Manifest annotation (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation)]
+    pub annotations: Vec<(String, String)>,
+    /// Registry options.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How EROFS images are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MountModeArg {
+    /// File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise.
+    Auto,
+    /// Mount the image files directly (EROFS only, Linux 6.12+).
+    File,
+    /// Attach read-only loop devices.
+    Loop,
+}
+
+/// Options for mounting.
+#[derive(Debug, Args, Clone)]
+pub struct MountOptsArgs {
+    /// Forbid executing files from the mount.
+    #[arg(long)]
+    pub noexec: bool,
+    /// How EROFS images are attached (SquashFS always uses loop devices).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mount_mode: MountModeArg,
+}
+
+/// `fspack pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Artifact to pull: host[:port]/repo[:tag][@digest].
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Mount the image on this directory once pulled.
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub mount: Option<PathBuf>,
+    /// Mount options.
+    #[command(flatten)]
+    pub mount_opts: MountOptsArgs,
+    /// Registry options.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fspack mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Artifact reference (pulled into the store first if missing).
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Mount point.
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub dir: PathBuf,
+    /// Mount options.
+    #[command(flatten)]
+    pub mount_opts: MountOptsArgs,
+    /// Registry options.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `fspack umount`.
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// Mount point to release.
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub dir: PathBuf,
+}
+
+/// `fspack ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fspack inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Artifact reference: host[:port]/repo[:tag][@digest] or oci:PATH[:tag].
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Registry options.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fspack gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fspack login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host[:port].
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+    /// User name.
+    #[arg(short, long, value_name = "USER")]
+    pub username: String,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `fspack logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Registry host[:port].
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+}
+
+/// `fspack completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to print the script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `fspack generate-docs`.
+#[derive(Debug, Args)]
+pub struct GenerateDocsArgs {
+    /// Directory that receives completions/ and man/.
+    #[arg(value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Parses sizes such as `4096`, `64K`, `256M`, `1G`, `1GiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 4096, 64K, 256M, 1G)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("'{s}' has an unknown unit (use K, M, G or T)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+fn parse_annotation(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("'{s}' has an empty key"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+    }
+}

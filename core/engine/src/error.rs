@@ -1,0 +1,34 @@
+//! Errors of the use cases, grouped so the CLI can map each kind to a documented exit code.
+
+/// Result alias for the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// What can go wrong in a use case.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Building or reading an image failed.
+    #[error(transparent)]
+    Image(#[from] fspack_image::Error),
+    /// Bad input from the user (a reference, an option combination, a file that is not an image).
+    #[error("{0}")]
+    Usage(String),
+    /// An I/O failure on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

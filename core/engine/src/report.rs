@@ -1,0 +1,29 @@
+//! Progress reporting from use cases to whatever front end draws it.
+
+/// Receives progress events; the CLI implements it with indicatif bars, tests with nothing.
+pub trait Reporter: Send + Sync {
+    /// A transfer or write of `total` bytes named `name` starts; returns an id for later calls.
+    fn start(&self, name: &str, total: u64) -> usize;
+    /// `n` more bytes of transfer `id` are done.
+    fn advance(&self, id: usize, n: u64);
+    /// Transfer `id` rewound to `pos` bytes (a retry restarted it).
+    fn reset(&self, id: usize, pos: u64);
+    /// Transfer `id` is finished.
+    fn finish(&self, id: usize);
+    /// A one-line status message.
+    fn message(&self, msg: &str);
+}
+
+/// A reporter that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn start(&self, _: &str, _: u64) -> usize {
+        0
+    }
+    fn advance(&self, _: usize, _: u64) {}
+    fn reset(&self, _: usize, _: u64) {}
+    fn finish(&self, _: usize) {}
+    fn message(&self, _: &str) {}
+}
