@@ -118,6 +118,9 @@ pub struct ErofsImage {
     pub inodes: u64,
 }
 
+/// Device id of the primary image in chunk indexes.
+const LOCAL_DEVICE: u16 = 0;
+
 /// Where an inode's data goes.
 #[derive(Debug, Clone)]
 enum Data {
@@ -226,6 +229,23 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
     let mut blobs: Vec<BlobPlan> = Vec::new();
     if opts.layout == Layout::Chunked {
         place_chunks(tree, opts, &mut nodes, &mut blobs)?;
+    } else {
+        // Sparse files keep their holes in the single layout too: chunk-based on device 0, with
+        // null indexes for chunks that hold no data, so a 5 GiB sparse file costs what it stores.
+        for (id, inode) in tree.inodes.iter().enumerate() {
+            if let Kind::File { size, extents: Some(ext), .. } = &inode.kind
+                && *size >= BLKSZ
+            {
+                let cs = opts.chunk_size;
+                let map = (0..size.div_ceil(cs))
+                    .map(|c| {
+                        let (start, end) = (c * cs, ((c + 1) * cs).min(*size));
+                        ext.iter().any(|&(s, e)| s < end && e > start).then_some((LOCAL_DEVICE, 0))
+                    })
+                    .collect();
+                nodes[id].data = Data::Chunks { bits: cs.trailing_zeros(), map };
+            }
+        }
     }
 
     // Metadata placement. Block 0 holds the superblock and device table; no inode with an inline
@@ -284,14 +304,27 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
 
     // Data blocks of the primary image, in inode order.
     let mut next_blk = meta_blocks;
+    let to_blk = |b: u64| {
+        u32::try_from(b)
+            .map_err(|_| Error::TooLarge("more than 2^32 blocks in the primary image".into()))
+    };
     for node in nodes.iter_mut() {
-        if let Data::Flat { blocks, .. } = node.data
-            && blocks > 0
-        {
-            node.raw_blkaddr = u32::try_from(next_blk).map_err(|_| {
-                Error::TooLarge("more than 2^32 blocks in the primary image".into())
-            })?;
-            next_blk += blocks;
+        let size = node.size;
+        match &mut node.data {
+            Data::Flat { blocks, .. } if *blocks > 0 => {
+                node.raw_blkaddr = to_blk(next_blk)?;
+                next_blk += *blocks;
+            }
+            Data::Chunks { bits, map } => {
+                let cs = 1u64 << *bits;
+                for (c, entry) in map.iter_mut().enumerate() {
+                    if let Some((LOCAL_DEVICE, blk)) = entry {
+                        *blk = to_blk(next_blk)?;
+                        next_blk += cs.min(size - c as u64 * cs).div_ceil(BLKSZ);
+                    }
+                }
+            }
+            _ => {}
         }
     }
     let total_blocks =
@@ -435,6 +468,19 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
         len: meta.len() - at,
     });
     for (id, node) in nodes.iter().enumerate() {
+        if let (Data::Chunks { bits, map }, Content::File { path, stamp }) =
+            (&node.data, &node.content)
+        {
+            let cs = 1u64 << *bits;
+            for (c, entry) in map.iter().enumerate() {
+                if let Some((LOCAL_DEVICE, _)) = entry {
+                    let (offset, len) = (c as u64 * cs, cs.min(node.size - c as u64 * cs));
+                    segs.push(Segment::File { path: path.clone(), offset, len, expect: *stamp });
+                    segs.push(Segment::Zero(len.next_multiple_of(BLKSZ) - len));
+                }
+            }
+            continue;
+        }
         let Data::Flat { blocks, .. } = node.data else {
             continue;
         };
