@@ -33,7 +33,13 @@ fn write(img: &ErofsImage, out_dir: &Path) -> (PathBuf, Vec<PathBuf>) {
 }
 
 fn chunked(blob_size: u64) -> ErofsOptions {
-    ErofsOptions { layout: Layout::Chunked, chunk_size: 64 << 10, blob_size, large_file: 1 << 20, build_time: 0 }
+    ErofsOptions {
+        layout: Layout::Chunked,
+        chunk_size: 64 << 10,
+        blob_size,
+        large_file: 1 << 20,
+        build_time: 0,
+    }
 }
 
 fn fsck(image: &Path, devices: &[PathBuf], extract: Option<&Path>) {
@@ -61,18 +67,47 @@ fn single_image_passes_fsck_and_extracts_to_the_same_tree() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    make_tree(&src, &TreeOpts { huge_sparse: false, ..Default::default() });
-    let (image, _) = write(&plan(&src, &ErofsOptions::default()), &tmp.path().join("out"));
+    make_tree(
+        &src,
+        &TreeOpts {
+            huge_sparse: false,
+            ..Default::default()
+        },
+    );
+    let (image, _) = write(
+        &plan(&src, &ErofsOptions::default()),
+        &tmp.path().join("out"),
+    );
     let extracted = tmp.path().join("x");
     fsck(&image, &[], Some(&extracted));
     // fsck.erofs 1.5 restores contents, types, modes and symlinks, not xattrs, links or times.
-    let o = SnapOpts { dir_mtime: false, xattrs: false, hardlinks: false, owner: is_root() };
+    let o = SnapOpts {
+        dir_mtime: false,
+        xattrs: false,
+        hardlinks: false,
+        owner: is_root(),
+    };
     let strip = |mut s: std::collections::BTreeMap<Vec<u8>, Snap>| {
         for v in s.values_mut() {
             v.mtime = (0, 0);
             // fsck.erofs 1.5 extracts devices, fifos and sockets only as placeholders
-            if v.mode & 0o170000 != 0o100000 && v.mode & 0o170000 != 0o040000 && v.mode & 0o170000 != 0o120000 {
-                *v = Snap { mode: 0, uid: 0, gid: 0, mtime: (0, 0), nlink: 0, size: None, content: None, target: None, rdev: 0, xattrs: vec![], hardlink_of: None };
+            if v.mode & 0o170000 != 0o100000
+                && v.mode & 0o170000 != 0o040000
+                && v.mode & 0o170000 != 0o120000
+            {
+                *v = Snap {
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                    mtime: (0, 0),
+                    nlink: 0,
+                    size: None,
+                    content: None,
+                    target: None,
+                    rdev: 0,
+                    xattrs: vec![],
+                    hardlink_of: None,
+                };
             }
             if v.mode & 0o170000 == 0o120000 {
                 v.mode = 0o120777;
@@ -97,9 +132,19 @@ fn chunked_image_passes_fsck_with_its_devices() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    make_tree(&src, &TreeOpts { huge_sparse: false, ..Default::default() });
+    make_tree(
+        &src,
+        &TreeOpts {
+            huge_sparse: false,
+            ..Default::default()
+        },
+    );
     let img = plan(&src, &chunked(1 << 20));
-    assert!(img.blobs.len() > 3, "small blob size must give several blobs, got {}", img.blobs.len());
+    assert!(
+        img.blobs.len() > 3,
+        "small blob size must give several blobs, got {}",
+        img.blobs.len()
+    );
     let (image, blobs) = write(&img, &tmp.path().join("out"));
     fsck(&image, &blobs, None);
 }
@@ -108,14 +153,29 @@ fn chunked_image_passes_fsck_with_its_devices() {
 fn rebuilds_are_byte_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    make_tree(&src, &TreeOpts { big_dir: 500, huge_sparse: false });
+    make_tree(
+        &src,
+        &TreeOpts {
+            big_dir: 500,
+            huge_sparse: false,
+        },
+    );
     for opts in [ErofsOptions::default(), chunked(1 << 20)] {
         let (a, ablobs) = write(&plan(&src, &opts), &tmp.path().join("a"));
         let (b, bblobs) = write(&plan(&src, &opts), &tmp.path().join("b"));
-        assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "image differs between builds");
+        assert_eq!(
+            fs::read(&a).unwrap(),
+            fs::read(&b).unwrap(),
+            "image differs between builds"
+        );
         assert_eq!(ablobs.len(), bblobs.len());
         for (x, y) in ablobs.iter().zip(&bblobs) {
-            assert_eq!(fs::read(x).unwrap(), fs::read(y).unwrap(), "{} differs between builds", x.display());
+            assert_eq!(
+                fs::read(x).unwrap(),
+                fs::read(y).unwrap(),
+                "{} differs between builds",
+                x.display()
+            );
         }
         fs::remove_dir_all(tmp.path().join("a")).unwrap();
         fs::remove_dir_all(tmp.path().join("b")).unwrap();
@@ -126,7 +186,13 @@ fn rebuilds_are_byte_identical() {
 fn editing_one_small_file_changes_only_the_metadata_and_its_blob() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    make_tree(&src, &TreeOpts { big_dir: 200, huge_sparse: false });
+    make_tree(
+        &src,
+        &TreeOpts {
+            big_dir: 200,
+            huge_sparse: false,
+        },
+    );
     // Medium files that land in pack blobs, and a large file with blobs of its own.
     for i in 0..8 {
         fs::write(src.join(format!("medium-{i}.bin")), vec![i as u8; 300_000]).unwrap();
@@ -139,9 +205,16 @@ fn editing_one_small_file_changes_only_the_metadata_and_its_blob() {
     let after = plan(&src, &opts);
     let (_, blobs_b) = write(&after, &tmp.path().join("b"));
     assert_eq!(blobs_a.len(), blobs_b.len());
-    let changed: Vec<_> =
-        blobs_a.iter().zip(&blobs_b).filter(|(x, y)| fs::read(x).unwrap() != fs::read(y).unwrap()).collect();
-    assert_eq!(changed.len(), 1, "exactly one data blob changes, got {changed:?}");
+    let changed: Vec<_> = blobs_a
+        .iter()
+        .zip(&blobs_b)
+        .filter(|(x, y)| fs::read(x).unwrap() != fs::read(y).unwrap())
+        .collect();
+    assert_eq!(
+        changed.len(),
+        1,
+        "exactly one data blob changes, got {changed:?}"
+    );
 }
 
 #[test]
@@ -154,15 +227,25 @@ fn a_file_changed_after_the_walk_fails_the_build_and_leaves_nothing() {
     fs::write(src.join("grows"), vec![1u8; 20_000]).unwrap();
     let out = tmp.path().join("image.erofs");
     let err = img.meta.write_file(&out).unwrap_err().to_string();
-    assert!(err.contains("file changed as we read it") && err.contains("grows"), "{err}");
+    assert!(
+        err.contains("file changed as we read it") && err.contains("grows"),
+        "{err}"
+    );
     assert!(!out.exists());
-    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1, "no temporary file left behind");
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
 }
 
 #[test]
 fn output_inside_the_source_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = WalkOptions { forbid_inside: vec![tmp.path().join("sub/out.erofs")], ..Default::default() };
+    let opts = WalkOptions {
+        forbid_inside: vec![tmp.path().join("sub/out.erofs")],
+        ..Default::default()
+    };
     fs::create_dir(tmp.path().join("sub")).unwrap();
     let err = Tree::walk(tmp.path(), &opts).unwrap_err().to_string();
     assert!(err.contains("inside the source directory"), "{err}");
@@ -175,7 +258,11 @@ fn mounted_equals_source(layout: Layout, loop_devices: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_tree(&src, &TreeOpts::default());
-    let opts = if layout == Layout::Chunked { chunked(1 << 20) } else { ErofsOptions::default() };
+    let opts = if layout == Layout::Chunked {
+        chunked(1 << 20)
+    } else {
+        ErofsOptions::default()
+    };
     let img = plan(&src, &opts);
     let (image, blobs) = write(&img, &tmp.path().join("out"));
     let mnt = tmp.path().join("mnt");
@@ -185,7 +272,10 @@ fn mounted_equals_source(layout: Layout, loop_devices: bool) {
     } else {
         mount_erofs_file(&image, &blobs, &mnt)
     };
-    assert_same(&snapshot(&src, SnapOpts::KERNEL), &snapshot(&mnt, SnapOpts::KERNEL));
+    assert_same(
+        &snapshot(&src, SnapOpts::KERNEL),
+        &snapshot(&mnt, SnapOpts::KERNEL),
+    );
 }
 
 #[test]
@@ -201,4 +291,102 @@ fn privileged_single_image_file_backed_equals_the_source() {
 #[test]
 fn privileged_chunked_image_with_device_files_equals_the_source() {
     mounted_equals_source(Layout::Chunked, false);
+}
+
+/// A small fixed tree rendered by our reader: reviewers see the layout, and any change to the
+/// bytes the writer produces shows up as a diff. Set UPDATE_SNAPSHOTS=1 to accept a change.
+#[test]
+fn small_image_dump_matches_the_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("dir/sub")).unwrap();
+    fs::write(src.join("hello.txt"), b"hello\n").unwrap();
+    fs::write(src.join("dir/blocks.bin"), vec![0xabu8; 9000]).unwrap();
+    fs::write(src.join("dir/sub/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("../hello.txt", src.join("dir/link")).unwrap();
+    fs::hard_link(src.join("hello.txt"), src.join("dir/hard")).unwrap();
+    rustix::fs::lsetxattr(
+        src.join("hello.txt"),
+        "user.k",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    for p in [
+        "hello.txt",
+        "dir/blocks.bin",
+        "dir/sub/empty",
+        "dir/sub",
+        "dir",
+        "",
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if src.join(p).is_dir() { 0o755 } else { 0o644 };
+        fs::set_permissions(src.join(p), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for p in [
+        "hello.txt",
+        "dir/blocks.bin",
+        "dir/sub/empty",
+        "dir/link",
+        "dir/sub",
+        "dir",
+        "",
+    ] {
+        let t = rustix::fs::Timespec {
+            tv_sec: 1_700_000_000,
+            tv_nsec: 5,
+        };
+        let ts = rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            src.join(p),
+            &ts,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
+    let walk = WalkOptions {
+        all_root: true,
+        ..Default::default()
+    };
+    let tree = Tree::walk(&src, &walk).unwrap();
+    let mut text = String::new();
+    for opts in [
+        ErofsOptions::default(),
+        ErofsOptions {
+            layout: Layout::Chunked,
+            ..ErofsOptions::default()
+        },
+    ] {
+        let img = erofs::plan(&tree, &opts).unwrap();
+        let path = tmp.path().join("img");
+        img.meta.write_file(&path).unwrap();
+        let dump = erofs::dump::dump(&fs::read(&path).unwrap()).unwrap();
+        text.push_str(&format!("== {:?}\n{dump}", opts.layout));
+    }
+    let snap = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/small_image.dump");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() || !snap.exists() {
+        fs::create_dir_all(snap.parent().unwrap()).unwrap();
+        fs::write(&snap, &text).unwrap();
+    }
+    assert_eq!(
+        fs::read_to_string(&snap).unwrap(),
+        text,
+        "run with UPDATE_SNAPSHOTS=1 to accept"
+    );
+}
+
+#[test]
+fn the_reader_rejects_garbage_without_panicking() {
+    assert!(erofs::dump::dump(&[0u8; 100]).is_err());
+    let mut junk = vec![0u8; 8192];
+    junk[1024..1028].copy_from_slice(&0xE0F5E1E2u32.to_le_bytes());
+    junk[1024 + 12] = 12;
+    junk[1024 + 14] = 0xff;
+    junk[1024 + 15] = 0xff;
+    assert!(erofs::dump::dump(&junk).is_err());
 }

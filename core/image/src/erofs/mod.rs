@@ -22,6 +22,7 @@
 //!   tree order, so editing one of them changes only its pack blob and the metadata image.
 
 mod dir;
+pub mod dump;
 pub mod format;
 mod xattr;
 
@@ -233,17 +234,26 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
         // Sparse files keep their holes in the single layout too: chunk-based on device 0, with
         // null indexes for chunks that hold no data, so a 5 GiB sparse file costs what it stores.
         for (id, inode) in tree.inodes.iter().enumerate() {
-            if let Kind::File { size, extents: Some(ext), .. } = &inode.kind
+            if let Kind::File {
+                size,
+                extents: Some(ext),
+                ..
+            } = &inode.kind
                 && *size >= BLKSZ
             {
                 let cs = opts.chunk_size;
                 let map = (0..size.div_ceil(cs))
                     .map(|c| {
                         let (start, end) = (c * cs, ((c + 1) * cs).min(*size));
-                        ext.iter().any(|&(s, e)| s < end && e > start).then_some((LOCAL_DEVICE, 0))
+                        ext.iter()
+                            .any(|&(s, e)| s < end && e > start)
+                            .then_some((LOCAL_DEVICE, 0))
                     })
                     .collect();
-                nodes[id].data = Data::Chunks { bits: cs.trailing_zeros(), map };
+                nodes[id].data = Data::Chunks {
+                    bits: cs.trailing_zeros(),
+                    map,
+                };
             }
         }
     }
@@ -475,7 +485,12 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
             for (c, entry) in map.iter().enumerate() {
                 if let Some((LOCAL_DEVICE, _)) = entry {
                     let (offset, len) = (c as u64 * cs, cs.min(node.size - c as u64 * cs));
-                    segs.push(Segment::File { path: path.clone(), offset, len, expect: *stamp });
+                    segs.push(Segment::File {
+                        path: path.clone(),
+                        offset,
+                        len,
+                        expect: *stamp,
+                    });
                     segs.push(Segment::Zero(len.next_multiple_of(BLKSZ) - len));
                 }
             }

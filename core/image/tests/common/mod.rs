@@ -24,7 +24,10 @@ pub fn can_mount(fs: &str) -> bool {
         return false;
     }
     let have = fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !have.lines().any(|l| l.split_whitespace().last() == Some(fs)) {
+    if !have
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some(fs))
+    {
         eprintln!("SKIP: the kernel has no {fs} driver");
         return false;
     }
@@ -36,7 +39,11 @@ pub fn can_mount(fs: &str) -> bool {
 }
 
 pub fn have_tool(name: &str) -> bool {
-    let ok = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("SKIP: {name} is not installed");
     }
@@ -66,8 +73,20 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) {
 
 fn set_mtime(path: &Path, sec: i64, nsec: i64) {
     use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
-    let t = Timespec { tv_sec: sec, tv_nsec: nsec as _ };
-    utimensat(CWD, path, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    let t = Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec as _,
+    };
+    utimensat(
+        CWD,
+        path,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
 }
 
 /// Options for [`make_tree`].
@@ -80,7 +99,10 @@ pub struct TreeOpts {
 
 impl Default for TreeOpts {
     fn default() -> Self {
-        TreeOpts { big_dir: 3000, huge_sparse: true }
+        TreeOpts {
+            big_dir: 3000,
+            huge_sparse: true,
+        }
     }
 }
 
@@ -92,7 +114,10 @@ pub fn make_tree(root: &Path, opts: &TreeOpts) {
     write(&root.join("block.bin"), &pseudo_random(1, 4096));
     write(&root.join("multi.bin"), &pseudo_random(2, 3 * 4096 + 123));
     write(&root.join("sub/deeper/mid.bin"), &pseudo_random(3, 300_000));
-    write(&root.join("sub/deeper/deepest/large.bin"), &pseudo_random(4, 3 << 20));
+    write(
+        &root.join("sub/deeper/deepest/large.bin"),
+        &pseudo_random(4, 3 << 20),
+    );
     // Sparse: data, a hole, data at the end.
     let sparse = root.join("sparse.bin");
     {
@@ -104,7 +129,8 @@ pub fn make_tree(root: &Path, opts: &TreeOpts) {
     if opts.huge_sparse {
         let f = fs::File::create(root.join("huge.bin")).unwrap();
         use std::os::unix::fs::FileExt;
-        f.write_all_at(b"beyond four gigabytes", (5u64 << 30) + 7).unwrap();
+        f.write_all_at(b"beyond four gigabytes", (5u64 << 30) + 7)
+            .unwrap();
     }
     // Directory spanning many blocks, names of varied lengths.
     let big = root.join("bigdir");
@@ -139,8 +165,14 @@ pub fn make_tree(root: &Path, opts: &TreeOpts) {
     write(&root.join("private"), b"secret");
     fs::set_permissions(root.join("private"), fs::Permissions::from_mode(0o600)).unwrap();
     // FIFO and socket.
-    rustix::fs::mknodat(rustix::fs::CWD, root.join("fifo"), rustix::fs::FileType::Fifo, 0o644.into(), 0)
-        .unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        0o644.into(),
+        0,
+    )
+    .unwrap();
     drop(std::os::unix::net::UnixListener::bind(root.join("socket")).unwrap());
     // User xattrs (any user can set them on files).
     set_xattr(&root.join("small.txt"), "user.greeting", b"hi");
@@ -148,13 +180,40 @@ pub fn make_tree(root: &Path, opts: &TreeOpts) {
     set_xattr(&root.join("sub"), "user.dir", b"on a directory");
     if is_root() {
         use rustix::fs::{FileType, Mode, mknodat};
-        mknodat(rustix::fs::CWD, root.join("whiteout"), FileType::CharacterDevice, Mode::from(0o644), 0).unwrap();
+        mknodat(
+            rustix::fs::CWD,
+            root.join("whiteout"),
+            FileType::CharacterDevice,
+            Mode::from(0o644),
+            0,
+        )
+        .unwrap();
         let null = rustix::fs::makedev(1, 3);
-        mknodat(rustix::fs::CWD, root.join("null"), FileType::CharacterDevice, Mode::from(0o666), null).unwrap();
+        mknodat(
+            rustix::fs::CWD,
+            root.join("null"),
+            FileType::CharacterDevice,
+            Mode::from(0o666),
+            null,
+        )
+        .unwrap();
         let bigminor = rustix::fs::makedev(259, 70000);
-        mknodat(rustix::fs::CWD, root.join("nvme"), FileType::BlockDevice, Mode::from(0o660), bigminor).unwrap();
+        mknodat(
+            rustix::fs::CWD,
+            root.join("nvme"),
+            FileType::BlockDevice,
+            Mode::from(0o660),
+            bigminor,
+        )
+        .unwrap();
         set_xattr(&root.join("sub"), "trusted.overlay.opaque", b"y");
-        set_xattr(&root.join("setuid"), "security.capability", &[1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        set_xattr(
+            &root.join("setuid"),
+            "security.capability",
+            &[
+                1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        );
         rustix::fs::chownat(
             rustix::fs::CWD,
             root.join("private"),
@@ -198,12 +257,19 @@ pub struct SnapOpts {
 }
 
 impl SnapOpts {
-    pub const KERNEL: SnapOpts = SnapOpts { dir_mtime: true, xattrs: true, hardlinks: true, owner: true };
+    pub const KERNEL: SnapOpts = SnapOpts {
+        dir_mtime: true,
+        xattrs: true,
+        hardlinks: true,
+        owner: true,
+    };
 }
 
 fn xattrs_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut names = vec![0u8; 65536];
-    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else { return Vec::new() };
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
         let mut v = vec![0u8; 65536];
@@ -235,7 +301,12 @@ pub fn snapshot(root: &Path, o: SnapOpts) -> BTreeMap<Vec<u8>, Snap> {
     paths.sort();
     for p in paths {
         let m = fs::symlink_metadata(&p).unwrap();
-        let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+        let rel = p
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
         let is_dir = m.is_dir();
         let content = m.is_file().then(|| {
             let mut h = Sha256::new();
@@ -250,7 +321,10 @@ pub fn snapshot(root: &Path, o: SnapOpts) -> BTreeMap<Vec<u8>, Snap> {
             }
             hex::encode(h.finalize())
         });
-        let target = m.file_type().is_symlink().then(|| fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec());
+        let target = m
+            .file_type()
+            .is_symlink()
+            .then(|| fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec());
         let hardlink_of = if o.hardlinks && !is_dir && m.nlink() > 1 {
             Some(inodes.entry(m.ino()).or_insert_with(|| rel.clone()).clone())
         } else {
@@ -260,7 +334,11 @@ pub fn snapshot(root: &Path, o: SnapOpts) -> BTreeMap<Vec<u8>, Snap> {
             mode: m.mode(),
             uid: if o.owner { m.uid() } else { 0 },
             gid: if o.owner { m.gid() } else { 0 },
-            mtime: if is_dir && !o.dir_mtime { (0, 0) } else { (m.mtime(), m.mtime_nsec()) },
+            mtime: if is_dir && !o.dir_mtime {
+                (0, 0)
+            } else {
+                (m.mtime(), m.mtime_nsec())
+            },
             nlink: if o.hardlinks { m.nlink() } else { 0 },
             size: (!is_dir).then(|| m.len()),
             content,
@@ -280,16 +358,27 @@ pub fn assert_same(expected: &BTreeMap<Vec<u8>, Snap>, actual: &BTreeMap<Vec<u8>
     for (k, v) in expected {
         match actual.get(k) {
             None => diffs.push(format!("missing: {:?}", String::from_utf8_lossy(k))),
-            Some(a) if a != v => {
-                diffs.push(format!("differs: {:?}\n  expected {v:?}\n  actual   {a:?}", String::from_utf8_lossy(k)))
-            }
+            Some(a) if a != v => diffs.push(format!(
+                "differs: {:?}\n  expected {v:?}\n  actual   {a:?}",
+                String::from_utf8_lossy(k)
+            )),
             _ => {}
         }
     }
     for k in actual.keys().filter(|k| !expected.contains_key(*k)) {
         diffs.push(format!("extra: {:?}", String::from_utf8_lossy(k)));
     }
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.iter().take(20).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// A mount that is undone when dropped, even when the test panics.
@@ -303,16 +392,30 @@ impl Drop for MountGuard {
 
 /// Mounts an EROFS image file-backed (Linux 6.12+), with extra devices given as files.
 pub fn mount_erofs_file(image: &Path, devices: &[PathBuf], target: &Path) -> MountGuard {
-    let opts: Vec<String> = devices.iter().map(|d| format!("device={}", d.display())).collect();
+    let opts: Vec<String> = devices
+        .iter()
+        .map(|d| format!("device={}", d.display()))
+        .collect();
     let data = std::ffi::CString::new(opts.join(",")).unwrap();
-    rustix::mount::mount(image, target, "erofs", rustix::mount::MountFlags::RDONLY, Some(data.as_c_str()))
-        .unwrap_or_else(|e| panic!("mount {}: {e}", image.display()));
+    rustix::mount::mount(
+        image,
+        target,
+        "erofs",
+        rustix::mount::MountFlags::RDONLY,
+        Some(data.as_c_str()),
+    )
+    .unwrap_or_else(|e| panic!("mount {}: {e}", image.display()));
     MountGuard(target.to_path_buf())
 }
 
 /// Mounts an image through util-linux `mount -o loop` (a loop device that autoclears on unmount).
 pub fn mount_loop(image: &Path, fstype: &str, target: &Path) -> MountGuard {
-    let st = Command::new("mount").args(["-t", fstype, "-o", "ro,loop"]).arg(image).arg(target).status().unwrap();
+    let st = Command::new("mount")
+        .args(["-t", fstype, "-o", "ro,loop"])
+        .arg(image)
+        .arg(target)
+        .status()
+        .unwrap();
     assert!(st.success(), "mount -o loop {} failed", image.display());
     MountGuard(target.to_path_buf())
 }
