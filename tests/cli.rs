@@ -1,0 +1,163 @@
+//! The fspack binary as a user meets it, without a registry: help texts, generated files, exit
+//! codes and messages for bad input, builds and pushes to an OCI layout.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+use predicates::prelude::*;
+
+const SUBCOMMANDS: &[&str] =
+    &["build", "push", "pull", "mount", "umount", "ls", "inspect", "gc", "login", "logout", "completions"];
+
+fn snapshot_file(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/snapshots").join(rel)
+}
+
+fn check_snapshot(rel: &str, actual: &str) {
+    let path = snapshot_file(rel);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() || !path.exists() {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, actual).unwrap();
+    }
+    let expected = fs::read_to_string(&path).unwrap();
+    assert_eq!(expected, actual, "{rel} changed; run with UPDATE_SNAPSHOTS=1 to accept");
+}
+
+#[test]
+fn help_of_every_subcommand_matches_its_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = fspack(tmp.path()).arg("--help").env("COLUMNS", "100").output().unwrap();
+    check_snapshot("help/fspack.txt", &String::from_utf8(out.stdout).unwrap());
+    for sub in SUBCOMMANDS {
+        let out = fspack(tmp.path()).args([sub, "--help"]).env("COLUMNS", "100").output().unwrap();
+        assert!(out.status.success(), "{sub} --help failed");
+        check_snapshot(&format!("help/{sub}.txt"), &String::from_utf8(out.stdout).unwrap());
+    }
+}
+
+#[test]
+fn committed_completions_and_man_pages_are_fresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    fspack(tmp.path()).arg("generate-docs").arg(tmp.path().join("gen")).assert().success();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut stale = Vec::new();
+    for dir in ["completions", "man"] {
+        let generated = tmp.path().join("gen").join(dir);
+        for e in fs::read_dir(&generated).unwrap() {
+            let e = e.unwrap();
+            let committed = root.join(dir).join(e.file_name());
+            if fs::read(&committed).ok() != Some(fs::read(e.path()).unwrap()) {
+                stale.push(committed.display().to_string());
+            }
+        }
+        let n_generated = fs::read_dir(&generated).unwrap().count();
+        let n_committed = fs::read_dir(root.join(dir)).map(|d| d.count()).unwrap_or(0);
+        if n_generated != n_committed {
+            stale.push(format!("{dir}/ holds {n_committed} files, the CLI generates {n_generated}"));
+        }
+    }
+    assert!(stale.is_empty(), "stale generated files (run `cargo run -p fspack -- generate-docs .`): {stale:?}");
+}
+
+#[test]
+fn completions_print_the_committed_script() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = fspack(tmp.path()).args(["completions", "bash"]).output().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    assert_eq!(out.stdout, fs::read(root.join("completions/fspack.bash")).unwrap());
+}
+
+#[test]
+fn building_a_missing_directory_names_it_and_exits_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    fspack(tmp.path())
+        .args(["build", "/nonexistent/model", "-o"])
+        .arg(tmp.path().join("x.erofs"))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("error: failed to build").and(predicate::str::contains("/nonexistent/model")));
+    assert!(!tmp.path().join("x.erofs").exists());
+}
+
+#[test]
+fn an_output_inside_the_source_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(tmp.path().join("src")).unwrap();
+    fspack(tmp.path())
+        .args(["build"])
+        .arg(tmp.path().join("src"))
+        .arg("-o")
+        .arg(tmp.path().join("src/out.erofs"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("inside the source directory"));
+}
+
+#[test]
+fn bad_sizes_and_references_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    fspack(tmp.path())
+        .args(["build", ".", "-o", "x", "--blob-size", "12X"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown unit"));
+    fs::create_dir(tmp.path().join("src")).unwrap();
+    fspack(tmp.path())
+        .arg("push")
+        .arg(tmp.path().join("src"))
+        .arg("Not A Reference")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Not A Reference"));
+}
+
+#[test]
+fn build_writes_a_chunked_image_and_reports_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("weights.bin"), vec![3u8; 3 << 20]).unwrap();
+    fs::write(src.join("config.json"), b"{}").unwrap();
+    let out = fspack(tmp.path())
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(tmp.path().join("m.erofs"))
+        .args(["--layout", "chunked", "--blob-size", "1M", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["blobs"].as_array().unwrap().len(), 3, "3 MiB in 1 MiB blobs: {v}");
+    assert!(tmp.path().join("m.erofs.d/blob-0002").exists());
+}
+
+#[test]
+fn push_to_an_oci_layout_and_inspect_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("weights.bin"), vec![5u8; 2 << 20]).unwrap();
+    let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
+    let out = fspack(tmp.path()).arg("push").arg(&src).arg(&layout).args(["--blob-size", "1M", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = fspack(tmp.path()).args(["inspect", &layout, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspected["digest"], report["manifest_digest"]);
+    assert_eq!(inspected["format"], "erofs");
+    let layers = inspected["manifest"]["layers"].as_array().unwrap();
+    assert_eq!(layers.last().unwrap()["mediaType"], "application/vnd.erofs");
+    assert_eq!(layers[0]["annotations"]["org.erofs.role"], "device");
+    // skopeo, an independent reader, sees the same manifest.
+    if trees::have_tool("skopeo") {
+        let raw = std::process::Command::new("skopeo").args(["inspect", "--raw", &layout]).output().unwrap();
+        assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+        let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+        assert_eq!(m["artifactType"], "application/vnd.fspack.image.v1");
+    }
+}

@@ -1,0 +1,308 @@
+//! fspack against a real registry (CNCF distribution from Debian, started per test on
+//! 127.0.0.1): push, inspect, pull, mount, and what another client sees.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::trees::{SnapOpts, TreeOpts, assert_same, can_mount, have_tool, make_tree, snapshot};
+use common::*;
+use predicates::prelude::*;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "fspack failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn curl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl").arg("-fsS").args(args).output().unwrap();
+    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn model(dir: &Path) {
+    fs::create_dir_all(dir.join("tokenizer")).unwrap();
+    for i in 0..3u8 {
+        let data: Vec<u8> = (0..(3u32 << 20)).map(|x| (x.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i).collect();
+        fs::write(dir.join(format!("model-{i}.safetensors")), data).unwrap();
+    }
+    fs::write(dir.join("config.json"), br#"{"hidden_size": 4096}"#).unwrap();
+    fs::write(dir.join("tokenizer/tokenizer.json"), vec![b'x'; 50_000]).unwrap();
+    for i in 0..20 {
+        fs::write(dir.join(format!("notes-{i}.txt")), format!("note {i}\n")).unwrap();
+    }
+}
+
+#[test]
+fn push_is_read_back_byte_for_byte_by_skopeo_and_curl() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src);
+    let reference = format!("{}/models/demo:v1", reg.addr);
+    let report = json(
+        &fspack(tmp.path()).arg("push").arg(&src).arg(&reference).args(["--blob-size", "2M", "--json"]).output().unwrap(),
+    );
+    let layers = report["layers"].as_array().unwrap();
+    assert!(layers.len() >= 5, "3 x 3 MiB in 2 MiB blobs gives several blobs: {report}");
+    // The same build on disk gives the bytes the registry must hold.
+    fspack(tmp.path())
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(tmp.path().join("local.erofs"))
+        .args(["--layout", "chunked", "--blob-size", "2M"])
+        .assert()
+        .success();
+    for l in layers {
+        let title = l["title"].as_str().unwrap();
+        let local = if title == "meta.erofs" { tmp.path().join("local.erofs") } else { tmp.path().join("local.erofs.d").join(title) };
+        let url = format!("http://{}/v2/models/demo/blobs/{}", reg.addr, l["digest"].as_str().unwrap());
+        assert!(curl(&[&url]) == fs::read(&local).unwrap(), "blob {title} differs from the local build");
+    }
+    if have_tool("skopeo") {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(m["artifactType"], "application/vnd.fspack.image.v1");
+        assert_eq!(m["layers"].as_array().unwrap().len(), layers.len());
+        let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&out.stdout)));
+        assert_eq!(report["manifest_digest"], digest.as_str());
+    }
+}
+
+#[test]
+fn re_pushing_after_a_small_edit_sends_under_one_percent() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src);
+    let reference = format!("{}/models/edit:v1", reg.addr);
+    let push = |r: &str| {
+        json(&fspack(tmp.path()).arg("push").arg(&src).arg(r).args(["--blob-size", "4M", "--json"]).output().unwrap())
+    };
+    let first = push(&reference);
+    assert_eq!(first["bytes_skipped"], 0);
+    fs::write(src.join("config.json"), br#"{"hidden_size": 8192}"#).unwrap();
+    let second = push(&format!("{}/models/edit:v2", reg.addr));
+    let sent = second["bytes_sent"].as_u64().unwrap();
+    let total = sent + second["bytes_skipped"].as_u64().unwrap();
+    assert!(sent * 100 < total, "re-push sent {sent} of {total} bytes");
+    assert_ne!(first["manifest_digest"], second["manifest_digest"]);
+}
+
+#[test]
+fn a_registry_with_basic_auth_needs_credentials() {
+    let Some(reg) = Registry::start_with_auth("alice", "s3cret-canary") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.txt"), b"a").unwrap();
+    let reference = format!("{}/private/m:v1", reg.addr);
+    let docker = tmp.path().join("docker");
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", &docker)
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains(reg.addr.as_str()).and(predicate::str::contains("s3cret-canary").not()));
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", &docker)
+        .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
+        .write_stdin("s3cret-canary\n")
+        .assert()
+        .success();
+    fspack(tmp.path()).env("DOCKER_CONFIG", &docker).arg("push").arg(&src).arg(&reference).assert().success();
+    fspack(tmp.path()).env("DOCKER_CONFIG", &docker).args(["inspect", &reference]).assert().success();
+}
+
+#[test]
+fn pulling_a_missing_tag_exits_3_and_names_it() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = format!("{}/nothing/here:v9", reg.addr);
+    fspack(&tmp.path().join("store"))
+        .args(["pull", &reference])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("nothing/here"));
+}
+
+/// Uploads `data` as a blob with curl (an independent client) and returns its digest.
+fn curl_blob(reg: &Registry, repo: &str, data: &[u8], dir: &Path) -> String {
+    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data)));
+    let file = dir.join(digest.replace(':', "_"));
+    fs::write(&file, data).unwrap();
+    let out = Command::new("curl")
+        .args(["-fsS", "-X", "POST", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("http://{}/v2/{repo}/blobs/uploads/", reg.addr))
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout);
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .unwrap()
+        .trim()
+        .to_string();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let url = if location.starts_with("http") { location } else { format!("http://{}{location}", reg.addr) };
+    curl(&["-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary", &format!("@{}", file.display()), &format!("{url}{sep}digest={digest}")]);
+    digest
+}
+
+fn curl_manifest(reg: &Registry, repo: &str, tag: &str, media_type: &str, layer: (&str, u64)) {
+    let config = curl_blob(reg, repo, b"{}", Path::new("/tmp"));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.other-tool",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": media_type, "digest": layer.0, "size": layer.1,
+                    "annotations": {"org.opencontainers.image.title": "image"}}]
+    });
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &manifest.to_string(),
+        &format!("http://{}/v2/{repo}/manifests/{tag}", reg.addr),
+    ]);
+}
+
+#[test]
+fn an_artifact_with_a_layer_type_fspack_cannot_mount_is_refused_before_download() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let digest = curl_blob(&reg, "other/tool", b"not a filesystem", tmp.path());
+    curl_manifest(&reg, "other/tool", "v1", "application/vnd.oci.image.layer.v1.tar+gzip", (&digest, 16));
+    let store = tmp.path().join("store");
+    fspack(&store)
+        .args(["pull", &format!("{}/other/tool:v1", reg.addr)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("tar+gzip").and(predicate::str::contains("cannot mount")));
+    let blobs = store.join("blobs/sha256");
+    let n = fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(n, 0, "nothing may be stored for a refused artifact");
+}
+
+fn pull_mount_compare(reg: &Registry, tmp: &Path, reference: &str, src: &Path, extra: &[&str]) {
+    let store = tmp.join("store");
+    let mnt = tmp.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let report = json(&fspack(&store).args(["pull", reference, "--json", "--mount"]).arg(&mnt).args(extra).output().unwrap());
+    assert_eq!(report["mounted_at"], mnt.to_str().unwrap());
+    let _ = reg;
+    let ls = json(&fspack(&store).args(["ls", "--json"]).output().unwrap());
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    assert_eq!(ls[0]["mounted"], true);
+    let result = std::panic::catch_unwind(|| assert_same(&snapshot(src, SnapOpts::KERNEL), &snapshot(&mnt, SnapOpts::KERNEL)));
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    result.unwrap();
+    assert_eq!(leftovers(tmp), Vec::<String>::new(), "umount must leave no mount or loop device behind");
+    let ls = json(&fspack(&store).args(["ls", "--json"]).output().unwrap());
+    assert_eq!(ls.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn privileged_push_pull_mount_round_trip_of_a_chunked_erofs_tree() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, &TreeOpts { big_dir: 1500, huge_sparse: true });
+    let reference = format!("{}/trees/all-kinds:v1", reg.addr);
+    fspack(tmp.path()).arg("push").arg(&src).arg(&reference).args(["--blob-size", "1M"]).assert().success();
+    pull_mount_compare(&reg, tmp.path(), &reference, &src, &[]);
+}
+
+#[test]
+fn privileged_single_erofs_image_through_loop_devices() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, &TreeOpts { big_dir: 300, huge_sparse: false });
+    let image = tmp.path().join("single.erofs");
+    fspack(tmp.path()).arg("build").arg(&src).arg("-o").arg(&image).assert().success();
+    let reference = format!("{}/trees/single:v1", reg.addr);
+    fspack(tmp.path()).arg("push").arg(&image).arg(&reference).assert().success();
+    pull_mount_compare(&reg, tmp.path(), &reference, &src, &["--mount-mode", "loop"]);
+}
+
+#[test]
+fn privileged_an_erofs_artifact_pushed_by_another_client_mounts() {
+    if !can_mount("erofs") || !have_tool("mkfs.erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/file.txt"), b"made by mkfs.erofs\n").unwrap();
+    let image = tmp.path().join("foreign.erofs");
+    assert!(Command::new("mkfs.erofs").arg("-q").arg(&image).arg(&src).status().unwrap().success());
+    let data = fs::read(&image).unwrap();
+    let digest = curl_blob(&reg, "foreign/erofs", &data, tmp.path());
+    curl_manifest(&reg, "foreign/erofs", "v1", "application/vnd.erofs.layer.v1", (&digest, data.len() as u64));
+    let reference = format!("{}/foreign/erofs:v1", reg.addr);
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    fspack(&store).args(["pull", &reference, "--mount"]).arg(&mnt).assert().success();
+    let content = fs::read(mnt.join("d/file.txt"));
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert_eq!(content.unwrap(), b"made by mkfs.erofs\n");
+    assert!(leftovers(tmp.path()).is_empty());
+}
+
+#[test]
+fn privileged_two_concurrent_pulls_of_one_reference_both_succeed() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src);
+    let reference = format!("{}/models/shared:v1", reg.addr);
+    fspack(tmp.path()).arg("push").arg(&src).arg(&reference).args(["--blob-size", "2M"]).assert().success();
+    let store = tmp.path().join("store");
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    let spawn = || {
+        Command::new(&bin)
+            .env("FSPACK_STORE", &store)
+            .args(["pull", &reference, "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (ra, rb) = (json(&a), json(&b));
+    assert_eq!(ra["manifest_digest"], rb["manifest_digest"]);
+    let fetched = ra["bytes_fetched"].as_u64().unwrap() + rb["bytes_fetched"].as_u64().unwrap();
+    let total: u64 = ra["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
+    assert_eq!(fetched, total, "each blob is fetched once between the two pulls");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    fspack(&store).args(["mount", &reference]).arg(&mnt).assert().success();
+    let same = fs::read(mnt.join("model-1.safetensors")).unwrap() == fs::read(src.join("model-1.safetensors")).unwrap();
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert!(same);
+}
