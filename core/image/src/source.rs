@@ -87,10 +87,21 @@ impl BlobPlan {
 
     /// A sequential reader over the blob's bytes, opening source files only as they are reached.
     pub fn reader(&self) -> PlanReader {
+        self.reader_at(0)
+    }
+
+    /// A sequential reader starting `offset` bytes into the blob (for resumed uploads).
+    pub fn reader_at(&self, offset: u64) -> PlanReader {
+        let mut idx = 0;
+        let mut left = offset;
+        while idx < self.segments.len() && left >= self.segments[idx].len() {
+            left -= self.segments[idx].len();
+            idx += 1;
+        }
         PlanReader {
             segments: self.segments.clone(),
-            idx: 0,
-            pos: 0,
+            idx,
+            pos: left,
             file: None,
         }
     }

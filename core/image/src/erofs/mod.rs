@@ -258,12 +258,17 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
         }
     }
 
-    // Metadata placement. Block 0 holds the superblock and device table; no inode with an inline
-    // *file* tail goes there, so the superblock checksum never depends on file data.
+    // Metadata placement. An inode with its xattrs and inline data must not cross a block
+    // boundary (the kernel rejects inline data that does), so inodes go first-fit into blocks
+    // that still have room, the way mkfs.erofs packs them; without that, a tree of small files
+    // wastes half a block per file. Block 0 holds the superblock and device table; no inode with
+    // an inline *file* tail goes there, so the superblock checksum never depends on file data.
     let devt_slotoff = (SUPER_OFFSET + 128).div_ceil(DEVT_SLOT_SIZE);
-    let mut pos = (devt_slotoff * DEVT_SLOT_SIZE + blobs.len() * DEVT_SLOT_SIZE) as u64;
+    let mut end = (devt_slotoff * DEVT_SLOT_SIZE + blobs.len() * DEVT_SLOT_SIZE) as u64;
+    // Blocks left behind with free room: (block start, first free byte).
+    let mut open: Vec<(u64, u64)> = Vec::new();
+    const MAX_OPEN: usize = 128;
     for (id, node) in nodes.iter_mut().enumerate() {
-        pos = pos.next_multiple_of(ISLOT);
         let base = node.base_len();
         if base > BLKSZ {
             return Err(Error::Xattr {
@@ -276,41 +281,62 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
             blocks,
             tail_inline: true,
         } = node.data
+            && base + node.tail_len() > BLKSZ
         {
-            let tail = node.tail_len();
-            let is_file = matches!(node.content, Content::File { .. });
-            if base + tail > BLKSZ {
-                // Cannot fit in one block with the inode: the tail gets a data block of its own.
-                node.data = Data::Flat {
-                    blocks: blocks + 1,
-                    tail_inline: false,
-                };
-            } else {
-                let in_block0 = pos < BLKSZ;
-                if (pos % BLKSZ) + base + tail > BLKSZ || (is_file && in_block0) {
-                    pos = pos.next_multiple_of(BLKSZ);
-                }
-            }
+            // Cannot fit in one block with the inode: the tail gets a data block of its own.
+            node.data = Data::Flat {
+                blocks: blocks + 1,
+                tail_inline: false,
+            };
         }
-        if !matches!(
+        let file_tail = matches!(
             node.data,
             Data::Flat {
                 tail_inline: true,
                 ..
             }
-        ) && (pos % BLKSZ) + base > BLKSZ
+        ) && matches!(node.content, Content::File { .. });
+        let need = base + node.extra_len();
+        let fits = |blk: u64, free: u64| {
+            let p = free.next_multiple_of(ISLOT);
+            p + need.min(BLKSZ) <= blk + BLKSZ && !(file_tail && blk == 0)
+        };
+        if need <= BLKSZ
+            && let Some(slot) = open.iter_mut().find(|(blk, free)| fits(*blk, *free))
         {
-            pos = pos.next_multiple_of(BLKSZ);
+            node.pos = slot.1.next_multiple_of(ISLOT);
+            slot.1 = node.pos + need;
+        } else {
+            // Append at the end; what must stay within one block (the whole record, or the
+            // inode and xattrs of a long chunk index) starts a new block when it would cross.
+            let mut p = end.next_multiple_of(ISLOT);
+            let in_block = if need <= BLKSZ { need } else { base };
+            if (p % BLKSZ) + in_block > BLKSZ || (file_tail && p < BLKSZ) {
+                let blk = end / BLKSZ * BLKSZ;
+                if end % BLKSZ != 0 {
+                    open.push((blk, end));
+                }
+                p = p.next_multiple_of(BLKSZ);
+            }
+            node.pos = p;
+            end = p + need;
         }
-        node.pos = pos;
-        pos += base + node.extra_len();
+        open.retain(|(blk, free)| {
+            blk + BLKSZ - free.next_multiple_of(ISLOT) >= INODE_EXTENDED_SIZE as u64
+        });
+        if open.len() > MAX_OPEN {
+            let fullest = (0..open.len())
+                .min_by_key(|&i| open[i].0 + BLKSZ - open[i].1)
+                .expect("non-empty");
+            open.swap_remove(fullest);
+        }
     }
     if nodes[Tree::ROOT].pos / ISLOT > u16::MAX as u64 {
         return Err(Error::TooLarge(
             "root inode beyond the 16-bit root nid".into(),
         ));
     }
-    let meta_blocks = pos.div_ceil(BLKSZ);
+    let meta_blocks = end.div_ceil(BLKSZ);
 
     // Data blocks of the primary image, in inode order.
     let mut next_blk = meta_blocks;
@@ -340,18 +366,26 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
     let total_blocks =
         u32::try_from(next_blk).map_err(|_| Error::TooLarge("more than 2^32 blocks".into()))?;
 
-    // Encode metadata.
+    // Encode metadata as one piece per inode (inode, xattrs, inline bytes or chunk index) with
+    // file tails as source segments between them: the metadata of a 50k-file tree then costs a
+    // few MiB, never the size of its inline tails.
     let nid = |id: InodeId| nodes[id].pos / ISLOT;
-    let mut meta = vec![0u8; (meta_blocks * BLKSZ) as usize];
-    let mut tail_holes: Vec<(u64, Segment)> = Vec::new();
     let mut dir_bytes: Vec<Option<Arc<Vec<u8>>>> = vec![None; n];
     for (id, inode) in tree.inodes.iter().enumerate() {
         if inode.is_dir() {
             dir_bytes[id] = Some(Arc::new(dirs.encode(id, tree, &nid)));
         }
     }
+    // (offset, bytes, file tail that follows the bytes)
+    let mut pieces: Vec<(u64, Vec<u8>, Option<Segment>)> = Vec::with_capacity(n + 1);
+    let devt_end = devt_slotoff * DEVT_SLOT_SIZE + blobs.len() * DEVT_SLOT_SIZE;
+    let mut head = vec![0u8; devt_end - SUPER_OFFSET];
+    for (i, blob) in blobs.iter().enumerate() {
+        let off = devt_slotoff * DEVT_SLOT_SIZE + i * DEVT_SLOT_SIZE - SUPER_OFFSET;
+        encode_device_slot(blob.len() / BLKSZ, &mut head[off..off + DEVT_SLOT_SIZE]);
+    }
+    pieces.push((SUPER_OFFSET as u64, head, None));
     for (id, (inode, node)) in tree.inodes.iter().zip(&nodes).enumerate() {
-        let p = node.pos as usize;
         let mut rec = InodeRecord {
             layout: DataLayout::FlatPlain as u16,
             xattr_icount: xattr::icount(node.xattrs.len()),
@@ -365,19 +399,21 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
             mtime_nsec: inode.mtime_nsec,
             nlink: inode.nlink,
         };
-        match &inode.kind {
-            Kind::CharDev { rdev } | Kind::BlockDev { rdev } => rec.i_u = encode_rdev(*rdev),
-            _ => {}
+        if let Kind::CharDev { rdev } | Kind::BlockDev { rdev } = &inode.kind {
+            rec.i_u = encode_rdev(*rdev);
         }
-        let base = p + node.base_len() as usize;
+        let base = node.base_len() as usize;
+        let mut buf = vec![0u8; base];
+        let mut tail_seg = None;
         match &node.data {
             Data::Chunks { bits, map } => {
                 rec.layout = DataLayout::ChunkBased as u16;
                 rec.i_u = ((bits - BLKBITS) as u16 | CHUNK_FORMAT_INDEXES) as u32;
                 let mut off = base.next_multiple_of(CHUNK_INDEX_SIZE);
+                buf.resize(off + map.len() * CHUNK_INDEX_SIZE, 0);
                 for entry in map {
                     let (dev, blk) = entry.unwrap_or((0, NULL_ADDR));
-                    encode_chunk_index(dev, blk, &mut meta[off..off + CHUNK_INDEX_SIZE]);
+                    encode_chunk_index(dev, blk, &mut buf[off..off + CHUNK_INDEX_SIZE]);
                     off += CHUNK_INDEX_SIZE;
                 }
             }
@@ -386,40 +422,34 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
                 blocks,
             } => {
                 rec.layout = DataLayout::FlatInline as u16;
-                let tail = node.tail_len() as usize;
                 let tail_off = blocks * BLKSZ;
                 match &node.content {
-                    Content::Bytes(b) => {
-                        meta[base..base + tail].copy_from_slice(&b[tail_off as usize..])
-                    }
-                    Content::File { path, stamp } => tail_holes.push((
-                        base as u64,
-                        Segment::File {
+                    Content::Bytes(b) => buf.extend_from_slice(&b[tail_off as usize..]),
+                    Content::File { path, stamp } => {
+                        tail_seg = Some(Segment::File {
                             path: path.clone(),
                             offset: tail_off,
-                            len: tail as u64,
+                            len: node.tail_len(),
                             expect: *stamp,
-                        },
-                    )),
+                        })
+                    }
                     Content::None => {
                         let b = dir_bytes[id].as_ref().expect("directory bytes encoded");
-                        meta[base..base + tail].copy_from_slice(&b[tail_off as usize..]);
+                        buf.extend_from_slice(&b[tail_off as usize..]);
                     }
                 }
             }
             _ => {}
         }
-        rec.encode(&mut meta[p..p + INODE_EXTENDED_SIZE]);
-        meta[p + INODE_EXTENDED_SIZE..base].copy_from_slice(&node.xattrs);
+        rec.encode(&mut buf[..INODE_EXTENDED_SIZE]);
+        buf[INODE_EXTENDED_SIZE..base].copy_from_slice(&node.xattrs);
+        pieces.push((node.pos, buf, tail_seg));
     }
+    // First-fit placement is not in inode order; segments must be.
+    pieces.sort_by_key(|p| p.0);
 
-    // Device table.
-    for (i, blob) in blobs.iter().enumerate() {
-        let off = devt_slotoff * DEVT_SLOT_SIZE + i * DEVT_SLOT_SIZE;
-        encode_device_slot(blob.len() / BLKSZ, &mut meta[off..off + DEVT_SLOT_SIZE]);
-    }
-
-    // Superblock: UUID from the metadata (names, sizes, modes, times, xattrs, layout), then checksum.
+    // Superblock: UUID from the metadata (names, sizes, modes, times, xattrs, layout), then the
+    // checksum over the rest of block 0.
     let mut incompat = 0;
     if nodes.iter().any(|n| matches!(n.data, Data::Chunks { .. })) {
         incompat |= INCOMPAT_CHUNKED_FILE;
@@ -439,12 +469,12 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
             .map_err(|_| Error::TooLarge("more than 65535 data blobs".into()))?,
         devt_slotoff: devt_slotoff as u16,
     };
-    meta[SUPER_OFFSET..SUPER_OFFSET + 128].copy_from_slice(&sb.encode());
+    pieces[0].1[..128].copy_from_slice(&sb.encode());
     let mut h = Sha256::new();
-    h.update(&meta);
-    for (off, seg) in &tail_holes {
-        if let Segment::File { expect, .. } = seg {
-            h.update(off.to_le_bytes());
+    for (off, bytes, tail) in &pieces {
+        h.update(off.to_le_bytes());
+        h.update(bytes);
+        if let Some(Segment::File { expect, .. }) = tail {
             h.update(expect.size.to_le_bytes());
             h.update(expect.mtime.0.to_le_bytes());
             h.update(expect.mtime.1.to_le_bytes());
@@ -454,29 +484,33 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
     sb.uuid.copy_from_slice(&digest[..16]);
     sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x50; // RFC 4122 version 5 style: name-based
     sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
-    meta[SUPER_OFFSET..SUPER_OFFSET + 128].copy_from_slice(&sb.encode());
-    let crc = superblock_checksum(&meta[SUPER_OFFSET..BLKSZ as usize]);
-    put32(&mut meta, SUPER_OFFSET + 4, crc);
-
-    // Segments of the primary image: metadata with file tails spliced in, then data blocks.
-    let meta = Arc::new(meta);
-    let mut segs = Vec::new();
-    let mut at = 0usize;
-    for (off, seg) in tail_holes {
-        let off = off as usize;
-        segs.push(Segment::Bytes {
-            buf: meta.clone(),
-            start: at,
-            len: off - at,
-        });
-        at = off + seg.len() as usize;
-        segs.push(seg);
+    pieces[0].1[..128].copy_from_slice(&sb.encode());
+    let mut block0 = vec![0u8; BLKSZ as usize];
+    for (off, bytes, _) in pieces.iter().take_while(|p| p.0 < BLKSZ) {
+        let end = (*off as usize + bytes.len()).min(BLKSZ as usize);
+        block0[*off as usize..end].copy_from_slice(&bytes[..end - *off as usize]);
     }
-    segs.push(Segment::Bytes {
-        buf: meta.clone(),
-        start: at,
-        len: meta.len() - at,
-    });
+    let crc = superblock_checksum(&block0[SUPER_OFFSET..]);
+    put32(&mut pieces[0].1, 4, crc);
+
+    // Segments of the primary image: metadata pieces with file tails, then data blocks.
+    let mut segs = vec![Segment::Zero(SUPER_OFFSET as u64)];
+    let mut at = SUPER_OFFSET as u64;
+    for (off, bytes, tail) in pieces {
+        segs.push(Segment::Zero(off - at));
+        at = off + bytes.len() as u64;
+        let len = bytes.len();
+        segs.push(Segment::Bytes {
+            buf: Arc::new(bytes),
+            start: 0,
+            len,
+        });
+        if let Some(t) = tail {
+            at += t.len();
+            segs.push(t);
+        }
+    }
+    segs.push(Segment::Zero(meta_blocks * BLKSZ - at));
     for (id, node) in nodes.iter().enumerate() {
         if let (Data::Chunks { bits, map }, Content::File { path, stamp }) =
             (&node.data, &node.content)
@@ -648,32 +682,46 @@ fn place_chunks(
     Ok(())
 }
 
-/// Joins neighbouring byte segments of the same buffer and drops empty ones.
+/// Coalesces runs of generated bytes and short zero gaps into single buffers (few large writes
+/// instead of one per inode) and drops empty segments; file data and long zero runs stay as they are.
 fn merge_bytes(segs: Vec<Segment>) -> Vec<Segment> {
-    let mut out: Vec<Segment> = Vec::with_capacity(segs.len());
+    const SMALL_GAP: u64 = BLKSZ;
+    let mut out: Vec<Segment> = Vec::with_capacity(segs.len() / 2 + 1);
+    let mut acc: Vec<u8> = Vec::new();
+    let flush = |acc: &mut Vec<u8>, out: &mut Vec<Segment>| {
+        if !acc.is_empty() {
+            let buf = std::mem::take(acc);
+            let len = buf.len();
+            out.push(Segment::Bytes {
+                buf: Arc::new(buf),
+                start: 0,
+                len,
+            });
+        }
+    };
     for s in segs {
-        if s.is_empty() {
-            continue;
+        match &s {
+            _ if s.is_empty() => {}
+            Segment::Bytes { buf, start, len } => {
+                acc.extend_from_slice(&buf[*start..*start + *len])
+            }
+            Segment::Zero(n) if *n <= SMALL_GAP && !acc.is_empty() => {
+                acc.resize(acc.len() + *n as usize, 0)
+            }
+            Segment::Zero(n) => {
+                flush(&mut acc, &mut out);
+                if let Some(Segment::Zero(m)) = out.last_mut() {
+                    *m += n;
+                } else {
+                    out.push(s);
+                }
+            }
+            Segment::File { .. } => {
+                flush(&mut acc, &mut out);
+                out.push(s);
+            }
         }
-        if let (
-            Some(Segment::Bytes {
-                buf: b1,
-                start: s1,
-                len: l1,
-            }),
-            Segment::Bytes {
-                buf: b2,
-                start: s2,
-                len: l2,
-            },
-        ) = (out.last_mut(), &s)
-            && Arc::ptr_eq(b1, b2)
-            && *s1 + *l1 == *s2
-        {
-            *l1 += l2;
-            continue;
-        }
-        out.push(s);
     }
+    flush(&mut acc, &mut out);
     out
 }
