@@ -1,1 +1,336 @@
-//! placeholder
+//! The local content store: an OCI image layout with verified, atomic commits.
+//!
+//! Layout on disk: `oci-layout`, `index.json` and `blobs/sha256/<hex>` (so skopeo and oras read
+//! it as is), plus fspack's own `ingest/` (partial downloads and their journals), `locks/` (file
+//! locks, released by the kernel when a process dies) and `mounts/` (one record per mount point).
+//!
+//! The rule that everything else relies on: a file under `blobs/` has been checked against its
+//! size and sha256, written to disk (fsync) and renamed into place. Only those files are mounted.
+
+mod error;
+mod ingest;
+mod layout;
+mod records;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use error::{Result, StoreError};
+pub use ingest::Ingest;
+pub use layout::Descriptor;
+pub use records::MountRecord;
+use sha2::{Digest, Sha256};
+
+/// A local store rooted at a directory.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    /// Shared lock on `locks/gc.lock` for as long as this handle lives: `gc` takes it exclusively,
+    /// so it never removes a blob that a running pull has committed but not yet tagged.
+    gc_guard: Mutex<Option<File>>,
+}
+
+/// The default store: `/var/lib/fspack` for root, `$XDG_DATA_HOME/fspack` (or
+/// `~/.local/share/fspack`) otherwise; `FSPACK_STORE` overrides both.
+pub fn default_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("FSPACK_STORE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/fspack");
+    }
+    if let Some(p) = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p).join("fspack");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/fspack")
+}
+
+/// Checks that `digest` is `sha256:` and 64 lowercase hex digits; returns the hex part.
+pub fn digest_hex(digest: &str) -> Result<&str> {
+    match digest.strip_prefix("sha256:") {
+        Some(h)
+            if h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(h)
+        }
+        _ => Err(StoreError::InvalidDigest(digest.to_string())),
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcReport {
+    /// Blobs removed.
+    pub removed_blobs: usize,
+    /// Abandoned partial downloads removed.
+    pub removed_ingests: usize,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// Blobs kept.
+    pub kept_blobs: usize,
+}
+
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "removed {} blobs and {} partial downloads, freed {} bytes; kept {} blobs",
+            self.removed_blobs, self.removed_ingests, self.freed_bytes, self.kept_blobs
+        )
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        let marker = root.join("oci-layout");
+        if !marker.exists() {
+            if root.exists()
+                && fs::read_dir(root)
+                    .map_err(|e| StoreError::io(root, e))?
+                    .next()
+                    .is_some()
+            {
+                return Err(StoreError::NotALayout(root.to_path_buf()));
+            }
+            fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+            write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        for d in ["blobs/sha256", "ingest", "locks", "mounts"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+        }
+        let index = root.join("index.json");
+        if !index.exists() {
+            write_atomic(&index, &layout::empty_index())?;
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+            gc_guard: Mutex::new(None),
+        };
+        let guard = store.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared)?;
+        *store.gc_guard.lock().expect("not poisoned") = Some(guard);
+        Ok(store)
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where blob `digest` lives once committed. The digest must be valid (see [`digest_hex`]).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest_hex(digest).unwrap_or("invalid");
+        self.root.join("blobs/sha256").join(hex)
+    }
+
+    /// Whether blob `digest` is committed.
+    pub fn has_blob(&self, digest: &str) -> bool {
+        digest_hex(digest).is_ok() && self.blob_path(digest).is_file()
+    }
+
+    /// Whether blob `digest` is committed with `size` bytes.
+    pub fn has_blob_sized(&self, digest: &str, size: u64) -> bool {
+        self.has_blob(digest) && fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.len() == size)
+    }
+
+    /// Starts (or resumes) writing blob `digest` of `size` bytes; blocks while another process
+    /// holds the same ingest. Re-check [`Store::has_blob`] after it returns.
+    pub fn ingest(&self, digest: &str, size: u64) -> Result<Ingest> {
+        Ingest::open(self, digest, size)
+    }
+
+    /// Stores small content (manifests, configs) after hashing it; returns its digest.
+    pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<String> {
+        let digest = sha256_of(bytes);
+        let path = self.blob_path(&digest);
+        if !path.exists() {
+            write_atomic(&path, bytes)?;
+        }
+        Ok(digest)
+    }
+
+    /// Reads a committed blob of at most `max` bytes.
+    pub fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>> {
+        digest_hex(digest)?;
+        let path = self.blob_path(digest);
+        let size = fs::metadata(&path)
+            .map_err(|e| StoreError::io(&path, e))?
+            .len();
+        if size > max {
+            return Err(StoreError::TooLarge {
+                digest: digest.into(),
+                size,
+                max,
+            });
+        }
+        fs::read(&path).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Points tag `name` at a manifest (replacing an earlier entry of that name).
+    pub fn tag(
+        &self,
+        name: &str,
+        manifest_digest: &str,
+        media_type: &str,
+        size: u64,
+    ) -> Result<()> {
+        digest_hex(manifest_digest)?;
+        let _lock = self.lock_file("index.lock", rustix::fs::FlockOperation::LockExclusive)?;
+        let mut index = self.read_index()?;
+        index.set(name, Descriptor::new(media_type, manifest_digest, size));
+        write_atomic(&self.root.join("index.json"), &index.to_bytes())
+    }
+
+    /// The manifest tag `name` points at.
+    pub fn resolve(&self, name: &str) -> Result<Option<Descriptor>> {
+        Ok(self.read_index()?.get(name))
+    }
+
+    /// All tags and their manifests.
+    pub fn tags(&self) -> Result<Vec<(String, Descriptor)>> {
+        Ok(self.read_index()?.tagged())
+    }
+
+    fn read_index(&self) -> Result<layout::Index> {
+        layout::Index::read(&self.root.join("index.json"))
+    }
+
+    /// Records a mount so `umount`, `ls` and `gc` know about it.
+    pub fn record_mount(&self, rec: &MountRecord) -> Result<()> {
+        records::write(&self.root, rec)
+    }
+
+    /// All mount records.
+    pub fn mount_records(&self) -> Result<Vec<MountRecord>> {
+        records::read_all(&self.root)
+    }
+
+    /// Forgets the mount record of `target`.
+    pub fn remove_mount_record(&self, target: &Path) -> Result<()> {
+        records::remove(&self.root, target)
+    }
+
+    /// Removes blobs that no tag and no mount record reaches (and abandoned partial downloads).
+    /// Waits while pulls that hold this store open are running.
+    pub fn gc(&self, keep_extra: &[String]) -> Result<GcReport> {
+        // Trade our own shared lock for the exclusive one, and take the shared one back after.
+        let _ = self.gc_guard.lock().expect("not poisoned").take();
+        let exclusive = self.lock_file("gc.lock", rustix::fs::FlockOperation::LockExclusive)?;
+        let result = self.gc_locked(keep_extra);
+        drop(exclusive);
+        *self.gc_guard.lock().expect("not poisoned") =
+            Some(self.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared)?);
+        result
+    }
+
+    fn gc_locked(&self, keep_extra: &[String]) -> Result<GcReport> {
+        let mut keep: std::collections::HashSet<String> = keep_extra.iter().cloned().collect();
+        let mut roots: Vec<String> = self.tags()?.into_iter().map(|(_, d)| d.digest).collect();
+        for rec in self.mount_records()? {
+            roots.push(rec.manifest_digest.clone());
+            keep.extend(rec.blobs);
+        }
+        // Walk manifests and indexes from the roots.
+        while let Some(d) = roots.pop() {
+            if !keep.insert(d.clone()) || !self.has_blob(&d) {
+                continue;
+            }
+            let Ok(bytes) = self.read_blob(&d, 4 << 20) else {
+                continue;
+            };
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let digests = |key: &str| -> Vec<String> {
+                    v.get(key)
+                        .and_then(|a| a.as_array())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x["digest"].as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                if let Some(c) = v["config"]["digest"].as_str() {
+                    keep.insert(c.to_string());
+                }
+                keep.extend(digests("layers"));
+                roots.extend(digests("manifests"));
+            }
+        }
+        let mut report = GcReport::default();
+        let dir = self.root.join("blobs/sha256");
+        for e in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let e = e.map_err(|e| StoreError::io(&dir, e))?;
+            let digest = format!("sha256:{}", e.file_name().to_string_lossy());
+            if keep.contains(&digest) {
+                report.kept_blobs += 1;
+                continue;
+            }
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(e.path()).map_err(|err| StoreError::io(&e.path(), err))?;
+            report.removed_blobs += 1;
+            report.freed_bytes += size;
+        }
+        let (n, bytes) = ingest::remove_abandoned(self)?;
+        report.removed_ingests = n;
+        report.freed_bytes += bytes;
+        Ok(report)
+    }
+
+    /// Opens `locks/<name>` and takes a kernel file lock on it (released when the file closes,
+    /// also when the process dies).
+    fn lock_file(&self, name: &str, op: rustix::fs::FlockOperation) -> Result<File> {
+        let path = self.root.join("locks").join(name);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        rustix::fs::flock(&f, op).map_err(|e| StoreError::io(&path, e.into()))?;
+        Ok(f)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file: fsync, rename, fsync the directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("store paths have a parent");
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
+        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Makes a rename in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}

@@ -1,0 +1,95 @@
+//! Errors of the store: each names the path or digest involved.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O call on `path` failed.
+    #[error("{}", io_message(path, source))]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A digest that is not `sha256:` followed by 64 lowercase hex digits.
+    #[error("invalid digest {0:?}: fspack stores sha256 digests only (sha256:<64 hex digits>)")]
+    InvalidDigest(String),
+    /// Content did not hash to the digest it was stored under; nothing was committed.
+    #[error("content of {digest} does not match: got {actual}; the partial download was discarded")]
+    DigestMismatch {
+        /// The expected digest.
+        digest: String,
+        /// What the content hashed to.
+        actual: String,
+    },
+    /// Content had the wrong length; nothing was committed.
+    #[error(
+        "content of {digest} has {actual} bytes, expected {expected}; the partial download was discarded"
+    )]
+    SizeMismatch {
+        /// The expected digest.
+        digest: String,
+        /// Expected size.
+        expected: u64,
+        /// Actual size.
+        actual: u64,
+    },
+    /// The directory exists but is not an OCI image layout.
+    #[error(
+        "{0} is not empty and is not an OCI image layout (no oci-layout file); choose another --store"
+    )]
+    NotALayout(PathBuf),
+    /// A file of the store could not be parsed.
+    #[error("{path} is corrupt: {why}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// A blob larger than the caller accepts.
+    #[error("blob {digest} is {size} bytes, more than the {max} this read accepts")]
+    TooLarge {
+        /// The digest.
+        digest: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+}
+
+fn io_message(path: &Path, e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(28) {
+        return format!(
+            "{}: no space left on device\nhint: the store at {} is full; free space or point --store elsewhere",
+            path.display(),
+            path.ancestors()
+                .find(|p| p.join("oci-layout").exists())
+                .unwrap_or(path)
+                .display()
+        );
+    }
+    format!("{}: {e}", path.display())
+}
+
+impl StoreError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Whether the error is a full disk.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.raw_os_error() == Some(28))
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

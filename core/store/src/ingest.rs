@@ -1,0 +1,234 @@
+//! Partial downloads: a preallocated file written at any offset, a journal of the byte ranges
+//! that are durably written, and a commit that verifies before anything becomes a blob.
+//!
+//! Files: `ingest/<hex>.data` (the content so far), `ingest/<hex>.ranges` (first line the expected
+//! size, then one `start end` line per finished range, appended after the data is fsynced) and
+//! `locks/<hex>.lock` (an exclusive file lock while a process works on the blob).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Result, StoreError};
+use crate::{Store, digest_hex, sync_dir};
+
+/// A blob being written. Dropping it keeps the partial data for a later resume.
+#[derive(Debug)]
+pub struct Ingest {
+    digest: String,
+    size: u64,
+    data_path: PathBuf,
+    journal_path: PathBuf,
+    blob_path: PathBuf,
+    file: File,
+    _lock: File,
+}
+
+impl Ingest {
+    pub(crate) fn open(store: &Store, digest: &str, size: u64) -> Result<Ingest> {
+        let hex = digest_hex(digest)?;
+        let lock = store.lock_file(
+            &format!("{hex}.lock"),
+            rustix::fs::FlockOperation::LockExclusive,
+        )?;
+        let dir = store.root().join("ingest");
+        let data_path = dir.join(format!("{hex}.data"));
+        let journal_path = dir.join(format!("{hex}.ranges"));
+        // A journal for another size (a different descriptor) cannot be trusted: start over.
+        if read_journal(&journal_path)?.is_some_and(|(s, _)| s != size) {
+            let _ = fs::remove_file(&journal_path);
+            let _ = fs::remove_file(&data_path);
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&data_path)
+            .map_err(|e| StoreError::io(&data_path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io(&data_path, e))?
+            .len();
+        if len != size {
+            file.set_len(size)
+                .map_err(|e| StoreError::io(&data_path, e))?;
+        }
+        // Reserve the space now: a full disk fails here, not halfway through the download.
+        if size > 0 {
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, size)
+                .or_else(|e| {
+                    if e == rustix::io::Errno::OPNOTSUPP {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| StoreError::io(&data_path, e.into()))?;
+        }
+        if !journal_path.exists() {
+            let mut j =
+                File::create(&journal_path).map_err(|e| StoreError::io(&journal_path, e))?;
+            writeln!(j, "{size}").map_err(|e| StoreError::io(&journal_path, e))?;
+        }
+        Ok(Ingest {
+            digest: digest.to_string(),
+            size,
+            data_path,
+            journal_path,
+            blob_path: store.blob_path(digest),
+            file,
+            _lock: lock,
+        })
+    }
+
+    /// The file to write into (with `pwrite`: `FileExt::write_all_at`).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The digest being ingested.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Byte ranges `[start, end)` already durably written by earlier attempts, merged and sorted.
+    pub fn done_ranges(&self) -> Vec<(u64, u64)> {
+        let Ok(Some((_, mut ranges))) = read_journal(&self.journal_path) else {
+            return Vec::new();
+        };
+        ranges.sort();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in ranges.into_iter().filter(|(s, e)| s < e && *e <= self.size) {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        merged
+    }
+
+    /// Journals `[start, end)` as written, after making the data durable.
+    pub fn mark_done(&self, start: u64, end: u64) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io(&self.data_path, e))?;
+        let mut j = OpenOptions::new()
+            .append(true)
+            .open(&self.journal_path)
+            .map_err(|e| StoreError::io(&self.journal_path, e))?;
+        writeln!(j, "{start} {end}").map_err(|e| StoreError::io(&self.journal_path, e))
+    }
+
+    /// Verifies size and sha256, then moves the content into `blobs/` (fsync, rename, fsync dir,
+    /// read-only). On a mismatch the partial data is deleted and nothing is committed.
+    pub fn commit(self) -> Result<PathBuf> {
+        self.file
+            .sync_all()
+            .map_err(|e| StoreError::io(&self.data_path, e))?;
+        let actual_size = self
+            .file
+            .metadata()
+            .map_err(|e| StoreError::io(&self.data_path, e))?
+            .len();
+        if actual_size != self.size {
+            self.discard();
+            return Err(StoreError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected: self.size,
+                actual: actual_size,
+            });
+        }
+        let mut h = Sha256::new();
+        let mut r = File::open(&self.data_path).map_err(|e| StoreError::io(&self.data_path, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r
+                .read(&mut buf)
+                .map_err(|e| StoreError::io(&self.data_path, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let actual = format!("sha256:{}", hex::encode(h.finalize()));
+        if actual != self.digest {
+            self.discard();
+            return Err(StoreError::DigestMismatch {
+                digest: self.digest.clone(),
+                actual,
+            });
+        }
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&self.data_path, fs::Permissions::from_mode(0o444))
+            .map_err(|e| StoreError::io(&self.data_path, e))?;
+        fs::rename(&self.data_path, &self.blob_path)
+            .map_err(|e| StoreError::io(&self.blob_path, e))?;
+        sync_dir(self.blob_path.parent().expect("blob has a parent"))?;
+        let _ = fs::remove_file(&self.journal_path);
+        Ok(self.blob_path.clone())
+    }
+
+    /// Stops without committing, keeping the partial data for a later resume.
+    pub fn abort(self) {}
+
+    /// Deletes the partial data and its journal.
+    pub fn discard(&self) {
+        let _ = fs::remove_file(&self.data_path);
+        let _ = fs::remove_file(&self.journal_path);
+    }
+}
+
+/// Reads a journal: the size line and the finished ranges (a torn last line is ignored).
+fn read_journal(path: &std::path::Path) -> Result<Option<(u64, Vec<(u64, u64)>)>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io(path, e)),
+    };
+    let mut lines = text.lines();
+    let Some(size) = lines.next().and_then(|l| l.trim().parse().ok()) else {
+        return Ok(None);
+    };
+    let ranges = lines
+        .filter_map(|l| {
+            let (a, b) = l.split_once(' ')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    Ok(Some((size, ranges)))
+}
+
+/// Removes partial downloads nobody is working on; returns (count, bytes).
+pub(crate) fn remove_abandoned(store: &Store) -> Result<(usize, u64)> {
+    let dir = store.root().join("ingest");
+    let mut n = 0;
+    let mut bytes = 0;
+    for e in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+        let e = e.map_err(|e| StoreError::io(&dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(hex) = name.strip_suffix(".data") else {
+            continue;
+        };
+        let lock_path = store.root().join("locks").join(format!("{hex}.lock"));
+        let Ok(lock) = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+        else {
+            continue;
+        };
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue; // in use by a running pull
+        }
+        bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = fs::remove_file(e.path());
+        let _ = fs::remove_file(dir.join(format!("{hex}.ranges")));
+        let _ = fs::remove_file(&lock_path);
+        n += 1;
+    }
+    Ok((n, bytes))
+}

@@ -1,0 +1,71 @@
+//! Mount records: what fspack mounted where, so `umount` can release everything (also after a
+//! crash) and `gc` keeps what is mounted.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Result, StoreError};
+
+/// One mount made by fspack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    /// The mount point (canonical path).
+    pub target: PathBuf,
+    /// The reference the user named.
+    pub reference: String,
+    /// The manifest digest the mount was made from.
+    pub manifest_digest: String,
+    /// `erofs` or `squashfs`.
+    pub format: String,
+    /// Blob digests in use.
+    pub blobs: Vec<String>,
+    /// Loop devices attached for the mount (they detach by themselves on unmount: autoclear).
+    pub loop_devices: Vec<PathBuf>,
+    /// Lower mounts stacked under an overlay (SquashFS shards), lowest first.
+    pub lower_mounts: Vec<PathBuf>,
+    /// Seconds since the epoch when mounted.
+    pub created: u64,
+}
+
+fn record_path(root: &Path, target: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let h = Sha256::digest(target.as_os_str().as_bytes());
+    root.join("mounts")
+        .join(format!("{}.json", hex::encode(&h[..16])))
+}
+
+pub(crate) fn write(root: &Path, rec: &MountRecord) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(rec).expect("record serialises");
+    crate::write_atomic(&record_path(root, &rec.target), &bytes)
+}
+
+pub(crate) fn read_all(root: &Path) -> Result<Vec<MountRecord>> {
+    let dir = root.join("mounts");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+        let e = e.map_err(|e| StoreError::io(&dir, e))?;
+        let p = e.path();
+        if p.extension().and_then(|x| x.to_str()) != Some("json") {
+            continue;
+        }
+        let bytes = std::fs::read(&p).map_err(|e| StoreError::io(&p, e))?;
+        let rec: MountRecord = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path: p.clone(),
+            why: e.to_string(),
+        })?;
+        out.push(rec);
+    }
+    out.sort_by(|a, b| a.target.cmp(&b.target));
+    Ok(out)
+}
+
+pub(crate) fn remove(root: &Path, target: &Path) -> Result<()> {
+    let p = record_path(root, target);
+    match std::fs::remove_file(&p) {
+        Ok(()) => crate::sync_dir(&root.join("mounts")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(&p, e)),
+    }
+}

@@ -1,0 +1,115 @@
+//! The committed completion scripts, run in their real shells: static candidates for commands and
+//! flags, and dynamic ones (references in the local store) from `fspack __complete`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// PATH with the freshly built fspack first, so the scripts call this build.
+fn path_with_fspack() -> String {
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// Runs bash completion for the words of `line` (the last word is being completed).
+fn bash_complete(line: &str, store: &Path) -> Vec<String> {
+    let words: Vec<&str> = line.split(' ').collect();
+    let script = format!(
+        "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; _fspack_dynamic fspack '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        repo().join("completions/fspack.bash").display(),
+        words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+        words.len() - 1,
+        words.last().unwrap(),
+        words.get(words.len().wrapping_sub(2)).unwrap_or(&""),
+    );
+    let out = Command::new("bash").arg("-c").arg(script).env("PATH", path_with_fspack()).env("FSPACK_STORE", store).output().unwrap();
+    assert!(out.status.success(), "bash: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).filter(|s| !s.is_empty()).collect()
+}
+
+/// A store holding one tag, made by pushing to it as an OCI layout.
+fn store_with_tag(tmp: &Path) -> PathBuf {
+    let src = tmp.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let store = tmp.join("store");
+    fspack(&store).arg("push").arg(&src).arg(format!("oci:{}:my-model-v1", store.display())).assert().success();
+    store
+}
+
+#[test]
+fn bash_completes_subcommands_flags_and_store_references() {
+    if !trees::have_tool("bash") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_tag(tmp.path());
+    let subs = bash_complete("fspack pu", &store);
+    assert!(subs.contains(&"push".to_string()) && subs.contains(&"pull".to_string()), "{subs:?}");
+    let flags = bash_complete("fspack push --jo", &store);
+    assert_eq!(flags, vec!["--jobs".to_string()]);
+    let refs = bash_complete("fspack mount my-", &store);
+    assert_eq!(refs, vec!["my-model-v1".to_string()]);
+}
+
+#[test]
+fn fish_completes_subcommands_and_store_references() {
+    if !trees::have_tool("fish") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_tag(tmp.path());
+    let run = |line: &str| {
+        let script = format!("source {}; complete -C '{line}'", repo().join("completions/fspack.fish").display());
+        let out = Command::new("fish")
+            .arg("--no-config")
+            .arg("-c")
+            .arg(script)
+            .env("PATH", path_with_fspack())
+            .env("FSPACK_STORE", &store)
+            .env("HOME", tmp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "fish: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let subs = run("fspack pu");
+    assert!(subs.contains("push") && subs.contains("pull"), "{subs}");
+    assert!(run("fspack mount my-").contains("my-model-v1"));
+}
+
+#[test]
+fn zsh_and_bash_scripts_parse_and_shellcheck_passes() {
+    if trees::have_tool("zsh") {
+        let st = Command::new("zsh").arg("-n").arg(repo().join("completions/_fspack")).status().unwrap();
+        assert!(st.success(), "zsh -n rejects completions/_fspack");
+    }
+    if trees::have_tool("shellcheck") {
+        let out = Command::new("shellcheck").args(["-s", "bash"]).arg(repo().join("completions/fspack.bash")).output().unwrap();
+        assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+#[test]
+fn man_pages_render_without_warnings() {
+    if !trees::have_tool("groff") {
+        return;
+    }
+    for page in std::fs::read_dir(repo().join("man")).unwrap() {
+        let page = page.unwrap().path();
+        let out = Command::new("groff").args(["-ww", "-man", "-Tutf8", "-z"]).arg(&page).output().unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "groff warns on {}:\n{}",
+            page.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
