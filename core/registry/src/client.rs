@@ -1,0 +1,163 @@
+//! The client handle and its options: two reqwest clients (one for API calls that may use HTTP/2,
+//! one HTTP/1.1-only for bulk transfers so parallel ranges get their own connections), the retry
+//! policy and the shared auth state, all behind one `Arc` so clones are cheap.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Auth;
+use crate::error::RegistryError;
+use crate::reference::{Reference, is_loopback_host};
+use crate::retry::RetryPolicy;
+
+/// How to reach registries and authenticate to them.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// Use plain HTTP for every registry (loopback hosts use it anyway).
+    pub plain_http: bool,
+    /// Accept any TLS certificate (self-signed test registries).
+    pub insecure_tls: bool,
+    /// User name; with `password`, overrides stored credentials.
+    pub username: Option<String>,
+    /// Password or token for `username`.
+    pub password: Option<String>,
+    /// Credentials file to read instead of the Docker and containers defaults.
+    pub auth_file: Option<PathBuf>,
+    /// Retries after the first attempt for transient failures.
+    pub max_retries: u32,
+    /// The User-Agent header.
+    pub user_agent: String,
+    /// Connect timeout.
+    pub timeout_connect: Duration,
+    /// Longest wait for the next bytes of a response before the request counts as stalled.
+    pub timeout_read: Duration,
+    /// First backoff step; `None` reads `FSPACK_RETRY_BASE_MS` (default 200 ms).
+    pub retry_base: Option<Duration>,
+    /// Fixed name resolutions (like curl's `--resolve`), mostly for tests.
+    pub resolve: Vec<(String, SocketAddr)>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            plain_http: false,
+            insecure_tls: false,
+            username: None,
+            password: None,
+            auth_file: None,
+            max_retries: 5,
+            user_agent: format!("fspack-registry/{}", env!("CARGO_PKG_VERSION")),
+            timeout_connect: Duration::from_secs(15),
+            timeout_read: Duration::from_secs(60),
+            retry_base: None,
+            resolve: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("plain_http", &self.plain_http)
+            .field("insecure_tls", &self.insecure_tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("auth_file", &self.auth_file)
+            .field("max_retries", &self.max_retries)
+            .field("user_agent", &self.user_agent)
+            .field("timeout_connect", &self.timeout_connect)
+            .field("timeout_read", &self.timeout_read)
+            .field("retry_base", &self.retry_base)
+            .field("resolve", &self.resolve)
+            .finish()
+    }
+}
+
+/// An OCI distribution client; cheap to clone and safe to use from many tasks at once.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("plain_http", &self.inner.plain_http)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) api: reqwest::Client,
+    pub(crate) bulk: reqwest::Client,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) auth: Auth,
+    pub(crate) plain_http: bool,
+}
+
+impl Client {
+    /// Builds a client; fails only on unusable options.
+    pub fn new(opts: ClientOptions) -> Result<Client, RegistryError> {
+        let build = |http1: bool| {
+            let mut b = reqwest::Client::builder()
+                .user_agent(opts.user_agent.clone())
+                .connect_timeout(opts.timeout_connect)
+                .read_timeout(opts.timeout_read)
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(16)
+                .tls_danger_accept_invalid_certs(opts.insecure_tls);
+            if http1 {
+                b = b.http1_only();
+            }
+            for (host, addr) in &opts.resolve {
+                b = b.resolve(host, *addr);
+            }
+            b.build()
+                .map_err(|e| RegistryError::Config(format!("cannot set up the HTTP client: {e}")))
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                api: build(false)?,
+                bulk: build(true)?,
+                policy: RetryPolicy::new(opts.max_retries, opts.retry_base),
+                auth: Auth::new(
+                    opts.username.clone(),
+                    opts.password.clone(),
+                    opts.auth_file.clone(),
+                )?,
+                plain_http: opts.plain_http,
+            }),
+        })
+    }
+
+    /// `http` or `https` for a registry.
+    pub(crate) fn scheme(&self, registry: &str) -> &'static str {
+        if self.inner.plain_http || is_loopback_host(registry) {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// `<scheme>://<registry>/v2/<repository>/<tail>`; every piece was validated at parse time.
+    pub(crate) fn repo_url(
+        &self,
+        r: &Reference,
+        tail: &str,
+    ) -> Result<reqwest::Url, RegistryError> {
+        let s = format!(
+            "{}://{}/v2/{}/{}",
+            self.scheme(&r.registry),
+            r.registry,
+            r.repository,
+            tail
+        );
+        reqwest::Url::parse(&s).map_err(|e| RegistryError::InvalidReference {
+            input: r.to_string(),
+            reason: format!("does not make a valid URL: {e}"),
+        })
+    }
+}

@@ -1,0 +1,396 @@
+//! One request against a registry, done right: credentials attached only for the registry's own
+//! origin, a 401 answered by re-authenticating once, redirects followed by hand (Range kept,
+//! Authorization never sent to another host, no https→http downgrade), and every outcome sorted
+//! into "done", "retry after a pause" or "fatal". Callers with restartable bodies loop with
+//! [`Client::send`]; uploads loop themselves because a streamed body cannot simply be resent.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, HeaderMap, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode, Url};
+
+use crate::auth::{Used, scope};
+use crate::client::Client;
+use crate::error::{Failure, RegistryError};
+use crate::redact::{redact_url, sanitize};
+use crate::reference::{Reference, display_registry};
+use crate::retry::{
+    looks_like_plain_http_server, parse_retry_after, retryable_status, retryable_transport,
+};
+
+const MAX_REDIRECTS: usize = 10;
+/// Largest error body we read for its code and message.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// A request body.
+pub(crate) enum ReqBody {
+    /// No body.
+    Empty,
+    /// Bytes that can be sent again.
+    Bytes(Bytes),
+    /// A body made fresh for each attempt (a streamed blob).
+    Stream(Box<dyn Fn() -> reqwest::Body + Send + Sync>),
+}
+
+/// A request to a registry.
+pub(crate) struct Req {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: ReqBody,
+    /// Use the HTTP/1.1 bulk client.
+    pub bulk: bool,
+}
+
+impl Req {
+    pub(crate) fn new(method: Method, url: Url) -> Self {
+        Req {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: ReqBody::Empty,
+            bulk: false,
+        }
+    }
+}
+
+/// Which repository and access a request is for (the token scope).
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub r: &'a Reference,
+    pub push: bool,
+}
+
+/// What one attempt came to.
+pub(crate) enum Outcome {
+    /// A response for the caller to judge (success, 404, 416, …).
+    Done(Response),
+    /// Transient trouble; `wait` is the server's `Retry-After`; `free` retries do not count.
+    Retry {
+        wait: Option<Duration>,
+        free: bool,
+        error: RegistryError,
+    },
+    /// Give up.
+    Fatal(RegistryError),
+}
+
+/// Retry bookkeeping for one logical request.
+#[derive(Debug, Default)]
+pub(crate) struct Attempts {
+    /// Retries used so far.
+    pub retries: u32,
+    /// Whether a 401 was already answered by re-authenticating.
+    pub reauthed: bool,
+}
+
+impl Client {
+    /// One attempt of `req`, following redirects.
+    pub(crate) async fn attempt(&self, ctx: Ctx<'_>, req: &Req, st: &mut Attempts) -> Outcome {
+        let inner = &self.inner;
+        let home = match self.repo_url(ctx.r, "") {
+            Ok(u) => u.origin(),
+            Err(e) => return Outcome::Fatal(e),
+        };
+        let scope = scope(&ctx.r.repository, ctx.push);
+        let redirectable = req.method == Method::GET || req.method == Method::HEAD;
+        let mut url = req.url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let same_origin = url.origin() == home;
+            let (auth, used) = if same_origin {
+                match inner
+                    .auth
+                    .header(
+                        &inner.api,
+                        &inner.policy,
+                        &ctx.r.registry,
+                        &ctx.r.repository,
+                        &scope,
+                    )
+                    .await
+                {
+                    Ok(x) => x,
+                    Err(e) => return Outcome::Fatal(e),
+                }
+            } else {
+                (None, Used::Anonymous)
+            };
+            let http = if req.bulk { &inner.bulk } else { &inner.api };
+            let mut rb = http
+                .request(req.method.clone(), url.clone())
+                .headers(req.headers.clone());
+            if let Some(h) = auth {
+                rb = rb.header(AUTHORIZATION, h);
+            }
+            rb = match &req.body {
+                ReqBody::Empty => rb,
+                ReqBody::Bytes(b) => rb.body(b.clone()),
+                ReqBody::Stream(make) => rb.body(make()),
+            };
+            tracing::debug!(method = %req.method, url = %redact_url(&url), "request");
+            let resp = match rb.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let retry = retryable_transport(&e);
+                    let err = net_error(req.method.as_str(), &url, e, st.retries + 1);
+                    return if retry {
+                        Outcome::Retry {
+                            wait: None,
+                            free: false,
+                            error: err,
+                        }
+                    } else {
+                        Outcome::Fatal(err)
+                    };
+                }
+            };
+            let status = resp.status();
+            if status.is_redirection() && redirectable {
+                let Some(next) = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| url.join(l).ok())
+                else {
+                    return Outcome::Fatal(protocol(
+                        &url,
+                        format!("{status} without a usable Location"),
+                    ));
+                };
+                if url.scheme() == "https" && next.scheme() != "https" {
+                    return Outcome::Fatal(protocol(
+                        &url,
+                        format!("refusing a redirect from https to {}", redact_url(&next)),
+                    ));
+                }
+                tracing::debug!(from = %redact_url(&url), to = %redact_url(&next), "following redirect");
+                url = next;
+                continue;
+            }
+            if !same_origin && matches!(status.as_u16(), 401 | 403) {
+                // An expired presigned URL: start over at the registry for a fresh one.
+                let error = status_error(req.method.as_str(), &url, resp, st.retries + 1).await;
+                return Outcome::Retry {
+                    wait: None,
+                    free: false,
+                    error,
+                };
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                if st.reauthed {
+                    let detail = format!("{}: credentials refused", error_detail(resp).await);
+                    return Outcome::Fatal(auth_error(ctx.r, detail));
+                }
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let https = url.scheme() == "https";
+                return match inner
+                    .auth
+                    .on_unauthorized(
+                        &inner.api,
+                        &inner.policy,
+                        &ctx.r.registry,
+                        &ctx.r.repository,
+                        &scope,
+                        challenge.as_deref(),
+                        used,
+                        https,
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        st.reauthed = true;
+                        Outcome::Retry {
+                            wait: Some(Duration::ZERO),
+                            free: true,
+                            error: auth_error(ctx.r, "401 Unauthorized".into()),
+                        }
+                    }
+                    Err(e) => Outcome::Fatal(e),
+                };
+            }
+            if status == StatusCode::FORBIDDEN {
+                return Outcome::Fatal(auth_error(ctx.r, error_detail(resp).await));
+            }
+            if retryable_status(status) {
+                let wait = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let error = status_error(req.method.as_str(), &url, resp, st.retries + 1).await;
+                return Outcome::Retry {
+                    wait,
+                    free: false,
+                    error,
+                };
+            }
+            return Outcome::Done(resp);
+        }
+        Outcome::Fatal(protocol(
+            &req.url,
+            format!("more than {MAX_REDIRECTS} redirects"),
+        ))
+    }
+
+    /// Counts a retry and sleeps, or returns `error` when the retries are used up.
+    pub(crate) async fn pause(
+        &self,
+        st: &mut Attempts,
+        wait: Option<Duration>,
+        free: bool,
+        error: RegistryError,
+    ) -> Result<(), RegistryError> {
+        if free {
+            return Ok(());
+        }
+        st.retries += 1;
+        if st.retries > self.inner.policy.max_retries {
+            return Err(error);
+        }
+        let d = self.inner.policy.delay(st.retries, wait);
+        tracing::warn!(
+            retry = st.retries,
+            delay_ms = d.as_millis() as u64,
+            "{error}; retrying"
+        );
+        tokio::time::sleep(d).await;
+        Ok(())
+    }
+
+    /// Sends `req` until it gets a response to judge, retrying transient failures.
+    pub(crate) async fn send(&self, ctx: Ctx<'_>, req: &Req) -> Result<Response, RegistryError> {
+        let mut st = Attempts::default();
+        self.send_with(ctx, req, &mut st).await
+    }
+
+    /// [`Client::send`] with caller-held bookkeeping (body errors after it count too).
+    pub(crate) async fn send_with(
+        &self,
+        ctx: Ctx<'_>,
+        req: &Req,
+        st: &mut Attempts,
+    ) -> Result<Response, RegistryError> {
+        loop {
+            match self.attempt(ctx, req, st).await {
+                Outcome::Done(r) => return Ok(r),
+                Outcome::Fatal(e) => return Err(e),
+                Outcome::Retry { wait, free, error } => self.pause(st, wait, free, error).await?,
+            }
+        }
+    }
+}
+
+/// A [`RegistryError::Network`] from a transport error, with a hint when an https request met a
+/// plain-HTTP server.
+pub(crate) fn net_error(
+    action: &str,
+    url: &Url,
+    e: reqwest::Error,
+    attempts: u32,
+) -> RegistryError {
+    let e = e.without_url();
+    let hint = (url.scheme() == "https" && looks_like_plain_http_server(&e))
+        .then(|| "the server answered in plain HTTP: pass --plain-http".to_string());
+    RegistryError::Network {
+        action: action.to_string(),
+        url: redact_url(url),
+        attempts,
+        hint,
+        source: Box::new(e),
+    }
+}
+
+/// A [`RegistryError::Network`] for a transient status (5xx, 408, 429), with the registry's words.
+pub(crate) async fn status_error(
+    action: &str,
+    url: &Url,
+    resp: Response,
+    attempts: u32,
+) -> RegistryError {
+    let detail = error_detail(resp).await;
+    RegistryError::Network {
+        action: action.to_string(),
+        url: redact_url(url),
+        attempts,
+        hint: None,
+        source: Box::new(Failure(format!("the registry answered {detail}"))),
+    }
+}
+
+pub(crate) fn protocol(url: &Url, detail: String) -> RegistryError {
+    RegistryError::Protocol {
+        url: redact_url(url),
+        detail,
+    }
+}
+
+pub(crate) fn auth_error(r: &Reference, detail: String) -> RegistryError {
+    RegistryError::Auth {
+        registry: display_registry(&r.registry).to_string(),
+        repository: r.repository.clone(),
+        detail,
+    }
+}
+
+/// An unexpected response as a [`RegistryError::Protocol`].
+pub(crate) async fn unexpected(url: &Url, resp: Response) -> RegistryError {
+    protocol(url, error_detail(resp).await)
+}
+
+/// Status plus the first `{"errors":[{"code","message"}]}` entry of the body, sanitised and capped.
+pub(crate) async fn error_detail(resp: Response) -> String {
+    let status = resp.status();
+    let mut out = status.to_string();
+    if let Ok(body) = read_capped(resp, MAX_ERROR_BODY).await
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+        && let Some(e) = v.get("errors").and_then(|e| e.get(0))
+    {
+        if let Some(code) = e.get("code").and_then(|c| c.as_str()) {
+            out.push_str(&format!(": {}", sanitize(code, 64)));
+        }
+        if let Some(msg) = e.get("message").and_then(|c| c.as_str()) {
+            out.push_str(&format!(": {}", sanitize(msg, 200)));
+        }
+    }
+    out
+}
+
+/// Why a capped read failed.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    TooLarge(usize),
+    Body(reqwest::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::TooLarge(cap) => write!(f, "body larger than {cap} bytes"),
+            ReadError::Body(e) => write!(f, "body cut: {e}"),
+        }
+    }
+}
+
+/// Reads a whole body, failing past `cap` bytes.
+pub(crate) async fn read_capped(mut resp: Response, cap: usize) -> Result<Vec<u8>, ReadError> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(ReadError::TooLarge(cap));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Body(e.without_url()))?
+    {
+        if out.len() + chunk.len() > cap {
+            return Err(ReadError::TooLarge(cap));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
