@@ -37,6 +37,19 @@ pub enum StoreError {
         /// Actual size.
         actual: u64,
     },
+    /// A committed blob no longer hashes to its name: it was changed on disk.
+    #[error(
+        "blob {digest} at {} was changed on disk (it hashes to {actual})\nhint: delete it and pull again",
+        path.display()
+    )]
+    CorruptBlob {
+        /// The digest the blob is stored under.
+        digest: String,
+        /// What it hashes to now.
+        actual: String,
+        /// The blob file.
+        path: PathBuf,
+    },
     /// The directory exists but is not an OCI image layout.
     #[error(
         "{0} is not empty and is not an OCI image layout (no oci-layout file); choose another --store"
@@ -63,17 +76,22 @@ pub enum StoreError {
 }
 
 fn io_message(path: &Path, e: &std::io::Error) -> String {
-    if e.raw_os_error() == Some(28) {
-        return format!(
-            "{}: no space left on device\nhint: the store at {} is full; free space or point --store elsewhere",
-            path.display(),
-            path.ancestors()
-                .find(|p| p.join("oci-layout").exists())
-                .unwrap_or(path)
-                .display()
-        );
+    let mut text = format!("i/o error on {}", path.display());
+    if e.raw_os_error() == Some(libc_enospc()) {
+        let store = path
+            .ancestors()
+            .find(|p| p.join("oci-layout").exists())
+            .unwrap_or(path);
+        text.push_str(&format!(
+            "\nhint: the store at {} is full; free space or point --store elsewhere",
+            store.display()
+        ));
     }
-    format!("{}: {e}", path.display())
+    text
+}
+
+fn libc_enospc() -> i32 {
+    rustix::io::Errno::NOSPC.raw_os_error()
 }
 
 impl StoreError {
@@ -85,9 +103,9 @@ impl StoreError {
         }
     }
 
-    /// Whether the error is a full disk.
+    /// Whether the error is a full disk (`ENOSPC`).
     pub fn is_no_space(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if source.raw_os_error() == Some(28))
+        matches!(self, StoreError::Io { source, .. } if source.raw_os_error() == Some(libc_enospc()))
     }
 }
 

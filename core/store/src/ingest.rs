@@ -15,6 +15,13 @@ use crate::error::{Result, StoreError};
 use crate::{Store, digest_hex, sync_dir};
 
 /// A blob being written. Dropping it keeps the partial data for a later resume.
+///
+/// When the blob is already committed (typically: another process committed it while this one
+/// waited for the lock), no partial file is created: [`Ingest::is_committed`] says so, [`file`]
+/// is the committed blob opened read-only, and [`commit`] returns its path.
+///
+/// [`file`]: Ingest::file
+/// [`commit`]: Ingest::commit
 #[derive(Debug)]
 pub struct Ingest {
     digest: String,
@@ -23,6 +30,7 @@ pub struct Ingest {
     journal_path: PathBuf,
     blob_path: PathBuf,
     file: File,
+    committed: bool,
     _lock: File,
 }
 
@@ -36,6 +44,23 @@ impl Ingest {
         let dir = store.root().join("ingest");
         let data_path = dir.join(format!("{hex}.data"));
         let journal_path = dir.join(format!("{hex}.ranges"));
+        let blob_path = store.blob_path(digest);
+        if store.has_blob_sized(digest, size) {
+            // Leftovers of an earlier attempt that lost the race are no longer needed.
+            let _ = fs::remove_file(&data_path);
+            let _ = fs::remove_file(&journal_path);
+            let file = File::open(&blob_path).map_err(|e| StoreError::io(&blob_path, e))?;
+            return Ok(Ingest {
+                digest: digest.to_string(),
+                size,
+                data_path,
+                journal_path,
+                blob_path,
+                file,
+                committed: true,
+                _lock: lock,
+            });
+        }
         // A journal for another size (a different descriptor) cannot be trusted: start over.
         if read_journal(&journal_path)?.is_some_and(|(s, _)| s != size) {
             let _ = fs::remove_file(&journal_path);
@@ -78,10 +103,17 @@ impl Ingest {
             size,
             data_path,
             journal_path,
-            blob_path: store.blob_path(digest),
+            blob_path,
             file,
+            committed: false,
             _lock: lock,
         })
+    }
+
+    /// Whether the blob was already committed when this ingest got its lock; then there is
+    /// nothing to write.
+    pub fn is_committed(&self) -> bool {
+        self.committed
     }
 
     /// The file to write into (with `pwrite`: `FileExt::write_all_at`).
@@ -96,6 +128,9 @@ impl Ingest {
 
     /// Byte ranges `[start, end)` already durably written by earlier attempts, merged and sorted.
     pub fn done_ranges(&self) -> Vec<(u64, u64)> {
+        if self.committed {
+            return vec![(0, self.size)];
+        }
         let Ok(Some((_, mut ranges))) = read_journal(&self.journal_path) else {
             return Vec::new();
         };
@@ -112,6 +147,9 @@ impl Ingest {
 
     /// Journals `[start, end)` as written, after making the data durable.
     pub fn mark_done(&self, start: u64, end: u64) -> Result<()> {
+        if self.committed {
+            return Ok(());
+        }
         self.file
             .sync_data()
             .map_err(|e| StoreError::io(&self.data_path, e))?;
@@ -125,6 +163,9 @@ impl Ingest {
     /// Verifies size and sha256, then moves the content into `blobs/` (fsync, rename, fsync dir,
     /// read-only). On a mismatch the partial data is deleted and nothing is committed.
     pub fn commit(self) -> Result<PathBuf> {
+        if self.committed {
+            return Ok(self.blob_path.clone());
+        }
         self.file
             .sync_all()
             .map_err(|e| StoreError::io(&self.data_path, e))?;
@@ -176,13 +217,19 @@ impl Ingest {
 
     /// Deletes the partial data and its journal.
     pub fn discard(&self) {
+        if self.committed {
+            return;
+        }
         let _ = fs::remove_file(&self.data_path);
         let _ = fs::remove_file(&self.journal_path);
     }
 }
 
+/// A journal's content: the expected size and the finished `[start, end)` ranges.
+type Journal = (u64, Vec<(u64, u64)>);
+
 /// Reads a journal: the size line and the finished ranges (a torn last line is ignored).
-fn read_journal(path: &std::path::Path) -> Result<Option<(u64, Vec<(u64, u64)>)>> {
+fn read_journal(path: &std::path::Path) -> Result<Option<Journal>> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -201,8 +248,9 @@ fn read_journal(path: &std::path::Path) -> Result<Option<(u64, Vec<(u64, u64)>)>
     Ok(Some((size, ranges)))
 }
 
-/// Removes partial downloads nobody is working on; returns (count, bytes).
-pub(crate) fn remove_abandoned(store: &Store) -> Result<(usize, u64)> {
+/// Removes partial downloads nobody is working on and nobody touched for `ttl`; returns
+/// (count, bytes).
+pub(crate) fn remove_abandoned(store: &Store, ttl: std::time::Duration) -> Result<(usize, u64)> {
     let dir = store.root().join("ingest");
     let mut n = 0;
     let mut bytes = 0;
@@ -212,6 +260,15 @@ pub(crate) fn remove_abandoned(store: &Store) -> Result<(usize, u64)> {
         let Some(hex) = name.strip_suffix(".data") else {
             continue;
         };
+        let age = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        if age < ttl {
+            continue;
+        }
         let lock_path = store.root().join("locks").join(format!("{hex}.lock"));
         let Ok(lock) = OpenOptions::new()
             .create(true)

@@ -27,6 +27,10 @@ pub struct Descriptor {
     /// Artifact type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+    /// Fields fspack does not interpret (`platform`, `urls`, `data`, …), kept as they are so a
+    /// layout shared with skopeo or oras loses nothing when fspack rewrites `index.json`.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 impl Descriptor {
@@ -38,6 +42,7 @@ impl Descriptor {
             size,
             annotations: BTreeMap::new(),
             artifact_type: None,
+            other: BTreeMap::new(),
         }
     }
 }

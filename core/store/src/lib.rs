@@ -15,7 +15,8 @@ mod records;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub use error::{Result, StoreError};
 pub use ingest::Ingest;
@@ -24,30 +25,48 @@ pub use records::MountRecord;
 use sha2::{Digest, Sha256};
 
 /// A local store rooted at a directory.
-#[derive(Debug)]
+///
+/// Cheap to clone: clones share one handle (and one `gc` lock, so a `gc` through any clone does
+/// not wait for its siblings).
+#[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
     /// Shared lock on `locks/gc.lock` for as long as this handle lives: `gc` takes it exclusively,
     /// so it never removes a blob that a running pull has committed but not yet tagged.
-    gc_guard: Mutex<Option<File>>,
+    gc_guard: Arc<Mutex<Option<File>>>,
 }
 
 /// The default store: `/var/lib/fspack` for root, `$XDG_DATA_HOME/fspack` (or
 /// `~/.local/share/fspack`) otherwise; `FSPACK_STORE` overrides both.
 pub fn default_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("FSPACK_STORE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+    choose_root(
+        std::env::var_os("FSPACK_STORE"),
+        rustix::process::geteuid().is_root(),
+        std::env::var_os("XDG_DATA_HOME"),
+        std::env::var_os("HOME"),
+    )
+}
+
+/// [`default_root`] without the environment, for tests. Empty variables count as unset.
+fn choose_root(
+    store: Option<std::ffi::OsString>,
+    is_root: bool,
+    xdg_data_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> PathBuf {
+    let set = |v: Option<std::ffi::OsString>| v.filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(p) = set(store) {
+        return p;
     }
-    if rustix::process::geteuid().is_root() {
+    if is_root {
         return PathBuf::from("/var/lib/fspack");
     }
-    if let Some(p) = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p).join("fspack");
+    if let Some(p) = set(xdg_data_home) {
+        return p.join("fspack");
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".local/share/fspack")
+    set(home)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".local/share/fspack")
 }
 
 /// Checks that `digest` is `sha256:` and 64 lowercase hex digits; returns the hex part.
@@ -68,6 +87,9 @@ pub fn digest_hex(digest: &str) -> Result<&str> {
 pub fn sha256_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
+
+/// How long `gc` leaves an untouched partial download for a later resume.
+pub const DEFAULT_INGEST_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// What `gc` removed.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -118,7 +140,7 @@ impl Store {
         }
         let store = Store {
             root: root.to_path_buf(),
-            gc_guard: Mutex::new(None),
+            gc_guard: Arc::new(Mutex::new(None)),
         };
         let guard = store.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared)?;
         *store.gc_guard.lock().expect("not poisoned") = Some(guard);
@@ -152,17 +174,18 @@ impl Store {
         Ingest::open(self, digest, size)
     }
 
-    /// Stores small content (manifests, configs) after hashing it; returns its digest.
+    /// Stores small content (manifests, configs) after hashing it; returns its digest. The blob
+    /// is written like a commit: temporary file, fsync, read-only, rename, fsync of the directory.
     pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<String> {
         let digest = sha256_of(bytes);
-        let path = self.blob_path(&digest);
-        if !path.exists() {
-            write_atomic(&path, bytes)?;
+        if !self.has_blob_sized(&digest, bytes.len() as u64) {
+            write_atomic_mode(&self.blob_path(&digest), bytes, 0o444)?;
         }
         Ok(digest)
     }
 
-    /// Reads a committed blob of at most `max` bytes.
+    /// Reads a committed blob of at most `max` bytes, checking that it still hashes to `digest`
+    /// (manifests and configs are small, and steer what gets mounted).
     pub fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>> {
         digest_hex(digest)?;
         let path = self.blob_path(digest);
@@ -176,7 +199,16 @@ impl Store {
                 max,
             });
         }
-        fs::read(&path).map_err(|e| StoreError::io(&path, e))
+        let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let actual = sha256_of(&bytes);
+        if actual != digest {
+            return Err(StoreError::CorruptBlob {
+                digest: digest.into(),
+                actual,
+                path,
+            });
+        }
+        Ok(bytes)
     }
 
     /// Points tag `name` at a manifest (replacing an earlier entry of that name).
@@ -223,20 +255,37 @@ impl Store {
         records::remove(&self.root, target)
     }
 
-    /// Removes blobs that no tag and no mount record reaches (and abandoned partial downloads).
-    /// Waits while pulls that hold this store open are running.
+    /// Removes blobs that no tag and no mount record reaches, and partial downloads nobody has
+    /// touched for a day (containerd's ingest expiry), so an interrupted pull can still resume.
+    ///
+    /// Waits while other processes hold this store open (each [`Store`] holds a shared lock that
+    /// `gc` takes exclusively). Do not call it while this process holds a second, separately
+    /// opened `Store` of the same root: that would wait for itself. Clones are fine.
     pub fn gc(&self, keep_extra: &[String]) -> Result<GcReport> {
+        self.gc_with(keep_extra, DEFAULT_INGEST_TTL)
+    }
+
+    /// [`Store::gc`], removing partial downloads untouched for longer than `ingest_ttl`.
+    pub fn gc_with(
+        &self,
+        keep_extra: &[String],
+        ingest_ttl: std::time::Duration,
+    ) -> Result<GcReport> {
         // Trade our own shared lock for the exclusive one, and take the shared one back after.
         let _ = self.gc_guard.lock().expect("not poisoned").take();
         let exclusive = self.lock_file("gc.lock", rustix::fs::FlockOperation::LockExclusive)?;
-        let result = self.gc_locked(keep_extra);
+        let result = self.gc_locked(keep_extra, ingest_ttl);
         drop(exclusive);
         *self.gc_guard.lock().expect("not poisoned") =
             Some(self.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared)?);
         result
     }
 
-    fn gc_locked(&self, keep_extra: &[String]) -> Result<GcReport> {
+    fn gc_locked(
+        &self,
+        keep_extra: &[String],
+        ingest_ttl: std::time::Duration,
+    ) -> Result<GcReport> {
         let mut keep: std::collections::HashSet<String> = keep_extra.iter().cloned().collect();
         let mut roots: Vec<String> = self.tags()?.into_iter().map(|(_, d)| d.digest).collect();
         for rec in self.mount_records()? {
@@ -283,7 +332,7 @@ impl Store {
             report.removed_blobs += 1;
             report.freed_bytes += size;
         }
-        let (n, bytes) = ingest::remove_abandoned(self)?;
+        let (n, bytes) = ingest::remove_abandoned(self, ingest_ttl)?;
         report.removed_ingests = n;
         report.freed_bytes += bytes;
         Ok(report)
@@ -307,18 +356,29 @@ impl Store {
 
 /// Writes `bytes` to `path` through a temporary file: fsync, rename, fsync the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] with the file's final permission bits.
+pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // Unique per process and call: two threads writing the same path must not share a temp file.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("store paths have a parent");
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         path.file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
-        std::process::id()
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
         let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
         f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| StoreError::io(&tmp, e))?;
         fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
         sync_dir(dir)
     })();
@@ -333,4 +393,60 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_root_follows_the_documented_order() {
+        let s = |v: &str| Some(std::ffi::OsString::from(v));
+        assert_eq!(
+            choose_root(s("/x"), true, s("/d"), s("/h")),
+            Path::new("/x")
+        );
+        assert_eq!(
+            choose_root(s(""), true, s("/d"), s("/h")),
+            Path::new("/var/lib/fspack")
+        );
+        assert_eq!(
+            choose_root(None, false, s("/d"), s("/h")),
+            Path::new("/d/fspack")
+        );
+        assert_eq!(
+            choose_root(None, false, s(""), s("/h")),
+            Path::new("/h/.local/share/fspack")
+        );
+    }
+
+    #[test]
+    fn digests_are_validated_before_any_path_is_built() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(digest_hex(&good).unwrap(), "a".repeat(64));
+        let long = format!("sha256:{}", "a".repeat(10_000));
+        let upper = format!("sha256:{}", "A".repeat(64));
+        let short = format!("sha256:{}", "a".repeat(63));
+        let nul = format!("sha256:{}\0", "a".repeat(63));
+        let sha512 = format!("sha512:{}", "a".repeat(128));
+        for bad in [
+            long.as_str(),
+            &upper,
+            &short,
+            &nul,
+            &sha512,
+            "sha256:../../etc/passwd",
+            "",
+            "sha256:",
+        ] {
+            let e = digest_hex(bad).unwrap_err();
+            assert!(e.to_string().contains("sha256:<64 hex digits>"), "{e}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let p = store.blob_path("sha256:../../../etc/passwd");
+        assert!(
+            p.starts_with(tmp.path().join("blobs/sha256")) && !p.to_string_lossy().contains("..")
+        );
+    }
 }

@@ -29,11 +29,11 @@ pub struct MountRecord {
     pub created: u64,
 }
 
+/// `mounts/<sha256 of the target path>.json`: one file per mount point, whatever its name.
 fn record_path(root: &Path, target: &Path) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     let h = Sha256::digest(target.as_os_str().as_bytes());
-    root.join("mounts")
-        .join(format!("{}.json", hex::encode(&h[..16])))
+    root.join("mounts").join(format!("{}.json", hex::encode(h)))
 }
 
 pub(crate) fn write(root: &Path, rec: &MountRecord) -> Result<()> {

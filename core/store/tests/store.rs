@@ -9,7 +9,9 @@ use fspack_store::{MountRecord, Store, StoreError, sha256_of};
 fn ingest_all(store: &Store, data: &[u8]) -> Result<std::path::PathBuf, StoreError> {
     let d = sha256_of(data);
     let ing = store.ingest(&d, data.len() as u64)?;
-    ing.file().write_all_at(data, 0).unwrap();
+    if !ing.is_committed() {
+        ing.file().write_all_at(data, 0).unwrap();
+    }
     ing.commit()
 }
 
@@ -246,6 +248,262 @@ fn privileged_a_full_store_fails_cleanly() {
     assert!(err.is_no_space(), "{err}");
     assert!(err.to_string().contains("store at"), "{err}");
     assert!(!store.has_blob(&sha256_of(&big)));
-    // The store still works for what fits.
+    eprintln!("{err}");
+    // Small content written in one go fails the same way and leaves no temporary file.
+    let err = store.put_blob_bytes(&vec![2u8; 2 << 20]).unwrap_err();
+    assert!(err.is_no_space(), "{err}");
+    // Nothing partial under blobs/: every file there is a committed blob named by its digest.
+    let check_blobs = || {
+        for e in std::fs::read_dir(tmp.path().join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let bytes = std::fs::read(e.path()).unwrap();
+            assert_eq!(
+                sha256_of(&bytes),
+                format!("sha256:{name}"),
+                "partial file {name}"
+            );
+        }
+    };
+    check_blobs();
+    // The store still works for what fits, and once the partial download is gone, for more.
     ingest_all(&store, b"small").unwrap();
+    store.gc_with(&[], std::time::Duration::ZERO).unwrap();
+    ingest_all(&store, &vec![5u8; 512 << 10]).unwrap();
+    check_blobs();
+}
+
+#[test]
+fn a_commit_of_the_wrong_size_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let data = b"0123456789ab";
+    let d = sha256_of(&data[..10]);
+    let ing = store.ingest(&d, 10).unwrap();
+    ing.file().write_all_at(data, 0).unwrap(); // two bytes past the end
+    let err = ing.commit().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::SizeMismatch {
+                expected: 10,
+                actual: 12,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!store.has_blob(&d));
+    // A later correct commit succeeds (containerd's CommitErrorState).
+    ingest_all(&store, &data[..10]).unwrap();
+    assert!(store.has_blob_sized(&d, 10));
+}
+
+#[test]
+fn committing_content_that_exists_is_a_success_without_leftovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let first = ingest_all(&store, b"same").unwrap();
+    let ing = store.ingest(&sha256_of(b"same"), 4).unwrap();
+    assert!(ing.is_committed());
+    assert_eq!(ing.done_ranges(), vec![(0, 4)]);
+    assert_eq!(ing.commit().unwrap(), first);
+    assert_eq!(ingest_all(&store, b"same").unwrap(), first);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(store.put_blob_bytes(b"same").unwrap(), sha256_of(b"same"));
+}
+
+#[test]
+fn a_tampered_partial_download_fails_at_commit_and_starts_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let data = vec![3u8; 50_000];
+    let d = sha256_of(&data);
+    {
+        let ing = store.ingest(&d, data.len() as u64).unwrap();
+        ing.file().write_all_at(&data[..20_000], 0).unwrap();
+        ing.mark_done(0, 20_000).unwrap();
+    } // dropped: kept for resume
+    let hex = d.strip_prefix("sha256:").unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(tmp.path().join(format!("ingest/{hex}.data")))
+        .unwrap()
+        .write_all_at(b"X", 100)
+        .unwrap();
+    let ing = store.ingest(&d, data.len() as u64).unwrap();
+    ing.file().write_all_at(&data[20_000..], 20_000).unwrap();
+    assert!(matches!(
+        ing.commit(),
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    let ing = store.ingest(&d, data.len() as u64).unwrap();
+    assert!(
+        ing.done_ranges().is_empty(),
+        "the journal went with the bad data"
+    );
+    ing.file().write_all_at(&data, 0).unwrap();
+    ing.commit().unwrap();
+}
+
+/// The child half of `two_processes_ingesting_one_digest_commit_it_once`: does nothing unless
+/// started by it.
+#[test]
+fn child_ingest_holding_the_lock() {
+    let Some(root) = std::env::var_os("FSPACK_STORE_TEST_CHILD") else {
+        return;
+    };
+    let store = Store::open(std::path::Path::new(&root)).unwrap();
+    let data = vec![9u8; 1 << 20];
+    let ing = store.ingest(&sha256_of(&data), data.len() as u64).unwrap();
+    std::fs::write(std::path::Path::new(&root).join("child-has-lock"), b"").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    ing.file().write_all_at(&data, 0).unwrap();
+    ing.commit().unwrap();
+}
+
+#[test]
+fn two_processes_ingesting_one_digest_commit_it_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = vec![9u8; 1 << 20];
+    let d = sha256_of(&data);
+    // The parent holds a Store only after the child has its lock (its shared gc lock is harmless).
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_ingest_holding_the_lock",
+            "--test-threads=1",
+        ])
+        .env("FSPACK_STORE_TEST_CHILD", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = tmp.path().join("child-has-lock");
+    let start = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(start.elapsed().as_secs() < 30, "child never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let store = Store::open(tmp.path()).unwrap();
+    let waited = std::time::Instant::now();
+    let ing = store.ingest(&d, data.len() as u64).unwrap();
+    assert!(
+        waited.elapsed() >= std::time::Duration::from_millis(200),
+        "the second ingest waited for the first: {:?}",
+        waited.elapsed()
+    );
+    assert!(ing.is_committed(), "and then found the blob committed");
+    drop(ing);
+    assert!(child.wait().unwrap().success());
+    assert!(store.has_blob_sized(&d, data.len() as u64));
+    let names: Vec<_> = std::fs::read_dir(tmp.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn concurrent_tags_keep_index_json_valid_and_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let md = store.put_blob_bytes(b"{\"schemaVersion\":2}").unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let store = store.clone();
+            let md = md.clone();
+            s.spawn(move || {
+                for i in 0..5 {
+                    store
+                        .tag(
+                            &format!("t{t}-{i}"),
+                            &md,
+                            "application/vnd.oci.image.manifest.v1+json",
+                            19,
+                        )
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let text = std::fs::read(tmp.path().join("index.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(v["schemaVersion"], 2);
+    assert_eq!(store.tags().unwrap().len(), 40);
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn fields_written_by_other_tools_survive_a_retag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let md = store.put_blob_bytes(b"{}").unwrap();
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{md}","size":2,"platform":{{"architecture":"amd64","os":"linux"}},"annotations":{{"org.opencontainers.image.ref.name":"theirs"}}}}],"annotations":{{"x":"y"}}}}"#
+    );
+    std::fs::write(tmp.path().join("index.json"), index).unwrap();
+    store
+        .tag("ours", &md, "application/vnd.oci.image.manifest.v1+json", 2)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(v["annotations"]["x"], "y");
+    let theirs = store.resolve("theirs").unwrap().unwrap();
+    assert_eq!(theirs.other["platform"]["os"], "linux");
+}
+
+#[test]
+fn a_blob_changed_on_disk_is_not_served() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let d = store.put_blob_bytes(b"{\"layers\":[]}").unwrap();
+    let p = store.blob_path(&d);
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&p, b"{\"layers\":[1]}").unwrap();
+    let err = store.read_blob(&d, 1 << 20).unwrap_err();
+    assert!(matches!(err, StoreError::CorruptBlob { .. }), "{err}");
+    assert!(matches!(
+        store.read_blob(&d, 3),
+        Err(StoreError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn gc_removes_stale_ingests_but_not_one_in_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let (a, b) = (vec![1u8; 1000], vec![2u8; 1000]);
+    drop(store.ingest(&sha256_of(&a), 1000).unwrap()); // interrupted, never resumed
+    let busy = store.ingest(&sha256_of(&b), 1000).unwrap(); // a pull still at work
+    let kept = store.gc(&[]).unwrap();
+    assert_eq!(
+        kept.removed_ingests, 0,
+        "young partial downloads stay for a resume"
+    );
+    let report = store.gc_with(&[], std::time::Duration::ZERO).unwrap();
+    assert_eq!(report.removed_ingests, 1, "{report}");
+    busy.file().write_all_at(&b, 0).unwrap();
+    busy.commit().unwrap();
+    assert!(store.has_blob(&sha256_of(&b)));
 }
