@@ -7,22 +7,25 @@
 //! The rule that everything else relies on: a file under `blobs/` has been checked against its
 //! size and sha256, written to disk (fsync) and renamed into place. Only those files are mounted.
 
+mod atomic;
+mod digest;
 mod error;
+mod gc;
 mod ingest;
 mod layout;
 mod records;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub(crate) use atomic::{sync_dir, write_atomic, write_atomic_mode};
+pub use digest::{digest_hex, sha256_of};
 pub use error::{Result, StoreError};
+pub use gc::{DEFAULT_INGEST_TTL, GcReport};
 pub use ingest::Ingest;
 pub use layout::Descriptor;
 pub use records::MountRecord;
-use sha2::{Digest, Sha256};
 
 /// A local store rooted at a directory.
 ///
@@ -67,51 +70,6 @@ fn choose_root(
     set(home)
         .unwrap_or_else(|| PathBuf::from("."))
         .join(".local/share/fspack")
-}
-
-/// Checks that `digest` is `sha256:` and 64 lowercase hex digits; returns the hex part.
-pub fn digest_hex(digest: &str) -> Result<&str> {
-    match digest.strip_prefix("sha256:") {
-        Some(h)
-            if h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-        {
-            Ok(h)
-        }
-        _ => Err(StoreError::InvalidDigest(digest.to_string())),
-    }
-}
-
-/// `sha256:<hex>` of some bytes.
-pub fn sha256_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// How long `gc` leaves an untouched partial download for a later resume.
-pub const DEFAULT_INGEST_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// What `gc` removed.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct GcReport {
-    /// Blobs removed.
-    pub removed_blobs: usize,
-    /// Abandoned partial downloads removed.
-    pub removed_ingests: usize,
-    /// Bytes freed.
-    pub freed_bytes: u64,
-    /// Blobs kept.
-    pub kept_blobs: usize,
-}
-
-impl std::fmt::Display for GcReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "removed {} blobs and {} partial downloads, freed {} bytes; kept {} blobs",
-            self.removed_blobs, self.removed_ingests, self.freed_bytes, self.kept_blobs
-        )
-    }
 }
 
 impl Store {
@@ -255,89 +213,6 @@ impl Store {
         records::remove(&self.root, target)
     }
 
-    /// Removes blobs that no tag and no mount record reaches, and partial downloads nobody has
-    /// touched for a day (containerd's ingest expiry), so an interrupted pull can still resume.
-    ///
-    /// Waits while other processes hold this store open (each [`Store`] holds a shared lock that
-    /// `gc` takes exclusively). Do not call it while this process holds a second, separately
-    /// opened `Store` of the same root: that would wait for itself. Clones are fine.
-    pub fn gc(&self, keep_extra: &[String]) -> Result<GcReport> {
-        self.gc_with(keep_extra, DEFAULT_INGEST_TTL)
-    }
-
-    /// [`Store::gc`], removing partial downloads untouched for longer than `ingest_ttl`.
-    pub fn gc_with(
-        &self,
-        keep_extra: &[String],
-        ingest_ttl: std::time::Duration,
-    ) -> Result<GcReport> {
-        // Trade our own shared lock for the exclusive one, and take the shared one back after.
-        let _ = self.gc_guard.lock().expect("not poisoned").take();
-        let exclusive = self.lock_file("gc.lock", rustix::fs::FlockOperation::LockExclusive)?;
-        let result = self.gc_locked(keep_extra, ingest_ttl);
-        drop(exclusive);
-        *self.gc_guard.lock().expect("not poisoned") =
-            Some(self.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared)?);
-        result
-    }
-
-    fn gc_locked(
-        &self,
-        keep_extra: &[String],
-        ingest_ttl: std::time::Duration,
-    ) -> Result<GcReport> {
-        let mut keep: std::collections::HashSet<String> = keep_extra.iter().cloned().collect();
-        let mut roots: Vec<String> = self.tags()?.into_iter().map(|(_, d)| d.digest).collect();
-        for rec in self.mount_records()? {
-            roots.push(rec.manifest_digest.clone());
-            keep.extend(rec.blobs);
-        }
-        // Walk manifests and indexes from the roots.
-        while let Some(d) = roots.pop() {
-            if !keep.insert(d.clone()) || !self.has_blob(&d) {
-                continue;
-            }
-            let Ok(bytes) = self.read_blob(&d, 4 << 20) else {
-                continue;
-            };
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                let digests = |key: &str| -> Vec<String> {
-                    v.get(key)
-                        .and_then(|a| a.as_array())
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|x| x["digest"].as_str().map(String::from))
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                };
-                if let Some(c) = v["config"]["digest"].as_str() {
-                    keep.insert(c.to_string());
-                }
-                keep.extend(digests("layers"));
-                roots.extend(digests("manifests"));
-            }
-        }
-        let mut report = GcReport::default();
-        let dir = self.root.join("blobs/sha256");
-        for e in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
-            let e = e.map_err(|e| StoreError::io(&dir, e))?;
-            let digest = format!("sha256:{}", e.file_name().to_string_lossy());
-            if keep.contains(&digest) {
-                report.kept_blobs += 1;
-                continue;
-            }
-            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(e.path()).map_err(|err| StoreError::io(&e.path(), err))?;
-            report.removed_blobs += 1;
-            report.freed_bytes += size;
-        }
-        let (n, bytes) = ingest::remove_abandoned(self, ingest_ttl)?;
-        report.removed_ingests = n;
-        report.freed_bytes += bytes;
-        Ok(report)
-    }
-
     /// Opens `locks/<name>` and takes a kernel file lock on it (released when the file closes,
     /// also when the process dies).
     fn lock_file(&self, name: &str, op: rustix::fs::FlockOperation) -> Result<File> {
@@ -352,47 +227,6 @@ impl Store {
         rustix::fs::flock(&f, op).map_err(|e| StoreError::io(&path, e.into()))?;
         Ok(f)
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file: fsync, rename, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_mode(path, bytes, 0o644)
-}
-
-/// [`write_atomic`] with the file's final permission bits.
-pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    // Unique per process and call: two threads writing the same path must not share a temp file.
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().expect("store paths have a parent");
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Makes a rename in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
 }
 
 #[cfg(test)]

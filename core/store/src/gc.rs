@@ -1,0 +1,122 @@
+//! Garbage collection: what no tag, no mount and no running pull needs goes.
+//!
+//! Roots are the manifests tagged in `index.json` and those of mount records (plus their blobs);
+//! manifests and indexes are walked (config, layers, nested manifests). Every `Store` handle holds
+//! a shared lock on `locks/gc.lock` and `gc` takes it exclusively, so it never runs while another
+//! process may have committed a blob it has not tagged yet.
+
+use std::fs;
+
+use crate::error::{Result, StoreError};
+use crate::{Store, ingest};
+
+/// How long `gc` leaves an untouched partial download for a later resume.
+pub const DEFAULT_INGEST_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcReport {
+    /// Blobs removed.
+    pub removed_blobs: usize,
+    /// Abandoned partial downloads removed.
+    pub removed_ingests: usize,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// Blobs kept.
+    pub kept_blobs: usize,
+}
+
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "removed {} blobs and {} partial downloads, freed {} bytes; kept {} blobs",
+            self.removed_blobs, self.removed_ingests, self.freed_bytes, self.kept_blobs
+        )
+    }
+}
+
+impl Store {
+    /// Removes blobs that no tag and no mount record reaches, and partial downloads nobody has
+    /// touched for a day (containerd's ingest expiry), so an interrupted pull can still resume.
+    ///
+    /// Waits while other processes hold this store open (each [`Store`] holds a shared lock that
+    /// `gc` takes exclusively). Do not call it while this process holds a second, separately
+    /// opened `Store` of the same root: that would wait for itself. Clones are fine.
+    pub fn gc(&self, keep_extra: &[String]) -> Result<GcReport> {
+        self.gc_with(keep_extra, DEFAULT_INGEST_TTL)
+    }
+
+    /// [`Store::gc`], removing partial downloads untouched for longer than `ingest_ttl`.
+    pub fn gc_with(
+        &self,
+        keep_extra: &[String],
+        ingest_ttl: std::time::Duration,
+    ) -> Result<GcReport> {
+        // Trade our own shared lock for the exclusive one, and take the shared one back after.
+        let _ = self.gc_guard.lock().expect("not poisoned").take();
+        let exclusive = self.lock_file("gc.lock", rustix::fs::FlockOperation::LockExclusive)?;
+        let result = self.gc_locked(keep_extra, ingest_ttl);
+        drop(exclusive);
+        *self.gc_guard.lock().expect("not poisoned") =
+            Some(self.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared)?);
+        result
+    }
+
+    fn gc_locked(
+        &self,
+        keep_extra: &[String],
+        ingest_ttl: std::time::Duration,
+    ) -> Result<GcReport> {
+        let mut keep: std::collections::HashSet<String> = keep_extra.iter().cloned().collect();
+        let mut roots: Vec<String> = self.tags()?.into_iter().map(|(_, d)| d.digest).collect();
+        for rec in self.mount_records()? {
+            roots.push(rec.manifest_digest.clone());
+            keep.extend(rec.blobs);
+        }
+        // Walk manifests and indexes from the roots.
+        while let Some(d) = roots.pop() {
+            if !keep.insert(d.clone()) || !self.has_blob(&d) {
+                continue;
+            }
+            let Ok(bytes) = self.read_blob(&d, 4 << 20) else {
+                continue;
+            };
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let digests = |key: &str| -> Vec<String> {
+                    v.get(key)
+                        .and_then(|a| a.as_array())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x["digest"].as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                if let Some(c) = v["config"]["digest"].as_str() {
+                    keep.insert(c.to_string());
+                }
+                keep.extend(digests("layers"));
+                roots.extend(digests("manifests"));
+            }
+        }
+        let mut report = GcReport::default();
+        let dir = self.root.join("blobs/sha256");
+        for e in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let e = e.map_err(|e| StoreError::io(&dir, e))?;
+            let digest = format!("sha256:{}", e.file_name().to_string_lossy());
+            if keep.contains(&digest) {
+                report.kept_blobs += 1;
+                continue;
+            }
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(e.path()).map_err(|err| StoreError::io(&e.path(), err))?;
+            report.removed_blobs += 1;
+            report.freed_bytes += size;
+        }
+        let (n, bytes) = ingest::remove_abandoned(self, ingest_ttl)?;
+        report.removed_ingests = n;
+        report.freed_bytes += bytes;
+        Ok(report)
+    }
+}
