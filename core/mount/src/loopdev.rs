@@ -30,8 +30,11 @@ const MAX_ATTEMPTS: u32 = 64;
 /// How a loop device is configured; it is always read-only and autoclearing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoopOptions {
-    /// Ask for direct I/O (`LO_FLAGS_DIRECT_IO`): no double caching of the backing file, but it
-    /// was the slowest way to read a many-file tree cold here; retried without when refused.
+    /// Ask for direct I/O (`LO_FLAGS_DIRECT_IO`): no double caching of the backing file, but
+    /// every small read goes to the disk. Measured on 6.18/ext4, cold caches, reading a 30k-file
+    /// EROFS tree (117 MiB): file-backed 0.17–0.38 s, buffered loop 0.56–0.73 s, direct-I/O loop
+    /// 5.1–5.3 s; one 512 MiB file: all about 0.55 s. Hence off by default. Retried without
+    /// when the backing filesystem refuses it (`EINVAL`); ext4 and tmpfs both accept it here.
     pub direct_io: bool,
     /// Logical block size of the device in bytes (512..=4096, a power of two; 0 = kernel default).
     pub block_size: u32,

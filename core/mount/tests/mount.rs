@@ -545,3 +545,40 @@ fn unmounting_a_plain_directory_says_it_is_not_a_mount_point() {
     let err = unmount(tmp.path(), false).unwrap_err().to_string();
     assert!(err.contains("not a mount point"), "{err}");
 }
+
+#[test]
+fn privileged_direct_io_is_asked_for_and_reported() {
+    if !ready(&[]) {
+        return;
+    }
+    // ext4 (the test's tempdir) and, where present, tmpfs (/dev/shm) as backing filesystems.
+    let tmp = tempfile::tempdir().unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").ok();
+    for dir in std::iter::once(tmp.path()).chain(shm.as_ref().map(|d| d.path())) {
+        let f = dir.join("backing");
+        fs::write(&f, vec![0u8; 1 << 20]).unwrap();
+        let fs_type = mountinfo()
+            .unwrap()
+            .into_iter()
+            .filter(|m| dir.starts_with(&m.mount_point))
+            .max_by_key(|m| m.mount_point.as_os_str().len())
+            .map(|m| m.fstype)
+            .unwrap_or_default();
+        let dev = LoopDevice::attach(
+            &f,
+            LoopOptions {
+                direct_io: true,
+                block_size: 4096,
+            },
+        )
+        .unwrap();
+        eprintln!(
+            "direct I/O asked on {fs_type}: kernel says dio={}",
+            dev.direct_io()
+        );
+        let buffered = LoopDevice::attach(&f, LoopOptions::default()).unwrap();
+        assert!(!buffered.direct_io());
+        drop((dev, buffered));
+        wait_detached(&f);
+    }
+}
