@@ -9,11 +9,24 @@ use std::path::Path;
 use common::*;
 use predicates::prelude::*;
 
-const SUBCOMMANDS: &[&str] =
-    &["build", "push", "pull", "mount", "umount", "ls", "inspect", "gc", "login", "logout", "completions"];
+const SUBCOMMANDS: &[&str] = &[
+    "build",
+    "push",
+    "pull",
+    "mount",
+    "umount",
+    "ls",
+    "inspect",
+    "gc",
+    "login",
+    "logout",
+    "completions",
+];
 
 fn snapshot_file(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/snapshots").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/snapshots")
+        .join(rel)
 }
 
 fn check_snapshot(rel: &str, actual: &str) {
@@ -23,25 +36,43 @@ fn check_snapshot(rel: &str, actual: &str) {
         fs::write(&path, actual).unwrap();
     }
     let expected = fs::read_to_string(&path).unwrap();
-    assert_eq!(expected, actual, "{rel} changed; run with UPDATE_SNAPSHOTS=1 to accept");
+    assert_eq!(
+        expected, actual,
+        "{rel} changed; run with UPDATE_SNAPSHOTS=1 to accept"
+    );
 }
 
 #[test]
 fn help_of_every_subcommand_matches_its_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = fspack(tmp.path()).arg("--help").env("COLUMNS", "100").output().unwrap();
+    let out = fspack(tmp.path())
+        .arg("--help")
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
     check_snapshot("help/fspack.txt", &String::from_utf8(out.stdout).unwrap());
     for sub in SUBCOMMANDS {
-        let out = fspack(tmp.path()).args([sub, "--help"]).env("COLUMNS", "100").output().unwrap();
+        let out = fspack(tmp.path())
+            .args([sub, "--help"])
+            .env("COLUMNS", "100")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{sub} --help failed");
-        check_snapshot(&format!("help/{sub}.txt"), &String::from_utf8(out.stdout).unwrap());
+        check_snapshot(
+            &format!("help/{sub}.txt"),
+            &String::from_utf8(out.stdout).unwrap(),
+        );
     }
 }
 
 #[test]
 fn committed_completions_and_man_pages_are_fresh() {
     let tmp = tempfile::tempdir().unwrap();
-    fspack(tmp.path()).arg("generate-docs").arg(tmp.path().join("gen")).assert().success();
+    fspack(tmp.path())
+        .arg("generate-docs")
+        .arg(tmp.path().join("gen"))
+        .assert()
+        .success();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut stale = Vec::new();
     for dir in ["completions", "man"] {
@@ -56,18 +87,29 @@ fn committed_completions_and_man_pages_are_fresh() {
         let n_generated = fs::read_dir(&generated).unwrap().count();
         let n_committed = fs::read_dir(root.join(dir)).map(|d| d.count()).unwrap_or(0);
         if n_generated != n_committed {
-            stale.push(format!("{dir}/ holds {n_committed} files, the CLI generates {n_generated}"));
+            stale.push(format!(
+                "{dir}/ holds {n_committed} files, the CLI generates {n_generated}"
+            ));
         }
     }
-    assert!(stale.is_empty(), "stale generated files (run `cargo run -p fspack -- generate-docs .`): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale generated files (run `cargo run -p fspack -- generate-docs .`): {stale:?}"
+    );
 }
 
 #[test]
 fn completions_print_the_committed_script() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = fspack(tmp.path()).args(["completions", "bash"]).output().unwrap();
+    let out = fspack(tmp.path())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    assert_eq!(out.stdout, fs::read(root.join("completions/fspack.bash")).unwrap());
+    assert_eq!(
+        out.stdout,
+        fs::read(root.join("completions/fspack.bash")).unwrap()
+    );
 }
 
 #[test]
@@ -78,7 +120,10 @@ fn building_a_missing_directory_names_it_and_exits_3() {
         .arg(tmp.path().join("x.erofs"))
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("error: failed to build").and(predicate::str::contains("/nonexistent/model")));
+        .stderr(
+            predicate::str::contains("error: failed to build")
+                .and(predicate::str::contains("/nonexistent/model")),
+        );
     assert!(!tmp.path().join("x.erofs").exists());
 }
 
@@ -129,9 +174,17 @@ fn build_writes_a_chunked_image_and_reports_json() {
         .args(["--layout", "chunked", "--blob-size", "1M", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["blobs"].as_array().unwrap().len(), 3, "3 MiB in 1 MiB blobs: {v}");
+    assert_eq!(
+        v["blobs"].as_array().unwrap().len(),
+        3,
+        "3 MiB in 1 MiB blobs: {v}"
+    );
     assert!(tmp.path().join("m.erofs.d/blob-0002").exists());
 }
 
@@ -142,11 +195,28 @@ fn push_to_an_oci_layout_and_inspect_it() {
     fs::create_dir(&src).unwrap();
     fs::write(src.join("weights.bin"), vec![5u8; 2 << 20]).unwrap();
     let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
-    let out = fspack(tmp.path()).arg("push").arg(&src).arg(&layout).args(["--blob-size", "1M", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fspack(tmp.path())
+        .arg("push")
+        .arg(&src)
+        .arg(&layout)
+        .args(["--blob-size", "1M", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let out = fspack(tmp.path()).args(["inspect", &layout, "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fspack(tmp.path())
+        .args(["inspect", &layout, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(inspected["digest"], report["manifest_digest"]);
     assert_eq!(inspected["format"], "erofs");
@@ -155,9 +225,45 @@ fn push_to_an_oci_layout_and_inspect_it() {
     assert_eq!(layers[0]["annotations"]["org.erofs.role"], "device");
     // skopeo, an independent reader, sees the same manifest.
     if trees::have_tool("skopeo") {
-        let raw = std::process::Command::new("skopeo").args(["inspect", "--raw", &layout]).output().unwrap();
-        assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+        let raw = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", &layout])
+            .output()
+            .unwrap();
+        assert!(
+            raw.status.success(),
+            "{}",
+            String::from_utf8_lossy(&raw.stderr)
+        );
         let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
         assert_eq!(m["artifactType"], "application/vnd.fspack.image.v1");
     }
+}
+
+#[test]
+fn pushing_a_file_that_is_not_an_image_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("notes.txt");
+    fs::write(&f, b"just text").unwrap();
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&f)
+        .arg(format!("oci:{}:x", tmp.path().join("layout").display()))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("notes.txt").and(predicate::str::contains(
+                "neither a directory nor an EROFS or SquashFS image",
+            )),
+        );
+}
+
+#[test]
+fn umount_of_something_fspack_did_not_mount_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    fspack(&tmp.path().join("store"))
+        .args(["umount"])
+        .arg(tmp.path())
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("is not mounted by fspack"));
 }

@@ -15,7 +15,11 @@ fn repo() -> PathBuf {
 /// PATH with the freshly built fspack first, so the scripts call this build.
 fn path_with_fspack() -> String {
     let bin = assert_cmd::cargo::cargo_bin("fspack");
-    format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 /// Runs bash completion for the words of `line` (the last word is being completed).
@@ -24,14 +28,33 @@ fn bash_complete(line: &str, store: &Path) -> Vec<String> {
     let script = format!(
         "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; _fspack_dynamic fspack '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
         repo().join("completions/fspack.bash").display(),
-        words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+        words
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
         words.len() - 1,
         words.last().unwrap(),
         words.get(words.len().wrapping_sub(2)).unwrap_or(&""),
     );
-    let out = Command::new("bash").arg("-c").arg(script).env("PATH", path_with_fspack()).env("FSPACK_STORE", store).output().unwrap();
-    assert!(out.status.success(), "bash: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).filter(|s| !s.is_empty()).collect()
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("PATH", path_with_fspack())
+        .env("FSPACK_STORE", store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// A store holding one tag, made by pushing to it as an OCI layout.
@@ -40,7 +63,12 @@ fn store_with_tag(tmp: &Path) -> PathBuf {
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("f"), b"x").unwrap();
     let store = tmp.join("store");
-    fspack(&store).arg("push").arg(&src).arg(format!("oci:{}:my-model-v1", store.display())).assert().success();
+    fspack(&store)
+        .arg("push")
+        .arg(&src)
+        .arg(format!("oci:{}:my-model-v1", store.display()))
+        .assert()
+        .success();
     store
 }
 
@@ -52,7 +80,10 @@ fn bash_completes_subcommands_flags_and_store_references() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store_with_tag(tmp.path());
     let subs = bash_complete("fspack pu", &store);
-    assert!(subs.contains(&"push".to_string()) && subs.contains(&"pull".to_string()), "{subs:?}");
+    assert!(
+        subs.contains(&"push".to_string()) && subs.contains(&"pull".to_string()),
+        "{subs:?}"
+    );
     let flags = bash_complete("fspack push --jo", &store);
     assert_eq!(flags, vec!["--jobs".to_string()]);
     let refs = bash_complete("fspack mount my-", &store);
@@ -67,7 +98,10 @@ fn fish_completes_subcommands_and_store_references() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store_with_tag(tmp.path());
     let run = |line: &str| {
-        let script = format!("source {}; complete -C '{line}'", repo().join("completions/fspack.fish").display());
+        let script = format!(
+            "source {}; complete -C '{line}'",
+            repo().join("completions/fspack.fish").display()
+        );
         let out = Command::new("fish")
             .arg("--no-config")
             .arg("-c")
@@ -77,7 +111,11 @@ fn fish_completes_subcommands_and_store_references() {
             .env("HOME", tmp.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "fish: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fish: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let subs = run("fspack pu");
@@ -88,12 +126,24 @@ fn fish_completes_subcommands_and_store_references() {
 #[test]
 fn zsh_and_bash_scripts_parse_and_shellcheck_passes() {
     if trees::have_tool("zsh") {
-        let st = Command::new("zsh").arg("-n").arg(repo().join("completions/_fspack")).status().unwrap();
+        let st = Command::new("zsh")
+            .arg("-n")
+            .arg(repo().join("completions/_fspack"))
+            .status()
+            .unwrap();
         assert!(st.success(), "zsh -n rejects completions/_fspack");
     }
     if trees::have_tool("shellcheck") {
-        let out = Command::new("shellcheck").args(["-s", "bash"]).arg(repo().join("completions/fspack.bash")).output().unwrap();
-        assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
+        let out = Command::new("shellcheck")
+            .args(["-s", "bash"])
+            .arg(repo().join("completions/fspack.bash"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "shellcheck:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -104,7 +154,11 @@ fn man_pages_render_without_warnings() {
     }
     for page in std::fs::read_dir(repo().join("man")).unwrap() {
         let page = page.unwrap().path();
-        let out = Command::new("groff").args(["-ww", "-man", "-Tutf8", "-z"]).arg(&page).output().unwrap();
+        let out = Command::new("groff")
+            .args(["-ww", "-man", "-Tutf8", "-z"])
+            .arg(&page)
+            .output()
+            .unwrap();
         assert!(
             out.status.success() && out.stderr.is_empty(),
             "groff warns on {}:\n{}",

@@ -12,20 +12,34 @@ use common::*;
 use predicates::prelude::*;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "fspack failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "fspack failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn curl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl").arg("-fsS").args(args).output().unwrap();
-    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("curl")
+        .arg("-fsS")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
 fn model(dir: &Path) {
     fs::create_dir_all(dir.join("tokenizer")).unwrap();
     for i in 0..3u8 {
-        let data: Vec<u8> = (0..(3u32 << 20)).map(|x| (x.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i).collect();
+        let data: Vec<u8> = (0..(3u32 << 20))
+            .map(|x| (x.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i)
+            .collect();
         fs::write(dir.join(format!("model-{i}.safetensors")), data).unwrap();
     }
     fs::write(dir.join("config.json"), br#"{"hidden_size": 4096}"#).unwrap();
@@ -43,10 +57,19 @@ fn push_is_read_back_byte_for_byte_by_skopeo_and_curl() {
     model(&src);
     let reference = format!("{}/models/demo:v1", reg.addr);
     let report = json(
-        &fspack(tmp.path()).arg("push").arg(&src).arg(&reference).args(["--blob-size", "2M", "--json"]).output().unwrap(),
+        &fspack(tmp.path())
+            .arg("push")
+            .arg(&src)
+            .arg(&reference)
+            .args(["--blob-size", "2M", "--json"])
+            .output()
+            .unwrap(),
     );
     let layers = report["layers"].as_array().unwrap();
-    assert!(layers.len() >= 5, "3 x 3 MiB in 2 MiB blobs gives several blobs: {report}");
+    assert!(
+        layers.len() >= 5,
+        "3 x 3 MiB in 2 MiB blobs gives several blobs: {report}"
+    );
     // The same build on disk gives the bytes the registry must hold.
     fspack(tmp.path())
         .arg("build")
@@ -58,20 +81,43 @@ fn push_is_read_back_byte_for_byte_by_skopeo_and_curl() {
         .success();
     for l in layers {
         let title = l["title"].as_str().unwrap();
-        let local = if title == "meta.erofs" { tmp.path().join("local.erofs") } else { tmp.path().join("local.erofs.d").join(title) };
-        let url = format!("http://{}/v2/models/demo/blobs/{}", reg.addr, l["digest"].as_str().unwrap());
-        assert!(curl(&[&url]) == fs::read(&local).unwrap(), "blob {title} differs from the local build");
+        let local = if title == "meta.erofs" {
+            tmp.path().join("local.erofs")
+        } else {
+            tmp.path().join("local.erofs.d").join(title)
+        };
+        let url = format!(
+            "http://{}/v2/models/demo/blobs/{}",
+            reg.addr,
+            l["digest"].as_str().unwrap()
+        );
+        assert!(
+            curl(&[&url]) == fs::read(&local).unwrap(),
+            "blob {title} differs from the local build"
+        );
     }
     if have_tool("skopeo") {
         let out = Command::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")])
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{reference}"),
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(m["artifactType"], "application/vnd.fspack.image.v1");
         assert_eq!(m["layers"].as_array().unwrap().len(), layers.len());
-        let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&out.stdout)));
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&out.stdout))
+        );
         assert_eq!(report["manifest_digest"], digest.as_str());
     }
 }
@@ -84,7 +130,15 @@ fn re_pushing_after_a_small_edit_sends_under_one_percent() {
     model(&src);
     let reference = format!("{}/models/edit:v1", reg.addr);
     let push = |r: &str| {
-        json(&fspack(tmp.path()).arg("push").arg(&src).arg(r).args(["--blob-size", "4M", "--json"]).output().unwrap())
+        json(
+            &fspack(tmp.path())
+                .arg("push")
+                .arg(&src)
+                .arg(r)
+                .args(["--blob-size", "4M", "--json"])
+                .output()
+                .unwrap(),
+        )
     };
     let first = push(&reference);
     assert_eq!(first["bytes_skipped"], 0);
@@ -98,7 +152,9 @@ fn re_pushing_after_a_small_edit_sends_under_one_percent() {
 
 #[test]
 fn a_registry_with_basic_auth_needs_credentials() {
-    let Some(reg) = Registry::start_with_auth("alice", "s3cret-canary") else { return };
+    let Some(reg) = Registry::start_with_auth("alice", "s3cret-canary") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("model");
     fs::create_dir(&src).unwrap();
@@ -112,15 +168,28 @@ fn a_registry_with_basic_auth_needs_credentials() {
         .arg(&reference)
         .assert()
         .code(4)
-        .stderr(predicate::str::contains(reg.addr.as_str()).and(predicate::str::contains("s3cret-canary").not()));
+        .stderr(
+            predicate::str::contains(reg.addr.as_str())
+                .and(predicate::str::contains("s3cret-canary").not()),
+        );
     fspack(tmp.path())
         .env("DOCKER_CONFIG", &docker)
         .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
         .write_stdin("s3cret-canary\n")
         .assert()
         .success();
-    fspack(tmp.path()).env("DOCKER_CONFIG", &docker).arg("push").arg(&src).arg(&reference).assert().success();
-    fspack(tmp.path()).env("DOCKER_CONFIG", &docker).args(["inspect", &reference]).assert().success();
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", &docker)
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .assert()
+        .success();
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", &docker)
+        .args(["inspect", &reference])
+        .assert()
+        .success();
 }
 
 #[test]
@@ -137,7 +206,10 @@ fn pulling_a_missing_tag_exits_3_and_names_it() {
 
 /// Uploads `data` as a blob with curl (an independent client) and returns its digest.
 fn curl_blob(reg: &Registry, repo: &str, data: &[u8], dir: &Path) -> String {
-    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data)));
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
+    );
     let file = dir.join(digest.replace(':', "_"));
     fs::write(&file, data).unwrap();
     let out = Command::new("curl")
@@ -148,13 +220,28 @@ fn curl_blob(reg: &Registry, repo: &str, data: &[u8], dir: &Path) -> String {
     let headers = String::from_utf8_lossy(&out.stdout);
     let location = headers
         .lines()
-        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
         .unwrap()
         .trim()
         .to_string();
     let sep = if location.contains('?') { '&' } else { '?' };
-    let url = if location.starts_with("http") { location } else { format!("http://{}{location}", reg.addr) };
-    curl(&["-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary", &format!("@{}", file.display()), &format!("{url}{sep}digest={digest}")]);
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{}{location}", reg.addr)
+    };
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{url}{sep}digest={digest}"),
+    ]);
     digest
 }
 
@@ -184,7 +271,13 @@ fn an_artifact_with_a_layer_type_fspack_cannot_mount_is_refused_before_download(
     let Some(reg) = Registry::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let digest = curl_blob(&reg, "other/tool", b"not a filesystem", tmp.path());
-    curl_manifest(&reg, "other/tool", "v1", "application/vnd.oci.image.layer.v1.tar+gzip", (&digest, 16));
+    curl_manifest(
+        &reg,
+        "other/tool",
+        "v1",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        (&digest, 16),
+    );
     let store = tmp.path().join("store");
     fspack(&store)
         .args(["pull", &format!("{}/other/tool:v1", reg.addr)])
@@ -200,16 +293,32 @@ fn pull_mount_compare(reg: &Registry, tmp: &Path, reference: &str, src: &Path, e
     let store = tmp.join("store");
     let mnt = tmp.join("mnt");
     fs::create_dir_all(&mnt).unwrap();
-    let report = json(&fspack(&store).args(["pull", reference, "--json", "--mount"]).arg(&mnt).args(extra).output().unwrap());
+    let report = json(
+        &fspack(&store)
+            .args(["pull", reference, "--json", "--mount"])
+            .arg(&mnt)
+            .args(extra)
+            .output()
+            .unwrap(),
+    );
     assert_eq!(report["mounted_at"], mnt.to_str().unwrap());
     let _ = reg;
     let ls = json(&fspack(&store).args(["ls", "--json"]).output().unwrap());
     assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
     assert_eq!(ls[0]["mounted"], true);
-    let result = std::panic::catch_unwind(|| assert_same(&snapshot(src, SnapOpts::KERNEL), &snapshot(&mnt, SnapOpts::KERNEL)));
+    let result = std::panic::catch_unwind(|| {
+        assert_same(
+            &snapshot(src, SnapOpts::KERNEL),
+            &snapshot(&mnt, SnapOpts::KERNEL),
+        )
+    });
     fspack(&store).arg("umount").arg(&mnt).assert().success();
     result.unwrap();
-    assert_eq!(leftovers(tmp), Vec::<String>::new(), "umount must leave no mount or loop device behind");
+    assert_eq!(
+        leftovers(tmp),
+        Vec::<String>::new(),
+        "umount must leave no mount or loop device behind"
+    );
     let ls = json(&fspack(&store).args(["ls", "--json"]).output().unwrap());
     assert_eq!(ls.as_array().unwrap().len(), 0);
 }
@@ -222,9 +331,21 @@ fn privileged_push_pull_mount_round_trip_of_a_chunked_erofs_tree() {
     let Some(reg) = Registry::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    make_tree(&src, &TreeOpts { big_dir: 1500, huge_sparse: true });
+    make_tree(
+        &src,
+        &TreeOpts {
+            big_dir: 1500,
+            huge_sparse: true,
+        },
+    );
     let reference = format!("{}/trees/all-kinds:v1", reg.addr);
-    fspack(tmp.path()).arg("push").arg(&src).arg(&reference).args(["--blob-size", "1M"]).assert().success();
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .args(["--blob-size", "1M"])
+        .assert()
+        .success();
     pull_mount_compare(&reg, tmp.path(), &reference, &src, &[]);
 }
 
@@ -236,12 +357,35 @@ fn privileged_single_erofs_image_through_loop_devices() {
     let Some(reg) = Registry::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    make_tree(&src, &TreeOpts { big_dir: 300, huge_sparse: false });
+    make_tree(
+        &src,
+        &TreeOpts {
+            big_dir: 300,
+            huge_sparse: false,
+        },
+    );
     let image = tmp.path().join("single.erofs");
-    fspack(tmp.path()).arg("build").arg(&src).arg("-o").arg(&image).assert().success();
+    fspack(tmp.path())
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&image)
+        .assert()
+        .success();
     let reference = format!("{}/trees/single:v1", reg.addr);
-    fspack(tmp.path()).arg("push").arg(&image).arg(&reference).assert().success();
-    pull_mount_compare(&reg, tmp.path(), &reference, &src, &["--mount-mode", "loop"]);
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&image)
+        .arg(&reference)
+        .assert()
+        .success();
+    pull_mount_compare(
+        &reg,
+        tmp.path(),
+        &reference,
+        &src,
+        &["--mount-mode", "loop"],
+    );
 }
 
 #[test]
@@ -255,15 +399,32 @@ fn privileged_an_erofs_artifact_pushed_by_another_client_mounts() {
     fs::create_dir_all(src.join("d")).unwrap();
     fs::write(src.join("d/file.txt"), b"made by mkfs.erofs\n").unwrap();
     let image = tmp.path().join("foreign.erofs");
-    assert!(Command::new("mkfs.erofs").arg("-q").arg(&image).arg(&src).status().unwrap().success());
+    assert!(
+        Command::new("mkfs.erofs")
+            .arg(&image)
+            .arg(&src)
+            .status()
+            .unwrap()
+            .success()
+    );
     let data = fs::read(&image).unwrap();
     let digest = curl_blob(&reg, "foreign/erofs", &data, tmp.path());
-    curl_manifest(&reg, "foreign/erofs", "v1", "application/vnd.erofs.layer.v1", (&digest, data.len() as u64));
+    curl_manifest(
+        &reg,
+        "foreign/erofs",
+        "v1",
+        "application/vnd.erofs.layer.v1",
+        (&digest, data.len() as u64),
+    );
     let reference = format!("{}/foreign/erofs:v1", reg.addr);
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
-    fspack(&store).args(["pull", &reference, "--mount"]).arg(&mnt).assert().success();
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
     let content = fs::read(mnt.join("d/file.txt"));
     fspack(&store).arg("umount").arg(&mnt).assert().success();
     assert_eq!(content.unwrap(), b"made by mkfs.erofs\n");
@@ -280,7 +441,13 @@ fn privileged_two_concurrent_pulls_of_one_reference_both_succeed() {
     let src = tmp.path().join("model");
     model(&src);
     let reference = format!("{}/models/shared:v1", reg.addr);
-    fspack(tmp.path()).arg("push").arg(&src).arg(&reference).args(["--blob-size", "2M"]).assert().success();
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .args(["--blob-size", "2M"])
+        .assert()
+        .success();
     let store = tmp.path().join("store");
     let bin = assert_cmd::cargo::cargo_bin("fspack");
     let spawn = || {
@@ -297,12 +464,88 @@ fn privileged_two_concurrent_pulls_of_one_reference_both_succeed() {
     let (ra, rb) = (json(&a), json(&b));
     assert_eq!(ra["manifest_digest"], rb["manifest_digest"]);
     let fetched = ra["bytes_fetched"].as_u64().unwrap() + rb["bytes_fetched"].as_u64().unwrap();
-    let total: u64 = ra["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
-    assert_eq!(fetched, total, "each blob is fetched once between the two pulls");
+    let total: u64 = ra["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        fetched, total,
+        "each blob is fetched once between the two pulls"
+    );
     let mnt = tmp.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
-    fspack(&store).args(["mount", &reference]).arg(&mnt).assert().success();
-    let same = fs::read(mnt.join("model-1.safetensors")).unwrap() == fs::read(src.join("model-1.safetensors")).unwrap();
+    fspack(&store)
+        .args(["mount", &reference])
+        .arg(&mnt)
+        .assert()
+        .success();
+    let same = fs::read(mnt.join("model-1.safetensors")).unwrap()
+        == fs::read(src.join("model-1.safetensors")).unwrap();
     fspack(&store).arg("umount").arg(&mnt).assert().success();
     assert!(same);
+}
+
+#[test]
+fn a_pull_killed_at_random_points_resumes_and_never_stores_partial_blobs() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..4u8 {
+        let data: Vec<u8> = (0..(24u32 << 20))
+            .map(|x| (x.wrapping_mul(2_654_435_761) >> 11) as u8 ^ i)
+            .collect();
+        fs::write(src.join(format!("w{i}.bin")), data).unwrap();
+    }
+    let reference = format!("{}/models/killed:v1", reg.addr);
+    let pushed = json(
+        &fspack(tmp.path())
+            .arg("push")
+            .arg(&src)
+            .arg(&reference)
+            .args(["--blob-size", "16M", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let store = tmp.path().join("store");
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    for delay_ms in [30u64, 120, 250, 400] {
+        let mut child = Command::new(&bin)
+            .env("FSPACK_STORE", &store)
+            .args(["pull", &reference, "--jobs", "2", "-q"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Whatever is under blobs/ at any point must hash to its name.
+        for e in fs::read_dir(store.join("blobs/sha256"))
+            .into_iter()
+            .flatten()
+        {
+            let e = e.unwrap();
+            let data = fs::read(e.path()).unwrap();
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+            assert_eq!(
+                digest,
+                e.file_name().to_string_lossy(),
+                "a blob in the store does not match its digest"
+            );
+        }
+    }
+    let report = json(
+        &fspack(&store)
+            .args(["pull", &reference, "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(report["manifest_digest"], pushed["manifest_digest"]);
+    for l in pushed["layers"].as_array().unwrap() {
+        let p = store
+            .join("blobs/sha256")
+            .join(&l["digest"].as_str().unwrap()[7..]);
+        assert_eq!(fs::metadata(&p).unwrap().len(), l["size"].as_u64().unwrap());
+    }
 }

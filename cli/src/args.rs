@@ -77,6 +77,29 @@ pub enum Command {
     /// Write completion scripts and man pages (used to refresh completions/ and man/).
     #[command(hide = true)]
     GenerateDocs(GenerateDocsArgs),
+    /// Print dynamic completion candidates (called by the completion scripts).
+    #[command(name = "__complete", hide = true)]
+    Complete(CompleteArgs),
+}
+
+/// What the completion scripts ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompleteKind {
+    /// Mount points of fspack mounts.
+    Mounts,
+    /// References: tags in the local store, and a repository's tags from its registry.
+    Refs,
+}
+
+/// `fspack __complete KIND [PREFIX]`.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// What to complete.
+    #[arg(value_enum)]
+    pub kind: CompleteKind,
+    /// The word typed so far.
+    #[arg(default_value = "", allow_hyphen_values = true)]
+    pub prefix: String,
 }
 
 /// Image format.

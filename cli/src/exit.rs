@@ -52,10 +52,22 @@ pub const TABLE: &[(u8, &str)] = &[
 
 /// Maps an error chain to an exit code, using the most specific typed error found in it.
 pub fn classify(err: &anyhow::Error) -> u8 {
+    use fspack_registry::RegistryError;
+    use fspack_store::StoreError;
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<RegistryError>() {
+            return registry_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return store_code(e);
+        }
+        if cause.downcast_ref::<fspack_mount::MountError>().is_some() {
+            return MOUNT;
+        }
         if let Some(e) = cause.downcast_ref::<EngineError>() {
-            return match e {
+            let code = match e {
                 EngineError::Usage(_) => USAGE,
+                EngineError::NotFound(_) => NOT_FOUND,
                 EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                     NOT_FOUND
                 }
@@ -64,11 +76,18 @@ pub fn classify(err: &anyhow::Error) -> u8 {
                 {
                     NOT_FOUND
                 }
-                EngineError::Image(fspack_image::Error::InvalidOption(_)) => USAGE,
-                EngineError::Image(fspack_image::Error::OutputInsideSource { .. }) => USAGE,
-                EngineError::Image(fspack_image::Error::NotADirectory(_)) => USAGE,
+                EngineError::Image(
+                    fspack_image::Error::InvalidOption(_)
+                    | fspack_image::Error::OutputInsideSource { .. }
+                    | fspack_image::Error::NotADirectory(_),
+                ) => USAGE,
+                // Transparent wrappers: the inner error is not a separate link of the chain.
+                EngineError::Registry(e) => registry_code(e),
+                EngineError::Store(e) => store_code(e),
+                EngineError::Mount(_) => MOUNT,
                 _ => FAILURE,
             };
+            return code;
         }
         if let Some(e) = cause.downcast_ref::<std::io::Error>()
             && e.kind() == std::io::ErrorKind::NotFound
@@ -77,6 +96,28 @@ pub fn classify(err: &anyhow::Error) -> u8 {
         }
     }
     FAILURE
+}
+
+fn registry_code(e: &fspack_registry::RegistryError) -> u8 {
+    use fspack_registry::ErrorKind;
+    match e.kind() {
+        ErrorKind::Usage => USAGE,
+        ErrorKind::Auth => AUTH,
+        ErrorKind::NotFound => NOT_FOUND,
+        ErrorKind::Network | ErrorKind::Protocol => NETWORK,
+        ErrorKind::Integrity => INTEGRITY,
+        ErrorKind::Io => FAILURE,
+    }
+}
+
+fn store_code(e: &fspack_store::StoreError) -> u8 {
+    use fspack_store::StoreError;
+    match e {
+        StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. } => INTEGRITY,
+        StoreError::InvalidDigest(_) | StoreError::NotALayout(_) => USAGE,
+        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => NOT_FOUND,
+        _ => FAILURE,
+    }
 }
 
 /// Whether the error is a closed stdout (`fspack ls | head`), which exits quietly.

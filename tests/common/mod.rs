@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 /// The fspack binary with a private store and no colour.
 pub fn fspack(store: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("fspack").unwrap();
-    cmd.env("FSPACK_STORE", store).env("NO_COLOR", "1").env("FSPACK_RETRY_BASE_MS", "1").env_remove("SOURCE_DATE_EPOCH");
+    cmd.env("FSPACK_STORE", store)
+        .env("NO_COLOR", "1")
+        .env("FSPACK_RETRY_BASE_MS", "1")
+        .env_remove("SOURCE_DATE_EPOCH");
     cmd
 }
 
@@ -40,7 +43,11 @@ impl Registry {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let addr = format!("127.0.0.1:{port}");
         let mut auth_cfg = String::new();
         if let Some((user, password)) = auth {
@@ -48,9 +55,17 @@ impl Registry {
                 return None;
             }
             let file = dir.path().join("htpasswd");
-            let st = Command::new("htpasswd").args(["-Bbc"]).arg(&file).args([user, password]).output().unwrap();
+            let st = Command::new("htpasswd")
+                .args(["-Bbc"])
+                .arg(&file)
+                .args([user, password])
+                .output()
+                .unwrap();
             assert!(st.status.success());
-            auth_cfg = format!("auth:\n  htpasswd:\n    realm: fspack-test\n    path: {}\n", file.display());
+            auth_cfg = format!(
+                "auth:\n  htpasswd:\n    realm: fspack-test\n    path: {}\n",
+                file.display()
+            );
         }
         let cfg = dir.path().join("config.yml");
         std::fs::write(
@@ -68,10 +83,18 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let reg = Registry { child, addr, _dir: dir };
+        let reg = Registry {
+            child,
+            addr,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&reg.addr).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start on {}", reg.addr);
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start on {}",
+                reg.addr
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(reg)
@@ -100,11 +123,18 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
             if let Ok(b) = std::fs::read_to_string(&f)
                 && b.trim().starts_with(dir.to_str().unwrap())
             {
-                out.push(format!("loop device {} -> {}", e.file_name().to_string_lossy(), b.trim()));
+                out.push(format!(
+                    "loop device {} -> {}",
+                    e.file_name().to_string_lossy(),
+                    b.trim()
+                ));
             }
         }
     }
-    for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+    for line in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+    {
         let mp = line.split(' ').nth(4).unwrap_or("");
         if mp.starts_with(dir.to_str().unwrap()) {
             out.push(format!("mount {mp}"));

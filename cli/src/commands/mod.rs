@@ -1,13 +1,74 @@
 //! One module per subcommand; each turns its clap arguments into engine settings and runs them.
 
 mod build;
+mod complete;
+mod docs;
+mod inspect;
+mod login;
+mod mount;
+mod pull;
+mod push;
 
-use crate::args::{Cli, Command};
+use std::sync::Arc;
+
+use anyhow::Context;
+use fspack_registry::{Client, ClientOptions};
+use fspack_store::Store;
+
+use crate::args::{Cli, Command, GlobalArgs, RegistryArgs};
+use crate::progress::Bars;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
     match cli.command {
-        Command::Build(args) => build::run(args, &cli.global).await,
-        _ => anyhow::bail!("not implemented yet"),
+        Command::Build(args) => build::run(args, g).await,
+        Command::Push(args) => push::run(args, g).await,
+        Command::Pull(args) => pull::run(args, g).await,
+        Command::Mount(args) => mount::mount(args, g).await,
+        Command::Umount(args) => mount::umount(args, g),
+        Command::Ls(args) => mount::ls(args, g),
+        Command::Gc(args) => mount::gc(args, g),
+        Command::Inspect(args) => inspect::run(args, g).await,
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::GenerateDocs(args) => docs::generate(args),
+        Command::Complete(args) => complete::run(args, g).await,
     }
+}
+
+/// Registry client options from the command line.
+pub fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
+    let opts = ClientOptions {
+        plain_http: args.plain_http,
+        insecure_tls: args.insecure,
+        username: args.username.clone(),
+        password: args.password.clone(),
+        user_agent: format!("fspack/{}", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    };
+    Client::new(opts).context("cannot set up the registry client")
+}
+
+/// Opens the local store chosen by `--store`, `FSPACK_STORE` or the default location.
+pub fn store(g: &GlobalArgs) -> anyhow::Result<Arc<Store>> {
+    let root = g.store.clone().unwrap_or_else(fspack_store::default_root);
+    let store = Store::open(&root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Progress bars unless quiet or printing JSON.
+pub fn bars(g: &GlobalArgs, json: bool) -> Arc<Bars> {
+    Arc::new(Bars::new(!g.quiet && !json))
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
 }

@@ -36,3 +36,315 @@ pub fn is_squashfs_media_type(media_type: &str) -> bool {
         || media_type.starts_with("application/vnd.oci.image.layer.squashfs")
         || media_type.starts_with("application/vnd.oci.image.layer.v1.squashfs")
 }
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+
+/// Media type of an OCI image manifest.
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index.
+pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Largest manifest fspack reads (distribution-spec: clients SHOULD handle at least 4 MiB).
+pub const MAX_MANIFEST: u64 = 4 << 20;
+
+/// An OCI content descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// Media type of the referenced content.
+    pub media_type: String,
+    /// `sha256:<hex>` digest.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Artifact type (index entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Embedded content (base64), allowed by image-spec 1.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+/// An OCI image manifest (v1.1, with `artifactType`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Always 2.
+    pub schema_version: u32,
+    /// `application/vnd.oci.image.manifest.v1+json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Artifact type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Config descriptor.
+    pub config: Descriptor,
+    /// Layers, lowest first.
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An OCI image index (only read: fspack follows it to a manifest).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    /// Entries.
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+/// Digest of some bytes, `sha256:<hex>`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Descriptor of the empty config.
+pub fn empty_config() -> Descriptor {
+    Descriptor {
+        media_type: EMPTY_CONFIG.into(),
+        digest: sha256_digest(EMPTY_CONFIG_DATA),
+        size: EMPTY_CONFIG_DATA.len() as u64,
+        annotations: BTreeMap::new(),
+        artifact_type: None,
+        data: None,
+    }
+}
+
+impl Manifest {
+    /// Serialises the manifest canonically (fields in declaration order, no whitespace).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("manifest serialises")
+    }
+
+    /// Parses a manifest, refusing anything that is not an OCI image manifest.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+            EngineError::Usage(format!("{what} is not a valid OCI image manifest: {e}"))
+        })?;
+        if m.schema_version != 2 {
+            return Err(EngineError::Usage(format!(
+                "{what} has schemaVersion {}, expected 2",
+                m.schema_version
+            )));
+        }
+        for d in m.layers.iter().chain(std::iter::once(&m.config)) {
+            validate_digest(&d.digest).map_err(|e| EngineError::Usage(format!("{what}: {e}")))?;
+        }
+        Ok(m)
+    }
+}
+
+/// Checks that a digest is `sha256:` followed by 64 lowercase hex digits.
+pub fn validate_digest(d: &str) -> std::result::Result<(), String> {
+    match d.strip_prefix("sha256:") {
+        Some(h)
+            if h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "unsupported or malformed digest {d:?} (fspack handles sha256 only)"
+        )),
+    }
+}
+
+/// How to mount an artifact, derived from its manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountPlan {
+    /// An EROFS image with optional extra devices (data blobs) in device order.
+    Erofs {
+        /// The primary (metadata) image.
+        primary: Descriptor,
+        /// Extra devices, device id = index + 1.
+        devices: Vec<Descriptor>,
+    },
+    /// SquashFS images stacked with overlayfs, lowest first (one image: mounted directly).
+    Squashfs {
+        /// Shards, lowest first.
+        shards: Vec<Descriptor>,
+    },
+}
+
+impl MountPlan {
+    /// Decides how to mount `m`; unknown or mixed layer types are refused with a clear error.
+    pub fn from_manifest(m: &Manifest, what: &str) -> Result<MountPlan> {
+        fn role(d: &Descriptor) -> Option<&str> {
+            d.annotations.get(ANN_EROFS_ROLE).map(String::as_str)
+        }
+        let erofs: Vec<&Descriptor> = m
+            .layers
+            .iter()
+            .filter(|d| {
+                MOUNTABLE_EROFS.contains(&d.media_type.as_str()) && role(d) != Some("device")
+            })
+            .collect();
+        let devices: Vec<&Descriptor> = m
+            .layers
+            .iter()
+            .filter(|d| role(d) == Some("device"))
+            .collect();
+        let squash: Vec<&Descriptor> = m
+            .layers
+            .iter()
+            .filter(|d| is_squashfs_media_type(&d.media_type))
+            .collect();
+        if let Some(d) = m.layers.iter().find(|d| {
+            !(MOUNTABLE_EROFS.contains(&d.media_type.as_str())
+                || role(d) == Some("device")
+                || is_squashfs_media_type(&d.media_type))
+        }) {
+            return Err(EngineError::Usage(format!(
+                "{what}: layer {} has media type {:?}, which fspack cannot mount (it mounts EROFS and SquashFS layers)",
+                d.digest, d.media_type
+            )));
+        }
+        if m.layers.is_empty() {
+            return Err(EngineError::Usage(format!("{what} has no layers to mount")));
+        }
+        if !squash.is_empty() {
+            if !erofs.is_empty() || !devices.is_empty() {
+                return Err(EngineError::Usage(format!(
+                    "{what} mixes SquashFS and EROFS layers"
+                )));
+            }
+            return Ok(MountPlan::Squashfs {
+                shards: squash.into_iter().cloned().collect(),
+            });
+        }
+        match erofs.as_slice() {
+            [primary] if m.layers.last() == Some(*primary) => Ok(MountPlan::Erofs {
+                primary: (*primary).clone(),
+                devices: devices.into_iter().cloned().collect(),
+            }),
+            [_] => Err(EngineError::Usage(format!(
+                "{what}: the EROFS metadata layer must come after its device layers"
+            ))),
+            _ => Err(EngineError::Usage(format!(
+                "{what} has {} EROFS image layers; fspack mounts exactly one (plus device layers)",
+                erofs.len()
+            ))),
+        }
+    }
+
+    /// All blobs the mount needs, in layer order.
+    pub fn blobs(&self) -> Vec<&Descriptor> {
+        match self {
+            MountPlan::Erofs { primary, devices } => {
+                devices.iter().chain(std::iter::once(primary)).collect()
+            }
+            MountPlan::Squashfs { shards } => shards.iter().collect(),
+        }
+    }
+
+    /// `erofs` or `squashfs`.
+    pub fn format(&self) -> &'static str {
+        match self {
+            MountPlan::Erofs { .. } => "erofs",
+            MountPlan::Squashfs { .. } => "squashfs",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(mt: &str, role: Option<&str>, n: u8) -> Descriptor {
+        let mut annotations = BTreeMap::new();
+        if let Some(r) = role {
+            annotations.insert(ANN_EROFS_ROLE.to_string(), r.to_string());
+        }
+        Descriptor {
+            media_type: mt.into(),
+            digest: format!("sha256:{}", hex::encode([n; 32])),
+            size: 4096,
+            annotations,
+            artifact_type: None,
+            data: None,
+        }
+    }
+
+    fn manifest(layers: Vec<Descriptor>) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_MANIFEST.into()),
+            artifact_type: Some(ARTIFACT_TYPE.into()),
+            config: empty_config(),
+            layers,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn chunked_erofs_plan_keeps_device_order() {
+        let m = manifest(vec![
+            layer(MEDIA_DEVICE, Some("device"), 1),
+            layer(MEDIA_DEVICE, Some("device"), 2),
+            layer(MEDIA_EROFS, None, 3),
+        ]);
+        let MountPlan::Erofs { primary, devices } = MountPlan::from_manifest(&m, "t").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(primary.digest, layer(MEDIA_EROFS, None, 3).digest);
+        assert_eq!(devices.len(), 2);
+        assert_eq!(devices[0].digest, layer(MEDIA_DEVICE, None, 1).digest);
+    }
+
+    #[test]
+    fn foreign_single_layer_types_are_mountable() {
+        for mt in [
+            "application/vnd.erofs.layer.v1",
+            "application/vnd.oci.image.layer.v1.erofs",
+        ] {
+            assert!(matches!(
+                MountPlan::from_manifest(&manifest(vec![layer(mt, None, 1)]), "t"),
+                Ok(MountPlan::Erofs { .. })
+            ));
+        }
+        let sq = manifest(vec![layer(
+            "application/vnd.stacker.image.layer.squashfs+zstd",
+            None,
+            1,
+        )]);
+        assert!(matches!(
+            MountPlan::from_manifest(&sq, "t"),
+            Ok(MountPlan::Squashfs { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_media_types_are_refused_by_name() {
+        let m = manifest(vec![layer(
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            None,
+            1,
+        )]);
+        let err = MountPlan::from_manifest(&m, "reg/x:1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tar+gzip") && err.contains("cannot mount"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn digests_are_validated() {
+        assert!(validate_digest(&empty_config().digest).is_ok());
+        assert!(validate_digest("sha256:../../etc/passwd").is_err());
+        assert!(validate_digest("md5:abc").is_err());
+    }
+}

@@ -9,9 +9,21 @@ pub enum EngineError {
     /// Building or reading an image failed.
     #[error(transparent)]
     Image(#[from] fspack_image::Error),
+    /// Talking to the registry failed.
+    #[error(transparent)]
+    Registry(#[from] fspack_registry::RegistryError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] fspack_store::StoreError),
+    /// Attaching or mounting failed.
+    #[error(transparent)]
+    Mount(#[from] fspack_mount::MountError),
     /// Bad input from the user (a reference, an option combination, a file that is not an image).
     #[error("{0}")]
     Usage(String),
+    /// Something named by the user does not exist (a tag in the store, a mount point).
+    #[error("{0}")]
+    NotFound(String),
     /// An I/O failure on a named path.
     #[error("{path}: {source}")]
     Io {

@@ -6,6 +6,10 @@
 pub mod artifact;
 pub mod build;
 pub mod error;
+pub mod mount;
+pub mod pull;
+pub mod push;
 pub mod report;
+pub mod target;
 
 pub use error::{EngineError, Result};

@@ -295,11 +295,12 @@ struct Walker<'a> {
 impl Walker<'_> {
     fn record(&mut self, path: &Path, rel: PathBuf, meta: &fs::Metadata) -> Result<InodeId> {
         let ft = meta.file_type();
-        if !ft.is_dir() && meta.nlink() > 1 {
-            if let Some(&id) = self.hardlinks.get(&(meta.dev(), meta.ino())) {
-                self.inodes[id].nlink += 1;
-                return Ok(id);
-            }
+        if !ft.is_dir()
+            && meta.nlink() > 1
+            && let Some(&id) = self.hardlinks.get(&(meta.dev(), meta.ino()))
+        {
+            self.inodes[id].nlink += 1;
+            return Ok(id);
         }
         let kind = if ft.is_dir() {
             Kind::Dir {

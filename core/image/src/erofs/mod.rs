@@ -91,7 +91,7 @@ impl ErofsOptions {
                 self.chunk_size
             )));
         }
-        if self.blob_size < self.chunk_size || self.blob_size % self.chunk_size != 0 {
+        if self.blob_size < self.chunk_size || !self.blob_size.is_multiple_of(self.chunk_size) {
             return Err(Error::InvalidOption(format!(
                 "blob size {} must be a multiple of the chunk size {}",
                 self.blob_size, self.chunk_size
@@ -313,7 +313,7 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
             let in_block = if need <= BLKSZ { need } else { base };
             if (p % BLKSZ) + in_block > BLKSZ || (file_tail && p < BLKSZ) {
                 let blk = end / BLKSZ * BLKSZ;
-                if end % BLKSZ != 0 {
+                if !end.is_multiple_of(BLKSZ) {
                     open.push((blk, end));
                 }
                 p = p.next_multiple_of(BLKSZ);

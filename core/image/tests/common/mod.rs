@@ -340,7 +340,7 @@ pub fn snapshot(root: &Path, o: SnapOpts) -> BTreeMap<Vec<u8>, Snap> {
                 (m.mtime(), m.mtime_nsec())
             },
             nlink: if o.hardlinks { m.nlink() } else { 0 },
-            size: (!is_dir).then(|| m.len()),
+            size: (!is_dir).then_some(m.len()),
             content,
             target,
             rdev: m.rdev(),

@@ -1,0 +1,200 @@
+//! `fspack completions SHELL` and the hidden `generate-docs DIR`, which writes the committed
+//! completion scripts and man pages from the clap definition (a test fails when they are stale).
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+use crate::args::{Cli, CompletionsArgs, GenerateDocsArgs};
+use crate::exit;
+
+/// Completion script file names, by shell.
+pub const COMPLETION_FILES: &[(Shell, &str)] = &[
+    (Shell::Bash, "fspack.bash"),
+    (Shell::Zsh, "_fspack"),
+    (Shell::Fish, "fspack.fish"),
+    (Shell::Elvish, "fspack.elv"),
+    (Shell::PowerShell, "_fspack.ps1"),
+];
+
+pub fn completions(args: CompletionsArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script(args.shell))?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The completion script for `shell`: clap's static script plus, for bash and fish, dynamic
+/// candidates (mount points, references in the store, a repository's tags) from `__complete`.
+fn script(shell: Shell) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if shell == Shell::Bash {
+        // clap_complete fills COMPREPLY from compgen by word splitting, which is what compgen's
+        // output is for; everything else in the script passes shellcheck.
+        buf.extend_from_slice(b"# shellcheck shell=bash disable=SC2207\n");
+    }
+    clap_complete::generate(shell, &mut Cli::command(), "fspack", &mut buf);
+    match shell {
+        Shell::Bash => buf.extend_from_slice(BASH_DYNAMIC.as_bytes()),
+        Shell::Fish => buf.extend_from_slice(FISH_DYNAMIC.as_bytes()),
+        _ => {}
+    }
+    buf
+}
+
+const BASH_DYNAMIC: &str = r#"
+# Dynamic candidates from fspack itself: mount points for umount, references for mount, pull,
+# inspect and push (local store tags; "host/repo:" lists the registry's tags).
+_fspack_dynamic() {
+    local cur kind=""
+    cur=${COMP_WORDS[COMP_CWORD]}
+    if declare -F _get_comp_words_by_ref >/dev/null 2>&1; then
+        _get_comp_words_by_ref -n : cur
+    fi
+    local -a args=()
+    local w
+    for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
+        [[ $w == -* || $w == : ]] || args+=("$w")
+    done
+    case "${args[0]:-}" in
+        umount | unmount) ((${#args[@]} == 1)) && kind=mounts ;;
+        mount | pull | inspect) ((${#args[@]} == 1)) && kind=refs ;;
+        push) ((${#args[@]} == 2)) && kind=refs ;;
+    esac
+    if [[ -n $kind && $cur != -* ]]; then
+        local IFS=$'
+'
+        mapfile -t COMPREPLY < <(fspack __complete "$kind" -- "$cur" 2>/dev/null)
+        if ((${#COMPREPLY[@]})); then
+            if declare -F __ltrim_colon_completions >/dev/null 2>&1; then
+                __ltrim_colon_completions "$cur"
+            fi
+            return 0
+        fi
+    fi
+    _fspack "$@"
+}
+complete -F _fspack_dynamic -o nosort -o bashdefault -o default fspack
+"#;
+
+const FISH_DYNAMIC: &str = r#"
+# Dynamic candidates from fspack itself.
+complete -c fspack -n "__fish_seen_subcommand_from umount unmount" -f -a "(fspack __complete mounts -- (commandline -ct) 2>/dev/null)"
+complete -c fspack -n "__fish_seen_subcommand_from mount pull inspect push" -f -a "(fspack __complete refs -- (commandline -ct) 2>/dev/null)"
+"#;
+
+pub fn generate(args: GenerateDocsArgs) -> anyhow::Result<()> {
+    let comp = args.out.join("completions");
+    let man = args.out.join("man");
+    fs::create_dir_all(&comp).with_context(|| format!("cannot create {}", comp.display()))?;
+    fs::create_dir_all(&man).with_context(|| format!("cannot create {}", man.display()))?;
+    for (shell, name) in COMPLETION_FILES {
+        write(&comp.join(name), &script(*shell))?;
+    }
+    write_man(&man)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+const ENVIRONMENT: &[(&str, &str)] = &[
+    ("FSPACK_STORE", "Local store directory (same as --store)."),
+    (
+        "FSPACK_USERNAME, FSPACK_PASSWORD",
+        "Registry credentials (same as --username, --password).",
+    ),
+    (
+        "SOURCE_DATE_EPOCH",
+        "Modification time recorded on every file of a built image (same as --mtime).",
+    ),
+    (
+        "DOCKER_CONFIG",
+        "Directory of the Docker config.json that holds registry credentials.",
+    ),
+    (
+        "REGISTRY_AUTH_FILE",
+        "A containers auth.json read for credentials after the Docker config.",
+    ),
+    (
+        "RUST_LOG",
+        "Log filter for -v style diagnostics, e.g. RUST_LOG=debug.",
+    ),
+    ("NO_COLOR", "Disable colour in error messages."),
+];
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "/var/lib/fspack",
+        "The store when running as root: an OCI image layout (index.json, blobs/sha256/) plus ingest/, locks/ and mounts/ (mount records).",
+    ),
+    ("$XDG_DATA_HOME/fspack", "The store for other users."),
+    (
+        "~/.docker/config.json",
+        "Registry credentials written by fspack login and read by push, pull and inspect.",
+    ),
+];
+
+fn write_man(dir: &Path) -> anyhow::Result<()> {
+    let cmd = Cli::command();
+    let mut buf = Vec::new();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render(&mut buf)?;
+    let mut extra = String::new();
+    extra.push_str(".SH EXAMPLES\n");
+    for (what, line) in [
+        (
+            "Build an image, push it, pull and mount it on another host:",
+            "",
+        ),
+        ("", "fspack push ./model localhost:5000/models/llama:v1"),
+        (
+            "",
+            "fspack pull localhost:5000/models/llama:v1 --mount /mnt/llama",
+        ),
+        ("", "fspack ls"),
+        ("", "fspack umount /mnt/llama"),
+    ] {
+        if line.is_empty() {
+            extra.push_str(&format!(".PP\n{what}\n"));
+        } else {
+            extra.push_str(&format!(".IP\n.nf\n{}\n.fi\n", roff_escape(line)));
+        }
+    }
+    extra.push_str(".SH \"EXIT STATUS\"\n");
+    for (code, what) in exit::TABLE {
+        extra.push_str(&format!(".TP\n.B {code}\n{}\n", roff_escape(what)));
+    }
+    extra.push_str(".SH ENVIRONMENT\n");
+    for (k, v) in ENVIRONMENT {
+        extra.push_str(&format!(".TP\n.B {}\n{}\n", roff_escape(k), roff_escape(v)));
+    }
+    extra.push_str(".SH FILES\n");
+    for (k, v) in FILES {
+        extra.push_str(&format!(".TP\n.I {}\n{}\n", roff_escape(k), roff_escape(v)));
+    }
+    buf.extend_from_slice(extra.as_bytes());
+    write(&dir.join("fspack.1"), &buf)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("fspack-{}", sub.get_name());
+        // clap names are &'static str; this runs once per page in a generator command.
+        let static_name: &'static str = Box::leak(name.clone().into_boxed_str());
+        let sub = sub
+            .clone()
+            .name(static_name)
+            .bin_name(format!("fspack {}", sub.get_name()));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(sub).render(&mut buf)?;
+        buf.extend_from_slice(b".SH \"SEE ALSO\"\n.BR fspack (1)\n");
+        write(&dir.join(format!("{name}.1")), &buf)?;
+    }
+    Ok(())
+}
+
+fn roff_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('-', "\\-")
+}

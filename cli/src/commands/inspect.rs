@@ -1,0 +1,95 @@
+//! `fspack inspect REF`: the manifest, layers, sizes and format, without downloading data.
+
+use anyhow::Context;
+use fspack_engine::artifact::{ANN_EROFS_ROLE, ANN_TITLE, MAX_MANIFEST, Manifest, MountPlan};
+use fspack_engine::target::Target;
+use serde::Serialize;
+
+use crate::args::{GlobalArgs, InspectArgs};
+
+#[derive(Serialize)]
+struct Inspection {
+    reference: String,
+    digest: String,
+    format: Option<String>,
+    size: u64,
+    manifest: Manifest,
+}
+
+pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
+    let (digest, manifest) = match Target::parse(&args.reference)? {
+        Target::Registry(r) => {
+            let client = super::client(&args.registry)?;
+            let f = fspack_engine::pull::fetch_manifest(&client, &r)
+                .await
+                .with_context(|| format!("cannot read the manifest of {}", args.reference))?;
+            (f.digest, f.manifest)
+        }
+        Target::Layout { path, tag } => {
+            let store = fspack_store::Store::open(&path)?;
+            let d = store
+                .resolve(&tag)?
+                .with_context(|| format!("no tag {tag} in the OCI layout {}", path.display()))?;
+            let bytes = store.read_blob(&d.digest, MAX_MANIFEST)?;
+            (d.digest.clone(), Manifest::parse(&bytes, &args.reference)?)
+        }
+    };
+    let format = MountPlan::from_manifest(&manifest, &args.reference)
+        .ok()
+        .map(|p| p.format().to_string());
+    let size = manifest.layers.iter().map(|l| l.size).sum();
+    let view = Inspection {
+        reference: args.reference.clone(),
+        digest,
+        format,
+        size,
+        manifest,
+    };
+    if args.json {
+        return super::print_json(&view);
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "reference: {}", view.reference)?;
+    writeln!(out, "digest:    {}", view.digest)?;
+    writeln!(
+        out,
+        "format:    {}",
+        view.format.as_deref().unwrap_or("not mountable by fspack")
+    )?;
+    if let Some(t) = &view.manifest.artifact_type {
+        writeln!(out, "type:      {t}")?;
+    }
+    writeln!(
+        out,
+        "size:      {} bytes in {} layers",
+        view.size,
+        view.manifest.layers.len()
+    )?;
+    for (k, v) in &view.manifest.annotations {
+        writeln!(out, "  {k}: {}", v.escape_default())?;
+    }
+    writeln!(
+        out,
+        "{:<20} {:>14}  {:<8} MEDIA TYPE / DIGEST",
+        "LAYER", "SIZE", "ROLE"
+    )?;
+    for l in &view.manifest.layers {
+        let title = l
+            .annotations
+            .get(ANN_TITLE)
+            .map(|s| s.escape_default().to_string())
+            .unwrap_or_default();
+        let role = l
+            .annotations
+            .get(ANN_EROFS_ROLE)
+            .map(String::as_str)
+            .unwrap_or("-");
+        writeln!(
+            out,
+            "{title:<20} {:>14}  {role:<8} {}\n{:<46}{}",
+            l.size, l.media_type, "", l.digest
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! `fspack login` and `logout`: credentials in the Docker config file other tools read too.
+
+use std::io::Read;
+
+use anyhow::Context;
+
+use crate::args::{LoginArgs, LogoutArgs};
+
+pub fn login(args: LoginArgs) -> anyhow::Result<()> {
+    if !args.password_stdin {
+        anyhow::bail!(
+            "pass the password on standard input with --password-stdin (it never goes on the command line)"
+        );
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("the password read from standard input is empty");
+    }
+    let file = fspack_registry::login_store(&args.registry, &args.username, password, None)
+        .with_context(|| format!("cannot store credentials for {}", args.registry))?;
+    eprintln!(
+        "credentials for {} stored in {}",
+        args.registry,
+        file.display()
+    );
+    Ok(())
+}
+
+pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
+    fspack_registry::logout(&args.registry, None)
+        .with_context(|| format!("cannot remove credentials for {}", args.registry))?;
+    eprintln!("removed credentials for {}", args.registry);
+    Ok(())
+}

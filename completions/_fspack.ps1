@@ -1,0 +1,329 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'fspack'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'fspack' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('build', 'build', [CompletionResultType]::ParameterValue, 'Build an EROFS or SquashFS image from a directory')
+            [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Push a directory or an image file to a registry (or an OCI layout) as an artifact')
+            [CompletionResult]::new('pull', 'pull', [CompletionResultType]::ParameterValue, 'Download an artifact into the local store, verifying every blob, and optionally mount it')
+            [CompletionResult]::new('mount', 'mount', [CompletionResultType]::ParameterValue, 'Mount an artifact from the local store (pulling it first if needed)')
+            [CompletionResult]::new('umount', 'umount', [CompletionResultType]::ParameterValue, 'Unmount a directory mounted by fspack and release its loop devices')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List what fspack has mounted: reference, manifest digest, format, devices')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Show an artifact''s manifest, layers, sizes and format without downloading its data')
+            [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Remove blobs from the local store that no tag and no mount uses')
+            [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Store registry credentials in the Docker config file')
+            [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove stored registry credentials')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('generate-docs', 'generate-docs', [CompletionResultType]::ParameterValue, 'Write completion scripts and man pages (used to refresh completions/ and man/)')
+            [CompletionResult]::new('__complete', '__complete', [CompletionResultType]::ParameterValue, 'Print dynamic completion candidates (called by the completion scripts)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fspack;build' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)')
+            [CompletionResult]::new('--layout', '--layout', [CompletionResultType]::ParameterName, 'EROFS layout')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Image format')
+            [CompletionResult]::new('--erofs-chunk-size', '--erofs-chunk-size', [CompletionResultType]::ParameterName, 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)')
+            [CompletionResult]::new('--blob-size', '--blob-size', [CompletionResultType]::ParameterName, 'Largest data blob (chunked EROFS layout); more blobs means more parallel transfers')
+            [CompletionResult]::new('--compression', '--compression', [CompletionResultType]::ParameterName, 'SquashFS compressor')
+            [CompletionResult]::new('--level', '--level', [CompletionResultType]::ParameterName, 'SquashFS compression level (compressor default when omitted)')
+            [CompletionResult]::new('--block-size', '--block-size', [CompletionResultType]::ParameterName, 'SquashFS block size (power of two from 4K to 1M)')
+            [CompletionResult]::new('--shards', '--shards', [CompletionResultType]::ParameterName, 'SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them)')
+            [CompletionResult]::new('--mtime', '--mtime', [CompletionResultType]::ParameterName, 'Record this modification time (seconds since the epoch) on every file')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--all-root', '--all-root', [CompletionResultType]::ParameterName, 'Record every file as owned by root (uid 0, gid 0)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;push' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Image format')
+            [CompletionResult]::new('--erofs-chunk-size', '--erofs-chunk-size', [CompletionResultType]::ParameterName, 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)')
+            [CompletionResult]::new('--blob-size', '--blob-size', [CompletionResultType]::ParameterName, 'Largest data blob (chunked EROFS layout); more blobs means more parallel transfers')
+            [CompletionResult]::new('--compression', '--compression', [CompletionResultType]::ParameterName, 'SquashFS compressor')
+            [CompletionResult]::new('--level', '--level', [CompletionResultType]::ParameterName, 'SquashFS compression level (compressor default when omitted)')
+            [CompletionResult]::new('--block-size', '--block-size', [CompletionResultType]::ParameterName, 'SquashFS block size (power of two from 4K to 1M)')
+            [CompletionResult]::new('--shards', '--shards', [CompletionResultType]::ParameterName, 'SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them)')
+            [CompletionResult]::new('--mtime', '--mtime', [CompletionResultType]::ParameterName, 'Record this modification time (seconds since the epoch) on every file')
+            [CompletionResult]::new('--chunk-size', '--chunk-size', [CompletionResultType]::ParameterName, 'Upload each blob in PATCH chunks of this size instead of one streamed PUT (for proxies that cap request bodies)')
+            [CompletionResult]::new('--annotation', '--annotation', [CompletionResultType]::ParameterName, 'Manifest annotation (repeatable)')
+            [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'Registry user name (else credentials come from the Docker config)')
+            [CompletionResult]::new('--password', '--password', [CompletionResultType]::ParameterName, 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)')
+            [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Parallel blob transfers')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel blob transfers')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--all-root', '--all-root', [CompletionResultType]::ParameterName, 'Record every file as owned by root (uid 0, gid 0)')
+            [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
+            [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;pull' {
+            [CompletionResult]::new('--mount', '--mount', [CompletionResultType]::ParameterName, 'Mount the image on this directory once pulled')
+            [CompletionResult]::new('--mount-mode', '--mount-mode', [CompletionResultType]::ParameterName, 'How EROFS images are attached (SquashFS always uses loop devices)')
+            [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'Registry user name (else credentials come from the Docker config)')
+            [CompletionResult]::new('--password', '--password', [CompletionResultType]::ParameterName, 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)')
+            [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Parallel blob transfers')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel blob transfers')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--noexec', '--noexec', [CompletionResultType]::ParameterName, 'Forbid executing files from the mount')
+            [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
+            [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;mount' {
+            [CompletionResult]::new('--mount-mode', '--mount-mode', [CompletionResultType]::ParameterName, 'How EROFS images are attached (SquashFS always uses loop devices)')
+            [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'Registry user name (else credentials come from the Docker config)')
+            [CompletionResult]::new('--password', '--password', [CompletionResultType]::ParameterName, 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)')
+            [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Parallel blob transfers')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel blob transfers')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--noexec', '--noexec', [CompletionResultType]::ParameterName, 'Forbid executing files from the mount')
+            [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
+            [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;umount' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;ls' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;inspect' {
+            [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'Registry user name (else credentials come from the Docker config)')
+            [CompletionResult]::new('--password', '--password', [CompletionResultType]::ParameterName, 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)')
+            [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Parallel blob transfers')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel blob transfers')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
+            [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;gc' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON report on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;login' {
+            [CompletionResult]::new('-u', '-u', [CompletionResultType]::ParameterName, 'User name')
+            [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'User name')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--password-stdin', '--password-stdin', [CompletionResultType]::ParameterName, 'Read the password from standard input')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;logout' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;completions' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;generate-docs' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;__complete' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;help' {
+            [CompletionResult]::new('build', 'build', [CompletionResultType]::ParameterValue, 'Build an EROFS or SquashFS image from a directory')
+            [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Push a directory or an image file to a registry (or an OCI layout) as an artifact')
+            [CompletionResult]::new('pull', 'pull', [CompletionResultType]::ParameterValue, 'Download an artifact into the local store, verifying every blob, and optionally mount it')
+            [CompletionResult]::new('mount', 'mount', [CompletionResultType]::ParameterValue, 'Mount an artifact from the local store (pulling it first if needed)')
+            [CompletionResult]::new('umount', 'umount', [CompletionResultType]::ParameterValue, 'Unmount a directory mounted by fspack and release its loop devices')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List what fspack has mounted: reference, manifest digest, format, devices')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Show an artifact''s manifest, layers, sizes and format without downloading its data')
+            [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Remove blobs from the local store that no tag and no mount uses')
+            [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Store registry credentials in the Docker config file')
+            [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove stored registry credentials')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('generate-docs', 'generate-docs', [CompletionResultType]::ParameterValue, 'Write completion scripts and man pages (used to refresh completions/ and man/)')
+            [CompletionResult]::new('__complete', '__complete', [CompletionResultType]::ParameterValue, 'Print dynamic completion candidates (called by the completion scripts)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fspack;help;build' {
+            break
+        }
+        'fspack;help;push' {
+            break
+        }
+        'fspack;help;pull' {
+            break
+        }
+        'fspack;help;mount' {
+            break
+        }
+        'fspack;help;umount' {
+            break
+        }
+        'fspack;help;ls' {
+            break
+        }
+        'fspack;help;inspect' {
+            break
+        }
+        'fspack;help;gc' {
+            break
+        }
+        'fspack;help;login' {
+            break
+        }
+        'fspack;help;logout' {
+            break
+        }
+        'fspack;help;completions' {
+            break
+        }
+        'fspack;help;generate-docs' {
+            break
+        }
+        'fspack;help;__complete' {
+            break
+        }
+        'fspack;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,295 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[fspack] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'fspack'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'fspack'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand build 'Build an EROFS or SquashFS image from a directory'
+            cand push 'Push a directory or an image file to a registry (or an OCI layout) as an artifact'
+            cand pull 'Download an artifact into the local store, verifying every blob, and optionally mount it'
+            cand mount 'Mount an artifact from the local store (pulling it first if needed)'
+            cand umount 'Unmount a directory mounted by fspack and release its loop devices'
+            cand ls 'List what fspack has mounted: reference, manifest digest, format, devices'
+            cand inspect 'Show an artifact''s manifest, layers, sizes and format without downloading its data'
+            cand gc 'Remove blobs from the local store that no tag and no mount uses'
+            cand login 'Store registry credentials in the Docker config file'
+            cand logout 'Remove stored registry credentials'
+            cand completions 'Print a shell completion script'
+            cand generate-docs 'Write completion scripts and man pages (used to refresh completions/ and man/)'
+            cand __complete 'Print dynamic completion candidates (called by the completion scripts)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fspack;build'= {
+            cand -o 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)'
+            cand --output 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)'
+            cand --layout 'EROFS layout'
+            cand --format 'Image format'
+            cand --erofs-chunk-size 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)'
+            cand --blob-size 'Largest data blob (chunked EROFS layout); more blobs means more parallel transfers'
+            cand --compression 'SquashFS compressor'
+            cand --level 'SquashFS compression level (compressor default when omitted)'
+            cand --block-size 'SquashFS block size (power of two from 4K to 1M)'
+            cand --shards 'SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them)'
+            cand --mtime 'Record this modification time (seconds since the epoch) on every file'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --all-root 'Record every file as owned by root (uid 0, gid 0)'
+            cand --json 'Print a JSON summary on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;push'= {
+            cand --format 'Image format'
+            cand --erofs-chunk-size 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)'
+            cand --blob-size 'Largest data blob (chunked EROFS layout); more blobs means more parallel transfers'
+            cand --compression 'SquashFS compressor'
+            cand --level 'SquashFS compression level (compressor default when omitted)'
+            cand --block-size 'SquashFS block size (power of two from 4K to 1M)'
+            cand --shards 'SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them)'
+            cand --mtime 'Record this modification time (seconds since the epoch) on every file'
+            cand --chunk-size 'Upload each blob in PATCH chunks of this size instead of one streamed PUT (for proxies that cap request bodies)'
+            cand --annotation 'Manifest annotation (repeatable)'
+            cand --username 'Registry user name (else credentials come from the Docker config)'
+            cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
+            cand -j 'Parallel blob transfers'
+            cand --jobs 'Parallel blob transfers'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --all-root 'Record every file as owned by root (uid 0, gid 0)'
+            cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+            cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --json 'Print a JSON summary on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;pull'= {
+            cand --mount 'Mount the image on this directory once pulled'
+            cand --mount-mode 'How EROFS images are attached (SquashFS always uses loop devices)'
+            cand --username 'Registry user name (else credentials come from the Docker config)'
+            cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
+            cand -j 'Parallel blob transfers'
+            cand --jobs 'Parallel blob transfers'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --noexec 'Forbid executing files from the mount'
+            cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+            cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --json 'Print a JSON summary on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;mount'= {
+            cand --mount-mode 'How EROFS images are attached (SquashFS always uses loop devices)'
+            cand --username 'Registry user name (else credentials come from the Docker config)'
+            cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
+            cand -j 'Parallel blob transfers'
+            cand --jobs 'Parallel blob transfers'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --noexec 'Forbid executing files from the mount'
+            cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+            cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;umount'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;ls'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --json 'Print JSON on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;inspect'= {
+            cand --username 'Registry user name (else credentials come from the Docker config)'
+            cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
+            cand -j 'Parallel blob transfers'
+            cand --jobs 'Parallel blob transfers'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+            cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --json 'Print JSON on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;gc'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --json 'Print a JSON report on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;login'= {
+            cand -u 'User name'
+            cand --username 'User name'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --password-stdin 'Read the password from standard input'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;logout'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;completions'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;generate-docs'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;__complete'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;help'= {
+            cand build 'Build an EROFS or SquashFS image from a directory'
+            cand push 'Push a directory or an image file to a registry (or an OCI layout) as an artifact'
+            cand pull 'Download an artifact into the local store, verifying every blob, and optionally mount it'
+            cand mount 'Mount an artifact from the local store (pulling it first if needed)'
+            cand umount 'Unmount a directory mounted by fspack and release its loop devices'
+            cand ls 'List what fspack has mounted: reference, manifest digest, format, devices'
+            cand inspect 'Show an artifact''s manifest, layers, sizes and format without downloading its data'
+            cand gc 'Remove blobs from the local store that no tag and no mount uses'
+            cand login 'Store registry credentials in the Docker config file'
+            cand logout 'Remove stored registry credentials'
+            cand completions 'Print a shell completion script'
+            cand generate-docs 'Write completion scripts and man pages (used to refresh completions/ and man/)'
+            cand __complete 'Print dynamic completion candidates (called by the completion scripts)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fspack;help;build'= {
+        }
+        &'fspack;help;push'= {
+        }
+        &'fspack;help;pull'= {
+        }
+        &'fspack;help;mount'= {
+        }
+        &'fspack;help;umount'= {
+        }
+        &'fspack;help;ls'= {
+        }
+        &'fspack;help;inspect'= {
+        }
+        &'fspack;help;gc'= {
+        }
+        &'fspack;help;login'= {
+        }
+        &'fspack;help;logout'= {
+        }
+        &'fspack;help;completions'= {
+        }
+        &'fspack;help;generate-docs'= {
+        }
+        &'fspack;help;__complete'= {
+        }
+        &'fspack;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,198 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_fspack_global_optspecs
+    string join \n q/quiet v/verbose store= h/help V/version
+end
+
+function __fish_fspack_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_fspack_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_fspack_using_subcommand
+    set -l cmd (__fish_fspack_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c fspack -n "__fish_fspack_needs_command" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_needs_command" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_needs_command" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_needs_command" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_needs_command" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "build" -d 'Build an EROFS or SquashFS image from a directory'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "push" -d 'Push a directory or an image file to a registry (or an OCI layout) as an artifact'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "pull" -d 'Download an artifact into the local store, verifying every blob, and optionally mount it'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "mount" -d 'Mount an artifact from the local store (pulling it first if needed)'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "umount" -d 'Unmount a directory mounted by fspack and release its loop devices'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "ls" -d 'List what fspack has mounted: reference, manifest digest, format, devices'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "inspect" -d 'Show an artifact\'s manifest, layers, sizes and format without downloading its data'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "gc" -d 'Remove blobs from the local store that no tag and no mount uses'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "login" -d 'Store registry credentials in the Docker config file'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "logout" -d 'Remove stored registry credentials'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "generate-docs" -d 'Write completion scripts and man pages (used to refresh completions/ and man/)'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "__complete" -d 'Print dynamic completion candidates (called by the completion scripts)'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -s o -l output -d 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l layout -d 'EROFS layout' -r -f -a "single\t'One self-contained image'
+chunked\t'A metadata image plus data blobs (EROFS multi-device); what push uses for large trees'"
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
+squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob (chunked EROFS layout); more blobs means more parallel transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l compression -d 'SquashFS compressor' -r -f -a "zstd\t'zstd (default)'
+gzip\t'gzip (zlib)'
+xz\t'xz'
+lz4\t'lz4'
+lzo\t'lzo'"
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l level -d 'SquashFS compression level (compressor default when omitted)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l block-size -d 'SquashFS block size (power of two from 4K to 1M)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l json -d 'Print a JSON summary on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
+squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob (chunked EROFS layout); more blobs means more parallel transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l compression -d 'SquashFS compressor' -r -f -a "zstd\t'zstd (default)'
+gzip\t'gzip (zlib)'
+xz\t'xz'
+lz4\t'lz4'
+lzo\t'lzo'"
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l level -d 'SquashFS compression level (compressor default when omitted)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l block-size -d 'SquashFS block size (power of two from 4K to 1M)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l chunk-size -d 'Upload each blob in PATCH chunks of this size instead of one streamed PUT (for proxies that cap request bodies)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l annotation -d 'Manifest annotation (repeatable)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -s j -l jobs -d 'Parallel blob transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l json -d 'Print a JSON summary on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount -d 'Mount the image on this directory once pulled' -r -f -a "(__fish_complete_directories)"
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
+file\t'Mount the image files directly (EROFS only, Linux 6.12+)'
+loop\t'Attach read-only loop devices'"
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -s j -l jobs -d 'Parallel blob transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l noexec -d 'Forbid executing files from the mount'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l json -d 'Print a JSON summary on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
+file\t'Mount the image files directly (EROFS only, Linux 6.12+)'
+loop\t'Attach read-only loop devices'"
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -s j -l jobs -d 'Parallel blob transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l noexec -d 'Forbid executing files from the mount'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand umount" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand umount" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand umount" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand umount" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_using_subcommand umount" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -l json -d 'Print JSON on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s j -l jobs -d 'Parallel blob transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l json -d 'Print JSON on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -l json -d 'Print a JSON report on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand login" -s u -l username -d 'User name' -r
+complete -c fspack -n "__fish_fspack_using_subcommand login" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand login" -l password-stdin -d 'Read the password from standard input'
+complete -c fspack -n "__fish_fspack_using_subcommand login" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand login" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand login" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_using_subcommand login" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand logout" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand logout" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand logout" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand logout" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_using_subcommand logout" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand completions" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand completions" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand completions" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand generate-docs" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand generate-docs" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand generate-docs" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand generate-docs" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_using_subcommand generate-docs" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand __complete" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand __complete" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand __complete" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand __complete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fspack -n "__fish_fspack_using_subcommand __complete" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "build" -d 'Build an EROFS or SquashFS image from a directory'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "push" -d 'Push a directory or an image file to a registry (or an OCI layout) as an artifact'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "pull" -d 'Download an artifact into the local store, verifying every blob, and optionally mount it'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "mount" -d 'Mount an artifact from the local store (pulling it first if needed)'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "umount" -d 'Unmount a directory mounted by fspack and release its loop devices'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "ls" -d 'List what fspack has mounted: reference, manifest digest, format, devices'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "inspect" -d 'Show an artifact\'s manifest, layers, sizes and format without downloading its data'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "gc" -d 'Remove blobs from the local store that no tag and no mount uses'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "login" -d 'Store registry credentials in the Docker config file'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "logout" -d 'Remove stored registry credentials'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "completions" -d 'Print a shell completion script'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "generate-docs" -d 'Write completion scripts and man pages (used to refresh completions/ and man/)'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "__complete" -d 'Print dynamic completion candidates (called by the completion scripts)'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc login logout completions generate-docs __complete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+
+# Dynamic candidates from fspack itself.
+complete -c fspack -n "__fish_seen_subcommand_from umount unmount" -f -a "(fspack __complete mounts -- (commandline -ct) 2>/dev/null)"
+complete -c fspack -n "__fish_seen_subcommand_from mount pull inspect push" -f -a "(fspack __complete refs -- (commandline -ct) 2>/dev/null)"

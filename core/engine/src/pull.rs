@@ -1,0 +1,251 @@
+//! `fspack pull`: fetch a manifest, then its blobs side by side into the verified store.
+//!
+//! The manifest is checked for mountable layer types before a single data byte is fetched, so a
+//! reference to something fspack cannot mount fails fast. Each blob goes through the store's
+//! ingest (file lock, preallocated file, journal of finished ranges) and is committed only after
+//! its size and sha256 match; a second pull of the same blob waits on the lock and then finds it
+//! committed. The tag in the store moves last.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use fspack_registry::{Client, DownloadOptions, Reference};
+use fspack_store::Store;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::Serialize;
+
+use crate::artifact::*;
+use crate::error::{EngineError, Result};
+use crate::report::Reporter;
+
+/// Settings of a pull.
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    /// Blobs fetched at once.
+    pub jobs: usize,
+    /// Concurrent Range requests within one large blob.
+    pub ranges: usize,
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullReport {
+    /// The reference pulled.
+    pub reference: String,
+    /// Manifest digest (the tag is pinned to it for every later step).
+    pub manifest_digest: String,
+    /// `erofs` or `squashfs`.
+    pub format: String,
+    /// Per-layer outcome.
+    pub layers: Vec<PulledLayer>,
+    /// Bytes downloaded.
+    pub bytes_fetched: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Mount point, when mounted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounted_at: Option<std::path::PathBuf>,
+}
+
+/// Outcome for one layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PulledLayer {
+    /// Digest.
+    pub digest: String,
+    /// Size.
+    pub size: u64,
+    /// Whether the store already had it.
+    pub cached: bool,
+}
+
+/// A manifest as it was pulled: its bytes, digest and media type.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Parsed manifest.
+    pub manifest: Manifest,
+    /// Raw bytes (what the digest covers).
+    pub bytes: Vec<u8>,
+    /// Digest of `bytes`.
+    pub digest: String,
+}
+
+/// Resolves `r` to an image manifest, following an index to its first fspack (or first) entry.
+pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
+    let (media_type, bytes, digest) = client.get_manifest(r).await?;
+    if media_type == MEDIA_INDEX
+        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+    {
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::Usage(format!("{r} is not a valid OCI image index: {e}")))?;
+        let entry = index
+            .manifests
+            .iter()
+            .find(|d| d.artifact_type.as_deref() == Some(ARTIFACT_TYPE))
+            .or_else(|| index.manifests.first())
+            .ok_or_else(|| EngineError::NotFound(format!("index {r} lists no manifests")))?;
+        validate_digest(&entry.digest).map_err(|e| EngineError::Usage(format!("{r}: {e}")))?;
+        let mut pinned = r.clone();
+        pinned.digest = Some(entry.digest.clone());
+        let (mt, bytes, digest) = client.get_manifest(&pinned).await?;
+        if mt == MEDIA_INDEX {
+            return Err(EngineError::Usage(format!(
+                "{r}: nested indexes are not followed"
+            )));
+        }
+        let manifest = Manifest::parse(&bytes, &r.to_string())?;
+        return Ok(Fetched {
+            manifest,
+            bytes,
+            digest,
+        });
+    }
+    let manifest = Manifest::parse(&bytes, &r.to_string())?;
+    Ok(Fetched {
+        manifest,
+        bytes,
+        digest,
+    })
+}
+
+struct BarProgress {
+    reporter: Arc<dyn Reporter>,
+    id: usize,
+}
+
+impl fspack_registry::Progress for BarProgress {
+    fn bytes(&self, n: u64) {
+        self.reporter.advance(self.id, n);
+    }
+    fn reset(&self, to: u64) {
+        self.reporter.reset(self.id, to);
+    }
+}
+
+/// Pulls `r` into `store` and tags it there with the reference's text.
+pub async fn pull(
+    client: &Client,
+    r: &Reference,
+    store: Arc<Store>,
+    settings: &PullSettings,
+    reporter: Arc<dyn Reporter>,
+) -> Result<(PullReport, Fetched)> {
+    let started = Instant::now();
+    let fetched = fetch_manifest(client, r).await?;
+    let plan = MountPlan::from_manifest(&fetched.manifest, &r.to_string())?;
+    let mut pinned = r.clone();
+    pinned.digest = Some(fetched.digest.clone());
+
+    let mut wanted: Vec<Descriptor> = Vec::new();
+    for d in plan.blobs() {
+        if !wanted.iter().any(|w| w.digest == d.digest) {
+            wanted.push(d.clone());
+        }
+    }
+    let work = wanted.iter().map(|d| {
+        let (store, reporter, pinned, d) =
+            (store.clone(), reporter.clone(), pinned.clone(), d.clone());
+        let ranges = settings.ranges;
+        async move {
+            if store.has_blob(&d.digest) {
+                return Ok::<_, EngineError>(PulledLayer {
+                    digest: d.digest,
+                    size: d.size,
+                    cached: true,
+                });
+            }
+            // The ingest takes a file lock: wait for it off the async threads.
+            let ingest = {
+                let (store, digest) = (store.clone(), d.digest.clone());
+                tokio::task::spawn_blocking(move || store.ingest(&digest, d.size))
+                    .await
+                    .expect("no panic")?
+            };
+            if store.has_blob(&d.digest) {
+                // Another pull committed it while we waited for the lock.
+                ingest.abort();
+                return Ok(PulledLayer {
+                    digest: d.digest,
+                    size: d.size,
+                    cached: true,
+                });
+            }
+            let title = d
+                .annotations
+                .get(ANN_TITLE)
+                .cloned()
+                .unwrap_or_else(|| d.digest[7..19].to_string());
+            let id = reporter.start(&title, d.size);
+            let done = ingest.done_ranges();
+            let already: u64 = done.iter().map(|(a, b)| b - a).sum();
+            reporter.advance(id, already);
+            // Each finished range is journaled (after fsync) so a killed pull resumes from it.
+            let ingest = Arc::new(ingest);
+            let journal = ingest.clone();
+            let on_range_done: fspack_registry::RangeDone = Arc::new(move |start, end| {
+                if let Err(e) = journal.mark_done(start, end) {
+                    tracing::warn!("cannot journal a finished range: {e}");
+                }
+            });
+            let opts = DownloadOptions {
+                range_parallelism: ranges,
+                done_ranges: done,
+                on_range_done: Some(on_range_done),
+                ..Default::default()
+            };
+            let progress = Arc::new(BarProgress {
+                reporter: reporter.clone(),
+                id,
+            });
+            let fetched = client
+                .download_blob(&pinned, &d.digest, d.size, ingest.file(), &opts, progress)
+                .await;
+            drop(opts);
+            let ingest = Arc::try_unwrap(ingest).expect("the journal callback is gone");
+            if let Err(e) = fetched {
+                if e.kind() == fspack_registry::ErrorKind::Integrity {
+                    // Verified wrong: the partial data must not be resumed from.
+                    ingest.discard();
+                }
+                return Err(e.into());
+            }
+            tokio::task::spawn_blocking(move || ingest.commit())
+                .await
+                .expect("no panic")?;
+            reporter.finish(id);
+            Ok(PulledLayer {
+                digest: d.digest,
+                size: d.size,
+                cached: false,
+            })
+        }
+    });
+    let layers: Vec<PulledLayer> = stream::iter(work)
+        .buffer_unordered(settings.jobs.max(1))
+        .try_collect()
+        .await?;
+
+    // Config and manifest last, then the tag: the store never names an image it cannot mount.
+    let config = &fetched.manifest.config;
+    if config.digest == empty_config().digest {
+        store.put_blob_bytes(EMPTY_CONFIG_DATA)?;
+    }
+    let digest = store.put_blob_bytes(&fetched.bytes)?;
+    debug_assert_eq!(digest, fetched.digest);
+    store.tag(
+        &r.to_string(),
+        &fetched.digest,
+        MEDIA_MANIFEST,
+        fetched.bytes.len() as u64,
+    )?;
+    let bytes_fetched = layers.iter().filter(|l| !l.cached).map(|l| l.size).sum();
+    let report = PullReport {
+        reference: r.to_string(),
+        manifest_digest: fetched.digest.clone(),
+        format: plan.format().into(),
+        layers,
+        bytes_fetched,
+        seconds: started.elapsed().as_secs_f64(),
+        mounted_at: None,
+    };
+    Ok((report, fetched))
+}

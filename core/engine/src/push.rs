@@ -1,0 +1,424 @@
+//! `fspack push`: turn a directory or an image file into layers and send them side by side.
+//!
+//! Order of operations is what makes a failed push harmless: every blob's digest is computed
+//! first (from the plan, reading the sources once), blobs the destination already has are
+//! skipped, the rest go up several at a time, and only when every blob is confirmed is the
+//! manifest written, with the tag in the same request. A push that fails midway never moves a tag.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use fspack_image::BlobPlan;
+use fspack_image::detect::{self, Format};
+use fspack_image::erofs::Layout;
+use fspack_registry::{BlobSource, Client, UploadMode};
+use fspack_store::Store;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::artifact::*;
+use crate::build::{ImageSettings, plan_erofs};
+use crate::error::{EngineError, Result};
+use crate::report::Reporter;
+use crate::target::Target;
+
+/// Settings of a push.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// How a directory becomes an image.
+    pub image: ImageSettings,
+    /// Blobs in flight at once.
+    pub jobs: usize,
+    /// Upload mode for each blob.
+    pub upload: UploadMode,
+    /// Manifest annotations from the user.
+    pub annotations: Vec<(String, String)>,
+}
+
+/// One layer of a push, with where its bytes come from.
+pub struct Layer {
+    /// Media type.
+    pub media_type: String,
+    /// Annotations (title, role).
+    pub annotations: BTreeMap<String, String>,
+    /// The bytes.
+    pub source: Arc<dyn BlobSource>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    /// Where the artifact went.
+    pub reference: String,
+    /// Digest of the pushed manifest.
+    pub manifest_digest: String,
+    /// Image format.
+    pub format: String,
+    /// Per-layer outcome.
+    pub layers: Vec<LayerReport>,
+    /// Bytes uploaded.
+    pub bytes_sent: u64,
+    /// Bytes the destination already had.
+    pub bytes_skipped: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Outcome for one layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// Layer title.
+    pub title: String,
+    /// Digest.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether the destination already had it.
+    pub skipped: bool,
+}
+
+/// A [`BlobPlan`] as an upload source.
+struct PlanSource(BlobPlan);
+
+impl BlobSource for PlanSource {
+    fn size(&self) -> u64 {
+        self.0.len()
+    }
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(self.0.reader_at(offset)))
+    }
+}
+
+/// An image file as an upload source.
+struct FileSource {
+    path: PathBuf,
+    size: u64,
+}
+
+impl BlobSource for FileSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(&self.path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(f.take(self.size - offset)))
+    }
+}
+
+fn titled(title: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(ANN_TITLE.to_string(), title.to_string())])
+}
+
+/// Turns `source` (a directory or an image file) into layers in manifest order.
+pub fn layers_for(
+    source: &Path,
+    settings: &ImageSettings,
+) -> Result<(Vec<Layer>, &'static str, &'static str)> {
+    let meta = std::fs::metadata(source).map_err(|e| EngineError::io(source, e))?;
+    if meta.is_dir() {
+        let image = plan_erofs(source, settings)?;
+        let chunked = settings.erofs.layout == Layout::Chunked;
+        let mut layers = Vec::new();
+        for blob in image.blobs {
+            let mut annotations = titled(&blob.name);
+            annotations.insert(ANN_EROFS_ROLE.into(), "device".into());
+            layers.push(Layer {
+                media_type: MEDIA_DEVICE.into(),
+                annotations,
+                source: Arc::new(PlanSource(blob)),
+            });
+        }
+        let title = image.meta.name.clone();
+        layers.push(Layer {
+            media_type: MEDIA_EROFS.into(),
+            annotations: titled(&title),
+            source: Arc::new(PlanSource(image.meta)),
+        });
+        return Ok((layers, "erofs", if chunked { "chunked" } else { "single" }));
+    }
+    let file = std::fs::File::open(source).map_err(|e| EngineError::io(source, e))?;
+    let format = detect::detect_reader(file)
+        .map_err(|e| EngineError::io(source, e))?
+        .ok_or_else(|| {
+            EngineError::Usage(format!(
+                "{} is neither a directory nor an EROFS or SquashFS image (no magic bytes found)",
+                source.display()
+            ))
+        })?;
+    let title = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let media_type = match format {
+        Format::Erofs => MEDIA_EROFS.to_string(),
+        Format::Squashfs => format!("{MEDIA_SQUASHFS_PREFIX}+zstd"),
+    };
+    let src = FileSource {
+        path: source.to_path_buf(),
+        size: meta.len(),
+    };
+    Ok((
+        vec![Layer {
+            media_type,
+            annotations: titled(&title),
+            source: Arc::new(src),
+        }],
+        format.name(),
+        "single",
+    ))
+}
+
+/// Hashes one source on a blocking thread, reporting progress on `bar`.
+async fn hash(src: Arc<dyn BlobSource>, reporter: Arc<dyn Reporter>, bar: usize) -> Result<String> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut r = src.open_at(0)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            reporter.advance(bar, n as u64);
+        }
+        Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    })
+    .await
+    .expect("hash task does not panic")
+    .map_err(|e| EngineError::Usage(format!("cannot read the image sources: {e}")))
+}
+
+/// Pushes `source` to `target`.
+///
+/// Each layer is one task: hash it, ask whether the destination has it, upload it if not. Up to
+/// `jobs` tasks run at once, so hashing one blob overlaps uploading others; the manifest (and with
+/// it the tag) goes last, after every blob is confirmed.
+pub async fn push(
+    source: &Path,
+    target: &Target,
+    settings: &PushSettings,
+    client: Option<&Client>,
+    reporter: Arc<dyn Reporter>,
+) -> Result<PushReport> {
+    let started = Instant::now();
+    let (layers, format, layout) = {
+        let (src, image) = (source.to_path_buf(), settings.image.clone());
+        tokio::task::spawn_blocking(move || layers_for(&src, &image))
+            .await
+            .expect("planning does not panic")?
+    };
+    let store = match target {
+        Target::Layout { path, .. } => Some(Arc::new(Store::open(path)?)),
+        Target::Registry(_) => None,
+    };
+    let client = match target {
+        Target::Registry(_) => {
+            Some(client.ok_or_else(|| EngineError::Usage("a registry client is required".into()))?)
+        }
+        Target::Layout { .. } => None,
+    };
+    let total: u64 = layers.iter().map(|l| l.source.size()).sum();
+    let hash_bar = reporter.start("hashing", total);
+    let config = (
+        Arc::new(BytesSource(EMPTY_CONFIG_DATA.to_vec())) as Arc<dyn BlobSource>,
+        empty_config(),
+    );
+    let work = layers.iter().enumerate().map(|(i, l)| {
+        let (reporter, store) = (reporter.clone(), store.clone());
+        let src = l.source.clone();
+        let mut d = Descriptor {
+            media_type: l.media_type.clone(),
+            digest: String::new(),
+            size: src.size(),
+            annotations: l.annotations.clone(),
+            artifact_type: None,
+            data: None,
+        };
+        async move {
+            d.digest = hash(src.clone(), reporter.clone(), hash_bar).await?;
+            let skipped = send(
+                target,
+                client,
+                store.as_deref(),
+                &src,
+                &d,
+                settings,
+                &reporter,
+            )
+            .await?;
+            Ok::<_, EngineError>((i, d, skipped))
+        }
+    });
+    let mut done: Vec<(usize, Descriptor, bool)> = stream::iter(work)
+        .buffer_unordered(settings.jobs.max(1))
+        .try_collect()
+        .await?;
+    reporter.finish(hash_bar);
+    done.sort_by_key(|(i, _, _)| *i);
+    send(
+        target,
+        client,
+        store.as_deref(),
+        &config.0,
+        &config.1,
+        settings,
+        &reporter,
+    )
+    .await?;
+
+    let descriptors: Vec<Descriptor> = done.iter().map(|(_, d, _)| d.clone()).collect();
+    let mut annotations: BTreeMap<String, String> = settings.annotations.iter().cloned().collect();
+    annotations.insert(ANN_FORMAT.into(), format.into());
+    annotations.insert(ANN_LAYOUT.into(), layout.into());
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_MANIFEST.into()),
+        artifact_type: Some(ARTIFACT_TYPE.into()),
+        config: empty_config(),
+        layers: descriptors,
+        annotations,
+    };
+    let body = manifest.to_bytes();
+    let digest = match target {
+        Target::Registry(r) => {
+            let tag = r.tag.clone().unwrap_or_else(|| sha256_digest(&body));
+            client
+                .expect("set for registries")
+                .push_manifest(r, &tag, MEDIA_MANIFEST, body.clone())
+                .await?
+        }
+        Target::Layout { tag, .. } => {
+            let store = store.as_ref().expect("set for layouts");
+            let digest = store.put_blob_bytes(&body)?;
+            store.tag(tag, &digest, MEDIA_MANIFEST, body.len() as u64)?;
+            digest
+        }
+    };
+    let layers: Vec<LayerReport> = done
+        .iter()
+        .map(|(_, d, skipped)| LayerReport {
+            title: d.annotations.get(ANN_TITLE).cloned().unwrap_or_default(),
+            digest: d.digest.clone(),
+            size: d.size,
+            skipped: *skipped,
+        })
+        .collect();
+    let bytes_skipped = layers.iter().filter(|l| l.skipped).map(|l| l.size).sum();
+    let bytes_sent = layers.iter().filter(|l| !l.skipped).map(|l| l.size).sum();
+    Ok(PushReport {
+        reference: target.to_string(),
+        manifest_digest: digest,
+        format: format.into(),
+        layers,
+        bytes_sent,
+        bytes_skipped,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Sends one blob unless the destination has it; returns whether it was skipped.
+async fn send(
+    target: &Target,
+    client: Option<&Client>,
+    store: Option<&Store>,
+    src: &Arc<dyn BlobSource>,
+    d: &Descriptor,
+    settings: &PushSettings,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<bool> {
+    let name = d
+        .annotations
+        .get(ANN_TITLE)
+        .cloned()
+        .unwrap_or_else(|| "config".into());
+    match target {
+        Target::Registry(r) => {
+            let client = client.expect("set for registries");
+            if client.blob_exists(r, &d.digest).await? == Some(d.size) {
+                return Ok(true);
+            }
+            let id = reporter.start(&name, d.size);
+            let progress = Arc::new(BarProgress {
+                reporter: reporter.clone(),
+                id,
+            });
+            client
+                .push_blob(r, &d.digest, src.clone(), settings.upload, progress)
+                .await?;
+            reporter.finish(id);
+            Ok(false)
+        }
+        Target::Layout { path, .. } => {
+            let store = store.expect("set for layouts");
+            if store.has_blob_sized(&d.digest, d.size) {
+                return Ok(true);
+            }
+            let ingest = store.ingest(&d.digest, d.size)?;
+            if store.has_blob_sized(&d.digest, d.size) {
+                return Ok(true);
+            }
+            let (src, bars, path) = (src.clone(), reporter.clone(), path.clone());
+            let id = reporter.start(&name, d.size);
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                use std::os::unix::fs::FileExt;
+                let mut r = src.open_at(0).map_err(|e| EngineError::io(&path, e))?;
+                let mut buf = vec![0u8; 1 << 20];
+                let mut off = 0u64;
+                loop {
+                    let n = r.read(&mut buf).map_err(|e| EngineError::io(&path, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    ingest
+                        .file()
+                        .write_all_at(&buf[..n], off)
+                        .map_err(|e| EngineError::io(&path, e))?;
+                    off += n as u64;
+                    bars.advance(id, n as u64);
+                }
+                ingest.commit()?;
+                Ok(())
+            })
+            .await
+            .expect("layout write does not panic")?;
+            reporter.finish(id);
+            Ok(false)
+        }
+    }
+}
+
+/// In-memory bytes as an upload source (the config blob).
+struct BytesSource(Vec<u8>);
+
+impl BlobSource for BytesSource {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(std::io::Cursor::new(
+            self.0[offset as usize..].to_vec(),
+        )))
+    }
+}
+
+/// Adapts the engine's reporter to the registry's per-transfer progress.
+struct BarProgress {
+    reporter: Arc<dyn Reporter>,
+    id: usize,
+}
+
+impl fspack_registry::Progress for BarProgress {
+    fn bytes(&self, n: u64) {
+        self.reporter.advance(self.id, n);
+    }
+    fn reset(&self, to: u64) {
+        self.reporter.reset(self.id, to);
+    }
+}

@@ -1,0 +1,76 @@
+//! Where a push goes or a pull comes from: a registry reference or an OCI image layout on disk.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use fspack_registry::Reference;
+
+use crate::error::{EngineError, Result};
+
+/// A push destination or pull source.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// `host[:port]/repo[:tag][@digest]`.
+    Registry(Reference),
+    /// `oci:PATH[:tag]`: an OCI image layout directory (air-gapped transfer, tests).
+    Layout {
+        /// Layout directory.
+        path: PathBuf,
+        /// Tag (`org.opencontainers.image.ref.name`), `latest` when omitted.
+        tag: String,
+    },
+}
+
+impl Target {
+    /// Parses a command-line reference.
+    pub fn parse(s: &str) -> Result<Target> {
+        if let Some(rest) = s.strip_prefix("oci:") {
+            if rest.is_empty() {
+                return Err(EngineError::Usage(
+                    "oci: needs a path, as in oci:/srv/layout:tag".into(),
+                ));
+            }
+            let (path, tag) = match rest.rsplit_once(':') {
+                Some((p, t)) if !t.contains('/') && !p.is_empty() => (p, t),
+                _ => (rest, "latest"),
+            };
+            if tag.is_empty() {
+                return Err(EngineError::Usage(format!("{s}: empty tag after ':'")));
+            }
+            return Ok(Target::Layout {
+                path: PathBuf::from(path),
+                tag: tag.to_string(),
+            });
+        }
+        s.parse::<Reference>()
+            .map(Target::Registry)
+            .map_err(|e| EngineError::Usage(format!("{e}")))
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Registry(r) => write!(f, "{r}"),
+            Target::Layout { path, tag } => write!(f, "oci:{}:{tag}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_targets_split_path_and_tag() {
+        let Target::Layout { path, tag } = Target::parse("oci:/srv/layout:v1").unwrap() else {
+            panic!()
+        };
+        assert_eq!((path, tag.as_str()), (PathBuf::from("/srv/layout"), "v1"));
+        let Target::Layout { path, tag } = Target::parse("oci:./dir").unwrap() else {
+            panic!()
+        };
+        assert_eq!((path, tag.as_str()), (PathBuf::from("./dir"), "latest"));
+        assert!(Target::parse("oci:").is_err());
+    }
+}
