@@ -3,15 +3,13 @@
 //! Every mount is `ro,nodev,nosuid` (and `noexec` on request), the options snapd, atomfs and
 //! composefs use for images they did not build themselves (`nosuid` also disables file
 //! capabilities inside the image). A mount goes through `mount(2)` when its option string fits
-//! in one page and needs no escaping, and through the new mount API otherwise (see [`newapi`]).
+//! in one page and needs no escaping, and through the new mount API otherwise (`newapi.rs`).
 //! When `mount(2)` says `EINVAL`, the same configuration is replayed in a filesystem context
 //! (without mounting) to get the kernel's reason into the error instead of only into `dmesg`.
 //!
 //! The mount point is opened once with `O_PATH | O_NOFOLLOW | O_DIRECTORY` and the mount is
 //! made on that fd (`/proc/self/fd/N` for `mount(2)`), so a mount point swapped for a symlink
 //! between the check and the mount cannot redirect it.
-//!
-//! [`newapi`]: crate::newapi
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;

@@ -6,7 +6,7 @@
 //! use `unsafe` (the loop ioctls in `sys.rs`); everything else goes through `rustix`.
 //!
 //! Kernel differences live in [`kernel`]; `mount(2)` and the new mount API meet in [`fs`]; the
-//! mount table and the loop list are read in [`mountinfo`] and [`loopdev`].
+//! mount table and the loop list are read in [`mod@mountinfo`] and [`loopdev`].
 
 #![allow(unsafe_code)]
 
