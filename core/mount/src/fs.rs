@@ -4,8 +4,10 @@
 //! composefs use for images they did not build themselves (`nosuid` also disables file
 //! capabilities inside the image). A mount goes through `mount(2)` when its option string fits
 //! in one page and needs no escaping, and through the new mount API otherwise (`newapi.rs`).
-//! When `mount(2)` says `EINVAL`, the same configuration is replayed in a filesystem context
-//! (without mounting) to get the kernel's reason into the error instead of only into `dmesg`.
+//! A refusal carries the kernel's reason: what the filesystem logged to `/dev/kmsg` meanwhile
+//! (EROFS and SquashFS explain themselves only there), else the messages of a filesystem
+//! context (the new API's log, which overlayfs uses; for `mount(2)` an `EINVAL` is replayed in
+//! one, without mounting).
 //!
 //! The mount point is opened once with `O_PATH | O_NOFOLLOW | O_DIRECTORY` and the mount is
 //! made on that fd (`/proc/self/fd/N` for `mount(2)`), so a mount point swapped for a symlink
