@@ -1,0 +1,329 @@
+//! Downloads: parallel ranges, fallbacks, resume, and refusing wrong content.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use fspack_registry::{DownloadOptions, ErrorKind};
+
+use crate::common::fake::{Fake, Fault, Op};
+use crate::common::{client, counter, data, dest};
+
+fn parallel() -> DownloadOptions {
+    DownloadOptions {
+        range_parallelism: 4,
+        min_range: 64 << 10,
+        max_range: 1 << 20,
+        ..Default::default()
+    }
+}
+
+fn ranged_gets(fake: &Fake) -> Vec<String> {
+    fake.requests()
+        .into_iter()
+        .filter(|l| l.method == "GET" && l.path.contains("/blobs/sha256"))
+        .filter_map(|l| l.range)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_ranges_produce_the_blob() {
+    let fake = Fake::start().await;
+    let blob = data(3_000_001, 10);
+    let d = fake.put_blob(&blob);
+    let r = fake.reference("a/b");
+    let (tmp, file) = dest(blob.len() as u64);
+    let p = counter();
+    let journal = Arc::new(Mutex::new(Vec::new()));
+    let j = journal.clone();
+    let opts = DownloadOptions {
+        on_range_done: Some(Arc::new(move |a, b| j.lock().unwrap().push((a, b)))),
+        ..parallel()
+    };
+    client()
+        .download_blob(&r, &d, blob.len() as u64, &file, &opts, p.clone())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
+    assert_eq!(p.bytes.load(Ordering::SeqCst), blob.len() as u64);
+    let ranges = ranged_gets(&fake);
+    assert_eq!(ranges.len(), 4, "one range per lane: {ranges:?}");
+    assert!(ranges.contains(&"bytes=0-750000".to_string()), "{ranges:?}");
+    // The journal covers the blob exactly once.
+    let mut j = journal.lock().unwrap().clone();
+    j.sort();
+    let covered: u64 = j.iter().map(|(a, b)| b - a).sum();
+    assert_eq!(covered, blob.len() as u64, "{j:?}");
+    assert_eq!(j.first().unwrap().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_blobs_use_one_plain_stream() {
+    let fake = Fake::start().await;
+    let blob = data(100_000, 11);
+    let d = fake.put_blob(&blob);
+    let (tmp, file) = dest(blob.len() as u64);
+    client()
+        .download_blob(
+            &fake.reference("a/b"),
+            &d,
+            blob.len() as u64,
+            &file,
+            &parallel(),
+            counter(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
+    assert!(
+        ranged_gets(&fake).is_empty(),
+        "no Range for a whole small blob"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_ignored_falls_back_to_one_stream_from_zero() {
+    let fake = Fake::start().await;
+    fake.ranges.store(false, Ordering::SeqCst);
+    let blob = data(2_500_000, 12);
+    let d = fake.put_blob(&blob);
+    let (tmp, file) = dest(blob.len() as u64);
+    let p = counter();
+    client()
+        .download_blob(
+            &fake.reference("a/b"),
+            &d,
+            blob.len() as u64,
+            &file,
+            &parallel(),
+            p.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
+    assert_eq!(
+        p.bytes.load(Ordering::SeqCst),
+        blob.len() as u64,
+        "progress rewound on fallback"
+    );
+    let log = fake.requests();
+    let last = log.iter().rev().find(|l| l.method == "GET").unwrap();
+    assert_eq!(
+        (last.range.as_deref(), last.status),
+        (None, 200),
+        "last GET is the plain stream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_range_resumes_from_its_last_byte() {
+    let fake = Fake::start().await;
+    let blob = data(2_000_000, 13);
+    let d = fake.put_blob(&blob);
+    fake.fault(Op::BlobGet, Fault::CutAfter(300_000));
+    fake.fault(Op::BlobGet, Fault::Status(500));
+    let (tmp, file) = dest(blob.len() as u64);
+    client()
+        .download_blob(
+            &fake.reference("a/b"),
+            &d,
+            blob.len() as u64,
+            &file,
+            &parallel(),
+            counter(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
+    let ranges = ranged_gets(&fake);
+    // Pieces start at multiples of 500 000 (2 MB over 4 lanes); a resume starts 300 000 in.
+    assert_eq!(ranges.len(), 6, "4 pieces, one 500, one resume: {ranges:?}");
+    assert!(
+        ranges
+            .iter()
+            .any(|r| ["=300000-", "=800000-", "=1300000-", "=1800000-"]
+                .iter()
+                .any(|s| r.contains(s))),
+        "{ranges:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_single_stream_resumes_with_range() {
+    let fake = Fake::start().await;
+    let blob = data(200_000, 14);
+    let d = fake.put_blob(&blob);
+    fake.fault(Op::BlobGet, Fault::CutAfter(70_000));
+    let (tmp, file) = dest(blob.len() as u64);
+    let p = counter();
+    let opts = DownloadOptions {
+        range_parallelism: 1,
+        ..parallel()
+    };
+    client()
+        .download_blob(
+            &fake.reference("a/b"),
+            &d,
+            blob.len() as u64,
+            &file,
+            &opts,
+            p.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
+    assert_eq!(ranged_gets(&fake), ["bytes=70000-199999"]);
+    assert_eq!(p.bytes.load(Ordering::SeqCst), blob.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn done_ranges_are_skipped_but_verified() {
+    let fake = Fake::start().await;
+    let blob = data(1_000_000, 15);
+    let d = fake.put_blob(&blob);
+    let (tmp, file) = dest(blob.len() as u64);
+    std::os::unix::fs::FileExt::write_all_at(&file, &blob[..400_000], 0).unwrap();
+    let opts = DownloadOptions {
+        done_ranges: vec![(0, 400_000)],
+        range_parallelism: 1,
+        ..parallel()
+    };
+    client()
+        .download_blob(
+            &fake.reference("a/b"),
+            &d,
+            blob.len() as u64,
+            &file,
+            &opts,
+            counter(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
+    assert_eq!(ranged_gets(&fake), ["bytes=400000-999999"]);
+
+    // A journal that lies (the bytes on disk are wrong) is caught by the digest check.
+    let (_tmp, file) = dest(blob.len() as u64);
+    let opts = DownloadOptions {
+        done_ranges: vec![(0, 400_000)],
+        ..parallel()
+    };
+    let e = client()
+        .download_blob(
+            &fake.reference("a/b"),
+            &d,
+            blob.len() as u64,
+            &file,
+            &opts,
+            counter(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_content_and_truncation_are_refused() {
+    let fake = Fake::start().await;
+    let blob = data(1_500_000, 16);
+    let d = fake.put_blob(&blob);
+    let r = fake.reference("a/b");
+    let size = blob.len() as u64;
+
+    fake.corrupt.store(true, Ordering::SeqCst);
+    let (_t, file) = dest(size);
+    let e = client()
+        .download_blob(&r, &d, size, &file, &parallel(), counter())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity);
+    assert!(e.to_string().contains(&format!("expected {d}")), "{e}");
+    fake.corrupt.store(false, Ordering::SeqCst);
+
+    // One byte short, announced honestly: the single stream sees the wrong length.
+    fake.truncate.store(true, Ordering::SeqCst);
+    let (_t, file) = dest(size);
+    let opts = DownloadOptions {
+        range_parallelism: 1,
+        ..parallel()
+    };
+    let e = client()
+        .download_blob(&r, &d, size, &file, &opts, counter())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, fspack_registry::RegistryError::SizeMismatch { .. }),
+        "{e}"
+    );
+    // Ranged: the Content-Range total gives it away.
+    let (_t, file) = dest(size);
+    let e = client()
+        .download_blob(&r, &d, size, &file, &parallel(), counter())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, fspack_registry::RegistryError::SizeMismatch { .. }),
+        "{e}"
+    );
+    fake.truncate.store(false, Ordering::SeqCst);
+
+    // The descriptor says the blob is shorter than it is: trailing bytes are an error.
+    let (_t, file) = dest(size - 10);
+    let e = client()
+        .download_blob(&r, &d, size - 10, &file, &opts, counter())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, fspack_registry::RegistryError::SizeMismatch { .. }),
+        "{e}"
+    );
+
+    let missing = crate::common::fake::sha256(b"missing");
+    let e = client()
+        .download_blob(&r, &missing, 7, &file, &opts, counter())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_keep_range_and_drop_authorization() {
+    let fake = Fake::start().await;
+    fake.token_auth.store(true, Ordering::SeqCst);
+    *fake.redirect_host.lock().unwrap() = Some("cdn.test".into());
+    let blob = data(1_200_000, 17);
+    let d = fake.put_blob(&blob);
+    let c = crate::common::client_with(fspack_registry::ClientOptions {
+        resolve: vec![("cdn.test".into(), fake.addr())],
+        plain_http: true,
+        ..Default::default()
+    });
+    let (tmp, file) = dest(blob.len() as u64);
+    c.download_blob(
+        &fake.reference("a/b"),
+        &d,
+        blob.len() as u64,
+        &file,
+        &parallel(),
+        counter(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
+    let log = fake.requests();
+    let cdn: Vec<_> = log.iter().filter(|l| l.path.starts_with("/cdn/")).collect();
+    assert!(cdn.len() >= 2, "ranges went to the CDN: {log:?}");
+    assert!(
+        cdn.iter().all(|l| l.authorization.is_none()),
+        "no Authorization to another host"
+    );
+    assert!(
+        cdn.iter().all(|l| l.range.is_some()),
+        "Range re-sent after the redirect"
+    );
+    assert!(log.iter().any(|l| {
+        l.path.contains("/blobs/sha256")
+            && l.authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("Bearer "))
+    }));
+}
