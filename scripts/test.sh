@@ -10,4 +10,4 @@ if [[ $(id -u) == 0 ]]; then
 else
     echo "not root: installing nothing; privileged tests will skip" >&2
 fi
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"

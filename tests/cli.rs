@@ -267,3 +267,50 @@ fn umount_of_something_fspack_did_not_mount_is_refused() {
         .code(3)
         .stderr(predicate::str::contains("is not mounted by fspack"));
 }
+
+#[test]
+fn pushing_a_chunked_image_file_takes_its_data_blobs_along() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("weights.bin"), vec![9u8; 3 << 20]).unwrap();
+    let image = tmp.path().join("m.erofs");
+    fspack(tmp.path())
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&image)
+        .args(["--layout", "chunked", "--blob-size", "1M"])
+        .assert()
+        .success();
+    let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
+    let out = fspack(tmp.path())
+        .arg("push")
+        .arg(&image)
+        .arg(&layout)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let titles: Vec<&str> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["blob-0000", "blob-0001", "blob-0002", "m.erofs"]);
+    // Without its blobs the image cannot be pushed.
+    fs::remove_file(tmp.path().join("m.erofs.d/blob-0001")).unwrap();
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&image)
+        .arg(&layout)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("blob-0001 is missing"));
+}

@@ -35,7 +35,13 @@ pub struct GlobalArgs {
     pub verbose: u8,
     /// Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root,
     /// $XDG_DATA_HOME/fspack otherwise].
-    #[arg(long, global = true, env = "FSPACK_STORE", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "FSPACK_STORE",
+        value_name = "DIR",
+        hide_env_values = true
+    )]
     pub store: Option<PathBuf>,
 }
 
@@ -163,7 +169,12 @@ pub struct ImageArgs {
     #[arg(long)]
     pub all_root: bool,
     /// Record this modification time (seconds since the epoch) on every file.
-    #[arg(long, value_name = "EPOCH", env = "SOURCE_DATE_EPOCH")]
+    #[arg(
+        long,
+        value_name = "EPOCH",
+        env = "SOURCE_DATE_EPOCH",
+        hide_env_values = true
+    )]
     pub mtime: Option<i64>,
 }
 
@@ -197,7 +208,12 @@ pub struct RegistryArgs {
     #[arg(long)]
     pub insecure: bool,
     /// Registry user name (else credentials come from the Docker config).
-    #[arg(long, env = "FSPACK_USERNAME", value_name = "USER")]
+    #[arg(
+        long,
+        env = "FSPACK_USERNAME",
+        value_name = "USER",
+        hide_env_values = true
+    )]
     pub username: Option<String>,
     /// Registry password or token (prefer FSPACK_PASSWORD or `fspack login`).
     #[arg(

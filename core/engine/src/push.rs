@@ -163,15 +163,52 @@ pub fn layers_for(
         path: source.to_path_buf(),
         size: meta.len(),
     };
-    Ok((
-        vec![Layer {
-            media_type,
-            annotations: titled(&title),
-            source: Arc::new(src),
-        }],
-        format.name(),
-        "single",
-    ))
+    let image = Layer {
+        media_type,
+        annotations: titled(&title),
+        source: Arc::new(src),
+    };
+    if format == Format::Erofs {
+        let devices = erofs_extra_devices(source)?;
+        if devices > 0 {
+            // A chunked build: its data blobs sit in OUT.d/ and go first, as device layers.
+            let dir = crate::build::blob_dir(source);
+            let mut layers = Vec::new();
+            for i in 0..devices {
+                let name = format!("blob-{i:04}");
+                let path = dir.join(&name);
+                let size = std::fs::metadata(&path)
+                    .map_err(|_| {
+                        EngineError::Usage(format!(
+                            "{} is a chunked EROFS image with {devices} data blobs, but {} is missing; push the directory or rebuild",
+                            source.display(),
+                            path.display()
+                        ))
+                    })?
+                    .len();
+                let mut annotations = titled(&name);
+                annotations.insert(ANN_EROFS_ROLE.into(), "device".into());
+                layers.push(Layer {
+                    media_type: MEDIA_DEVICE.into(),
+                    annotations,
+                    source: Arc::new(FileSource { path, size }),
+                });
+            }
+            layers.push(image);
+            return Ok((layers, "erofs", "chunked"));
+        }
+    }
+    Ok((vec![image], format.name(), "single"))
+}
+
+/// Number of extra devices an EROFS image declares in its superblock.
+fn erofs_extra_devices(path: &Path) -> Result<u16> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let mut sb = [0u8; 128];
+    f.read_exact_at(&mut sb, 1024)
+        .map_err(|e| EngineError::io(path, e))?;
+    Ok(u16::from_le_bytes([sb[86], sb[87]]))
 }
 
 /// Hashes one source on a blocking thread, reporting progress on `bar`.
