@@ -32,7 +32,8 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// Connect timeout.
     pub timeout_connect: Duration,
-    /// Longest wait for the next bytes of a response before the request counts as stalled.
+    /// Longest wait for the next bytes of a response (also for the answer to an upload's final
+    /// PUT) before the request counts as stalled; default 120 s.
     pub timeout_read: Duration,
     /// First backoff step; `None` reads `FSPACK_RETRY_BASE_MS` (default 200 ms).
     pub retry_base: Option<Duration>,
@@ -51,7 +52,7 @@ impl Default for ClientOptions {
             max_retries: 5,
             user_agent: format!("fspack-registry/{}", env!("CARGO_PKG_VERSION")),
             timeout_connect: Duration::from_secs(15),
-            timeout_read: Duration::from_secs(60),
+            timeout_read: Duration::from_secs(120),
             retry_base: None,
             resolve: Vec::new(),
         }

@@ -46,7 +46,7 @@ pub enum RegistryError {
         reference: String,
     },
     /// The network or the registry failed, also after retries.
-    #[error("cannot {action} {url} (after {attempts} attempts){}", hint_suffix(.hint))]
+    #[error("cannot {action} {url}{}{}", attempts_suffix(*.attempts), hint_suffix(.hint))]
     Network {
         /// What we tried (`GET`, `upload to`).
         action: String,
@@ -145,6 +145,14 @@ impl RegistryError {
             context: context.into(),
             source,
         }
+    }
+}
+
+fn attempts_suffix(n: u32) -> String {
+    if n > 1 {
+        format!(" (after {n} attempts)")
+    } else {
+        String::new()
     }
 }
 

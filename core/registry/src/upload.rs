@@ -286,6 +286,15 @@ impl Client {
                     Err(protocol(url, detail))
                 }
             }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                let detail = error_detail(resp).await;
+                Err(protocol(
+                    url,
+                    format!(
+                        "{detail} (the registry or a proxy caps request bodies; upload in chunks with --chunk-size)"
+                    ),
+                ))
+            }
             _ => Err(unexpected(url, resp).await),
         }
     }

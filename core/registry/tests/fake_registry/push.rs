@@ -350,3 +350,29 @@ async fn manifest_digest_lies_and_oversize_are_refused() {
         .unwrap_err();
     assert!(e.to_string().contains("larger than"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_size_caps_suggest_chunked_upload() {
+    let fake = Fake::start().await;
+    let r = fake.reference("a/b");
+    let blob = data(1000, 7);
+    let d = sha256(&blob);
+    fake.fault(Op::UploadPut, Fault::Status(413));
+    let e = client()
+        .push_blob(&r, &d, source(&blob), UploadMode::Monolithic, counter())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    assert!(e.to_string().contains("--chunk-size"), "{e}");
+    // Chunked goes through.
+    client()
+        .push_blob(
+            &r,
+            &d,
+            source(&blob),
+            UploadMode::Chunked { chunk_size: 300 },
+            counter(),
+        )
+        .await
+        .unwrap();
+}
