@@ -76,16 +76,21 @@ impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Store> {
         let marker = root.join("oci-layout");
+        fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+        // Creation happens under a lock on the directory itself: two processes opening a new
+        // store at once must not see each other's half-made layout as a foreign directory, nor
+        // write an empty index over one the other has already tagged.
+        let dir = File::open(root).map_err(|e| StoreError::io(root, e))?;
+        rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| StoreError::io(root, e.into()))?;
         if !marker.exists() {
-            if root.exists()
-                && fs::read_dir(root)
-                    .map_err(|e| StoreError::io(root, e))?
-                    .next()
-                    .is_some()
+            if fs::read_dir(root)
+                .map_err(|e| StoreError::io(root, e))?
+                .next()
+                .is_some()
             {
                 return Err(StoreError::NotALayout(root.to_path_buf()));
             }
-            fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
         for d in ["blobs/sha256", "ingest", "locks", "mounts"] {
@@ -96,6 +101,7 @@ impl Store {
         if !index.exists() {
             write_atomic(&index, &layout::empty_index())?;
         }
+        drop(dir);
         let store = Store {
             root: root.to_path_buf(),
             gc_guard: Arc::new(Mutex::new(None)),
