@@ -31,7 +31,10 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
                 .resolve(&tag)?
                 .with_context(|| format!("no tag {tag} in the OCI layout {}", path.display()))?;
             let bytes = store.read_blob(&d.digest, MAX_MANIFEST)?;
-            (d.digest.clone(), Manifest::parse(&bytes, &args.reference)?)
+            (
+                d.digest.clone(),
+                fspack_engine::artifact::parse_manifest(&bytes, &args.reference)?,
+            )
         }
     };
     let format = MountPlan::from_manifest(&manifest, &args.reference)

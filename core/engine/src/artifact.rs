@@ -39,8 +39,6 @@ pub fn is_squashfs_media_type(media_type: &str) -> bool {
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{EngineError, Result};
 
 /// Media type of an OCI image manifest.
@@ -50,98 +48,62 @@ pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Largest manifest fspack reads (distribution-spec: clients SHOULD handle at least 4 MiB).
 pub const MAX_MANIFEST: u64 = 4 << 20;
 
-/// An OCI content descriptor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    /// Media type of the referenced content.
-    pub media_type: String,
-    /// `sha256:<hex>` digest.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-    /// Artifact type (index entries).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<String>,
-    /// Embedded content (base64), allowed by image-spec 1.1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
-}
+pub use fspack_registry::manifest::{Descriptor, ImageIndex as Index, ImageManifest as Manifest};
 
-/// An OCI image manifest (v1.1, with `artifactType`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    /// Always 2.
-    pub schema_version: u32,
-    /// `application/vnd.oci.image.manifest.v1+json`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    /// Artifact type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<String>,
-    /// Config descriptor.
-    pub config: Descriptor,
-    /// Layers, lowest first.
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-/// An OCI image index (only read: fspack follows it to a manifest).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    /// Entries.
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
+/// A descriptor with the fields fspack sets.
+pub fn descriptor(
+    media_type: &str,
+    digest: &str,
+    size: u64,
+    annotations: BTreeMap<String, String>,
+) -> Descriptor {
+    Descriptor {
+        media_type: media_type.into(),
+        digest: digest.into(),
+        size,
+        artifact_type: None,
+        urls: Vec::new(),
+        annotations,
+        data: None,
+        platform: None,
+    }
 }
 
 /// Digest of some bytes, `sha256:<hex>`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    fspack_registry::sha256_digest(bytes)
 }
 
 /// Descriptor of the empty config.
 pub fn empty_config() -> Descriptor {
-    Descriptor {
-        media_type: EMPTY_CONFIG.into(),
-        digest: sha256_digest(EMPTY_CONFIG_DATA),
-        size: EMPTY_CONFIG_DATA.len() as u64,
-        annotations: BTreeMap::new(),
-        artifact_type: None,
-        data: None,
-    }
+    descriptor(
+        EMPTY_CONFIG,
+        &sha256_digest(EMPTY_CONFIG_DATA),
+        EMPTY_CONFIG_DATA.len() as u64,
+        BTreeMap::new(),
+    )
 }
 
-impl Manifest {
-    /// Serialises the manifest canonically (fields in declaration order, no whitespace).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("manifest serialises")
-    }
+/// Serialises a manifest compactly; these bytes are what its digest covers.
+pub fn manifest_bytes(m: &Manifest) -> Vec<u8> {
+    serde_json::to_vec(m).expect("manifest serialises")
+}
 
-    /// Parses a manifest, refusing anything that is not an OCI image manifest.
-    pub fn parse(bytes: &[u8], what: &str) -> Result<Manifest> {
-        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
-            EngineError::Usage(format!("{what} is not a valid OCI image manifest: {e}"))
-        })?;
-        if m.schema_version != 2 {
-            return Err(EngineError::Usage(format!(
-                "{what} has schemaVersion {}, expected 2",
-                m.schema_version
-            )));
-        }
-        for d in m.layers.iter().chain(std::iter::once(&m.config)) {
-            validate_digest(&d.digest).map_err(|e| EngineError::Usage(format!("{what}: {e}")))?;
-        }
-        Ok(m)
+/// Parses a manifest, refusing anything that is not an OCI image manifest with sha256 digests.
+pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
+    let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+        EngineError::Usage(format!("{what} is not a valid OCI image manifest: {e}"))
+    })?;
+    if m.schema_version != 2 {
+        return Err(EngineError::Usage(format!(
+            "{what} has schemaVersion {}, expected 2",
+            m.schema_version
+        )));
     }
+    for d in m.layers.iter().chain(std::iter::once(&m.config)) {
+        validate_digest(&d.digest).map_err(|e| EngineError::Usage(format!("{what}: {e}")))?;
+    }
+    Ok(m)
 }
 
 /// Checks that a digest is `sha256:` followed by 64 lowercase hex digits.
@@ -166,7 +128,7 @@ pub enum MountPlan {
     /// An EROFS image with optional extra devices (data blobs) in device order.
     Erofs {
         /// The primary (metadata) image.
-        primary: Descriptor,
+        primary: Box<Descriptor>,
         /// Extra devices, device id = index + 1.
         devices: Vec<Descriptor>,
     },
@@ -225,7 +187,7 @@ impl MountPlan {
         }
         match erofs.as_slice() {
             [primary] if m.layers.last() == Some(*primary) => Ok(MountPlan::Erofs {
-                primary: (*primary).clone(),
+                primary: Box::new((*primary).clone()),
                 devices: devices.into_iter().cloned().collect(),
             }),
             [_] => Err(EngineError::Usage(format!(
@@ -242,7 +204,7 @@ impl MountPlan {
     pub fn blobs(&self) -> Vec<&Descriptor> {
         match self {
             MountPlan::Erofs { primary, devices } => {
-                devices.iter().chain(std::iter::once(primary)).collect()
+                devices.iter().chain(std::iter::once(&**primary)).collect()
             }
             MountPlan::Squashfs { shards } => shards.iter().collect(),
         }
@@ -266,14 +228,12 @@ mod tests {
         if let Some(r) = role {
             annotations.insert(ANN_EROFS_ROLE.to_string(), r.to_string());
         }
-        Descriptor {
-            media_type: mt.into(),
-            digest: format!("sha256:{}", hex::encode([n; 32])),
-            size: 4096,
+        descriptor(
+            mt,
+            &format!("sha256:{}", hex::encode([n; 32])),
+            4096,
             annotations,
-            artifact_type: None,
-            data: None,
-        }
+        )
     }
 
     fn manifest(layers: Vec<Descriptor>) -> Manifest {
@@ -283,6 +243,7 @@ mod tests {
             artifact_type: Some(ARTIFACT_TYPE.into()),
             config: empty_config(),
             layers,
+            subject: None,
             annotations: BTreeMap::new(),
         }
     }

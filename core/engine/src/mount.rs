@@ -47,7 +47,7 @@ pub fn mount(
     settings: &MountSettings,
 ) -> Result<MountRecord> {
     let bytes = store.read_blob(digest, MAX_MANIFEST)?;
-    let manifest = Manifest::parse(&bytes, reference)?;
+    let manifest = parse_manifest(&bytes, reference)?;
     let plan = MountPlan::from_manifest(&manifest, reference)?;
     let target = std::fs::canonicalize(target).map_err(|e| EngineError::io(target, e))?;
     if !target.is_dir() {

@@ -92,14 +92,14 @@ pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
                 "{r}: nested indexes are not followed"
             )));
         }
-        let manifest = Manifest::parse(&bytes, &r.to_string())?;
+        let manifest = parse_manifest(&bytes, &r.to_string())?;
         return Ok(Fetched {
             manifest,
             bytes,
             digest,
         });
     }
-    let manifest = Manifest::parse(&bytes, &r.to_string())?;
+    let manifest = parse_manifest(&bytes, &r.to_string())?;
     Ok(Fetched {
         manifest,
         bytes,

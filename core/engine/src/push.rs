@@ -270,14 +270,7 @@ pub async fn push(
     let work = layers.iter().enumerate().map(|(i, l)| {
         let (reporter, store) = (reporter.clone(), store.clone());
         let src = l.source.clone();
-        let mut d = Descriptor {
-            media_type: l.media_type.clone(),
-            digest: String::new(),
-            size: src.size(),
-            annotations: l.annotations.clone(),
-            artifact_type: None,
-            data: None,
-        };
+        let mut d = descriptor(&l.media_type, "", src.size(), l.annotations.clone());
         async move {
             d.digest = hash(src.clone(), reporter.clone(), hash_bar).await?;
             let skipped = send(
@@ -320,9 +313,10 @@ pub async fn push(
         artifact_type: Some(ARTIFACT_TYPE.into()),
         config: empty_config(),
         layers: descriptors,
+        subject: None,
         annotations,
     };
-    let body = manifest.to_bytes();
+    let body = manifest_bytes(&manifest);
     let digest = match target {
         Target::Registry(r) => {
             let tag = r.tag.clone().unwrap_or_else(|| sha256_digest(&body));
