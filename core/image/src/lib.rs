@@ -5,6 +5,7 @@ pub mod detect;
 pub mod erofs;
 pub mod error;
 pub mod source;
+pub mod squashfs;
 pub mod tree;
 
 pub use error::{Error, Result};
