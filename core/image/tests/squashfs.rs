@@ -85,7 +85,9 @@ fn squashfs_unsquashfs_extracts_the_same_tree() {
 }
 
 /// One record of `unsquashfs -lln`: (mode string, "uid/gid", size or "major, minor", target).
-fn parse_listing(out: &[u8]) -> BTreeMap<Vec<u8>, (String, String, String, Option<Vec<u8>>)> {
+type Record = (String, String, String, Option<Vec<u8>>);
+
+fn parse_listing(out: &[u8]) -> BTreeMap<Vec<u8>, Record> {
     // Records start at a line beginning with a mode string; names may contain newlines, so
     // split only where the next line looks like a record.
     let is_mode = |b: &[u8]| {
@@ -385,7 +387,9 @@ const OVERLAY: SnapOpts = SnapOpts {
 
 /// Paths grouped by (st_dev, st_ino) for non-directories with more than one link, plus each
 /// non-directory's nlink.
-fn link_groups(root: &Path) -> (BTreeSet<Vec<Vec<u8>>>, BTreeMap<Vec<u8>, u64>) {
+type Links = (BTreeSet<Vec<Vec<u8>>>, BTreeMap<Vec<u8>, u64>);
+
+fn link_groups(root: &Path) -> Links {
     let mut groups: BTreeMap<(u64, u64), Vec<Vec<u8>>> = BTreeMap::new();
     let mut nlinks = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];

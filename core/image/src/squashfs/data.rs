@@ -122,6 +122,9 @@ pub(crate) fn write_data(
     })
 }
 
+/// Fragment (index, offset) of each file's tail, and the number of fragment blocks.
+type Placement = (Vec<Option<(u32, u32)>>, u32);
+
 /// Reads files block by block and hands out jobs in sequence; returns each file's fragment
 /// placement and the number of fragment blocks.
 fn produce(
@@ -129,7 +132,7 @@ fn produce(
     block_size: u32,
     jobs: &SyncSender<(u64, Work)>,
     tokens: &Receiver<()>,
-) -> Result<(Vec<Option<(u32, u32)>>, u32)> {
+) -> Result<Placement> {
     let bs = block_size as u64;
     let mut seq = 0u64;
     let mut frag_buf: Vec<u8> = Vec::with_capacity(block_size as usize);
@@ -161,7 +164,7 @@ fn produce(
                     while it.peek().is_some_and(|&&(_, end)| end <= off) {
                         it.next();
                     }
-                    !it.peek().is_some_and(|&&(st, _)| st < off + bs)
+                    it.peek().is_none_or(|&&(st, _)| st >= off + bs)
                 }
                 None => false,
             };

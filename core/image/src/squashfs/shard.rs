@@ -171,13 +171,10 @@ fn remove_stale(out_dir: &Path, keep: usize) -> Result<()> {
         else {
             continue;
         };
-        if num.len() >= 3 && num.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(i) = num.parse::<usize>() {
-                if i >= keep {
-                    let p = ent.path();
-                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-                }
-            }
+        let ours = num.len() >= 3 && num.bytes().all(|b| b.is_ascii_digit());
+        if ours && num.parse::<usize>().is_ok_and(|i| i >= keep) {
+            let p = ent.path();
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
         }
     }
     Ok(())
@@ -295,7 +292,7 @@ fn subset(tree: &Tree, leaves: &[InodeId], top: bool) -> Tree {
                     let mut d = Inode {
                         kind: Kind::Dir { entries },
                         nlink: 2 + subdirs,
-                        ..src.clone_without_kind()
+                        ..attrs_only(src)
                     };
                     if !top {
                         d.perm = 0o755;
@@ -319,24 +316,18 @@ fn subset(tree: &Tree, leaves: &[InodeId], top: bool) -> Tree {
     }
 }
 
-trait CloneWithoutKind {
-    fn clone_without_kind(&self) -> Inode;
-}
-
-impl CloneWithoutKind for Inode {
-    /// A copy with an empty directory kind, to avoid cloning a large entry list.
-    fn clone_without_kind(&self) -> Inode {
-        Inode {
-            kind: Kind::Fifo,
-            perm: self.perm,
-            uid: self.uid,
-            gid: self.gid,
-            mtime: self.mtime,
-            mtime_nsec: self.mtime_nsec,
-            xattrs: self.xattrs.clone(),
-            nlink: self.nlink,
-            path: self.path.clone(),
-        }
+/// A copy of an inode's attributes with a placeholder kind, to avoid cloning a large entry list.
+fn attrs_only(src: &Inode) -> Inode {
+    Inode {
+        kind: Kind::Fifo,
+        perm: src.perm,
+        uid: src.uid,
+        gid: src.gid,
+        mtime: src.mtime,
+        mtime_nsec: src.mtime_nsec,
+        xattrs: src.xattrs.clone(),
+        nlink: src.nlink,
+        path: src.path.clone(),
     }
 }
 
