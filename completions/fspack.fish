@@ -49,7 +49,7 @@ chunked\t'A metadata image plus data blobs (EROFS multi-device); what push uses 
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob (chunked EROFS layout); more blobs means more parallel transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l compression -d 'SquashFS compressor' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'
@@ -57,7 +57,7 @@ lz4\t'lz4'
 lzo\t'lzo'"
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l level -d 'SquashFS compression level (compressor default when omitted)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l block-size -d 'SquashFS block size (power of two from 4K to 1M)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
@@ -69,7 +69,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand build" -s V -l version -d 
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob (chunked EROFS layout); more blobs means more parallel transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l compression -d 'SquashFS compressor' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'
@@ -77,7 +77,7 @@ lz4\t'lz4'
 lzo\t'lzo'"
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l level -d 'SquashFS compression level (compressor default when omitted)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l block-size -d 'SquashFS block size (power of two from 4K to 1M)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l chunk-size -d 'Upload each blob in PATCH chunks of this size instead of one streamed PUT (for proxies that cap request bodies)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l annotation -d 'Manifest annotation (repeatable)' -r

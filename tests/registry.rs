@@ -549,3 +549,117 @@ fn a_pull_killed_at_random_points_resumes_and_never_stores_partial_blobs() {
         assert_eq!(fs::metadata(&p).unwrap().len(), l["size"].as_u64().unwrap());
     }
 }
+
+#[test]
+fn privileged_a_squashfs_image_made_by_mksquashfs_round_trips() {
+    if !can_mount("squashfs") || !have_tool("mksquashfs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(
+        &src,
+        &TreeOpts {
+            big_dir: 200,
+            huge_sparse: false,
+        },
+    );
+    let image = tmp.path().join("tree.sqfs");
+    let out = Command::new("mksquashfs")
+        .arg(&src)
+        .arg(&image)
+        .args(["-comp", "zstd", "-noappend", "-quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = format!("{}/trees/squashfs:v1", reg.addr);
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&image)
+        .arg(&reference)
+        .assert()
+        .success();
+    // SquashFS keeps unsigned 32-bit seconds only: compare times as mksquashfs stores them.
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    let strip = |mut s: std::collections::BTreeMap<Vec<u8>, common::trees::Snap>| {
+        for v in s.values_mut() {
+            v.mtime = (v.mtime.0 as u32 as i64, 0);
+        }
+        s
+    };
+    let result = std::panic::catch_unwind(|| {
+        assert_same(
+            &strip(snapshot(&src, SnapOpts::KERNEL)),
+            &strip(snapshot(&mnt, SnapOpts::KERNEL)),
+        )
+    });
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    result.unwrap();
+    assert!(leftovers(tmp.path()).is_empty());
+}
+
+#[test]
+fn privileged_a_directory_pushed_as_squashfs_shards_mounts_as_one_tree() {
+    if !can_mount("squashfs") || !can_mount("overlay") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src);
+    let reference = format!("{}/models/squashed:v1", reg.addr);
+    let pushed = json(
+        &fspack(tmp.path())
+            .arg("push")
+            .arg(&src)
+            .arg(&reference)
+            .args(["--format", "squashfs", "--blob-size", "4M", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(pushed["format"], "squashfs");
+    assert!(
+        pushed["layers"].as_array().unwrap().len() >= 3,
+        "large files get shards of their own: {pushed}"
+    );
+    // SquashFS keeps whole seconds; overlayfs reports nlink 1 for directories merged from
+    // several layers (it does not count subdirectories across layers).
+    let strip = |mut s: std::collections::BTreeMap<Vec<u8>, common::trees::Snap>| {
+        for v in s.values_mut() {
+            v.mtime.1 = 0;
+            if v.mode & 0o170000 == 0o040000 {
+                v.nlink = 0;
+            }
+        }
+        s
+    };
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    let result = std::panic::catch_unwind(|| {
+        assert_same(
+            &strip(snapshot(&src, SnapOpts::KERNEL)),
+            &strip(snapshot(&mnt, SnapOpts::KERNEL)),
+        )
+    });
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    result.unwrap();
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}

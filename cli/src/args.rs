@@ -150,7 +150,8 @@ pub struct ImageArgs {
     /// Chunk size of large files in the chunked EROFS layout (power of two, at least 4K).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
     pub erofs_chunk_size: u64,
-    /// Largest data blob (chunked EROFS layout); more blobs means more parallel transfers.
+    /// Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards
+    /// (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]
     pub blob_size: u64,
     /// SquashFS compressor.
@@ -162,9 +163,10 @@ pub struct ImageArgs {
     /// SquashFS block size (power of two from 4K to 1M).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128K")]
     pub block_size: u64,
-    /// SquashFS: split the tree into N disjoint images stacked with overlayfs ("auto" sizes them).
-    #[arg(long, value_name = "auto|N", default_value = "1")]
-    pub shards: String,
+    /// SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives
+    /// large files shards of their own [default: 1 for build, auto for push].
+    #[arg(long, value_name = "auto|N", value_parser = parse_shards)]
+    pub shards: Option<Shards>,
     /// Record every file as owned by root (uid 0, gid 0).
     #[arg(long)]
     pub all_root: bool,
@@ -388,6 +390,27 @@ pub struct GenerateDocsArgs {
     /// Directory that receives completions/ and man/.
     #[arg(value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// A `--shards` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards {
+    /// Large files alone, the rest in packs.
+    Auto,
+    /// At most this many shards.
+    Count(usize),
+}
+
+fn parse_shards(s: &str) -> Result<Shards, String> {
+    if s == "auto" {
+        return Ok(Shards::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(Shards::Count(n)),
+        _ => Err(format!(
+            "'{s}' is neither 'auto' nor a number of shards (1 or more)"
+        )),
+    }
 }
 
 /// Parses sizes such as `4096`, `64K`, `256M`, `1G`, `1GiB`.

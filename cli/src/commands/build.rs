@@ -1,18 +1,19 @@
 //! `fspack build DIR -o OUT`.
 
 use anyhow::Context;
-use fspack_engine::build::{ImageSettings, build_erofs};
+use fspack_engine::build::{ImageFormat, ImageSettings, build_erofs, build_squashfs};
 use fspack_image::WalkOptions;
 use fspack_image::erofs::{ErofsOptions, Layout};
+use fspack_image::squashfs::{Compression, ShardSpec, SquashfsOptions};
 
-use crate::args::{BuildArgs, FormatArg, GlobalArgs, ImageArgs, LayoutArg};
+use crate::args::{BuildArgs, CompressionArg, FormatArg, GlobalArgs, ImageArgs, LayoutArg, Shards};
 
 pub async fn run(args: BuildArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     let layout = match args.layout {
         LayoutArg::Single => Layout::Single,
         LayoutArg::Chunked => Layout::Chunked,
     };
-    let settings = image_settings(&args.image, layout);
+    let settings = image_settings(&args.image, layout, Shards::Count(1));
     match args.image.format {
         FormatArg::Erofs => {
             let dir = args.dir.clone();
@@ -31,13 +32,39 @@ pub async fn run(args: BuildArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        FormatArg::Squashfs => anyhow::bail!("squashfs is not implemented yet"),
+        FormatArg::Squashfs => {
+            let (dir, out) = (args.dir.clone(), args.output.clone());
+            let report = tokio::task::spawn_blocking(move || build_squashfs(&dir, &out, &settings))
+                .await?
+                .with_context(|| {
+                    format!(
+                        "failed to build {} from {}",
+                        args.output.display(),
+                        args.dir.display()
+                    )
+                })?;
+            for note in &report.notes {
+                tracing::warn!("{note}");
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(())
+        }
     }
 }
 
-/// Resolves image options into engine settings.
-pub fn image_settings(a: &ImageArgs, layout: Layout) -> ImageSettings {
+/// Resolves image options into engine settings; `default_shards` applies when `--shards` is absent.
+pub fn image_settings(a: &ImageArgs, layout: Layout, default_shards: Shards) -> ImageSettings {
+    let shards = match a.shards.unwrap_or(default_shards) {
+        Shards::Auto => ShardSpec::Auto,
+        Shards::Count(n) => ShardSpec::Count(n),
+    };
     ImageSettings {
+        format: match a.format {
+            FormatArg::Erofs => ImageFormat::Erofs,
+            FormatArg::Squashfs => ImageFormat::Squashfs,
+        },
         walk: WalkOptions {
             all_root: a.all_root,
             mtime: a.mtime,
@@ -49,6 +76,23 @@ pub fn image_settings(a: &ImageArgs, layout: Layout) -> ImageSettings {
             blob_size: a.blob_size,
             large_file: (a.blob_size / 4).max(a.erofs_chunk_size),
             build_time: a.mtime.unwrap_or(0).max(0) as u64,
+        },
+        squashfs: SquashfsOptions {
+            compression: match a.compression {
+                CompressionArg::Zstd => Compression::Zstd,
+                CompressionArg::Gzip => Compression::Gzip,
+                CompressionArg::Xz => Compression::Xz,
+                CompressionArg::Lz4 => Compression::Lz4,
+                CompressionArg::Lzo => Compression::Lzo,
+            },
+            level: a.level,
+            block_size: u32::try_from(a.block_size).unwrap_or(u32::MAX),
+            mkfs_time: a.mtime.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+        },
+        shards,
+        shard_rules: fspack_image::squashfs::ShardRules {
+            large_file: (a.blob_size / 4).max(1),
+            pack_size: a.blob_size,
         },
     }
 }

@@ -7,18 +7,13 @@ use fspack_image::erofs::Layout;
 use fspack_registry::UploadMode;
 
 use super::build::image_settings;
-use crate::args::{FormatArg, GlobalArgs, PushArgs};
+use crate::args::{GlobalArgs, PushArgs, Shards};
 
 pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
-    if args.image.format == FormatArg::Squashfs {
-        anyhow::bail!(
-            "pushing a directory as SquashFS is not available yet; build it with `fspack build --format squashfs` and push the image file"
-        );
-    }
     let target = Target::parse(&args.reference)?;
     // Directories go up in the chunked layout: that is what lets several blobs travel at once.
     let settings = PushSettings {
-        image: image_settings(&args.image, Layout::Chunked),
+        image: image_settings(&args.image, Layout::Chunked, Shards::Auto),
         jobs: args.registry.jobs.max(1),
         upload: match args.chunk_size {
             Some(chunk_size) => UploadMode::Chunked { chunk_size },

@@ -5,18 +5,37 @@ use std::path::{Path, PathBuf};
 
 use fspack_image::erofs::{self, ErofsImage, ErofsOptions, Layout};
 use fspack_image::source::tmp_name;
+use fspack_image::squashfs::{self, ShardRules, ShardSpec, SquashfsOptions};
 use fspack_image::{Tree, WalkOptions};
 use serde::Serialize;
 
 use crate::error::{EngineError, Result};
 
+/// Which filesystem a directory becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageFormat {
+    /// EROFS (single image or metadata + data blobs).
+    #[default]
+    Erofs,
+    /// SquashFS (one image or overlay shards).
+    Squashfs,
+}
+
 /// Everything that shapes an image built from a directory.
 #[derive(Debug, Clone, Default)]
 pub struct ImageSettings {
+    /// The format.
+    pub format: ImageFormat,
     /// Walk normalisation (ownership, times).
     pub walk: WalkOptions,
     /// EROFS writer options.
     pub erofs: ErofsOptions,
+    /// SquashFS writer options.
+    pub squashfs: SquashfsOptions,
+    /// SquashFS sharding (`Count(1)`: one image).
+    pub shards: ShardSpec,
+    /// SquashFS shard thresholds (large files get a shard of their own).
+    pub shard_rules: ShardRules,
 }
 
 /// What a build wrote.
@@ -30,6 +49,9 @@ pub struct BuildReport {
     pub inodes: u64,
     /// Total bytes written (image and blobs).
     pub bytes: u64,
+    /// Things the user should know (a tree that could not be sharded, clamped times).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Walks `dir` and plans an EROFS image, reading metadata only.
@@ -62,6 +84,7 @@ pub fn build_erofs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<B
         blobs: Vec::new(),
         inodes: image.inodes,
         bytes: 0,
+        notes: Vec::new(),
     };
     if settings.erofs.layout == Layout::Chunked {
         let final_dir = blob_dir(out);
@@ -91,6 +114,49 @@ pub fn build_erofs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<B
     image.meta.write_file(out)?;
     report.bytes += image.meta.len();
     Ok(report)
+}
+
+/// Builds SquashFS from `dir`: one image at `out`, or (sharded) `OUT.d/shard-NNN.squashfs`,
+/// lowest overlay layer first.
+pub fn build_squashfs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<BuildReport> {
+    let mut walk = settings.walk.clone();
+    walk.forbid_inside.push(absolute(out));
+    let tree = Tree::walk(dir, &walk)?;
+    if settings.shards == ShardSpec::Count(1) {
+        let r = squashfs::write(&tree, &settings.squashfs, out)?;
+        return Ok(BuildReport {
+            image: out.to_path_buf(),
+            blobs: Vec::new(),
+            inodes: r.inodes,
+            bytes: r.bytes,
+            notes: r.warnings,
+        });
+    }
+    write_shards(&tree, settings, &blob_dir(out))
+}
+
+/// Writes the SquashFS shards of `tree` into `dir`.
+pub fn write_shards(tree: &Tree, settings: &ImageSettings, dir: &Path) -> Result<BuildReport> {
+    let r = squashfs::write_shards_report(
+        tree,
+        &settings.squashfs,
+        settings.shards,
+        &settings.shard_rules,
+        dir,
+    )?;
+    let mut notes: Vec<String> = r
+        .reports
+        .iter()
+        .flat_map(|x| x.warnings.iter().cloned())
+        .collect();
+    notes.extend(r.note);
+    Ok(BuildReport {
+        image: dir.to_path_buf(),
+        inodes: tree.inodes.len() as u64,
+        bytes: r.reports.iter().map(|x| x.bytes).sum(),
+        blobs: r.shards,
+        notes,
+    })
 }
 
 fn absolute(p: &Path) -> PathBuf {

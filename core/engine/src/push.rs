@@ -21,7 +21,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::artifact::*;
-use crate::build::{ImageSettings, plan_erofs};
+use crate::build::{ImageFormat, ImageSettings, plan_erofs};
 use crate::error::{EngineError, Result};
 use crate::report::Reporter;
 use crate::target::Target;
@@ -115,12 +115,32 @@ fn titled(title: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(ANN_TITLE.to_string(), title.to_string())])
 }
 
+/// Layers ready to send, with whatever scratch space they need kept alive until then.
+pub struct Prepared {
+    /// Layers in manifest order.
+    pub layers: Vec<Layer>,
+    /// `erofs` or `squashfs`.
+    pub format: &'static str,
+    /// `single`, `chunked` or `sharded`.
+    pub layout: &'static str,
+    _scratch: Option<Scratch>,
+}
+
+/// A temporary directory removed on drop (SquashFS shards compressed before upload).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Turns `source` (a directory or an image file) into layers in manifest order.
-pub fn layers_for(
-    source: &Path,
-    settings: &ImageSettings,
-) -> Result<(Vec<Layer>, &'static str, &'static str)> {
+pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
     let meta = std::fs::metadata(source).map_err(|e| EngineError::io(source, e))?;
+    if meta.is_dir() && settings.format == ImageFormat::Squashfs {
+        return squashfs_layers(source, settings);
+    }
     if meta.is_dir() {
         let image = plan_erofs(source, settings)?;
         let chunked = settings.erofs.layout == Layout::Chunked;
@@ -140,7 +160,13 @@ pub fn layers_for(
             annotations: titled(&title),
             source: Arc::new(PlanSource(image.meta)),
         });
-        return Ok((layers, "erofs", if chunked { "chunked" } else { "single" }));
+        let layout = if chunked { "chunked" } else { "single" };
+        return Ok(Prepared {
+            layers,
+            format: "erofs",
+            layout,
+            _scratch: None,
+        });
     }
     let file = std::fs::File::open(source).map_err(|e| EngineError::io(source, e))?;
     let format = detect::detect_reader(file)
@@ -157,7 +183,7 @@ pub fn layers_for(
         .unwrap_or_else(|| "image".into());
     let media_type = match format {
         Format::Erofs => MEDIA_EROFS.to_string(),
-        Format::Squashfs => format!("{MEDIA_SQUASHFS_PREFIX}+zstd"),
+        Format::Squashfs => squashfs_media_type(&squashfs_compressor(source)?),
     };
     let src = FileSource {
         path: source.to_path_buf(),
@@ -195,10 +221,96 @@ pub fn layers_for(
                 });
             }
             layers.push(image);
-            return Ok((layers, "erofs", "chunked"));
+            return Ok(Prepared {
+                layers,
+                format: "erofs",
+                layout: "chunked",
+                _scratch: None,
+            });
         }
     }
-    Ok((vec![image], format.name(), "single"))
+    Ok(Prepared {
+        layers: vec![image],
+        format: format.name(),
+        layout: "single",
+        _scratch: None,
+    })
+}
+
+/// Compresses the SquashFS shards of a directory into scratch space and lists them as layers.
+/// (SquashFS data is compressed, so unlike EROFS it cannot be streamed from the sources.)
+fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let tree = fspack_image::Tree::walk(source, &settings.walk)?;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("fspack-push-{}-{n}", std::process::id()));
+    let scratch = Scratch(dir.clone());
+    let report = crate::build::write_shards(&tree, settings, &dir)?;
+    for note in &report.notes {
+        tracing::warn!("{note}");
+    }
+    let media_type = squashfs_media_type(settings.squashfs.compression.name());
+    let layers = report
+        .blobs
+        .iter()
+        .map(|p| {
+            let size = std::fs::metadata(p)
+                .map_err(|e| EngineError::io(p, e))?
+                .len();
+            let title = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok(Layer {
+                media_type: media_type.clone(),
+                annotations: titled(&title),
+                source: Arc::new(FileSource {
+                    path: p.clone(),
+                    size,
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let layout = if layers.len() > 1 {
+        "sharded"
+    } else {
+        "single"
+    };
+    Ok(Prepared {
+        layers,
+        format: "squashfs",
+        layout,
+        _scratch: Some(scratch),
+    })
+}
+
+/// The compressor a SquashFS image declares in its superblock (`id` at byte 20).
+fn squashfs_compressor(path: &Path) -> Result<String> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let mut id = [0u8; 2];
+    f.read_exact_at(&mut id, 20)
+        .map_err(|e| EngineError::io(path, e))?;
+    Ok(match u16::from_le_bytes(id) {
+        1 => "gzip",
+        2 => "lzma",
+        3 => "lzo",
+        4 => "xz",
+        5 => "lz4",
+        6 => "zstd",
+        other => {
+            return Err(EngineError::Usage(format!(
+                "{}: unknown SquashFS compressor id {other}",
+                path.display()
+            )));
+        }
+    }
+    .to_string())
+}
+
+/// Layer media type of a SquashFS image compressed with `compressor` (stacker's spelling).
+pub fn squashfs_media_type(compressor: &str) -> String {
+    format!("{MEDIA_SQUASHFS_PREFIX}+{compressor}")
 }
 
 /// Number of extra devices an EROFS image declares in its superblock.
@@ -245,12 +357,13 @@ pub async fn push(
     reporter: Arc<dyn Reporter>,
 ) -> Result<PushReport> {
     let started = Instant::now();
-    let (layers, format, layout) = {
+    let prepared = {
         let (src, image) = (source.to_path_buf(), settings.image.clone());
         tokio::task::spawn_blocking(move || layers_for(&src, &image))
             .await
             .expect("planning does not panic")?
     };
+    let (layers, format, layout) = (&prepared.layers, prepared.format, prepared.layout);
     let store = match target {
         Target::Layout { path, .. } => Some(Arc::new(Store::open(path)?)),
         Target::Registry(_) => None,
