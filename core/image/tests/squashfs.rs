@@ -338,7 +338,7 @@ fn privileged_squashfs_kernel_mount_matches_source() {
 }
 
 #[test]
-fn privileged_every_compressor_and_block_size_mounts() {
+fn privileged_squashfs_every_compressor_and_block_size_mounts() {
     if !can_mount("squashfs") {
         return;
     }
@@ -465,7 +465,7 @@ const TEST_RULES: ShardRules = ShardRules {
 };
 
 #[test]
-fn privileged_shards_overlay_equals_source_and_large_shards_are_stable() {
+fn privileged_squashfs_shards_overlay_equals_source_and_large_shards_are_stable() {
     if !can_mount("squashfs") || !can_mount("overlay") {
         return;
     }
@@ -515,7 +515,7 @@ fn privileged_shards_overlay_equals_source_and_large_shards_are_stable() {
 }
 
 #[test]
-fn privileged_whiteout_lookalikes_give_one_unsharded_image() {
+fn privileged_squashfs_whiteout_lookalikes_give_one_unsharded_image() {
     if !can_mount("squashfs") {
         return;
     }

@@ -113,7 +113,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn squashfs_random_trees_come_back_identical(
+    fn privileged_squashfs_random_trees_come_back_identical(
         children in prop::collection::btree_map(name(), node(), 0..16),
         codec in prop::sample::select(Compression::ALL.to_vec()),
         block_log in 12u32..=17,
