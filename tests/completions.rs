@@ -91,6 +91,30 @@ fn bash_completes_subcommands_flags_and_store_references() {
 }
 
 #[test]
+fn bash_completes_a_repositorys_tags_from_the_registry() {
+    if !trees::have_tool("bash") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    for tag in ["v1", "v2-rc", "latest"] {
+        fspack(tmp.path())
+            .arg("push")
+            .arg(&src)
+            .arg(format!("{}/team/model:{tag}", reg.addr))
+            .assert()
+            .success();
+    }
+    let store = tmp.path().join("store");
+    // bash completes only the part after the last ':' of the word.
+    let got = bash_complete(&format!("fspack pull {}/team/model:v", reg.addr), &store);
+    assert_eq!(got, vec!["v1".to_string(), "v2-rc".to_string()]);
+}
+
+#[test]
 fn fish_completes_subcommands_and_store_references() {
     if !trees::have_tool("fish") {
         return;

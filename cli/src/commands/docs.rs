@@ -48,17 +48,17 @@ fn script(shell: Shell) -> Vec<u8> {
 
 const BASH_DYNAMIC: &str = r#"
 # Dynamic candidates from fspack itself: mount points for umount, references for mount, pull,
-# inspect and push (local store tags; "host/repo:" lists the registry's tags).
+# inspect and push (local store tags; "host/repo:" lists the registry's tags). Words are taken
+# from COMP_LINE, not COMP_WORDS, because bash splits references at ':'.
 _fspack_dynamic() {
-    local cur kind=""
-    cur=${COMP_WORDS[COMP_CWORD]}
-    if declare -F _get_comp_words_by_ref >/dev/null 2>&1; then
-        _get_comp_words_by_ref -n : cur
-    fi
-    local -a args=()
+    local line=${COMP_LINE:0:COMP_POINT} cur kind=""
+    cur=${line##*[[:space:]]}
+    local -a words=() args=()
+    read -r -a words <<<"${line% *}"
+    [[ $line == *[[:space:]]* ]] || words=()
     local w
-    for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
-        [[ $w == -* || $w == : ]] || args+=("$w")
+    for w in "${words[@]:1}"; do
+        [[ $w == -* ]] || args+=("$w")
     done
     case "${args[0]:-}" in
         umount | unmount) ((${#args[@]} == 1)) && kind=mounts ;;
@@ -66,12 +66,14 @@ _fspack_dynamic() {
         push) ((${#args[@]} == 2)) && kind=refs ;;
     esac
     if [[ -n $kind && $cur != -* ]]; then
-        local IFS=$'
-'
         mapfile -t COMPREPLY < <(fspack __complete "$kind" -- "$cur" 2>/dev/null)
         if ((${#COMPREPLY[@]})); then
-            if declare -F __ltrim_colon_completions >/dev/null 2>&1; then
-                __ltrim_colon_completions "$cur"
+            # bash replaces only the text after the last ':' of the word: drop what precedes it.
+            if [[ $cur == *:* && $COMP_WORDBREAKS == *:* ]]; then
+                local prefix=${cur%"${cur##*:}"} i
+                for i in "${!COMPREPLY[@]}"; do
+                    COMPREPLY[i]=${COMPREPLY[i]#"$prefix"}
+                done
             fi
             return 0
         fi
