@@ -208,7 +208,8 @@ pub async fn pull(
                 }
                 return Err(e.into());
             }
-            tokio::task::spawn_blocking(move || ingest.commit())
+            // download_blob read the whole file back and matched its digest under our lock.
+            tokio::task::spawn_blocking(move || ingest.commit_prehashed())
                 .await
                 .expect("no panic")?;
             reporter.finish(id);

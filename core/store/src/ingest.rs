@@ -163,6 +163,17 @@ impl Ingest {
     /// Verifies size and sha256, then moves the content into `blobs/` (fsync, rename, fsync dir,
     /// read-only). On a mismatch the partial data is deleted and nothing is committed.
     pub fn commit(self) -> Result<PathBuf> {
+        self.commit_inner(true)
+    }
+
+    /// Like [`Ingest::commit`], for a caller that has just read the complete file back under
+    /// this ingest's lock and found its sha256 equal to the digest (the registry client does so
+    /// after the last range lands): the size is still checked, the second full read is skipped.
+    pub fn commit_prehashed(self) -> Result<PathBuf> {
+        self.commit_inner(false)
+    }
+
+    fn commit_inner(self, hash: bool) -> Result<PathBuf> {
         if self.committed {
             return Ok(self.blob_path.clone());
         }
@@ -182,6 +193,21 @@ impl Ingest {
                 actual: actual_size,
             });
         }
+        if hash {
+            self.verify_digest()?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&self.data_path, fs::Permissions::from_mode(0o444))
+            .map_err(|e| StoreError::io(&self.data_path, e))?;
+        fs::rename(&self.data_path, &self.blob_path)
+            .map_err(|e| StoreError::io(&self.blob_path, e))?;
+        sync_dir(self.blob_path.parent().expect("blob has a parent"))?;
+        let _ = fs::remove_file(&self.journal_path);
+        Ok(self.blob_path.clone())
+    }
+
+    /// Hashes the whole file; on a mismatch discards it.
+    fn verify_digest(&self) -> Result<()> {
         let mut h = Sha256::new();
         let mut r = File::open(&self.data_path).map_err(|e| StoreError::io(&self.data_path, e))?;
         let mut buf = vec![0u8; 1 << 20];
@@ -202,14 +228,7 @@ impl Ingest {
                 actual,
             });
         }
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&self.data_path, fs::Permissions::from_mode(0o444))
-            .map_err(|e| StoreError::io(&self.data_path, e))?;
-        fs::rename(&self.data_path, &self.blob_path)
-            .map_err(|e| StoreError::io(&self.blob_path, e))?;
-        sync_dir(self.blob_path.parent().expect("blob has a parent"))?;
-        let _ = fs::remove_file(&self.journal_path);
-        Ok(self.blob_path.clone())
+        Ok(())
     }
 
     /// Stops without committing, keeping the partial data for a later resume.

@@ -507,3 +507,23 @@ fn gc_removes_stale_ingests_but_not_one_in_progress() {
     busy.commit().unwrap();
     assert!(store.has_blob(&sha256_of(&b)));
 }
+
+#[test]
+fn a_prehashed_commit_still_checks_the_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let data = b"verified elsewhere".to_vec();
+    let d = sha256_of(&data);
+    let ing = store.ingest(&d, data.len() as u64).unwrap();
+    ing.file().write_all_at(&data, 0).unwrap();
+    ing.commit_prehashed().unwrap();
+    assert!(store.has_blob_sized(&d, data.len() as u64));
+    let d2 = sha256_of(b"other");
+    let ing = store.ingest(&d2, 5).unwrap();
+    ing.file().set_len(9).unwrap();
+    assert!(matches!(
+        ing.commit_prehashed(),
+        Err(StoreError::SizeMismatch { .. })
+    ));
+    assert!(!store.has_blob(&d2));
+}
