@@ -14,44 +14,26 @@ pub async fn run(args: BuildArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         LayoutArg::Chunked => Layout::Chunked,
     };
     let settings = image_settings(&args.image, layout, Shards::Count(1));
-    match args.image.format {
-        FormatArg::Erofs => {
-            let dir = args.dir.clone();
-            let out = args.output.clone();
-            let report = tokio::task::spawn_blocking(move || build_erofs(&dir, &out, &settings))
-                .await?
-                .with_context(|| {
-                    format!(
-                        "failed to build {} from {}",
-                        args.output.display(),
-                        args.dir.display()
-                    )
-                })?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            }
-            Ok(())
-        }
-        FormatArg::Squashfs => {
-            let (dir, out) = (args.dir.clone(), args.output.clone());
-            let report = tokio::task::spawn_blocking(move || build_squashfs(&dir, &out, &settings))
-                .await?
-                .with_context(|| {
-                    format!(
-                        "failed to build {} from {}",
-                        args.output.display(),
-                        args.dir.display()
-                    )
-                })?;
-            for note in &report.notes {
-                tracing::warn!("{note}");
-            }
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            }
-            Ok(())
-        }
+    let (dir, out) = (args.dir.clone(), args.output.clone());
+    let report = tokio::task::spawn_blocking(move || match settings.format {
+        ImageFormat::Erofs => build_erofs(&dir, &out, &settings),
+        ImageFormat::Squashfs => build_squashfs(&dir, &out, &settings),
+    })
+    .await?
+    .with_context(|| {
+        format!(
+            "failed to build {} from {}",
+            args.output.display(),
+            args.dir.display()
+        )
+    })?;
+    for note in &report.notes {
+        tracing::warn!("{note}");
     }
+    if args.json {
+        super::print_json(&report)?;
+    }
+    Ok(())
 }
 
 /// Resolves image options into engine settings; `default_shards` applies when `--shards` is absent.

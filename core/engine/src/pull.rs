@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::artifact::*;
 use crate::error::{EngineError, Result};
-use crate::report::Reporter;
+use crate::report::{Reporter, TransferProgress};
 
 /// Settings of a pull.
 #[derive(Debug, Clone)]
@@ -107,20 +107,6 @@ pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
     })
 }
 
-struct BarProgress {
-    reporter: Arc<dyn Reporter>,
-    id: usize,
-}
-
-impl fspack_registry::Progress for BarProgress {
-    fn bytes(&self, n: u64) {
-        self.reporter.advance(self.id, n);
-    }
-    fn reset(&self, to: u64) {
-        self.reporter.reset(self.id, to);
-    }
-}
-
 /// Pulls `r` into `store` and tags it there with the reference's text.
 pub async fn pull(
     client: &Client,
@@ -192,7 +178,7 @@ pub async fn pull(
                 on_range_done: Some(on_range_done),
                 ..Default::default()
             };
-            let progress = Arc::new(BarProgress {
+            let progress = Arc::new(TransferProgress {
                 reporter: reporter.clone(),
                 id,
             });

@@ -14,7 +14,7 @@ use std::time::Instant;
 use fspack_image::BlobPlan;
 use fspack_image::detect::{self, Format};
 use fspack_image::erofs::Layout;
-use fspack_registry::{BlobSource, Client, UploadMode};
+use fspack_registry::{BlobSource, BytesSource, Client, FileSource, UploadMode};
 use fspack_store::Store;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::artifact::*;
 use crate::build::{ImageFormat, ImageSettings, plan_erofs};
 use crate::error::{EngineError, Result};
-use crate::report::Reporter;
+use crate::report::{Reporter, TransferProgress};
 use crate::target::Target;
 
 /// Settings of a push.
@@ -90,24 +90,6 @@ impl BlobSource for PlanSource {
     }
     fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(self.0.reader_at(offset)))
-    }
-}
-
-/// An image file as an upload source.
-struct FileSource {
-    path: PathBuf,
-    size: u64,
-}
-
-impl BlobSource for FileSource {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send>> {
-        use std::io::{Seek, SeekFrom};
-        let mut f = std::fs::File::open(&self.path)?;
-        f.seek(SeekFrom::Start(offset))?;
-        Ok(Box::new(f.take(self.size - offset)))
     }
 }
 
@@ -185,10 +167,7 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
         Format::Erofs => MEDIA_EROFS.to_string(),
         Format::Squashfs => squashfs_media_type(&squashfs_compressor(source)?),
     };
-    let src = FileSource {
-        path: source.to_path_buf(),
-        size: meta.len(),
-    };
+    let src = FileSource::new(source).map_err(|e| EngineError::io(source, e))?;
     let image = Layer {
         media_type,
         annotations: titled(&title),
@@ -203,21 +182,19 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
             for i in 0..devices {
                 let name = format!("blob-{i:04}");
                 let path = dir.join(&name);
-                let size = std::fs::metadata(&path)
-                    .map_err(|_| {
-                        EngineError::Usage(format!(
-                            "{} is a chunked EROFS image with {devices} data blobs, but {} is missing; push the directory or rebuild",
-                            source.display(),
-                            path.display()
-                        ))
-                    })?
-                    .len();
+                let blob = FileSource::new(&path).map_err(|_| {
+                    EngineError::Usage(format!(
+                        "{} is a chunked EROFS image with {devices} data blobs, but {} is missing; push the directory or rebuild",
+                        source.display(),
+                        path.display()
+                    ))
+                })?;
                 let mut annotations = titled(&name);
                 annotations.insert(ANN_EROFS_ROLE.into(), "device".into());
                 layers.push(Layer {
                     media_type: MEDIA_DEVICE.into(),
                     annotations,
-                    source: Arc::new(FileSource { path, size }),
+                    source: Arc::new(blob),
                 });
             }
             layers.push(image);
@@ -254,9 +231,7 @@ fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> 
         .blobs
         .iter()
         .map(|p| {
-            let size = std::fs::metadata(p)
-                .map_err(|e| EngineError::io(p, e))?
-                .len();
+            let source = FileSource::new(p).map_err(|e| EngineError::io(p, e))?;
             let title = p
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -264,10 +239,7 @@ fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> 
             Ok(Layer {
                 media_type: media_type.clone(),
                 annotations: titled(&title),
-                source: Arc::new(FileSource {
-                    path: p.clone(),
-                    size,
-                }),
+                source: Arc::new(source),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -377,7 +349,7 @@ pub async fn push(
     let total: u64 = layers.iter().map(|l| l.source.size()).sum();
     let hash_bar = reporter.start("hashing", total);
     let config = (
-        Arc::new(BytesSource(EMPTY_CONFIG_DATA.to_vec())) as Arc<dyn BlobSource>,
+        Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA))) as Arc<dyn BlobSource>,
         empty_config(),
     );
     let work = layers.iter().enumerate().map(|(i, l)| {
@@ -489,7 +461,7 @@ async fn send(
                 return Ok(true);
             }
             let id = reporter.start(&name, d.size);
-            let progress = Arc::new(BarProgress {
+            let progress = Arc::new(TransferProgress {
                 reporter: reporter.clone(),
                 id,
             });
@@ -535,34 +507,5 @@ async fn send(
             reporter.finish(id);
             Ok(false)
         }
-    }
-}
-
-/// In-memory bytes as an upload source (the config blob).
-struct BytesSource(Vec<u8>);
-
-impl BlobSource for BytesSource {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(std::io::Cursor::new(
-            self.0[offset as usize..].to_vec(),
-        )))
-    }
-}
-
-/// Adapts the engine's reporter to the registry's per-transfer progress.
-struct BarProgress {
-    reporter: Arc<dyn Reporter>,
-    id: usize,
-}
-
-impl fspack_registry::Progress for BarProgress {
-    fn bytes(&self, n: u64) {
-        self.reporter.advance(self.id, n);
-    }
-    fn reset(&self, to: u64) {
-        self.reporter.reset(self.id, to);
     }
 }

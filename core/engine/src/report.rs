@@ -27,3 +27,20 @@ impl Reporter for Silent {
     fn finish(&self, _: usize) {}
     fn message(&self, _: &str) {}
 }
+
+/// A [`Reporter`] transfer seen as the registry client's per-blob progress.
+pub struct TransferProgress {
+    /// Where to report.
+    pub reporter: std::sync::Arc<dyn Reporter>,
+    /// The transfer's id from [`Reporter::start`].
+    pub id: usize,
+}
+
+impl fspack_registry::Progress for TransferProgress {
+    fn bytes(&self, n: u64) {
+        self.reporter.advance(self.id, n);
+    }
+    fn reset(&self, to: u64) {
+        self.reporter.reset(self.id, to);
+    }
+}
