@@ -91,6 +91,38 @@ fn bash_completes_subcommands_flags_and_store_references() {
 }
 
 #[test]
+fn bash_completes_mount_points_for_umount() {
+    if !trees::have_tool("bash") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    let store = fspack_store::Store::open(&store_dir).unwrap();
+    for target in ["/mnt/models/llama", "/mnt/models/mistral", "/srv/other"] {
+        store
+            .record_mount(&fspack_store::MountRecord {
+                target: target.into(),
+                reference: "r".into(),
+                manifest_digest: format!("sha256:{}", "0".repeat(64)),
+                format: "erofs".into(),
+                blobs: vec![],
+                loop_devices: vec![],
+                lower_mounts: vec![],
+                created: 0,
+            })
+            .unwrap();
+    }
+    let got = bash_complete("fspack umount /mnt/models/", &store_dir);
+    assert_eq!(
+        got,
+        vec![
+            "/mnt/models/llama".to_string(),
+            "/mnt/models/mistral".to_string()
+        ]
+    );
+}
+
+#[test]
 fn bash_completes_a_repositorys_tags_from_the_registry() {
     if !trees::have_tool("bash") {
         return;
