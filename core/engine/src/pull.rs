@@ -165,12 +165,20 @@ pub async fn pull(
             let already: u64 = done.iter().map(|(a, b)| b - a).sum();
             reporter.advance(id, already);
             // Each finished range is journaled (after fsync) so a killed pull resumes from it.
+            // The fsync runs on a blocking thread: the callback is called from the download
+            // task, and an fsync there would stall every transfer sharing that worker thread.
             let ingest = Arc::new(ingest);
             let journal = ingest.clone();
+            let pending: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+            let pending_in = pending.clone();
             let on_range_done: fspack_registry::RangeDone = Arc::new(move |start, end| {
-                if let Err(e) = journal.mark_done(start, end) {
-                    tracing::warn!("cannot journal a finished range: {e}");
-                }
+                let journal = journal.clone();
+                let task = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = journal.mark_done(start, end) {
+                        tracing::warn!("cannot journal a finished range: {e}");
+                    }
+                });
+                pending_in.lock().expect("not poisoned").push(task);
             });
             let opts = DownloadOptions {
                 range_parallelism: ranges,
@@ -186,6 +194,10 @@ pub async fn pull(
                 .download_blob(&pinned, &d.digest, d.size, ingest.file(), &opts, progress)
                 .await;
             drop(opts);
+            let tasks = std::mem::take(&mut *pending.lock().expect("not poisoned"));
+            for task in tasks {
+                let _ = task.await;
+            }
             let ingest = Arc::try_unwrap(ingest).expect("the journal callback is gone");
             if let Err(e) = fetched {
                 if e.kind() == fspack_registry::ErrorKind::Integrity {
