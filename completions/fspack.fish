@@ -49,7 +49,7 @@ chunked\t'A metadata image plus data blobs (EROFS multi-device); what push uses 
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l compression -d 'SquashFS compressor' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'
@@ -69,7 +69,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand build" -s V -l version -d 
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l compression -d 'SquashFS compressor' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'
@@ -83,7 +83,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -l chunk-size -d 'Up
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l annotation -d 'Manifest annotation (repeatable)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -s j -l jobs -d 'Parallel blob transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
@@ -99,7 +99,7 @@ file\t'Mount the image files directly (EROFS only, Linux 6.12+)'
 loop\t'Attach read-only loop devices'"
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand pull" -s j -l jobs -d 'Parallel blob transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l noexec -d 'Forbid executing files from the mount'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
@@ -114,7 +114,7 @@ file\t'Mount the image files directly (EROFS only, Linux 6.12+)'
 loop\t'Attach read-only loop devices'"
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand mount" -s j -l jobs -d 'Parallel blob transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l noexec -d 'Forbid executing files from the mount'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
@@ -136,7 +136,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand ls" -s h -l help -d 'Print
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s j -l jobs -d 'Parallel blob transfers' -r
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l insecure -d 'Skip TLS certificate verification (dangerous)'

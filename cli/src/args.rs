@@ -152,8 +152,9 @@ pub struct ImageArgs {
     pub erofs_chunk_size: u64,
     /// Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards
     /// (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]
-    pub blob_size: u64,
+    /// [default: about 1/16 of the data, a power of two from 16M to 256M]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub blob_size: Option<u64>,
     /// SquashFS compressor.
     #[arg(long, value_enum, default_value = "zstd")]
     pub compression: CompressionArg,
@@ -225,7 +226,7 @@ pub struct RegistryArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
-    /// Parallel blob transfers.
+    /// Parallel transfers: blobs at once, and HTTP Range requests within one large blob.
     #[arg(short, long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
 }

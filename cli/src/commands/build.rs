@@ -55,8 +55,9 @@ pub fn image_settings(a: &ImageArgs, layout: Layout, default_shards: Shards) -> 
         erofs: ErofsOptions {
             layout,
             chunk_size: a.erofs_chunk_size,
-            blob_size: a.blob_size,
-            large_file: (a.blob_size / 4).max(a.erofs_chunk_size),
+            // Resolved per tree by the engine (ImageSettings::sized_for).
+            blob_size: fspack_image::erofs::DEFAULT_BLOB_SIZE,
+            large_file: fspack_image::erofs::DEFAULT_LARGE_FILE,
             build_time: a.mtime.unwrap_or(0).max(0) as u64,
         },
         squashfs: SquashfsOptions {
@@ -72,9 +73,7 @@ pub fn image_settings(a: &ImageArgs, layout: Layout, default_shards: Shards) -> 
             mkfs_time: a.mtime.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
         },
         shards,
-        shard_rules: fspack_image::squashfs::ShardRules {
-            large_file: (a.blob_size / 4).max(1),
-            pack_size: a.blob_size,
-        },
+        shard_rules: fspack_image::squashfs::ShardRules::default(),
+        blob_size: a.blob_size,
     }
 }

@@ -20,7 +20,7 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                     let client = super::client(&args.registry)?;
                     let settings = PullSettings {
                         jobs: args.registry.jobs.max(1),
-                        ranges: 4,
+                        ranges: args.registry.jobs.clamp(1, 8),
                     };
                     let bars = super::bars(g, false);
                     let (report, _) = pull(&client, &r, store.clone(), &settings, bars)

@@ -31,7 +31,7 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let client = super::client(&args.registry)?;
     let settings = PullSettings {
         jobs: args.registry.jobs.max(1),
-        ranges: 4,
+        ranges: args.registry.jobs.clamp(1, 8),
     };
     let bars = super::bars(g, args.json);
     let (mut report, _) = pull(&client, &r, store.clone(), &settings, bars.clone())

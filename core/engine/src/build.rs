@@ -36,6 +36,55 @@ pub struct ImageSettings {
     pub shards: ShardSpec,
     /// SquashFS shard thresholds (large files get a shard of their own).
     pub shard_rules: ShardRules,
+    /// Largest data blob or shard pack; `None` sizes it from the tree (see [`auto_blob_size`]).
+    pub blob_size: Option<u64>,
+}
+
+/// Smallest automatic blob size.
+pub const MIN_AUTO_BLOB: u64 = 16 << 20;
+/// Largest automatic blob size.
+pub const MAX_AUTO_BLOB: u64 = 256 << 20;
+
+/// Blob size for a tree holding `data` bytes: a sixteenth of the data rounded down to a power
+/// of two, between 16 MiB and 256 MiB, so a 512 MiB model gives 16 blobs of 32 MiB and a 2 GiB
+/// model about 16 of 128 MiB: enough to keep several uploads and downloads busy, and large
+/// enough that per-blob round trips stay negligible. Power-of-two steps keep the size (and
+/// with it every unchanged large file's blobs) stable while the tree's size drifts.
+pub fn auto_blob_size(data: u64) -> u64 {
+    let sixteenth = (data / 16).max(1);
+    (1u64 << (63 - sixteenth.leading_zeros())).clamp(MIN_AUTO_BLOB, MAX_AUTO_BLOB)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auto_blob_size;
+
+    #[test]
+    fn automatic_blob_sizes_give_about_sixteen_blobs_within_bounds() {
+        assert_eq!(auto_blob_size(0), 16 << 20);
+        assert_eq!(auto_blob_size(512 << 20), 32 << 20);
+        assert_eq!(auto_blob_size((2 << 30) + 12345), 128 << 20);
+        assert_eq!(auto_blob_size(100 << 30), 256 << 20);
+    }
+}
+
+impl ImageSettings {
+    /// These settings with blob and shard sizes resolved for `tree`.
+    pub fn sized_for(&self, tree: &Tree) -> ImageSettings {
+        let mut s = self.clone();
+        let blob = self
+            .blob_size
+            .unwrap_or_else(|| auto_blob_size(tree.data_bytes()))
+            .max(s.erofs.chunk_size)
+            .next_multiple_of(s.erofs.chunk_size);
+        s.erofs.blob_size = blob;
+        s.erofs.large_file = (blob / 4).max(s.erofs.chunk_size);
+        s.shard_rules = ShardRules {
+            large_file: (blob / 4).max(1),
+            pack_size: blob,
+        };
+        s
+    }
 }
 
 /// What a build wrote.
@@ -57,7 +106,7 @@ pub struct BuildReport {
 /// Walks `dir` and plans an EROFS image, reading metadata only.
 pub fn plan_erofs(dir: &Path, settings: &ImageSettings) -> Result<ErofsImage> {
     let tree = Tree::walk(dir, &settings.walk)?;
-    Ok(erofs::plan(&tree, &settings.erofs)?)
+    Ok(erofs::plan(&tree, &settings.sized_for(&tree).erofs)?)
 }
 
 /// Directory that receives the data blobs of a chunked image written to `out`.
@@ -78,6 +127,7 @@ pub fn build_erofs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<B
     let mut walk = settings.walk.clone();
     walk.forbid_inside.push(absolute(out));
     let tree = Tree::walk(dir, &walk)?;
+    let settings = &settings.sized_for(&tree);
     let image = erofs::plan(&tree, &settings.erofs)?;
     let mut report = BuildReport {
         image: out.to_path_buf(),
@@ -122,6 +172,7 @@ pub fn build_squashfs(dir: &Path, out: &Path, settings: &ImageSettings) -> Resul
     let mut walk = settings.walk.clone();
     walk.forbid_inside.push(absolute(out));
     let tree = Tree::walk(dir, &walk)?;
+    let settings = &settings.sized_for(&tree);
     if settings.shards == ShardSpec::Count(1) {
         let r = squashfs::write(&tree, &settings.squashfs, out)?;
         return Ok(BuildReport {

@@ -222,7 +222,7 @@ fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> 
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("fspack-push-{}-{n}", std::process::id()));
     let scratch = Scratch(dir.clone());
-    let report = crate::build::write_shards(&tree, settings, &dir)?;
+    let report = crate::build::write_shards(&tree, &settings.sized_for(&tree), &dir)?;
     for note in &report.notes {
         tracing::warn!("{note}");
     }
