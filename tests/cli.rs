@@ -314,3 +314,50 @@ fn pushing_a_chunked_image_file_takes_its_data_blobs_along() {
         .code(2)
         .stderr(predicate::str::contains("blob-0001 is missing"));
 }
+
+#[test]
+fn reading_commands_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("no-layout");
+    fspack(&tmp.path().join("store"))
+        .args(["inspect", &format!("oci:{}:v1", layout.display())])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no OCI image layout at"));
+    fspack(&tmp.path().join("store"))
+        .arg("ls")
+        .assert()
+        .success();
+    fspack(&tmp.path().join("store"))
+        .arg("gc")
+        .assert()
+        .success();
+    fspack(&tmp.path().join("store"))
+        .args(["__complete", "refs", ""])
+        .assert()
+        .success();
+    assert!(
+        !layout.exists() && !tmp.path().join("store").exists(),
+        "a read-only command created a store"
+    );
+}
+
+#[test]
+fn a_closed_stdout_exits_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' completions bash | head -c 10 >/dev/null; echo \"${{PIPESTATUS:-}}\"",
+            bin.display()
+        ))
+        .env("FSPACK_STORE", tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

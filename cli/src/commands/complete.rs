@@ -10,7 +10,7 @@ use crate::args::{CompleteArgs, CompleteKind, GlobalArgs, RegistryArgs};
 
 pub async fn run(args: CompleteArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let mut out: Vec<String> = Vec::new();
-    let store = super::store(g).ok();
+    let store = super::existing_store(g).ok().flatten();
     match args.kind {
         CompleteKind::Mounts => {
             if let Some(store) = &store

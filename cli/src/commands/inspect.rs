@@ -26,10 +26,20 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
             (f.digest, f.manifest)
         }
         Target::Layout { path, tag } => {
+            if !path.join("oci-layout").exists() {
+                return Err(fspack_engine::EngineError::NotFound(format!(
+                    "no OCI image layout at {} (no oci-layout file)",
+                    path.display()
+                ))
+                .into());
+            }
             let store = fspack_store::Store::open(&path)?;
-            let d = store
-                .resolve(&tag)?
-                .with_context(|| format!("no tag {tag} in the OCI layout {}", path.display()))?;
+            let d = store.resolve(&tag)?.ok_or_else(|| {
+                fspack_engine::EngineError::NotFound(format!(
+                    "no tag {tag} in the OCI layout {}",
+                    path.display()
+                ))
+            })?;
             let bytes = store.read_blob(&d.digest, MAX_MANIFEST)?;
             (
                 d.digest.clone(),

@@ -59,6 +59,16 @@ pub fn store(g: &GlobalArgs) -> anyhow::Result<Arc<Store>> {
     Ok(Arc::new(store))
 }
 
+/// The store, only if one exists already: commands that only read (ls, gc, umount, completion)
+/// must not create /var/lib/fspack as a side effect.
+pub fn existing_store(g: &GlobalArgs) -> anyhow::Result<Option<Arc<Store>>> {
+    let root = g.store.clone().unwrap_or_else(fspack_store::default_root);
+    if !root.join("oci-layout").exists() {
+        return Ok(None);
+    }
+    store(g).map(Some)
+}
+
 /// Progress bars unless quiet or printing JSON.
 pub fn bars(g: &GlobalArgs, json: bool) -> Arc<Bars> {
     Arc::new(Bars::new(!g.quiet && !json))

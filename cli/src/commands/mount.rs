@@ -53,15 +53,23 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 pub fn umount(args: UmountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
-    let store = super::store(g)?;
+    let Some(store) = super::existing_store(g)? else {
+        return Err(fspack_engine::EngineError::NotFound(format!(
+            "{} is not mounted by fspack (there is no fspack store yet)",
+            args.dir.display()
+        ))
+        .into());
+    };
     fspack_engine::mount::umount(&store, &args.dir)
         .with_context(|| format!("failed to unmount {}", args.dir.display()))
 }
 
 pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     use std::io::Write;
-    let store = super::store(g)?;
-    let mounts = fspack_engine::mount::list(&store)?;
+    let mounts = match super::existing_store(g)? {
+        Some(store) => fspack_engine::mount::list(&store)?,
+        None => Vec::new(),
+    };
     if args.json {
         return super::print_json(&mounts);
     }
@@ -107,8 +115,10 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 pub fn gc(args: GcArgs, g: &GlobalArgs) -> anyhow::Result<()> {
-    let store = super::store(g)?;
-    let report = store.gc(&[]).context("garbage collection failed")?;
+    let report = match super::existing_store(g)? {
+        Some(store) => store.gc(&[]).context("garbage collection failed")?,
+        None => fspack_store::GcReport::default(),
+    };
     if args.json {
         return super::print_json(&report);
     }
