@@ -179,6 +179,67 @@ fn fish_completes_subcommands_and_store_references() {
     assert!(run("fspack mount my-").contains("my-model-v1"));
 }
 
+/// Types `line` and two TABs into an interactive zsh (driven through zsh/zpty) that loads the
+/// committed completion with compinit, and returns everything zsh drew.
+fn zsh_complete(line: &str, store: &Path, home: &Path) -> String {
+    let script = format!(
+        r#"zmodload zsh/zpty
+zpty z 'zsh -f -i'
+zpty -w z 'PROMPT="> "; fpath=({comp} $fpath); autoload -U compinit; compinit -u -D; export PATH={path} FSPACK_STORE={store}'
+zpty -w -n z $'{line}\t\t'
+sleep 1.5
+out=""
+while zpty -r -t z chunk; do out+=$chunk; done
+print -r -- "$out"
+zpty -d z
+"#,
+        comp = repo().join("completions").display(),
+        path = path_with_fspack(),
+        store = store.display(),
+    );
+    let out = Command::new("zsh")
+        .arg("-f")
+        .arg("-c")
+        .arg(script)
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zsh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn zsh_completes_subcommands_store_references_and_mount_points() {
+    if !trees::have_tool("zsh") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_tag(tmp.path());
+    fspack_store::Store::open(&store)
+        .unwrap()
+        .record_mount(&fspack_store::MountRecord {
+            target: "/mnt/models/llama".into(),
+            reference: "r".into(),
+            manifest_digest: format!("sha256:{}", "0".repeat(64)),
+            format: "erofs".into(),
+            blobs: vec![],
+            loop_devices: vec![],
+            lower_mounts: vec![],
+            created: 0,
+        })
+        .unwrap();
+    let subs = zsh_complete("fspack pu", &store, tmp.path());
+    assert!(subs.contains("push") && subs.contains("pull"), "{subs}");
+    let refs = zsh_complete("fspack mount my-", &store, tmp.path());
+    assert!(refs.contains("my-model-v1"), "{refs}");
+    let mounts = zsh_complete("fspack umount /mnt/mod", &store, tmp.path());
+    assert!(mounts.contains("/mnt/models/llama"), "{mounts}");
+}
+
 #[test]
 fn zsh_and_bash_scripts_parse_and_shellcheck_passes() {
     if trees::have_tool("zsh") {

@@ -28,7 +28,7 @@ pub fn completions(args: CompletionsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The completion script for `shell`: clap's static script plus, for bash and fish, dynamic
+/// The completion script for `shell`: clap's static script plus, for bash, zsh and fish, dynamic
 /// candidates (mount points, references in the store, a repository's tags) from `__complete`.
 fn script(shell: Shell) -> Vec<u8> {
     let mut buf = Vec::new();
@@ -41,10 +41,51 @@ fn script(shell: Shell) -> Vec<u8> {
     match shell {
         Shell::Bash => buf.extend_from_slice(BASH_DYNAMIC.as_bytes()),
         Shell::Fish => buf.extend_from_slice(FISH_DYNAMIC.as_bytes()),
+        Shell::Zsh => {
+            return zsh_dynamic(&String::from_utf8(buf).expect("clap writes UTF-8")).into_bytes();
+        }
         _ => {}
     }
     buf
 }
+
+/// zsh: clap completes references with `_default` and mount points with `_files`; point those
+/// arguments at functions that ask `fspack __complete`, defined before the script's dispatch.
+fn zsh_dynamic(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + ZSH_DYNAMIC.len());
+    for line in script.lines() {
+        let line = if line.starts_with("':reference -- ") && line.ends_with(":_default' \\") {
+            line.replace(":_default' \\", ":_fspack_refs' \\")
+        } else if line.starts_with("':dir -- Mount point to release:") {
+            line.replace(":_files -/' \\", ":_fspack_mounts' \\")
+        } else {
+            line.to_string()
+        };
+        if line.starts_with("if [ \"$funcstack[1]\" = \"_fspack\" ]; then") {
+            out.push_str(ZSH_DYNAMIC);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+const ZSH_DYNAMIC: &str = r#"# Dynamic candidates from fspack itself: references in the local store ("host/repo:" lists the
+# registry's tags) and the mount points fspack made.
+(( $+functions[_fspack_refs] )) ||
+_fspack_refs() {
+    local -a refs
+    refs=(${(f)"$(fspack __complete refs -- "$PREFIX" 2>/dev/null)"})
+    (( ${#refs} )) && compadd -Q -U -- "${refs[@]}"
+}
+(( $+functions[_fspack_mounts] )) ||
+_fspack_mounts() {
+    local -a mounts
+    mounts=(${(f)"$(fspack __complete mounts -- "$PREFIX" 2>/dev/null)"})
+    if (( ${#mounts} )); then compadd -Q -U -- "${mounts[@]}"; else _files -/; fi
+}
+
+"#;
 
 const BASH_DYNAMIC: &str = r#"
 # Dynamic candidates from fspack itself: mount points for umount, references for mount, pull,
