@@ -255,7 +255,7 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
         _ => {}
     }
     if mounted {
-        fspack_mount::unmount(&target, false)?;
+        unmount_settled(&target)?;
     }
     if let Some(rec) = record {
         for l in rec.lower_mounts.iter().rev() {
@@ -270,6 +270,25 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Unmounts, giving the kernel a moment when it answers EBUSY: reads that just failed or just
+/// finished can hold the superblock briefly (seen under load). A mount really in use by a
+/// process still fails, with the kernel's hint.
+fn unmount_settled(target: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match fspack_mount::unmount(target, false) {
+            Err(e) if e.errno() == Some(EBUSY) && tries < 10 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50 * tries));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Linux `EBUSY` ("Device or resource busy").
+const EBUSY: i32 = 16;
 
 /// One line of `fspack ls`.
 #[derive(Debug, Clone, Serialize)]

@@ -321,7 +321,9 @@ fn privileged_erofs_multi_device_from_files_and_loop_devices() {
         read.as_ref().map(Vec::len)
     );
     assert!(read.is_err());
-    unmount(&mnt, false).unwrap();
+    // A failed read can leave readahead in flight for a moment (EBUSY seen under load in CI):
+    // detach lazily, the mount leaves the namespace at once either way.
+    unmount(&mnt, true).unwrap();
     drop(g);
     assert_eq!(mounts_under(tmp.path()), 0);
 }
