@@ -180,16 +180,20 @@ fn fish_completes_subcommands_and_store_references() {
 }
 
 /// Types `line` and two TABs into an interactive zsh (driven through zsh/zpty) that loads the
-/// committed completion with compinit, and returns everything zsh drew.
-fn zsh_complete(line: &str, store: &Path, home: &Path) -> String {
+/// committed completion with compinit, and returns everything zsh drew once `expect` shows up
+/// (or after 20 s, so a slow machine makes the test slower, not flaky).
+fn zsh_complete(line: &str, expect: &str, store: &Path, home: &Path) -> String {
     let script = format!(
         r#"zmodload zsh/zpty
 zpty z 'zsh -f -i'
 zpty -w z 'PROMPT="> "; fpath=({comp} $fpath); autoload -U compinit; compinit -u -D; export PATH={path} FSPACK_STORE={store}'
 zpty -w -n z $'{line}\t\t'
-sleep 1.5
 out=""
-while zpty -r -t z chunk; do out+=$chunk; done
+for i in {{1..200}}; do
+    while zpty -r -t z chunk; do out+=$chunk; done
+    [[ $out == *{expect}* ]] && break
+    sleep 0.1
+done
 print -r -- "$out"
 zpty -d z
 "#,
@@ -232,11 +236,11 @@ fn zsh_completes_subcommands_store_references_and_mount_points() {
             created: 0,
         })
         .unwrap();
-    let subs = zsh_complete("fspack pu", &store, tmp.path());
+    let subs = zsh_complete("fspack pu", "push", &store, tmp.path());
     assert!(subs.contains("push") && subs.contains("pull"), "{subs}");
-    let refs = zsh_complete("fspack mount my-", &store, tmp.path());
+    let refs = zsh_complete("fspack mount my-", "my-model-v1", &store, tmp.path());
     assert!(refs.contains("my-model-v1"), "{refs}");
-    let mounts = zsh_complete("fspack umount /mnt/mod", &store, tmp.path());
+    let mounts = zsh_complete("fspack umount /mnt/mod", "models/llama", &store, tmp.path());
     assert!(mounts.contains("/mnt/models/llama"), "{mounts}");
 }
 
