@@ -361,3 +361,34 @@ fn a_closed_stdout_exits_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_same_tree_pushes_to_the_same_manifest_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("weights.bin"), vec![4u8; 3 << 20]).unwrap();
+    fs::write(src.join("sub/config.json"), b"{\"a\": 1}").unwrap();
+    let digest = |n: &str| {
+        let layout = format!("oci:{}:v1", tmp.path().join(n).display());
+        let out = fspack(tmp.path())
+            .arg("push")
+            .arg(&src)
+            .arg(&layout)
+            .args(["--blob-size", "1M", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["manifest_digest"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        digest("a"),
+        digest("b"),
+        "a rebuild must give byte-identical blobs and manifest"
+    );
+}
