@@ -1,86 +1,16 @@
 //! Property test: random trees in, the same tree out of the kernel (and of fsck.erofs).
 
 mod common;
+#[path = "common/random.rs"]
+mod random;
 
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 use common::*;
 use fspack_image::erofs::{self, ErofsOptions, Layout};
 use fspack_image::{Tree, WalkOptions};
 use proptest::prelude::*;
-
-#[derive(Debug, Clone)]
-enum Node {
-    File {
-        size: usize,
-        seed: u8,
-        mode: u32,
-        xattr: Option<Vec<u8>>,
-    },
-    Link(Vec<u8>),
-    Dir(Vec<(Vec<u8>, Node)>),
-}
-
-fn name() -> impl Strategy<Value = Vec<u8>> {
-    // Any bytes but '/' and NUL; avoid "." and "..".
-    prop::collection::vec(prop_oneof![1u8..=46u8, 48u8..=255u8], 1..40)
-        .prop_filter("not . or ..", |n| n != b"." && n != b"..")
-}
-
-fn node() -> impl Strategy<Value = Node> {
-    let leaf = prop_oneof![
-        (
-            prop_oneof![0usize..100, 4000usize..4200, 8192usize..70000],
-            any::<u8>(),
-            prop::sample::select(vec![0o644u32, 0o600, 0o755, 0o4711]),
-            prop::option::of(prop::collection::vec(any::<u8>(), 0..200))
-        )
-            .prop_map(|(size, seed, mode, xattr)| Node::File {
-                size,
-                seed,
-                mode,
-                xattr
-            }),
-        prop::collection::vec(1u8..=255u8, 1..300).prop_map(Node::Link),
-    ];
-    leaf.prop_recursive(3, 60, 12, |inner| {
-        prop::collection::btree_map(name(), inner, 0..12)
-            .prop_map(|m| Node::Dir(m.into_iter().collect()))
-    })
-}
-
-fn create(path: &Path, node: &Node) {
-    match node {
-        Node::File {
-            size,
-            seed,
-            mode,
-            xattr,
-        } => {
-            let data: Vec<u8> = (0..*size)
-                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(*seed))
-                .collect();
-            fs::write(path, data).unwrap();
-            if let Some(v) = xattr {
-                rustix::fs::lsetxattr(path, "user.prop", v, rustix::fs::XattrFlags::empty())
-                    .unwrap();
-            }
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode)).unwrap();
-        }
-        Node::Link(target) => {
-            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), path).unwrap()
-        }
-        Node::Dir(children) => {
-            fs::create_dir(path).unwrap();
-            for (n, c) in children {
-                create(&path.join(std::ffi::OsStr::from_bytes(n)), c);
-            }
-        }
-    }
-}
+use random::{Node, create, name, node};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
