@@ -11,7 +11,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Bars {
     multi: MultiProgress,
     total: ProgressBar,
-    bars: Mutex<Vec<Option<ProgressBar>>>,
+    /// Set once the whole operation's size is known; transfers then no longer grow the total.
+    planned: std::sync::atomic::AtomicBool,
+    /// Each bar, and whether its bytes count toward the total (transfers do, phases do not).
+    bars: Mutex<Vec<Option<(ProgressBar, bool)>>>,
 }
 
 impl Bars {
@@ -36,12 +39,13 @@ impl Bars {
             multi,
             total,
             bars: Mutex::new(Vec::new()),
+            planned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
 
-impl Reporter for Bars {
-    fn start(&self, name: &str, total: u64) -> usize {
+impl Bars {
+    fn add(&self, name: &str, total: u64, counts: bool) -> usize {
         let bar = self
             .multi
             .insert_before(&self.total, ProgressBar::new(total));
@@ -54,28 +58,52 @@ impl Reporter for Bars {
         );
         let short: String = name.chars().take(12).collect();
         bar.set_prefix(short);
-        self.total.inc_length(total);
+        if counts && !self.planned.load(std::sync::atomic::Ordering::Relaxed) {
+            self.total.inc_length(total);
+        }
         let mut bars = self.bars.lock().expect("not poisoned");
-        bars.push(Some(bar));
+        bars.push(Some((bar, counts)));
         bars.len() - 1
     }
+}
+
+impl Reporter for Bars {
+    fn start(&self, name: &str, total: u64) -> usize {
+        self.add(name, total, true)
+    }
+    fn start_phase(&self, name: &str, total: u64) -> usize {
+        self.add(name, total, false)
+    }
+    fn plan_total(&self, bytes: u64) {
+        self.planned
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.total.set_length(bytes);
+    }
+    fn skipped(&self, bytes: u64) {
+        let len = self.total.length().unwrap_or(0);
+        self.total.set_length(len.saturating_sub(bytes));
+    }
     fn advance(&self, id: usize, n: u64) {
-        if let Some(Some(bar)) = self.bars.lock().expect("not poisoned").get(id) {
+        if let Some(Some((bar, counts))) = self.bars.lock().expect("not poisoned").get(id) {
             bar.inc(n);
+            if *counts {
+                self.total.inc(n);
+            }
         }
-        self.total.inc(n);
     }
     fn reset(&self, id: usize, pos: u64) {
-        if let Some(Some(bar)) = self.bars.lock().expect("not poisoned").get(id) {
+        if let Some(Some((bar, counts))) = self.bars.lock().expect("not poisoned").get(id) {
             let back = bar.position().saturating_sub(pos);
             bar.set_position(pos);
-            self.total
-                .set_position(self.total.position().saturating_sub(back));
+            if *counts {
+                self.total
+                    .set_position(self.total.position().saturating_sub(back));
+            }
         }
     }
     fn finish(&self, id: usize) {
         if let Some(slot) = self.bars.lock().expect("not poisoned").get_mut(id)
-            && let Some(bar) = slot.take()
+            && let Some((bar, _)) = slot.take()
         {
             bar.finish_and_clear();
         }

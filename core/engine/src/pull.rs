@@ -127,12 +127,14 @@ pub async fn pull(
             wanted.push(d.clone());
         }
     }
+    reporter.plan_total(wanted.iter().map(|d| d.size).sum());
     let work = wanted.iter().map(|d| {
         let (store, reporter, pinned, d) =
             (store.clone(), reporter.clone(), pinned.clone(), d.clone());
         let ranges = settings.ranges;
         async move {
             if store.has_blob(&d.digest) {
+                reporter.skipped(d.size);
                 return Ok::<_, EngineError>(PulledLayer {
                     digest: d.digest,
                     size: d.size,
@@ -149,6 +151,7 @@ pub async fn pull(
             if store.has_blob(&d.digest) {
                 // Another pull committed it while we waited for the lock.
                 ingest.abort();
+                reporter.skipped(d.size);
                 return Ok(PulledLayer {
                     digest: d.digest,
                     size: d.size,

@@ -347,7 +347,8 @@ pub async fn push(
         Target::Layout { .. } => None,
     };
     let total: u64 = layers.iter().map(|l| l.source.size()).sum();
-    let hash_bar = reporter.start("hashing", total);
+    let hash_bar = reporter.start_phase("hashing", total);
+    reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
     let config = (
         Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA))) as Arc<dyn BlobSource>,
         empty_config(),
@@ -458,6 +459,7 @@ async fn send(
         Target::Registry(r) => {
             let client = client.expect("set for registries");
             if client.blob_exists(r, &d.digest).await? == Some(d.size) {
+                reporter.skipped(d.size);
                 return Ok(true);
             }
             let id = reporter.start(&name, d.size);
@@ -474,10 +476,12 @@ async fn send(
         Target::Layout { path, .. } => {
             let store = store.expect("set for layouts");
             if store.has_blob_sized(&d.digest, d.size) {
+                reporter.skipped(d.size);
                 return Ok(true);
             }
             let ingest = store.ingest(&d.digest, d.size)?;
             if store.has_blob_sized(&d.digest, d.size) {
+                reporter.skipped(d.size);
                 return Ok(true);
             }
             let (src, bars, path) = (src.clone(), reporter.clone(), path.clone());

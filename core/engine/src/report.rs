@@ -2,8 +2,21 @@
 
 /// Receives progress events; the CLI implements it with indicatif bars, tests with nothing.
 pub trait Reporter: Send + Sync {
+    /// The whole operation will move about `bytes` bytes (transfers started later count into it).
+    fn plan_total(&self, bytes: u64) {
+        let _ = bytes;
+    }
+    /// `bytes` of the planned total need no transfer (the other side already has them).
+    fn skipped(&self, bytes: u64) {
+        let _ = bytes;
+    }
     /// A transfer or write of `total` bytes named `name` starts; returns an id for later calls.
     fn start(&self, name: &str, total: u64) -> usize;
+    /// Work that is not a transfer (hashing the sources) starts: shown on its own, not counted
+    /// in the transfer total. Defaults to [`Reporter::start`].
+    fn start_phase(&self, name: &str, total: u64) -> usize {
+        self.start(name, total)
+    }
     /// `n` more bytes of transfer `id` are done.
     fn advance(&self, id: usize, n: u64);
     /// Transfer `id` rewound to `pos` bytes (a retry restarted it).
