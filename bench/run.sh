@@ -857,6 +857,14 @@ rss_target() { # rss_target TEXT KEY MIB
     if [[ -z $r ]]; then echo "- $1: not measured"; return; fi
     if ((r <= $3)); then echo "- $1: $r MiB (target < $3 MiB): **met**"; else echo "- $1: $r MiB (target < $3 MiB): **NOT met**"; fi
 }
+size_target() { # size_target TEXT KEY_A KEY_B PERCENT: |size A / size B - 1| <= PERCENT
+    local a b
+    a=$(awk -F'\t' -v k="$2" '$1 == k && $5 ~ /^[0-9.]+$/ { print $9 }' "$RESULTS")
+    b=$(awk -F'\t' -v k="$3" '$1 == k && $5 ~ /^[0-9.]+$/ { print $9 }' "$RESULTS")
+    if [[ ! $a =~ ^[0-9]+$ || ! $b =~ ^[0-9]+$ ]]; then echo "- $1: not measured"; return; fi
+    awk -v a="$a" -v b="$b" -v p="$4" -v t="$1" 'BEGIN { d = 100 * (a / b - 1); ad = d < 0 ? -d : d
+        printf "- %s: %+.2f%% (target within %s%%): **%s**\n", t, d, p, (ad <= p) ? "met" : "NOT met" }'
+}
 repush_target() {
     local size
     size=$(awk -F'\t' '$1 == "push.repush.fspack" && $5 ~ /^[0-9.]+$/ { print $9 }' "$RESULTS")
@@ -903,6 +911,8 @@ report() {
     rss_target "build, model: fspack peak RSS" build.model.fspack 64
     target "squashfs, model: fspack / mksquashfs wall time" sqfs.model.fspack sqfs.model.mksquashfs "<=" 1.0
     target "squashfs, tree: fspack / mksquashfs wall time" sqfs.tree.fspack sqfs.tree.mksquashfs "<=" 1.0
+    size_target "squashfs, model: fspack image size vs mksquashfs" sqfs.model.fspack sqfs.model.mksquashfs 2
+    size_target "squashfs, tree: fspack image size vs mksquashfs" sqfs.tree.fspack sqfs.tree.mksquashfs 2
     rss_target "squashfs: fspack peak RSS (model)" sqfs.model.fspack 128
     target "push, loopback: fspack throughput / limit throughput" push.fspack push.limit ">=" 0.85 inverse
     rss_target "push: fspack peak RSS" push.fspack 128
