@@ -59,6 +59,9 @@ _fspack() {
             fspack,umount)
                 cmd="fspack__subcmd__umount"
                 ;;
+            fspack,verify)
+                cmd="fspack__subcmd__verify"
+                ;;
             fspack__subcmd__help,__complete)
                 cmd="fspack__subcmd__help__subcmd____complete"
                 ;;
@@ -101,6 +104,9 @@ _fspack() {
             fspack__subcmd__help,umount)
                 cmd="fspack__subcmd__help__subcmd__umount"
                 ;;
+            fspack__subcmd__help,verify)
+                cmd="fspack__subcmd__help__subcmd__verify"
+                ;;
             *)
                 ;;
         esac
@@ -108,7 +114,7 @@ _fspack() {
 
     case "${cmd}" in
         fspack)
-            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect gc login logout completions generate-docs __complete help"
+            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -282,7 +288,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__help)
-            opts="build push pull mount umount ls inspect gc login logout completions generate-docs __complete help"
+            opts="build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -491,6 +497,20 @@ _fspack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fspack__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fspack__subcmd__inspect)
             opts="-j -q -v -h -V --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -626,7 +646,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__pull)
-            opts="-j -q -v -h -V --mount --noexec --mount-mode --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --mount --noexec --mount-mode --plain-http --insecure --username --password --jobs --verify --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -751,6 +771,40 @@ _fspack() {
                 return 0
             fi
             case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fspack__subcmd__verify)
+            opts="-j -q -v -h -V --all --repair --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --username)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -35,6 +35,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand ls 'List what fspack has mounted: reference, manifest digest, format, devices'
             cand inspect 'Show an artifact''s manifest, layers, sizes and format without downloading its data'
             cand gc 'Remove blobs from the local store that no tag and no mount uses'
+            cand verify 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them'
             cand login 'Store registry credentials in the Docker config file'
             cand logout 'Remove stored registry credentials'
             cand completions 'Print a shell completion script'
@@ -106,6 +107,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --noexec 'Forbid executing files from the mount'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --verify 'Also re-hash the blobs the store already had for this reference, and fetch again only the chunks that fail (as `fspack verify REF --repair`)'
             cand --json 'Print a JSON summary on stdout'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
@@ -188,6 +190,26 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'fspack;verify'= {
+            cand --username 'Registry user name (else credentials come from the Docker config)'
+            cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
+            cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
+            cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --all 'Check every blob in the store'
+            cand --repair 'Fetch the bad chunks again (whole blobs where there is no chunk index), verify them and write them into the stored blob, so mounts using it read the right bytes'
+            cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+            cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --json 'Print a JSON report on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'fspack;login'= {
             cand -u 'User name'
             cand --username 'User name'
@@ -255,6 +277,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand ls 'List what fspack has mounted: reference, manifest digest, format, devices'
             cand inspect 'Show an artifact''s manifest, layers, sizes and format without downloading its data'
             cand gc 'Remove blobs from the local store that no tag and no mount uses'
+            cand verify 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them'
             cand login 'Store registry credentials in the Docker config file'
             cand logout 'Remove stored registry credentials'
             cand completions 'Print a shell completion script'
@@ -277,6 +300,8 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;help;inspect'= {
         }
         &'fspack;help;gc'= {
+        }
+        &'fspack;help;verify'= {
         }
         &'fspack;help;login'= {
         }

@@ -91,10 +91,17 @@ fn push_is_read_back_byte_for_byte_by_skopeo_and_curl() {
             reg.addr,
             l["digest"].as_str().unwrap()
         );
+        // The blob is the local file followed by its chunk index (erofs-image-spec §3.4.3).
+        let blob = curl(&[&url]);
+        let local = fs::read(&local).unwrap();
+        let chunks = (local.len() as u64).div_ceil(1 << 20);
         assert!(
-            curl(&[&url]) == fs::read(&local).unwrap(),
-            "blob {title} differs from the local build"
+            blob.len() as u64 == local.len() as u64 + 32 + 48 * chunks && blob.starts_with(&local),
+            "blob {title} is not the local build plus its chunk index"
         );
+        let range = l["annotations"]["org.erofs.chunk-index.range"].as_str();
+        let want = format!("{}:{}", local.len(), blob.len());
+        assert_eq!(range, Some(want.as_str()), "{l}");
     }
     if have_tool("skopeo") {
         let out = Command::new("skopeo")

@@ -74,6 +74,11 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Remove blobs from the local store that no tag and no mount uses.
     Gc(GcArgs),
+    /// Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them.
+    #[command(
+        after_help = "Exits 6 when a blob is corrupt or missing (after --repair: when one could not be repaired).\n\nExamples:\n  fspack verify --all\n  fspack verify localhost:5000/models/llama:v1 --repair"
+    )]
+    Verify(VerifyArgs),
     /// Store registry credentials in the Docker config file.
     Login(LoginArgs),
     /// Remove stored registry credentials.
@@ -295,7 +300,36 @@ pub struct PullArgs {
     /// Registry options.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Also re-hash the blobs the store already had for this reference, and fetch again only
+    /// the chunks that fail (as `fspack verify REF --repair`).
+    #[arg(long)]
+    pub verify: bool,
     /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fspack verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// References in the store to check (their manifests, configs and layers).
+    #[arg(
+        value_name = "REF",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub references: Vec<String>,
+    /// Check every blob in the store.
+    #[arg(long)]
+    pub all: bool,
+    /// Fetch the bad chunks again (whole blobs where there is no chunk index), verify them and
+    /// write them into the stored blob, so mounts using it read the right bytes.
+    #[arg(long)]
+    pub repair: bool,
+    /// Registry options (for --repair).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print a JSON report on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -68,6 +68,7 @@ pub fn classify(err: &anyhow::Error) -> u8 {
             let code = match e {
                 EngineError::Usage(_) => USAGE,
                 EngineError::NotFound(_) => NOT_FOUND,
+                EngineError::Integrity(_) => INTEGRITY,
                 EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                     NOT_FOUND
                 }
@@ -113,7 +114,9 @@ fn registry_code(e: &fspack_registry::RegistryError) -> u8 {
 fn store_code(e: &fspack_store::StoreError) -> u8 {
     use fspack_store::StoreError;
     match e {
-        StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. } => INTEGRITY,
+        StoreError::DigestMismatch { .. }
+        | StoreError::SizeMismatch { .. }
+        | StoreError::CorruptBlob { .. } => INTEGRITY,
         StoreError::InvalidDigest(_) | StoreError::NotALayout(_) => USAGE,
         StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => NOT_FOUND,
         _ => FAILURE,

@@ -5,6 +5,8 @@
 #[path = "../../core/image/tests/common/mod.rs"]
 pub mod trees;
 
+pub mod proxy;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -8,6 +8,7 @@ mod login;
 mod mount;
 mod pull;
 mod push;
+mod verify;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Umount(args) => mount::umount(args, g),
         Command::Ls(args) => mount::ls(args, g),
         Command::Gc(args) => mount::gc(args, g),
+        Command::Verify(args) => verify::run(args, g).await,
         Command::Inspect(args) => inspect::run(args, g).await,
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
@@ -67,6 +69,14 @@ pub fn existing_store(g: &GlobalArgs) -> anyhow::Result<Option<Arc<Store>>> {
         return Ok(None);
     }
     store(g).map(Some)
+}
+
+/// The store's tag for a reference the user typed: its normalised form (`r.to_string()`, which
+/// is what pull tags with), or the text as given when it does not parse.
+pub fn store_name(text: &str) -> String {
+    text.parse::<fspack_registry::Reference>()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| text.to_string())
 }
 
 /// Progress bars unless quiet or printing JSON.

@@ -38,6 +38,21 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to pull {}", args.reference))?;
     drop(bars);
+    if args.verify {
+        use fspack_engine::verify::{Scope, VerifySettings, verify};
+        let checked = verify(
+            &store,
+            &Scope::Refs(vec![report.reference.clone()]),
+            &VerifySettings {
+                repair: true,
+                ranges: settings.ranges,
+            },
+            Some(&client),
+        )
+        .await
+        .with_context(|| format!("pulled {} but could not verify it", args.reference))?;
+        super::verify::finish(&checked, false, true)?;
+    }
     if let Some(dir) = &args.mount {
         let ms = mount_settings(&args.mount_opts);
         let (s, reference, digest, dir2) = (

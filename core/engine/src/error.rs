@@ -24,6 +24,10 @@ pub enum EngineError {
     /// Something named by the user does not exist (a tag in the store, a mount point).
     #[error("{0}")]
     NotFound(String),
+    /// Content or metadata that fails verification: a malformed chunk index, a cached blob of
+    /// another size than the manifest says, a stored blob that no longer matches its digest.
+    #[error("{0}")]
+    Integrity(String),
     /// An I/O failure on a named path.
     #[error("{path}: {source}")]
     Io {

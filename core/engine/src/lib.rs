@@ -6,10 +6,12 @@
 pub mod artifact;
 pub mod build;
 pub mod error;
+pub mod fetch;
 pub mod mount;
 pub mod pull;
 pub mod push;
 pub mod report;
 pub mod target;
+pub mod verify;
 
 pub use error::{EngineError, Result};

@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use fspack_registry::{Client, DownloadOptions, Reference};
+use fspack_registry::{Client, Reference};
 use fspack_store::Store;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use crate::artifact::*;
 use crate::error::{EngineError, Result};
-use crate::report::{Reporter, TransferProgress};
+use crate::report::Reporter;
 
 /// Settings of a pull.
 #[derive(Debug, Clone)]
@@ -38,8 +38,13 @@ pub struct PullReport {
     pub format: String,
     /// Per-layer outcome.
     pub layers: Vec<PulledLayer>,
-    /// Bytes downloaded.
+    /// Bytes of the layers that were not cached.
     pub bytes_fetched: u64,
+    /// Body bytes actually received from the registry (less than `bytes_fetched` when a killed
+    /// pull is resumed, more when chunks were fetched again).
+    pub bytes_received: u64,
+    /// Chunks that failed verification and were fetched again.
+    pub chunks_refetched: u64,
     /// Wall time in seconds.
     pub seconds: f64,
     /// Mount point, when mounted.
@@ -56,6 +61,12 @@ pub struct PulledLayer {
     pub size: u64,
     /// Whether the store already had it.
     pub cached: bool,
+    /// Whether it was verified chunk by chunk against its chunk index as it arrived.
+    pub chunk_verified: bool,
+    /// Body bytes received for it, including anything fetched again.
+    pub bytes_received: u64,
+    /// Chunks (or the chunk index) that failed verification and were fetched again.
+    pub chunks_refetched: u64,
 }
 
 /// A manifest as it was pulled: its bytes, digest and media type.
@@ -129,95 +140,18 @@ pub async fn pull(
     }
     reporter.plan_total(wanted.iter().map(|d| d.size).sum());
     let work = wanted.iter().map(|d| {
-        let (store, reporter, pinned, d) =
-            (store.clone(), reporter.clone(), pinned.clone(), d.clone());
+        let (store, reporter, pinned) = (store.clone(), reporter.clone(), pinned.clone());
         let ranges = settings.ranges;
         async move {
-            if store.has_blob(&d.digest) {
-                reporter.skipped(d.size);
-                return Ok::<_, EngineError>(PulledLayer {
-                    digest: d.digest,
-                    size: d.size,
-                    cached: true,
-                });
-            }
-            // The ingest takes a file lock: wait for it off the async threads.
-            let ingest = {
-                let (store, digest) = (store.clone(), d.digest.clone());
-                tokio::task::spawn_blocking(move || store.ingest(&digest, d.size))
-                    .await
-                    .expect("no panic")?
-            };
-            if store.has_blob(&d.digest) {
-                // Another pull committed it while we waited for the lock.
-                ingest.abort();
-                reporter.skipped(d.size);
-                return Ok(PulledLayer {
-                    digest: d.digest,
-                    size: d.size,
-                    cached: true,
-                });
-            }
-            let title = d
-                .annotations
-                .get(ANN_TITLE)
-                .cloned()
-                .unwrap_or_else(|| d.digest[7..19].to_string());
-            let id = reporter.start(&title, d.size);
-            let done = ingest.done_ranges();
-            let already: u64 = done.iter().map(|(a, b)| b - a).sum();
-            reporter.advance(id, already);
-            // Each finished range is journaled (after fsync) so a killed pull resumes from it.
-            // The fsync runs on a blocking thread: the callback is called from the download
-            // task, and an fsync there would stall every transfer sharing that worker thread.
-            let ingest = Arc::new(ingest);
-            let journal = ingest.clone();
-            let pending: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-            let pending_in = pending.clone();
-            let on_range_done: fspack_registry::RangeDone = Arc::new(move |start, end| {
-                let journal = journal.clone();
-                let task = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = journal.mark_done(start, end) {
-                        tracing::warn!("cannot journal a finished range: {e}");
-                    }
-                });
-                pending_in.lock().expect("not poisoned").push(task);
-            });
-            let opts = DownloadOptions {
-                range_parallelism: ranges,
-                done_ranges: done,
-                on_range_done: Some(on_range_done),
-                ..Default::default()
-            };
-            let progress = Arc::new(TransferProgress {
-                reporter: reporter.clone(),
-                id,
-            });
-            let fetched = client
-                .download_blob(&pinned, &d.digest, d.size, ingest.file(), &opts, progress)
-                .await;
-            drop(opts);
-            let tasks = std::mem::take(&mut *pending.lock().expect("not poisoned"));
-            for task in tasks {
-                let _ = task.await;
-            }
-            let ingest = Arc::try_unwrap(ingest).expect("the journal callback is gone");
-            if let Err(e) = fetched {
-                if e.kind() == fspack_registry::ErrorKind::Integrity {
-                    // Verified wrong: the partial data must not be resumed from.
-                    ingest.discard();
-                }
-                return Err(e.into());
-            }
-            // download_blob read the whole file back and matched its digest under our lock.
-            tokio::task::spawn_blocking(move || ingest.commit_prehashed())
-                .await
-                .expect("no panic")?;
-            reporter.finish(id);
-            Ok(PulledLayer {
-                digest: d.digest,
+            let got =
+                crate::fetch::fetch_blob(client, &pinned, d, &store, ranges, &reporter).await?;
+            Ok::<_, EngineError>(PulledLayer {
+                digest: d.digest.clone(),
                 size: d.size,
-                cached: false,
+                cached: got.cached,
+                chunk_verified: got.chunked,
+                bytes_received: got.stats.bytes_received,
+                chunks_refetched: got.stats.chunks_refetched,
             })
         }
     });
@@ -240,12 +174,16 @@ pub async fn pull(
         fetched.bytes.len() as u64,
     )?;
     let bytes_fetched = layers.iter().filter(|l| !l.cached).map(|l| l.size).sum();
+    let bytes_received = layers.iter().map(|l| l.bytes_received).sum();
+    let chunks_refetched = layers.iter().map(|l| l.chunks_refetched).sum();
     let report = PullReport {
         reference: r.to_string(),
         manifest_digest: fetched.digest.clone(),
         format: plan.format().into(),
         layers,
         bytes_fetched,
+        bytes_received,
+        chunks_refetched,
         seconds: started.elapsed().as_secs_f64(),
         mounted_at: None,
     };

@@ -79,6 +79,8 @@ pub struct LayerReport {
     pub size: u64,
     /// Whether the destination already had it.
     pub skipped: bool,
+    /// The layer descriptor's annotations (title, role, chunk index range and digest).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A [`BlobPlan`] as an upload source.
@@ -295,25 +297,77 @@ fn erofs_extra_devices(path: &Path) -> Result<u16> {
     Ok(u16::from_le_bytes([sb[86], sb[87]]))
 }
 
-/// Hashes one source on a blocking thread, reporting progress on `bar`.
-async fn hash(src: Arc<dyn BlobSource>, reporter: Arc<dyn Reporter>, bar: usize) -> Result<String> {
-    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+/// A layer's bytes followed by its chunk index: what fspack uploads for every layer
+/// (erofs-image-spec §3.4.3, "embedded in the layer blob", raw variant).
+struct IndexedSource {
+    inner: Arc<dyn BlobSource>,
+    index: bytes::Bytes,
+}
+
+impl BlobSource for IndexedSource {
+    fn size(&self) -> u64 {
+        self.inner.size() + self.index.len() as u64
+    }
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send>> {
+        let data = self.inner.size();
+        if offset >= data {
+            let tail = self
+                .index
+                .slice((offset - data).min(self.index.len() as u64) as usize..);
+            return Ok(Box::new(std::io::Cursor::new(tail)));
+        }
+        let tail = std::io::Cursor::new(self.index.clone());
+        Ok(Box::new(self.inner.open_at(offset)?.chain(tail)))
+    }
+}
+
+/// Size in bytes of a layer of `data` bytes once its chunk index is appended.
+fn indexed_size(data: u64) -> u64 {
+    use fspack_chunkindex::{ChunkIndex, DEFAULT_CHUNK_SIZE};
+    data + ChunkIndex::encoded_len(ChunkIndex::chunks_for(data, DEFAULT_CHUNK_SIZE))
+}
+
+/// Reads one source once on a blocking thread, computing in that one pass its chunk index and
+/// the sha256 of the blob it becomes (source bytes, then the index), with progress on `bar`.
+/// Returns the blob's digest, its source as uploaded, and the index annotations.
+async fn hash(
+    src: Arc<dyn BlobSource>,
+    reporter: Arc<dyn Reporter>,
+    bar: usize,
+) -> Result<(String, Arc<dyn BlobSource>, BTreeMap<String, String>)> {
+    use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE, Embedded};
+    tokio::task::spawn_blocking(move || {
         let mut r = src.open_at(0)?;
         let mut h = Sha256::new();
+        let mut chunks = ChunkIndexBuilder::new(DEFAULT_CHUNK_SIZE);
         let mut buf = vec![0u8; 1 << 20];
+        let mut n_total = 0u64;
         loop {
             let n = r.read(&mut buf)?;
             if n == 0 {
                 break;
             }
             h.update(&buf[..n]);
+            chunks.update(&buf[..n]);
+            n_total += n as u64;
             reporter.advance(bar, n as u64);
         }
-        Ok(format!("sha256:{}", hex::encode(h.finalize())))
+        if n_total != src.size() {
+            return Err(std::io::Error::other(format!(
+                "the source gave {n_total} bytes, {} were planned (did it change?)",
+                src.size()
+            )));
+        }
+        let index = bytes::Bytes::from(chunks.finish().encode());
+        h.update(&index);
+        let annotations = Embedded::annotations(n_total, &index);
+        let digest = format!("sha256:{}", hex::encode(h.finalize()));
+        let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
+        Ok((digest, blob, annotations))
     })
     .await
     .expect("hash task does not panic")
-    .map_err(|e| EngineError::Usage(format!("cannot read the image sources: {e}")))
+    .map_err(|e: std::io::Error| EngineError::Usage(format!("cannot read the image sources: {e}")))
 }
 
 /// Pushes `source` to `target`.
@@ -346,8 +400,8 @@ pub async fn push(
         }
         Target::Layout { .. } => None,
     };
-    let total: u64 = layers.iter().map(|l| l.source.size()).sum();
-    let hash_bar = reporter.start_phase("hashing", total);
+    let total: u64 = layers.iter().map(|l| indexed_size(l.source.size())).sum();
+    let hash_bar = reporter.start_phase("hashing", layers.iter().map(|l| l.source.size()).sum());
     reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
     let config = (
         Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA))) as Arc<dyn BlobSource>,
@@ -356,9 +410,12 @@ pub async fn push(
     let work = layers.iter().enumerate().map(|(i, l)| {
         let (reporter, store) = (reporter.clone(), store.clone());
         let src = l.source.clone();
-        let mut d = descriptor(&l.media_type, "", src.size(), l.annotations.clone());
+        let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
         async move {
-            d.digest = hash(src.clone(), reporter.clone(), hash_bar).await?;
+            let (digest, src, index) = hash(src, reporter.clone(), hash_bar).await?;
+            d.digest = digest;
+            d.size = src.size();
+            d.annotations.extend(index);
             let skipped = send(
                 target,
                 client,
@@ -425,6 +482,7 @@ pub async fn push(
             digest: d.digest.clone(),
             size: d.size,
             skipped: *skipped,
+            annotations: d.annotations.clone(),
         })
         .collect();
     let bytes_skipped = layers.iter().filter(|l| l.skipped).map(|l| l.size).sum();

@@ -70,6 +70,26 @@ pub enum RegistryError {
         /// The digest of what arrived (or what the registry claimed).
         actual: String,
     },
+    /// A chunk of a blob did not match its digest in the blob's chunk index, on every try.
+    #[error(
+        "chunk {chunk} (bytes {start}-{end}) of {what} failed verification {attempts} times: expected {expected}; the registry {registry} serves corrupt data"
+    )]
+    ChunkMismatch {
+        /// The blob and repository.
+        what: String,
+        /// Chunk number in the index (0-based).
+        chunk: usize,
+        /// First byte of the chunk.
+        start: u64,
+        /// End of the chunk (exclusive).
+        end: u64,
+        /// The chunk's digest in the index.
+        expected: String,
+        /// How many fetches failed.
+        attempts: u32,
+        /// The registry host.
+        registry: String,
+    },
     /// Content had the wrong length.
     #[error("{what} has the wrong size: expected {expected} bytes, got {actual}")]
     SizeMismatch {
@@ -131,9 +151,9 @@ impl RegistryError {
             RegistryError::Auth { .. } => ErrorKind::Auth,
             RegistryError::NotFound { .. } => ErrorKind::NotFound,
             RegistryError::Network { .. } => ErrorKind::Network,
-            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => {
-                ErrorKind::Integrity
-            }
+            RegistryError::DigestMismatch { .. }
+            | RegistryError::SizeMismatch { .. }
+            | RegistryError::ChunkMismatch { .. } => ErrorKind::Integrity,
             RegistryError::Protocol { .. } => ErrorKind::Protocol,
             RegistryError::Io { .. } => ErrorKind::Io,
         }

@@ -120,7 +120,8 @@ async fn push_and_pull_an_artifact_through_docker_registry() {
     let (tmp, file) = dest(mono.len() as u64);
     let opts = DownloadOptions {
         range_parallelism: 4,
-        min_range: 512 << 10,
+        min_split: 512 << 10,
+        unit: 512 << 10,
         max_range: 1 << 20,
         ..Default::default()
     };

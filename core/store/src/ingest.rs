@@ -1,14 +1,24 @@
 //! Partial downloads: a preallocated file written at any offset, a journal of the byte ranges
-//! that are durably written, and a commit that verifies before anything becomes a blob.
+//! written so far, and a commit that verifies before anything becomes a blob.
 //!
 //! Files: `ingest/<hex>.data` (the content so far), `ingest/<hex>.ranges` (first line the expected
-//! size, then one `start end` line per finished range, appended after the data is fsynced) and
-//! `locks/<hex>.lock` (an exclusive file lock while a process works on the blob).
+//! size, then one `start end` line per written range) and `locks/<hex>.lock` (an exclusive file
+//! lock while a process works on the blob).
+//!
+//! Two ways to write. [`Ingest::write_at`] is the download path: each piece is written, writeback
+//! started early (a background `fdatasync` every 32 MiB), its range journaled (no fsync: a journal entry
+//! is a claim that a resumed pull re-verifies, per chunk where the blob has a chunk index, and
+//! always through the whole-blob digest), and the whole-blob sha256 advanced over the in-order
+//! prefix, so [`Ingest::commit_written`] needs neither a read-back nor a long fsync. The older
+//! [`Ingest::file`] + [`Ingest::mark_done`] + [`Ingest::commit`] path hashes at commit.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+use std::sync::Mutex;
+
+use fspack_chunkindex::PrefixHasher;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, StoreError};
@@ -31,8 +41,15 @@ pub struct Ingest {
     blob_path: PathBuf,
     file: File,
     committed: bool,
+    hasher: PrefixHasher,
+    journal: Mutex<Option<File>>,
+    unsynced: std::sync::atomic::AtomicU64,
+    syncing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     _lock: File,
 }
+
+/// Bytes written between two background writebacks (see [`Ingest::write_at`]).
+const WRITEBACK_EVERY: u64 = 32 << 20;
 
 impl Ingest {
     pub(crate) fn open(store: &Store, digest: &str, size: u64) -> Result<Ingest> {
@@ -58,6 +75,10 @@ impl Ingest {
                 blob_path,
                 file,
                 committed: true,
+                hasher: PrefixHasher::new(size),
+                journal: Mutex::new(None),
+                unsynced: Default::default(),
+                syncing: Default::default(),
                 _lock: lock,
             });
         }
@@ -106,6 +127,10 @@ impl Ingest {
             blob_path,
             file,
             committed: false,
+            hasher: PrefixHasher::new(size),
+            journal: Mutex::new(None),
+            unsynced: Default::default(),
+            syncing: Default::default(),
             _lock: lock,
         })
     }
@@ -143,6 +168,105 @@ impl Ingest {
             }
         }
         merged
+    }
+
+    /// The expected size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads `buf.len()` bytes of the partial (or committed) content at `offset`.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.read_exact_at(buf, offset)
+    }
+
+    /// Tells the whole-blob hasher that `[start, end)` is present from an earlier attempt (after
+    /// the caller re-verified it, where it can); it is hashed from the file when its turn comes.
+    pub fn keep_present(&self, start: u64, end: u64) {
+        self.hasher.present(start, end);
+    }
+
+    /// Writes `bytes` at `offset`: `pwrite`, early writeback (so the fsync at commit is short), a journal line, and the whole-blob hash advanced over the in-order
+    /// prefix. Safe to call from several threads at once for disjoint ranges.
+    ///
+    /// Errors: the `io::Error` of the write or the journal append (the data file's or journal's
+    /// path is in the caller's context).
+    pub fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if offset.saturating_add(bytes.len() as u64) > self.size {
+            return Err(std::io::Error::other(format!(
+                "write of {} bytes at {offset} passes the blob's {} bytes",
+                bytes.len(),
+                self.size
+            )));
+        }
+        self.file.write_all_at(bytes, offset)?;
+        self.start_writeback(bytes.len() as u64);
+        {
+            let mut j = self.journal.lock().expect("not poisoned");
+            if j.is_none() {
+                *j = Some(OpenOptions::new().append(true).open(&self.journal_path)?);
+            }
+            let line = format!("{offset} {}\n", offset + bytes.len() as u64);
+            j.as_mut().expect("opened").write_all(line.as_bytes())?;
+        }
+        self.hasher
+            .written(offset, bytes, &|b: &mut [u8], o| self.read_at(b, o))
+    }
+
+    /// Starts writeback in the background once [`WRITEBACK_EVERY`] bytes were written since the
+    /// last one, so the fsync at commit waits only for the tail. An `fdatasync` on a thread of
+    /// its own: the downloads never wait for it (`sync_file_range` would say the same thing more
+    /// precisely, but no well-kept safe binding offers it).
+    fn start_writeback(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        let since = self.unsynced.fetch_add(n, Ordering::Relaxed) + n;
+        if since < WRITEBACK_EVERY || self.syncing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.unsynced.store(0, Ordering::Relaxed);
+        let Ok(file) = self.file.try_clone() else {
+            self.syncing.store(false, Ordering::Release);
+            return;
+        };
+        let flag = self.syncing.clone();
+        std::thread::spawn(move || {
+            let _ = file.sync_data();
+            flag.store(false, Ordering::Release);
+        });
+    }
+
+    /// Commits content written with [`Ingest::write_at`] (and ranges kept with
+    /// [`Ingest::keep_present`]): the incrementally computed sha256 must equal the digest, then
+    /// fsync, read-only, rename into `blobs/`, fsync of the directory.
+    ///
+    /// Errors: [`StoreError::SizeMismatch`] when some byte was never written (nothing is
+    /// discarded: a later pull resumes), [`StoreError::DigestMismatch`] (the partial data is
+    /// discarded), [`StoreError::Io`].
+    pub fn commit_written(self) -> Result<PathBuf> {
+        if self.committed {
+            return Ok(self.blob_path.clone());
+        }
+        let digest = self
+            .hasher
+            .finish(&|b: &mut [u8], o| self.read_at(b, o))
+            .map_err(|e| StoreError::io(&self.data_path, e))?;
+        let Some(actual) = digest else {
+            return Err(StoreError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected: self.size,
+                actual: self.hasher.hashed_to(),
+            });
+        };
+        if actual != self.digest {
+            self.discard();
+            return Err(StoreError::DigestMismatch {
+                digest: self.digest.clone(),
+                actual,
+            });
+        }
+        self.commit_inner(false)
     }
 
     /// Journals `[start, end)` as written, after making the data durable.

@@ -14,6 +14,7 @@ mod gc;
 mod ingest;
 mod layout;
 mod records;
+mod repair;
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use gc::{DEFAULT_INGEST_TTL, GcReport};
 pub use ingest::Ingest;
 pub use layout::Descriptor;
 pub use records::MountRecord;
+pub use repair::BlobRepair;
 
 /// A local store rooted at a directory.
 ///
@@ -136,6 +138,33 @@ impl Store {
     /// holds the same ingest. Re-check [`Store::has_blob`] after it returns.
     pub fn ingest(&self, digest: &str, size: u64) -> Result<Ingest> {
         Ingest::open(self, digest, size)
+    }
+
+    /// Opens committed blob `digest` for an in-place repair, under its ingest lock (blocks while
+    /// a pull works on the same digest).
+    pub fn repair_blob(&self, digest: &str) -> Result<BlobRepair> {
+        BlobRepair::open(self, digest)
+    }
+
+    /// Every committed blob: `(digest, size in bytes)`, sorted by digest.
+    pub fn blobs(&self) -> Result<Vec<(String, u64)>> {
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let e = e.map_err(|e| StoreError::io(&dir, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let digest = format!("sha256:{name}");
+            if digest_hex(&digest).is_err() {
+                continue;
+            }
+            let len = e
+                .metadata()
+                .map_err(|err| StoreError::io(&e.path(), err))?
+                .len();
+            out.push((digest, len));
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Stores small content (manifests, configs) after hashing it; returns its digest. The blob

@@ -527,3 +527,48 @@ fn a_prehashed_commit_still_checks_the_size() {
     ));
     assert!(!store.has_blob(&d2));
 }
+
+#[test]
+fn out_of_order_writes_commit_on_the_incremental_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    let d = sha256_of(&data);
+    let ing = store.ingest(&d, data.len() as u64).unwrap();
+    // Pieces land back to front; the last one completes the prefix.
+    for (a, b) in [(200_000, 300_000), (100_000, 200_000)] {
+        ing.write_at(a, &data[a as usize..b as usize]).unwrap();
+    }
+    ing.write_at(0, &data[..100_000]).unwrap();
+    ing.commit_written().unwrap();
+    assert!(store.has_blob_sized(&d, data.len() as u64));
+    assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), data);
+}
+
+#[test]
+fn an_incomplete_or_wrong_write_is_never_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let data = vec![5u8; 50_000];
+    let d = sha256_of(&data);
+    let ing = store.ingest(&d, data.len() as u64).unwrap();
+    ing.write_at(0, &data[..49_999]).unwrap();
+    assert!(matches!(
+        ing.commit_written(),
+        Err(fspack_store::StoreError::SizeMismatch { .. })
+    ));
+    assert!(!store.has_blob(&d));
+    // The journal kept the written range for a resume.
+    let ing = store.ingest(&d, data.len() as u64).unwrap();
+    assert_eq!(ing.done_ranges(), vec![(0, 49_999)]);
+    ing.keep_present(0, 49_999);
+    ing.write_at(49_999, b"X").unwrap(); // wrong last byte
+    assert!(matches!(
+        ing.commit_written(),
+        Err(fspack_store::StoreError::DigestMismatch { .. })
+    ));
+    assert!(!store.has_blob(&d));
+    // Writes past the end are refused.
+    let ing = store.ingest(&d, data.len() as u64).unwrap();
+    assert!(ing.write_at(49_999, b"XY").is_err());
+}

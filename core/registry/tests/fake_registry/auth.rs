@@ -67,7 +67,8 @@ async fn bearer_tokens_are_fetched_cached_and_refreshed_after_expiry() {
     let (tmp, file) = dest(blob.len() as u64);
     let opts = fspack_registry::DownloadOptions {
         range_parallelism: 4,
-        min_range: 32 << 10,
+        min_split: 32 << 10,
+        unit: 32 << 10,
         max_range: 64 << 10,
         ..Default::default()
     };

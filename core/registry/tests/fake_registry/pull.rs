@@ -11,7 +11,8 @@ use crate::common::{client, counter, data, dest};
 fn parallel() -> DownloadOptions {
     DownloadOptions {
         range_parallelism: 4,
-        min_range: 64 << 10,
+        min_split: 128 << 10,
+        unit: 64 << 10,
         max_range: 1 << 20,
         ..Default::default()
     }
@@ -47,7 +48,8 @@ async fn parallel_ranges_produce_the_blob() {
     assert_eq!(p.bytes.load(Ordering::SeqCst), blob.len() as u64);
     let ranges = ranged_gets(&fake);
     assert_eq!(ranges.len(), 4, "one range per lane: {ranges:?}");
-    assert!(ranges.contains(&"bytes=0-750000".to_string()), "{ranges:?}");
+    // A quarter of the blob, rounded up to the next whole 64 KiB unit.
+    assert!(ranges.contains(&"bytes=0-786431".to_string()), "{ranges:?}");
     // The journal covers the blob exactly once.
     let mut j = journal.lock().unwrap().clone();
     j.sort();
@@ -115,7 +117,7 @@ async fn range_ignored_falls_back_to_one_stream_from_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_range_resumes_from_its_last_byte() {
+async fn a_cut_range_resumes_from_its_last_whole_unit() {
     let fake = Fake::start().await;
     let blob = data(2_000_000, 13);
     let d = fake.put_blob(&blob);
@@ -135,12 +137,13 @@ async fn a_cut_range_resumes_from_its_last_byte() {
         .unwrap();
     assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
     let ranges = ranged_gets(&fake);
-    // Pieces start at multiples of 500 000 (2 MB over 4 lanes); a resume starts 300 000 in.
+    // Pieces start at multiples of 524 288 (2 MB over 4 lanes, on 64 KiB units); the cut
+    // after 300 000 bytes keeps the four whole units (262 144 bytes) and resumes there.
     assert_eq!(ranges.len(), 6, "4 pieces, one 500, one resume: {ranges:?}");
     assert!(
         ranges
             .iter()
-            .any(|r| ["=300000-", "=800000-", "=1300000-", "=1800000-"]
+            .any(|r| ["=262144-", "=786432-", "=1310720-", "=1835008-"]
                 .iter()
                 .any(|s| r.contains(s))),
         "{ranges:?}"
@@ -171,7 +174,8 @@ async fn a_cut_single_stream_resumes_with_range() {
         .await
         .unwrap();
     assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
-    assert_eq!(ranged_gets(&fake), ["bytes=70000-199999"]);
+    // The cut after 70 000 bytes keeps one whole 64 KiB unit.
+    assert_eq!(ranged_gets(&fake), ["bytes=65536-199999"]);
     assert_eq!(p.bytes.load(Ordering::SeqCst), blob.len() as u64);
 }
 
@@ -199,7 +203,8 @@ async fn done_ranges_are_skipped_but_verified() {
         .await
         .unwrap();
     assert_eq!(std::fs::read(tmp.path()).unwrap(), blob);
-    assert_eq!(ranged_gets(&fake), ["bytes=400000-999999"]);
+    // Only whole units count as done: 0..393216 is kept, the unit holding byte 400 000 is not.
+    assert_eq!(ranged_gets(&fake), ["bytes=393216-999999"]);
 
     // A journal that lies (the bytes on disk are wrong) is caught by the digest check.
     let (_tmp, file) = dest(blob.len() as u64);

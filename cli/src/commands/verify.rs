@@ -1,0 +1,96 @@
+//! `fspack verify [REF…|--all] [--repair]`, and the check `pull --verify` runs after a pull.
+
+use anyhow::Context;
+use fspack_engine::EngineError;
+use fspack_engine::verify::{BlobStatus, Scope, VerifyReport, VerifySettings, verify};
+
+use crate::args::{GlobalArgs, VerifyArgs};
+
+pub async fn run(args: VerifyArgs, g: &GlobalArgs) -> anyhow::Result<()> {
+    let Some(store) = super::existing_store(g)? else {
+        anyhow::bail!(EngineError::NotFound(
+            "there is no store to verify (nothing was pulled yet); pass --store DIR if it lives elsewhere".into()
+        ));
+    };
+    let scope = if args.all {
+        Scope::All
+    } else {
+        Scope::Refs(
+            args.references
+                .iter()
+                .map(|r| super::store_name(r))
+                .collect(),
+        )
+    };
+    let client = super::client(&args.registry)?;
+    let settings = VerifySettings {
+        repair: args.repair,
+        ranges: args.registry.jobs.clamp(1, 8),
+    };
+    let report = verify(&store, &scope, &settings, Some(&client))
+        .await
+        .context("verify failed")?;
+    finish(&report, args.json, args.repair)
+}
+
+/// Prints the report (a line per blob that is not fine, or JSON) and fails with exit 6 when a
+/// blob is still bad.
+pub fn finish(report: &VerifyReport, json: bool, repair: bool) -> anyhow::Result<()> {
+    if json {
+        super::print_json(report)?;
+    }
+    for b in &report.blobs {
+        if json || b.status == BlobStatus::Ok {
+            continue;
+        }
+        let what = match b.status {
+            BlobStatus::Missing => "missing".to_string(),
+            BlobStatus::Repaired => format!("repaired ({} bytes fetched)", b.bytes_received),
+            _ if b.index_corrupt => "corrupt (its chunk index too)".to_string(),
+            _ if !b.bad_chunks.is_empty() => {
+                let list: Vec<String> = b
+                    .bad_chunks
+                    .iter()
+                    .take(8)
+                    .map(|c| format!("{} (bytes {}-{})", c.index, c.start, c.end))
+                    .collect();
+                let more = b.bad_chunks.len().saturating_sub(8);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("corrupt: chunk {}{more}", list.join(", "))
+            }
+            _ => "corrupt".to_string(),
+        };
+        eprintln!("{} {what}", b.digest);
+        for r in &b.references {
+            eprintln!("  used by {r}");
+        }
+        for m in &b.mounts {
+            eprintln!("  mounted at {}", m.display());
+        }
+    }
+    if !json {
+        eprintln!(
+            "checked {} blobs ({} bytes): {} bad, {} repaired",
+            report.blobs.len(),
+            report.bytes_checked,
+            report.bad,
+            report.repaired
+        );
+    }
+    if report.bad > 0 {
+        let hint = if repair {
+            ""
+        } else {
+            "; run `fspack verify --repair` to fetch the bad chunks again"
+        };
+        anyhow::bail!(EngineError::Integrity(format!(
+            "{} blobs in the store are corrupt or missing{hint}",
+            report.bad
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! The whole-blob SHA-256 of a blob that is written out of order, computed while it is written.
+//!
+//! A blob's name in the store is its whole-blob digest, so a download must compute it. Pieces
+//! land in any order; this hasher advances over the in-order prefix as soon as it grows, taking
+//! the bytes from the writer's buffer when they are at hand and reading them back (from the page
+//! cache, moments after they were written) when a later piece landed first. The digest is ready
+//! when the last piece lands: nothing reads the blob again after the download.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+/// Reads `buf.len()` bytes at an offset of the blob being hashed.
+pub type ReadAt<'a> = &'a (dyn Fn(&mut [u8], u64) -> std::io::Result<()> + Sync);
+
+/// Incremental SHA-256 over `[0, size)` of a blob whose byte ranges arrive in any order. Many
+/// threads may call [`PrefixHasher::written`] at once; one of them hashes while the others
+/// return at once (the one hashing picks up their ranges too).
+#[derive(Debug)]
+pub struct PrefixHasher {
+    size: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    hasher: Sha256,
+    hashed_to: u64,
+    /// Written but not yet hashed: start -> end.
+    pending: BTreeMap<u64, u64>,
+    busy: bool,
+}
+
+const READ_PIECE: usize = 1 << 20;
+
+impl PrefixHasher {
+    /// A hasher for a blob of `size` bytes.
+    pub fn new(size: u64) -> Self {
+        PrefixHasher {
+            size,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Bytes `[0, n)` hashed so far.
+    pub fn hashed_to(&self) -> u64 {
+        self.state.lock().expect("not poisoned").hashed_to
+    }
+
+    /// Records that `bytes` were written at `offset`, and hashes whatever prefix is now
+    /// complete. Other complete ranges are read with `read_at`. Errors are `read_at`'s.
+    pub fn written(&self, offset: u64, bytes: &[u8], read_at: ReadAt<'_>) -> std::io::Result<()> {
+        self.add(offset, offset + bytes.len() as u64);
+        self.drain(Some((offset, bytes)), read_at)
+    }
+
+    /// Records that `[start, end)` is present without the bytes at hand (a resumed download).
+    pub fn present(&self, start: u64, end: u64) {
+        self.add(start, end);
+    }
+
+    fn add(&self, start: u64, end: u64) {
+        let mut st = self.state.lock().expect("not poisoned");
+        let (start, end) = (start.max(st.hashed_to), end.min(self.size));
+        if start < end {
+            let e = st.pending.entry(start).or_insert(end);
+            *e = (*e).max(end);
+        }
+    }
+
+    fn drain(&self, at_hand: Option<(u64, &[u8])>, read_at: ReadAt<'_>) -> std::io::Result<()> {
+        let mut st = self.state.lock().expect("not poisoned");
+        if st.busy {
+            return Ok(());
+        }
+        st.busy = true;
+        let mut hasher = std::mem::take(&mut st.hasher);
+        let mut buf = Vec::new();
+        let result = loop {
+            let next = st.pending.first_key_value().map(|(&a, &b)| (a, b));
+            let Some((a, b)) = next.filter(|&(a, _)| a <= st.hashed_to) else {
+                break Ok(());
+            };
+            st.pending.remove(&a);
+            let from = st.hashed_to;
+            if b <= from {
+                continue;
+            }
+            drop(st);
+            let r = hash_range(&mut hasher, from, b, at_hand, read_at, &mut buf);
+            st = self.state.lock().expect("not poisoned");
+            if let Err(e) = r {
+                // Put the range back so a later call (or finish) can try again.
+                st.pending.insert(from, b);
+                break Err(e);
+            }
+            st.hashed_to = b;
+        };
+        st.hasher = hasher;
+        st.busy = false;
+        result
+    }
+
+    /// The digest (`sha256:<hex>`) once every byte of `[0, size)` was recorded; `None` while
+    /// some are missing. Hashes any prefix still pending first.
+    pub fn finish(&self, read_at: ReadAt<'_>) -> std::io::Result<Option<String>> {
+        self.drain(None, read_at)?;
+        let st = self.state.lock().expect("not poisoned");
+        if st.busy || st.hashed_to < self.size {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "sha256:{}",
+            hex::encode(st.hasher.clone().finalize())
+        )))
+    }
+}
+
+fn hash_range(
+    h: &mut Sha256,
+    mut from: u64,
+    to: u64,
+    at_hand: Option<(u64, &[u8])>,
+    read_at: ReadAt<'_>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    while from < to {
+        if let Some((off, bytes)) = at_hand {
+            let end = off + bytes.len() as u64;
+            if off <= from && from < end {
+                let stop = to.min(end);
+                h.update(&bytes[(from - off) as usize..(stop - off) as usize]);
+                from = stop;
+                continue;
+            }
+        }
+        let n = ((to - from) as usize).min(READ_PIECE);
+        buf.resize(n, 0);
+        read_at(&mut buf[..n], from)?;
+        h.update(&buf[..n]);
+        from += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_order_gives_the_plain_digest(data in proptest::collection::vec(any::<u8>(), 1..20_000),
+                                            cuts in proptest::collection::vec(0usize..20_000, 0..10),
+                                            order in proptest::collection::vec(any::<u32>(), 11)) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % data.len()).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort();
+            cuts.dedup();
+            let mut pieces: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+            // Shuffle by the random keys.
+            let mut keyed: Vec<(u32, (usize, usize))> = pieces.drain(..).enumerate().map(|(i, p)| (order[i % order.len()], p)).collect();
+            keyed.sort();
+            let h = PrefixHasher::new(data.len() as u64);
+            let read = |buf: &mut [u8], off: u64| { buf.copy_from_slice(&data[off as usize..off as usize + buf.len()]); Ok(()) };
+            for (i, (_, (a, b))) in keyed.iter().enumerate() {
+                prop_assert_eq!(h.finish(&read).unwrap(), None::<String>);
+                if i % 3 == 2 {
+                    h.present(*a as u64, *b as u64);
+                } else {
+                    h.written(*a as u64, &data[*a..*b], &read).unwrap();
+                }
+            }
+            let want = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+            prop_assert_eq!(h.finish(&read).unwrap(), Some(want));
+        }
+    }
+
+    #[test]
+    fn a_gap_keeps_the_digest_back() {
+        let h = PrefixHasher::new(10);
+        let read = |_: &mut [u8], _: u64| Err(std::io::Error::other("not written"));
+        h.written(5, &[0; 5], &read).unwrap();
+        assert_eq!(h.hashed_to(), 0);
+        assert_eq!(h.finish(&read).unwrap(), None);
+    }
+}

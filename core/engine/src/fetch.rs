@@ -1,0 +1,256 @@
+//! One blob from a registry into the store, verified chunk by chunk where the layer carries a
+//! chunk index, resumed from every chunk a killed pull left behind.
+//!
+//! The rule kept here: no byte reaches the partial file before its chunk digest matched (when
+//! there is an index), nothing is named by its digest in `blobs/` before the whole-blob sha256
+//! matched and the data is durable, and a resumed pull trusts no journal line it has not checked
+//! again (each claimed chunk is re-hashed; without an index the whole-blob digest decides).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fspack_chunkindex::{ChunkIndex, ChunkIndexError, Embedded, MAX_INDEX_LEN};
+use fspack_registry::{BlobSink, Client, DownloadOptions, DownloadStats, Reference};
+use fspack_store::{Ingest, Store};
+
+use crate::artifact::{ANN_TITLE, Descriptor};
+use crate::error::{EngineError, Result};
+use crate::report::{Reporter, TransferProgress};
+
+/// Fetches of the chunk index that may fail its digest before the pull gives up.
+const INDEX_ATTEMPTS: u32 = 3;
+
+/// The embedded chunk index a layer descriptor announces, if fspack can use it.
+///
+/// Returns `Ok(None)` for layers without one and for index formats fspack does not implement
+/// (erofs-image-spec §2.2: treat as absent; the whole-blob digest still verifies everything).
+/// Errors with [`EngineError::Integrity`] when the annotations are malformed (§3.4.6: the layer
+/// is corrupt), naming the layer.
+pub fn chunk_index_of(d: &Descriptor) -> Result<Option<Embedded>> {
+    match Embedded::from_annotations(&d.annotations, d.size) {
+        Ok(e) => Ok(e),
+        Err(ChunkIndexError::Unsupported(why)) => {
+            tracing::info!(digest = %d.digest, "ignoring the layer's chunk index: {why}");
+            Ok(None)
+        }
+        Err(e) => Err(EngineError::Integrity(format!(
+            "layer {} announces a chunk index that cannot be used: {e}",
+            d.digest
+        ))),
+    }
+}
+
+/// Checks that a cached blob has the size its descriptor gives: a digest names one content of
+/// one size, so a manifest that says otherwise is wrong and is refused, not half-trusted.
+pub fn check_cached_size(store: &Store, d: &Descriptor, what: &str) -> Result<()> {
+    let path = store.blob_path(&d.digest);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.len() != d.size => Err(EngineError::Integrity(format!(
+            "{what}: the manifest gives blob {} a size of {} bytes, but the verified blob in the store has {} bytes; the manifest is wrong (a digest names one size)",
+            d.digest,
+            d.size,
+            m.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// An [`Ingest`] as the registry client's sink.
+struct IngestSink(Arc<Ingest>);
+
+impl BlobSink for IngestSink {
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write_at(offset, bytes)
+    }
+}
+
+/// What fetching one blob did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fetched {
+    /// The store had it already (or another process committed it while we waited).
+    pub cached: bool,
+    /// Whether it was verified per chunk.
+    pub chunked: bool,
+    /// Transfer counters.
+    pub stats: DownloadStats,
+}
+
+/// Fetches blob `d` of `r` into `store` and commits it, or finds it there.
+///
+/// Errors: [`EngineError::Integrity`] for a malformed index or a cached blob of another size,
+/// the registry's `ChunkMismatch`, `DigestMismatch`, `Network`, … and the store's errors.
+pub async fn fetch_blob(
+    client: &Client,
+    r: &Reference,
+    d: &Descriptor,
+    store: &Arc<Store>,
+    ranges: usize,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<Fetched> {
+    let embedded = chunk_index_of(d)?;
+    check_cached_size(store, d, &r.to_string())?;
+    if store.has_blob(&d.digest) {
+        reporter.skipped(d.size);
+        return Ok(Fetched {
+            cached: true,
+            ..Default::default()
+        });
+    }
+    // The ingest takes a file lock: wait for it off the async threads.
+    let ingest = {
+        let (store, digest, size) = (store.clone(), d.digest.clone(), d.size);
+        tokio::task::spawn_blocking(move || store.ingest(&digest, size))
+            .await
+            .expect("no panic")?
+    };
+    if ingest.is_committed() {
+        // Another pull committed it while we waited for the lock.
+        reporter.skipped(d.size);
+        return Ok(Fetched {
+            cached: true,
+            ..Default::default()
+        });
+    }
+    let ingest = Arc::new(ingest);
+    let mut stats = DownloadStats::default();
+    let index = match &embedded {
+        Some(e) => Some(load_index(client, r, d, e, &ingest, &mut stats).await?),
+        None => None,
+    };
+    let present = {
+        let (ingest, index) = (ingest.clone(), index.clone());
+        tokio::task::spawn_blocking(move || still_present(&ingest, index.as_deref()))
+            .await
+            .expect("no panic")
+    };
+    let title = d
+        .annotations
+        .get(ANN_TITLE)
+        .cloned()
+        .unwrap_or_else(|| d.digest[7..19].to_string());
+    let id = reporter.start(&title, d.size);
+    reporter.advance(id, present.iter().map(|(a, b)| b - a).sum());
+    let opts = DownloadOptions {
+        range_parallelism: ranges,
+        chunks: index,
+        done_ranges: present,
+        ..Default::default()
+    };
+    let progress = Arc::new(TransferProgress {
+        reporter: reporter.clone(),
+        id,
+    });
+    let sink = Arc::new(IngestSink(ingest.clone()));
+    let got = client
+        .download_to(r, &d.digest, d.size, sink, &opts, progress)
+        .await?;
+    stats.bytes_received += got.bytes_received;
+    stats.chunks_refetched += got.chunks_refetched;
+    let ingest = Arc::try_unwrap(ingest)
+        .map_err(|_| EngineError::Integrity(format!("blob {} is still being written", d.digest)))?;
+    tokio::task::spawn_blocking(move || ingest.commit_written())
+        .await
+        .expect("no panic")?;
+    reporter.finish(id);
+    Ok(Fetched {
+        cached: false,
+        chunked: embedded.is_some(),
+        stats,
+    })
+}
+
+/// Gets the chunk index of a blob being ingested: from the partial file when a killed pull
+/// already wrote it, else with one Range GET; checked against the digest the manifest gives,
+/// written into the partial blob (it is the blob's tail) and parsed.
+async fn load_index(
+    client: &Client,
+    r: &Reference,
+    d: &Descriptor,
+    e: &Embedded,
+    ingest: &Arc<Ingest>,
+    stats: &mut DownloadStats,
+) -> Result<Arc<ChunkIndex>> {
+    let len = e.range.end - e.range.start;
+    let have = ingest
+        .done_ranges()
+        .iter()
+        .any(|&(a, b)| a <= e.range.start && e.range.end <= b);
+    if have {
+        let mut buf = vec![0u8; len as usize];
+        if ingest.read_at(&mut buf, e.range.start).is_ok()
+            && let Ok(ix) = e.open(&buf)
+        {
+            ingest.keep_present(e.range.start, e.range.end);
+            return Ok(Arc::new(ix));
+        }
+    }
+    let mut last = None;
+    for attempt in 1..=INDEX_ATTEMPTS {
+        let bytes: Bytes = client
+            .get_blob_range(r, &d.digest, e.range.start, e.range.end, MAX_INDEX_LEN)
+            .await?;
+        stats.bytes_received += bytes.len() as u64;
+        match e.open(&bytes) {
+            Ok(ix) => {
+                let (ingest, at) = (ingest.clone(), e.range.start);
+                tokio::task::spawn_blocking(move || ingest.write_at(at, &bytes))
+                    .await
+                    .expect("no panic")
+                    .map_err(|err| {
+                        EngineError::io(
+                            &std::path::PathBuf::from(format!("ingest of {}", d.digest)),
+                            err,
+                        )
+                    })?;
+                return Ok(Arc::new(ix));
+            }
+            Err(err) => {
+                tracing::warn!(digest = %d.digest, attempt, "chunk index failed verification: {err}");
+                if attempt < INDEX_ATTEMPTS {
+                    stats.chunks_refetched += 1;
+                }
+                last = Some(err);
+            }
+        }
+    }
+    Err(EngineError::Integrity(format!(
+        "the chunk index of blob {} from {} failed verification {INDEX_ATTEMPTS} times: {}",
+        d.digest,
+        r.registry,
+        last.expect("at least one attempt")
+    )))
+}
+
+/// The byte ranges an earlier attempt left that can be kept: with an index, each chunk the
+/// journal claims is hashed again and kept only if it matches (so a torn write or a disk that
+/// lost data after a crash costs a refetch, never a wrong byte); without one, the journal's
+/// ranges, which the whole-blob digest checks at commit. Kept ranges go to the ingest's hasher.
+fn still_present(ingest: &Ingest, index: Option<&ChunkIndex>) -> Vec<(u64, u64)> {
+    let claimed = ingest.done_ranges();
+    let Some(ix) = index else {
+        for &(a, b) in &claimed {
+            ingest.keep_present(a, b);
+        }
+        return claimed;
+    };
+    let mut kept: Vec<(u64, u64)> = Vec::new();
+    let mut buf = Vec::new();
+    for &(a, b) in &claimed {
+        for i in ix.chunks_covering(a, b) {
+            let r = ix.chunk(i);
+            if r.start < a || r.end > b {
+                continue; // only partly written
+            }
+            buf.resize((r.end - r.start) as usize, 0);
+            if ingest.read_at(&mut buf, r.start).is_ok() && ix.verify(i, &buf) {
+                ingest.keep_present(r.start, r.end);
+                match kept.last_mut() {
+                    Some(l) if l.1 == r.start => l.1 = r.end,
+                    _ => kept.push((r.start, r.end)),
+                }
+            }
+        }
+    }
+    // The index itself (the blob's tail) was handled by `load_index`.
+    kept
+}

@@ -1,0 +1,477 @@
+//! `fspack verify`: re-hash stored blobs, name each bad blob, each bad chunk and the mounts that
+//! use them, and with `--repair` fetch only the bad chunks again.
+//!
+//! The store promises that a file under `blobs/` hashes to its name, but disks fail, hosts crash
+//! and people run `dd`. A pull trusts what the store already has, so this is where that trust is
+//! checked. Where a blob carries a chunk index (every layer fspack pushes), the check says which
+//! 1 MiB chunks are wrong and a repair fetches just those, verified against the index, and writes
+//! them into the blob in place, so even mounts that already use it read the right bytes after.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fspack_chunkindex::{ChunkIndex, Embedded};
+use fspack_registry::{BlobSink, Client, DownloadOptions, NoProgress, Reference};
+use fspack_store::{BlobRepair, Store};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::artifact::{Descriptor, MAX_MANIFEST, parse_manifest};
+use crate::error::{EngineError, Result};
+
+/// Which blobs to check.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every blob in the store.
+    All,
+    /// The manifests, configs and layers of these tags (references as pulled).
+    Refs(Vec<String>),
+}
+
+/// Settings of a verify run.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    /// Fetch bad chunks (or whole blobs without an index) again and write them in place.
+    pub repair: bool,
+    /// Concurrent Range requests within one blob during a repair.
+    pub ranges: usize,
+}
+
+/// State of one blob after the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobStatus {
+    /// Hashes to its digest.
+    Ok,
+    /// Does not hash to its digest.
+    Corrupt,
+    /// Was corrupt and now hashes to its digest again.
+    Repaired,
+    /// Named by a manifest in scope but absent from the store.
+    Missing,
+}
+
+/// A chunk that does not match its digest in the blob's chunk index.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadChunk {
+    /// Chunk number in the index (0-based).
+    pub index: usize,
+    /// First byte.
+    pub start: u64,
+    /// End (exclusive).
+    pub end: u64,
+}
+
+/// What was found for one blob.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlobCheck {
+    /// Digest.
+    pub digest: String,
+    /// Size in bytes (of the file, or from the manifest when missing).
+    pub size: u64,
+    /// Outcome.
+    pub status: BlobStatus,
+    /// Bad chunks, when the blob has a usable chunk index.
+    pub bad_chunks: Vec<BadChunk>,
+    /// The blob's chunk index itself fails its digest (the chunks cannot be told apart).
+    pub index_corrupt: bool,
+    /// Tags whose manifests use it.
+    pub references: Vec<String>,
+    /// fspack mounts that use it.
+    pub mounts: Vec<PathBuf>,
+    /// Bytes fetched to repair it.
+    pub bytes_received: u64,
+}
+
+/// What a verify run found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Every blob checked, sorted by digest.
+    pub blobs: Vec<BlobCheck>,
+    /// Bytes hashed.
+    pub bytes_checked: u64,
+    /// Blobs still corrupt or missing after the run.
+    pub bad: usize,
+    /// Blobs repaired.
+    pub repaired: usize,
+}
+
+/// Checks (and with `settings.repair`, repairs) the blobs in `scope`.
+///
+/// Returns the report; the caller turns `report.bad > 0` into exit 6. Errors:
+/// [`EngineError::NotFound`] for a reference not in the store, [`EngineError::Usage`] when a
+/// repair is asked without a client, store and registry errors of a repair.
+pub async fn verify(
+    store: &Arc<Store>,
+    scope: &Scope,
+    settings: &VerifySettings,
+    client: Option<&Client>,
+) -> Result<VerifyReport> {
+    // Descriptors and references per blob, from every tagged manifest (also for `All`, so that
+    // chunk indexes are known wherever some manifest describes the blob).
+    let mut known: BTreeMap<String, (Option<Descriptor>, Vec<String>)> = BTreeMap::new();
+    let tags = store.tags()?;
+    if let Scope::Refs(refs) = scope {
+        for r in refs {
+            if !tags.iter().any(|(name, _)| name == r) {
+                return Err(EngineError::NotFound(format!(
+                    "{r} is not in the store at {}; run `fspack pull {r}` first",
+                    store.root().display()
+                )));
+            }
+        }
+    }
+    let mut wanted: Vec<String> = Vec::new();
+    for (name, m) in &tags {
+        let in_scope = match scope {
+            Scope::All => true,
+            Scope::Refs(refs) => refs.contains(name),
+        };
+        let mut note = |digest: &str, d: Option<Descriptor>| {
+            let e = known.entry(digest.to_string()).or_default();
+            if e.0.is_none() {
+                e.0 = d;
+            }
+            if !e.1.contains(name) {
+                e.1.push(name.clone());
+            }
+            if in_scope && !wanted.iter().any(|w| w == digest) {
+                wanted.push(digest.to_string());
+            }
+        };
+        note(&m.digest, None);
+        let Ok(bytes) = store.read_blob(&m.digest, MAX_MANIFEST) else {
+            continue; // the manifest itself is checked (and reported) below
+        };
+        let Ok(manifest) = parse_manifest(&bytes, name) else {
+            continue;
+        };
+        note(&manifest.config.digest, Some(manifest.config.clone()));
+        for l in &manifest.layers {
+            note(&l.digest, Some(l.clone()));
+        }
+    }
+    let on_disk: BTreeMap<String, u64> = store.blobs()?.into_iter().collect();
+    if matches!(scope, Scope::All) {
+        wanted = on_disk.keys().cloned().collect();
+    }
+    wanted.sort();
+    let mounts = store.mount_records()?;
+    let mut report = VerifyReport {
+        blobs: Vec::new(),
+        bytes_checked: 0,
+        bad: 0,
+        repaired: 0,
+    };
+    for digest in wanted {
+        let (desc, references) = known.get(&digest).cloned().unwrap_or_default();
+        let using: Vec<PathBuf> = mounts
+            .iter()
+            .filter(|m| m.blobs.contains(&digest) || m.manifest_digest == digest)
+            .map(|m| m.target.clone())
+            .collect();
+        let Some(&size) = on_disk.get(&digest) else {
+            report.bad += 1;
+            report.blobs.push(BlobCheck {
+                size: desc.as_ref().map_or(0, |d| d.size),
+                digest,
+                status: BlobStatus::Missing,
+                bad_chunks: Vec::new(),
+                index_corrupt: false,
+                references,
+                mounts: using,
+                bytes_received: 0,
+            });
+            continue;
+        };
+        let found = {
+            let (store, digest, desc) = (store.clone(), digest.clone(), desc.clone());
+            tokio::task::spawn_blocking(move || check_blob(&store, &digest, size, desc.as_ref()))
+                .await
+                .expect("no panic")?
+        };
+        report.bytes_checked += size;
+        let mut check = BlobCheck {
+            digest: digest.clone(),
+            size,
+            status: if found.ok {
+                BlobStatus::Ok
+            } else {
+                BlobStatus::Corrupt
+            },
+            bad_chunks: found.bad_chunks(),
+            index_corrupt: found.index_corrupt,
+            references,
+            mounts: using,
+            bytes_received: 0,
+        };
+        if !found.ok && settings.repair {
+            let client = client.ok_or_else(|| {
+                EngineError::Usage("a registry client is needed to repair".into())
+            })?;
+            check.bytes_received = repair(
+                store,
+                client,
+                &check,
+                desc.as_ref(),
+                found.index.clone(),
+                settings,
+            )
+            .await?;
+            check.status = BlobStatus::Repaired;
+            report.repaired += 1;
+            let targets: Vec<PathBuf> = check.mounts.clone();
+            let loops: Vec<PathBuf> = mounts
+                .iter()
+                .filter(|m| targets.contains(&m.target))
+                .flat_map(|m| m.loop_devices.clone())
+                .collect();
+            tokio::task::spawn_blocking(move || drop_cached_pages(&targets, &loops))
+                .await
+                .expect("no panic");
+        }
+        if matches!(check.status, BlobStatus::Corrupt) {
+            report.bad += 1;
+        }
+        report.blobs.push(check);
+    }
+    Ok(report)
+}
+
+/// What hashing one stored blob found.
+struct Found {
+    ok: bool,
+    index: Option<Arc<ChunkIndex>>,
+    index_corrupt: bool,
+    bad: Vec<usize>,
+}
+
+impl Found {
+    fn bad_chunks(&self) -> Vec<BadChunk> {
+        let Some(ix) = &self.index else {
+            return Vec::new();
+        };
+        self.bad
+            .iter()
+            .map(|&i| {
+                let r = ix.chunk(i);
+                BadChunk {
+                    index: i,
+                    start: r.start,
+                    end: r.end,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Hashes a stored blob in one pass: whole-blob sha256, and each chunk against the blob's chunk
+/// index where its descriptor announces one that still matches its digest.
+fn check_blob(store: &Store, digest: &str, size: u64, desc: Option<&Descriptor>) -> Result<Found> {
+    let path = store.blob_path(digest);
+    let file = std::fs::File::open(&path).map_err(|e| EngineError::io(&path, e))?;
+    let embedded = desc.filter(|d| d.size == size).and_then(|d| {
+        Embedded::from_annotations(&d.annotations, size)
+            .ok()
+            .flatten()
+    });
+    let mut index_corrupt = false;
+    let index = embedded.and_then(|e| {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; (e.range.end - e.range.start) as usize];
+        let ix = file
+            .read_exact_at(&mut buf, e.range.start)
+            .ok()
+            .and_then(|()| e.open(&buf).ok());
+        index_corrupt = ix.is_none();
+        ix.map(Arc::new)
+    });
+    let mut whole = Sha256::new();
+    let mut bad = Vec::new();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    if let Some(ix) = &index {
+        for i in 0..ix.chunk_count() {
+            let r = ix.chunk(i);
+            let n = (r.end - r.start) as usize;
+            buf.resize(n, 0);
+            reader
+                .read_exact(&mut buf[..n])
+                .map_err(|e| EngineError::io(&path, e))?;
+            whole.update(&buf[..n]);
+            if !ix.verify(i, &buf[..n]) {
+                bad.push(i);
+            }
+            pos = r.end;
+        }
+    }
+    loop {
+        buf.resize(1 << 20, 0);
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| EngineError::io(&path, e))?;
+        if n == 0 {
+            break;
+        }
+        whole.update(&buf[..n]);
+        pos += n as u64;
+    }
+    let ok = pos == size && format!("sha256:{}", hex::encode(whole.finalize())) == digest;
+    Ok(Found {
+        ok,
+        index,
+        index_corrupt,
+        bad,
+    })
+}
+
+/// A [`BlobRepair`] as the registry client's sink.
+struct RepairSink(Arc<BlobRepair>);
+
+impl BlobSink for RepairSink {
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write_at(offset, bytes)
+    }
+}
+
+/// Repairs one blob from the registry of its first reference; returns the bytes received.
+async fn repair(
+    store: &Arc<Store>,
+    client: &Client,
+    check: &BlobCheck,
+    desc: Option<&Descriptor>,
+    index: Option<Arc<ChunkIndex>>,
+    settings: &VerifySettings,
+) -> Result<u64> {
+    let Some(name) = check.references.first() else {
+        return Err(EngineError::Integrity(format!(
+            "blob {} is corrupt and no manifest in the store names it, so fspack cannot tell where to fetch it; delete {} and pull again",
+            check.digest,
+            store.blob_path(&check.digest).display()
+        )));
+    };
+    let r: Reference = name.parse().map_err(|e| {
+        EngineError::Usage(format!(
+            "cannot repair blob {}: tag {name:?}: {e}",
+            check.digest
+        ))
+    })?;
+    let fixer = {
+        let (store, digest) = (store.clone(), check.digest.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || store.repair_blob(&digest))
+                .await
+                .expect("no panic")?,
+        )
+    };
+    let received = match (&index, desc) {
+        (Some(ix), Some(_)) if !check.index_corrupt => {
+            // Only the bad chunks travel; each is verified before it is written.
+            let mut good: Vec<(u64, u64)> = Vec::new();
+            for i in 0..ix.chunk_count() {
+                if !check.bad_chunks.iter().any(|b| b.index == i) {
+                    let r = ix.chunk(i);
+                    good.push((r.start, r.end));
+                }
+            }
+            let opts = DownloadOptions {
+                range_parallelism: settings.ranges,
+                chunks: Some(ix.clone()),
+                done_ranges: good,
+                ..Default::default()
+            };
+            let sink = Arc::new(RepairSink(fixer.clone()));
+            client
+                .download_to(
+                    &r,
+                    &check.digest,
+                    check.size,
+                    sink,
+                    &opts,
+                    Arc::new(NoProgress),
+                )
+                .await?
+                .bytes_received
+        }
+        _ => {
+            // No usable index: a whole verified copy, then written over the blob in place.
+            let tmp = tempfile::NamedTempFile::new_in(store.root().join("ingest"))
+                .map_err(|e| EngineError::io(&store.root().join("ingest"), e))?;
+            tmp.as_file()
+                .set_len(check.size)
+                .map_err(|e| EngineError::io(tmp.path(), e))?;
+            let stats = client
+                .download_blob(
+                    &r,
+                    &check.digest,
+                    check.size,
+                    tmp.as_file(),
+                    &DownloadOptions {
+                        range_parallelism: settings.ranges,
+                        ..Default::default()
+                    },
+                    Arc::new(NoProgress),
+                )
+                .await?;
+            let fixer = fixer.clone();
+            tokio::task::spawn_blocking(move || copy_into(tmp.path(), &fixer))
+                .await
+                .expect("no panic")?;
+            stats.bytes_received
+        }
+    };
+    let fixer = Arc::try_unwrap(fixer)
+        .map_err(|_| EngineError::Integrity(format!("blob {} is still in use", check.digest)))?;
+    tokio::task::spawn_blocking(move || fixer.finish())
+        .await
+        .expect("no panic")?;
+    Ok(received)
+}
+
+fn copy_into(src: &Path, dst: &BlobRepair) -> Result<()> {
+    let mut f = std::fs::File::open(src).map_err(|e| EngineError::io(src, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| EngineError::io(src, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        dst.write_at(off, &buf[..n])
+            .map_err(|e| EngineError::io(dst.path(), e))?;
+        off += n as u64;
+    }
+}
+
+/// Drops the page cache of every file under the mount points and of their loop devices, so
+/// pages read before a repair (the zeros of a zeroed blob) are read again from the repaired
+/// blob. Clean pages only; nothing is lost. Best effort: a file that cannot be opened is skipped.
+fn drop_cached_pages(targets: &[PathBuf], loop_devices: &[PathBuf]) {
+    use rustix::fs::{Advice, fadvise};
+    fn walk(dir: &Path, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() && depth < 4096 {
+                walk(&e.path(), depth + 1);
+            } else if t.is_file()
+                && let Ok(f) = std::fs::File::open(e.path())
+            {
+                let _ = fadvise(&f, 0, None, Advice::DontNeed);
+            }
+        }
+    }
+    for t in targets {
+        walk(t, 0);
+    }
+    for d in loop_devices {
+        if let Ok(f) = std::fs::File::open(d) {
+            let _ = fadvise(&f, 0, None, Advice::DontNeed);
+        }
+    }
+}

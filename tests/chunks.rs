@@ -1,0 +1,522 @@
+//! Chunk-verified pulls against the real registry (issue 9): every layer fspack pushes carries a
+//! chunk index, pulls check each chunk as it lands, a bad chunk is fetched again alone, a killed
+//! pull resumes from its last good chunk, and `verify --repair` mends a damaged store chunk by
+//! chunk. Faults come from a proxy in front of the real registry.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::proxy::{Fault, FaultProxy};
+use common::trees::{SnapOpts, assert_same, can_mount, have_tool, snapshot};
+use common::*;
+use sha2::{Digest, Sha256};
+
+const CHUNK: u64 = 1 << 20;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "fspack failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A small model: three 3 MiB weight files, a config and some notes.
+fn model(dir: &Path, salt: u8) {
+    fs::create_dir_all(dir).unwrap();
+    for i in 0..3u8 {
+        let data: Vec<u8> = (0..(3u32 << 20))
+            .map(|x| (x.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i ^ salt)
+            .collect();
+        fs::write(dir.join(format!("model-{i}.safetensors")), data).unwrap();
+    }
+    fs::write(dir.join("config.json"), br#"{"hidden_size": 4096}"#).unwrap();
+    for i in 0..5 {
+        fs::write(dir.join(format!("notes-{i}.txt")), format!("note {i}\n")).unwrap();
+    }
+}
+
+fn push(tmp: &Path, src: &Path, reference: &str, extra: &[&str]) -> serde_json::Value {
+    json(
+        &fspack(&tmp.join("push-store"))
+            .arg("push")
+            .arg(src)
+            .arg(reference)
+            .arg("--json")
+            .args(extra)
+            .output()
+            .unwrap(),
+    )
+}
+
+fn sha256_file(p: &Path) -> String {
+    hex::encode(Sha256::digest(fs::read(p).unwrap()))
+}
+
+/// Every file under `blobs/` hashes to its name.
+fn assert_store_sound(store: &Path) {
+    for e in fs::read_dir(store.join("blobs/sha256"))
+        .into_iter()
+        .flatten()
+    {
+        let e = e.unwrap();
+        assert_eq!(
+            sha256_file(&e.path()),
+            e.file_name().to_string_lossy(),
+            "a blob in the store does not match its digest"
+        );
+    }
+}
+
+fn tag_digest(store: &Path, name: &str) -> Option<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(store.join("index.json")).ok()?).ok()?;
+    index["manifests"].as_array()?.iter().find_map(|m| {
+        (m["annotations"]["org.opencontainers.image.ref.name"] == name)
+            .then(|| m["digest"].as_str().unwrap().to_string())
+    })
+}
+
+#[test]
+fn every_layer_fspack_pushes_carries_a_chunk_index_that_pulls_check() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 0);
+    fspack(tmp.path())
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(tmp.path().join("single.erofs"))
+        .assert()
+        .success();
+    let kinds: Vec<(String, PathBuf, Vec<&str>)> = vec![
+        ("chunked".into(), src.clone(), vec!["--blob-size", "2M"]),
+        ("single".into(), tmp.path().join("single.erofs"), vec![]),
+        (
+            "squashfs".into(),
+            src.clone(),
+            vec!["--format", "squashfs", "--shards", "2"],
+        ),
+    ];
+    for (kind, source, extra) in kinds {
+        let reference = format!("{}/models/kinds:{kind}", reg.addr);
+        let pushed = push(tmp.path(), &source, &reference, &extra);
+        for l in pushed["layers"].as_array().unwrap() {
+            let url = format!(
+                "http://{}/v2/models/kinds/blobs/{}",
+                reg.addr,
+                l["digest"].as_str().unwrap()
+            );
+            let blob = Command::new("curl").args(["-fsS", &url]).output().unwrap();
+            assert!(blob.status.success());
+            // The blob ends with a chunk index (magic CD E4 EC 67) over everything before it.
+            let data = blob.stdout;
+            let size = data.len() as u64;
+            let chunks = (size - 32).div_ceil(CHUNK + 48);
+            let index_len = 32 + 48 * chunks;
+            let at = (size - index_len) as usize;
+            assert_eq!(&data[at..at + 4], &[0xCD, 0xE4, 0xEC, 0x67], "{kind}: {l}");
+        }
+        let store = tmp.path().join(format!("store-{kind}"));
+        let pulled = json(
+            &fspack(&store)
+                .args(["pull", &reference, "--json"])
+                .output()
+                .unwrap(),
+        );
+        for l in pulled["layers"].as_array().unwrap() {
+            assert_eq!(l["chunk_verified"], true, "{kind}: {pulled}");
+        }
+        assert_eq!(pulled["chunks_refetched"], 0);
+        assert_store_sound(&store);
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_one_range_response_costs_that_chunk_alone() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 1);
+    let reference = format!("{}/models/flip:v1", reg.addr);
+    let pushed = push(tmp.path(), &src, &reference, &["--blob-size", "2M"]);
+    let total: u64 = pushed["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .sum();
+    let proxy = FaultProxy::start(&reg.addr, Fault::FlipFirst(1));
+    let via = format!("{}/models/flip:v1", proxy.addr);
+    let store = tmp.path().join("store");
+    let pulled = json(
+        &fspack(&store)
+            .args(["pull", &via, "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        proxy
+            .counters
+            .flips
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(pulled["chunks_refetched"], 1, "{pulled}");
+    let received = pulled["bytes_received"].as_u64().unwrap();
+    assert!(
+        received <= total + CHUNK,
+        "one bad chunk may cost one chunk: received {received} for {total}"
+    );
+    assert_store_sound(&store);
+    assert_eq!(
+        tag_digest(&store, &via).as_deref(),
+        pushed["manifest_digest"].as_str()
+    );
+}
+
+#[test]
+fn a_chunk_wrong_on_every_try_exits_6_commits_nothing_and_keeps_the_tag() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (v1, v2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    model(&v1, 2);
+    model(&v2, 3);
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    let direct = format!("{}/models/bad:latest", reg.addr);
+    let via = format!("{}/models/bad:latest", proxy.addr);
+    let store = tmp.path().join("store");
+    let first = push(tmp.path(), &v1, &direct, &[]);
+    json(
+        &fspack(&store)
+            .args(["pull", &via, "--json"])
+            .output()
+            .unwrap(),
+    );
+    let before = tag_digest(&store, &via);
+    assert_eq!(before.as_deref(), first["manifest_digest"].as_str());
+    let blobs_before: Vec<String> = fs::read_dir(store.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    // v2 under the same tag, pulled through a proxy that corrupts every Range answer.
+    let second = push(tmp.path(), &v2, &direct, &[]);
+    proxy.set_fault(Fault::FlipAlways);
+    let out = fspack(&store)
+        .args(["pull", &via, "--jobs", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("failed verification 3 times") && stderr.contains(" (bytes "),
+        "names the chunk: {stderr}"
+    );
+    assert!(stderr.contains(&proxy.addr), "names the registry: {stderr}");
+    assert_eq!(tag_digest(&store, &via), before, "tag unchanged");
+    for l in second["layers"].as_array().unwrap() {
+        let d = &l["digest"].as_str().unwrap()[7..];
+        assert!(
+            blobs_before.iter().any(|b| b == d) || !store.join("blobs/sha256").join(d).exists(),
+            "a blob of the refused pull was committed"
+        );
+    }
+    assert_store_sound(&store);
+}
+
+/// Sum of the byte ranges `ingest/*.ranges` journals hold, plus committed layer blobs: what a
+/// resumed pull need not fetch.
+fn present_bytes(store: &Path, layers: &[serde_json::Value]) -> u64 {
+    let mut n = 0;
+    for l in layers {
+        let hex = &l["digest"].as_str().unwrap()[7..];
+        let size = l["size"].as_u64().unwrap();
+        if store.join("blobs/sha256").join(hex).exists() {
+            n += size;
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(store.join("ingest").join(format!("{hex}.ranges")))
+        else {
+            continue;
+        };
+        let mut ranges: Vec<(u64, u64)> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (a, b) = l.split_once(' ')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect();
+        ranges.sort();
+        let mut end = 0;
+        for (a, b) in ranges {
+            let a = a.max(end);
+            if b > a {
+                n += b - a;
+                end = b;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn a_pull_killed_at_random_points_fetches_again_at_most_a_chunk_per_stream() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..4u8 {
+        let data: Vec<u8> = (0..(12u32 << 20))
+            .map(|x| (x.wrapping_mul(2_654_435_761) >> 11) as u8 ^ i)
+            .collect();
+        fs::write(src.join(format!("w{i}.bin")), data).unwrap();
+    }
+    let reference = format!("{}/models/killed:v1", reg.addr);
+    let pushed = push(tmp.path(), &src, &reference, &["--blob-size", "16M"]);
+    let layers = pushed["layers"].as_array().unwrap().clone();
+    let total: u64 = layers.iter().map(|l| l["size"].as_u64().unwrap()).sum();
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    // --jobs 2: two blobs at once, two Range streams each.
+    let streams = 4;
+    let mut seed = 0x9e37_79b9_u64;
+    let mut kept_something = false;
+    for round in 0..10 {
+        let store = tmp.path().join(format!("store-{round}"));
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = 20 + seed % 400;
+        let mut child = Command::new(&bin)
+            .env("FSPACK_STORE", &store)
+            .args(["pull", &reference, "--jobs", "2", "-q"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        assert_store_sound(&store);
+        let present = present_bytes(&store, &layers);
+        let missing = total - present.min(total);
+        kept_something |= present > 0 && present < total;
+        let report = json(
+            &fspack(&store)
+                .args(["pull", &reference, "--json", "--jobs", "2"])
+                .output()
+                .unwrap(),
+        );
+        let received = report["bytes_received"].as_u64().unwrap();
+        assert!(
+            received <= missing + streams * CHUNK,
+            "round {round} (killed after {delay} ms): fetched {received} bytes, {missing} were missing"
+        );
+        assert_store_sound(&store);
+        assert_eq!(report["manifest_digest"], pushed["manifest_digest"]);
+    }
+    assert!(
+        kept_something,
+        "no kill landed mid-download; the bound was never exercised"
+    );
+}
+
+#[test]
+fn a_cached_blob_under_a_manifest_that_gives_it_another_size_is_refused() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 4);
+    let reference = format!("{}/models/sizes:v1", reg.addr);
+    push(tmp.path(), &src, &reference, &["--blob-size", "2M"]);
+    let store = tmp.path().join("store");
+    json(
+        &fspack(&store)
+            .args(["pull", &reference, "--json"])
+            .output()
+            .unwrap(),
+    );
+    // The same manifest with one layer's size off by one, under another tag.
+    let url = format!("http://{}/v2/models/sizes/manifests/v1", reg.addr);
+    let out = Command::new("curl")
+        .args([
+            "-fsS",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let size = m["layers"][0]["size"].as_u64().unwrap();
+    m["layers"][0]["size"] = (size + 1).into();
+    // As another tool would write it: no chunk index to disagree with the size first.
+    let ann = m["layers"][0]["annotations"].as_object_mut().unwrap();
+    ann.retain(|k, _| !k.starts_with("org.erofs.chunk-index"));
+    let body = tmp.path().join("m.json");
+    fs::write(&body, serde_json::to_vec(&m).unwrap()).unwrap();
+    let put = Command::new("curl")
+        .args([
+            "-fsS",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("http://{}/v2/models/sizes/manifests/v2", reg.addr))
+        .output()
+        .unwrap();
+    assert!(
+        put.status.success(),
+        "registry refused: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let bad = format!("{}/models/sizes:v2", reg.addr);
+    let out = fspack(&store).args(["pull", &bad]).output().unwrap();
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(m["layers"][0]["digest"].as_str().unwrap())
+            && stderr.contains("the verified blob in the store has"),
+        "{stderr}"
+    );
+    assert_eq!(
+        tag_digest(&store, &bad),
+        None,
+        "no tag for the refused manifest"
+    );
+}
+
+#[test]
+fn skopeo_still_copies_and_verifies_an_artifact_with_chunk_indexes() {
+    let Some(reg) = Registry::start() else { return };
+    if !have_tool("skopeo") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 5);
+    let reference = format!("{}/models/compat:v1", reg.addr);
+    let pushed = push(tmp.path(), &src, &reference, &["--blob-size", "2M"]);
+    let layout = tmp.path().join("copy");
+    let out = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:v1", layout.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // skopeo verified each blob's digest on the way; the layout holds every layer whole.
+    for l in pushed["layers"].as_array().unwrap() {
+        let p = layout
+            .join("blobs/sha256")
+            .join(&l["digest"].as_str().unwrap()[7..]);
+        assert_eq!(fs::metadata(&p).unwrap().len(), l["size"].as_u64().unwrap());
+        assert_eq!(sha256_file(&p), &l["digest"].as_str().unwrap()[7..]);
+    }
+}
+
+#[test]
+fn privileged_verify_names_a_zeroed_blob_and_repair_fetches_only_its_bad_chunk() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 6);
+    let reference = format!("{}/models/zeroed:v1", reg.addr);
+    let pushed = push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    json(
+        &fspack(&store)
+            .args(["pull", &reference, "--json", "--mount"])
+            .arg(&mnt)
+            .output()
+            .unwrap(),
+    );
+    let result = std::panic::catch_unwind(|| {
+        // Read once, so the zeros below would stay in the page cache if nothing dropped it.
+        assert_same(
+            &snapshot(&src, SnapOpts::KERNEL),
+            &snapshot(&mnt, SnapOpts::KERNEL),
+        );
+        let layer = pushed["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["title"] != "meta.erofs")
+            .unwrap()
+            .clone();
+        let digest = layer["digest"].as_str().unwrap().to_string();
+        let blob = store.join("blobs/sha256").join(&digest[7..]);
+        // Zero 100 KiB inside the second chunk, in place (a disk fault, a stray dd).
+        {
+            use std::os::unix::fs::FileExt;
+            let f = fs::OpenOptions::new().write(true).open(&blob).unwrap();
+            f.write_all_at(&vec![0u8; 100 << 10], CHUNK + 4096).unwrap();
+            f.sync_all().unwrap();
+        }
+        // Read the damage through the mount, so the zeros sit in the page cache.
+        fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+        let damaged = (0..3).any(|i| {
+            let name = format!("model-{i}.safetensors");
+            fs::read(mnt.join(&name)).unwrap() != fs::read(src.join(&name)).unwrap()
+        });
+        assert!(
+            damaged,
+            "the zeroed chunk must be visible through the mount"
+        );
+        let out = fspack(&store).args(["verify", "--all"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(6), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&digest) && stderr.contains("chunk 1 (bytes 1048576-2097152)"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(mnt.to_str().unwrap()),
+            "names the mount: {stderr}"
+        );
+        let out = fspack(&store)
+            .args(["verify", &reference, "--repair", "--json"])
+            .output()
+            .unwrap();
+        let report = json(&out);
+        assert_eq!(report["bad"], 0, "{report}");
+        assert_eq!(report["repaired"], 1, "{report}");
+        let fixed = report["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["digest"] == digest.as_str())
+            .unwrap();
+        assert_eq!(fixed["status"], "repaired");
+        assert_eq!(
+            fixed["bytes_received"].as_u64().unwrap(),
+            CHUNK,
+            "only the bad chunk travels: {fixed}"
+        );
+        assert_eq!(sha256_file(&blob), &digest[7..]);
+        fspack(&store).args(["verify", "--all"]).assert().success();
+        // The live mount reads the repaired bytes.
+        assert_same(
+            &snapshot(&src, SnapOpts::KERNEL),
+            &snapshot(&mnt, SnapOpts::KERNEL),
+        );
+    });
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    result.unwrap();
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}
