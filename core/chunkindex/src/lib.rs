@@ -36,7 +36,7 @@ pub const ANN_MEDIA_TYPE: &str = "org.erofs.chunk-index.mediaType";
 pub const HEADER_LEN: u64 = 32;
 /// Length of one entry with a SHA-256 checksum in bytes (§3.4.2: 16 + `HashSize`).
 pub const ENTRY_LEN: u64 = 48;
-/// fspack's chunk size: 1 MiB. Chosen by measurement (bench/README.md, "chunk size"): the table
+/// fspack's chunk size: 1 MiB. Chosen by measurement (`bench/chunk-size.sh`, bench/README.md): the table
 /// costs 48 KiB per GiB, SHA-256 costs the same per byte at any size above 64 KiB, and one chunk
 /// is what a lazy read of a small file or a resumed Range must fetch at least, so smaller is
 /// better down to where request overhead shows.
