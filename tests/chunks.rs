@@ -520,3 +520,46 @@ fn privileged_verify_names_a_zeroed_blob_and_repair_fetches_only_its_bad_chunk()
     result.unwrap();
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
+
+#[test]
+fn pull_verify_repairs_a_damaged_cached_blob_that_a_plain_pull_trusts() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 7);
+    let reference = format!("{}/models/reverify:v1", reg.addr);
+    let pushed = push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
+    let store = tmp.path().join("store");
+    json(
+        &fspack(&store)
+            .args(["pull", &reference, "--json"])
+            .output()
+            .unwrap(),
+    );
+    let digest = pushed["layers"][0]["digest"].as_str().unwrap().to_string();
+    let blob = store.join("blobs/sha256").join(&digest[7..]);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&blob).unwrap();
+        f.write_all_at(&[0u8; 4096], 2 * CHUNK + 100).unwrap();
+    }
+    // A plain pull counts the blob as cached; --verify re-hashes it and mends chunk 2 alone.
+    let plain = json(
+        &fspack(&store)
+            .args(["pull", &reference, "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(plain["bytes_received"], 0);
+    let out = fspack(&store)
+        .args(["pull", &reference, "--verify"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&digest) && stderr.contains(&format!("repaired ({CHUNK} bytes fetched)")),
+        "{stderr}"
+    );
+    assert_store_sound(&store);
+}
