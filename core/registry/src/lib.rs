@@ -1,8 +1,9 @@
 //! A thin OCI distribution client for fspack, over reqwest. It exists because fspack needs large,
 //! resumable, parallel, observable transfers — streamed monolithic or spec-chunked uploads with
 //! resume, parallel `Range` downloads with `pwrite`, retries honouring `Retry-After`, token
-//! refresh mid-transfer and Docker credential files — which `oci-client` does not offer (see
-//! `shared/research/deps.md` §1.3).
+//! refresh mid-transfer, Docker credential files, and chunk-by-chunk verification against an
+//! erofs-image-spec chunk index — which `oci-client` (docs.rs/oci-client: whole-blob pulls into
+//! an `AsyncWrite`, no Range, no resume) does not offer.
 //!
 //! Modules: [`reference`] parses names, `auth` authenticates, `transport` sends one request
 //! well, `upload` and `download` move blobs, `ops` does the small calls, [`manifest`] holds the

@@ -1,8 +1,8 @@
 //! A native, parallel, reproducible SquashFS 4.0 writer over the shared [`Tree`] model.
 //!
 //! Why our own encoder rather than `backhand`: backhand cannot write xattrs or hardlinks, does not
-//! keep holes, compresses on one thread and holds one open reader per input until it writes (see
-//! `shared/research/deps.md` §2.1). The format is small enough that owning it costs less than
+//! keep holes, compresses on one thread and holds one open reader per input until it writes (its
+//! docs at docs.rs/backhand and its `FilesystemWriter` API, as of 0.x). The format is small enough that owning it costs less than
 //! working around those gaps, and it lets SquashFS share the walk, the error types and the
 //! change-detection rules of the EROFS writer.
 //!
