@@ -86,11 +86,21 @@ impl Store {
         rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| StoreError::io(root, e.into()))?;
         if !marker.exists() {
-            if fs::read_dir(root)
-                .map_err(|e| StoreError::io(root, e))?
-                .next()
-                .is_some()
-            {
+            // A creation killed before the marker was renamed into place leaves only the
+            // marker's temporary file: that is our own unfinished store, not a foreign directory.
+            let mut foreign = false;
+            for e in fs::read_dir(root).map_err(|e| StoreError::io(root, e))? {
+                let e = e.map_err(|e| StoreError::io(root, e))?;
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".oci-layout.tmp-")
+                {
+                    let _ = fs::remove_file(e.path());
+                } else {
+                    foreign = true;
+                }
+            }
+            if foreign {
                 return Err(StoreError::NotALayout(root.to_path_buf()));
             }
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;

@@ -572,3 +572,21 @@ fn an_incomplete_or_wrong_write_is_never_committed() {
     let ing = store.ingest(&d, data.len() as u64).unwrap();
     assert!(ing.write_at(49_999, b"XY").is_err());
 }
+
+#[test]
+fn a_store_whose_creation_was_killed_before_the_marker_landed_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    // What a process killed inside write_atomic of `oci-layout` leaves behind.
+    std::fs::write(tmp.path().join(".oci-layout.tmp-4242-0"), b"{").unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    assert!(tmp.path().join("oci-layout").is_file());
+    assert!(!tmp.path().join(".oci-layout.tmp-4242-0").exists());
+    drop(store);
+    // Anything else is still a foreign directory.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
+    assert!(matches!(
+        Store::open(other.path()),
+        Err(StoreError::NotALayout(_))
+    ));
+}
