@@ -230,6 +230,7 @@ fn privileged_a_plain_umount_of_chunked_erofs_on_loop_devices_leaves_nothing_beh
     );
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
     fspack(&store)
         .args(["pull", &reference, "--mount-mode", "loop", "--mount"])
         .arg(&mnt)
@@ -517,7 +518,7 @@ fn a_push_into_a_layout_inside_the_source_is_refused() {
 /// `system.posix_acl_access` granting user 1000 read: an extended ACL (a minimal one would be
 /// folded into the mode bits by the kernel and never stored).
 const ACL: &str =
-    "0x02000000010006ffffffffff020004e803000004000400ffffffff10000400ffffffff20000400ffffffff";
+    "0x0200000001000600ffffffff02000400e803000004000400ffffffff10000400ffffffff20000400ffffffff";
 
 #[test]
 fn squashfs_drops_posix_acls_with_one_warning_and_strict_refuses() {
