@@ -315,6 +315,13 @@ fn privileged_duplicate_files_read_back_through_the_kernel() {
     duplicate_tree(&src, 7, 4, 70_000);
     fs::write(src.join("empty-a"), b"").unwrap();
     fs::write(src.join("empty-b"), b"").unwrap();
+    // Copies smaller than a block, and of a block and a bit (tails that would go inline).
+    for name in ["tiny-a", "tiny-b", "tiny-c"] {
+        fs::write(src.join(name), b"same small bytes\n").unwrap();
+    }
+    for name in ["odd-a", "odd-b"] {
+        fs::write(src.join(name), vec![7u8; 5000]).unwrap();
+    }
     let store = tmp.path().join("store");
     for (format, fstype) in [("squashfs", "squashfs"), ("erofs", "erofs")] {
         let out = tmp.path().join(format!("img.{format}"));

@@ -229,6 +229,22 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
         });
     }
     let dups = duplicate_files(tree)?;
+    if opts.layout == Layout::Single {
+        // Copies share whole blocks: an inline tail would be stored once per copy (a tree of
+        // small duplicates would keep most of its size), so every member of a group of
+        // identical files gets block-aligned data, tail included.
+        for (id, dup) in dups.iter().enumerate() {
+            if let Some(o) = *dup {
+                for m in [o, id] {
+                    let size = nodes[m].size;
+                    nodes[m].data = Data::Flat {
+                        blocks: size.div_ceil(BLKSZ),
+                        tail_inline: false,
+                    };
+                }
+            }
+        }
+    }
 
     // Chunked layout: decide blob placement of file data.
     let mut blobs: Vec<BlobPlan> = Vec::new();
@@ -594,9 +610,8 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
     })
 }
 
-/// For each inode, the earlier regular file with identical contents, if any. Files smaller
-/// than a block (stored inline) and sparse files (their holes are placed per chunk) are left
-/// out.
+/// For each inode, the earlier regular file with identical contents, if any. Sparse files
+/// (their holes are placed per chunk) are left out.
 fn duplicate_files(tree: &Tree) -> Result<Vec<Option<InodeId>>> {
     let mut ids = Vec::new();
     let mut candidates = Vec::new();
@@ -607,7 +622,6 @@ fn duplicate_files(tree: &Tree) -> Result<Vec<Option<InodeId>>> {
             extents: None,
             stamp,
         } = &inode.kind
-            && *size >= BLKSZ
         {
             ids.push(id);
             candidates.push(crate::dedup::Candidate {
