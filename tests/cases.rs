@@ -202,8 +202,28 @@ fn privileged_a_plain_umount_of_squashfs_shards_leaves_nothing_behind() {
     let st = Command::new("umount").arg(&mnt).status().unwrap();
     assert!(st.success());
     let left = settled_leftovers(tmp.path());
-    // Whatever the kernel could not release by itself, gc must.
+    // The mount point is free again for fspack, and whatever the kernel could not release by
+    // itself, gc must.
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    Command::new("umount").arg(&mnt).status().unwrap();
     fspack(&store).arg("gc").assert().success();
+    let ls: serde_json::Value = serde_json::from_slice(
+        &fspack(&store)
+            .args(["ls", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        ls.as_array().unwrap().len(),
+        0,
+        "gc forgets unmounted mounts: {ls}"
+    );
     assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
     assert_eq!(
         left,

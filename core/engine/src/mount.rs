@@ -106,19 +106,28 @@ impl MountPoint {
                 return Err(EngineError::io(target, e));
             }
         };
-        let point = MountPoint { path, created };
-        if store
+        let mut point = MountPoint { path, created };
+        if let Some(rec) = store
             .mount_records()?
-            .iter()
-            .any(|r| r.target == point.path)
+            .into_iter()
+            .find(|r| r.target == point.path)
         {
-            let p = point.path.clone();
-            point.discard();
-            return Err(EngineError::Usage(format!(
-                "{} is already an fspack mount; run `fspack umount {}` first",
-                p.display(),
-                p.display()
-            )));
+            let live = fspack_mount::mountinfo()?
+                .iter()
+                .any(|m| m.mount_point == point.path);
+            if live {
+                let p = point.path.clone();
+                point.discard();
+                return Err(EngineError::Usage(format!(
+                    "{} is already an fspack mount; run `fspack umount {}` first",
+                    p.display(),
+                    p.display()
+                )));
+            }
+            // Unmounted behind fspack's back (umount(8)): release what is left and take the
+            // mount point over, with the directories fspack made for it.
+            release(store, &rec)?;
+            point.created.extend(rec.created_dirs);
         }
         Ok(point)
     }
@@ -498,14 +507,20 @@ pub fn release_orphans(store: &Store) -> Result<Vec<PathBuf>> {
         if live.iter().any(|m| m.mount_point == rec.target) {
             continue;
         }
-        for l in rec.lower_mounts.iter().rev() {
-            if live.iter().any(|m| &m.mount_point == l) {
-                fspack_mount::unmount(l, true)?;
-            }
-        }
-        store.remove_mount_record(&rec.target)?;
+        release(store, &rec)?;
         remove_created(&rec.created_dirs);
         released.push(rec.target);
     }
     Ok(released)
+}
+
+/// Unmounts the lower mounts of an unmounted record that are still attached, and forgets it.
+fn release(store: &Store, rec: &MountRecord) -> Result<()> {
+    let live = fspack_mount::mountinfo()?;
+    for l in rec.lower_mounts.iter().rev() {
+        if live.iter().any(|m| &m.mount_point == l) {
+            fspack_mount::unmount(l, true)?;
+        }
+    }
+    Ok(store.remove_mount_record(&rec.target)?)
 }
