@@ -150,9 +150,19 @@ impl Tree {
             return Err(Error::NotADirectory(root));
         }
         for out in &opts.forbid_inside {
-            // The output itself, resolved through its deepest existing ancestor: it may not
-            // exist yet, may be the source itself (an `oci:` layout), or be several levels down.
-            if resolve_existing(out).starts_with(&root) {
+            // The output's directory (a symlink named as the output is replaced, not followed,
+            // when the image is renamed into place) and the output itself resolved through its
+            // deepest existing ancestor: it may not exist yet, may be the source itself (an
+            // `oci:` layout), or be several levels down.
+            let parent = out.parent().unwrap_or(Path::new("/"));
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            if resolve_existing(parent).starts_with(&root)
+                || resolve_existing(out).starts_with(&root)
+            {
                 return Err(Error::OutputInsideSource {
                     output: out.clone(),
                     source_dir: root.clone(),
