@@ -436,11 +436,13 @@ fn an_artifact_with_more_shards_than_overlayfs_stacks_is_refused_before_download
     let mut manifest: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     let layer = manifest["layers"][0].clone();
     manifest["layers"] = serde_json::Value::Array(vec![layer; 501]);
+    let body = tmp.path().join("manifest.json");
+    fs::write(&body, manifest.to_string()).unwrap();
     let st = Command::new("curl")
         .args(["-fsS", "-o", "/dev/null", "-X", "PUT", "-H"])
         .arg("Content-Type: application/vnd.oci.image.manifest.v1+json")
         .arg("--data-binary")
-        .arg(manifest.to_string())
+        .arg(format!("@{}", body.display()))
         .arg(format!("{base}/manifests/v1"))
         .status()
         .unwrap();
