@@ -61,6 +61,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--mtime', '--mtime', [CompletionResultType]::ParameterName, 'Record this modification time (seconds since the epoch) on every file')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('--all-root', '--all-root', [CompletionResultType]::ParameterName, 'Record every file as owned by root (uid 0, gid 0)')
+            [CompletionResult]::new('--strict-acls', '--strict-acls', [CompletionResultType]::ParameterName, 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
@@ -89,6 +90,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('--all-root', '--all-root', [CompletionResultType]::ParameterName, 'Record every file as owned by root (uid 0, gid 0)')
+            [CompletionResult]::new('--strict-acls', '--strict-acls', [CompletionResultType]::ParameterName, 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)')
             [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
@@ -103,7 +105,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             break
         }
         'fspack;pull' {
-            [CompletionResult]::new('--mount', '--mount', [CompletionResultType]::ParameterName, 'Mount the image on this directory once pulled')
+            [CompletionResult]::new('--mount', '--mount', [CompletionResultType]::ParameterName, 'Mount the image on this directory once pulled (checked first; created when missing, and removed again by `fspack umount`)')
             [CompletionResult]::new('--mount-mode', '--mount-mode', [CompletionResultType]::ParameterName, 'How EROFS images are attached (SquashFS always uses loop devices)')
             [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'Registry user name (else credentials come from the Docker config)')
             [CompletionResult]::new('--password', '--password', [CompletionResultType]::ParameterName, 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)')

@@ -57,6 +57,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --mtime 'Record this modification time (seconds since the epoch) on every file'
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --all-root 'Record every file as owned by root (uid 0, gid 0)'
+            cand --strict-acls 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
             cand --json 'Print a JSON summary on stdout'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
@@ -84,6 +85,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --all-root 'Record every file as owned by root (uid 0, gid 0)'
+            cand --strict-acls 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
             cand --json 'Print a JSON summary on stdout'
@@ -97,7 +99,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;pull'= {
-            cand --mount 'Mount the image on this directory once pulled'
+            cand --mount 'Mount the image on this directory once pulled (checked first; created when missing, and removed again by `fspack umount`)'
             cand --mount-mode 'How EROFS images are attached (SquashFS always uses loop devices)'
             cand --username 'Registry user name (else credentials come from the Docker config)'
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'

@@ -62,6 +62,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand build" -l shards -d 'Squas
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l strict-acls -d 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l json -d 'Print a JSON summary on stdout'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -87,6 +88,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -l password -d 'Regi
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l strict-acls -d 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l json -d 'Print a JSON summary on stdout'
@@ -94,7 +96,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -s q -l quiet -d 'Pr
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount -d 'Mount the image on this directory once pulled' -r -f -a "(__fish_complete_directories)"
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount -d 'Mount the image on this directory once pulled (checked first; created when missing, and removed again by `fspack umount`)' -r -f -a "(__fish_complete_directories)"
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
 file\t'Mount the image files directly (EROFS only, Linux 6.12+)'
 loop\t'Attach read-only loop devices'"

@@ -108,6 +108,7 @@ fn bash_completes_mount_points_for_umount() {
                 blobs: vec![],
                 loop_devices: vec![],
                 lower_mounts: vec![],
+                created_dirs: vec![],
                 created: 0,
             })
             .unwrap();
@@ -233,6 +234,7 @@ fn zsh_completes_subcommands_store_references_and_mount_points() {
             blobs: vec![],
             loop_devices: vec![],
             lower_mounts: vec![],
+            created_dirs: vec![],
             created: 0,
         })
         .unwrap();

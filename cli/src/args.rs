@@ -176,6 +176,10 @@ pub struct ImageArgs {
     /// Record every file as owned by root (uid 0, gid 0).
     #[arg(long)]
     pub all_root: bool,
+    /// SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store,
+    /// instead of dropping them with a warning (EROFS keeps them).
+    #[arg(long)]
+    pub strict_acls: bool,
     /// Record this modification time (seconds since the epoch) on every file.
     #[arg(
         long,
@@ -242,7 +246,8 @@ pub struct PushArgs {
     /// Directory to build and push, or an image file made by fspack or another tool.
     #[arg(value_name = "SOURCE", value_hint = clap::ValueHint::AnyPath)]
     pub source: PathBuf,
-    /// Destination: host[:port]/repo[:tag] or oci:PATH[:tag] for an OCI image layout.
+    /// Destination: host[:port]/repo[:tag] or oci:PATH[:tag] for an OCI image layout (outside
+    /// SOURCE); the tag defaults to latest.
     #[arg(value_name = "REF")]
     pub reference: String,
     /// Image options (when SOURCE is a directory).
@@ -288,10 +293,12 @@ pub struct MountOptsArgs {
 /// `fspack pull`.
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// Artifact to pull: host[:port]/repo[:tag][@digest].
+    /// Artifact to pull: host[:port]/repo[:tag][@digest], or oci:PATH[:tag] for an OCI image
+    /// layout (copied into the store, verified); the tag defaults to latest.
     #[arg(value_name = "REF")]
     pub reference: String,
-    /// Mount the image on this directory once pulled.
+    /// Mount the image on this directory once pulled (checked first; created when missing, and
+    /// removed again by `fspack umount`).
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub mount: Option<PathBuf>,
     /// Mount options.
@@ -337,10 +344,10 @@ pub struct VerifyArgs {
 /// `fspack mount`.
 #[derive(Debug, Args)]
 pub struct MountArgs {
-    /// Artifact reference (pulled into the store first if missing).
+    /// Artifact reference, or oci:PATH[:tag] (pulled into the store first if missing).
     #[arg(value_name = "REF")]
     pub reference: String,
-    /// Mount point.
+    /// Mount point (created when missing, and removed again by `fspack umount`).
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
     /// Mount options.

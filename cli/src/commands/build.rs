@@ -75,5 +75,6 @@ pub fn image_settings(a: &ImageArgs, layout: Layout, default_shards: Shards) -> 
         shards,
         shard_rules: fspack_image::squashfs::ShardRules::default(),
         blob_size: a.blob_size,
+        strict_acls: a.strict_acls,
     }
 }

@@ -26,21 +26,20 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
             (f.digest, f.manifest)
         }
         Target::Layout { path, tag } => {
-            if !path.join("oci-layout").exists() {
-                return Err(fspack_engine::EngineError::NotFound(format!(
+            // Read-only: inspecting a layout must never write into it (issue 11).
+            let layout = fspack_store::LayoutReader::open(&path).map_err(|_| {
+                fspack_engine::EngineError::NotFound(format!(
                     "no OCI image layout at {} (no oci-layout file)",
                     path.display()
                 ))
-                .into());
-            }
-            let store = fspack_store::Store::open(&path)?;
-            let d = store.resolve(&tag)?.ok_or_else(|| {
+            })?;
+            let d = layout.resolve(&tag)?.ok_or_else(|| {
                 fspack_engine::EngineError::NotFound(format!(
                     "no tag {tag} in the OCI layout {}",
                     path.display()
                 ))
             })?;
-            let bytes = store.read_blob(&d.digest, MAX_MANIFEST)?;
+            let bytes = layout.read_blob(&d.digest, MAX_MANIFEST)?;
             (
                 d.digest.clone(),
                 fspack_engine::artifact::parse_manifest(&bytes, &args.reference)?,

@@ -1,6 +1,7 @@
 //! `fspack mount`, `umount`, `ls` and `gc`: the host side of the store.
 
 use anyhow::Context;
+use fspack_engine::mount::MountPoint;
 use fspack_engine::pull::{PullSettings, pull};
 use fspack_engine::target::Target;
 
@@ -11,7 +12,37 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     fspack_mount::privileges()
         .with_context(|| format!("cannot mount on {}", args.dir.display()))?;
     let store = super::store(g)?;
-    let (name, digest) = match Target::parse(&args.reference)? {
+    // The mount point is checked (and a missing one created) before anything is pulled.
+    let point = MountPoint::prepare(&store, &args.dir)
+        .with_context(|| format!("cannot mount on {}", args.dir.display()))?;
+    let resolved = resolve(&args, g, &store).await;
+    let (name, digest) = match resolved {
+        Ok(r) => r,
+        Err(e) => {
+            point.discard();
+            return Err(e);
+        }
+    };
+    let settings = mount_settings(&args.mount_opts);
+    let (s, n, d) = (store.clone(), name.clone(), digest.clone());
+    tokio::task::spawn_blocking(move || {
+        fspack_engine::mount::mount_at(&s, &n, &d, point, &settings)
+    })
+    .await?
+    .with_context(|| format!("failed to mount {name} on {}", args.dir.display()))?;
+    if !g.quiet {
+        eprintln!("mounted {name} ({digest}) on {}", args.dir.display());
+    }
+    Ok(())
+}
+
+/// The store's name and manifest digest of the reference, pulling it first when missing.
+async fn resolve(
+    args: &MountArgs,
+    g: &GlobalArgs,
+    store: &std::sync::Arc<fspack_store::Store>,
+) -> anyhow::Result<(String, String)> {
+    Ok(match Target::parse(&args.reference)? {
         Target::Registry(r) => {
             let name = r.to_string();
             match store.resolve(&name)? {
@@ -32,24 +63,23 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        Target::Layout { .. } => anyhow::bail!(
-            "mount takes a registry reference that is (or can be) pulled into the store"
-        ),
-    };
-    let settings = mount_settings(&args.mount_opts);
-    let (s, n, d, dir) = (
-        store.clone(),
-        name.clone(),
-        digest.clone(),
-        args.dir.clone(),
-    );
-    tokio::task::spawn_blocking(move || fspack_engine::mount::mount(&s, &n, &d, &dir, &settings))
-        .await?
-        .with_context(|| format!("failed to mount {name} on {}", args.dir.display()))?;
-    if !g.quiet {
-        eprintln!("mounted {name} ({digest}) on {}", args.dir.display());
-    }
-    Ok(())
+        Target::Layout { path, tag } => {
+            // Copied into the store (verified) unless it is there already: see engine::import.
+            let name = fspack_engine::import::layout_name(&path, &tag)?;
+            match store.resolve(&name)? {
+                Some(d) => (name, d.digest),
+                None => {
+                    let (s, bars) = (store.clone(), super::bars(g, false));
+                    let report = tokio::task::spawn_blocking(move || {
+                        fspack_engine::import::import(&path, &tag, &s, bars)
+                    })
+                    .await?
+                    .with_context(|| format!("cannot copy {} into the store", args.reference))?;
+                    (name, report.manifest_digest)
+                }
+            }
+        }
+    })
 }
 
 pub fn umount(args: UmountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
@@ -100,7 +130,7 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         let state = if m.mounted {
             ""
         } else {
-            " (stale: not mounted)"
+            " (stale: not mounted; `fspack gc` releases it)"
         };
         writeln!(
             out,
@@ -116,7 +146,20 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
 
 pub fn gc(args: GcArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let report = match super::existing_store(g)? {
-        Some(store) => store.gc(&[]).context("garbage collection failed")?,
+        Some(store) => {
+            // Mounts released by a plain umount(8) first, so their blobs and shards go too.
+            let released = fspack_engine::mount::release_orphans(&store)
+                .context("cannot release what unmounted fspack mounts left behind")?;
+            for t in &released {
+                if !g.quiet {
+                    eprintln!(
+                        "released the leftovers of {} (unmounted without fspack)",
+                        t.display()
+                    );
+                }
+            }
+            store.gc(&[]).context("garbage collection failed")?
+        }
         None => fspack_store::GcReport::default(),
     };
     if args.json {

@@ -1,7 +1,7 @@
 //! `fspack pull REF [--mount DIR]`.
 
 use anyhow::Context;
-use fspack_engine::mount::{MountMode, MountSettings};
+use fspack_engine::mount::{MountMode, MountPoint, MountSettings};
 use fspack_engine::pull::{PullSettings, pull};
 use fspack_engine::target::Target;
 
@@ -19,50 +19,86 @@ pub fn mount_settings(a: &MountOptsArgs) -> MountSettings {
 }
 
 pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
-    let Target::Registry(r) = Target::parse(&args.reference)? else {
-        anyhow::bail!(
-            "pull reads from a registry; an oci: layout is already local (use `fspack mount`)"
-        );
-    };
+    let target = Target::parse(&args.reference)?;
     if let Some(dir) = &args.mount {
         fspack_mount::privileges().with_context(|| format!("cannot mount on {}", dir.display()))?;
     }
     let store = super::store(g)?;
-    let client = super::client(&args.registry)?;
-    let settings = PullSettings {
-        jobs: args.registry.jobs.max(1),
-        ranges: args.registry.jobs.clamp(1, 8),
+    // The mount point is checked (and a missing one created) before any byte is fetched.
+    let point = match &args.mount {
+        Some(dir) => Some(
+            MountPoint::prepare(&store, dir)
+                .with_context(|| format!("cannot mount on {}", dir.display()))?,
+        ),
+        None => None,
     };
     let bars = super::bars(g, args.json);
-    let (mut report, _) = pull(&client, &r, store.clone(), &settings, bars.clone())
-        .await
-        .with_context(|| format!("failed to pull {}", args.reference))?;
+    let ranges = args.registry.jobs.clamp(1, 8);
+    let mut client = None;
+    let pulled: anyhow::Result<_> = async {
+        Ok(match &target {
+            Target::Registry(r) => {
+                let c = client.insert(super::client(&args.registry)?);
+                let settings = PullSettings {
+                    jobs: args.registry.jobs.max(1),
+                    ranges,
+                };
+                pull(c, r, store.clone(), &settings, bars.clone()).await?.0
+            }
+            Target::Layout { path, tag } => {
+                let (s, path, tag, bars) = (store.clone(), path.clone(), tag.clone(), bars.clone());
+                tokio::task::spawn_blocking(move || {
+                    fspack_engine::import::import(&path, &tag, &s, bars)
+                })
+                .await??
+            }
+        })
+    }
+    .await;
+    let mut report = match pulled {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(point) = point {
+                point.discard();
+            }
+            return Err(e).with_context(|| format!("failed to pull {}", args.reference));
+        }
+    };
     drop(bars);
     if args.verify {
         use fspack_engine::verify::{Scope, VerifySettings, verify};
+        // A layout is verified without repair: there is no registry to fetch good bytes from.
         let checked = verify(
             &store,
             &Scope::Refs(vec![report.reference.clone()]),
             &VerifySettings {
-                repair: true,
-                ranges: settings.ranges,
+                repair: client.is_some(),
+                ranges,
             },
-            Some(&client),
+            client.as_ref(),
         )
         .await
-        .with_context(|| format!("pulled {} but could not verify it", args.reference))?;
+        .with_context(|| format!("pulled {} but could not verify it", args.reference));
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(point) = point {
+                    point.discard();
+                }
+                return Err(e);
+            }
+        };
         super::verify::finish(&checked, false, true)?;
     }
-    if let Some(dir) = &args.mount {
+    if let (Some(dir), Some(point)) = (&args.mount, point) {
         let ms = mount_settings(&args.mount_opts);
-        let (s, reference, digest, dir2) = (
+        let (s, reference, digest) = (
             store.clone(),
             report.reference.clone(),
             report.manifest_digest.clone(),
-            dir.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            fspack_engine::mount::mount(&s, &reference, &digest, &dir2, &ms)
+            fspack_engine::mount::mount_at(&s, &reference, &digest, point, &ms)
         })
         .await?
         .with_context(|| {

@@ -181,6 +181,13 @@ impl MountPlan {
                     "{what} mixes SquashFS and EROFS layers"
                 )));
             }
+            let max = fspack_image::squashfs::MAX_SHARDS;
+            if squash.len() > max {
+                return Err(EngineError::Usage(format!(
+                    "{what} has {} SquashFS shards, more than overlayfs can stack ({max} lower layers), so it cannot be mounted\nhint: publish it again with --shards {max} or fewer",
+                    squash.len()
+                )));
+            }
             return Ok(MountPlan::Squashfs {
                 shards: squash.into_iter().cloned().collect(),
             });

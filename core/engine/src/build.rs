@@ -38,6 +38,8 @@ pub struct ImageSettings {
     pub shard_rules: ShardRules,
     /// Largest data blob or shard pack; `None` sizes it from the tree (see [`auto_blob_size`]).
     pub blob_size: Option<u64>,
+    /// SquashFS: fail on POSIX ACLs instead of dropping them with a warning.
+    pub strict_acls: bool,
 }
 
 /// Smallest automatic blob size.
@@ -171,19 +173,35 @@ pub fn build_erofs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<B
 pub fn build_squashfs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<BuildReport> {
     let mut walk = settings.walk.clone();
     walk.forbid_inside.push(absolute(out));
-    let tree = Tree::walk(dir, &walk)?;
+    let (tree, acl_note) = walk_for_squashfs(dir, &walk, settings)?;
     let settings = &settings.sized_for(&tree);
-    if settings.shards == ShardSpec::Count(1) {
+    let mut report = if settings.shards == ShardSpec::Count(1) {
         let r = squashfs::write(&tree, &settings.squashfs, out)?;
-        return Ok(BuildReport {
+        BuildReport {
             image: out.to_path_buf(),
             blobs: Vec::new(),
             inodes: r.inodes,
             bytes: r.bytes,
             notes: r.warnings,
-        });
-    }
-    write_shards(&tree, settings, &blob_dir(out))
+        }
+    } else {
+        write_shards(&tree, settings, &blob_dir(out))?
+    };
+    report.notes.splice(0..0, acl_note);
+    Ok(report)
+}
+
+/// Walks `dir` for a SquashFS image: POSIX ACLs, which the format cannot store, are dropped
+/// (or refused with [`ImageSettings::strict_acls`]); returns the tree and the one warning
+/// that says what was dropped.
+pub fn walk_for_squashfs(
+    dir: &Path,
+    walk: &WalkOptions,
+    settings: &ImageSettings,
+) -> Result<(Tree, Option<String>)> {
+    let mut tree = Tree::walk(dir, walk)?;
+    let dropped = squashfs::acl::drop_acls(&mut tree, settings.strict_acls)?;
+    Ok((tree, dropped.warning()))
 }
 
 /// Writes the SquashFS shards of `tree` into `dir`.

@@ -38,7 +38,144 @@ pub struct MountSettings {
     pub mode: MountMode,
 }
 
-/// Mounts the manifest `digest` (already in `store`) on `target`.
+/// A checked mount point: an existing directory, or one fspack created for this mount.
+///
+/// Made before anything is fetched, so a bad target fails in a second instead of after a
+/// download (issue 11). A missing directory is created as `mount --mkdir` does (mode 0755,
+/// parents included) and remembered, so `umount` and a failed mount remove it again.
+#[derive(Debug)]
+pub struct MountPoint {
+    path: PathBuf,
+    created: Vec<PathBuf>,
+}
+
+impl MountPoint {
+    /// Checks `target` and creates it when missing.
+    ///
+    /// Errors: [`EngineError::Usage`] when `target` (or a parent) exists but is not a directory,
+    /// or is already an fspack mount; [`EngineError::Io`] when it cannot be created.
+    pub fn prepare(store: &Store, target: &Path) -> Result<MountPoint> {
+        let not_dir = |p: &Path, what: &str| {
+            EngineError::Usage(format!(
+                "mount point {} is {what}, not a directory\nhint: name a directory (fspack creates a missing one)",
+                p.display()
+            ))
+        };
+        let mut created = Vec::new();
+        let mut missing = Vec::new();
+        let mut probe = absolute(target);
+        loop {
+            match std::fs::metadata(&probe) {
+                Ok(m) if m.is_dir() => break,
+                Ok(m) => {
+                    let what = if m.is_file() {
+                        "a regular file"
+                    } else {
+                        "a special file"
+                    };
+                    return Err(not_dir(&probe, what));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    missing.push(probe.clone());
+                    if !probe.pop() {
+                        break;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(ENOTDIR) => {
+                    return Err(not_dir(target, "below a file"));
+                }
+                Err(e) => return Err(EngineError::io(&probe, e)),
+            }
+        }
+        for dir in missing.iter().rev() {
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+                Ok(()) => created.push(dir.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) => {
+                    remove_created(&created);
+                    return Err(EngineError::io(dir, e));
+                }
+            }
+        }
+        created.reverse();
+        let path = match std::fs::canonicalize(target) {
+            Ok(p) => p,
+            Err(e) => {
+                remove_created(&created);
+                return Err(EngineError::io(target, e));
+            }
+        };
+        let mut point = MountPoint { path, created };
+        if let Some(rec) = store
+            .mount_records()?
+            .into_iter()
+            .find(|r| r.target == point.path)
+        {
+            let live = fspack_mount::mountinfo()?
+                .iter()
+                .any(|m| m.mount_point == point.path);
+            if live {
+                let p = point.path.clone();
+                point.discard();
+                return Err(EngineError::Usage(format!(
+                    "{} is already an fspack mount; run `fspack umount {}` first",
+                    p.display(),
+                    p.display()
+                )));
+            }
+            // Unmounted behind fspack's back (umount(8)): release what is left and take the
+            // mount point over, with the directories fspack made for it.
+            release(store, &rec)?;
+            point.created.extend(rec.created_dirs);
+        }
+        Ok(point)
+    }
+
+    /// The canonical mount point.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Directories created for this mount point, innermost first.
+    pub fn created(&self) -> &[PathBuf] {
+        &self.created
+    }
+
+    /// Removes the directories this mount point created (after a failed pull or mount).
+    pub fn discard(self) {
+        remove_created(&self.created);
+    }
+}
+
+/// Removes directories fspack created, innermost first, stopping at the first that is not
+/// empty (someone put something there: it is theirs now).
+fn remove_created(dirs: &[PathBuf]) {
+    for d in dirs {
+        if let Err(e) = std::fs::remove_dir(d)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("left {} in place: {e}", d.display());
+            return;
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Linux `ENOTDIR`.
+const ENOTDIR: i32 = 20;
+
+/// Mounts the manifest `digest` (already in `store`) on `target`, creating a missing `target`
+/// (see [`MountPoint::prepare`]) and removing it again when the mount fails.
 pub fn mount(
     store: &Store,
     reference: &str,
@@ -46,23 +183,46 @@ pub fn mount(
     target: &Path,
     settings: &MountSettings,
 ) -> Result<MountRecord> {
+    let point = MountPoint::prepare(store, target)?;
+    mount_at(store, reference, digest, point, settings)
+}
+
+/// Mounts the manifest `digest` (already in `store`) on a prepared mount point; a failed mount
+/// removes the directories the mount point created.
+pub fn mount_at(
+    store: &Store,
+    reference: &str,
+    digest: &str,
+    point: MountPoint,
+    settings: &MountSettings,
+) -> Result<MountRecord> {
+    let created = point.created.clone();
+    match mount_inner(store, reference, digest, &point, settings) {
+        Ok(mut record) => {
+            record.created_dirs = created;
+            // Recorded after the mount succeeded; a crash in between leaves a mount that
+            // `umount` still finds through the mount table (its source lies in the store).
+            store.record_mount(&record)?;
+            Ok(record)
+        }
+        Err(e) => {
+            point.discard();
+            Err(e)
+        }
+    }
+}
+
+fn mount_inner(
+    store: &Store,
+    reference: &str,
+    digest: &str,
+    point: &MountPoint,
+    settings: &MountSettings,
+) -> Result<MountRecord> {
     let bytes = store.read_blob(digest, MAX_MANIFEST)?;
     let manifest = parse_manifest(&bytes, reference)?;
     let plan = MountPlan::from_manifest(&manifest, reference)?;
-    let target = std::fs::canonicalize(target).map_err(|e| EngineError::io(target, e))?;
-    if !target.is_dir() {
-        return Err(EngineError::Usage(format!(
-            "mount point {} is not a directory",
-            target.display()
-        )));
-    }
-    if store.mount_records()?.iter().any(|r| r.target == target) {
-        return Err(EngineError::Usage(format!(
-            "{} is already an fspack mount; run `fspack umount {}` first",
-            target.display(),
-            target.display()
-        )));
-    }
+    let target = point.path.clone();
     let opts = MountOptions {
         noexec: settings.noexec,
     };
@@ -96,6 +256,7 @@ pub fn mount(
         blobs: plan.blobs().iter().map(|d| d.digest.clone()).collect(),
         loop_devices: Vec::new(),
         lower_mounts: Vec::new(),
+        created_dirs: Vec::new(),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -122,9 +283,6 @@ pub fn mount(
             mount_squashfs(store, &paths, &target, &opts, &mut record)?;
         }
     }
-    // Recorded after the mount succeeded; a crash in between leaves a mount that `umount` still
-    // finds through the mount table (its source lies in the store).
-    store.record_mount(&record)?;
     Ok(record)
 }
 
@@ -179,6 +337,28 @@ fn mount_squashfs(
         record.loop_devices.push(dev.path().to_path_buf());
         return Ok(());
     }
+    // Detached lower mounts first: then the overlay is the only thing holding them, and a
+    // plain umount(8) of the target releases every shard and loop device (issue 11).
+    let devs: Vec<LoopDevice> = shards
+        .iter()
+        .map(|s| LoopDevice::attach(s, loop_opts()))
+        .collect::<std::result::Result<_, _>>()?;
+    let dev_paths: Vec<PathBuf> = devs.iter().map(|d| d.path().to_path_buf()).collect();
+    match fspack_mount::mount_squashfs_stack(&dev_paths, target, opts) {
+        Ok(()) => {
+            record.loop_devices = dev_paths;
+            return Ok(());
+        }
+        Err(fspack_mount::StackError::Mount(e)) => return Err(e.into()),
+        Err(fspack_mount::StackError::Unsupported(e)) => {
+            tracing::info!(
+                "this kernel does not stack detached mounts ({e}); mounting shards under the store"
+            );
+        }
+    }
+    drop(devs);
+    // Fallback (kernels before 6.15): attached lower mounts under the store. A plain umount(8)
+    // of the target leaves them behind; `fspack ls` shows them and `fspack gc` releases them.
     let base = store
         .root()
         .join("mounts")
@@ -267,6 +447,7 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
             }
         }
         store.remove_mount_record(&target)?;
+        remove_created(&rec.created_dirs);
     }
     Ok(())
 }
@@ -311,4 +492,35 @@ pub fn list(store: &Store) -> Result<Vec<MountStatus>> {
             MountStatus { record, mounted }
         })
         .collect())
+}
+
+/// Releases what mounts unmounted behind fspack's back (a plain `umount(8)`) left: lower shard
+/// mounts still attached under the store (kernels that cannot stack detached mounts), the
+/// directories fspack created, and the records. Returns the released mount points.
+///
+/// Loop devices need no step of their own: they are autoclear, and go once their last mount
+/// does. Records whose target is still mounted are kept.
+pub fn release_orphans(store: &Store) -> Result<Vec<PathBuf>> {
+    let live = fspack_mount::mountinfo()?;
+    let mut released = Vec::new();
+    for rec in store.mount_records()? {
+        if live.iter().any(|m| m.mount_point == rec.target) {
+            continue;
+        }
+        release(store, &rec)?;
+        remove_created(&rec.created_dirs);
+        released.push(rec.target);
+    }
+    Ok(released)
+}
+
+/// Unmounts the lower mounts of an unmounted record that are still attached, and forgets it.
+fn release(store: &Store, rec: &MountRecord) -> Result<()> {
+    let live = fspack_mount::mountinfo()?;
+    for l in rec.lower_mounts.iter().rev() {
+        if live.iter().any(|m| &m.mount_point == l) {
+            fspack_mount::unmount(l, true)?;
+        }
+    }
+    Ok(store.remove_mount_record(&rec.target)?)
 }

@@ -220,7 +220,10 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
 /// (SquashFS data is compressed, so unlike EROFS it cannot be streamed from the sources.)
 fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let tree = fspack_image::Tree::walk(source, &settings.walk)?;
+    let (tree, acl_note) = crate::build::walk_for_squashfs(source, &settings.walk, settings)?;
+    if let Some(note) = acl_note {
+        tracing::warn!("{note}");
+    }
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("fspack-push-{}-{n}", std::process::id()));
     let scratch = Scratch(dir.clone());
@@ -383,8 +386,14 @@ pub async fn push(
     reporter: Arc<dyn Reporter>,
 ) -> Result<PushReport> {
     let started = Instant::now();
+    let mut image = settings.image.clone();
+    if let Target::Layout { path, .. } = target {
+        // A layout inside the source would be packed into the next image, growing it with
+        // every push (issue 11); refuse it as `build` refuses an output inside the source.
+        image.walk.forbid_inside.push(path.clone());
+    }
     let prepared = {
-        let (src, image) = (source.to_path_buf(), settings.image.clone());
+        let src = source.to_path_buf();
         tokio::task::spawn_blocking(move || layers_for(&src, &image))
             .await
             .expect("planning does not panic")?

@@ -7,6 +7,9 @@ use fspack_registry::Reference;
 
 use crate::error::{EngineError, Result};
 
+/// The tag a reference without tag or digest means, for registries and `oci:` layouts alike.
+pub const DEFAULT_TAG: &str = "latest";
+
 /// A push destination or pull source.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -32,7 +35,7 @@ impl Target {
             }
             let (path, tag) = match rest.rsplit_once(':') {
                 Some((p, t)) if !t.contains('/') && !p.is_empty() => (p, t),
-                _ => (rest, "latest"),
+                _ => (rest, DEFAULT_TAG),
             };
             if tag.is_empty() {
                 return Err(EngineError::Usage(format!("{s}: empty tag after ':'")));
@@ -42,9 +45,15 @@ impl Target {
                 tag: tag.to_string(),
             });
         }
-        s.parse::<Reference>()
-            .map(Target::Registry)
-            .map_err(|e| EngineError::Usage(format!("{e}")))
+        let mut r = s
+            .parse::<Reference>()
+            .map_err(|e| EngineError::Usage(format!("{e}")))?;
+        // One default for push, pull, mount and oci: (as docker and oras): a push without a tag
+        // must tag what a pull without a tag asks for (issue 11).
+        if r.tag.is_none() && r.digest.is_none() {
+            r.tag = Some(DEFAULT_TAG.to_string());
+        }
+        Ok(Target::Registry(r))
     }
 }
 
@@ -72,5 +81,18 @@ mod tests {
         };
         assert_eq!((path, tag.as_str()), (PathBuf::from("./dir"), "latest"));
         assert!(Target::parse("oci:").is_err());
+    }
+
+    #[test]
+    fn registry_references_without_tag_or_digest_mean_latest() {
+        let Target::Registry(r) = Target::parse("localhost:5000/team/model").unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.tag.as_deref(), Some("latest"));
+        let pinned = format!("localhost:5000/team/model@sha256:{}", "a".repeat(64));
+        let Target::Registry(r) = Target::parse(&pinned).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.tag, None, "a digest alone is not given a tag");
     }
 }

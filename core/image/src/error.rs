@@ -28,6 +28,18 @@ pub enum Error {
         /// The source root.
         source_dir: PathBuf,
     },
+    /// A directory inside the tree is one of its own ancestors (a bind mount of a parent).
+    #[error(
+        "/{} is the directory /{} again (a bind mount or loop inside the tree); the walk would never end\nhint: unmount it, or build from a directory that does not contain it",
+        path.display(),
+        ancestor.display()
+    )]
+    DirectoryCycle {
+        /// The repeated directory, relative to the root.
+        path: PathBuf,
+        /// The ancestor it repeats, relative to the root (empty for the root).
+        ancestor: PathBuf,
+    },
     /// A name longer than 255 bytes.
     #[error("name too long for the image (more than 255 bytes): {0}")]
     NameTooLong(PathBuf),

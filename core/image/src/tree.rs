@@ -150,14 +150,19 @@ impl Tree {
             return Err(Error::NotADirectory(root));
         }
         for out in &opts.forbid_inside {
+            // The output's directory (a symlink named as the output is replaced, not followed,
+            // when the image is renamed into place) and the output itself resolved through its
+            // deepest existing ancestor: it may not exist yet, may be the source itself (an
+            // `oci:` layout), or be several levels down.
             let parent = out.parent().unwrap_or(Path::new("/"));
-            let parent = fs::canonicalize(if parent.as_os_str().is_empty() {
+            let parent = if parent.as_os_str().is_empty() {
                 Path::new(".")
             } else {
                 parent
-            })
-            .unwrap_or_else(|_| parent.to_path_buf());
-            if parent.starts_with(&root) {
+            };
+            if resolve_existing(parent).starts_with(&root)
+                || resolve_existing(out).starts_with(&root)
+            {
                 return Err(Error::OutputInsideSource {
                     output: out.clone(),
                     source_dir: root.clone(),
@@ -168,9 +173,11 @@ impl Tree {
             opts,
             inodes: Vec::new(),
             hardlinks: HashMap::new(),
+            dirs: HashMap::new(),
         };
         let root_ino = w.record(&root, PathBuf::new(), &meta)?;
         debug_assert_eq!(root_ino, Self::ROOT);
+        w.dirs.insert(root_ino, ((meta.dev(), meta.ino()), None));
         // An explicit stack instead of recursion: trees thousands of levels deep must not overflow.
         let mut stack = vec![(root_ino, root.clone())];
         while let Some((dir, path)) = stack.pop() {
@@ -188,8 +195,12 @@ impl Tree {
                 let meta =
                     fs::symlink_metadata(&child_path).map_err(|e| Error::io(&child_path, e))?;
                 let child_rel = rel.join(&name);
+                if meta.is_dir() {
+                    w.check_cycle(dir, (meta.dev(), meta.ino()), &child_rel)?;
+                }
                 let ino = w.record(&child_path, child_rel, &meta)?;
                 if meta.is_dir() {
+                    w.dirs.insert(ino, ((meta.dev(), meta.ino()), Some(dir)));
                     stack.push((ino, child_path));
                 }
                 entries.push(Entry {
@@ -290,9 +301,29 @@ struct Walker<'a> {
     opts: &'a WalkOptions,
     inodes: Vec<Inode>,
     hardlinks: HashMap<(u64, u64), InodeId>,
+    /// Each directory's (device, inode) and parent, to spot a directory that contains itself.
+    dirs: HashMap<InodeId, ((u64, u64), Option<InodeId>)>,
 }
 
 impl Walker<'_> {
+    /// Refuses a directory that is one of its own ancestors (a bind mount of a parent inside
+    /// the tree): the walk would never end and would exhaust memory (issue 11). Directories
+    /// cannot be hardlinked, so the same (device, inode) higher up means the same directory.
+    fn check_cycle(&self, parent: InodeId, key: (u64, u64), rel: &Path) -> Result<()> {
+        let mut at = Some(parent);
+        while let Some(id) = at {
+            let (k, up) = self.dirs[&id];
+            if k == key {
+                return Err(Error::DirectoryCycle {
+                    path: rel.to_path_buf(),
+                    ancestor: self.inodes[id].path.clone(),
+                });
+            }
+            at = up;
+        }
+        Ok(())
+    }
+
     fn record(&mut self, path: &Path, rel: PathBuf, meta: &fs::Metadata) -> Result<InodeId> {
         let ft = meta.file_type();
         if !ft.is_dir()
@@ -365,6 +396,32 @@ impl Walker<'_> {
             self.hardlinks.insert((meta.dev(), meta.ino()), id);
         }
         Ok(id)
+    }
+}
+
+/// `p` made absolute with its deepest existing ancestor canonicalized (symlinks resolved) and
+/// the missing rest appended, so a path that does not exist yet compares like one that does.
+fn resolve_existing(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let mut head = abs.clone();
+    let mut tail = Vec::new();
+    loop {
+        if let Ok(c) = fs::canonicalize(&head) {
+            return tail.iter().rev().fold(c, |acc: PathBuf, n| acc.join(n));
+        }
+        match (head.file_name().map(|n| n.to_os_string()), head.parent()) {
+            (Some(name), Some(parent)) => {
+                tail.push(name);
+                head = parent.to_path_buf();
+            }
+            _ => return abs,
+        }
     }
 }
 

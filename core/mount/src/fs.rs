@@ -185,6 +185,101 @@ pub fn mount_overlay_ro(
     req.run()
 }
 
+/// Stacks the SquashFS images on block devices `devs` (lowest layer first) read-only with
+/// overlayfs on `target`, with every shard mounted *detached* (`fsmount` without `move_mount`)
+/// and handed to overlayfs as an fd (`lowerdir+`, Linux 6.13+; detached layers 6.15+).
+///
+/// Why: the lower mounts then live only inside the overlay, so a plain `umount(8)` of `target`
+/// releases them, and with them the autoclear loop devices; nothing of fspack's outlives the
+/// visible mount (issue 11). Returns [`StackError::Unsupported`] when this kernel refuses
+/// fd layers, so the caller can fall back to attached lower mounts.
+pub fn mount_squashfs_stack(
+    devs: &[PathBuf],
+    target: &Path,
+    opts: &MountOptions,
+) -> Result<(), StackError> {
+    let target_fd = open_target(target)?;
+    let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOSUID;
+    let mut lowers = Vec::with_capacity(devs.len());
+    for dev in devs {
+        let dev = canonical(dev)?;
+        let fail = |ctx: Option<&FsContext>, e: std::io::Error| MountError::Mount {
+            fstype: "squashfs".into(),
+            source_desc: dev.display().to_string(),
+            target: target.to_path_buf(),
+            kernel: ctx.map(|c| c.messages()).unwrap_or_default(),
+            source: e,
+        };
+        let ctx = FsContext::open("squashfs").map_err(|e| fail(None, e))?;
+        let made = (|| {
+            ctx.set_string("source", dev.as_os_str())?;
+            ctx.set_flag("ro")?;
+            ctx.create()?;
+            ctx.detached(attrs)
+        })();
+        lowers.push(made.map_err(|e| fail(Some(&ctx), e))?);
+    }
+    let desc = format!("of {} detached SquashFS layer(s)", devs.len());
+    let fail = |ctx: &FsContext, e: std::io::Error| MountError::Mount {
+        fstype: "overlay".into(),
+        source_desc: desc.clone(),
+        target: target.to_path_buf(),
+        kernel: ctx.messages(),
+        source: e,
+    };
+    let ctx = FsContext::open("overlay").map_err(|e| MountError::Mount {
+        fstype: "overlay".into(),
+        source_desc: desc.clone(),
+        target: target.to_path_buf(),
+        kernel: Vec::new(),
+        source: e,
+    })?;
+    ctx.set_string("source", OsStr::new("fspack"))
+        .map_err(|e| fail(&ctx, e))?;
+    // overlayfs lists the top layer first.
+    for l in lowers.iter().rev() {
+        if let Err(e) = ctx.set_fd("lowerdir+", l) {
+            // EINVAL: no fd layers (before 6.13), or detached mounts refused as layers (before
+            // 6.15): the caller stacks attached mounts instead.
+            return Err(match e.raw_os_error() {
+                Some(libc::EINVAL) | Some(libc::EBADF) => StackError::Unsupported(fail(&ctx, e)),
+                _ => StackError::Mount(fail(&ctx, e)),
+            });
+        }
+    }
+    ctx.set_flag("ro").map_err(|e| fail(&ctx, e))?;
+    if let Err(e) = ctx.create() {
+        let err = fail(&ctx, e);
+        return Err(if err.errno() == Some(libc::EINVAL) {
+            StackError::Unsupported(err)
+        } else {
+            StackError::Mount(err)
+        });
+    }
+    let mut attrs = attrs;
+    if opts.noexec {
+        attrs |= MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    }
+    ctx.mount_on(attrs, &target_fd)
+        .map_err(|e| StackError::Mount(fail(&ctx, e)))?;
+    // The detached layer fds close here; the overlay keeps its own references to the layers.
+    drop(lowers);
+    Ok(())
+}
+
+/// Why [`mount_squashfs_stack`] did not mount.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// This kernel does not take detached mounts as overlayfs layers; stack attached mounts.
+    #[error(transparent)]
+    Unsupported(MountError),
+    /// Mounting failed for another reason.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+}
+
 /// Unmounts `target`; with `detach` lazily (`MNT_DETACH`: gone from the tree now, released when
 /// the last open file under it closes). Symlinks are not followed (`UMOUNT_NOFOLLOW`).
 pub fn unmount(target: &Path, detach: bool) -> Result<(), MountError> {

@@ -20,7 +20,10 @@ mod newapi;
 mod sys;
 
 pub use error::MountError;
-pub use fs::{ErofsSource, MountOptions, mount_erofs, mount_overlay_ro, mount_squashfs, unmount};
+pub use fs::{
+    ErofsSource, MountOptions, StackError, mount_erofs, mount_overlay_ro, mount_squashfs,
+    mount_squashfs_stack, unmount,
+};
 pub use kernel::{filesystem_supported, privileges};
 pub use loopdev::{LoopDevice, LoopOptions, loop_devices};
 pub use mountinfo::{MountEntry, mountinfo};

@@ -9,8 +9,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create, fsconfig_set_flag,
-    fsconfig_set_string, fsmount, fsopen, move_mount,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create, fsconfig_set_fd,
+    fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
 };
 
 /// An open filesystem context from `fsopen`.
@@ -31,6 +31,11 @@ impl FsContext {
         Ok(fsconfig_set_string(&self.fd, key, value)?)
     }
 
+    /// Sets a parameter to an open fd (`lowerdir+` of overlayfs, Linux 6.13+).
+    pub(crate) fn set_fd(&self, key: &str, fd: impl AsFd) -> io::Result<()> {
+        Ok(fsconfig_set_fd(&self.fd, key, fd)?)
+    }
+
     /// Sets a flag parameter (`ro`).
     pub(crate) fn set_flag(&self, key: &str) -> io::Result<()> {
         Ok(fsconfig_set_flag(&self.fd, key)?)
@@ -41,10 +46,16 @@ impl FsContext {
         Ok(fsconfig_create(&self.fd)?)
     }
 
+    /// Makes a detached mount of the superblock: in no mount namespace, so it vanishes with
+    /// its last reference (the fd, or an overlay that took it as a layer).
+    pub(crate) fn detached(&self, attrs: MountAttrFlags) -> io::Result<OwnedFd> {
+        Ok(fsmount(&self.fd, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?)
+    }
+
     /// Makes a detached mount of the superblock with `attrs` and attaches it on `target` (an
     /// `O_PATH` fd of the mount point, so a swapped path cannot redirect it).
     pub(crate) fn mount_on(&self, attrs: MountAttrFlags, target: impl AsFd) -> io::Result<()> {
-        let mnt = fsmount(&self.fd, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
+        let mnt = self.detached(attrs)?;
         move_mount(
             &mnt,
             "",

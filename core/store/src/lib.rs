@@ -13,6 +13,7 @@ mod error;
 mod gc;
 mod ingest;
 mod layout;
+mod reader;
 mod records;
 mod repair;
 
@@ -26,6 +27,7 @@ pub use error::{Result, StoreError};
 pub use gc::{DEFAULT_INGEST_TTL, GcReport};
 pub use ingest::Ingest;
 pub use layout::Descriptor;
+pub use reader::LayoutReader;
 pub use records::MountRecord;
 pub use repair::BlobRepair;
 

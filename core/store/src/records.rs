@@ -27,6 +27,10 @@ pub struct MountRecord {
     pub lower_mounts: Vec<PathBuf>,
     /// Seconds since the epoch when mounted.
     pub created: u64,
+    /// Directories fspack created for the mount point (as `mount --mkdir` does), innermost
+    /// first; `umount` removes them again when they are empty (issue 11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_dirs: Vec<PathBuf>,
 }
 
 /// `mounts/<sha256 of the target path>.json`: one file per mount point, whatever its name.

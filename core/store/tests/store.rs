@@ -201,6 +201,7 @@ fn gc_keeps_tagged_and_mounted_content_and_drops_the_rest() {
             blobs: vec![mounted.clone()],
             loop_devices: vec![],
             lower_mounts: vec![],
+            created_dirs: vec![],
             created: 0,
         })
         .unwrap();

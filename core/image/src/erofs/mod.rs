@@ -123,7 +123,7 @@ pub struct ErofsImage {
 const LOCAL_DEVICE: u16 = 0;
 
 /// Where an inode's data goes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Data {
     /// No data blocks (empty files, devices, fifos, sockets, tail-only inline files use `Flat`).
     None,
@@ -153,6 +153,8 @@ struct Node {
     /// Byte offset of the inode in the primary image.
     pos: u64,
     raw_blkaddr: u32,
+    /// The earlier inode whose data blocks this one points at (identical contents).
+    shares: Option<InodeId>,
 }
 
 impl Node {
@@ -223,13 +225,31 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
             xattrs,
             pos: 0,
             raw_blkaddr: 0,
+            shares: None,
         });
+    }
+    let dups = duplicate_files(tree)?;
+    if opts.layout == Layout::Single {
+        // Copies share whole blocks: an inline tail would be stored once per copy (a tree of
+        // small duplicates would keep most of its size), so every member of a group of
+        // identical files gets block-aligned data, tail included.
+        for (id, dup) in dups.iter().enumerate() {
+            if let Some(o) = *dup {
+                for m in [o, id] {
+                    let size = nodes[m].size;
+                    nodes[m].data = Data::Flat {
+                        blocks: size.div_ceil(BLKSZ),
+                        tail_inline: false,
+                    };
+                }
+            }
+        }
     }
 
     // Chunked layout: decide blob placement of file data.
     let mut blobs: Vec<BlobPlan> = Vec::new();
     if opts.layout == Layout::Chunked {
-        place_chunks(tree, opts, &mut nodes, &mut blobs)?;
+        place_chunks(tree, opts, &dups, &mut nodes, &mut blobs)?;
     } else {
         // Sparse files keep their holes in the single layout too: chunk-based on device 0, with
         // null indexes for chunks that hold no data, so a 5 GiB sparse file costs what it stores.
@@ -344,7 +364,18 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
         u32::try_from(b)
             .map_err(|_| Error::TooLarge("more than 2^32 blocks in the primary image".into()))
     };
-    for node in nodes.iter_mut() {
+    for id in 0..nodes.len() {
+        // Identical contents with the same block shape (the tail may have gone inline for one
+        // and not the other) point at the earlier copy's blocks: flat inodes may share them.
+        if let Some(o) = dups[id]
+            && nodes[o].data == nodes[id].data
+            && matches!(nodes[id].data, Data::Flat { blocks, .. } if blocks > 0)
+        {
+            nodes[id].raw_blkaddr = nodes[o].raw_blkaddr;
+            nodes[id].shares = Some(o);
+            continue;
+        }
+        let node = &mut nodes[id];
         let size = node.size;
         match &mut node.data {
             Data::Flat { blocks, .. } if *blocks > 0 => {
@@ -533,7 +564,7 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
         let Data::Flat { blocks, .. } = node.data else {
             continue;
         };
-        if blocks == 0 {
+        if blocks == 0 || node.shares.is_some() {
             continue;
         }
         let bytes = (blocks * BLKSZ).min(node.size);
@@ -579,10 +610,42 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
     })
 }
 
+/// For each inode, the earlier regular file with identical contents, if any. Sparse files
+/// (their holes are placed per chunk) are left out.
+fn duplicate_files(tree: &Tree) -> Result<Vec<Option<InodeId>>> {
+    let mut ids = Vec::new();
+    let mut candidates = Vec::new();
+    for (id, inode) in tree.inodes.iter().enumerate() {
+        if let Kind::File {
+            source,
+            size,
+            extents: None,
+            stamp,
+        } = &inode.kind
+        {
+            ids.push(id);
+            candidates.push(crate::dedup::Candidate {
+                path: source,
+                size: *size,
+                stamp: *stamp,
+            });
+        }
+    }
+    let mut out = vec![None; tree.inodes.len()];
+    for (k, o) in crate::dedup::duplicates(&candidates)?
+        .into_iter()
+        .enumerate()
+    {
+        out[ids[k]] = o.map(|o| ids[o]);
+    }
+    Ok(out)
+}
+
 /// Assigns chunk-based data placement for regular files of at least one block.
 fn place_chunks(
     tree: &Tree,
     opts: &ErofsOptions,
+    dups: &[Option<InodeId>],
     nodes: &mut [Node],
     blobs: &mut Vec<BlobPlan>,
 ) -> Result<()> {
@@ -593,6 +656,14 @@ fn place_chunks(
         };
         let size = *size;
         if size < BLKSZ {
+            continue;
+        }
+        // A copy's chunk indexes name the same device ranges as the first copy's.
+        if let Some(o) = dups[id]
+            && matches!(nodes[o].data, Data::Chunks { .. })
+        {
+            nodes[id].data = nodes[o].data.clone();
+            nodes[id].shares = Some(o);
             continue;
         }
         let Content::File { path, stamp } = nodes[id].content.clone() else {

@@ -79,6 +79,9 @@ pub(crate) struct CodecSpec {
 }
 
 /// Writes the data of `files` (in order) to `out` starting at absolute offset `start`.
+///
+/// A file whose contents equal an earlier file's is stored once: it gets the earlier file's
+/// blocks and fragment, as mksquashfs does (see [`crate::dedup`] for what is read when).
 pub(crate) fn write_data(
     files: &[FileInput<'_>],
     spec: CodecSpec,
@@ -86,6 +89,15 @@ pub(crate) fn write_data(
     out_path: &Path,
     start: u64,
 ) -> Result<DataOut> {
+    let candidates: Vec<_> = files
+        .iter()
+        .map(|f| crate::dedup::Candidate {
+            path: f.path,
+            size: f.size,
+            stamp: f.stamp,
+        })
+        .collect();
+    let dup_of = crate::dedup::duplicates(&candidates)?;
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -107,7 +119,7 @@ pub(crate) fn write_data(
         }
         drop(done_tx);
         let writer = s.spawn(move || writer(files.len(), done_rx, token_tx, out, out_path, start));
-        let produced = produce(files, spec.block_size, &job_tx, &token_rx);
+        let produced = produce(files, &dup_of, spec.block_size, &job_tx, &token_rx);
         drop(job_tx);
         let written = writer.join().expect("writer thread panicked");
         // A producer that stopped early because the writer failed returns Ok: the writer's
@@ -117,6 +129,12 @@ pub(crate) fn write_data(
         debug_assert_eq!(data.fragments.len(), total as usize);
         for (f, frag) in data.files.iter_mut().zip(frags) {
             f.fragment = frag;
+        }
+        // Originals come first in file order, so each one is complete when its copies look.
+        for (i, o) in dup_of.iter().enumerate() {
+            if let Some(o) = *o {
+                data.files[i] = data.files[o].clone();
+            }
         }
         Ok(data)
     })
@@ -129,6 +147,7 @@ type Placement = (Vec<Option<(u32, u32)>>, u32);
 /// placement and the number of fragment blocks.
 fn produce(
     files: &[FileInput<'_>],
+    dup_of: &[Option<usize>],
     block_size: u32,
     jobs: &SyncSender<(u64, Work)>,
     tokens: &Receiver<()>,
@@ -153,6 +172,10 @@ fn produce(
         let tail = (f.size % bs) as usize;
         if f.size == 0 {
             placement.push(None);
+            continue;
+        }
+        if let Some(o) = dup_of[i] {
+            placement.push(placement[o]);
             continue;
         }
         let src = open_checked(f)?;

@@ -13,6 +13,7 @@
 //!
 //! Sharded output for parallel pushes is in [`shard`].
 
+pub mod acl;
 mod compress;
 mod data;
 mod dir;
@@ -28,7 +29,8 @@ use std::path::Path;
 
 pub use self::compress::Compression;
 pub use self::shard::{
-    ShardRules, ShardSpec, ShardsReport, shard_hazard, write_shards, write_shards_report,
+    MAX_SHARDS, ShardRules, ShardSpec, ShardsReport, shard_hazard, write_shards,
+    write_shards_report,
 };
 
 use self::compress::Codec;
@@ -159,34 +161,8 @@ fn write_to(
     }
     let data_start = (format::SUPERBLOCK_SIZE + head.len()) as u64;
 
-    // Data: every regular file in inode order.
-    let mut file_slot = vec![usize::MAX; n];
-    let mut inputs = Vec::new();
-    for (id, inode) in tree.inodes.iter().enumerate() {
-        if let Kind::File {
-            source,
-            size,
-            extents,
-            stamp,
-        } = &inode.kind
-        {
-            file_slot[id] = inputs.len();
-            inputs.push(FileInput {
-                path: source,
-                size: *size,
-                extents: extents.as_deref(),
-                stamp: *stamp,
-            });
-        }
-    }
-    let spec = CodecSpec {
-        kind,
-        level,
-        block_size: opts.block_size,
-    };
-    let data = data::write_data(&inputs, spec, out, out_path, data_start)?;
-
-    // Ids, xattrs and times, in inode order so the tables do not depend on traversal details.
+    // Ids, xattrs and times, in inode order so the tables do not depend on traversal details;
+    // before any data is written, so a tree the format cannot hold fails at once (issue 11).
     let mut ids = IdTable::default();
     let mut xattrs = XattrTable::new();
     let mut headers = Vec::with_capacity(n);
@@ -221,6 +197,33 @@ fn write_to(
             "{clamped} inodes in all had their modification time clamped"
         ));
     }
+
+    // Data: every regular file in inode order.
+    let mut file_slot = vec![usize::MAX; n];
+    let mut inputs = Vec::new();
+    for (id, inode) in tree.inodes.iter().enumerate() {
+        if let Kind::File {
+            source,
+            size,
+            extents,
+            stamp,
+        } = &inode.kind
+        {
+            file_slot[id] = inputs.len();
+            inputs.push(FileInput {
+                path: source,
+                size: *size,
+                extents: extents.as_deref(),
+                stamp: *stamp,
+            });
+        }
+    }
+    let spec = CodecSpec {
+        kind,
+        level,
+        block_size: opts.block_size,
+    };
+    let data = data::write_data(&inputs, spec, out, out_path, data_start)?;
 
     // Inodes and directories, children before parents, so every reference is known when written.
     let parents = tree.dir_parents();

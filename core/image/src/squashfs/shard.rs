@@ -76,6 +76,11 @@ pub struct ShardsReport {
     pub note: Option<String>,
 }
 
+/// Most shards fspack writes: overlayfs stacks at most 500 lower layers (`OVL_MAX_STACK` in
+/// `fs/overlayfs/params.h`; the kernel answers "too many lower directories, limit is 500"), and
+/// fspack must be able to mount whatever it publishes (issue 11).
+pub const MAX_SHARDS: usize = 500;
+
 /// File name of shard `i`.
 pub fn shard_name(i: usize) -> String {
     format!("shard-{i:03}.squashfs")
@@ -131,13 +136,13 @@ pub fn write_shards_report(
     out_dir: &Path,
 ) -> Result<ShardsReport> {
     opts.validate()?;
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let note = shard_hazard(tree);
     let sets = if note.is_some() {
         Vec::new()
     } else {
         plan(tree, shards, rules)?
     };
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let mut report = ShardsReport {
         note,
         ..Default::default()
@@ -212,12 +217,17 @@ fn plan(tree: &Tree, spec: ShardSpec, rules: &ShardRules) -> Result<Vec<Vec<Inod
                 fill += size;
             }
             sets.extend(packs);
+            if sets.len() > MAX_SHARDS {
+                // More large files than overlayfs can stack: balance them into the most shards
+                // it takes rather than refuse a tree the user did not ask to split finely.
+                return plan(tree, ShardSpec::Count(MAX_SHARDS), rules);
+            }
             Ok(sets)
         }
         ShardSpec::Count(n) => {
-            if n == 0 || n > 1000 {
+            if n == 0 || n > MAX_SHARDS {
                 return Err(Error::InvalidOption(format!(
-                    "shard count {n} must be between 1 and 1000"
+                    "{n} shards: fspack mounts SquashFS shards with overlayfs, which stacks at most {MAX_SHARDS} lower layers\nhint: use --shards {MAX_SHARDS} or fewer, or --shards auto"
                 )));
             }
             let mut by_size = leaves.clone();

@@ -9,6 +9,9 @@ use super::format::INVALID_U32;
 use super::meta::{MetaWriter, lookup_table};
 use crate::error::{Error, Result};
 
+/// Most distinct uids and gids one image holds (the superblock's `no_ids` is a `u16`).
+pub(crate) const MAX_IDS: usize = u16::MAX as usize;
+
 /// Unique uids and gids in order of first use.
 #[derive(Default)]
 pub(crate) struct IdTable {
@@ -22,10 +25,12 @@ impl IdTable {
         if let Some(&i) = self.index.get(&id) {
             return Ok(i);
         }
-        if self.ids.len() == 1 << 16 {
-            return Err(Error::TooLarge(
-                "more than 65536 distinct uids and gids (SquashFS stores 16-bit indexes)".into(),
-            ));
+        // The superblock's id count is 16 bits: 65,536 ids would wrap it to 0 and give an
+        // image the kernel refuses (issue 11). Index 65535 is therefore the last usable one.
+        if self.ids.len() >= MAX_IDS {
+            return Err(Error::TooLarge(format!(
+                "more than {MAX_IDS} distinct uids and gids, at uid/gid {id} (SquashFS counts them in 16 bits)\nhint: build with --all-root, or as EROFS"
+            )));
         }
         let i = self.ids.len() as u16;
         self.ids.push(id);
@@ -175,5 +180,17 @@ mod tests {
         assert_eq!(ids.get(0).unwrap(), 1);
         assert_eq!(ids.get(1000).unwrap(), 0);
         assert_eq!(ids.len(), 2);
+    }
+
+    #[test]
+    fn the_id_count_never_wraps() {
+        let mut ids = IdTable::default();
+        for i in 0..MAX_IDS as u32 {
+            ids.get(i).unwrap();
+        }
+        assert_eq!(ids.len() as u16 as usize, MAX_IDS);
+        let e = ids.get(MAX_IDS as u32).unwrap_err().to_string();
+        assert!(e.contains("65535"), "{e}");
+        assert_eq!(ids.get(7).unwrap(), 7, "known ids still resolve");
     }
 }

@@ -1,0 +1,767 @@
+//! The real cases of issue 11, each run through the real binary (with the kernel and a real
+//! registry where the case needs them): mount points, plain umount, duplicate files, shard
+//! limits, default tags, POSIX ACLs, `oci:` layouts and writer edge cases.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::trees::{SnapOpts, assert_same, can_mount, have_tool, is_root, snapshot};
+use common::*;
+use predicates::prelude::*;
+
+/// A small tree: a few files of different sizes in two directories.
+fn small_tree(dir: &Path) {
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    for i in 0..4u32 {
+        let data: Vec<u8> = (0..(100_000 + i * 7_000))
+            .map(|x| (x.wrapping_mul(2_654_435_761) >> 11) as u8 ^ i as u8)
+            .collect();
+        fs::write(dir.join(format!("part-{i}.bin")), data).unwrap();
+    }
+    fs::write(dir.join("sub/readme.txt"), b"hello\n").unwrap();
+}
+
+/// Committed blobs in a store (0 when it has none, or no store at all).
+fn blobs(store: &Path) -> usize {
+    fs::read_dir(store.join("blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Every path under `root` with its size and mtime: to show that a command wrote nothing.
+fn listing(root: &Path) -> Vec<(PathBuf, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((e.path(), m.len(), m.mtime()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn push(store: &Path, src: &Path, reference: &str, extra: &[&str]) {
+    fspack(store)
+        .arg("push")
+        .arg(src)
+        .arg(reference)
+        .args(extra)
+        .assert()
+        .success();
+}
+
+/// What a mount left behind under `dir`, waiting a moment for autoclear loop devices (the
+/// kernel detaches them when their last user goes, not always before umount returns).
+fn settled_leftovers(dir: &Path) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = leftovers(dir);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// Case 1: mount points.
+
+#[test]
+fn privileged_a_mount_point_that_is_a_file_fails_before_any_download() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let reference = format!("{}/cases/file-target:v1", reg.addr);
+    push(&tmp.path().join("push-store"), &src, &reference, &[]);
+    let file = tmp.path().join("not-a-dir");
+    fs::write(&file, b"x").unwrap();
+    let store = tmp.path().join("store");
+    for args in [
+        vec!["pull", &reference, "--mount", file.to_str().unwrap()],
+        vec!["mount", &reference, file.to_str().unwrap()],
+    ] {
+        fspack(&store).args(&args).assert().code(2).stderr(
+            predicate::str::contains("not a directory")
+                .and(predicate::str::contains("hint:"))
+                .and(predicate::str::contains(file.to_str().unwrap())),
+        );
+        assert_eq!(
+            blobs(&store),
+            0,
+            "{args:?} fetched data before checking the target"
+        );
+    }
+    // Below a file: the same, at once.
+    let below = file.join("mnt");
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&below)
+        .assert()
+        .code(2);
+    assert_eq!(blobs(&store), 0);
+}
+
+#[test]
+fn privileged_a_missing_mount_point_is_created_and_umount_removes_it() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let reference = format!("{}/cases/mkdir:v1", reg.addr);
+    push(&tmp.path().join("push-store"), &src, &reference, &[]);
+    let store = tmp.path().join("store");
+    let new = tmp.path().join("new");
+    let mnt = new.join("deeper");
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    let result = std::panic::catch_unwind(|| {
+        assert_same(
+            &snapshot(&src, SnapOpts::KERNEL),
+            &snapshot(&mnt, SnapOpts::KERNEL),
+        )
+    });
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    result.unwrap();
+    assert!(
+        !new.exists(),
+        "umount removes the directories fspack created"
+    );
+    // `fspack mount` too, and a directory that existed before is left alone.
+    fspack(&store)
+        .arg("mount")
+        .arg(&reference)
+        .arg(&mnt)
+        .assert()
+        .success();
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert!(!new.exists());
+    let kept = tmp.path().join("kept");
+    fs::create_dir(&kept).unwrap();
+    fspack(&store)
+        .arg("mount")
+        .arg(&reference)
+        .arg(&kept)
+        .assert()
+        .success();
+    fspack(&store).arg("umount").arg(&kept).assert().success();
+    assert!(kept.is_dir(), "a directory the user made stays");
+    assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
+}
+
+// Case 2: plain umount(8).
+
+#[test]
+fn privileged_a_plain_umount_of_squashfs_shards_leaves_nothing_behind() {
+    if !can_mount("squashfs") || !can_mount("overlay") || !have_tool("umount") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let reference = format!("{}/cases/shards:v1", reg.addr);
+    push(
+        &tmp.path().join("push-store"),
+        &src,
+        &reference,
+        &["--format", "squashfs", "--shards", "3"],
+    );
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    assert_eq!(
+        fs::read(mnt.join("sub/readme.txt")).unwrap(),
+        b"hello\n",
+        "the shards are stacked"
+    );
+    let st = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(st.success());
+    let left = settled_leftovers(tmp.path());
+    // The mount point is free again for fspack, and whatever the kernel could not release by
+    // itself, gc must.
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    Command::new("umount").arg(&mnt).status().unwrap();
+    fspack(&store).arg("gc").assert().success();
+    let ls: serde_json::Value = serde_json::from_slice(
+        &fspack(&store)
+            .args(["ls", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        ls.as_array().unwrap().len(),
+        0,
+        "gc forgets unmounted mounts: {ls}"
+    );
+    assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "umount(8) alone must release every shard"
+    );
+}
+
+#[test]
+fn privileged_a_plain_umount_of_chunked_erofs_on_loop_devices_leaves_nothing_behind() {
+    if !can_mount("erofs") || !have_tool("umount") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let reference = format!("{}/cases/chunked:v1", reg.addr);
+    push(
+        &tmp.path().join("push-store"),
+        &src,
+        &reference,
+        &["--blob-size", "128K"],
+    );
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    fspack(&store)
+        .args(["pull", &reference, "--mount-mode", "loop", "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    let st = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(st.success());
+    assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
+}
+
+// Case 3: duplicate files.
+
+/// `copies` files in each of `distinct` contents of `size` bytes, spread over directories.
+fn duplicate_tree(dir: &Path, distinct: u32, copies: u32, size: usize) {
+    for c in 0..copies {
+        let d = dir.join(format!("copy-{c:03}"));
+        fs::create_dir_all(&d).unwrap();
+        for i in 0..distinct {
+            let data: Vec<u8> = (0..size as u32)
+                .map(|x| (x.wrapping_add(i * 7919).wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            fs::write(d.join(format!("file-{i}.bin")), data).unwrap();
+        }
+    }
+}
+
+#[test]
+fn duplicate_file_contents_are_stored_once_in_both_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // 20 contents of 200 KB (a full block plus a tail each), 10 copies: 40 MB raw, 4 MB distinct.
+    duplicate_tree(&src, 20, 10, 200_000);
+    let distinct = 20 * 200_000u64;
+    let store = tmp.path().join("store");
+    for (format, name) in [("squashfs", "dups.sqfs"), ("erofs", "dups.erofs")] {
+        let out = tmp.path().join(name);
+        fspack(&store)
+            .arg("build")
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .args(["--format", format, "--compression", "lz4", "--all-root"])
+            .assert()
+            .success();
+        let size = fs::metadata(&out).unwrap().len();
+        assert!(
+            size < distinct + distinct / 4,
+            "{format}: {size} bytes for {distinct} distinct bytes in 10 copies each"
+        );
+    }
+    if have_tool("unsquashfs") {
+        let x = tmp.path().join("x");
+        let st = Command::new("unsquashfs")
+            .args(["-no-xattrs", "-q", "-d"])
+            .arg(&x)
+            .arg(tmp.path().join("dups.sqfs"))
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let mut ours = snapshot(&x, SnapOpts::KERNEL);
+        let mut want = snapshot(&src, SnapOpts::KERNEL);
+        for s in ours.values_mut().chain(want.values_mut()) {
+            s.mtime = (0, 0);
+            s.uid = 0;
+            s.gid = 0;
+        }
+        assert_same(&want, &ours);
+    }
+}
+
+#[test]
+fn privileged_duplicate_files_read_back_through_the_kernel() {
+    if !can_mount("erofs") || !can_mount("squashfs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    duplicate_tree(&src, 7, 4, 70_000);
+    fs::write(src.join("empty-a"), b"").unwrap();
+    fs::write(src.join("empty-b"), b"").unwrap();
+    // Copies smaller than a block, and of a block and a bit (tails that would go inline).
+    for name in ["tiny-a", "tiny-b", "tiny-c"] {
+        fs::write(src.join(name), b"same small bytes\n").unwrap();
+    }
+    for name in ["odd-a", "odd-b"] {
+        fs::write(src.join(name), vec![7u8; 5000]).unwrap();
+    }
+    let store = tmp.path().join("store");
+    for (format, fstype) in [("squashfs", "squashfs"), ("erofs", "erofs")] {
+        let out = tmp.path().join(format!("img.{format}"));
+        fspack(&store)
+            .arg("build")
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .args(["--format", format])
+            .assert()
+            .success();
+        let mnt = tmp.path().join(format!("mnt-{format}"));
+        fs::create_dir(&mnt).unwrap();
+        let guard = common::trees::mount_loop(&out, fstype, &mnt);
+        let mut want = snapshot(&src, SnapOpts::KERNEL);
+        let mut got = snapshot(&mnt, SnapOpts::KERNEL);
+        for s in want.values_mut().chain(got.values_mut()) {
+            s.mtime.1 = 0;
+        }
+        assert_same(&want, &got);
+        drop(guard);
+    }
+}
+
+// Case 4: more shards than overlayfs stacks.
+
+#[test]
+fn more_shards_than_overlayfs_stacks_are_refused_at_build_and_push() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let store = tmp.path().join("store");
+    fspack(&store)
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(tmp.path().join("img.sqfs"))
+        .args(["--format", "squashfs", "--shards", "510"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("500"));
+    assert!(!tmp.path().join("img.sqfs.d").exists(), "nothing written");
+    fspack(&store)
+        .arg("push")
+        .arg(&src)
+        .arg(format!("{}/cases/too-many:v1", reg.addr))
+        .args(["--format", "squashfs", "--shards", "510"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("500").and(predicate::str::contains("hint:")));
+    assert!(
+        !reg.storage().join("docker/registry/v2/blobs").exists(),
+        "nothing was uploaded"
+    );
+}
+
+#[test]
+fn an_artifact_with_more_shards_than_overlayfs_stacks_is_refused_before_download() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // Another publisher's artifact: 501 SquashFS layers (the same small blob each time).
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let img = tmp.path().join("one.sqfs");
+    fspack(&tmp.path().join("s0"))
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&img)
+        .args(["--format", "squashfs"])
+        .assert()
+        .success();
+    let repo = "cases/many-layers";
+    let base = format!("http://{}/v2/{repo}", reg.addr);
+    fspack(&tmp.path().join("s0"))
+        .arg("push")
+        .arg(&img)
+        .arg(format!("{}/{repo}:one", reg.addr))
+        .assert()
+        .success();
+    let got = Command::new("curl")
+        .args([
+            "-fsS",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!("{base}/manifests/one"))
+        .output()
+        .unwrap();
+    assert!(got.status.success());
+    let mut manifest: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let layer = manifest["layers"][0].clone();
+    manifest["layers"] = serde_json::Value::Array(vec![layer; 501]);
+    let body = tmp.path().join("manifest.json");
+    fs::write(&body, manifest.to_string()).unwrap();
+    let st = Command::new("curl")
+        .args(["-fsS", "-o", "/dev/null", "-X", "PUT", "-H"])
+        .arg("Content-Type: application/vnd.oci.image.manifest.v1+json")
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .arg(format!("{base}/manifests/v1"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let store = tmp.path().join("store");
+    fspack(&store)
+        .args(["pull", &format!("{}/{repo}:v1", reg.addr)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("501").and(predicate::str::contains("500")));
+    assert_eq!(
+        blobs(&store),
+        0,
+        "nothing is downloaded for an artifact fspack cannot mount"
+    );
+}
+
+// Case 5: push without a tag.
+
+#[test]
+fn a_push_without_a_tag_is_pulled_without_a_tag() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let reference = format!("{}/cases/untagged", reg.addr);
+    let out = fspack(&tmp.path().join("s1"))
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        digest.starts_with("sha256:"),
+        "the digest is printed: {digest}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(":latest"),
+        "the tag is named"
+    );
+    let pulled = fspack(&tmp.path().join("s2"))
+        .args(["pull", &reference])
+        .output()
+        .unwrap();
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert_eq!(String::from_utf8(pulled.stdout).unwrap(), digest);
+    fspack(&tmp.path().join("s2"))
+        .args(["pull", &format!("{reference}:latest")])
+        .assert()
+        .success()
+        .stdout(digest);
+}
+
+// Case 6: an oci: layout inside the source.
+
+#[test]
+fn a_push_into_a_layout_inside_the_source_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let before = listing(&src);
+    let store = tmp.path().join("store");
+    for dest in [
+        format!("oci:{}:v1", src.join("layout").display()),
+        format!("oci:{}", src.join("a/b/layout").display()),
+        format!("oci:{}:v1", src.display()),
+    ] {
+        fspack(&store)
+            .arg("push")
+            .arg(&src)
+            .arg(&dest)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("inside the source"));
+        assert_eq!(
+            listing(&src),
+            before,
+            "{dest}: nothing written into the source"
+        );
+    }
+    // The same with a relative path, from inside the source.
+    fspack(&store)
+        .current_dir(&src)
+        .args(["push", ".", "oci:out:v1"])
+        .assert()
+        .code(2);
+    assert_eq!(listing(&src), before);
+}
+
+// Case 7: POSIX ACLs and SquashFS.
+
+/// `system.posix_acl_access` granting user 1000 read: an extended ACL (a minimal one would be
+/// folded into the mode bits by the kernel and never stored).
+const ACL: &str =
+    "0x0200000001000600ffffffff02000400e803000004000400ffffffff10000400ffffffff20000400ffffffff";
+
+#[test]
+fn squashfs_drops_posix_acls_with_one_warning_and_strict_refuses() {
+    if !have_tool("setfattr") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("journal");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..5 {
+        fs::write(src.join(format!("system@{i}.journal")), b"log").unwrap();
+    }
+    for i in 0..5 {
+        let st = Command::new("setfattr")
+            .args(["-n", "system.posix_acl_access", "-v", ACL])
+            .arg(src.join(format!("system@{i}.journal")))
+            .output()
+            .unwrap();
+        if !st.status.success() {
+            eprintln!(
+                "SKIP: no POSIX ACLs here: {}",
+                String::from_utf8_lossy(&st.stderr)
+            );
+            return;
+        }
+    }
+    let store = tmp.path().join("store");
+    let out = tmp.path().join("j.sqfs");
+    let run = fspack(&store)
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .args(["--format", "squashfs"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("POSIX ACL").count(),
+        1,
+        "one warning: {stderr}"
+    );
+    assert!(
+        stderr.contains("5 inode(s)") && stderr.contains("/system@0.journal"),
+        "{stderr}"
+    );
+    assert!(out.is_file());
+    fspack(&store)
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(tmp.path().join("strict.sqfs"))
+        .args(["--format", "squashfs", "--strict-acls"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("system.posix_acl_access"));
+    assert!(!tmp.path().join("strict.sqfs").exists());
+    // EROFS keeps them: no warning.
+    fspack(&store)
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(tmp.path().join("j.erofs"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("POSIX ACL").not());
+}
+
+// Case 8: air-gapped layouts.
+
+#[test]
+fn inspect_and_pull_of_an_oci_layout_never_write_into_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let layout = tmp.path().join("layout");
+    let dest = format!("oci:{}:v1", layout.display());
+    fspack(&tmp.path().join("s0"))
+        .arg("push")
+        .arg(&src)
+        .arg(&dest)
+        .assert()
+        .success();
+    // As a read-only medium would be handed over: only what the OCI layout spec defines.
+    for extra in ["ingest", "locks", "mounts"] {
+        let _ = fs::remove_dir_all(layout.join(extra));
+    }
+    let before = listing(&layout);
+    fspack(&tmp.path().join("s1"))
+        .args(["inspect", &dest])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("erofs"));
+    assert_eq!(listing(&layout), before, "inspect wrote into the layout");
+    let store = tmp.path().join("s1");
+    let out = fspack(&store).args(["pull", &dest]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listing(&layout), before, "pull wrote into the layout");
+    assert!(blobs(&store) >= 2, "the artifact is in the store");
+    fspack(&store)
+        .args(["pull", &format!("oci:{}:v9", layout.display())])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("v9"));
+}
+
+#[test]
+fn privileged_mount_from_an_oci_layout() {
+    if !can_mount("squashfs") || !can_mount("overlay") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let layout = tmp.path().join("layout");
+    let dest = format!("oci:{}:v1", layout.display());
+    fspack(&tmp.path().join("s0"))
+        .arg("push")
+        .arg(&src)
+        .arg(&dest)
+        .args(["--format", "squashfs", "--shards", "2"])
+        .assert()
+        .success();
+    let before = listing(&layout);
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fspack(&store)
+        .args(["mount", &dest])
+        .arg(&mnt)
+        .assert()
+        .success();
+    let same =
+        fs::read(mnt.join("part-2.bin")).unwrap() == fs::read(src.join("part-2.bin")).unwrap();
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert!(same, "the layout's image is mounted");
+    assert_eq!(listing(&layout), before);
+    assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
+}
+
+// Case 9: writer edge cases.
+
+#[test]
+fn more_than_65535_owners_are_refused_before_the_image_is_written() {
+    if !is_root() {
+        eprintln!("SKIP: needs root to own files as many users");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // 32768 files, each with its own uid and gid: 65,536 distinct ids.
+    for i in 0..32_768u32 {
+        let p = src.join(format!("{i:05}"));
+        fs::write(&p, b"").unwrap();
+        std::os::unix::fs::lchown(&p, Some(100_000 + 2 * i), Some(100_001 + 2 * i)).unwrap();
+    }
+    let out = tmp.path().join("ids.sqfs");
+    fspack(&tmp.path().join("store"))
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .args(["--format", "squashfs"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("65535").and(predicate::str::contains("--all-root")));
+    assert!(!out.exists(), "no image that would not mount");
+    fspack(&tmp.path().join("store"))
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .args(["--format", "squashfs", "--all-root"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn privileged_a_bind_mount_of_a_parent_inside_the_tree_is_refused() {
+    if !is_root() || !have_tool("mount") {
+        eprintln!("SKIP: needs root for a bind mount");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let loop_dir = src.join("sub/again");
+    fs::create_dir(&loop_dir).unwrap();
+    let st = Command::new("mount")
+        .arg("--bind")
+        .arg(&src)
+        .arg(&loop_dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = fspack(&tmp.path().join("store"))
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(tmp.path().join("loop.erofs"))
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let _ = Command::new("umount").arg(&loop_dir).status();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/sub/again") && stderr.contains("bind mount"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("loop.erofs").exists());
+}
