@@ -43,10 +43,18 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         digest.clone(),
         args.dir.clone(),
     );
-    tokio::task::spawn_blocking(move || fspack_engine::mount::mount(&s, &n, &d, &dir, &settings))
-        .await?
-        .with_context(|| format!("failed to mount {name} on {}", args.dir.display()))?;
+    let (record, notes) = tokio::task::spawn_blocking(move || {
+        let mut notes = Vec::new();
+        fspack_engine::mount::mount_noted(&s, &n, &d, &dir, &settings, &mut notes)
+            .map(|r| (r, notes))
+    })
+    .await?
+    .with_context(|| format!("failed to mount {name} on {}", args.dir.display()))?;
+    drop(record);
     if !g.quiet {
+        for n in notes {
+            eprintln!("note: {n}");
+        }
         eprintln!("mounted {name} ({digest}) on {}", args.dir.display());
     }
     Ok(())

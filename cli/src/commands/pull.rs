@@ -61,8 +61,10 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             report.manifest_digest.clone(),
             dir.clone(),
         );
-        tokio::task::spawn_blocking(move || {
-            fspack_engine::mount::mount(&s, &reference, &digest, &dir2, &ms)
+        let notes = tokio::task::spawn_blocking(move || {
+            let mut notes = Vec::new();
+            fspack_engine::mount::mount_noted(&s, &reference, &digest, &dir2, &ms, &mut notes)
+                .map(|_| notes)
         })
         .await?
         .with_context(|| {
@@ -72,6 +74,11 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 dir.display()
             )
         })?;
+        if !g.quiet {
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+        }
         report.mounted_at = Some(dir.clone());
     }
     if args.json {

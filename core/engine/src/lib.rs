@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod build;
 pub mod error;
 pub mod fetch;
+pub mod modelpack;
 pub mod mount;
 pub mod pull;
 pub mod push;

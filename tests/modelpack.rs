@@ -1,0 +1,491 @@
+//! Model artifacts made by other tools (issue 15), built here the way modctl builds them and
+//! uploaded with curl to a real registry: fspack mounts them with no second copy, and refuses
+//! hostile ones before anything is mounted.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::trees::can_mount;
+use common::*;
+use predicates::prelude::*;
+use serde_json::json;
+
+const WEIGHT_RAW: &str = "application/vnd.cncf.model.weight.v1.raw";
+const WEIGHT_TAR: &str = "application/vnd.cncf.model.weight.v1.tar";
+const WEIGHT_CONFIG_RAW: &str = "application/vnd.cncf.model.weight.config.v1.raw";
+const DOC_TAR_GZIP: &str = "application/vnd.cncf.model.doc.v1.tar+gzip";
+
+fn sha256(data: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
+    )
+}
+
+fn curl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl")
+        .arg("-fsS")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Uploads `data` with curl (POST for a session, then one PUT) and returns digest and size.
+fn upload(reg: &Registry, repo: &str, data: &[u8], dir: &Path) -> (String, u64) {
+    let digest = sha256(data);
+    let file = dir.join(digest.replace(':', "_"));
+    fs::write(&file, data).unwrap();
+    let headers = curl(&[
+        "-X",
+        "POST",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("http://{}/v2/{repo}/blobs/uploads/", reg.addr),
+    ]);
+    let headers = String::from_utf8_lossy(&headers);
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .unwrap()
+        .trim()
+        .to_string();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{}{location}", reg.addr)
+    };
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{url}{sep}digest={digest}"),
+    ]);
+    (digest, data.len() as u64)
+}
+
+/// One layer as modctl writes it: media type, bytes, file path and optional file metadata.
+struct Layer {
+    media_type: &'static str,
+    bytes: Vec<u8>,
+    filepath: String,
+    metadata: Option<serde_json::Value>,
+}
+
+/// Pushes a ModelPack manifest (artifactType, model config with diffIds, one layer per file).
+fn push_modelpack(reg: &Registry, repo: &str, tag: &str, layers: &[Layer], dir: &Path) -> String {
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let (digest, size) = upload(reg, repo, &l.bytes, dir);
+        let mut ann = json!({"org.cncf.model.filepath": l.filepath});
+        if let Some(m) = &l.metadata {
+            ann["org.cncf.model.file.metadata+json"] = json!(m.to_string());
+        }
+        diff_ids.push(if l.media_type.ends_with("+gzip") {
+            let mut out = Vec::new();
+            use std::io::Read;
+            flate2::read::GzDecoder::new(l.bytes.as_slice())
+                .read_to_end(&mut out)
+                .unwrap();
+            sha256(&out)
+        } else {
+            digest.clone()
+        });
+        descs.push(
+            json!({"mediaType": l.media_type, "digest": digest, "size": size, "annotations": ann}),
+        );
+    }
+    let config = json!({
+        "descriptor": {"name": "tiny-llm", "createdAt": "2026-01-01T00:00:00Z"},
+        "config": {"format": "safetensors", "paramSize": "1M"},
+        "modelfs": {"type": "layers", "diffIds": diff_ids},
+    })
+    .to_string();
+    let (cdigest, csize) = upload(reg, repo, config.as_bytes(), dir);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.cncf.model.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.cncf.model.config.v1+json", "digest": cdigest, "size": csize},
+        "layers": descs,
+    });
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &manifest.to_string(),
+        &format!("http://{}/v2/{repo}/manifests/{tag}", reg.addr),
+    ]);
+    format!("{}/{repo}:{tag}", reg.addr)
+}
+
+fn weights(n: usize, seed: u8) -> Vec<u8> {
+    (0..n as u32)
+        .map(|x| (x.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed)
+        .collect()
+}
+
+/// A reproducible tar of `files` (path, bytes) the way model-spec asks for one: sorted, fixed
+/// mtime, owner 0:0, normalised modes (the `tar` crate's deterministic mode).
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.mode(tar::HeaderMode::Deterministic);
+    let mut sorted = files.to_vec();
+    sorted.sort();
+    for (name, data) in sorted {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Regular files under `root` by relative path: (bytes, mode bits, mtime seconds).
+fn files_of(root: &Path) -> BTreeMap<String, (Vec<u8>, u32, i64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, (fs::read(&p).unwrap(), m.mode() & 0o7777, m.mtime()));
+            }
+        }
+    }
+    out
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
+fn modctl_layers() -> (Vec<Layer>, BTreeMap<String, (Vec<u8>, u32, i64)>) {
+    let w1 = weights(3 << 20, 1);
+    let w2 = weights((2 << 20) + 1234, 2);
+    let cfg = br#"{"hidden_size": 64, "num_layers": 2}"#.to_vec();
+    let tok = weights(70_001, 3);
+    let readme = b"# tiny-llm\nA test model.\n".to_vec();
+    let license = b"Apache-2.0\n".to_vec();
+    let docs = gzip(&tar_of(&[
+        ("README.md", &readme),
+        ("docs/LICENSE", &license),
+    ]));
+    let meta = |name: &str, mode: u32, size: usize| {
+        json!({"name": name, "mode": mode, "uid": 0, "gid": 0, "size": size,
+               "mtime": "2025-06-01T12:00:00.5+02:00", "typeflag": 48})
+    };
+    let layers = vec![
+        Layer {
+            media_type: WEIGHT_RAW,
+            bytes: w1.clone(),
+            filepath: "model-00001-of-00002.safetensors".into(),
+            metadata: Some(meta("model-00001-of-00002.safetensors", 0o640, w1.len())),
+        },
+        Layer {
+            media_type: WEIGHT_TAR,
+            bytes: tar_of(&[("model-00002-of-00002.safetensors", &w2)]),
+            filepath: "model-00002-of-00002.safetensors".into(),
+            metadata: None,
+        },
+        Layer {
+            media_type: WEIGHT_CONFIG_RAW,
+            bytes: cfg.clone(),
+            filepath: "config.json".into(),
+            metadata: None,
+        },
+        Layer {
+            media_type: WEIGHT_CONFIG_RAW,
+            bytes: tok.clone(),
+            filepath: "tokenizer/tokenizer.json".into(),
+            metadata: Some(meta("tokenizer.json", 0o444, tok.len())),
+        },
+        Layer {
+            media_type: DOC_TAR_GZIP,
+            bytes: docs,
+            filepath: "README.md".into(),
+            metadata: None,
+        },
+    ];
+    // 2025-06-01T12:00:00+02:00 is 1748772000.
+    let expected = BTreeMap::from([
+        (
+            "model-00001-of-00002.safetensors".to_string(),
+            (w1, 0o640, 1_748_772_000),
+        ),
+        (
+            "model-00002-of-00002.safetensors".to_string(),
+            (w2, 0o644, 1_700_000_000),
+        ),
+        ("config.json".to_string(), (cfg, 0o644, 0)),
+        (
+            "tokenizer/tokenizer.json".to_string(),
+            (tok, 0o444, 1_748_772_000),
+        ),
+        ("README.md".to_string(), (readme, 0o644, 1_700_000_000)),
+        ("docs/LICENSE".to_string(), (license, 0o644, 1_700_000_000)),
+    ]);
+    (layers, expected)
+}
+
+#[test]
+fn privileged_a_modelpack_built_like_modctl_mounts_the_exact_tree_with_no_copy() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (layers, expected) = modctl_layers();
+    let reference = push_modelpack(&reg, "models/tiny", "v1", &layers, tmp.path());
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let out = fspack(&store)
+        .args(["pull", &reference, "--json", "--mount"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "pull --mount failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(report["format"], "modelpack", "{report}");
+        assert!(
+            stderr.contains("expanded once"),
+            "the tar+gzip layer is expanded with a note: {stderr}"
+        );
+        let got = files_of(&mnt);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>()
+        );
+        for (k, (bytes, mode, mtime)) in &expected {
+            let (gb, gm, gt) = &got[k];
+            assert!(gb == bytes, "{k}: content differs");
+            assert_eq!((gm, gt), (mode, mtime), "{k}: mode and mtime");
+        }
+        let root = fs::metadata(&mnt).unwrap();
+        assert_eq!(
+            root.mode() & 0o7777,
+            0o755,
+            "the root's mode is set on purpose"
+        );
+        assert_eq!((root.uid(), root.gid()), (0, 0));
+    });
+    // Each weight byte is stored once: the blobs are the layers, plus the expanded doc tar and
+    // the small metadata image.
+    let layer_bytes: u64 = layers.iter().map(|l| l.bytes.len() as u64).sum();
+    let stored = dir_bytes(&store.join("blobs/sha256"));
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    result.unwrap();
+    eprintln!("layers {layer_bytes} bytes, store {stored} bytes");
+    assert!(
+        stored < layer_bytes + (64 << 10),
+        "the store holds {stored} bytes for {layer_bytes} bytes of layers: a copy was made"
+    );
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+
+    // A second mount reuses the expansion and the metadata image.
+    let out = fspack(&store)
+        .args(["mount", &reference])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = String::from_utf8_lossy(&out.stderr).into_owned();
+    let same = files_of(&mnt).len();
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert!(
+        !again.contains("expanded once"),
+        "expanded only once: {again}"
+    );
+    assert_eq!(same, expected.len());
+    assert_eq!(dir_bytes(&store.join("blobs/sha256")), stored);
+}
+
+/// A raw layer list with one hostile change, pushed as its own tag.
+fn hostile(
+    reg: &Registry,
+    dir: &Path,
+    tag: &str,
+    edit: impl FnOnce(&mut Vec<Layer>),
+) -> (String, Vec<Layer>) {
+    let mut layers = vec![
+        Layer {
+            media_type: WEIGHT_RAW,
+            bytes: weights(100_000, 7),
+            filepath: "a.safetensors".into(),
+            metadata: None,
+        },
+        Layer {
+            media_type: WEIGHT_CONFIG_RAW,
+            bytes: b"{}".to_vec(),
+            filepath: "config.json".into(),
+            metadata: None,
+        },
+    ];
+    edit(&mut layers);
+    let r = push_modelpack(reg, "models/hostile", tag, &layers, dir);
+    (r, layers)
+}
+
+fn raw_tar(name: &[u8], claimed: u64, actual: usize) -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_size(claimed);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut bytes = h.as_bytes().to_vec();
+    bytes.extend(vec![7u8; actual.next_multiple_of(512)]);
+    bytes.extend([0u8; 1024]);
+    bytes
+}
+
+#[test]
+fn hostile_modelpack_paths_are_refused_with_exit_6_before_download() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Box<dyn FnOnce(&mut Vec<Layer>)>, &str)> = vec![
+        (
+            "dotdot",
+            Box::new(|l| l[0].filepath = "../../etc/cron.d/x".into()),
+            "escapes the tree",
+        ),
+        (
+            "absolute",
+            Box::new(|l| l[0].filepath = "/etc/passwd".into()),
+            "escapes the tree",
+        ),
+        (
+            "duplicate",
+            Box::new(|l| l[1].filepath = "a.safetensors".into()),
+            "also the file of layer",
+        ),
+        (
+            "metadata-size",
+            Box::new(|l| {
+                l[0].metadata = Some(
+                    json!({"name": "a", "mode": 420, "size": 5, "mtime": "2025-01-01T00:00:00Z"}),
+                )
+            }),
+            "the layer has 100000",
+        ),
+    ];
+    for (tag, edit, want) in cases {
+        let (reference, layers) = hostile(&reg, tmp.path(), tag, edit);
+        let store = tmp.path().join(format!("store-{tag}"));
+        let bad = sha256(&layers[if tag == "duplicate" { 1 } else { 0 }].bytes);
+        let assert = fspack(&store).args(["pull", &reference]).assert().code(6);
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(
+            err.contains(want) && err.contains(&bad),
+            "{tag}: the refusal names the layer and the reason: {err}"
+        );
+        let n = fs::read_dir(store.join("blobs/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{tag}: nothing is downloaded for a refused manifest");
+    }
+}
+
+#[test]
+fn privileged_hostile_tar_members_are_refused_with_exit_6_before_mount() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "escape",
+            raw_tar(b"../../../tmp/evil", 10, 10),
+            "escapes the tree",
+        ),
+        ("abs", raw_tar(b"/etc/shadow", 10, 10), "escapes the tree"),
+        (
+            "oversize",
+            raw_tar(b"model.safetensors", 1 << 30, 1000),
+            "past the end of the layer",
+        ),
+        (
+            "clash",
+            tar_of(&[("config.json", b"{\"x\":1}")]),
+            "also named by layer",
+        ),
+    ];
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    for (tag, tar, want) in cases {
+        let (reference, layers) = hostile(&reg, tmp.path(), tag, |l| {
+            l.push(Layer {
+                media_type: WEIGHT_TAR,
+                bytes: tar,
+                filepath: "model.safetensors".into(),
+                metadata: None,
+            })
+        });
+        let bad = sha256(&layers.last().unwrap().bytes);
+        let store = tmp.path().join(format!("store-{tag}"));
+        let assert = fspack(&store)
+            .args(["pull", &reference, "--mount"])
+            .arg(&mnt)
+            .assert()
+            .code(6)
+            .stderr(predicate::str::contains(want));
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(err.contains(&bad), "{tag}: names the layer: {err}");
+        assert_eq!(
+            leftovers(tmp.path()),
+            Vec::<String>::new(),
+            "{tag}: nothing is mounted"
+        );
+    }
+    let _: PathBuf = mnt;
+}
