@@ -89,6 +89,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('--all-root', '--all-root', [CompletionResultType]::ParameterName, 'Record every file as owned by root (uid 0, gid 0)')
+            [CompletionResult]::new('--modelpack', '--modelpack', [CompletionResultType]::ParameterName, 'Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the file''s role, readable by modctl and mounted by fspack with no second copy')
             [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')

@@ -173,8 +173,14 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// Regular files under `root` by relative path: (bytes, mode bits, mtime seconds).
-fn files_of(root: &Path) -> BTreeMap<String, (Vec<u8>, u32, i64)> {
+/// Regular files by relative path: (bytes, mode bits, mtime seconds).
+type Files = BTreeMap<String, (Vec<u8>, u32, i64)>;
+
+/// An edit that makes a layer list hostile.
+type Edit = Box<dyn FnOnce(&mut Vec<Layer>)>;
+
+/// Regular files under `root`.
+fn files_of(root: &Path) -> Files {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -199,7 +205,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn modctl_layers() -> (Vec<Layer>, BTreeMap<String, (Vec<u8>, u32, i64)>) {
+fn modctl_layers() -> (Vec<Layer>, Files) {
     let w1 = weights(3 << 20, 1);
     let w2 = weights((2 << 20) + 1234, 2);
     let cfg = br#"{"hidden_size": 64, "num_layers": 2}"#.to_vec();
@@ -392,7 +398,7 @@ fn raw_tar(name: &[u8], claimed: u64, actual: usize) -> Vec<u8> {
 fn hostile_modelpack_paths_are_refused_with_exit_6_before_download() {
     let Some(reg) = Registry::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Vec<Layer>)>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "dotdot",
             Box::new(|l| l[0].filepath = "../../etc/cron.d/x".into()),
@@ -488,4 +494,267 @@ fn privileged_hostile_tar_members_are_refused_with_exit_6_before_mount() {
         );
     }
     let _: PathBuf = mnt;
+}
+
+/// A small model directory with a file of every role.
+fn model_dir(dir: &Path) {
+    fs::create_dir_all(dir.join("tokenizer")).unwrap();
+    fs::write(
+        dir.join("model-00001-of-00002.safetensors"),
+        weights(3 << 20, 4),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("model-00002-of-00002.safetensors"),
+        weights((1 << 20) + 77, 5),
+    )
+    .unwrap();
+    fs::write(dir.join("config.json"), br#"{"hidden_size": 64}"#).unwrap();
+    fs::write(dir.join("tokenizer/tokenizer.json"), weights(50_000, 6)).unwrap();
+    fs::write(dir.join("README.md"), b"# model\n").unwrap();
+    fs::write(dir.join("modeling.py"), b"print('hi')\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.join("modeling.py"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn manifest_of(reg: &Registry, repo: &str, tag: &str) -> serde_json::Value {
+    serde_json::from_slice(&curl(&[
+        "-H",
+        "Accept: application/vnd.oci.image.manifest.v1+json",
+        &format!("http://{}/v2/{repo}/manifests/{tag}", reg.addr),
+    ]))
+    .unwrap()
+}
+
+/// The model-spec config rules (`schema/config-schema.json` of modelpack/model-spec: required
+/// members, closed objects, `modelfs.type` of `layers`, at least one diffId), written out here
+/// as a JSON Schema and checked with python-jsonschema, an independent validator.
+fn model_spec_config_rules() -> serde_json::Value {
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "required": ["descriptor", "config", "modelfs"],
+        "additionalProperties": false,
+        "properties": {
+            "descriptor": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "createdAt": {"type": "string", "format": "date-time"},
+                    "authors": strings, "family": {"type": "string"},
+                    "name": {"type": "string", "minLength": 1},
+                    "docURL": {"type": "string"}, "sourceURL": {"type": "string"},
+                    "datasetsURL": strings, "version": {"type": "string"},
+                    "revision": {"type": "string"}, "vendor": {"type": "string"},
+                    "licenses": strings, "title": {"type": "string"},
+                    "description": {"type": "string"}
+                }
+            },
+            "config": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "architecture": {"type": "string"}, "format": {"type": "string"},
+                    "paramSize": {"type": "string"}, "precision": {"type": "string"},
+                    "quantization": {"type": "string"},
+                    "transformerConfig": {"type": "object"}, "capabilities": {"type": "object"}
+                }
+            },
+            "modelfs": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["type", "diffIds"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["layers"]},
+                    "diffIds": {"type": "array", "items": {"type": "string"}, "minItems": 1}
+                }
+            }
+        }
+    })
+}
+
+/// Validates `doc` against `schema` with python3-jsonschema; `Err` carries its message.
+fn jsonschema_validate(schema: &serde_json::Value, doc: &[u8], dir: &Path) -> Result<(), String> {
+    let (s, d) = (dir.join("schema.json"), dir.join("doc.json"));
+    fs::write(&s, schema.to_string()).unwrap();
+    fs::write(&d, doc).unwrap();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))",
+        ])
+        .arg(&s)
+        .arg(&d)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn have_jsonschema() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: python3-jsonschema is not installed (scripts/install-deps.sh)");
+    }
+    ok
+}
+
+#[test]
+fn push_modelpack_writes_a_model_spec_artifact_and_a_re_push_sends_only_the_edit() {
+    let Some(reg) = Registry::start() else { return };
+    if !have_jsonschema() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tiny-llm");
+    model_dir(&src);
+    let reference = format!("{}/models/pushed:v1", reg.addr);
+    let store = tmp.path().join("store");
+    let push = |tag: &str| -> serde_json::Value {
+        let out = fspack(&store)
+            .arg("push")
+            .arg(&src)
+            .arg(format!("{}/models/pushed:{tag}", reg.addr))
+            .args(["--modelpack", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    push("v1");
+    let m = manifest_of(&reg, "models/pushed", "v1");
+    assert_eq!(
+        m["artifactType"],
+        "application/vnd.cncf.model.manifest.v1+json"
+    );
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.cncf.model.config.v1+json"
+    );
+    let by_path: BTreeMap<String, String> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["annotations"]["org.cncf.model.filepath"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                l["mediaType"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = |t: &str| format!("application/vnd.cncf.model.{t}.v1.raw");
+    assert_eq!(
+        by_path,
+        BTreeMap::from([
+            ("README.md".into(), want("doc")),
+            ("config.json".into(), want("weight.config")),
+            ("model-00001-of-00002.safetensors".into(), want("weight")),
+            ("model-00002-of-00002.safetensors".into(), want("weight")),
+            ("modeling.py".into(), want("code")),
+            ("tokenizer/tokenizer.json".into(), want("weight.config")),
+        ])
+    );
+    for l in m["layers"].as_array().unwrap() {
+        let path = l["annotations"]["org.cncf.model.filepath"]
+            .as_str()
+            .unwrap();
+        let data = fs::read(src.join(path)).unwrap();
+        assert_eq!(
+            l["digest"],
+            sha256(&data),
+            "{path}: the blob is the file itself"
+        );
+        let meta: serde_json::Value = serde_json::from_str(
+            l["annotations"]["org.cncf.model.file.metadata+json"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(meta["size"], data.len() as u64);
+    }
+    let config = curl(&[&format!(
+        "http://{}/v2/models/pushed/blobs/{}",
+        reg.addr,
+        m["config"]["digest"].as_str().unwrap()
+    )]);
+    jsonschema_validate(&model_spec_config_rules(), &config, tmp.path())
+        .unwrap_or_else(|e| panic!("the config breaks model-spec's schema: {e}"));
+    // The validator is not a rubber stamp.
+    let broken =
+        br#"{"descriptor":{"name":""},"config":{},"modelfs":{"type":"layers","diffIds":[]}}"#;
+    assert!(jsonschema_validate(&model_spec_config_rules(), broken, tmp.path()).is_err());
+
+    // `inspect` lists the artifact file by file.
+    let out = fspack(&store)
+        .args(["inspect", &reference])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("format:    modelpack"), "{text}");
+    for p in by_path.keys() {
+        assert!(text.contains(p.as_str()), "inspect shows {p}: {text}");
+    }
+
+    // A re-push after editing one file sends that file and the small config, nothing else.
+    fs::write(src.join("config.json"), br#"{"hidden_size": 128}"#).unwrap();
+    let report = push("v2");
+    let sent: Vec<&str> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["skipped"] == false)
+        .map(|l| l["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(sent, ["config.json"], "{report}");
+}
+
+#[test]
+fn privileged_push_modelpack_then_pull_mount_gives_the_source_tree() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tiny-llm");
+    model_dir(&src);
+    let reference = format!("{}/models/roundtrip:v1", reg.addr);
+    let store = tmp.path().join("store");
+    fspack(&tmp.path().join("push-store"))
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .arg("--modelpack")
+        .assert()
+        .success();
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    let (want, got) = (files_of(&src), files_of(&mnt));
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &want {
+        assert!(got[k] == *v, "{k}: content, mode or mtime differs");
+    }
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }

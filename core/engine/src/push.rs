@@ -37,6 +37,9 @@ pub struct PushSettings {
     pub upload: UploadMode,
     /// Manifest annotations from the user.
     pub annotations: Vec<(String, String)>,
+    /// Push a directory as a CNCF ModelPack artifact, one raw layer per file
+    /// ([`crate::modelpack_push`], issue 15).
+    pub modelpack: bool,
 }
 
 /// One layer of a push, with where its bytes come from.
@@ -108,6 +111,18 @@ pub struct Prepared {
     /// `single`, `chunked` or `sharded`.
     pub layout: &'static str,
     _scratch: Option<Scratch>,
+}
+
+impl Prepared {
+    /// Layers that need no scratch space.
+    pub(crate) fn plain(layers: Vec<Layer>, format: &'static str, layout: &'static str) -> Self {
+        Prepared {
+            layers,
+            format,
+            layout,
+            _scratch: None,
+        }
+    }
 }
 
 /// A temporary directory removed on drop (SquashFS shards compressed before upload).
@@ -384,10 +399,20 @@ pub async fn push(
 ) -> Result<PushReport> {
     let started = Instant::now();
     let prepared = {
-        let (src, image) = (source.to_path_buf(), settings.image.clone());
-        tokio::task::spawn_blocking(move || layers_for(&src, &image))
-            .await
-            .expect("planning does not panic")?
+        let (src, image, modelpack) = (
+            source.to_path_buf(),
+            settings.image.clone(),
+            settings.modelpack,
+        );
+        tokio::task::spawn_blocking(move || {
+            if modelpack {
+                crate::modelpack_push::layers(&src, &image)
+            } else {
+                layers_for(&src, &image)
+            }
+        })
+        .await
+        .expect("planning does not panic")?
     };
     let (layers, format, layout) = (&prepared.layers, prepared.format, prepared.layout);
     let store = match target {
@@ -403,10 +428,6 @@ pub async fn push(
     let total: u64 = layers.iter().map(|l| indexed_size(l.source.size())).sum();
     let hash_bar = reporter.start_phase("hashing", layers.iter().map(|l| l.source.size()).sum());
     reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
-    let config = (
-        Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA))) as Arc<dyn BlobSource>,
-        empty_config(),
-    );
     let work = layers.iter().enumerate().map(|(i, l)| {
         let (reporter, store) = (reporter.clone(), store.clone());
         let src = l.source.clone();
@@ -435,6 +456,33 @@ pub async fn push(
         .await?;
     reporter.finish(hash_bar);
     done.sort_by_key(|(i, _, _)| *i);
+    let descriptors: Vec<Descriptor> = done.iter().map(|(_, d, _)| d.clone()).collect();
+    // A ModelPack config lists the layer digests, so it is made once they are known.
+    let (config, artifact_type) = if settings.modelpack {
+        let bytes = crate::modelpack_push::config(source, &descriptors);
+        let d = descriptor(
+            crate::modelpack::MEDIA_MODELPACK_CONFIG,
+            &sha256_digest(&bytes),
+            bytes.len() as u64,
+            BTreeMap::new(),
+        );
+        (
+            (
+                Arc::new(BytesSource(bytes::Bytes::from(bytes))) as Arc<dyn BlobSource>,
+                d,
+            ),
+            crate::modelpack::ARTIFACT_MODELPACK,
+        )
+    } else {
+        (
+            (
+                Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA)))
+                    as Arc<dyn BlobSource>,
+                empty_config(),
+            ),
+            ARTIFACT_TYPE,
+        )
+    };
     send(
         target,
         client,
@@ -446,15 +494,14 @@ pub async fn push(
     )
     .await?;
 
-    let descriptors: Vec<Descriptor> = done.iter().map(|(_, d, _)| d.clone()).collect();
     let mut annotations: BTreeMap<String, String> = settings.annotations.iter().cloned().collect();
     annotations.insert(ANN_FORMAT.into(), format.into());
     annotations.insert(ANN_LAYOUT.into(), layout.into());
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(MEDIA_MANIFEST.into()),
-        artifact_type: Some(ARTIFACT_TYPE.into()),
-        config: empty_config(),
+        artifact_type: Some(artifact_type.into()),
+        config: config.1.clone(),
         layers: descriptors,
         subject: None,
         annotations,
