@@ -93,11 +93,36 @@ struct Layer {
 
 /// Pushes a ModelPack manifest (artifactType, model config with diffIds, one layer per file).
 fn push_modelpack(reg: &Registry, repo: &str, tag: &str, layers: &[Layer], dir: &Path) -> String {
+    push_model(
+        reg,
+        repo,
+        tag,
+        layers,
+        dir,
+        Some("application/vnd.cncf.model.manifest.v1+json"),
+        "application/vnd.cncf.model.config.v1+json",
+    )
+}
+
+/// Pushes a model manifest with this artifact type and config media type.
+fn push_model(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    layers: &[Layer],
+    dir: &Path,
+    artifact_type: Option<&str>,
+    config_type: &str,
+) -> String {
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
     for l in layers {
         let (digest, size) = upload(reg, repo, &l.bytes, dir);
-        let mut ann = json!({"org.cncf.model.filepath": l.filepath});
+        let mut ann = if l.filepath.is_empty() {
+            json!({})
+        } else {
+            json!({"org.cncf.model.filepath": l.filepath})
+        };
         if let Some(m) = &l.metadata {
             ann["org.cncf.model.file.metadata+json"] = json!(m.to_string());
         }
@@ -122,13 +147,15 @@ fn push_modelpack(reg: &Registry, repo: &str, tag: &str, layers: &[Layer], dir: 
     })
     .to_string();
     let (cdigest, csize) = upload(reg, repo, config.as_bytes(), dir);
-    let manifest = json!({
+    let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": "application/vnd.cncf.model.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.cncf.model.config.v1+json", "digest": cdigest, "size": csize},
+        "config": {"mediaType": config_type, "digest": cdigest, "size": csize},
         "layers": descs,
     });
+    if let Some(t) = artifact_type {
+        manifest["artifactType"] = json!(t);
+    }
     curl(&[
         "-X",
         "PUT",
@@ -755,6 +782,99 @@ fn privileged_push_modelpack_then_pull_mount_gives_the_source_tree() {
     );
     for (k, v) in &want {
         assert!(got[k] == *v, "{k}: content, mode or mtime differs");
+    }
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
+fn privileged_kitops_and_docker_model_runner_artifacts_mount_too() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = weights((2 << 20) + 5, 8);
+    let csv = b"a,b\n1,2\n".to_vec();
+    // A KitOps ModelKit: uncompressed tar layers (its default), names relative to the Kitfile.
+    let kit = push_model(
+        &reg,
+        "models/kit",
+        "v1",
+        &[
+            Layer {
+                media_type: "application/vnd.kitops.modelkit.model.v1.tar",
+                bytes: tar_of(&[("models/model.gguf", &gguf)]),
+                filepath: String::new(),
+                metadata: None,
+            },
+            Layer {
+                media_type: "application/vnd.kitops.modelkit.dataset.v1.tar+gzip",
+                bytes: gzip(&tar_of(&[("data/train.csv", &csv)])),
+                filepath: String::new(),
+                metadata: None,
+            },
+        ],
+        tmp.path(),
+        None,
+        "application/vnd.kitops.modelkit.config.v1+json",
+    );
+    // A legacy Docker Model Runner artifact: a raw GGUF layer with no path annotation.
+    let dmr = push_model(
+        &reg,
+        "models/dmr",
+        "v1",
+        &[Layer {
+            media_type: "application/vnd.docker.ai.gguf.v3",
+            bytes: gguf.clone(),
+            filepath: String::new(),
+            metadata: None,
+        }],
+        tmp.path(),
+        None,
+        "application/vnd.docker.ai.model.config.v0.1+json",
+    );
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    for (reference, want) in [
+        (
+            kit,
+            Files::from([
+                (
+                    "models/model.gguf".to_string(),
+                    (gguf.clone(), 0o644, 1_700_000_000),
+                ),
+                (
+                    "data/train.csv".to_string(),
+                    (csv.clone(), 0o644, 1_700_000_000),
+                ),
+            ]),
+        ),
+        (
+            dmr,
+            Files::from([(
+                format!("{}.gguf", &sha256(&gguf)[7..19]),
+                (gguf.clone(), 0o644, 0),
+            )]),
+        ),
+    ] {
+        let out = fspack(&store)
+            .args(["pull", &reference, "--mount"])
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = files_of(&mnt);
+        fspack(&store).arg("umount").arg(&mnt).assert().success();
+        assert!(
+            got == want,
+            "{reference}: {:?}",
+            got.keys().collect::<Vec<_>>()
+        );
     }
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
