@@ -38,7 +38,7 @@ fi
 
 # Data: four weight files, a config, a tokenizer and a README; regenerated when the size changes.
 SRC=$WORK/src-$SIZE_MIB
-if [[ ! -f $SRC/.done ]]; then
+if [[ ! -f $SRC.done ]]; then
     log "generating a $SIZE_MIB MiB model in $SRC"
     rm -rf "$SRC"; mkdir -p "$SRC"
     python3 - "$SRC" "$SIZE_MIB" <<'EOF'
@@ -59,9 +59,9 @@ open(f"{src}/config.json", "w").write('{"hidden_size": 4096, "num_hidden_layers"
 open(f"{src}/tokenizer.json", "wb").write(rng.randbytes(2_000_000))
 open(f"{src}/README.md", "w").write("# bench model\n")
 EOF
-    touch "$SRC/.done"
+    touch "$SRC.done"
 fi
-DATA_BYTES=$(find "$SRC" -type f ! -name .done -printf '%s\n' | awk '{s+=$1} END {print s}')
+DATA_BYTES=$(find "$SRC" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')
 
 REG_DIR=$(mktemp -d "$WORK/registry.XXXX")
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -74,15 +74,21 @@ EOF
 docker-registry serve "$REG_DIR/config.yml" >"$REG_DIR/log" 2>&1 &
 REG_PID=$!
 MNTS=()
+RUN=$WORK/run
 cleanup() {
+    # Unmount before anything under $RUN is removed.
     for m in "${MNTS[@]}"; do
-        mountpoint -q "$m" && "$FSPACK" umount "$m" 2>/dev/null || true
+        if mountpoint -q "$m"; then
+            FSPACK_STORE=$RUN/store "$FSPACK" umount "$m" 2>/dev/null || umount "$m" || true
+        fi
     done
     kill "$REG_PID" 2>/dev/null || true
     wait "$REG_PID" 2>/dev/null || true
-    rm -rf "$REG_DIR" "$WORK/run"
+    for m in "${MNTS[@]}"; do mountpoint -q "$m" && return; done
+    rm -rf "$REG_DIR" "$RUN"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
 REF=127.0.0.1:$PORT/bench/model:v1
 
@@ -93,7 +99,6 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[
 now() { date +%s.%N; }
 used() { du -sB1 "$1" | cut -f1; }
 
-RUN=$WORK/run
 fs_t=(); fs_d=(); or_t=(); or_d=()
 for r in $(seq "$RUNS"); do
     rm -rf "$RUN"; mkdir -p "$RUN/mnt"
@@ -105,7 +110,7 @@ for r in $(seq "$RUNS"); do
     fs_t+=("$(echo "$t1 - $t0" | bc)")
     fs_d+=("$(used "$RUN/store")")
     # The mounted tree must be the source, byte for byte (outside the timing).
-    (cd "$SRC" && find . -type f ! -name .done -exec sha256sum {} + | sort -k2) >"$RUN/want"
+    (cd "$SRC" && find . -type f -exec sha256sum {} + | sort -k2) >"$RUN/want"
     (cd "$RUN/mnt" && find . -type f -exec sha256sum {} + | sort -k2) >"$RUN/got"
     cmp -s "$RUN/want" "$RUN/got" || { log "the mounted tree differs from the source"; exit 1; }
     FSPACK_STORE=$RUN/store "$FSPACK" umount "$RUN/mnt"
@@ -124,8 +129,7 @@ done
 # only), a second one, over the very same blobs, adds a one-file tar layer, which turns the
 # whole image to 512-byte blocks. Cold reads drop the page cache of the blob and of the file.
 log "read cost: 4 KiB vs 512-byte blocks over the same blob"
-MANIFEST=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REF" 2>/dev/null ||
-    curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://127.0.0.1:$PORT/v2/bench/model/manifests/v1")
+MANIFEST=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://127.0.0.1:$PORT/v2/bench/model/manifests/v1")
 TAR=$WORK/extra.tar
 (cd "$WORK" && printf 'tar member\n' >member.txt && tar --format=gnu --owner=0 --group=0 --mtime=@0 -cf extra.tar member.txt)
 TAR_DIGEST=sha256:$(sha256sum "$TAR" | cut -d' ' -f1)
@@ -148,7 +152,6 @@ export FSPACK_STORE=$RUN/store
 "$FSPACK" pull "$REF" --mount "$RUN/m4k" -q >/dev/null
 "$FSPACK" pull "${REF%:v1}:v512" --mount "$RUN/m512" -q >/dev/null
 W=model-00001-of-00004.safetensors
-BLOB=$(find "$RUN/store/blobs/sha256" -size +100M | head -1)
 read_cost() { # DIR -> "cold MB/s, warm MB/s, cold 4 KiB random reads/s"
     python3 - "$1/$W" "$RUN/store/blobs/sha256" <<'EOF'
 import os, random, sys, time
@@ -180,8 +183,8 @@ echo "## ModelPack pull + mount ($(mib "$DATA_BYTES") MiB in 7 raw layers, loopb
 echo
 echo "| client | what you get | wall s | disk used MiB |"
 echo "|---|---|---:|---:|"
-echo "| fspack pull --mount | mounted tree (layers verified, metadata image built) | $(printf '%s\n' "${fs_t[@]}" | median) | $(mib "$(printf '%s\n' "${fs_d[@]}" | median)") |"
-echo "| oras-py pull | files in a directory (no mount) | $(printf '%s\n' "${or_t[@]}" | median) | $(mib "$(printf '%s\n' "${or_d[@]}" | median)") |"
+echo "| fspack pull --mount | mounted tree (layers verified, metadata image built) | $(printf '%.2f' "$(printf '%s\n' "${fs_t[@]}" | median)") | $(mib "$(printf '%s\n' "${fs_d[@]}" | median)") |"
+echo "| oras-py pull | files in a directory (no mount) | $(printf '%.2f' "$(printf '%s\n' "${or_t[@]}" | median)") | $(mib "$(printf '%s\n' "${or_d[@]}" | median)") |"
 echo
 echo "## Read cost of 512-byte EROFS blocks ($W, $(mib "$(stat -c %s "$SRC/$W")") MiB, median of $RUNS)"
 echo
