@@ -345,10 +345,14 @@ fn indexed_size(data: u64) -> u64 {
 /// Reads one source once on a blocking thread, computing in that one pass its chunk index and
 /// the sha256 of the blob it becomes (source bytes, then the index), with progress on `bar`.
 /// Returns the blob's digest, its source as uploaded, and the index annotations.
+///
+/// With `embed_index` false the blob is the source alone: a ModelPack layer must be the file
+/// itself, byte for byte, for modctl and every other reader (issue 15).
 async fn hash(
     src: Arc<dyn BlobSource>,
     reporter: Arc<dyn Reporter>,
     bar: usize,
+    embed_index: bool,
 ) -> Result<(String, Arc<dyn BlobSource>, BTreeMap<String, String>)> {
     use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE, Embedded};
     tokio::task::spawn_blocking(move || {
@@ -372,6 +376,10 @@ async fn hash(
                 "the source gave {n_total} bytes, {} were planned (did it change?)",
                 src.size()
             )));
+        }
+        if !embed_index {
+            let digest = format!("sha256:{}", hex::encode(h.finalize()));
+            return Ok((digest, src, BTreeMap::new()));
         }
         let index = bytes::Bytes::from(chunks.finish().encode());
         h.update(&index);
@@ -425,7 +433,13 @@ pub async fn push(
         }
         Target::Layout { .. } => None,
     };
-    let total: u64 = layers.iter().map(|l| indexed_size(l.source.size())).sum();
+    let total: u64 = layers
+        .iter()
+        .map(|l| match settings.modelpack {
+            true => l.source.size(),
+            false => indexed_size(l.source.size()),
+        })
+        .sum();
     let hash_bar = reporter.start_phase("hashing", layers.iter().map(|l| l.source.size()).sum());
     reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
     let work = layers.iter().enumerate().map(|(i, l)| {
@@ -433,7 +447,8 @@ pub async fn push(
         let src = l.source.clone();
         let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
         async move {
-            let (digest, src, index) = hash(src, reporter.clone(), hash_bar).await?;
+            let (digest, src, index) =
+                hash(src, reporter.clone(), hash_bar, !settings.modelpack).await?;
             d.digest = digest;
             d.size = src.size();
             d.annotations.extend(index);
