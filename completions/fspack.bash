@@ -691,7 +691,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__push)
-            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --chunk-size --annotation --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --chunk-size --annotation --modelpack --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -86,6 +86,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --all-root 'Record every file as owned by root (uid 0, gid 0)'
             cand --strict-acls 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
+            cand --modelpack 'Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the file''s role, readable by modctl and mounted by fspack with no second copy'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
             cand --json 'Print a JSON summary on stdout'

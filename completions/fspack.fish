@@ -89,6 +89,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -s j -l jobs -d 'Par
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l strict-acls -d 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l modelpack -d 'Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the file\'s role, readable by modctl and mounted by fspack with no second copy'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l json -d 'Print a JSON summary on stdout'

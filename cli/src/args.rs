@@ -260,6 +260,10 @@ pub struct PushArgs {
     /// Manifest annotation (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation)]
     pub annotations: Vec<(String, String)>,
+    /// Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the
+    /// file's role, readable by modctl and mounted by fspack with no second copy.
+    #[arg(long)]
+    pub modelpack: bool,
     /// Registry options.
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -15,7 +15,8 @@ pub const NOT_FOUND: u8 = 3;
 pub const AUTH: u8 = 4;
 /// The network or the registry failed after retries; trying again later may work.
 pub const NETWORK: u8 = 5;
-/// Content did not match its digest or size; nothing was committed.
+/// Content did not match its digest or size, or a model artifact's paths or tar members are unsafe
+/// (issue 15); nothing was committed or mounted.
 pub const INTEGRITY: u8 = 6;
 /// Mounting failed, or privileges/kernel support are missing.
 pub const MOUNT: u8 = 7;
@@ -43,7 +44,10 @@ pub const TABLE: &[(u8, &str)] = &[
         NETWORK,
         "network or registry failure after retries (temporary)",
     ),
-    (INTEGRITY, "digest or size mismatch; nothing was committed"),
+    (
+        INTEGRITY,
+        "digest or size mismatch, or an artifact refused as unsafe to mount; nothing was committed or mounted",
+    ),
     (
         MOUNT,
         "mount failed, or root privileges or kernel support are missing",
@@ -69,6 +73,7 @@ pub fn classify(err: &anyhow::Error) -> u8 {
                 EngineError::Usage(_) => USAGE,
                 EngineError::NotFound(_) => NOT_FOUND,
                 EngineError::Integrity(_) => INTEGRITY,
+                EngineError::Refused { .. } => INTEGRITY,
                 EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                     NOT_FOUND
                 }

@@ -86,17 +86,28 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
         "{:<20} {:>14}  {:<8} MEDIA TYPE / DIGEST",
         "LAYER", "SIZE", "ROLE"
     )?;
+    // Model artifacts (issue 15) are listed file by file: the layer's file path, and how the
+    // layer holds it (raw, or a tar whose members show once pulled and mounted).
+    let flavor = fspack_engine::modelpack::detect(&view.manifest);
     for l in &view.manifest.layers {
         let title = l
             .annotations
-            .get(ANN_TITLE)
+            .get(fspack_engine::modelpack::ANN_FILEPATH)
+            .filter(|_| flavor.is_some())
+            .or_else(|| l.annotations.get(ANN_TITLE))
             .map(|s| s.escape_default().to_string())
             .unwrap_or_default();
-        let role = l
-            .annotations
-            .get(ANN_EROFS_ROLE)
-            .map(String::as_str)
-            .unwrap_or("-");
+        let packing = flavor.and_then(|f| fspack_engine::modelpack::packing(f, &l.media_type));
+        let role = match packing {
+            Some(fspack_engine::modelpack::Packing::Raw) => "file",
+            Some(fspack_engine::modelpack::Packing::Tar) => "tar",
+            Some(_) => "tar+z",
+            None => l
+                .annotations
+                .get(ANN_EROFS_ROLE)
+                .map(String::as_str)
+                .unwrap_or("-"),
+        };
         writeln!(
             out,
             "{title:<20} {:>14}  {role:<8} {}\n{:<46}{}",

@@ -25,12 +25,16 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     };
     let settings = mount_settings(&args.mount_opts);
     let (s, n, d) = (store.clone(), name.clone(), digest.clone());
-    tokio::task::spawn_blocking(move || {
-        fspack_engine::mount::mount_at(&s, &n, &d, point, &settings)
+    let notes = tokio::task::spawn_blocking(move || {
+        let mut notes = Vec::new();
+        fspack_engine::mount::mount_at(&s, &n, &d, point, &settings, &mut notes).map(|_| notes)
     })
     .await?
     .with_context(|| format!("failed to mount {name} on {}", args.dir.display()))?;
     if !g.quiet {
+        for n in notes {
+            eprintln!("note: {n}");
+        }
         eprintln!("mounted {name} ({digest}) on {}", args.dir.display());
     }
     Ok(())

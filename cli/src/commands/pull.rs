@@ -97,8 +97,10 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             report.reference.clone(),
             report.manifest_digest.clone(),
         );
-        tokio::task::spawn_blocking(move || {
-            fspack_engine::mount::mount_at(&s, &reference, &digest, point, &ms)
+        let notes = tokio::task::spawn_blocking(move || {
+            let mut notes = Vec::new();
+            fspack_engine::mount::mount_at(&s, &reference, &digest, point, &ms, &mut notes)
+                .map(|_| notes)
         })
         .await?
         .with_context(|| {
@@ -108,6 +110,11 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 dir.display()
             )
         })?;
+        if !g.quiet {
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+        }
         report.mounted_at = Some(dir.clone());
     }
     if args.json {

@@ -20,6 +20,7 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             None => UploadMode::Monolithic,
         },
         annotations: args.annotations.clone(),
+        modelpack: args.modelpack,
     };
     let client = match &target {
         Target::Registry(_) => Some(super::client(&args.registry)?),

@@ -137,11 +137,17 @@ pub enum MountPlan {
         /// Shards, lowest first.
         shards: Vec<Descriptor>,
     },
+    /// A model artifact (ModelPack, KitOps, Docker Model Runner) whose layers are its files;
+    /// mounted through a metadata image built locally ([`crate::modelpack`]).
+    Model(crate::modelpack::ModelPlan),
 }
 
 impl MountPlan {
     /// Decides how to mount `m`; unknown or mixed layer types are refused with a clear error.
     pub fn from_manifest(m: &Manifest, what: &str) -> Result<MountPlan> {
+        if let Some(flavor) = crate::modelpack::detect(m) {
+            return Ok(MountPlan::Model(crate::modelpack::plan(m, flavor, what)?));
+        }
         fn role(d: &Descriptor) -> Option<&str> {
             d.annotations.get(ANN_EROFS_ROLE).map(String::as_str)
         }
@@ -214,14 +220,16 @@ impl MountPlan {
                 devices.iter().chain(std::iter::once(&**primary)).collect()
             }
             MountPlan::Squashfs { shards } => shards.iter().collect(),
+            MountPlan::Model(p) => p.layers.iter().map(|l| &l.desc).collect(),
         }
     }
 
-    /// `erofs` or `squashfs`.
+    /// `erofs`, `squashfs`, or the model format (`modelpack`, `kitops`, `docker-model`).
     pub fn format(&self) -> &'static str {
         match self {
             MountPlan::Erofs { .. } => "erofs",
             MountPlan::Squashfs { .. } => "squashfs",
+            MountPlan::Model(p) => p.flavor.name(),
         }
     }
 }

@@ -28,6 +28,17 @@ pub enum EngineError {
     /// another size than the manifest says, a stored blob that no longer matches its digest.
     #[error("{0}")]
     Integrity(String),
+    /// Someone else's artifact that fspack refuses to mount: a layer path escaping the tree or
+    /// named twice, a tar member past the end of its layer (issue 15). Nothing was mounted.
+    #[error("{what}: layer {layer} refused: {why}; nothing was mounted")]
+    Refused {
+        /// The reference.
+        what: String,
+        /// The layer's digest, with its file path when it has one.
+        layer: String,
+        /// What is wrong.
+        why: String,
+    },
     /// An I/O failure on a named path.
     #[error("{path}: {source}")]
     Io {

@@ -8,6 +8,8 @@ pub mod build;
 pub mod error;
 pub mod fetch;
 pub mod import;
+pub mod modelpack;
+pub mod modelpack_push;
 pub mod mount;
 pub mod pull;
 pub mod push;

@@ -183,21 +183,40 @@ pub fn mount(
     target: &Path,
     settings: &MountSettings,
 ) -> Result<MountRecord> {
+    let mut notes = Vec::new();
+    let record = mount_noted(store, reference, digest, target, settings, &mut notes)?;
+    for n in notes {
+        tracing::info!("{n}");
+    }
+    Ok(record)
+}
+
+/// [`mount`], adding to `notes` what the user should hear about (a compressed model layer
+/// expanded into the store, issue 15).
+pub fn mount_noted(
+    store: &Store,
+    reference: &str,
+    digest: &str,
+    target: &Path,
+    settings: &MountSettings,
+    notes: &mut Vec<String>,
+) -> Result<MountRecord> {
     let point = MountPoint::prepare(store, target)?;
-    mount_at(store, reference, digest, point, settings)
+    mount_at(store, reference, digest, point, settings, notes)
 }
 
 /// Mounts the manifest `digest` (already in `store`) on a prepared mount point; a failed mount
-/// removes the directories the mount point created.
+/// removes the directories the mount point created. Notes for the user go to `notes`.
 pub fn mount_at(
     store: &Store,
     reference: &str,
     digest: &str,
     point: MountPoint,
     settings: &MountSettings,
+    notes: &mut Vec<String>,
 ) -> Result<MountRecord> {
     let created = point.created.clone();
-    match mount_inner(store, reference, digest, &point, settings) {
+    match mount_inner(store, reference, digest, &point, settings, notes) {
         Ok(mut record) => {
             record.created_dirs = created;
             // Recorded after the mount succeeded; a crash in between leaves a mount that
@@ -218,6 +237,7 @@ fn mount_inner(
     digest: &str,
     point: &MountPoint,
     settings: &MountSettings,
+    notes: &mut Vec<String>,
 ) -> Result<MountRecord> {
     let bytes = store.read_blob(digest, MAX_MANIFEST)?;
     let manifest = parse_manifest(&bytes, reference)?;
@@ -274,6 +294,29 @@ fn mount_inner(
                 settings.mode,
                 &mut record,
             )?;
+        }
+        MountPlan::Model(model) => {
+            let view = crate::modelpack::build_view(store, model, reference)?;
+            notes.extend(view.notes.iter().cloned());
+            let primary = store.blob_path(&view.meta_digest);
+            check_format(&primary, Format::Erofs)?;
+            let devices: Vec<PathBuf> = view.devices.iter().map(|d| d.1.clone()).collect();
+            // A mapped image may use 512-byte blocks, which the 4 KiB loop devices fspack
+            // attaches cannot carry; file-backed mounts (Linux 6.12+) take any block size.
+            if settings.mode == MountMode::Loop {
+                return Err(EngineError::Usage(format!(
+                    "{reference} is a {} artifact, mounted file-backed only (Linux 6.12+); drop --mount-mode loop",
+                    model.flavor.name()
+                )));
+            }
+            let mode = MountMode::File;
+            mount_erofs(&primary, &devices, &target, &opts, mode, &mut record)?;
+            for (digest, _) in &view.devices {
+                if !record.blobs.contains(digest) {
+                    record.blobs.push(digest.clone());
+                }
+            }
+            record.blobs.push(view.meta_digest.clone());
         }
         MountPlan::Squashfs { shards } => {
             let paths: Vec<PathBuf> = shards.iter().map(path_of).collect::<Result<_>>()?;

@@ -37,6 +37,9 @@ pub struct PushSettings {
     pub upload: UploadMode,
     /// Manifest annotations from the user.
     pub annotations: Vec<(String, String)>,
+    /// Push a directory as a CNCF ModelPack artifact, one raw layer per file
+    /// ([`crate::modelpack_push`], issue 15).
+    pub modelpack: bool,
 }
 
 /// One layer of a push, with where its bytes come from.
@@ -108,6 +111,18 @@ pub struct Prepared {
     /// `single`, `chunked` or `sharded`.
     pub layout: &'static str,
     _scratch: Option<Scratch>,
+}
+
+impl Prepared {
+    /// Layers that need no scratch space.
+    pub(crate) fn plain(layers: Vec<Layer>, format: &'static str, layout: &'static str) -> Self {
+        Prepared {
+            layers,
+            format,
+            layout,
+            _scratch: None,
+        }
+    }
 }
 
 /// A temporary directory removed on drop (SquashFS shards compressed before upload).
@@ -333,10 +348,14 @@ fn indexed_size(data: u64) -> u64 {
 /// Reads one source once on a blocking thread, computing in that one pass its chunk index and
 /// the sha256 of the blob it becomes (source bytes, then the index), with progress on `bar`.
 /// Returns the blob's digest, its source as uploaded, and the index annotations.
+///
+/// With `embed_index` false the blob is the source alone: a ModelPack layer must be the file
+/// itself, byte for byte, for modctl and every other reader (issue 15).
 async fn hash(
     src: Arc<dyn BlobSource>,
     reporter: Arc<dyn Reporter>,
     bar: usize,
+    embed_index: bool,
 ) -> Result<(String, Arc<dyn BlobSource>, BTreeMap<String, String>)> {
     use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE, Embedded};
     tokio::task::spawn_blocking(move || {
@@ -360,6 +379,10 @@ async fn hash(
                 "the source gave {n_total} bytes, {} were planned (did it change?)",
                 src.size()
             )));
+        }
+        if !embed_index {
+            let digest = format!("sha256:{}", hex::encode(h.finalize()));
+            return Ok((digest, src, BTreeMap::new()));
         }
         let index = bytes::Bytes::from(chunks.finish().encode());
         h.update(&index);
@@ -393,10 +416,16 @@ pub async fn push(
         image.walk.forbid_inside.push(path.clone());
     }
     let prepared = {
-        let src = source.to_path_buf();
-        tokio::task::spawn_blocking(move || layers_for(&src, &image))
-            .await
-            .expect("planning does not panic")?
+        let (src, modelpack) = (source.to_path_buf(), settings.modelpack);
+        tokio::task::spawn_blocking(move || {
+            if modelpack {
+                crate::modelpack_push::layers(&src, &image)
+            } else {
+                layers_for(&src, &image)
+            }
+        })
+        .await
+        .expect("planning does not panic")?
     };
     let (layers, format, layout) = (&prepared.layers, prepared.format, prepared.layout);
     let store = match target {
@@ -409,19 +438,22 @@ pub async fn push(
         }
         Target::Layout { .. } => None,
     };
-    let total: u64 = layers.iter().map(|l| indexed_size(l.source.size())).sum();
+    let total: u64 = layers
+        .iter()
+        .map(|l| match settings.modelpack {
+            true => l.source.size(),
+            false => indexed_size(l.source.size()),
+        })
+        .sum();
     let hash_bar = reporter.start_phase("hashing", layers.iter().map(|l| l.source.size()).sum());
     reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
-    let config = (
-        Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA))) as Arc<dyn BlobSource>,
-        empty_config(),
-    );
     let work = layers.iter().enumerate().map(|(i, l)| {
         let (reporter, store) = (reporter.clone(), store.clone());
         let src = l.source.clone();
         let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
         async move {
-            let (digest, src, index) = hash(src, reporter.clone(), hash_bar).await?;
+            let (digest, src, index) =
+                hash(src, reporter.clone(), hash_bar, !settings.modelpack).await?;
             d.digest = digest;
             d.size = src.size();
             d.annotations.extend(index);
@@ -444,6 +476,33 @@ pub async fn push(
         .await?;
     reporter.finish(hash_bar);
     done.sort_by_key(|(i, _, _)| *i);
+    let descriptors: Vec<Descriptor> = done.iter().map(|(_, d, _)| d.clone()).collect();
+    // A ModelPack config lists the layer digests, so it is made once they are known.
+    let (config, artifact_type) = if settings.modelpack {
+        let bytes = crate::modelpack_push::config(source, &descriptors);
+        let d = descriptor(
+            crate::modelpack::MEDIA_MODELPACK_CONFIG,
+            &sha256_digest(&bytes),
+            bytes.len() as u64,
+            BTreeMap::new(),
+        );
+        (
+            (
+                Arc::new(BytesSource(bytes::Bytes::from(bytes))) as Arc<dyn BlobSource>,
+                d,
+            ),
+            crate::modelpack::ARTIFACT_MODELPACK,
+        )
+    } else {
+        (
+            (
+                Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA)))
+                    as Arc<dyn BlobSource>,
+                empty_config(),
+            ),
+            ARTIFACT_TYPE,
+        )
+    };
     send(
         target,
         client,
@@ -455,15 +514,14 @@ pub async fn push(
     )
     .await?;
 
-    let descriptors: Vec<Descriptor> = done.iter().map(|(_, d, _)| d.clone()).collect();
     let mut annotations: BTreeMap<String, String> = settings.annotations.iter().cloned().collect();
     annotations.insert(ANN_FORMAT.into(), format.into());
     annotations.insert(ANN_LAYOUT.into(), layout.into());
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(MEDIA_MANIFEST.into()),
-        artifact_type: Some(ARTIFACT_TYPE.into()),
-        config: empty_config(),
+        artifact_type: Some(artifact_type.into()),
+        config: config.1.clone(),
         layers: descriptors,
         subject: None,
         annotations,

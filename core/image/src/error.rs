@@ -73,6 +73,15 @@ pub enum Error {
     /// Bytes that are not an image this crate understands.
     #[error("{0}")]
     Format(String),
+    /// An entry of someone else's artifact that fspack refuses to map: a path escaping the tree
+    /// or named twice, a tar member reaching past its layer, a member type it cannot map.
+    #[error("{path:?}: {why}")]
+    Refused {
+        /// The entry's path as the artifact spells it.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 impl Error {

@@ -7,6 +7,7 @@ pub mod erofs;
 pub mod error;
 pub mod source;
 pub mod squashfs;
+pub mod tar_index;
 pub mod tree;
 
 pub use error::{Error, Result};

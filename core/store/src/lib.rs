@@ -189,6 +189,53 @@ impl Store {
         Ok(digest)
     }
 
+    /// Stores a blob streamed from `r` (an expanded tar+gzip layer: too large for memory, digest
+    /// unknown until the end); returns its digest and size. Written like a commit: a temporary
+    /// file under `ingest/` hashed while written, fsync, read-only, rename, fsync of the directory.
+    ///
+    /// Errors: [`StoreError::Io`] naming the temporary file or the reader's failure.
+    pub fn put_blob_reader(&self, r: &mut dyn std::io::Read) -> Result<(String, u64)> {
+        use sha2::Digest;
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = self.root.join("ingest").join(format!(
+            "stream-{}-{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            let mut h = sha2::Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                let n = match r.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(StoreError::io(&tmp, e)),
+                };
+                h.update(&buf[..n]);
+                f.write_all(&buf[..n])
+                    .map_err(|e| StoreError::io(&tmp, e))?;
+                size += n as u64;
+            }
+            f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+            f.set_permissions(fs::Permissions::from_mode(0o444))
+                .map_err(|e| StoreError::io(&tmp, e))?;
+            let digest = format!("sha256:{}", hex::encode(h.finalize()));
+            let path = self.blob_path(&digest);
+            fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+            sync_dir(path.parent().expect("blob paths have a parent"))?;
+            Ok((digest, size))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
     /// Reads a committed blob of at most `max` bytes, checking that it still hashes to `digest`
     /// (manifests and configs are small, and steer what gets mounted).
     pub fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>> {

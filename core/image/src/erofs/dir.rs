@@ -98,3 +98,36 @@ fn file_type(kind: &Kind) -> u8 {
         Kind::Socket => ft::SOCK,
     }
 }
+
+/// Encodes one directory from already sorted `(name, nid, file type)` entries (`.` and `..`
+/// included) into blocks of `blksz` bytes, the last block exact. Used by writers whose block
+/// size is not the 4 KiB of [`DirLayouts`] (the mapped images of `super::mapped`).
+pub(super) fn encode_entries(entries: &[(&[u8], u64, u8)], blksz: u64) -> Vec<u8> {
+    let mut blocks: Vec<(usize, usize)> = Vec::new();
+    let (mut start, mut used) = (0, 0u64);
+    for (i, (name, _, _)) in entries.iter().enumerate() {
+        let need = (DIRENT_SIZE + name.len()) as u64;
+        if used + need > blksz {
+            blocks.push((start, i));
+            start = i;
+            used = 0;
+        }
+        used += need;
+    }
+    blocks.push((start, entries.len()));
+    let size = (blocks.len() as u64 - 1) * blksz + used;
+    let mut out = vec![0u8; size as usize];
+    for (b, &(start, end)) in blocks.iter().enumerate() {
+        let base = b * blksz as usize;
+        let mut nameoff = (end - start) * DIRENT_SIZE;
+        for (k, (name, nid, ft)) in entries[start..end].iter().enumerate() {
+            let de = base + k * DIRENT_SIZE;
+            put64(&mut out, de, *nid);
+            put16(&mut out, de + 8, nameoff as u16);
+            out[de + 10] = *ft;
+            out[base + nameoff..base + nameoff + name.len()].copy_from_slice(name);
+            nameoff += name.len();
+        }
+    }
+    out
+}

@@ -24,6 +24,7 @@
 mod dir;
 pub mod dump;
 pub mod format;
+pub mod mapped;
 mod xattr;
 
 use std::path::Path;

@@ -1,0 +1,648 @@
+//! Model artifacts from other tools (CNCF ModelPack, KitOps ModelKits, Docker Model Runner),
+//! mounted with no second copy (issue 15).
+//!
+//! Their layers are the model's files, raw or in tars. fspack never unpacks them: after the pull
+//! has verified each blob, it builds a small EROFS metadata image from the manifest and the tar
+//! headers ([`fspack_image::erofs::mapped`]) in which every file points into its layer blob,
+//! attached as an extra device. Only compressed tar layers are expanded, once, into the store.
+//!
+//! Everything that comes from the artifact is checked before anything is mounted: file paths
+//! (no absolute path, no `..`, no path twice), tar members (inside the tree, data inside the
+//! layer, files, directories and links only) and raw sizes against the file metadata annotation.
+//! A refusal names the layer and maps to exit code 6. `docs/format.md` lists the media types.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use fspack_image::erofs::mapped::{
+    MappedAttrs, MappedDevice, MappedEntry, MappedImage, MappedKind,
+};
+use fspack_image::tar_index::{MemberKind, clean_path, index_tar};
+use fspack_store::Store;
+use serde::Deserialize;
+
+use crate::artifact::{ANN_TITLE, Descriptor, Manifest};
+use crate::error::{EngineError, Result};
+
+/// `artifactType` of a ModelPack manifest (model-spec `specs-go/v1/mediatype.go`).
+pub const ARTIFACT_MODELPACK: &str = "application/vnd.cncf.model.manifest.v1+json";
+/// Media type of a ModelPack config.
+pub const MEDIA_MODELPACK_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
+/// Prefix of every ModelPack layer media type.
+pub const MEDIA_MODELPACK_LAYER_PREFIX: &str = "application/vnd.cncf.model.";
+/// Annotation: the layer's file path (model-spec `specs-go/v1/annotations.go`).
+pub const ANN_FILEPATH: &str = "org.cncf.model.filepath";
+/// Annotation: JSON file metadata (name, mode, uid, gid, size, mtime, typeflag).
+pub const ANN_FILE_METADATA: &str = "org.cncf.model.file.metadata+json";
+/// Config media type of a KitOps ModelKit (kitops `pkg/lib/constants/mediaType.go`).
+pub const MEDIA_KITOPS_CONFIG: &str = "application/vnd.kitops.modelkit.config.v1+json";
+/// Prefix of KitOps layer media types.
+pub const MEDIA_KITOPS_LAYER_PREFIX: &str = "application/vnd.kitops.modelkit.";
+/// Config media types of Docker Model Runner artifacts (model-runner
+/// `pkg/distribution/types/config.go`; v1 is the older model-distribution spelling).
+pub const MEDIA_DOCKER_MODEL_CONFIGS: &[&str] = &[
+    "application/vnd.docker.ai.model.config.v0.1+json",
+    "application/vnd.docker.ai.model.config.v0.2+json",
+    "application/vnd.docker.ai.model.config.v1+json",
+];
+/// Docker Model Runner raw layer types with the file extension fspack names them by when a layer
+/// carries no path annotation (legacy v0.1 artifacts).
+pub const DOCKER_MODEL_RAW: &[(&str, &str)] = &[
+    ("application/vnd.docker.ai.gguf.v3", "gguf"),
+    ("application/vnd.docker.ai.model.file.v1+gguf", "gguf"),
+    ("application/vnd.docker.ai.safetensors", "safetensors"),
+    ("application/vnd.docker.ai.dduf", "dduf"),
+    ("application/vnd.docker.ai.license", "license.txt"),
+    ("application/vnd.docker.ai.mmproj", "mmproj"),
+    ("application/vnd.docker.ai.chat.template.jinja", "jinja"),
+];
+/// Docker Model Runner tar layer types (uncompressed).
+pub const DOCKER_MODEL_TAR: &[&str] = &[
+    "application/vnd.docker.ai.vllm.config.tar",
+    "application/vnd.docker.ai.dir.tar",
+];
+
+/// Which tool's format an artifact follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavor {
+    /// CNCF ModelPack (modctl, KitOps `--use-model-pack`, Docker Model Runner's ModelPack mode).
+    ModelPack,
+    /// KitOps ModelKit.
+    KitOps,
+    /// Docker Model Runner.
+    DockerModel,
+}
+
+impl Flavor {
+    /// Lowercase name (`modelpack`, `kitops`, `docker-model`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::ModelPack => "modelpack",
+            Flavor::KitOps => "kitops",
+            Flavor::DockerModel => "docker-model",
+        }
+    }
+}
+
+/// How a layer holds its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Packing {
+    /// The blob is the file.
+    Raw,
+    /// An uncompressed tar, mapped member by member.
+    Tar,
+    /// A gzip-compressed tar, expanded once into the store.
+    TarGzip,
+    /// A zstd-compressed tar, expanded once into the store.
+    TarZstd,
+}
+
+/// One layer of a model artifact as fspack will map it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLayer {
+    /// The layer's descriptor.
+    pub desc: Descriptor,
+    /// Raw or tar.
+    pub packing: Packing,
+    /// The cleaned file path of a raw layer (tar layers name their own members).
+    pub path: Option<String>,
+    /// Mode, owner and mtime of a raw layer's file (its file metadata annotation, or defaults).
+    pub attrs: Option<MappedAttrs>,
+}
+
+/// A model artifact's layers, checked and ready to map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPlan {
+    /// The format.
+    pub flavor: Flavor,
+    /// Layers in manifest order.
+    pub layers: Vec<ModelLayer>,
+}
+
+/// Which model format `m` follows, if any: ModelPack by `artifactType` or config media type,
+/// KitOps and Docker Model Runner by config media type.
+pub fn detect(m: &Manifest) -> Option<Flavor> {
+    let config = m.config.media_type.as_str();
+    if m.artifact_type.as_deref() == Some(ARTIFACT_MODELPACK) || config == MEDIA_MODELPACK_CONFIG {
+        Some(Flavor::ModelPack)
+    } else if config == MEDIA_KITOPS_CONFIG {
+        Some(Flavor::KitOps)
+    } else if MEDIA_DOCKER_MODEL_CONFIGS.contains(&config) {
+        Some(Flavor::DockerModel)
+    } else {
+        None
+    }
+}
+
+/// How a layer of `flavor` with `media_type` holds its files; `None` when fspack cannot map it.
+pub fn packing(flavor: Flavor, media_type: &str) -> Option<Packing> {
+    let by_suffix = |mt: &str| {
+        if mt.ends_with(".tar+gzip") {
+            Some(Packing::TarGzip)
+        } else if mt.ends_with(".tar+zstd") {
+            Some(Packing::TarZstd)
+        } else if mt.ends_with(".tar") {
+            Some(Packing::Tar)
+        } else {
+            None
+        }
+    };
+    match flavor {
+        Flavor::ModelPack => {
+            let rest = media_type.strip_prefix(MEDIA_MODELPACK_LAYER_PREFIX)?;
+            // `.raw` is the spec's; `.gguf` / `.safetensors` are Docker Model Runner's raw
+            // extensions of ModelPack (model-runner PR #791).
+            if rest.ends_with(".raw") || rest.ends_with(".gguf") || rest.ends_with(".safetensors") {
+                Some(Packing::Raw)
+            } else {
+                by_suffix(rest)
+            }
+        }
+        Flavor::KitOps => by_suffix(media_type.strip_prefix(MEDIA_KITOPS_LAYER_PREFIX)?),
+        Flavor::DockerModel => {
+            if DOCKER_MODEL_RAW.iter().any(|(mt, _)| *mt == media_type) {
+                Some(Packing::Raw)
+            } else if DOCKER_MODEL_TAR.contains(&media_type) {
+                Some(Packing::Tar)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn refused(what: &str, d: &Descriptor, path: Option<&str>, why: impl Into<String>) -> EngineError {
+    EngineError::Refused {
+        what: what.to_string(),
+        layer: match path {
+            Some(p) => format!("{} ({p})", d.digest),
+            None => d.digest.clone(),
+        },
+        why: why.into(),
+    }
+}
+
+/// Checks a model manifest before anything is fetched: every layer type mappable, every raw
+/// layer with a clean path and file metadata that agrees with its size, no path twice.
+///
+/// Errors: [`EngineError::Usage`] for a layer type fspack cannot map (exit 2, as for any other
+/// unmountable artifact), [`EngineError::Refused`] naming the layer for a bad path.
+pub fn plan(m: &Manifest, flavor: Flavor, what: &str) -> Result<ModelPlan> {
+    if m.layers.is_empty() {
+        return Err(EngineError::Usage(format!("{what} has no layers to mount")));
+    }
+    let mut layers = Vec::with_capacity(m.layers.len());
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for d in &m.layers {
+        let packing = packing(flavor, &d.media_type).ok_or_else(|| {
+            EngineError::Usage(format!(
+                "{what}: layer {} has media type {:?}, which fspack cannot map from a {} artifact (see docs/format.md for the supported types)",
+                d.digest,
+                d.media_type,
+                flavor.name()
+            ))
+        })?;
+        let annotated = d
+            .annotations
+            .get(ANN_FILEPATH)
+            .or_else(|| d.annotations.get(ANN_TITLE));
+        let path = match (packing, annotated) {
+            (Packing::Raw, Some(p)) => {
+                let clean = clean_path(p.as_bytes())
+                    .map_err(|e| refused(what, d, Some(p), e.to_string()))?
+                    .ok_or_else(|| refused(what, d, Some(p), "the file path names the root"))?;
+                Some(clean)
+            }
+            (Packing::Raw, None) if flavor == Flavor::DockerModel => {
+                let ext = DOCKER_MODEL_RAW
+                    .iter()
+                    .find(|(mt, _)| *mt == d.media_type)
+                    .map_or("bin", |(_, e)| e);
+                Some(format!("{}.{ext}", &d.digest[7..19]))
+            }
+            (Packing::Raw, None) => {
+                return Err(refused(
+                    what,
+                    d,
+                    None,
+                    format!("a raw layer without an {ANN_FILEPATH} annotation has no file name"),
+                ));
+            }
+            _ => None,
+        };
+        if let Some(p) = &path
+            && let Some(other) = seen.insert(p.clone(), &d.digest)
+        {
+            return Err(refused(
+                what,
+                d,
+                Some(p),
+                format!("the path is also the file of layer {other}"),
+            ));
+        }
+        let mut layer = ModelLayer {
+            desc: d.clone(),
+            packing,
+            path,
+            attrs: None,
+        };
+        if packing == Packing::Raw {
+            layer.attrs = Some(raw_attrs(what, &layer)?);
+        }
+        layers.push(layer);
+    }
+    Ok(ModelPlan { flavor, layers })
+}
+
+/// The value of [`ANN_FILE_METADATA`] (model-spec `FileMetadata`).
+#[derive(Debug, Deserialize)]
+struct FileMetadata {
+    #[serde(default)]
+    mode: Option<u32>,
+    #[serde(default)]
+    uid: Option<u32>,
+    #[serde(default)]
+    gid: Option<u32>,
+    #[serde(default)]
+    size: Option<i64>,
+    #[serde(default)]
+    mtime: Option<String>,
+}
+
+/// Attributes of a file with no metadata: read-only for others, owned by root, mtime 0.
+const DEFAULT_FILE: MappedAttrs = MappedAttrs {
+    perm: 0o644,
+    uid: 0,
+    gid: 0,
+    mtime: 0,
+    mtime_nsec: 0,
+};
+
+/// Parses RFC 3339 (what Go's `time.Time` writes) to seconds and nanoseconds.
+fn parse_time(s: &str) -> Option<(i64, u32)> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp(), t.nanosecond()))
+}
+
+fn raw_attrs(what: &str, l: &ModelLayer) -> Result<MappedAttrs> {
+    let Some(json) = l.desc.annotations.get(ANN_FILE_METADATA) else {
+        return Ok(DEFAULT_FILE);
+    };
+    let path = l.path.as_deref();
+    let meta: FileMetadata = serde_json::from_str(json).map_err(|e| {
+        refused(
+            what,
+            &l.desc,
+            path,
+            format!("{ANN_FILE_METADATA} is not valid: {e}"),
+        )
+    })?;
+    if let Some(size) = meta.size
+        && u64::try_from(size).ok() != Some(l.desc.size)
+    {
+        return Err(refused(
+            what,
+            &l.desc,
+            path,
+            format!(
+                "the file metadata says {size} bytes, the layer has {}",
+                l.desc.size
+            ),
+        ));
+    }
+    let (mtime, mtime_nsec) = meta.mtime.as_deref().and_then(parse_time).unwrap_or((0, 0));
+    Ok(MappedAttrs {
+        perm: meta.mode.map_or(DEFAULT_FILE.perm, |m| m & 0o7777),
+        uid: meta.uid.unwrap_or(0),
+        gid: meta.gid.unwrap_or(0),
+        mtime,
+        mtime_nsec,
+    })
+}
+
+/// The mountable view of a model artifact: the metadata image and its devices, all in the store.
+#[derive(Debug, Clone)]
+pub struct ModelView {
+    /// Digest of the metadata image (a derived blob in the store).
+    pub meta_digest: String,
+    /// Device blobs in device order: `(digest, path)`.
+    pub devices: Vec<(String, PathBuf)>,
+    /// Block size of the metadata image in bytes (512 when tar members are mapped).
+    pub block_size: u64,
+    /// Notes for the user (layers expanded into the store).
+    pub notes: Vec<String>,
+}
+
+/// Builds (or rebuilds: it is a pure function of the manifest and the blobs) the metadata image
+/// of `plan`, whose blobs must all be committed in `store`.
+///
+/// Errors: [`EngineError::Refused`] naming the layer for a tar member escaping the tree or past
+/// the end of its layer, an unmappable member type, a path named twice or a file where a
+/// directory must be; [`EngineError::NotFound`] for a blob missing from the store.
+pub fn build_view(store: &Store, plan: &ModelPlan, what: &str) -> Result<ModelView> {
+    let mut devices: Vec<(String, PathBuf, u64)> = Vec::new();
+    let mut device_of = |digest: &str, path: PathBuf, size: u64| -> u16 {
+        if let Some(i) = devices.iter().position(|d| d.0 == digest) {
+            return (i + 1) as u16;
+        }
+        devices.push((digest.to_string(), path, size));
+        devices.len() as u16
+    };
+    let mut notes = Vec::new();
+    let mut entries: Vec<MappedEntry> = Vec::new();
+    // Who claimed each path, to name both layers when two claim one: (layer, is a directory).
+    let mut owner: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    for l in &plan.layers {
+        let d = &l.desc;
+        if !store.has_blob_sized(&d.digest, d.size) {
+            return Err(EngineError::NotFound(format!(
+                "blob {} of {what} is not in the store; pull it again",
+                d.digest
+            )));
+        }
+        let mut claim = |path: &str, dir: bool, entries_path: Option<&str>| -> Result<()> {
+            let mut parts: Vec<&str> = path.split('/').collect();
+            let mut is_dir = dir;
+            while !parts.is_empty() {
+                let p = parts.join("/");
+                match owner.get(&p) {
+                    Some((_, true)) if is_dir => {}
+                    Some((other, _)) => {
+                        return Err(refused(
+                            what,
+                            d,
+                            entries_path.or(l.path.as_deref()),
+                            format!("{p:?} is also named by layer {other}"),
+                        ));
+                    }
+                    None => {
+                        owner.insert(p, (d.digest.clone(), is_dir));
+                    }
+                }
+                parts.pop();
+                is_dir = true;
+            }
+            Ok(())
+        };
+        match l.packing {
+            Packing::Raw => {
+                let path = l.path.clone().expect("raw layers have a path after plan()");
+                claim(&path, false, None)?;
+                let device = device_of(&d.digest, store.blob_path(&d.digest), d.size);
+                entries.push(MappedEntry {
+                    path,
+                    kind: MappedKind::File {
+                        device,
+                        offset: 0,
+                        size: d.size,
+                    },
+                    attrs: l.attrs.unwrap_or(DEFAULT_FILE),
+                });
+            }
+            Packing::Tar | Packing::TarGzip | Packing::TarZstd => {
+                let (digest, size) = if l.packing == Packing::Tar {
+                    (d.digest.clone(), d.size)
+                } else {
+                    let (digest, size, fresh) = expand(store, l)?;
+                    if fresh {
+                        notes.push(format!(
+                            "layer {} ({:?}) was compressed: expanded once into the store as {digest} ({size} bytes)",
+                            d.digest, d.media_type
+                        ));
+                    }
+                    (digest, size)
+                };
+                let blob = store.blob_path(&digest);
+                let f = std::fs::File::open(&blob).map_err(|e| EngineError::io(&blob, e))?;
+                let members = index_tar(&f, size, &blob).map_err(|e| match e {
+                    fspack_image::Error::Io { .. } => EngineError::Image(e),
+                    e => refused(what, d, None, e.to_string()),
+                })?;
+                let device = device_of(&digest, blob.clone(), size);
+                let mut files: HashMap<&str, (u64, u64)> = HashMap::new();
+                for m in &members {
+                    let kind = match &m.kind {
+                        MemberKind::File { offset, size } => {
+                            files.insert(&m.path, (*offset, *size));
+                            MappedKind::File {
+                                device,
+                                offset: *offset,
+                                size: *size,
+                            }
+                        }
+                        MemberKind::Dir => MappedKind::Dir,
+                        MemberKind::Symlink(target) => MappedKind::Symlink {
+                            target: target.clone(),
+                        },
+                        MemberKind::HardLink(target) => {
+                            let (offset, size) = *files.get(target.as_str()).ok_or_else(|| {
+                                refused(
+                                    what,
+                                    d,
+                                    Some(&m.path),
+                                    format!("a hard link to {target:?}, which is not an earlier file of this layer"),
+                                )
+                            })?;
+                            MappedKind::File {
+                                device,
+                                offset,
+                                size,
+                            }
+                        }
+                    };
+                    claim(&m.path, m.kind == MemberKind::Dir, Some(&m.path))?;
+                    entries.push(MappedEntry {
+                        path: m.path.clone(),
+                        kind,
+                        attrs: m.attrs,
+                    });
+                }
+            }
+        }
+    }
+    // The root (and every directory no layer names) is fspack's: 0755, root-owned, with the
+    // newest mtime of the tree so `ls -l` shows when the model last changed.
+    let newest = entries.iter().map(|e| e.attrs.mtime).max().unwrap_or(0);
+    let image = MappedImage {
+        devices: devices
+            .iter()
+            .map(|d| MappedDevice {
+                path: d.1.clone(),
+                size: d.2,
+            })
+            .collect(),
+        root: MappedAttrs {
+            perm: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: newest,
+            mtime_nsec: 0,
+        },
+        entries,
+        build_time: newest.max(0) as u64,
+    };
+    let block_size = 1u64 << image.block_bits();
+    let bytes = image.encode().map_err(|e| match e {
+        fspack_image::Error::Refused { path, why } => EngineError::Refused {
+            what: what.to_string(),
+            layer: path,
+            why,
+        },
+        e => EngineError::Image(e),
+    })?;
+    let meta_digest = store.put_blob_bytes(&bytes)?;
+    Ok(ModelView {
+        meta_digest,
+        devices: devices.into_iter().map(|(d, p, _)| (d, p)).collect(),
+        block_size,
+        notes,
+    })
+}
+
+/// Expands a compressed tar layer into the store once; returns `(digest, size, newly expanded)`.
+/// The expansion of each layer is remembered in `derived/expanded/<hex>` so later mounts reuse it.
+fn expand(store: &Store, l: &ModelLayer) -> Result<(String, u64, bool)> {
+    let d = &l.desc;
+    let dir = store.root().join("derived/expanded");
+    let note = dir.join(&d.digest[7..]);
+    if let Ok(text) = std::fs::read_to_string(&note)
+        && let Some((digest, size)) = text.trim().split_once(' ')
+        && let Ok(size) = size.parse::<u64>()
+        && crate::artifact::validate_digest(digest).is_ok()
+        && store.has_blob_sized(digest, size)
+    {
+        return Ok((digest.to_string(), size, false));
+    }
+    let src = store.blob_path(&d.digest);
+    let f = std::fs::File::open(&src).map_err(|e| EngineError::io(&src, e))?;
+    let f = std::io::BufReader::new(f);
+    let (digest, size) = match l.packing {
+        Packing::TarGzip => store.put_blob_reader(&mut flate2::read::MultiGzDecoder::new(f))?,
+        Packing::TarZstd => {
+            let mut z = zstd::stream::read::Decoder::with_buffer(f)
+                .map_err(|e| EngineError::io(&src, e))?;
+            store.put_blob_reader(&mut z)?
+        }
+        _ => unreachable!("only compressed tars are expanded"),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+    std::fs::write(&note, format!("{digest} {size}\n")).map_err(|e| EngineError::io(&note, e))?;
+    Ok((digest, size, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::{MEDIA_MANIFEST, descriptor};
+
+    fn manifest(config: &str, artifact: Option<&str>, layers: Vec<Descriptor>) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_MANIFEST.into()),
+            artifact_type: artifact.map(String::from),
+            config: descriptor(
+                config,
+                &format!("sha256:{}", "0".repeat(64)),
+                2,
+                BTreeMap::new(),
+            ),
+            layers,
+            subject: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    fn layer(mt: &str, path: Option<&str>, n: u8) -> Descriptor {
+        let ann = path
+            .map(|p| BTreeMap::from([(ANN_FILEPATH.to_string(), p.to_string())]))
+            .unwrap_or_default();
+        descriptor(mt, &format!("sha256:{}", hex::encode([n; 32])), 10, ann)
+    }
+
+    #[test]
+    fn each_tool_is_detected_by_its_published_types() {
+        let kit = manifest(MEDIA_KITOPS_CONFIG, None, vec![]);
+        assert_eq!(detect(&kit), Some(Flavor::KitOps));
+        let dmr = manifest(
+            "application/vnd.docker.ai.model.config.v0.2+json",
+            None,
+            vec![],
+        );
+        assert_eq!(detect(&dmr), Some(Flavor::DockerModel));
+        let mp = manifest("application/x-other", Some(ARTIFACT_MODELPACK), vec![]);
+        assert_eq!(detect(&mp), Some(Flavor::ModelPack));
+        assert_eq!(
+            detect(&manifest("application/vnd.oci.empty.v1+json", None, vec![])),
+            None
+        );
+        for (f, mt, p) in [
+            (
+                Flavor::ModelPack,
+                "application/vnd.cncf.model.weight.v1.raw",
+                Some(Packing::Raw),
+            ),
+            (
+                Flavor::ModelPack,
+                "application/vnd.cncf.model.doc.v1.tar+zstd",
+                Some(Packing::TarZstd),
+            ),
+            (
+                Flavor::ModelPack,
+                "application/vnd.cncf.model.weight.v1.gguf",
+                Some(Packing::Raw),
+            ),
+            (
+                Flavor::ModelPack,
+                "application/vnd.oci.image.layer.v1.tar",
+                None,
+            ),
+            (
+                Flavor::KitOps,
+                "application/vnd.kitops.modelkit.model.v1.tar",
+                Some(Packing::Tar),
+            ),
+            (
+                Flavor::KitOps,
+                "application/vnd.kitops.modelkit.prompt.v1.tar+gzip",
+                Some(Packing::TarGzip),
+            ),
+            (
+                Flavor::DockerModel,
+                "application/vnd.docker.ai.gguf.v3",
+                Some(Packing::Raw),
+            ),
+            (
+                Flavor::DockerModel,
+                "application/vnd.docker.ai.dir.tar",
+                Some(Packing::Tar),
+            ),
+            (
+                Flavor::DockerModel,
+                "application/vnd.docker.ai.unknown",
+                None,
+            ),
+        ] {
+            assert_eq!(packing(f, mt), p, "{mt}");
+        }
+    }
+
+    #[test]
+    fn legacy_docker_model_layers_get_names_and_modelpack_raw_layers_need_paths() {
+        let dmr = manifest(
+            "application/vnd.docker.ai.model.config.v0.1+json",
+            None,
+            vec![layer("application/vnd.docker.ai.gguf.v3", None, 1)],
+        );
+        let p = plan(&dmr, Flavor::DockerModel, "t").unwrap();
+        assert_eq!(p.layers[0].path.as_deref(), Some("010101010101.gguf"));
+        let mp = manifest(
+            MEDIA_MODELPACK_CONFIG,
+            Some(ARTIFACT_MODELPACK),
+            vec![layer("application/vnd.cncf.model.weight.v1.raw", None, 1)],
+        );
+        let err = plan(&mp, Flavor::ModelPack, "t").unwrap_err();
+        assert!(matches!(err, EngineError::Refused { .. }), "{err}");
+    }
+}
