@@ -95,14 +95,39 @@ impl BlobSource for PlanSource {
     }
 }
 
+/// The layer of an EROFS primary image (the whole image, or the metadata of a chunked one).
+fn meta_layer(title: &str, source: Arc<dyn BlobSource>) -> Layer {
+    Layer {
+        media_type: MEDIA_EROFS.into(),
+        annotations: titled(title),
+        source,
+    }
+}
+
 fn titled(title: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(ANN_TITLE.to_string(), title.to_string())])
 }
 
+/// The EROFS primary layer of a chunked push, held back until its device layers are hashed: the
+/// primary names each device's digest in its device table (issue 13).
+pub enum Primary {
+    /// Built from a directory: the device digests are written into the planned image.
+    Bind(Box<fspack_image::erofs::ErofsImage>),
+    /// An image file from `fspack build`: its device tags must match the blobs in `OUT.d/`.
+    Check {
+        /// The image file.
+        path: PathBuf,
+        /// The layer to send once the check passed.
+        layer: Layer,
+    },
+}
+
 /// Layers ready to send, with whatever scratch space they need kept alive until then.
 pub struct Prepared {
-    /// Layers in manifest order.
+    /// Layers in manifest order (without [`Prepared::primary`], which goes last).
     pub layers: Vec<Layer>,
+    /// The EROFS primary of a chunked image, sent after the device layers.
+    pub primary: Option<Primary>,
     /// `erofs` or `squashfs`.
     pub format: &'static str,
     /// `single`, `chunked` or `sharded`.
@@ -129,7 +154,7 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
         let image = plan_erofs(source, settings)?;
         let chunked = settings.erofs.layout == Layout::Chunked;
         let mut layers = Vec::new();
-        for blob in image.blobs {
+        for blob in image.blobs.iter().cloned() {
             let mut annotations = titled(&blob.name);
             annotations.insert(ANN_EROFS_ROLE.into(), "device".into());
             layers.push(Layer {
@@ -138,15 +163,21 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
                 source: Arc::new(PlanSource(blob)),
             });
         }
+        if chunked && !layers.is_empty() {
+            return Ok(Prepared {
+                layers,
+                primary: Some(Primary::Bind(Box::new(image))),
+                format: "erofs",
+                layout: "chunked",
+                _scratch: None,
+            });
+        }
         let title = image.meta.name.clone();
-        layers.push(Layer {
-            media_type: MEDIA_EROFS.into(),
-            annotations: titled(&title),
-            source: Arc::new(PlanSource(image.meta)),
-        });
+        layers.push(meta_layer(&title, Arc::new(PlanSource(image.meta))));
         let layout = if chunked { "chunked" } else { "single" };
         return Ok(Prepared {
             layers,
+            primary: None,
             format: "erofs",
             layout,
             _scratch: None,
@@ -185,7 +216,7 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
                 let name = format!("blob-{i:04}");
                 let path = dir.join(&name);
                 let blob = FileSource::new(&path).map_err(|_| {
-                    EngineError::Usage(format!(
+                    EngineError::NotFound(format!(
                         "{} is a chunked EROFS image with {devices} data blobs, but {} is missing; push the directory or rebuild",
                         source.display(),
                         path.display()
@@ -199,9 +230,12 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
                     source: Arc::new(blob),
                 });
             }
-            layers.push(image);
             return Ok(Prepared {
                 layers,
+                primary: Some(Primary::Check {
+                    path: source.to_path_buf(),
+                    layer: image,
+                }),
                 format: "erofs",
                 layout: "chunked",
                 _scratch: None,
@@ -210,6 +244,7 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
     }
     Ok(Prepared {
         layers: vec![image],
+        primary: None,
         format: format.name(),
         layout: "single",
         _scratch: None,
@@ -255,6 +290,7 @@ fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> 
     };
     Ok(Prepared {
         layers,
+        primary: None,
         format: "squashfs",
         layout,
         _scratch: Some(scratch),
@@ -338,39 +374,67 @@ async fn hash(
     reporter: Arc<dyn Reporter>,
     bar: usize,
 ) -> Result<(String, Arc<dyn BlobSource>, BTreeMap<String, String>)> {
+    tokio::task::spawn_blocking(move || hash_blocking(src, &|n| reporter.advance(bar, n)))
+        .await
+        .expect("hash task does not panic")
+        .map_err(source_error)
+}
+
+/// The blocking work of [`hash`], calling `advance` with each piece's length. Also used by
+/// `fspack build`, whose device tags name the layer a data blob becomes (issue 13).
+pub(crate) fn hash_blocking(
+    src: Arc<dyn BlobSource>,
+    advance: &dyn Fn(u64),
+) -> std::io::Result<(String, Arc<dyn BlobSource>, BTreeMap<String, String>)> {
     use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE, Embedded};
-    tokio::task::spawn_blocking(move || {
-        let mut r = src.open_at(0)?;
-        let mut h = Sha256::new();
-        let mut chunks = ChunkIndexBuilder::new(DEFAULT_CHUNK_SIZE);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n_total = 0u64;
-        loop {
-            let n = r.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            chunks.update(&buf[..n]);
-            n_total += n as u64;
-            reporter.advance(bar, n as u64);
+    let mut r = src.open_at(0)?;
+    let mut h = Sha256::new();
+    let mut chunks = ChunkIndexBuilder::new(DEFAULT_CHUNK_SIZE);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
         }
-        if n_total != src.size() {
-            return Err(std::io::Error::other(format!(
-                "the source gave {n_total} bytes, {} were planned (did it change?)",
-                src.size()
-            )));
-        }
-        let index = bytes::Bytes::from(chunks.finish().encode());
-        h.update(&index);
-        let annotations = Embedded::annotations(n_total, &index);
-        let digest = format!("sha256:{}", hex::encode(h.finalize()));
-        let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
-        Ok((digest, blob, annotations))
-    })
-    .await
-    .expect("hash task does not panic")
-    .map_err(|e: std::io::Error| EngineError::Usage(format!("cannot read the image sources: {e}")))
+        h.update(&buf[..n]);
+        chunks.update(&buf[..n]);
+        n_total += n as u64;
+        advance(n as u64);
+    }
+    if n_total != src.size() {
+        return Err(std::io::Error::other(format!(
+            "the source gave {n_total} bytes, {} were planned (did it change?)",
+            src.size()
+        )));
+    }
+    let index = bytes::Bytes::from(chunks.finish().encode());
+    h.update(&index);
+    let annotations = Embedded::annotations(n_total, &index);
+    let digest = format!("sha256:{}", hex::encode(h.finalize()));
+    let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
+    Ok((digest, blob, annotations))
+}
+
+/// An error reading a layer's sources: the image crate's own error when the plan reader wrapped
+/// one (a file that changed, naming its path), else the I/O error. Never a usage error: the user
+/// did nothing wrong when a disk fails (issue 13).
+fn source_error(e: std::io::Error) -> EngineError {
+    let path = PathBuf::from("the image sources");
+    if !e.get_ref().is_some_and(|i| i.is::<fspack_image::Error>()) {
+        return EngineError::Io { path, source: e };
+    }
+    match e.into_inner().map(|i| i.downcast::<fspack_image::Error>()) {
+        Some(Ok(image)) => EngineError::Image(*image),
+        Some(Err(other)) => EngineError::Io {
+            path,
+            source: std::io::Error::other(other),
+        },
+        None => EngineError::Io {
+            path,
+            source: std::io::Error::other("unknown read error"),
+        },
+    }
 }
 
 /// Pushes `source` to `target`.
@@ -398,6 +462,8 @@ pub async fn push(
             .await
             .expect("planning does not panic")?
     };
+    let mut prepared = prepared;
+    let primary = prepared.primary.take();
     let (layers, format, layout) = (&prepared.layers, prepared.format, prepared.layout);
     let store = match target {
         Target::Layout { path, .. } => Some(Arc::new(Store::open(path)?)),
@@ -409,14 +475,24 @@ pub async fn push(
         }
         Target::Layout { .. } => None,
     };
-    let total: u64 = layers.iter().map(|l| indexed_size(l.source.size())).sum();
-    let hash_bar = reporter.start_phase("hashing", layers.iter().map(|l| l.source.size()).sum());
+    let primary_size = match &primary {
+        Some(Primary::Bind(image)) => image.meta.len(),
+        Some(Primary::Check { layer, .. }) => layer.source.size(),
+        None => 0,
+    };
+    let raw: u64 = layers.iter().map(|l| l.source.size()).sum::<u64>() + primary_size;
+    let total: u64 = layers
+        .iter()
+        .map(|l| indexed_size(l.source.size()))
+        .sum::<u64>()
+        + primary.as_ref().map_or(0, |_| indexed_size(primary_size));
+    let hash_bar = reporter.start_phase("hashing", raw);
     reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
     let config = (
         Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA))) as Arc<dyn BlobSource>,
         empty_config(),
     );
-    let work = layers.iter().enumerate().map(|(i, l)| {
+    let one = |i: usize, l: &Layer| {
         let (reporter, store) = (reporter.clone(), store.clone());
         let src = l.source.clone();
         let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
@@ -437,13 +513,36 @@ pub async fn push(
             .await?;
             Ok::<_, EngineError>((i, d, skipped))
         }
-    });
+    };
+    let work = layers.iter().enumerate().map(|(i, l)| one(i, l));
     let mut done: Vec<(usize, Descriptor, bool)> = stream::iter(work)
         .buffer_unordered(settings.jobs.max(1))
         .try_collect()
         .await?;
-    reporter.finish(hash_bar);
     done.sort_by_key(|(i, _, _)| *i);
+    if let Some(primary) = primary {
+        // The device digests are known only now; the primary names them (issue 13).
+        let digests: Vec<String> = done.iter().map(|(_, d, _)| d.digest.clone()).collect();
+        let layer = match primary {
+            Primary::Bind(mut image) => {
+                image.bind_devices(&digests)?;
+                let title = image.meta.name.clone();
+                meta_layer(&title, Arc::new(PlanSource(image.meta)))
+            }
+            Primary::Check { path, layer } => {
+                let dir = crate::build::blob_dir(&path);
+                let pairs: Vec<(PathBuf, String)> = digests
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (dir.join(format!("blob-{i:04}")), d.clone()))
+                    .collect();
+                fspack_image::erofs::check_devices(&path, &pairs)?;
+                layer
+            }
+        };
+        done.push(one(done.len(), &layer).await?);
+    }
+    reporter.finish(hash_bar);
     send(
         target,
         client,

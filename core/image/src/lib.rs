@@ -9,6 +9,6 @@ pub mod source;
 pub mod squashfs;
 pub mod tree;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use source::{BlobPlan, Segment};
 pub use tree::{Tree, WalkOptions};
