@@ -361,6 +361,14 @@ fn sha256_file(p: &Path) -> String {
     )
 }
 
+/// Issue 13: where privileged tests are required (CI), a missing filesystem is a failure, not a
+/// silent skip.
+#[test]
+#[should_panic(expected = "FSPACK_REQUIRE_PRIVILEGED=1 and this test cannot run")]
+fn a_skip_is_a_failure_when_privileged_tests_are_required() {
+    can_mount_with("no-such-fs-xyz", true);
+}
+
 #[test]
 fn output_inside_the_source_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
