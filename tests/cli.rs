@@ -489,6 +489,32 @@ fn an_image_paired_with_foreign_blobs_is_refused_with_exit_6() {
         );
 }
 
+/// Issue 13: SquashFS shards of a directory push are staged under the store (here: the
+/// destination layout), never in `$TMPDIR` (RAM on many systems), and removed afterwards.
+#[test]
+fn a_squashfs_push_stages_under_the_store_not_in_tmpdir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("weights.bin"), vec![3u8; 2 << 20]).unwrap();
+    fs::write(src.join("config.json"), b"{}").unwrap();
+    let layout = tmp.path().join("layout");
+    fspack(tmp.path())
+        .env("TMPDIR", tmp.path().join("no-such-tmpdir"))
+        .arg("push")
+        .arg(&src)
+        .arg(format!("oci:{}:v1", layout.display()))
+        .args(["--format", "squashfs", "--blob-size", "1M"])
+        .assert()
+        .success();
+    let left: Vec<_> = fs::read_dir(layout.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+    assert!(!tmp.path().join("no-such-tmpdir").exists());
+}
+
 /// One case per row of the exit-code table (cli/src/exit.rs), as far as it can be reached
 /// without a registry; 4 (auth) and 3 for a registry reference are in tests/registry.rs, 6 for a
 /// mismatched image above.

@@ -20,6 +20,7 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             None => UploadMode::Monolithic,
         },
         annotations: args.annotations.clone(),
+        staging_store: Some(g.store.clone().unwrap_or_else(fspack_store::default_root)),
     };
     let client = match &target {
         Target::Registry(_) => Some(super::client(&args.registry)?),

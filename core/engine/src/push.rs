@@ -37,6 +37,10 @@ pub struct PushSettings {
     pub upload: UploadMode,
     /// Manifest annotations from the user.
     pub annotations: Vec<(String, String)>,
+    /// Store whose `tmp/` holds the compressed SquashFS shards of a directory push until they
+    /// are sent; `None` uses the system temporary directory (tests, benchmarks). A push to an
+    /// `oci:` layout stages inside that layout either way.
+    pub staging_store: Option<PathBuf>,
 }
 
 /// One layer of a push, with where its bytes come from.
@@ -144,11 +148,17 @@ impl Drop for Scratch {
     }
 }
 
-/// Turns `source` (a directory or an image file) into layers in manifest order.
-pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
+/// Turns `source` (a directory or an image file) into layers in manifest order. SquashFS shards
+/// of a directory are compressed into `staging` (a store root; `None`: the system temporary
+/// directory).
+pub fn layers_for(
+    source: &Path,
+    settings: &ImageSettings,
+    staging: Option<&Path>,
+) -> Result<Prepared> {
     let meta = std::fs::metadata(source).map_err(|e| EngineError::io(source, e))?;
     if meta.is_dir() && settings.format == ImageFormat::Squashfs {
-        return squashfs_layers(source, settings);
+        return squashfs_layers(source, settings, staging);
     }
     if meta.is_dir() {
         let image = plan_erofs(source, settings)?;
@@ -252,15 +262,44 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
 }
 
 /// Compresses the SquashFS shards of a directory into scratch space and lists them as layers.
-/// (SquashFS data is compressed, so unlike EROFS it cannot be streamed from the sources.)
-fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
+///
+/// SquashFS data is compressed, so unlike EROFS it cannot be streamed from the sources: a
+/// shard's size, and with it its descriptor, is known only once it is written. The shards are
+/// staged under the store (`STORE/tmp/`), on the disk fspack already owns, never in `$TMPDIR`,
+/// which is RAM on many systems (issue 13); the free space is checked before compressing
+/// anything, against the tree's data size (an upper bound: SquashFS stores a block that does not
+/// shrink uncompressed) plus 1/64 for metadata. The scratch directory is removed when the
+/// push ends, whatever the outcome.
+fn squashfs_layers(
+    source: &Path,
+    settings: &ImageSettings,
+    staging: Option<&Path>,
+) -> Result<Prepared> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let (tree, acl_note) = crate::build::walk_for_squashfs(source, &settings.walk, settings)?;
     if let Some(note) = acl_note {
         tracing::warn!("{note}");
     }
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("fspack-push-{}-{n}", std::process::id()));
+    let base = match staging {
+        Some(root) => Store::open(root)?.root().join("tmp"),
+        None => std::env::temp_dir(),
+    };
+    std::fs::create_dir_all(&base).map_err(|e| EngineError::io(&base, e))?;
+    let need = tree.data_bytes() + tree.data_bytes() / 64 + (1 << 20);
+    let free = free_bytes(&base)?;
+    if free < need {
+        return Err(EngineError::Io {
+            path: base.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "compressing the SquashFS shards needs up to {need} bytes here, {free} are free\nhint: free space, or point --store at a larger disk"
+                ),
+            ),
+        });
+    }
+    let dir = base.join(format!("fspack-push-{}-{n}", std::process::id()));
     let scratch = Scratch(dir.clone());
     let report = crate::build::write_shards(&tree, &settings.sized_for(&tree), &dir)?;
     for note in &report.notes {
@@ -295,6 +334,12 @@ fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> 
         layout,
         _scratch: Some(scratch),
     })
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem holding `dir` (`statvfs`).
+fn free_bytes(dir: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(dir).map_err(|e| EngineError::io(dir, e.into()))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// The compressor a SquashFS image declares in its superblock (`id` at byte 20).
@@ -458,7 +503,11 @@ pub async fn push(
     }
     let prepared = {
         let src = source.to_path_buf();
-        tokio::task::spawn_blocking(move || layers_for(&src, &image))
+        let staging = match target {
+            Target::Layout { path, .. } => Some(path.clone()),
+            Target::Registry(_) => settings.staging_store.clone(),
+        };
+        tokio::task::spawn_blocking(move || layers_for(&src, &image, staging.as_deref()))
             .await
             .expect("planning does not panic")?
     };
