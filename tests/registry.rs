@@ -806,7 +806,9 @@ fn privileged_a_directory_pushed_as_squashfs_shards_mounts_as_one_tree() {
     model(&src);
     let reference = format!("{}/models/squashed:v1", reg.addr);
     let pushed = json(
-        &fspack(tmp.path())
+        // The shards are staged in the store (issue 13): a store of its own, not the test's
+        // scratch directory.
+        &fspack(&tmp.path().join("store"))
             .arg("push")
             .arg(&src)
             .arg(&reference)

@@ -414,23 +414,23 @@ fn indexed_size(data: u64) -> u64 {
 /// Reads one source once on a blocking thread, computing in that one pass its chunk index and
 /// the sha256 of the blob it becomes (source bytes, then the index), with progress on `bar`.
 /// Returns the blob's digest, its source as uploaded, and the index annotations.
-async fn hash(
-    src: Arc<dyn BlobSource>,
-    reporter: Arc<dyn Reporter>,
-    bar: usize,
-) -> Result<(String, Arc<dyn BlobSource>, BTreeMap<String, String>)> {
+async fn hash(src: Arc<dyn BlobSource>, reporter: Arc<dyn Reporter>, bar: usize) -> Result<Hashed> {
     tokio::task::spawn_blocking(move || hash_blocking(src, &|n| reporter.advance(bar, n)))
         .await
         .expect("hash task does not panic")
         .map_err(source_error)
 }
 
+/// A hashed layer: its digest, its bytes as uploaded (source, then chunk index) and the index's
+/// descriptor annotations.
+pub(crate) type Hashed = (String, Arc<dyn BlobSource>, BTreeMap<String, String>);
+
 /// The blocking work of [`hash`], calling `advance` with each piece's length. Also used by
 /// `fspack build`, whose device tags name the layer a data blob becomes (issue 13).
 pub(crate) fn hash_blocking(
     src: Arc<dyn BlobSource>,
     advance: &dyn Fn(u64),
-) -> std::io::Result<(String, Arc<dyn BlobSource>, BTreeMap<String, String>)> {
+) -> std::io::Result<Hashed> {
     use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE, Embedded};
     let mut r = src.open_at(0)?;
     let mut h = Sha256::new();
