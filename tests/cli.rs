@@ -311,7 +311,7 @@ fn pushing_a_chunked_image_file_takes_its_data_blobs_along() {
         .arg(&image)
         .arg(&layout)
         .assert()
-        .code(2)
+        .code(3)
         .stderr(predicate::str::contains("blob-0001 is missing"));
 }
 
@@ -342,22 +342,290 @@ fn reading_commands_create_nothing() {
     );
 }
 
+/// The read end is closed before fspack writes a byte, so its first write fails with `EPIPE`
+/// whatever the output's size (a pipe buffer would hide a small write otherwise); fspack's own
+/// exit status is checked, not a shell's.
 #[test]
 fn a_closed_stdout_exits_quietly() {
     let tmp = tempfile::tempdir().unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("fspack");
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "'{}' completions bash | head -c 10 >/dev/null; echo \"${{PIPESTATUS:-}}\"",
-            bin.display()
-        ))
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("fspack"))
+        .args(["completions", "bash"])
         .env("FSPACK_STORE", tmp.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
         .output()
         .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.stderr.is_empty(),
         "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `fspack build SRC -o OUT --layout chunked` with writes past `max_kib` KiB failing
+/// (`ulimit -f`, SIGXFSZ ignored so the write returns EFBIG): a full disk that hits only files
+/// larger than the limit.
+fn build_with_file_size_limit(
+    store: &Path,
+    src: &Path,
+    out: &Path,
+    max_kib: u64,
+) -> std::process::Output {
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {max_kib}; exec '{}' build '{}' -o '{}' --layout chunked --blob-size 1M",
+            bin.display(),
+            src.display(),
+            out.display()
+        ))
+        .env("FSPACK_STORE", store)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn sha256_hex(p: &Path) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fs::read(p).unwrap()))
+}
+
+/// Issue 13: a rebuild that fails while writing the image (here: the image is larger than the
+/// file-size limit, the blobs are not) must leave the old image and the old blobs, as a pair.
+/// Before, `OUT.d/` was replaced first, and the old `OUT` then pointed at the new blobs.
+#[test]
+fn a_chunked_rebuild_that_fails_keeps_the_old_image_and_blobs_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("weights.bin"), vec![1u8; 300 << 10]).unwrap();
+    let out = tmp.path().join("m.erofs");
+    let ok = build_with_file_size_limit(tmp.path(), &src, &out, 1 << 20);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let blob = tmp.path().join("m.erofs.d/blob-0000");
+    let before = (sha256_hex(&out), sha256_hex(&blob));
+    // New contents for the blob, and enough small files (inline in the image) to make the image
+    // larger than the blob.
+    fs::write(src.join("weights.bin"), vec![2u8; 300 << 10]).unwrap();
+    for i in 0..300 {
+        fs::write(src.join(format!("small-{i:03}.json")), vec![b'x'; 3000]).unwrap();
+    }
+    let failed = build_with_file_size_limit(tmp.path(), &src, &out, 600);
+    assert!(
+        !failed.status.success(),
+        "the image is over the limit, the build must fail"
+    );
+    assert_eq!(
+        (sha256_hex(&out), sha256_hex(&blob)),
+        before,
+        "the old image and its blobs must stay as they were; stderr: {}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    let names: Vec<String> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("fspack-tmp"))
+        .collect();
+    assert!(names.is_empty(), "staging left behind: {names:?}");
+}
+
+/// Issue 13: an image paired with the data blobs of another build is refused, naming the device
+/// and both identities, with exit 6 (integrity).
+#[test]
+fn an_image_paired_with_foreign_blobs_is_refused_with_exit_6() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("weights.bin"), vec![1u8; 300 << 10]).unwrap();
+    let build = |out: &Path| {
+        fspack(tmp.path())
+            .arg("build")
+            .arg(&src)
+            .arg("-o")
+            .arg(out)
+            .args(["--layout", "chunked"])
+            .assert()
+            .success();
+    };
+    let old = tmp.path().join("old.erofs");
+    build(&old);
+    fs::write(src.join("weights.bin"), vec![2u8; 300 << 10]).unwrap();
+    let new = tmp.path().join("new.erofs");
+    build(&new);
+    // A correct pair pushes: the tags the build wrote are the digests the layers get.
+    let out = fspack(tmp.path())
+        .arg("push")
+        .arg(&new)
+        .arg(format!("oci:{}:new", tmp.path().join("layout").display()))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new_digest = report["layers"][0]["digest"].as_str().unwrap().to_string();
+    // The old image beside the new blobs: what the old `build` could leave behind.
+    fs::remove_dir_all(tmp.path().join("old.erofs.d")).unwrap();
+    fs::rename(
+        tmp.path().join("new.erofs.d"),
+        tmp.path().join("old.erofs.d"),
+    )
+    .unwrap();
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&old)
+        .arg(format!("oci:{}:v1", tmp.path().join("layout").display()))
+        .assert()
+        .code(6)
+        .stderr(
+            predicate::str::contains("device 1")
+                .and(predicate::str::contains("old.erofs.d/blob-0000"))
+                .and(predicate::str::contains(new_digest.as_str()))
+                .and(predicate::str::contains("does not belong to EROFS image")),
+        );
+}
+
+/// Issue 13: SquashFS shards of a directory push are staged under the store (here: the
+/// destination layout), never in `$TMPDIR` (RAM on many systems), and removed afterwards.
+#[test]
+fn a_squashfs_push_stages_under_the_store_not_in_tmpdir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("weights.bin"), vec![3u8; 2 << 20]).unwrap();
+    fs::write(src.join("config.json"), b"{}").unwrap();
+    let layout = tmp.path().join("layout");
+    fspack(tmp.path())
+        .env("TMPDIR", tmp.path().join("no-such-tmpdir"))
+        .arg("push")
+        .arg(&src)
+        .arg(format!("oci:{}:v1", layout.display()))
+        .args(["--format", "squashfs", "--blob-size", "1M"])
+        .assert()
+        .success();
+    let left: Vec<_> = fs::read_dir(layout.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+    assert!(!tmp.path().join("no-such-tmpdir").exists());
+}
+
+/// One case per row of the exit-code table (cli/src/exit.rs), as far as it can be reached
+/// without a registry; 4 (auth) and 3 for a registry reference are in tests/registry.rs, 6 for a
+/// mismatched image above.
+#[test]
+fn every_exit_code_of_the_table_is_reachable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.txt"), b"a").unwrap();
+    let store = tmp.path().join("store");
+    // 0
+    fspack(&store)
+        .args(["completions", "bash"])
+        .assert()
+        .code(0);
+    // 1: a local I/O failure (the output's parent is a file)
+    fspack(&store)
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg("/dev/null/out.erofs")
+        .assert()
+        .code(1);
+    // 2: a usage error the CLI finds itself (it exited 1 before issue 13)
+    fspack(&store)
+        .args(["login", "localhost:5000", "-u", "alice"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--password-stdin"));
+    fspack(&store)
+        .args(["login", "localhost:5000", "-u", "alice", "--password-stdin"])
+        .write_stdin("\n")
+        .assert()
+        .code(2);
+    // 3
+    fspack(&store)
+        .arg("build")
+        .arg(tmp.path().join("missing"))
+        .arg("-o")
+        .arg(tmp.path().join("x.erofs"))
+        .assert()
+        .code(3);
+    // 5: nothing listens on port 1
+    fspack(&store)
+        .args(["pull", "127.0.0.1:1/a/b:v1", "--plain-http"])
+        .assert()
+        .code(5);
+    // 6: a corrupt blob in a store (it exited 1 before issue 13)
+    let layout = tmp.path().join("layout");
+    let out = fspack(&store)
+        .arg("push")
+        .arg(&src)
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = report["manifest_digest"].as_str().unwrap();
+    let manifest = layout
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap());
+    let mut bytes = fs::read(&manifest).unwrap();
+    bytes[10] ^= 1;
+    fs::write(&manifest, bytes).unwrap();
+    fspack(&store)
+        .arg("inspect")
+        .arg(format!("oci:{}:v1", layout.display()))
+        .assert()
+        .code(6)
+        .stderr(predicate::str::contains("changed on disk"));
+    // 7: without CAP_SYS_ADMIN (a normal user, or root with the capability dropped)
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    let mut cmd = if rustix::process::geteuid().is_root() {
+        if !trees::have_tool("setpriv") {
+            return;
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin"])
+            .arg(&bin);
+        c
+    } else {
+        std::process::Command::new(&bin)
+    };
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let out = cmd
+        .args(["pull", "127.0.0.1:1/a/b:v1", "--mount"])
+        .arg(&mnt)
+        .env("FSPACK_STORE", &store)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

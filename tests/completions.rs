@@ -90,6 +90,29 @@ fn bash_completes_subcommands_flags_and_store_references() {
     assert_eq!(refs, vec!["my-model-v1".to_string()]);
 }
 
+/// Issue 13: a candidate that `fspack mount` cannot resolve is worse than none. The store tag
+/// completion offers (here made by an `oci:` push into the store) must mount.
+#[test]
+fn privileged_a_completed_reference_mounts() {
+    if !trees::have_tool("bash") || !trees::can_mount("erofs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_tag(tmp.path());
+    let refs = bash_complete("fspack mount my-", &store);
+    assert_eq!(refs, vec!["my-model-v1".to_string()]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    fspack(&store)
+        .args(["mount", &refs[0]])
+        .arg(&mnt)
+        .assert()
+        .success();
+    let content = std::fs::read(mnt.join("f"));
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert_eq!(content.unwrap(), b"x");
+}
+
 #[test]
 fn bash_completes_mount_points_for_umount() {
     if !trees::have_tool("bash") {

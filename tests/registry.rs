@@ -197,6 +197,66 @@ fn a_registry_with_basic_auth_needs_credentials() {
         .args(["inspect", &reference])
         .assert()
         .success();
+    // Issue 13: the secret must stay out of stderr once it was given, also with debug logs and
+    // when the registry refuses it: from the command line, from the environment and from the
+    // credentials file.
+    let wrong = "wrong-canary-7f3a";
+    let basic = base64_of(&format!("alice:{wrong}"));
+    let no_secret = || {
+        predicate::str::contains(wrong)
+            .not()
+            .and(predicate::str::contains(basic.as_str()).not())
+            .and(predicate::str::contains("s3cret-canary").not())
+    };
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", tmp.path().join("empty"))
+        .env("RUST_LOG", "debug")
+        .args(["-vv", "push"])
+        .arg(&src)
+        .arg(&reference)
+        .args(["--username", "alice", "--password", wrong])
+        .assert()
+        .code(4)
+        .stderr(no_secret());
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", tmp.path().join("empty"))
+        .env("FSPACK_PASSWORD", wrong)
+        .args(["-vv", "inspect", &reference, "--username", "alice"])
+        .assert()
+        .code(4)
+        .stderr(no_secret());
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", &docker)
+        .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
+        .write_stdin(format!("{wrong}\n"))
+        .assert()
+        .success()
+        .stderr(no_secret());
+    fspack(&tmp.path().join("store"))
+        .env("DOCKER_CONFIG", &docker)
+        .env("RUST_LOG", "debug")
+        .args(["-vv", "pull", &reference])
+        .assert()
+        .code(4)
+        .stderr(no_secret());
+}
+
+/// Standard base64 (what a Basic `Authorization` header carries).
+fn base64_of(s: &str) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in s.as_bytes().chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[test]
@@ -507,21 +567,37 @@ fn a_pull_killed_at_random_points_resumes_and_never_stores_partial_blobs() {
         fs::write(src.join(format!("w{i}.bin")), data).unwrap();
     }
     let reference = format!("{}/models/killed:v1", reg.addr);
+    // One 96 MiB data blob: fspack fetches a blob of at least twice the minimum range (32 MiB)
+    // in journaled ranges; a smaller one is a single stream, journaled only when complete.
     let pushed = json(
         &fspack(tmp.path())
             .arg("push")
             .arg(&src)
             .arg(&reference)
-            .args(["--blob-size", "16M", "--json"])
+            .args(["--blob-size", "128M", "--json"])
             .output()
             .unwrap(),
     );
     let store = tmp.path().join("store");
     let bin = assert_cmd::cargo::cargo_bin("fspack");
-    for delay_ms in [30u64, 120, 250, 400] {
+    let total: u64 = pushed["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .sum();
+    // Kill at growing delays until a blob is partly on disk with a finished range journaled
+    // (so there is something to resume), or give up after some seconds of kills. The registry
+    // is slowed down behind a proxy so a kill lands between ranges; on loopback a 16 MiB blob
+    // arrives faster than any kill.
+    let slow = CountingProxy::start_throttled(&reg.addr, Some(24 << 20));
+    let slow_reference = reference.replacen(&reg.addr, &slow.addr, 1);
+    let mut delay_ms = 300u64;
+    let mut journaled = 0u64;
+    while journaled == 0 && delay_ms < 8000 {
         let mut child = Command::new(&bin)
             .env("FSPACK_STORE", &store)
-            .args(["pull", &reference, "--jobs", "2", "-q"])
+            .args(["pull", &slow_reference, "--jobs", "3", "-q"])
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
@@ -541,10 +617,22 @@ fn a_pull_killed_at_random_points_resumes_and_never_stores_partial_blobs() {
                 "a blob in the store does not match its digest"
             );
         }
+        journaled = journaled_bytes(&store.join("ingest"));
+        delay_ms = delay_ms * 3 / 2;
     }
+    assert!(journaled > 0, "no kill left a partial blob to resume");
+    let committed: u64 = fs::read_dir(store.join("blobs/sha256"))
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    // The last pull goes through a proxy that counts what the registry sends: a resume fetches
+    // less than the blobs still missing, by about what was journaled.
+    let proxy = CountingProxy::start(&reg.addr);
+    let via_proxy = reference.replacen(&reg.addr, &proxy.addr, 1);
     let report = json(
         &fspack(&store)
-            .args(["pull", &reference, "--json"])
+            .args(["pull", &via_proxy, "--json"])
             .output()
             .unwrap(),
     );
@@ -554,6 +642,96 @@ fn a_pull_killed_at_random_points_resumes_and_never_stores_partial_blobs() {
             .join("blobs/sha256")
             .join(&l["digest"].as_str().unwrap()[7..]);
         assert_eq!(fs::metadata(&p).unwrap().len(), l["size"].as_u64().unwrap());
+    }
+    let missing = total.saturating_sub(committed);
+    let sent = proxy.bytes();
+    assert!(
+        sent + journaled / 2 < missing + (64 << 10),
+        "the pull did not resume: the registry sent {sent} bytes for {missing} missing bytes, {journaled} of them journaled"
+    );
+}
+
+/// Bytes of finished ranges recorded in the ingest journals (`<hex>.ranges`: the size, then one
+/// `start end` line per range).
+fn journaled_bytes(ingest: &Path) -> u64 {
+    let mut n = 0;
+    for e in fs::read_dir(ingest).into_iter().flatten() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "ranges") {
+            for l in fs::read_to_string(&p).unwrap_or_default().lines().skip(1) {
+                if let Some((a, b)) = l.split_once(' ')
+                    && let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>())
+                {
+                    n += b.saturating_sub(a);
+                }
+            }
+        }
+    }
+    n
+}
+
+/// A TCP proxy on a free loopback port that counts the bytes the upstream sends.
+struct CountingProxy {
+    addr: String,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingProxy {
+    fn start(upstream: &str) -> CountingProxy {
+        Self::start_throttled(upstream, None)
+    }
+
+    /// With `rate`, the upstream's bytes are passed on at about `rate` bytes per second on even
+    /// connections and a quarter of that on odd ones, so parallel ranges of one blob finish at
+    /// different times.
+    fn start_throttled(upstream: &str, rate: Option<u64>) -> CountingProxy {
+        use std::io::{Read, Write};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let sent = Arc::new(AtomicU64::new(0));
+        let (up, counter) = (upstream.to_string(), sent.clone());
+        std::thread::spawn(move || {
+            for (k, client) in listener.incoming().flatten().enumerate() {
+                let rate = rate.map(|r| if k % 2 == 0 { r } else { r / 4 });
+                let Ok(server) = std::net::TcpStream::connect(&up) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let counter = counter.clone();
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
+                        if let Some(rate) = rate {
+                            std::thread::sleep(std::time::Duration::from_micros(
+                                n as u64 * 1_000_000 / rate,
+                            ));
+                        }
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CountingProxy { addr, sent }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -628,7 +806,9 @@ fn privileged_a_directory_pushed_as_squashfs_shards_mounts_as_one_tree() {
     model(&src);
     let reference = format!("{}/models/squashed:v1", reg.addr);
     let pushed = json(
-        &fspack(tmp.path())
+        // The shards are staged in the store (issue 13): a store of its own, not the test's
+        // scratch directory.
+        &fspack(&tmp.path().join("store"))
             .arg("push")
             .arg(&src)
             .arg(&reference)

@@ -1,130 +1,181 @@
-//! Named exit codes (documented in `fspack(1)`) and the mapping from error kinds to them.
+//! Named exit codes (documented in `fspack(1)` and the README) and the one mapping from error
+//! kinds to them, as nextest does: every library error has a kind (`kind()` on each crate's error
+//! type), and this module alone decides which code a kind exits with. The matches are exhaustive,
+//! so a new kind does not compile until it has a code here.
 
-use fspack_engine::EngineError;
+use std::fmt;
 
-/// Success.
-#[allow(dead_code)]
-pub const SUCCESS: u8 = 0;
-/// Any failure not covered by a more specific code.
-pub const FAILURE: u8 = 1;
-/// Bad usage: unknown flag, invalid reference or option value (clap also exits with 2).
-pub const USAGE: u8 = 2;
-/// A reference, tag, blob, path or mount point does not exist.
-pub const NOT_FOUND: u8 = 3;
-/// The registry refused our credentials.
-pub const AUTH: u8 = 4;
-/// The network or the registry failed after retries; trying again later may work.
-pub const NETWORK: u8 = 5;
-/// Content did not match its digest or size, or a model artifact's paths or tar members are unsafe
-/// (issue 15); nothing was committed or mounted.
-pub const INTEGRITY: u8 = 6;
-/// Mounting failed, or privileges/kernel support are missing.
-pub const MOUNT: u8 = 7;
+/// A documented exit code. The man page table and the README table come from [`Code::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    /// Success.
+    Success = 0,
+    /// Any failure not covered by a more specific code.
+    Failure = 1,
+    /// Bad usage: the user's mistake, fixed by changing the command line.
+    Usage = 2,
+    /// A reference, tag, blob, path or mount point does not exist.
+    NotFound = 3,
+    /// The registry refused our credentials.
+    Auth = 4,
+    /// The network or the registry failed after retries; trying again later may work.
+    Network = 5,
+    /// Content failed verification; retrying will not help.
+    Integrity = 6,
+    /// Mounting failed, or privileges/kernel support are missing.
+    Mount = 7,
+}
 
-/// Table of exit codes for the man page.
-pub const TABLE: &[(u8, &str)] = &[
-    (SUCCESS, "success"),
-    (
-        FAILURE,
-        "failure not covered below (I/O error, bad image, ...)",
-    ),
-    (
-        USAGE,
-        "bad usage: unknown flag, invalid reference or option value",
-    ),
-    (
-        NOT_FOUND,
-        "reference, tag, blob, path or mount point not found",
-    ),
-    (
-        AUTH,
-        "authentication or authorization refused by the registry",
-    ),
-    (
-        NETWORK,
-        "network or registry failure after retries (temporary)",
-    ),
-    (
-        INTEGRITY,
-        "digest or size mismatch, or an artifact refused as unsafe to mount; nothing was committed or mounted",
-    ),
-    (
-        MOUNT,
-        "mount failed, or root privileges or kernel support are missing",
-    ),
-];
+impl Code {
+    /// Every code, in numeric order.
+    pub const ALL: [Code; 8] = [
+        Code::Success,
+        Code::Failure,
+        Code::Usage,
+        Code::NotFound,
+        Code::Auth,
+        Code::Network,
+        Code::Integrity,
+        Code::Mount,
+    ];
 
-/// Maps an error chain to an exit code, using the most specific typed error found in it.
-pub fn classify(err: &anyhow::Error) -> u8 {
-    use fspack_registry::RegistryError;
-    use fspack_store::StoreError;
+    /// The process exit status.
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// One line for the man page and README tables.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Code::Success => "success",
+            Code::Failure => {
+                "failure not covered below (local I/O error, a source file that changed during the build, a tree the format cannot store)"
+            }
+            Code::Usage => {
+                "bad usage: unknown flag, invalid reference, option value or mount point"
+            }
+            Code::NotFound => "reference, tag, blob, path or mount point not found",
+            Code::Auth => "authentication or authorization refused by the registry",
+            Code::Network => "network or registry failure after retries (temporary)",
+            Code::Integrity => {
+                "content failed verification (digest, chunk or size mismatch, malformed or oversized manifest, corrupt blob, image paired with foreign data blobs, model artifact unsafe to mount); nothing was committed or mounted, and retrying will not help"
+            }
+            Code::Mount => "mount failed, or root privileges or kernel support are missing",
+        }
+    }
+}
+
+/// A usage error found by the CLI itself (not by clap, which exits 2 on its own).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Returns early with a [`UsageError`].
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err($crate::exit::UsageError(format!($($arg)*)).into())
+    };
+}
+pub(crate) use usage;
+
+/// Maps an error chain to an exit code: the first link that is a typed error decides.
+pub fn classify(err: &anyhow::Error) -> Code {
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<RegistryError>() {
-            return registry_code(e);
-        }
-        if let Some(e) = cause.downcast_ref::<StoreError>() {
-            return store_code(e);
-        }
-        if cause.downcast_ref::<fspack_mount::MountError>().is_some() {
-            return MOUNT;
-        }
-        if let Some(e) = cause.downcast_ref::<EngineError>() {
-            let code = match e {
-                EngineError::Usage(_) => USAGE,
-                EngineError::NotFound(_) => NOT_FOUND,
-                EngineError::Integrity(_) => INTEGRITY,
-                EngineError::Refused { .. } => INTEGRITY,
-                EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                    NOT_FOUND
-                }
-                EngineError::Image(fspack_image::Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    NOT_FOUND
-                }
-                EngineError::Image(
-                    fspack_image::Error::InvalidOption(_)
-                    | fspack_image::Error::OutputInsideSource { .. }
-                    | fspack_image::Error::NotADirectory(_),
-                ) => USAGE,
-                // Transparent wrappers: the inner error is not a separate link of the chain.
-                EngineError::Registry(e) => registry_code(e),
-                EngineError::Store(e) => store_code(e),
-                EngineError::Mount(_) => MOUNT,
-                _ => FAILURE,
-            };
+        if let Some(code) = classify_one(cause) {
             return code;
         }
-        if let Some(e) = cause.downcast_ref::<std::io::Error>()
-            && e.kind() == std::io::ErrorKind::NotFound
-        {
-            return NOT_FOUND;
-        }
     }
-    FAILURE
+    Code::Failure
 }
 
-fn registry_code(e: &fspack_registry::RegistryError) -> u8 {
-    use fspack_registry::ErrorKind;
-    match e.kind() {
-        ErrorKind::Usage => USAGE,
-        ErrorKind::Auth => AUTH,
-        ErrorKind::NotFound => NOT_FOUND,
-        ErrorKind::Network | ErrorKind::Protocol => NETWORK,
-        ErrorKind::Integrity => INTEGRITY,
-        ErrorKind::Io => FAILURE,
+fn classify_one(cause: &(dyn std::error::Error + 'static)) -> Option<Code> {
+    if cause.is::<UsageError>() {
+        return Some(Code::Usage);
+    }
+    if let Some(e) = cause.downcast_ref::<fspack_engine::EngineError>() {
+        return Some(engine(e.kind()));
+    }
+    if let Some(e) = cause.downcast_ref::<fspack_registry::RegistryError>() {
+        return Some(registry(e.kind()));
+    }
+    if let Some(e) = cause.downcast_ref::<fspack_store::StoreError>() {
+        return Some(store(e.kind()));
+    }
+    if let Some(e) = cause.downcast_ref::<fspack_image::Error>() {
+        return Some(image(e.kind()));
+    }
+    if let Some(e) = cause.downcast_ref::<fspack_mount::MountError>() {
+        return Some(mount(e.kind()));
+    }
+    if let Some(e) = cause.downcast_ref::<std::io::Error>()
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        return Some(Code::NotFound);
+    }
+    None
+}
+
+fn engine(k: fspack_engine::ErrorKind) -> Code {
+    use fspack_engine::ErrorKind as K;
+    match k {
+        K::Usage => Code::Usage,
+        K::NotFound => Code::NotFound,
+        K::Integrity => Code::Integrity,
+        K::Io => Code::Failure,
+        K::Image(k) => image(k),
+        K::Registry(k) => registry(k),
+        K::Store(k) => store(k),
+        K::Mount(k) => mount(k),
     }
 }
 
-fn store_code(e: &fspack_store::StoreError) -> u8 {
-    use fspack_store::StoreError;
-    match e {
-        StoreError::DigestMismatch { .. }
-        | StoreError::SizeMismatch { .. }
-        | StoreError::CorruptBlob { .. } => INTEGRITY,
-        StoreError::InvalidDigest(_) | StoreError::NotALayout(_) => USAGE,
-        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => NOT_FOUND,
-        _ => FAILURE,
+fn registry(k: fspack_registry::ErrorKind) -> Code {
+    use fspack_registry::ErrorKind as K;
+    match k {
+        K::Usage => Code::Usage,
+        K::Auth => Code::Auth,
+        K::NotFound => Code::NotFound,
+        // An answer the protocol does not allow is most often a proxy or a registry having a bad
+        // moment (an HTML error page, a 500 without a body); trying later is the remedy.
+        K::Network | K::Protocol => Code::Network,
+        K::Integrity => Code::Integrity,
+        K::Io => Code::Failure,
+    }
+}
+
+fn store(k: fspack_store::ErrorKind) -> Code {
+    use fspack_store::ErrorKind as K;
+    match k {
+        K::Usage => Code::Usage,
+        K::NotFound => Code::NotFound,
+        K::Integrity => Code::Integrity,
+        K::Io => Code::Failure,
+    }
+}
+
+fn image(k: fspack_image::ErrorKind) -> Code {
+    use fspack_image::ErrorKind as K;
+    match k {
+        K::Usage => Code::Usage,
+        K::NotFound => Code::NotFound,
+        K::Integrity => Code::Integrity,
+        K::Unsupported | K::Changed | K::Io => Code::Failure,
+    }
+}
+
+fn mount(k: fspack_mount::ErrorKind) -> Code {
+    use fspack_mount::ErrorKind as K;
+    match k {
+        K::Usage => Code::Usage,
+        K::Mount => Code::Mount,
     }
 }
 
@@ -134,4 +185,42 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_numbered_in_order_without_gaps() {
+        for (i, c) in Code::ALL.iter().enumerate() {
+            assert_eq!(c.number() as usize, i, "{c:?}");
+        }
+    }
+
+    /// The README's table is hand-written Markdown; it must say what the man page says.
+    #[test]
+    fn readme_table_matches_the_definition() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        for c in Code::ALL {
+            let row = format!("| {} | {} |", c.number(), c.meaning());
+            assert!(readme.contains(&row), "README.md lacks the row\n{row}");
+        }
+    }
+
+    #[test]
+    fn chains_are_classified_by_their_first_typed_link() {
+        let store_err = fspack_store::StoreError::CorruptBlob {
+            digest: "sha256:aa".into(),
+            actual: "sha256:bb".into(),
+            path: "/s/blobs/sha256/aa".into(),
+        };
+        let e = anyhow::Error::new(store_err).context("cannot mount x");
+        assert_eq!(classify(&e), Code::Integrity);
+        let e = anyhow::Error::new(UsageError("no".into())).context("login");
+        assert_eq!(classify(&e), Code::Usage);
+        let e = anyhow::anyhow!("plain");
+        assert_eq!(classify(&e), Code::Failure);
+    }
 }

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILURE);
+            return ExitCode::from(exit::Code::Failure.number());
         }
     };
     match runtime.block_on(commands::run(cli)) {
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             output::render_error(&err);
-            ExitCode::from(exit::classify(&err))
+            ExitCode::from(exit::classify(&err).number())
         }
     }
 }

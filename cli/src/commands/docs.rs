@@ -209,8 +209,12 @@ fn write_man(dir: &Path) -> anyhow::Result<()> {
         }
     }
     extra.push_str(".SH \"EXIT STATUS\"\n");
-    for (code, what) in exit::TABLE {
-        extra.push_str(&format!(".TP\n.B {code}\n{}\n", roff_escape(what)));
+    for code in exit::Code::ALL {
+        extra.push_str(&format!(
+            ".TP\n.B {}\n{}\n",
+            code.number(),
+            roff_escape(code.meaning())
+        ));
     }
     extra.push_str(".SH ENVIRONMENT\n");
     for (k, v) in ENVIRONMENT {

@@ -8,7 +8,7 @@ use crate::args::{LoginArgs, LogoutArgs};
 
 pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     if !args.password_stdin {
-        anyhow::bail!(
+        crate::exit::usage!(
             "pass the password on standard input with --password-stdin (it never goes on the command line)"
         );
     }
@@ -18,7 +18,7 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         .context("cannot read the password from standard input")?;
     let password = password.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
-        anyhow::bail!("the password read from standard input is empty");
+        crate::exit::usage!("the password read from standard input is empty");
     }
     let file = fspack_registry::login_store(&args.registry, &args.username, password, None)
         .with_context(|| format!("cannot store credentials for {}", args.registry))?;

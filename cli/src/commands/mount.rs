@@ -46,6 +46,11 @@ async fn resolve(
     g: &GlobalArgs,
     store: &std::sync::Arc<fspack_store::Store>,
 ) -> anyhow::Result<(String, String)> {
+    // A name in the store as it was tagged (what completion offers) comes first; anything else
+    // is a reference, pulled or copied into the store when missing.
+    if let Some(d) = store.resolve(&args.reference)? {
+        return Ok((args.reference.clone(), d.digest));
+    }
     Ok(match Target::parse(&args.reference)? {
         Target::Registry(r) => {
             let name = r.to_string();

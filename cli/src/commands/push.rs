@@ -21,6 +21,7 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         },
         annotations: args.annotations.clone(),
         modelpack: args.modelpack,
+        staging_store: Some(g.store.clone().unwrap_or_else(fspack_store::default_root)),
     };
     let client = match &target {
         Target::Registry(_) => Some(super::client(&args.registry)?),

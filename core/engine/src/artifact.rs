@@ -92,16 +92,16 @@ pub fn manifest_bytes(m: &Manifest) -> Vec<u8> {
 /// Parses a manifest, refusing anything that is not an OCI image manifest with sha256 digests.
 pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
     let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
-        EngineError::Usage(format!("{what} is not a valid OCI image manifest: {e}"))
+        EngineError::Integrity(format!("{what} is not a valid OCI image manifest: {e}"))
     })?;
     if m.schema_version != 2 {
-        return Err(EngineError::Usage(format!(
+        return Err(EngineError::Integrity(format!(
             "{what} has schemaVersion {}, expected 2",
             m.schema_version
         )));
     }
     for d in m.layers.iter().chain(std::iter::once(&m.config)) {
-        validate_digest(&d.digest).map_err(|e| EngineError::Usage(format!("{what}: {e}")))?;
+        validate_digest(&d.digest).map_err(|e| EngineError::Integrity(format!("{what}: {e}")))?;
     }
     Ok(m)
 }

@@ -123,14 +123,21 @@ pub fn blob_dir(out: &Path) -> PathBuf {
 
 /// Builds an EROFS image of `dir` at `out`; data blobs of the chunked layout go to `OUT.d/`.
 ///
-/// Blobs are written to a temporary directory and renamed into place before the image itself,
-/// so a failed build leaves neither a half-written image nor a blob directory that does not match.
+/// Both are staged first, next to their final names: the blobs in a temporary directory, then
+/// the image, whose device table records the digest of each blob as a pushed layer (see
+/// [`fspack_image::erofs::check_devices`]). Every source file is read, and every byte written
+/// and synced, before anything is renamed, so a failed build (a source file that changed, a
+/// full disk) leaves the old `OUT` and `OUT.d/` as they were. The swap itself is two renames:
+/// the blob directory is exchanged with the old one (`renameat2(RENAME_EXCHANGE)`), then the
+/// image is renamed over the old image; if that rename fails, the old blob directory is
+/// exchanged back. Only a crash between the two renames can leave the old image beside the new
+/// blobs, and the device tags make fspack refuse that pair at push and at mount (issue 13).
 pub fn build_erofs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<BuildReport> {
     let mut walk = settings.walk.clone();
     walk.forbid_inside.push(absolute(out));
     let tree = Tree::walk(dir, &walk)?;
     let settings = &settings.sized_for(&tree);
-    let image = erofs::plan(&tree, &settings.erofs)?;
+    let mut image = erofs::plan(&tree, &settings.erofs)?;
     let mut report = BuildReport {
         image: out.to_path_buf(),
         blobs: Vec::new(),
@@ -138,34 +145,109 @@ pub fn build_erofs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<B
         bytes: 0,
         notes: Vec::new(),
     };
-    if settings.erofs.layout == Layout::Chunked {
-        let final_dir = blob_dir(out);
-        let tmp_dir = tmp_name(&final_dir);
-        let _ = fs::remove_dir_all(&tmp_dir);
-        fs::create_dir_all(&tmp_dir).map_err(|e| EngineError::io(&tmp_dir, e))?;
-        let written = (|| -> Result<()> {
-            for blob in &image.blobs {
-                blob.write_file(&tmp_dir.join(&blob.name))?;
-                report.bytes += blob.len();
-                report.blobs.push(final_dir.join(&blob.name));
-            }
-            if final_dir.exists() {
-                fs::remove_dir_all(&final_dir).map_err(|e| EngineError::io(&final_dir, e))?;
-            }
-            fs::rename(&tmp_dir, &final_dir).map_err(|e| EngineError::io(&final_dir, e))
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_dir_all(&tmp_dir);
-            return Err(e);
-        }
-    } else if blob_dir(out).is_dir() {
-        // A stale blob directory from an earlier chunked build would no longer match the image.
+    let staged_image = tmp_name(out);
+    if settings.erofs.layout != Layout::Chunked {
+        image.meta.write_file(&staged_image)?;
+        report.bytes += image.meta.len();
+        rename(&staged_image, out)?;
+        // Only now, with the new image in place: a stale blob directory from an earlier chunked
+        // build no longer belongs to anything.
         let stale = blob_dir(out);
-        fs::remove_dir_all(&stale).map_err(|e| EngineError::io(&stale, e))?;
+        if stale.is_dir() {
+            fs::remove_dir_all(&stale).map_err(|e| EngineError::io(&stale, e))?;
+        }
+        return Ok(report);
     }
-    image.meta.write_file(out)?;
-    report.bytes += image.meta.len();
+    let final_dir = blob_dir(out);
+    let staged_dir = tmp_name(&final_dir);
+    let _ = fs::remove_dir_all(&staged_dir);
+    fs::create_dir_all(&staged_dir).map_err(|e| EngineError::io(&staged_dir, e))?;
+    let staged = (|| -> Result<()> {
+        let mut digests = Vec::with_capacity(image.blobs.len());
+        for blob in &image.blobs {
+            let path = staged_dir.join(&blob.name);
+            blob.write_file(&path)?;
+            digests.push(layer_digest(&path)?);
+            report.bytes += blob.len();
+            report.blobs.push(final_dir.join(&blob.name));
+        }
+        image.bind_devices(&digests)?;
+        image.meta.write_file(&staged_image)?;
+        report.bytes += image.meta.len();
+        Ok(())
+    })();
+    if let Err(e) = staged {
+        let _ = fs::remove_dir_all(&staged_dir);
+        let _ = fs::remove_file(&staged_image);
+        return Err(e);
+    }
+    swap_in(&staged_dir, &final_dir, &staged_image, out)?;
     Ok(report)
+}
+
+/// Moves a staged blob directory and image into place (see [`build_erofs`] for the order).
+fn swap_in(staged_dir: &Path, final_dir: &Path, staged_image: &Path, out: &Path) -> Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let cleanup = || {
+        let _ = fs::remove_dir_all(staged_dir);
+        let _ = fs::remove_file(staged_image);
+    };
+    if !final_dir.exists() {
+        rename(staged_dir, final_dir).inspect_err(|_| cleanup())?;
+        return rename(staged_image, out).inspect_err(|_| {
+            let _ = fs::remove_dir_all(final_dir);
+            let _ = fs::remove_file(staged_image);
+        });
+    }
+    // After the exchange, `staged_dir` holds the old blobs until the image is in place.
+    match renameat_with(CWD, staged_dir, CWD, final_dir, RenameFlags::EXCHANGE) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            // A filesystem without RENAME_EXCHANGE: move the old directory aside, then the new
+            // one in; the window is the same two renames.
+            let aside = tmp_name(&final_dir.with_extension("d-old"));
+            let _ = fs::remove_dir_all(&aside);
+            rename(final_dir, &aside).inspect_err(|_| cleanup())?;
+            if let Err(e) = rename(staged_dir, final_dir) {
+                let _ = fs::rename(&aside, final_dir);
+                cleanup();
+                return Err(e);
+            }
+            fs::rename(&aside, staged_dir).map_err(|e| EngineError::io(&aside, e))?;
+        }
+        Err(e) => {
+            cleanup();
+            return Err(EngineError::io(final_dir, e.into()));
+        }
+    }
+    if let Err(e) = rename(staged_image, out) {
+        // Put the old blobs back beside the old image.
+        let _ = renameat_with(CWD, staged_dir, CWD, final_dir, RenameFlags::EXCHANGE);
+        cleanup();
+        return Err(e);
+    }
+    let _ = fs::remove_dir_all(staged_dir);
+    Ok(())
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| EngineError::io(to, e))?;
+    if let Some(dir) = to.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(d) = fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The digest the data blob at `path` gets as a pushed layer: its bytes followed by the chunk
+/// index `fspack push` embeds (issue 9), so a device tag written here equals the layer digest a
+/// pull stores the blob under.
+pub(crate) fn layer_digest(path: &Path) -> Result<String> {
+    let src = fspack_registry::FileSource::new(path).map_err(|e| EngineError::io(path, e))?;
+    crate::push::hash_blocking(std::sync::Arc::new(src), &|_| {}, true)
+        .map(|(digest, _, _)| digest)
+        .map_err(|e| EngineError::io(path, e))
 }
 
 /// Builds SquashFS from `dir`: one image at `out`, or (sharded) `OUT.d/shard-NNN.squashfs`,

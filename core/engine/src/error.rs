@@ -25,7 +25,9 @@ pub enum EngineError {
     #[error("{0}")]
     NotFound(String),
     /// Content or metadata that fails verification: a malformed chunk index, a cached blob of
-    /// another size than the manifest says, a stored blob that no longer matches its digest.
+    /// another size than the manifest says, a stored blob that no longer matches its digest, a
+    /// blob labelled EROFS whose bytes are not, an image file paired with data blobs of another
+    /// build. Not the user's mistake, and retrying will not help.
     #[error("{0}")]
     Integrity(String),
     /// Someone else's artifact that fspack refuses to mount: a layer path escaping the tree or
@@ -50,7 +52,47 @@ pub enum EngineError {
     },
 }
 
+/// Broad classes of [`EngineError`]: the engine's own kinds, and those of the errors it wraps.
+/// The CLI maps each to a documented exit code in one place (`cli/src/exit.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input from the user.
+    Usage,
+    /// Something named by the user does not exist.
+    NotFound,
+    /// Content failed verification.
+    Integrity,
+    /// Local I/O failed.
+    Io,
+    /// An error of the image crate.
+    Image(fspack_image::ErrorKind),
+    /// An error of the registry crate.
+    Registry(fspack_registry::ErrorKind),
+    /// An error of the store.
+    Store(fspack_store::ErrorKind),
+    /// An error of the mount crate.
+    Mount(fspack_mount::ErrorKind),
+}
+
 impl EngineError {
+    /// The class of this error (for wrapped errors, the wrapped crate's kind: they are
+    /// `transparent`, so the CLI never sees them as a separate link of the chain).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Image(e) => ErrorKind::Image(e.kind()),
+            EngineError::Registry(e) => ErrorKind::Registry(e.kind()),
+            EngineError::Store(e) => ErrorKind::Store(e.kind()),
+            EngineError::Mount(e) => ErrorKind::Mount(e.kind()),
+            EngineError::Usage(_) => ErrorKind::Usage,
+            EngineError::NotFound(_) => ErrorKind::NotFound,
+            EngineError::Integrity(_) | EngineError::Refused { .. } => ErrorKind::Integrity,
+            EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            EngineError::Io { .. } => ErrorKind::Io,
+        }
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         EngineError::Io {

@@ -17,4 +17,4 @@ pub mod report;
 pub mod target;
 pub mod verify;
 
-pub use error::{EngineError, Result};
+pub use error::{EngineError, ErrorKind, Result};

@@ -260,7 +260,7 @@ fn mount_inner(
         let f = std::fs::File::open(p).map_err(|e| EngineError::io(p, e))?;
         match detect_reader(f).map_err(|e| EngineError::io(p, e))? {
             Some(got) if got == want => Ok(()),
-            got => Err(EngineError::Usage(format!(
+            got => Err(EngineError::Integrity(format!(
                 "blob {} is labelled {} but its bytes are {}; refusing to mount it",
                 p.display(),
                 want.name(),
@@ -282,10 +282,21 @@ fn mount_inner(
             .map_or(0, |d| d.as_secs()),
     };
     match &plan {
-        MountPlan::Erofs { primary, devices } => {
+        MountPlan::Erofs {
+            primary,
+            devices: descriptors,
+        } => {
             let primary = path_of(primary)?;
             check_format(&primary, Format::Erofs)?;
-            let devices: Vec<PathBuf> = devices.iter().map(path_of).collect::<Result<_>>()?;
+            let devices: Vec<PathBuf> = descriptors.iter().map(path_of).collect::<Result<_>>()?;
+            // The kernel pairs an image with whatever devices it is given; fspack checks that
+            // each blob is the one the image was built with (issue 13).
+            let pairs: Vec<(PathBuf, String)> = devices
+                .iter()
+                .cloned()
+                .zip(descriptors.iter().map(|d| d.digest.clone()))
+                .collect();
+            fspack_image::erofs::check_devices(&primary, &pairs)?;
             mount_erofs(
                 &primary,
                 &devices,

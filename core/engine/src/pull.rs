@@ -86,15 +86,16 @@ pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
     if media_type == MEDIA_INDEX
         || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
     {
-        let index: Index = serde_json::from_slice(&bytes)
-            .map_err(|e| EngineError::Usage(format!("{r} is not a valid OCI image index: {e}")))?;
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
+            EngineError::Integrity(format!("{r} is not a valid OCI image index: {e}"))
+        })?;
         let entry = index
             .manifests
             .iter()
             .find(|d| d.artifact_type.as_deref() == Some(ARTIFACT_TYPE))
             .or_else(|| index.manifests.first())
             .ok_or_else(|| EngineError::NotFound(format!("index {r} lists no manifests")))?;
-        validate_digest(&entry.digest).map_err(|e| EngineError::Usage(format!("{r}: {e}")))?;
+        validate_digest(&entry.digest).map_err(|e| EngineError::Integrity(format!("{r}: {e}")))?;
         let mut pinned = r.clone();
         pinned.digest = Some(entry.digest.clone());
         let (mt, bytes, digest) = client.get_manifest(&pinned).await?;

@@ -37,6 +37,10 @@ pub struct PushSettings {
     pub upload: UploadMode,
     /// Manifest annotations from the user.
     pub annotations: Vec<(String, String)>,
+    /// Store whose `tmp/` holds the compressed SquashFS shards of a directory push until they
+    /// are sent; `None` uses the system temporary directory (tests, benchmarks). A push to an
+    /// `oci:` layout stages inside that layout either way.
+    pub staging_store: Option<PathBuf>,
     /// Push a directory as a CNCF ModelPack artifact, one raw layer per file
     /// ([`crate::modelpack_push`], issue 15).
     pub modelpack: bool,
@@ -98,14 +102,39 @@ impl BlobSource for PlanSource {
     }
 }
 
+/// The layer of an EROFS primary image (the whole image, or the metadata of a chunked one).
+fn meta_layer(title: &str, source: Arc<dyn BlobSource>) -> Layer {
+    Layer {
+        media_type: MEDIA_EROFS.into(),
+        annotations: titled(title),
+        source,
+    }
+}
+
 fn titled(title: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(ANN_TITLE.to_string(), title.to_string())])
 }
 
+/// The EROFS primary layer of a chunked push, held back until its device layers are hashed: the
+/// primary names each device's digest in its device table (issue 13).
+pub enum Primary {
+    /// Built from a directory: the device digests are written into the planned image.
+    Bind(Box<fspack_image::erofs::ErofsImage>),
+    /// An image file from `fspack build`: its device tags must match the blobs in `OUT.d/`.
+    Check {
+        /// The image file.
+        path: PathBuf,
+        /// The layer to send once the check passed.
+        layer: Layer,
+    },
+}
+
 /// Layers ready to send, with whatever scratch space they need kept alive until then.
 pub struct Prepared {
-    /// Layers in manifest order.
+    /// Layers in manifest order (without [`Prepared::primary`], which goes last).
     pub layers: Vec<Layer>,
+    /// The EROFS primary of a chunked image, sent after the device layers.
+    pub primary: Option<Primary>,
     /// `erofs` or `squashfs`.
     pub format: &'static str,
     /// `single`, `chunked` or `sharded`.
@@ -114,10 +143,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Layers that need no scratch space.
+    /// Layers that need no primary or scratch space (a ModelPack push).
     pub(crate) fn plain(layers: Vec<Layer>, format: &'static str, layout: &'static str) -> Self {
         Prepared {
             layers,
+            primary: None,
             format,
             layout,
             _scratch: None,
@@ -134,17 +164,23 @@ impl Drop for Scratch {
     }
 }
 
-/// Turns `source` (a directory or an image file) into layers in manifest order.
-pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
+/// Turns `source` (a directory or an image file) into layers in manifest order. SquashFS shards
+/// of a directory are compressed into `staging` (a store root; `None`: the system temporary
+/// directory).
+pub fn layers_for(
+    source: &Path,
+    settings: &ImageSettings,
+    staging: Option<&Path>,
+) -> Result<Prepared> {
     let meta = std::fs::metadata(source).map_err(|e| EngineError::io(source, e))?;
     if meta.is_dir() && settings.format == ImageFormat::Squashfs {
-        return squashfs_layers(source, settings);
+        return squashfs_layers(source, settings, staging);
     }
     if meta.is_dir() {
         let image = plan_erofs(source, settings)?;
         let chunked = settings.erofs.layout == Layout::Chunked;
         let mut layers = Vec::new();
-        for blob in image.blobs {
+        for blob in image.blobs.iter().cloned() {
             let mut annotations = titled(&blob.name);
             annotations.insert(ANN_EROFS_ROLE.into(), "device".into());
             layers.push(Layer {
@@ -153,15 +189,21 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
                 source: Arc::new(PlanSource(blob)),
             });
         }
+        if chunked && !layers.is_empty() {
+            return Ok(Prepared {
+                layers,
+                primary: Some(Primary::Bind(Box::new(image))),
+                format: "erofs",
+                layout: "chunked",
+                _scratch: None,
+            });
+        }
         let title = image.meta.name.clone();
-        layers.push(Layer {
-            media_type: MEDIA_EROFS.into(),
-            annotations: titled(&title),
-            source: Arc::new(PlanSource(image.meta)),
-        });
+        layers.push(meta_layer(&title, Arc::new(PlanSource(image.meta))));
         let layout = if chunked { "chunked" } else { "single" };
         return Ok(Prepared {
             layers,
+            primary: None,
             format: "erofs",
             layout,
             _scratch: None,
@@ -200,7 +242,7 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
                 let name = format!("blob-{i:04}");
                 let path = dir.join(&name);
                 let blob = FileSource::new(&path).map_err(|_| {
-                    EngineError::Usage(format!(
+                    EngineError::NotFound(format!(
                         "{} is a chunked EROFS image with {devices} data blobs, but {} is missing; push the directory or rebuild",
                         source.display(),
                         path.display()
@@ -214,9 +256,12 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
                     source: Arc::new(blob),
                 });
             }
-            layers.push(image);
             return Ok(Prepared {
                 layers,
+                primary: Some(Primary::Check {
+                    path: source.to_path_buf(),
+                    layer: image,
+                }),
                 format: "erofs",
                 layout: "chunked",
                 _scratch: None,
@@ -225,6 +270,7 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
     }
     Ok(Prepared {
         layers: vec![image],
+        primary: None,
         format: format.name(),
         layout: "single",
         _scratch: None,
@@ -232,15 +278,44 @@ pub fn layers_for(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
 }
 
 /// Compresses the SquashFS shards of a directory into scratch space and lists them as layers.
-/// (SquashFS data is compressed, so unlike EROFS it cannot be streamed from the sources.)
-fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
+///
+/// SquashFS data is compressed, so unlike EROFS it cannot be streamed from the sources: a
+/// shard's size, and with it its descriptor, is known only once it is written. The shards are
+/// staged under the store (`STORE/tmp/`), on the disk fspack already owns, never in `$TMPDIR`,
+/// which is RAM on many systems (issue 13); the free space is checked before compressing
+/// anything, against the tree's data size (an upper bound: SquashFS stores a block that does not
+/// shrink uncompressed) plus 1/64 for metadata. The scratch directory is removed when the
+/// push ends, whatever the outcome.
+fn squashfs_layers(
+    source: &Path,
+    settings: &ImageSettings,
+    staging: Option<&Path>,
+) -> Result<Prepared> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let (tree, acl_note) = crate::build::walk_for_squashfs(source, &settings.walk, settings)?;
     if let Some(note) = acl_note {
         tracing::warn!("{note}");
     }
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("fspack-push-{}-{n}", std::process::id()));
+    let base = match staging {
+        Some(root) => Store::open(root)?.root().join("tmp"),
+        None => std::env::temp_dir(),
+    };
+    std::fs::create_dir_all(&base).map_err(|e| EngineError::io(&base, e))?;
+    let need = tree.data_bytes() + tree.data_bytes() / 64 + (1 << 20);
+    let free = free_bytes(&base)?;
+    if free < need {
+        return Err(EngineError::Io {
+            path: base.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "compressing the SquashFS shards needs up to {need} bytes here, {free} are free\nhint: free space, or point --store at a larger disk"
+                ),
+            ),
+        });
+    }
+    let dir = base.join(format!("fspack-push-{}-{n}", std::process::id()));
     let scratch = Scratch(dir.clone());
     let report = crate::build::write_shards(&tree, &settings.sized_for(&tree), &dir)?;
     for note in &report.notes {
@@ -270,10 +345,17 @@ fn squashfs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> 
     };
     Ok(Prepared {
         layers,
+        primary: None,
         format: "squashfs",
         layout,
         _scratch: Some(scratch),
     })
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem holding `dir` (`statvfs`).
+fn free_bytes(dir: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(dir).map_err(|e| EngineError::io(dir, e.into()))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// The compressor a SquashFS image declares in its superblock (`id` at byte 20).
@@ -356,44 +438,79 @@ async fn hash(
     reporter: Arc<dyn Reporter>,
     bar: usize,
     embed_index: bool,
-) -> Result<(String, Arc<dyn BlobSource>, BTreeMap<String, String>)> {
-    use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE, Embedded};
+) -> Result<Hashed> {
     tokio::task::spawn_blocking(move || {
-        let mut r = src.open_at(0)?;
-        let mut h = Sha256::new();
-        let mut chunks = ChunkIndexBuilder::new(DEFAULT_CHUNK_SIZE);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n_total = 0u64;
-        loop {
-            let n = r.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            chunks.update(&buf[..n]);
-            n_total += n as u64;
-            reporter.advance(bar, n as u64);
-        }
-        if n_total != src.size() {
-            return Err(std::io::Error::other(format!(
-                "the source gave {n_total} bytes, {} were planned (did it change?)",
-                src.size()
-            )));
-        }
-        if !embed_index {
-            let digest = format!("sha256:{}", hex::encode(h.finalize()));
-            return Ok((digest, src, BTreeMap::new()));
-        }
-        let index = bytes::Bytes::from(chunks.finish().encode());
-        h.update(&index);
-        let annotations = Embedded::annotations(n_total, &index);
-        let digest = format!("sha256:{}", hex::encode(h.finalize()));
-        let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
-        Ok((digest, blob, annotations))
+        hash_blocking(src, &|n| reporter.advance(bar, n), embed_index)
     })
-    .await
-    .expect("hash task does not panic")
-    .map_err(|e: std::io::Error| EngineError::Usage(format!("cannot read the image sources: {e}")))
+        .await
+        .expect("hash task does not panic")
+        .map_err(source_error)
+}
+
+/// A hashed layer: its digest, its bytes as uploaded (source, then chunk index) and the index's
+/// descriptor annotations.
+pub(crate) type Hashed = (String, Arc<dyn BlobSource>, BTreeMap<String, String>);
+
+/// The blocking work of [`hash`], calling `advance` with each piece's length. Also used by
+/// `fspack build`, whose device tags name the layer a data blob becomes (issue 13).
+pub(crate) fn hash_blocking(
+    src: Arc<dyn BlobSource>,
+    advance: &dyn Fn(u64),
+    embed_index: bool,
+) -> std::io::Result<Hashed> {
+    use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE, Embedded};
+    let mut r = src.open_at(0)?;
+    let mut h = Sha256::new();
+    let mut chunks = ChunkIndexBuilder::new(DEFAULT_CHUNK_SIZE);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        chunks.update(&buf[..n]);
+        n_total += n as u64;
+        advance(n as u64);
+    }
+    if n_total != src.size() {
+        return Err(std::io::Error::other(format!(
+            "the source gave {n_total} bytes, {} were planned (did it change?)",
+            src.size()
+        )));
+    }
+    if !embed_index {
+        let digest = format!("sha256:{}", hex::encode(h.finalize()));
+        return Ok((digest, src, BTreeMap::new()));
+    }
+    let index = bytes::Bytes::from(chunks.finish().encode());
+    h.update(&index);
+    let annotations = Embedded::annotations(n_total, &index);
+    let digest = format!("sha256:{}", hex::encode(h.finalize()));
+    let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
+    Ok((digest, blob, annotations))
+}
+
+/// An error reading a layer's sources: the image crate's own error when the plan reader wrapped
+/// one (a file that changed, naming its path), else the I/O error. Never a usage error: the user
+/// did nothing wrong when a disk fails (issue 13).
+fn source_error(e: std::io::Error) -> EngineError {
+    let path = PathBuf::from("the image sources");
+    if !e.get_ref().is_some_and(|i| i.is::<fspack_image::Error>()) {
+        return EngineError::Io { path, source: e };
+    }
+    match e.into_inner().map(|i| i.downcast::<fspack_image::Error>()) {
+        Some(Ok(image)) => EngineError::Image(*image),
+        Some(Err(other)) => EngineError::Io {
+            path,
+            source: std::io::Error::other(other),
+        },
+        None => EngineError::Io {
+            path,
+            source: std::io::Error::other("unknown read error"),
+        },
+    }
 }
 
 /// Pushes `source` to `target`.
@@ -416,17 +533,24 @@ pub async fn push(
         image.walk.forbid_inside.push(path.clone());
     }
     let prepared = {
-        let (src, modelpack) = (source.to_path_buf(), settings.modelpack);
+        let src = source.to_path_buf();
+        let staging = match target {
+            Target::Layout { path, .. } => Some(path.clone()),
+            Target::Registry(_) => settings.staging_store.clone(),
+        };
+        let modelpack = settings.modelpack;
         tokio::task::spawn_blocking(move || {
             if modelpack {
                 crate::modelpack_push::layers(&src, &image)
             } else {
-                layers_for(&src, &image)
+                layers_for(&src, &image, staging.as_deref())
             }
         })
         .await
         .expect("planning does not panic")?
     };
+    let mut prepared = prepared;
+    let primary = prepared.primary.take();
     let (layers, format, layout) = (&prepared.layers, prepared.format, prepared.layout);
     let store = match target {
         Target::Layout { path, .. } => Some(Arc::new(Store::open(path)?)),
@@ -438,16 +562,21 @@ pub async fn push(
         }
         Target::Layout { .. } => None,
     };
+    let primary_size = match &primary {
+        Some(Primary::Bind(image)) => image.meta.len(),
+        Some(Primary::Check { layer, .. }) => layer.source.size(),
+        None => 0,
+    };
+    let raw: u64 = layers.iter().map(|l| l.source.size()).sum::<u64>() + primary_size;
+    let sent_size = |n: u64| if settings.modelpack { n } else { indexed_size(n) };
     let total: u64 = layers
         .iter()
-        .map(|l| match settings.modelpack {
-            true => l.source.size(),
-            false => indexed_size(l.source.size()),
-        })
-        .sum();
-    let hash_bar = reporter.start_phase("hashing", layers.iter().map(|l| l.source.size()).sum());
+        .map(|l| sent_size(l.source.size()))
+        .sum::<u64>()
+        + primary.as_ref().map_or(0, |_| sent_size(primary_size));
+    let hash_bar = reporter.start_phase("hashing", raw);
     reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
-    let work = layers.iter().enumerate().map(|(i, l)| {
+    let one = |i: usize, l: &Layer| {
         let (reporter, store) = (reporter.clone(), store.clone());
         let src = l.source.clone();
         let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
@@ -469,13 +598,36 @@ pub async fn push(
             .await?;
             Ok::<_, EngineError>((i, d, skipped))
         }
-    });
+    };
+    let work = layers.iter().enumerate().map(|(i, l)| one(i, l));
     let mut done: Vec<(usize, Descriptor, bool)> = stream::iter(work)
         .buffer_unordered(settings.jobs.max(1))
         .try_collect()
         .await?;
-    reporter.finish(hash_bar);
     done.sort_by_key(|(i, _, _)| *i);
+    if let Some(primary) = primary {
+        // The device digests are known only now; the primary names them (issue 13).
+        let digests: Vec<String> = done.iter().map(|(_, d, _)| d.digest.clone()).collect();
+        let layer = match primary {
+            Primary::Bind(mut image) => {
+                image.bind_devices(&digests)?;
+                let title = image.meta.name.clone();
+                meta_layer(&title, Arc::new(PlanSource(image.meta)))
+            }
+            Primary::Check { path, layer } => {
+                let dir = crate::build::blob_dir(&path);
+                let pairs: Vec<(PathBuf, String)> = digests
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (dir.join(format!("blob-{i:04}")), d.clone()))
+                    .collect();
+                fspack_image::erofs::check_devices(&path, &pairs)?;
+                layer
+            }
+        };
+        done.push(one(done.len(), &layer).await?);
+    }
+    reporter.finish(hash_bar);
     let descriptors: Vec<Descriptor> = done.iter().map(|(_, d, _)| d.clone()).collect();
     // A ModelPack config lists the layer digests, so it is made once they are known.
     let (config, artifact_type) = if settings.modelpack {

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -28,8 +27,8 @@ pub(crate) struct Candidate<'a> {
     pub path: &'a Path,
     /// Size in bytes at walk time.
     pub size: u64,
-    /// Source mtime (seconds, nanoseconds) at walk time, to detect a change while hashing.
-    pub stamp: (i64, i64),
+    /// Size, times and identity at walk time, to detect a change while hashing (issue 13).
+    pub stamp: crate::source::FileStamp,
 }
 
 /// For each candidate, the index of the first earlier candidate with identical contents.
@@ -103,10 +102,10 @@ fn hash(f: &Candidate<'_>, limit: u64) -> Result<[u8; 32]> {
         .into_inner()
         .metadata()
         .map_err(|e| Error::io(f.path, e))?;
-    if m.len() != f.size || (m.mtime(), m.mtime_nsec()) != f.stamp {
+    if let Some(what) = f.stamp.changes(&crate::source::FileStamp::of(&m)) {
         return Err(Error::FileChanged {
             path: f.path.to_path_buf(),
-            what: "changed while its contents were compared".into(),
+            what: format!("changed while its contents were compared: {what}"),
         });
     }
     Ok(h.finalize().into())
@@ -121,7 +120,7 @@ mod tests {
         Candidate {
             path: p,
             size: m.len(),
-            stamp: (m.mtime(), m.mtime_nsec()),
+            stamp: crate::source::FileStamp::of(&m),
         }
     }
 
@@ -163,7 +162,7 @@ mod tests {
         std::fs::write(&a, b"same").unwrap();
         std::fs::write(&b, b"same").unwrap();
         let mut c = vec![cand(&a), cand(&b)];
-        c[1].stamp.0 -= 10;
+        c[1].stamp.mtime.0 -= 10;
         let e = duplicates(&c).unwrap_err().to_string();
         assert!(e.contains("changed"), "{e}");
     }

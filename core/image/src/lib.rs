@@ -10,6 +10,6 @@ pub mod squashfs;
 pub mod tar_index;
 pub mod tree;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use source::{BlobPlan, Segment};
 pub use tree::{Tree, WalkOptions};

@@ -40,13 +40,68 @@ pub enum Segment {
     Zero(u64),
 }
 
-/// What a source file looked like when the tree was walked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a source file looked like when the tree was walked, to detect a change when its data is
+/// read. Size and mtime alone miss a same-size rewrite whose mtime was put back (`touch -r`,
+/// `rsync -t`, issue 13); the change time cannot be set from userspace, and a file replaced by
+/// rename has another (device, inode) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileStamp {
     /// Size in bytes.
     pub size: u64,
     /// Modification time (seconds, nanoseconds).
     pub mtime: (i64, i64),
+    /// Inode change time (seconds, nanoseconds).
+    pub ctime: (i64, i64),
+    /// Device and inode number.
+    pub dev_ino: (u64, u64),
+}
+
+impl FileStamp {
+    /// The stamp of a file's current metadata.
+    pub fn of(m: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            dev_ino: (m.dev(), m.ino()),
+        }
+    }
+
+    /// What differs between this (walk-time) stamp and `now`, in words; `None` if nothing.
+    pub fn changes(&self, now: &FileStamp) -> Option<String> {
+        let mut what = Vec::new();
+        if self.dev_ino != now.dev_ino {
+            what.push(format!(
+                "it was replaced: device and inode were {}:{}, now {}:{}",
+                self.dev_ino.0, self.dev_ino.1, now.dev_ino.0, now.dev_ino.1
+            ));
+        }
+        if self.size != now.size {
+            what.push(format!("size was {} bytes, now {}", self.size, now.size));
+        }
+        if self.mtime != now.mtime {
+            what.push("modification time changed".into());
+        }
+        if self.ctime != now.ctime {
+            what.push(
+                "change time (ctime) changed: its contents or metadata were written, even if the modification time was put back"
+                    .into(),
+            );
+        }
+        (!what.is_empty()).then(|| what.join("; "))
+    }
+
+    /// Fails with [`Error::FileChanged`] when `f` (opened at `path`) no longer matches.
+    pub fn check(&self, f: &File, path: &Path) -> Result<()> {
+        let m = f.metadata().map_err(|e| Error::io(path, e))?;
+        match self.changes(&FileStamp::of(&m)) {
+            None => Ok(()),
+            Some(what) => Err(Error::FileChanged {
+                path: path.to_path_buf(),
+                what,
+            }),
+        }
+    }
 }
 
 impl Segment {
@@ -83,6 +138,31 @@ impl BlobPlan {
     /// Whether the blob is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Overwrites `bytes` at `offset` of the blob, which must lie inside one generated
+    /// ([`Segment::Bytes`]) segment; returns whether it did. Used to fill in fields known only
+    /// after the plan was made (an EROFS image's device tags).
+    pub fn patch(&mut self, offset: u64, bytes: &[u8]) -> bool {
+        let mut at = 0u64;
+        for seg in &mut self.segments {
+            let len = seg.len();
+            if offset >= at && offset - at < len {
+                let inner = offset - at;
+                return match seg {
+                    Segment::Bytes { buf, start, len }
+                        if inner + bytes.len() as u64 <= *len as u64 =>
+                    {
+                        let s = *start + inner as usize;
+                        Arc::make_mut(buf)[s..s + bytes.len()].copy_from_slice(bytes);
+                        true
+                    }
+                    _ => false,
+                };
+            }
+            at += len;
+        }
+        false
     }
 
     /// A sequential reader over the blob's bytes, opening source files only as they are reached.
@@ -192,20 +272,7 @@ fn open_checked(path: &Path, expect: &FileStamp) -> Result<File> {
 }
 
 fn check_unchanged(f: &File, path: &Path, expect: &FileStamp) -> Result<()> {
-    let m = f.metadata().map_err(|e| Error::io(path, e))?;
-    if m.len() != expect.size {
-        return Err(Error::FileChanged {
-            path: path.to_path_buf(),
-            what: format!("size was {} bytes, now {}", expect.size, m.len()),
-        });
-    }
-    if (m.mtime(), m.mtime_nsec()) != expect.mtime {
-        return Err(Error::FileChanged {
-            path: path.to_path_buf(),
-            what: "modification time changed".into(),
-        });
-    }
-    Ok(())
+    expect.check(f, path)
 }
 
 /// Copies `len` bytes from `src` at `offset` to the current position of `out`.

@@ -44,8 +44,8 @@ pub enum Kind {
         size: u64,
         /// Byte ranges `[start, end)` that hold data; `None` when the file is not sparse.
         extents: Option<Vec<(u64, u64)>>,
-        /// The source's own mtime (seconds, nanoseconds) at walk time, to detect changes on read.
-        stamp: (i64, i64),
+        /// The source's size, times and identity at walk time, to detect changes on read.
+        stamp: crate::source::FileStamp,
     },
     /// A symbolic link, stored verbatim and never followed.
     Symlink {
@@ -348,7 +348,7 @@ impl Walker<'_> {
                 source: path.to_path_buf(),
                 size,
                 extents,
-                stamp: (meta.mtime(), meta.mtime_nsec()),
+                stamp: crate::source::FileStamp::of(meta),
             }
         } else if ft.is_symlink() {
             let target = fs::read_link(path).map_err(|e| Error::io(path, e))?;

@@ -239,6 +239,136 @@ fn a_file_changed_after_the_walk_fails_the_build_and_leaves_nothing() {
     );
 }
 
+/// Issue 13: size and mtime alone miss a same-size rewrite whose mtime was put back (`touch -r`,
+/// `rsync -t`); the change time gives it away, and the error says so.
+#[test]
+fn a_same_size_rewrite_with_its_mtime_put_back_fails_the_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let f = src.join("weights.bin");
+    fs::write(&f, vec![1u8; 50_000]).unwrap();
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    let img = plan(&src, &ErofsOptions::default());
+    // Past the coarse timestamp granularity, so the rewrite gets a later ctime on any kernel.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(&f, vec![2u8; 50_000]).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().modified().unwrap(), mtime);
+    let out = tmp.path().join("image.erofs");
+    let err = img.meta.write_file(&out).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("weights.bin") && text.contains("change time (ctime) changed"),
+        "{text}"
+    );
+    assert!(!text.contains("modification time changed"), "{text}");
+    assert_eq!(err.kind(), fspack_image::ErrorKind::Changed);
+}
+
+/// Issue 13: a file replaced by another (rename over it) is a different inode, even with the same
+/// size and mtime.
+#[test]
+fn a_file_replaced_by_rename_fails_the_build_naming_the_inode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let f = src.join("config.json");
+    fs::write(&f, vec![b'a'; 9000]).unwrap();
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    let img = plan(&src, &ErofsOptions::default());
+    let other = tmp.path().join("other");
+    fs::write(&other, vec![b'b'; 9000]).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&other)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    fs::rename(&other, &f).unwrap();
+    let text = img
+        .meta
+        .write_file(&tmp.path().join("image.erofs"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("config.json") && text.contains("it was replaced: device and inode"),
+        "{text}"
+    );
+}
+
+/// Issue 13: each device slot names its blob's sha256; fsck.erofs still accepts the image (so
+/// the superblock checksum was recomputed), and the pre-mount check refuses a foreign blob.
+#[test]
+fn bound_devices_are_recorded_checked_and_refused_when_foreign() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(
+        &src,
+        &TreeOpts {
+            huge_sparse: false,
+            ..Default::default()
+        },
+    );
+    let mut img = plan(&src, &chunked(1 << 20));
+    assert!(img.blobs.len() > 1);
+    let unbound = tmp.path().join("unbound");
+    let (meta0, blobs) = write(&img, &unbound);
+    // Untagged images (built before issue 13) have nothing to compare and pass.
+    let digests: Vec<String> = blobs.iter().map(|b| sha256_file(b)).collect();
+    let pairs: Vec<(PathBuf, String)> = blobs.iter().cloned().zip(digests.clone()).collect();
+    assert_eq!(erofs::device_tags(&meta0).unwrap(), vec![None; blobs.len()]);
+    erofs::check_devices(&meta0, &pairs).unwrap();
+
+    img.bind_devices(&digests).unwrap();
+    let (meta, _) = write(&img, &tmp.path().join("bound"));
+    let tags = erofs::device_tags(&meta).unwrap();
+    let want: Vec<Option<String>> = digests
+        .iter()
+        .map(|d| Some(d.strip_prefix("sha256:").unwrap().to_string()))
+        .collect();
+    assert_eq!(tags, want);
+    if have_tool("fsck.erofs") {
+        fsck(&meta, &blobs, None);
+    }
+    erofs::check_devices(&meta, &pairs).unwrap();
+
+    let mut swapped = pairs.clone();
+    swapped.swap(0, 1);
+    let err = erofs::check_devices(&meta, &swapped).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), fspack_image::ErrorKind::Integrity);
+    assert!(
+        text.contains("device 1")
+            && text.contains(&swapped[0].0.display().to_string())
+            && text.contains(&digests[0])
+            && text.contains(&digests[1]),
+        "{text}"
+    );
+    assert!(erofs::check_devices(&meta, &pairs[1..]).is_err());
+}
+
+fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(fs::read(p).unwrap()))
+    )
+}
+
+/// Issue 13: where privileged tests are required (CI), a missing filesystem is a failure, not a
+/// silent skip.
+#[test]
+#[should_panic(expected = "FSPACK_REQUIRE_PRIVILEGED=1 and this test cannot run")]
+fn a_skip_is_a_failure_when_privileged_tests_are_required() {
+    can_mount_with("no-such-fs-xyz", true);
+}
+
 #[test]
 fn output_inside_the_source_is_refused() {
     let tmp = tempfile::tempdir().unwrap();

@@ -113,7 +113,33 @@ pub enum MountError {
     },
 }
 
+/// Broad classes of [`MountError`]. The CLI maps each to a documented exit code in one place
+/// (`cli/src/exit.rs`); a new variant gets a kind here and the compiler then asks for its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The mount point given is unusable (a symlink, not a directory, missing).
+    Usage,
+    /// The kernel refused, or privileges or kernel support are missing.
+    Mount,
+}
+
 impl MountError {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MountError::BadTarget { .. } => ErrorKind::Usage,
+            MountError::Open { .. }
+            | MountError::LoopControl { .. }
+            | MountError::LoopAttach { .. }
+            | MountError::LoopBusy { .. }
+            | MountError::MixedErofsSources { .. }
+            | MountError::Mount { .. }
+            | MountError::Unmount { .. }
+            | MountError::MountInfo { .. }
+            | MountError::Privileges { .. } => ErrorKind::Mount,
+        }
+    }
+
     /// The OS error number behind this error, if there is one.
     pub fn errno(&self) -> Option<i32> {
         match self {

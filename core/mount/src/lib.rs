@@ -19,7 +19,7 @@ pub mod mountinfo;
 mod newapi;
 mod sys;
 
-pub use error::MountError;
+pub use error::{ErrorKind, MountError};
 pub use fs::{
     ErofsSource, MountOptions, StackError, mount_erofs, mount_overlay_ro, mount_squashfs,
     mount_squashfs_stack, unmount,

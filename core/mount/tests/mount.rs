@@ -13,18 +13,35 @@ use std::time::{Duration, Instant};
 
 use fspack_mount::*;
 
+#[path = "../../../tests/support/privileged.rs"]
+mod privileged;
+
+/// Whether a privileged test can run (skips, or fails under `FSPACK_REQUIRE_PRIVILEGED=1`);
+/// loads the kernel modules the tests use first, as the kernel would on a first mount.
 fn ready(tools: &[&str]) -> bool {
+    for m in ["loop", "erofs", "squashfs", "overlay"] {
+        if !filesystem_loaded(m) {
+            privileged::modprobe(m);
+        }
+    }
     if let Err(e) = privileges() {
-        eprintln!("SKIP: {e}");
-        return false;
+        return privileged::skip(&e.to_string());
     }
     for t in tools {
         if Command::new(t).arg("--help").output().is_err() {
-            eprintln!("SKIP: {t} is not installed");
-            return false;
+            return privileged::skip(&format!("{t} is not installed"));
         }
     }
+    privileged::ran();
     true
+}
+
+fn filesystem_loaded(m: &str) -> bool {
+    m == "loop" && Path::new("/dev/loop-control").exists()
+        || fs::read_to_string("/proc/filesystems")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some(m))
 }
 
 /// Unmounts (lazily, so a failing test cannot wedge the next) when dropped.

@@ -131,7 +131,12 @@ pub(crate) fn gaps(size: u64, done: &[(u64, u64)]) -> Vec<(u64, u64)> {
 
 /// Parses `Content-Range: bytes a-b/total` into `(a, b, total)`; `total` is `None` for `*`.
 fn content_range(resp: &Response) -> Option<(u64, u64, Option<u64>)> {
-    let v = resp.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    parse_content_range(resp.headers().get(CONTENT_RANGE)?.to_str().ok()?)
+}
+
+/// The text form of [`content_range`] (RFC 9110 §14.4). `None` for anything malformed,
+/// including `a > b`; callers then treat the server as ignoring Range.
+pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
     let v = v.trim().strip_prefix("bytes ")?;
     let (range, total) = v.split_once('/')?;
     let (a, b) = range.split_once('-')?;

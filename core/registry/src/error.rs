@@ -100,6 +100,18 @@ pub enum RegistryError {
         /// What arrived (`12`, `at least 13`).
         actual: String,
     },
+    /// The registry sent content fspack refuses: a manifest or index that does not parse, names a
+    /// malformed digest, or is over a size limit. Retrying will not help, and it is not the
+    /// user's mistake (issue 13).
+    #[error("{what} from {reference} is unusable: {detail}")]
+    InvalidContent {
+        /// What was refused (`manifest v1`, `Docker-Content-Digest header`).
+        what: String,
+        /// The registry/repository it came from.
+        reference: String,
+        /// Which rule it breaks.
+        detail: String,
+    },
     /// The registry answered something the protocol does not allow here.
     #[error("unexpected answer from {url}: {detail}")]
     Protocol {
@@ -133,7 +145,7 @@ pub enum ErrorKind {
     NotFound,
     /// Network or server trouble; trying again later may work.
     Network,
-    /// Digest or size mismatch.
+    /// Content failed verification: digest or size mismatch, malformed or oversized content.
     Integrity,
     /// The registry broke the protocol.
     Protocol,
@@ -153,7 +165,8 @@ impl RegistryError {
             RegistryError::Network { .. } => ErrorKind::Network,
             RegistryError::DigestMismatch { .. }
             | RegistryError::SizeMismatch { .. }
-            | RegistryError::ChunkMismatch { .. } => ErrorKind::Integrity,
+            | RegistryError::ChunkMismatch { .. }
+            | RegistryError::InvalidContent { .. } => ErrorKind::Integrity,
             RegistryError::Protocol { .. } => ErrorKind::Protocol,
             RegistryError::Io { .. } => ErrorKind::Io,
         }

@@ -14,6 +14,8 @@ mod client;
 mod digest;
 mod download;
 pub mod error;
+#[cfg(test)]
+mod hostile;
 pub mod manifest;
 mod ops;
 mod redact;

@@ -154,9 +154,19 @@ fn check_descriptors<'a>(
     ds: impl IntoIterator<Item = &'a Descriptor>,
 ) -> Result<(), RegistryError> {
     for d in ds {
-        validate_digest(&d.digest).map_err(|e| RegistryError::Config(format!("{what}: {e}")))?;
+        validate_digest(&d.digest).map_err(|e| invalid(what, e.to_string()))?;
     }
     Ok(())
+}
+
+/// Content that came from elsewhere (a registry, a store) and does not parse: an integrity
+/// failure, never a usage error (issue 13).
+fn invalid(what: &str, detail: String) -> RegistryError {
+    RegistryError::InvalidContent {
+        what: what.to_string(),
+        reference: "the bytes given".into(),
+        detail,
+    }
 }
 
 impl ImageManifest {
@@ -181,12 +191,12 @@ impl ImageManifest {
     /// Parses a manifest, checking the schema version and every digest's grammar.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, RegistryError> {
         let m: ImageManifest = serde_json::from_slice(bytes)
-            .map_err(|e| RegistryError::Config(format!("not a valid OCI image manifest: {e}")))?;
+            .map_err(|e| invalid("manifest", format!("not a valid OCI image manifest: {e}")))?;
         if m.schema_version != 2 {
-            return Err(RegistryError::Config(format!(
-                "unsupported manifest schemaVersion {}",
-                m.schema_version
-            )));
+            return Err(invalid(
+                "manifest",
+                format!("unsupported manifest schemaVersion {}", m.schema_version),
+            ));
         }
         check_descriptors(
             "manifest",
@@ -207,12 +217,12 @@ impl ImageIndex {
     /// Parses an index, checking the schema version and every digest's grammar.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, RegistryError> {
         let m: ImageIndex = serde_json::from_slice(bytes)
-            .map_err(|e| RegistryError::Config(format!("not a valid OCI image index: {e}")))?;
+            .map_err(|e| invalid("index", format!("not a valid OCI image index: {e}")))?;
         if m.schema_version != 2 {
-            return Err(RegistryError::Config(format!(
-                "unsupported index schemaVersion {}",
-                m.schema_version
-            )));
+            return Err(invalid(
+                "index",
+                format!("unsupported index schemaVersion {}", m.schema_version),
+            ));
         }
         check_descriptors("index", m.manifests.iter().chain(&m.subject))?;
         Ok(m)

@@ -150,7 +150,12 @@ impl Client {
             match read_capped(resp, MAX_MANIFEST_SIZE).await {
                 Ok(b) => break (headers, b),
                 Err(ReadError::TooLarge(cap)) => {
-                    return Err(protocol(&url, format!("manifest larger than {cap} bytes")));
+                    // Retrying fetches the same bytes: not a network error (issue 13).
+                    return Err(RegistryError::InvalidContent {
+                        what: format!("manifest {want}"),
+                        reference: r.repo_display(),
+                        detail: format!("it is larger than the {cap}-byte limit"),
+                    });
                 }
                 Err(ReadError::Body(e)) => {
                     let err = RegistryError::Network {
@@ -179,7 +184,11 @@ impl Client {
             .get(DOCKER_CONTENT_DIGEST)
             .and_then(|v| v.to_str().ok())
         {
-            validate_digest(claimed)?;
+            validate_digest(claimed).map_err(|e| RegistryError::InvalidContent {
+                what: format!("Docker-Content-Digest of {what}"),
+                reference: r.repo_display(),
+                detail: e.to_string(),
+            })?;
             verify_bytes(&format!("{what} (Docker-Content-Digest)"), claimed, &body)?;
         }
         let media_type = resp_headers

@@ -132,7 +132,10 @@ pub(crate) fn parse_http_date(s: &str) -> Option<SystemTime> {
     let [h, m, sec] = hms.as_slice() else {
         return None;
     };
-    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 || year < 1970 {
+    // The year is bounded because it comes from the network: a huge one overflows the day count
+    // and the `SystemTime` addition (issue 13). RFC 9110 dates have four digits.
+    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 || !(1970..=9999).contains(&year)
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);

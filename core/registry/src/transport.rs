@@ -345,9 +345,14 @@ pub(crate) async fn unexpected(url: &Url, resp: Response) -> RegistryError {
 /// Status plus the first `{"errors":[{"code","message"}]}` entry of the body, sanitised and capped.
 pub(crate) async fn error_detail(resp: Response) -> String {
     let status = resp.status();
+    let body = read_capped(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+    error_summary(status, &body)
+}
+
+/// The text form of [`error_detail`]: any body, however hostile, gives a short line.
+pub(crate) fn error_summary(status: StatusCode, body: &[u8]) -> String {
     let mut out = status.to_string();
-    if let Ok(body) = read_capped(resp, MAX_ERROR_BODY).await
-        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         && let Some(e) = v.get("errors").and_then(|e| e.get(0))
     {
         if let Some(code) = e.get("code").and_then(|c| c.as_str()) {

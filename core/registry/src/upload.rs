@@ -177,7 +177,11 @@ fn header(v: impl ToString) -> HeaderValue {
 
 /// The end (inclusive) from a `Range: 0-N` (or `bytes=0-N`) upload status header.
 fn range_end(resp: &Response) -> Option<u64> {
-    let v = resp.headers().get("range")?.to_str().ok()?;
+    parse_range_end(resp.headers().get("range")?.to_str().ok()?)
+}
+
+/// The text form of [`range_end`]: `N` of `0-N`, `None` for anything else.
+pub(crate) fn parse_range_end(v: &str) -> Option<u64> {
     let v = v.trim().trim_start_matches("bytes=");
     let (a, b) = v.split_once('-')?;
     if a.trim() != "0" {
@@ -188,11 +192,12 @@ fn range_end(resp: &Response) -> Option<u64> {
 
 /// The offset a `Range: 0-N` reports. `0-0` is what distribution sends for an empty session as
 /// well as for one byte, so it means `believed` when that is 0 or 1.
-fn next_offset(end: u64, believed: u64) -> u64 {
+/// Saturates: `end` comes from the network, and the callers refuse anything past the blob's size.
+pub(crate) fn next_offset(end: u64, believed: u64) -> u64 {
     if end == 0 && believed <= 1 {
         believed
     } else {
-        end + 1
+        end.saturating_add(1)
     }
 }
 

@@ -94,7 +94,38 @@ fn libc_enospc() -> i32 {
     rustix::io::Errno::NOSPC.raw_os_error()
 }
 
+/// Broad classes of [`StoreError`]. The CLI maps each to a documented exit code in one place
+/// (`cli/src/exit.rs`); a new variant gets a kind here and the compiler then asks for its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input: a digest, or a `--store` that is not a store.
+    Usage,
+    /// A file or blob that should exist does not.
+    NotFound,
+    /// Content failed verification (digest, size, a store file that does not parse, a limit);
+    /// nothing was committed.
+    Integrity,
+    /// Local I/O failed (a full disk, permissions).
+    Io,
+}
+
 impl StoreError {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            StoreError::Io { .. } => ErrorKind::Io,
+            StoreError::InvalidDigest(_) | StoreError::NotALayout(_) => ErrorKind::Usage,
+            StoreError::DigestMismatch { .. }
+            | StoreError::SizeMismatch { .. }
+            | StoreError::CorruptBlob { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::TooLarge { .. } => ErrorKind::Integrity,
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         StoreError::Io {

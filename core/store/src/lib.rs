@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 pub(crate) use atomic::{sync_dir, write_atomic, write_atomic_mode};
 pub use digest::{digest_hex, sha256_of};
-pub use error::{Result, StoreError};
+pub use error::{ErrorKind, Result, StoreError};
 pub use gc::{DEFAULT_INGEST_TTL, GcReport};
 pub use ingest::Ingest;
 pub use layout::Descriptor;

@@ -1,6 +1,9 @@
 //! The content-store suite (after containerd's): commits verify, resume survives a dropped
 //! ingest, concurrent ingests of one digest commit once, gc keeps what is reachable.
 
+#[path = "../../../tests/support/privileged.rs"]
+mod privileged;
+
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -163,7 +166,7 @@ fn tags_round_trip_and_skopeo_reads_the_layout() {
         );
         assert_eq!(out.stdout, manifest.as_bytes());
     } else {
-        eprintln!("SKIP: skopeo is not installed");
+        privileged::skip("skopeo is not installed");
     }
 }
 
@@ -226,9 +229,10 @@ fn a_non_layout_directory_is_refused() {
 #[test]
 fn privileged_a_full_store_fails_cleanly() {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: needs root to mount a small tmpfs");
+        privileged::skip("needs root to mount a small tmpfs");
         return;
     }
+    privileged::ran();
     let tmp = tempfile::tempdir().unwrap();
     let st = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])

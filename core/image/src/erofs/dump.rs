@@ -46,7 +46,10 @@ impl Reader<'_> {
     }
 
     fn inode(&self, nid: u64) -> Result<Inode> {
-        let off = usize::try_from(nid * ISLOT).map_err(|_| bad("nid"))?;
+        let off = nid
+            .checked_mul(ISLOT)
+            .and_then(|o| usize::try_from(o).ok())
+            .ok_or_else(|| bad(format!("nid {nid} is out of range")))?;
         let h = self.slice(off, 32)?;
         let format = get16(h, 0);
         let extended = format & 1 == 1;
@@ -245,7 +248,9 @@ pub fn dump(img: &[u8]) -> Result<String> {
                     .ok_or_else(|| bad("dirent"))?;
                 let start = get16(de, 8) as usize;
                 let end = if i + 1 < count {
-                    get16(block, (i + 1) * DIRENT_SIZE + 8) as usize
+                    let next = (i + 1) * DIRENT_SIZE + 8;
+                    let b = block.get(next..next + 2).ok_or_else(|| bad("dirent"))?;
+                    u16::from_le_bytes([b[0], b[1]]) as usize
                 } else {
                     block.len()
                 };

@@ -21,11 +21,14 @@
 //! - other files are packed, block aligned, into shared "pack" blobs of at most `blob_size`, in
 //!   tree order, so editing one of them changes only its pack blob and the metadata image.
 
+mod devices;
 mod dir;
 pub mod dump;
 pub mod format;
 pub mod mapped;
 mod xattr;
+
+pub use devices::{TAG_LEN, check_devices, device_tags, tag_of_digest};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -199,10 +202,7 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
                 *size,
                 Content::File {
                     path: Arc::from(source.as_path()),
-                    stamp: FileStamp {
-                        size: *size,
-                        mtime: *stamp,
-                    },
+                    stamp: *stamp,
                 },
             ),
             Kind::Symlink { target } => (

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,7 @@ pub(crate) struct FileInput<'a> {
     pub path: &'a Path,
     pub size: u64,
     pub extents: Option<&'a [(u64, u64)]>,
-    pub stamp: (i64, i64),
+    pub stamp: crate::source::FileStamp,
 }
 
 /// Where a file's data landed.
@@ -352,20 +352,7 @@ fn open_checked(f: &FileInput<'_>) -> Result<File> {
 }
 
 fn check_unchanged(src: &File, f: &FileInput<'_>) -> Result<()> {
-    let m = src.metadata().map_err(|e| Error::io(f.path, e))?;
-    if m.len() != f.size {
-        return Err(Error::FileChanged {
-            path: f.path.to_path_buf(),
-            what: format!("size was {} bytes, now {}", f.size, m.len()),
-        });
-    }
-    if (m.mtime(), m.mtime_nsec()) != f.stamp {
-        return Err(Error::FileChanged {
-            path: f.path.to_path_buf(),
-            what: "modification time changed".into(),
-        });
-    }
-    Ok(())
+    f.stamp.check(src, f.path)
 }
 
 fn read_at(src: &File, f: &FileInput<'_>, buf: &mut [u8], off: u64) -> Result<()> {

@@ -366,7 +366,7 @@ mod tests {
                 source: PathBuf::from(path),
                 size,
                 extents: None,
-                stamp: (0, 0),
+                stamp: Default::default(),
             },
             path,
         )

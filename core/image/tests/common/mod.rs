@@ -17,37 +17,53 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Returns false (after saying why) when privileged tests cannot run here.
+#[path = "../../../../tests/support/privileged.rs"]
+pub mod privileged;
+
+/// Returns false (after saying why) when privileged tests cannot run here; fails instead under
+/// `FSPACK_REQUIRE_PRIVILEGED=1`. A filesystem built as a module and not loaded yet is loaded
+/// (`modprobe`), as the kernel would on the first mount. Records the test as run otherwise.
 pub fn can_mount(fs: &str) -> bool {
+    can_mount_with(fs, privileged::required())
+}
+
+/// [`can_mount`] with the skip policy given.
+pub fn can_mount_with(fs: &str, required: bool) -> bool {
     if !is_root() {
-        eprintln!("SKIP: needs root (mounts and loop devices)");
-        return false;
+        return privileged::skip_or_fail(required, "needs root (mounts and loop devices)");
     }
-    let have = fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !have
-        .lines()
-        .any(|l| l.split_whitespace().last() == Some(fs))
-    {
-        eprintln!("SKIP: the kernel has no {fs} driver");
-        return false;
+    let listed = |fs: &str| {
+        fs::read_to_string("/proc/filesystems")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some(fs))
+    };
+    let loaded = listed(fs) || (privileged::modprobe(fs) && listed(fs));
+    if !loaded {
+        return privileged::skip_or_fail(
+            required,
+            &format!(
+                "the kernel has no {fs} driver (not in /proc/filesystems, modprobe {fs} failed)"
+            ),
+        );
     }
-    if !Path::new("/dev/loop-control").exists() {
-        eprintln!("SKIP: no /dev/loop-control");
-        return false;
+    let control = || Path::new("/dev/loop-control").exists();
+    if !(control() || (privileged::modprobe("loop") && control())) {
+        return privileged::skip_or_fail(required, "no /dev/loop-control (modprobe loop failed)");
     }
+    privileged::ran();
     true
 }
 
+/// Whether `name` is on PATH; a missing tool skips the test (or fails it under
+/// `FSPACK_REQUIRE_PRIVILEGED=1`).
 pub fn have_tool(name: &str) -> bool {
     let ok = Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {name}"))
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIP: {name} is not installed");
-    }
-    ok
+    ok || privileged::skip(&format!("{name} is not installed"))
 }
 
 fn write(path: &Path, data: &[u8]) {

@@ -26,6 +26,9 @@ use credentials::Credential;
 const MAX_TOKEN_BODY: usize = 1 << 20;
 /// Shortest lifetime we assume for a token (containers/image does the same).
 const MIN_TOKEN_LIFETIME: u64 = 60;
+/// Longest we cache a token, whatever `expires_in` says: the value comes from the network, and an
+/// `Instant` plus an unbounded duration overflows (issue 13).
+const MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
 
 /// How a registry wants to be authenticated, learnt from its first challenge.
 #[derive(Debug, Clone)]
@@ -67,11 +70,47 @@ pub(crate) struct Auth {
     next_id: AtomicU64,
 }
 
+/// The JSON of a token response (Docker token spec and OAuth 2 spellings). `expires_in` is kept
+/// as raw JSON so a negative, fractional or huge number is ignored instead of refusing the token.
 #[derive(Deserialize)]
 struct TokenAnswer {
     token: Option<String>,
     access_token: Option<String>,
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Value>,
+}
+
+/// Why a token response body is unusable.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BadToken {
+    /// Not token JSON at all.
+    NotJson,
+    /// JSON without a (non-empty) token.
+    NoToken,
+}
+
+/// Parses a token response body into the token and its lifetime in seconds, clamped to
+/// [`MIN_TOKEN_LIFETIME`]..=[`MAX_TOKEN_LIFETIME`].
+pub(crate) fn parse_token_answer(body: &[u8]) -> Result<(String, u64), BadToken> {
+    let a: TokenAnswer = serde_json::from_slice(body).map_err(|_| BadToken::NotJson)?;
+    let token = a
+        .token
+        .or(a.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or(BadToken::NoToken)?;
+    let lifetime = a
+        .expires_in
+        .and_then(|v| v.as_u64())
+        .unwrap_or(MIN_TOKEN_LIFETIME)
+        .clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
+    Ok((token, lifetime))
+}
+
+/// When a token obtained at `now` with `lifetime` seconds should be thrown away: 5 s early, so
+/// a request never carries one that expires on the way.
+pub(crate) fn token_expiry(now: Instant, lifetime: u64) -> Instant {
+    let lifetime = Duration::from_secs(lifetime.min(MAX_TOKEN_LIFETIME));
+    now.checked_add(lifetime.saturating_sub(Duration::from_secs(5)))
+        .unwrap_or(now)
 }
 
 /// The token scope for a repository: `repository:<name>:pull[,push]`.
@@ -349,8 +388,7 @@ impl Auth {
             .await?;
         let t = Token {
             value,
-            expires: Instant::now() + Duration::from_secs(lifetime.max(MIN_TOKEN_LIFETIME))
-                - Duration::from_secs(5),
+            expires: token_expiry(Instant::now(), lifetime),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
         };
         self.tokens
@@ -427,25 +465,20 @@ impl Auth {
                     let body = crate::transport::read_capped(resp, MAX_TOKEN_BODY).await;
                     match body {
                         Ok(b) => {
-                            let a: TokenAnswer = serde_json::from_slice(&b).map_err(|_| {
-                                RegistryError::Protocol {
+                            let (tok, lifetime) =
+                                parse_token_answer(&b).map_err(|why| RegistryError::Protocol {
                                     url: shown.clone(),
-                                    detail: "the token service did not answer with token JSON"
-                                        .into(),
-                                }
-                            })?;
-                            let tok = a
-                                .token
-                                .or(a.access_token)
-                                .filter(|t| !t.is_empty())
-                                .ok_or_else(|| RegistryError::Protocol {
-                                    url: shown.clone(),
-                                    detail: "the token service answered without a token".into(),
+                                    detail: match why {
+                                        BadToken::NotJson => {
+                                            "the token service did not answer with token JSON"
+                                        }
+                                        BadToken::NoToken => {
+                                            "the token service answered without a token"
+                                        }
+                                    }
+                                    .into(),
                                 })?;
-                            return Ok((
-                                Secret::new(tok),
-                                a.expires_in.unwrap_or(MIN_TOKEN_LIFETIME),
-                            ));
+                            return Ok((Secret::new(tok), lifetime));
                         }
                         Err(e) => e.to_string(),
                     }

@@ -88,6 +88,8 @@ pub struct Fake {
     pub lie_manifest_digest: AtomicBool,
     /// Page size for the tag list.
     pub tag_page: AtomicU64,
+    /// `expires_in` of token responses, raw JSON (`300` unless set).
+    pub token_expires_in: Mutex<Option<serde_json::Value>>,
     pub token_requests: AtomicU32,
     next_token: AtomicU32,
     tokens: Mutex<Vec<String>>,
@@ -478,7 +480,13 @@ fn token(fake: &Fake, headers: &HeaderMap, query: &str) -> Response {
     }
     let t = format!("tok{}", fake.next_token.fetch_add(1, Ordering::SeqCst));
     fake.tokens.lock().unwrap().push(t.clone());
-    let body = serde_json::json!({"token": t, "expires_in": 300}).to_string();
+    let expires_in = fake
+        .token_expires_in
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or(serde_json::json!(300));
+    let body = serde_json::json!({"token": t, "expires_in": expires_in}).to_string();
     empty(200)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))

@@ -84,6 +84,37 @@ async fn bearer_tokens_are_fetched_cached_and_refreshed_after_expiry() {
     );
 }
 
+/// Issue 13: `expires_in` comes from the network; a huge one used to overflow `Instant` and
+/// panic the process, and a negative or fractional one refused a good token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_token_lifetimes_neither_panic_nor_refuse_the_token() {
+    for expires_in in [
+        serde_json::json!(u64::MAX),
+        serde_json::json!(-1),
+        serde_json::json!(1e300),
+        serde_json::json!("soon"),
+    ] {
+        let fake = Fake::start().await;
+        fake.token_auth.store(true, Ordering::SeqCst);
+        *fake.token_expires_in.lock().unwrap() = Some(expires_in.clone());
+        let c = client();
+        let r = fake.reference("a/b");
+        let d = fake.put_blob(b"hello");
+        let got = c.blob_exists(&r, &d).await;
+        assert_eq!(
+            got.unwrap_or_else(|e| panic!("expires_in {expires_in}: {e}")),
+            Some(5)
+        );
+        // The cached token is used again: no second token request within its lifetime.
+        c.blob_exists(&r, &d).await.unwrap();
+        assert_eq!(
+            fake.token_requests.load(Ordering::SeqCst),
+            1,
+            "{expires_in}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_give_an_auth_error_without_secrets() {
     let fake = Fake::start().await;
