@@ -1,6 +1,7 @@
 //! Named exit codes (documented in `fspack(1)`) and the mapping from error kinds to them.
 
 use fspack_engine::EngineError;
+use fspack_engine::trust::TrustError;
 
 /// Success.
 #[allow(dead_code)]
@@ -16,7 +17,8 @@ pub const AUTH: u8 = 4;
 /// The network or the registry failed after retries; trying again later may work.
 pub const NETWORK: u8 = 5;
 /// Content did not match its digest or size, or a model artifact's paths or tar members are unsafe
-/// (issue 15); nothing was committed or mounted.
+/// (issue 15), or a signature, the policy or the image check refused it (issue 12); nothing was
+/// committed or mounted.
 pub const INTEGRITY: u8 = 6;
 /// Mounting failed, or privileges/kernel support are missing.
 pub const MOUNT: u8 = 7;
@@ -46,7 +48,7 @@ pub const TABLE: &[(u8, &str)] = &[
     ),
     (
         INTEGRITY,
-        "digest or size mismatch, or an artifact refused as unsafe to mount; nothing was committed or mounted",
+        "digest or size mismatch, or refused as unsafe, by signature, policy or image check; nothing was committed or mounted",
     ),
     (
         MOUNT,
@@ -82,6 +84,7 @@ pub fn classify(err: &anyhow::Error) -> u8 {
                 {
                     NOT_FOUND
                 }
+                EngineError::Image(fspack_image::Error::Check { .. }) => INTEGRITY,
                 EngineError::Image(
                     fspack_image::Error::InvalidOption(_)
                     | fspack_image::Error::OutputInsideSource { .. }
@@ -91,6 +94,8 @@ pub fn classify(err: &anyhow::Error) -> u8 {
                 EngineError::Registry(e) => registry_code(e),
                 EngineError::Store(e) => store_code(e),
                 EngineError::Mount(_) => MOUNT,
+                EngineError::Trust(TrustError::Refused { .. }) => INTEGRITY,
+                EngineError::Trust(TrustError::Config { .. }) => USAGE,
                 _ => FAILURE,
             };
             return code;

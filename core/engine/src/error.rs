@@ -18,6 +18,9 @@ pub enum EngineError {
     /// Attaching or mounting failed.
     #[error(transparent)]
     Mount(#[from] fspack_mount::MountError),
+    /// A signature or policy refused the image, or a policy or key file is unusable.
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     /// Bad input from the user (a reference, an option combination, a file that is not an image).
     #[error("{0}")]
     Usage(String),
