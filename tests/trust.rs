@@ -71,13 +71,12 @@ fn push(store: &Path, src: &Path, reference: &str, extra: &[&std::ffi::OsStr]) -
 }
 
 fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let out = Command::new("bash")
+    Command::new("bash")
         .arg(format!("{SCRIPTS}/{name}"))
         .args(args)
         .envs(env.iter().copied())
         .output()
-        .unwrap();
-    out
+        .unwrap()
 }
 
 /// The store's tags (the manifests of its index.json), `[]` for a store not made yet.

@@ -429,7 +429,7 @@ pub async fn push(
     };
     let (layers, format, layout) = (&prepared.layers, prepared.format, prepared.layout);
     let store = match target {
-        Target::Layout { path, .. } => Some(Arc::new(Store::open(path)?)),
+        Target::Layout { path, .. } => Some(Arc::new(Store::open_shared(path)?)),
         Target::Registry(_) => None,
     };
     let client = match target {
