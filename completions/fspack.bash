@@ -532,7 +532,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__inspect)
-            opts="-j -q -v -h -V --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -628,7 +628,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__mount)
-            opts="-j -q -v -h -V --noexec --mount-mode --verify-key --policy --plain-http --insecure --username --password --jobs --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -696,7 +696,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__pull)
-            opts="-j -q -v -h -V --mount --noexec --mount-mode --verify-key --policy --plain-http --insecure --username --password --jobs --verify --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --mount --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --verify --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -771,7 +771,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__push)
-            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --chunk-size --sign-key --annotation --modelpack --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --chunk-size --sign-key --annotation --modelpack --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -860,7 +860,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__sign)
-            opts="-j -q -v -h -V --key --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --key --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -927,7 +927,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__verify)
-            opts="-j -q -v -h -V --all --repair --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --all --repair --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -225,6 +225,10 @@ pub struct RegistryArgs {
     /// Skip TLS certificate verification (dangerous).
     #[arg(long)]
     pub insecure: bool,
+    /// Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the
+    /// network path can read them; a warning is printed).
+    #[arg(long)]
+    pub plain_http_credentials: bool,
     /// Registry user name (else credentials come from the Docker config).
     #[arg(
         long,

@@ -49,6 +49,7 @@ pub fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
         insecure_tls: args.insecure,
         username: args.username.clone(),
         password: args.password.clone(),
+        plain_http_credentials: args.plain_http_credentials,
         user_agent: format!("fspack/{}", env!("CARGO_PKG_VERSION")),
         ..Default::default()
     };
