@@ -392,3 +392,51 @@ fn the_policy_file_picks_the_most_specific_scope_and_names_the_rule() {
         .code(2)
         .stderr(predicate::str::contains("policy"));
 }
+
+#[test]
+fn privileged_a_crafted_image_is_refused_before_mount_with_exit_6() {
+    if !can_mount("erofs") || !can_mount("squashfs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree(&src, "v1");
+    // (format, offset, bytes written there, the check that must refuse it)
+    let cases: [(&str, usize, &[u8], &str); 2] = [
+        // EROFS: build_time changed, the superblock checksum not updated.
+        ("erofs", 1024 + 24, &[0x5a, 0x5a], "superblock checksum"),
+        // SquashFS: the root inode reference points past the inode table.
+        ("squashfs", 32, &[0, 0, 0xff, 0xff, 0, 0, 0, 0], "`inode`"),
+    ];
+    for (format, at, bytes, check) in cases {
+        let image = tmp.path().join(format!("img.{format}"));
+        fspack(tmp.path())
+            .arg("build")
+            .arg(&src)
+            .arg("-o")
+            .arg(&image)
+            .args(["--format", format])
+            .assert()
+            .success();
+        let mut data = fs::read(&image).unwrap();
+        data[at..at + bytes.len()].copy_from_slice(bytes);
+        fs::write(&image, &data).unwrap();
+        let reference = format!("{}/crafted/{format}:v1", reg.addr);
+        push(tmp.path(), &image, &reference, &[]);
+        let store = tmp.path().join(format!("store-{format}"));
+        let mnt = tmp.path().join(format!("mnt-{format}"));
+        fs::create_dir(&mnt).unwrap();
+        fspack(&store)
+            .args(["pull", &reference, "--mount"])
+            .arg(&mnt)
+            .assert()
+            .code(6)
+            .stderr(predicate::str::contains(check))
+            .stderr(predicate::str::contains("image check"));
+        assert!(
+            leftovers(&mnt).is_empty(),
+            "{format}: something was mounted"
+        );
+    }
+}
