@@ -68,7 +68,7 @@ row() {
     s=$(printf '%s\n' "${times[@]}" | sort -g | sed -n "$(((runs + 1) / 2))p")
     rows+=("$(jq -r --arg name "$name" --argjson s "$s" --argjson bytes "$bytes" \
         --argjson rate "$RATE" --argjson jobs "$JOBS" \
-        '"| \($name) | \($bytes / 1048576 | floor) MiB | \(.inodes) | \($s * 1000 | round / 1000) s | \($bytes / ($rate * $jobs) * 10 | round / 10) s | \($s / ($bytes / ($rate * $jobs)) * 1000 | round / 10) % |"' \
+        '"| \($name) | \($bytes / 1048576 | floor) MiB | \(.inodes) | \($s * 1e6 | round / 1000) ms | \($bytes / ($rate * $jobs) * 10 | round / 10) s | \($s / ($bytes / ($rate * $jobs)) * 1000 | round / 10) % |"' \
         <<<"$line")")
 }
 
