@@ -56,6 +56,9 @@ _fspack() {
             fspack,push)
                 cmd="fspack__subcmd__push"
                 ;;
+            fspack,sign)
+                cmd="fspack__subcmd__sign"
+                ;;
             fspack,umount)
                 cmd="fspack__subcmd__umount"
                 ;;
@@ -101,6 +104,9 @@ _fspack() {
             fspack__subcmd__help,push)
                 cmd="fspack__subcmd__help__subcmd__push"
                 ;;
+            fspack__subcmd__help,sign)
+                cmd="fspack__subcmd__help__subcmd__sign"
+                ;;
             fspack__subcmd__help,umount)
                 cmd="fspack__subcmd__help__subcmd__umount"
                 ;;
@@ -114,7 +120,7 @@ _fspack() {
 
     case "${cmd}" in
         fspack)
-            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help"
+            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -288,7 +294,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__help)
-            opts="build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help"
+            opts="build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -483,6 +489,20 @@ _fspack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fspack__subcmd__help__subcmd__sign)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fspack__subcmd__help__subcmd__umount)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -512,7 +532,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__inspect)
-            opts="-j -q -v -h -V --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -608,7 +628,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__mount)
-            opts="-j -q -v -h -V --noexec --mount-mode --plain-http --insecure --username --password --jobs --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -616,6 +636,36 @@ _fspack() {
             case "${prev}" in
                 --mount-mode)
                     COMPREPLY=($(compgen -W "auto file loop" -- "${cur}"))
+                    return 0
+                    ;;
+                --verify-key)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --policy)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 --username)
@@ -646,7 +696,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__pull)
-            opts="-j -q -v -h -V --mount --noexec --mount-mode --plain-http --insecure --username --password --jobs --verify --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --mount --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --verify --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -661,6 +711,36 @@ _fspack() {
                     ;;
                 --mount-mode)
                     COMPREPLY=($(compgen -W "auto file loop" -- "${cur}"))
+                    return 0
+                    ;;
+                --verify-key)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --policy)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 --username)
@@ -691,7 +771,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__push)
-            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --chunk-size --annotation --modelpack --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --chunk-size --sign-key --annotation --modelpack --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -733,8 +813,72 @@ _fspack() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --sign-key)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --annotation)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --username)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fspack__subcmd__sign)
+            opts="-j -q -v -h -V --key --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 --username)
@@ -783,7 +927,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__verify)
-            opts="-j -q -v -h -V --all --repair --plain-http --insecure --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --all --repair --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

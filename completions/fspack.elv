@@ -34,6 +34,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand umount 'Unmount a directory mounted by fspack and release its loop devices'
             cand ls 'List what fspack has mounted: reference, manifest digest, format, devices'
             cand inspect 'Show an artifact''s manifest, layers, sizes and format without downloading its data'
+            cand sign 'Sign an artifact''s manifest digest with an ECDSA P-256 key, the way `cosign sign --key` does (signature under the `sha256-<hex>.sig` tag)'
             cand gc 'Remove blobs from the local store that no tag and no mount uses'
             cand verify 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them'
             cand login 'Store registry credentials in the Docker config file'
@@ -78,6 +79,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --shards 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]'
             cand --mtime 'Record this modification time (seconds since the epoch) on every file'
             cand --chunk-size 'Upload each blob in PATCH chunks of this size instead of one streamed PUT (for proxies that cap request bodies)'
+            cand --sign-key 'Sign the pushed manifest with this ECDSA P-256 private key (PKCS#8 PEM), as `fspack sign` does'
             cand --annotation 'Manifest annotation (repeatable)'
             cand --username 'Registry user name (else credentials come from the Docker config)'
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
@@ -89,6 +91,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --modelpack 'Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the file''s role, readable by modctl and mounted by fspack with no second copy'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
             cand --json 'Print a JSON summary on stdout'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
@@ -102,6 +105,8 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;pull'= {
             cand --mount 'Mount the image on this directory once pulled (checked first; created when missing, and removed again by `fspack umount`)'
             cand --mount-mode 'How EROFS images are attached (SquashFS always uses loop devices)'
+            cand --verify-key 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy'
+            cand --policy 'Policy file (containers-policy.json shape) [default: /etc/fspack/policy.json when it exists]'
             cand --username 'Registry user name (else credentials come from the Docker config)'
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
             cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
@@ -110,6 +115,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --noexec 'Forbid executing files from the mount'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
             cand --verify 'Also re-hash the blobs the store already had for this reference, and fetch again only the chunks that fail (as `fspack verify REF --repair`)'
             cand --json 'Print a JSON summary on stdout'
             cand -q 'Print less: no progress bars, only errors and requested data'
@@ -123,6 +129,8 @@ set edit:completion:arg-completer[fspack] = {|@words|
         }
         &'fspack;mount'= {
             cand --mount-mode 'How EROFS images are attached (SquashFS always uses loop devices)'
+            cand --verify-key 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy'
+            cand --policy 'Policy file (containers-policy.json shape) [default: /etc/fspack/policy.json when it exists]'
             cand --username 'Registry user name (else credentials come from the Docker config)'
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
             cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
@@ -131,6 +139,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --noexec 'Forbid executing files from the mount'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -171,7 +180,28 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
             cand --json 'Print JSON on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;sign'= {
+            cand --key 'ECDSA P-256 private key, PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)'
+            cand --username 'Registry user name (else credentials come from the Docker config)'
+            cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
+            cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
+            cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+            cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
+            cand --json 'Print a JSON summary on stdout'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -203,6 +233,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --repair 'Fetch the bad chunks again (whole blobs where there is no chunk index), verify them and write them into the stored blob, so mounts using it read the right bytes'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
+            cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
             cand --json 'Print a JSON report on stdout'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
@@ -279,6 +310,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand umount 'Unmount a directory mounted by fspack and release its loop devices'
             cand ls 'List what fspack has mounted: reference, manifest digest, format, devices'
             cand inspect 'Show an artifact''s manifest, layers, sizes and format without downloading its data'
+            cand sign 'Sign an artifact''s manifest digest with an ECDSA P-256 key, the way `cosign sign --key` does (signature under the `sha256-<hex>.sig` tag)'
             cand gc 'Remove blobs from the local store that no tag and no mount uses'
             cand verify 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them'
             cand login 'Store registry credentials in the Docker config file'
@@ -301,6 +333,8 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;help;ls'= {
         }
         &'fspack;help;inspect'= {
+        }
+        &'fspack;help;sign'= {
         }
         &'fspack;help;gc'= {
         }

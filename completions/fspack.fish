@@ -36,6 +36,7 @@ complete -c fspack -n "__fish_fspack_needs_command" -f -a "mount" -d 'Mount an a
 complete -c fspack -n "__fish_fspack_needs_command" -f -a "umount" -d 'Unmount a directory mounted by fspack and release its loop devices'
 complete -c fspack -n "__fish_fspack_needs_command" -f -a "ls" -d 'List what fspack has mounted: reference, manifest digest, format, devices'
 complete -c fspack -n "__fish_fspack_needs_command" -f -a "inspect" -d 'Show an artifact\'s manifest, layers, sizes and format without downloading its data'
+complete -c fspack -n "__fish_fspack_needs_command" -f -a "sign" -d 'Sign an artifact\'s manifest digest with an ECDSA P-256 key, the way `cosign sign --key` does (signature under the `sha256-<hex>.sig` tag)'
 complete -c fspack -n "__fish_fspack_needs_command" -f -a "gc" -d 'Remove blobs from the local store that no tag and no mount uses'
 complete -c fspack -n "__fish_fspack_needs_command" -f -a "verify" -d 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them'
 complete -c fspack -n "__fish_fspack_needs_command" -f -a "login" -d 'Store registry credentials in the Docker config file'
@@ -82,6 +83,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -l block-size -d 'Sq
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l chunk-size -d 'Upload each blob in PATCH chunks of this size instead of one streamed PUT (for proxies that cap request bodies)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l sign-key -d 'Sign the pushed manifest with this ECDSA P-256 private key (PKCS#8 PEM), as `fspack sign` does' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l annotation -d 'Manifest annotation (repeatable)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
@@ -92,6 +94,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -l strict-acls -d 'S
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l modelpack -d 'Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the file\'s role, readable by modctl and mounted by fspack with no second copy'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l json -d 'Print a JSON summary on stdout'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -101,6 +104,8 @@ complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount -d 'Mount t
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
 file\t'Mount the image files directly (EROFS only, Linux 6.12+)'
 loop\t'Attach read-only loop devices'"
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l verify-key -d 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l policy -d 'Policy file (containers-policy.json shape) [default: /etc/fspack/policy.json when it exists]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
@@ -108,6 +113,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand pull" -l store -d 'Local s
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l noexec -d 'Forbid executing files from the mount'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l verify -d 'Also re-hash the blobs the store already had for this reference, and fetch again only the chunks that fail (as `fspack verify REF --repair`)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l json -d 'Print a JSON summary on stdout'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
@@ -117,6 +123,8 @@ complete -c fspack -n "__fish_fspack_using_subcommand pull" -s V -l version -d '
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
 file\t'Mount the image files directly (EROFS only, Linux 6.12+)'
 loop\t'Attach read-only loop devices'"
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l verify-key -d 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l policy -d 'Policy file (containers-policy.json shape) [default: /etc/fspack/policy.json when it exists]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
@@ -124,6 +132,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand mount" -l store -d 'Local 
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l noexec -d 'Forbid executing files from the mount'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -145,11 +154,25 @@ complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s j -l jobs -d '
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l json -d 'Print JSON on stdout'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s V -l version -d 'Print version'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -l key -d 'ECDSA P-256 private key, PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -l json -d 'Print a JSON summary on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -s h -l help -d 'Print help'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -l json -d 'Print a JSON report on stdout'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
@@ -164,6 +187,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand verify" -l all -d 'Check e
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l repair -d 'Fetch the bad chunks again (whole blobs where there is no chunk index), verify them and write them into the stored blob, so mounts using it read the right bytes'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l insecure -d 'Skip TLS certificate verification (dangerous)'
+complete -c fspack -n "__fish_fspack_using_subcommand verify" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l json -d 'Print a JSON report on stdout'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -196,21 +220,22 @@ complete -c fspack -n "__fish_fspack_using_subcommand __complete" -s q -l quiet 
 complete -c fspack -n "__fish_fspack_using_subcommand __complete" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand __complete" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand __complete" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "build" -d 'Build an EROFS or SquashFS image from a directory'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "push" -d 'Push a directory or an image file to a registry (or an OCI layout) as an artifact'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "pull" -d 'Download an artifact into the local store, verifying every blob, and optionally mount it'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "mount" -d 'Mount an artifact from the local store (pulling it first if needed)'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "umount" -d 'Unmount a directory mounted by fspack and release its loop devices'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "ls" -d 'List what fspack has mounted: reference, manifest digest, format, devices'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "inspect" -d 'Show an artifact\'s manifest, layers, sizes and format without downloading its data'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "gc" -d 'Remove blobs from the local store that no tag and no mount uses'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "verify" -d 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "login" -d 'Store registry credentials in the Docker config file'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "logout" -d 'Remove stored registry credentials'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "completions" -d 'Print a shell completion script'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "generate-docs" -d 'Write completion scripts and man pages (used to refresh completions/ and man/)'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "__complete" -d 'Print dynamic completion candidates (called by the completion scripts)'
-complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect gc verify login logout completions generate-docs __complete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "build" -d 'Build an EROFS or SquashFS image from a directory'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "push" -d 'Push a directory or an image file to a registry (or an OCI layout) as an artifact'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "pull" -d 'Download an artifact into the local store, verifying every blob, and optionally mount it'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "mount" -d 'Mount an artifact from the local store (pulling it first if needed)'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "umount" -d 'Unmount a directory mounted by fspack and release its loop devices'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "ls" -d 'List what fspack has mounted: reference, manifest digest, format, devices'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "inspect" -d 'Show an artifact\'s manifest, layers, sizes and format without downloading its data'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "sign" -d 'Sign an artifact\'s manifest digest with an ECDSA P-256 key, the way `cosign sign --key` does (signature under the `sha256-<hex>.sig` tag)'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "gc" -d 'Remove blobs from the local store that no tag and no mount uses'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "verify" -d 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "login" -d 'Store registry credentials in the Docker config file'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "logout" -d 'Remove stored registry credentials'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "completions" -d 'Print a shell completion script'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "generate-docs" -d 'Write completion scripts and man pages (used to refresh completions/ and man/)'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "__complete" -d 'Print dynamic completion candidates (called by the completion scripts)'
+complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 
 # Dynamic candidates from fspack itself.
 complete -c fspack -n "__fish_seen_subcommand_from umount unmount" -f -a "(fspack __complete mounts -- (commandline -ct) 2>/dev/null)"

@@ -3,7 +3,7 @@
 # from Debian), the independent image validators, skopeo as a second client, and the shells the
 # completion tests run in. Idempotent; needs root.
 set -euo pipefail
-pkgs=(docker-registry erofs-utils squashfs-tools skopeo attr apache2-utils bash zsh fish shellcheck groff man-db time curl bc kmod)
+pkgs=(docker-registry erofs-utils squashfs-tools skopeo attr apache2-utils bash zsh fish shellcheck groff man-db time curl bc kmod jq openssl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

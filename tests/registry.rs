@@ -850,3 +850,109 @@ fn privileged_a_directory_pushed_as_squashfs_shards_mounts_as_one_tree() {
     result.unwrap();
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
+
+/// A stand-in `docker-credential-<name>` helper keeping one file per server under `dir/helper`
+/// (the protocol of docker-credential-helpers: `store` reads JSON, `get` and `erase` read the
+/// server URL).
+fn fake_credential_helper(dir: &Path, name: &str) -> std::ffi::OsString {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    let store = dir.join("helper");
+    fs::create_dir_all(&store).unwrap();
+    fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+set -e
+key() {{ printf %s "$1" | tr -c 'A-Za-z0-9.-' _; }}
+case "$1" in
+store) body=$(cat); f="{store}/$(key "$(printf %s "$body" | jq -r .ServerURL)")"; printf %s "$body" > "$f" ;;
+get) read -r server || true; f="{store}/$(key "$server")"
+     if [ -f "$f" ]; then cat "$f"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+erase) read -r server || true; rm -f "{store}/$(key "$server")"; echo "$server" >> "{store}/erased" ;;
+*) exit 2 ;;
+esac
+"#,
+        store = store.display()
+    );
+    let path = bin.join(format!("docker-credential-{name}"));
+    fs::write(&path, script).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut p = std::ffi::OsString::from(bin);
+    p.push(":");
+    p.push(std::env::var_os("PATH").unwrap_or_default());
+    p
+}
+
+#[test]
+fn login_writes_to_the_configured_credential_helper_and_lookups_follow_dockers_order() {
+    if !have_tool("jq") {
+        return;
+    }
+    let Some(reg) = Registry::start_with_auth("alice", "s3cret-canary") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = fake_credential_helper(tmp.path(), "fspacktest");
+    let src = tmp.path().join("model");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.txt"), b"a").unwrap();
+    let reference = format!("{}/private/m:v1", reg.addr);
+    let docker = tmp.path().join("docker");
+    fs::create_dir(&docker).unwrap();
+    let config = docker.join("config.json");
+    let run = |args: &[&str]| {
+        let mut c = fspack(&tmp.path().join("store"));
+        c.env("DOCKER_CONFIG", &docker)
+            .env("PATH", &path)
+            .args(args);
+        c
+    };
+    // credHelpers for this host wins over credsStore (whose helper does not even exist).
+    fs::write(
+        &config,
+        serde_json::json!({
+            "credsStore": "fspack-missing-helper",
+            "credHelpers": {reg.addr.clone(): "fspacktest"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    run(&["login", &reg.addr, "-u", "alice", "--password-stdin"])
+        .write_stdin("s3cret-canary\n")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("docker-credential-fspacktest"));
+    let stored = fs::read_to_string(tmp.path().join("helper").join(reg.addr.replace(':', "_")))
+        .expect("the helper received the credentials");
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["Username"], "alice");
+    assert_eq!(stored["Secret"], "s3cret-canary");
+    assert_eq!(stored["ServerURL"], reg.addr.as_str());
+    let file = fs::read_to_string(&config).unwrap();
+    assert!(
+        !file.contains("s3cret") && !file.contains("czNjcmV0"),
+        "{file}"
+    );
+    run(&["push", src.to_str().unwrap(), &reference])
+        .assert()
+        .success();
+
+    // credsStore before an inline `auths` entry, as docker reads them: the wrong inline
+    // password is not used.
+    let wrong = base64_of("alice:wrong-password");
+    fs::write(
+        &config,
+        serde_json::json!({
+            "credsStore": "fspacktest",
+            "auths": {reg.addr.clone(): {"auth": wrong}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    run(&["inspect", &reference]).assert().success();
+    // logout erases in the helper; the registry then refuses us.
+    run(&["logout", &reg.addr]).assert().success();
+    let erased = fs::read_to_string(tmp.path().join("helper/erased")).unwrap();
+    assert_eq!(erased.trim(), reg.addr);
+    run(&["inspect", &reference]).assert().code(4);
+}

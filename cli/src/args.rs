@@ -72,6 +72,12 @@ pub enum Command {
     Ls(LsArgs),
     /// Show an artifact's manifest, layers, sizes and format without downloading its data.
     Inspect(InspectArgs),
+    /// Sign an artifact's manifest digest with an ECDSA P-256 key, the way `cosign sign --key`
+    /// does (signature under the `sha256-<hex>.sig` tag).
+    #[command(
+        after_help = "Examples:\n  fspack sign localhost:5000/models/llama:v1 --key signing.pem\n  cosign verify --key signing.pub localhost:5000/models/llama:v1"
+    )]
+    Sign(SignArgs),
     /// Remove blobs from the local store that no tag and no mount uses.
     Gc(GcArgs),
     /// Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them.
@@ -219,6 +225,10 @@ pub struct RegistryArgs {
     /// Skip TLS certificate verification (dangerous).
     #[arg(long)]
     pub insecure: bool,
+    /// Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the
+    /// network path can read them; a warning is printed).
+    #[arg(long)]
+    pub plain_http_credentials: bool,
     /// Registry user name (else credentials come from the Docker config).
     #[arg(
         long,
@@ -257,6 +267,10 @@ pub struct PushArgs {
     /// that cap request bodies).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub chunk_size: Option<u64>,
+    /// Sign the pushed manifest with this ECDSA P-256 private key (PKCS#8 PEM), as
+    /// `fspack sign` does.
+    #[arg(long, value_name = "KEY", value_hint = clap::ValueHint::FilePath)]
+    pub sign_key: Option<PathBuf>,
     /// Manifest annotation (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation)]
     pub annotations: Vec<(String, String)>,
@@ -294,6 +308,43 @@ pub struct MountOptsArgs {
     pub mount_mode: MountModeArg,
 }
 
+/// What must hold before anything is fetched or mounted.
+#[derive(Debug, Args, Clone)]
+pub struct TrustArgs {
+    /// Require a cosign signature of the manifest digest by this public key (PEM; repeatable:
+    /// every key must have signed), in addition to the policy.
+    #[arg(long, value_name = "PUB", value_hint = clap::ValueHint::FilePath)]
+    pub verify_key: Vec<PathBuf>,
+    /// Policy file (containers-policy.json shape) [default: /etc/fspack/policy.json when it
+    /// exists].
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FSPACK_POLICY",
+        hide_env_values = true,
+        value_hint = clap::ValueHint::FilePath
+    )]
+    pub policy: Option<PathBuf>,
+}
+
+/// `fspack sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Artifact to sign: host[:port]/repo[:tag][@digest] (a tag is resolved to its digest first).
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// ECDSA P-256 private key, PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt
+    /// ec_paramgen_curve:P-256`).
+    #[arg(long, value_name = "KEY", value_hint = clap::ValueHint::FilePath)]
+    pub key: PathBuf,
+    /// Registry options.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `fspack pull`.
 #[derive(Debug, Args)]
 pub struct PullArgs {
@@ -308,6 +359,9 @@ pub struct PullArgs {
     /// Mount options.
     #[command(flatten)]
     pub mount_opts: MountOptsArgs,
+    /// Signature and policy checks.
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Registry options.
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -357,6 +411,9 @@ pub struct MountArgs {
     /// Mount options.
     #[command(flatten)]
     pub mount_opts: MountOptsArgs,
+    /// Signature and policy checks.
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Registry options.
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -33,6 +33,7 @@ pub async fn run(args: CompleteArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 let registry = RegistryArgs {
                     plain_http: false,
                     insecure: false,
+                    plain_http_credentials: false,
                     username: None,
                     password: None,
                     jobs: 1,

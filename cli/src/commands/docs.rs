@@ -148,6 +148,10 @@ fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 const ENVIRONMENT: &[(&str, &str)] = &[
     ("FSPACK_STORE", "Local store directory (same as --store)."),
     (
+        "FSPACK_POLICY",
+        "Trust policy file for pull and mount (same as --policy).",
+    ),
+    (
         "FSPACK_USERNAME, FSPACK_PASSWORD",
         "Registry credentials (same as --username, --password).",
     ),
@@ -176,6 +180,10 @@ const FILES: &[(&str, &str)] = &[
         "The store when running as root: an OCI image layout (index.json, blobs/sha256/) plus ingest/, locks/ and mounts/ (mount records).",
     ),
     ("$XDG_DATA_HOME/fspack", "The store for other users."),
+    (
+        "/etc/fspack/policy.json",
+        "Trust policy read by pull and mount when it exists and no --policy is given: containers-policy.json shape (default, transports.docker scopes; insecureAcceptAnything, reject, sigstoreSigned with keyPath or keyData, pinnedDigest). See docs/threat-model.md.",
+    ),
     (
         "~/.docker/config.json",
         "Registry credentials written by fspack login and read by push, pull and inspect.",
@@ -207,6 +215,14 @@ fn write_man(dir: &Path) -> anyhow::Result<()> {
         } else {
             extra.push_str(&format!(".IP\n.nf\n{}\n.fi\n", roff_escape(line)));
         }
+    }
+    extra.push_str(".SH VERIFICATION\n");
+    for para in [
+        "Before any layer is fetched, pull and mount check the manifest digest a reference resolved to against the policy (--policy, else /etc/fspack/policy.json) and every --verify-key: a sigstoreSigned rule needs a cosign signature (sha256-<hex>.sig tag, simple-signing payload) that verifies with its key and names that digest and that repository. A refusal exits 6 naming the reference, the digest and the rule; nothing beyond the manifest and the signatures was downloaded, nothing is mounted and the store's tag is unchanged.",
+        "Before mount(2), every image's metadata is walked in userspace: EROFS superblock and checksum, device table against the layers, inodes, xattrs, directories and chunk indexes; SquashFS tables, metadata blocks, directories, inodes, block lists and fragments. A malformed image exits 6 naming the failed check and never reaches the kernel.",
+        "The store is created mode 0700 with blobs 0400; a world-writable or foreign-owned store is refused.",
+    ] {
+        extra.push_str(&format!(".PP\n{}\n", roff_escape(para)));
     }
     extra.push_str(".SH \"EXIT STATUS\"\n");
     for code in exit::Code::ALL {

@@ -20,13 +20,20 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     if password.is_empty() {
         crate::exit::usage!("the password read from standard input is empty");
     }
-    let file = fspack_registry::login_store(&args.registry, &args.username, password, None)
+    let stored = fspack_registry::login_store(&args.registry, &args.username, password, None)
         .with_context(|| format!("cannot store credentials for {}", args.registry))?;
-    eprintln!(
-        "credentials for {} stored in {}",
-        args.registry,
-        file.display()
-    );
+    match stored {
+        fspack_registry::Stored::File(file) => eprintln!(
+            "credentials for {} stored in {}",
+            args.registry,
+            file.display()
+        ),
+        fspack_registry::Stored::Helper { helper, file } => eprintln!(
+            "credentials for {} stored in docker-credential-{helper} (configured in {})",
+            args.registry,
+            file.display()
+        ),
+    }
     Ok(())
 }
 

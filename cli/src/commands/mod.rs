@@ -8,6 +8,7 @@ mod login;
 mod mount;
 mod pull;
 mod push;
+mod sign;
 mod verify;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use anyhow::Context;
 use fspack_registry::{Client, ClientOptions};
 use fspack_store::Store;
 
-use crate::args::{Cli, Command, GlobalArgs, RegistryArgs};
+use crate::args::{Cli, Command, GlobalArgs, RegistryArgs, TrustArgs};
 use crate::progress::Bars;
 
 /// Runs the parsed command line.
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mount(args) => mount::mount(args, g).await,
         Command::Umount(args) => mount::umount(args, g),
         Command::Ls(args) => mount::ls(args, g),
+        Command::Sign(args) => sign::run(args, g).await,
         Command::Gc(args) => mount::gc(args, g),
         Command::Verify(args) => verify::run(args, g).await,
         Command::Inspect(args) => inspect::run(args, g).await,
@@ -47,10 +49,32 @@ pub fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
         insecure_tls: args.insecure,
         username: args.username.clone(),
         password: args.password.clone(),
+        plain_http_credentials: args.plain_http_credentials,
         user_agent: format!("fspack/{}", env!("CARGO_PKG_VERSION")),
         ..Default::default()
     };
     Client::new(opts).context("cannot set up the registry client")
+}
+
+/// The checks asked for: `--policy` (else /etc/fspack/policy.json when it exists) and
+/// `--verify-key`. A policy or key that cannot be read is an error, never "accept".
+pub fn trust(args: &TrustArgs) -> anyhow::Result<Arc<fspack_engine::trust::Trust>> {
+    use fspack_engine::trust::{DEFAULT_POLICY_PATH, Policy, Trust, verify::load_keys};
+    let policy_path = args.policy.clone().or_else(|| {
+        let p = std::path::PathBuf::from(DEFAULT_POLICY_PATH);
+        p.exists().then_some(p)
+    });
+    let policy = policy_path
+        .map(|p| Policy::from_file(&p).map_err(fspack_engine::EngineError::from))
+        .transpose()
+        .context("cannot use the trust policy")?;
+    let verify_keys = load_keys(&args.verify_key)
+        .map_err(fspack_engine::EngineError::from)
+        .context("cannot use --verify-key")?;
+    Ok(Arc::new(Trust {
+        policy,
+        verify_keys,
+    }))
 }
 
 /// Opens the local store chosen by `--store`, `FSPACK_STORE` or the default location.

@@ -46,19 +46,34 @@ async fn resolve(
     g: &GlobalArgs,
     store: &std::sync::Arc<fspack_store::Store>,
 ) -> anyhow::Result<(String, String)> {
-    // A name in the store as it was tagged (what completion offers) comes first; anything else
-    // is a reference, pulled or copied into the store when missing.
-    if let Some(d) = store.resolve(&args.reference)? {
+    let trust = super::trust(&args.trust)?;
+    // A name in the store as it was tagged (what completion offers) comes first, unless keys or
+    // a policy apply: those are checked on the reference below. Anything else is a reference,
+    // pulled or copied into the store when missing.
+    if trust.is_empty()
+        && let Some(d) = store.resolve(&args.reference)?
+    {
         return Ok((args.reference.clone(), d.digest));
     }
     Ok(match Target::parse(&args.reference)? {
         Target::Registry(r) => {
             let name = r.to_string();
             match store.resolve(&name)? {
-                Some(d) => (name, d.digest),
+                Some(d) => {
+                    // Pulled earlier, maybe under another policy: the rules of today apply.
+                    if !trust.is_empty() {
+                        let client = super::client(&args.registry)?;
+                        trust
+                            .check(&client, &r, &d.digest)
+                            .await
+                            .with_context(|| format!("refusing to mount {name}"))?;
+                    }
+                    (name, d.digest)
+                }
                 None => {
                     let client = super::client(&args.registry)?;
                     let settings = PullSettings {
+                        trust: trust.clone(),
                         jobs: args.registry.jobs.max(1),
                         ranges: args.registry.jobs.clamp(1, 8),
                     };

@@ -40,6 +40,7 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             Target::Registry(r) => {
                 let c = client.insert(super::client(&args.registry)?);
                 let settings = PullSettings {
+                    trust: super::trust(&args.trust)?,
                     jobs: args.registry.jobs.max(1),
                     ranges,
                 };

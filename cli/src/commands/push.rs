@@ -27,6 +27,21 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         Target::Registry(_) => Some(super::client(&args.registry)?),
         Target::Layout { .. } => None,
     };
+    // Loaded before the push: a bad key must not leave an unsigned image behind.
+    let sign_key = match (&args.sign_key, &target) {
+        (None, _) => None,
+        (Some(_), Target::Layout { .. }) => {
+            return Err(fspack_engine::EngineError::Usage(
+                "--sign-key needs a registry destination (signatures live in the registry)".into(),
+            )
+            .into());
+        }
+        (Some(path), Target::Registry(_)) => Some(
+            fspack_engine::trust::SigningKey::from_pem_file(path)
+                .map_err(fspack_engine::EngineError::from)
+                .context("cannot use --sign-key")?,
+        ),
+    };
     let bars = super::bars(g, args.json);
     let report = push(
         &args.source,
@@ -44,6 +59,23 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         )
     })?;
     drop(bars);
+    if let (Some(key), Target::Registry(r)) = (&sign_key, &target) {
+        let client = client.as_ref().expect("set for registries");
+        let signed = fspack_engine::sign::sign(client, r, &report.manifest_digest, key)
+            .await
+            .with_context(|| {
+                format!(
+                    "pushed {} ({}) but could not sign it",
+                    args.reference, report.manifest_digest
+                )
+            })?;
+        if !g.quiet && !args.json {
+            eprintln!(
+                "signed {} at {}",
+                signed.manifest_digest, signed.signature_ref
+            );
+        }
+    }
     if args.json {
         super::print_json(&report)?;
     } else if !g.quiet {

@@ -18,6 +18,9 @@ pub enum EngineError {
     /// Attaching or mounting failed.
     #[error(transparent)]
     Mount(#[from] fspack_mount::MountError),
+    /// A signature or policy refused the image, or a policy or key file is unusable.
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     /// Bad input from the user (a reference, an option combination, a file that is not an image).
     #[error("{0}")]
     Usage(String),
@@ -86,6 +89,8 @@ impl EngineError {
             EngineError::Usage(_) => ErrorKind::Usage,
             EngineError::NotFound(_) => ErrorKind::NotFound,
             EngineError::Integrity(_) | EngineError::Refused { .. } => ErrorKind::Integrity,
+            EngineError::Trust(crate::trust::TrustError::Refused { .. }) => ErrorKind::Integrity,
+            EngineError::Trust(crate::trust::TrustError::Config { .. }) => ErrorKind::Usage,
             EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }

@@ -14,7 +14,9 @@ pub mod mount;
 pub mod pull;
 pub mod push;
 pub mod report;
+pub mod sign;
 pub mod target;
+pub mod trust;
 pub mod verify;
 
 pub use error::{EngineError, ErrorKind, Result};

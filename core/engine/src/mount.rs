@@ -1,11 +1,12 @@
 //! `fspack mount`, `umount`, `ls`: attach verified blobs from the store and mount them read-only.
 //!
 //! Only committed blobs (size and sha256 checked) are ever mounted, and only after their magic
-//! bytes confirm the format the manifest claims. EROFS mounts file-backed where the kernel can
-//! (Linux 6.12+; measured faster than loop devices for many-file trees) and falls back to
-//! read-only autoclear loop devices; SquashFS always uses loop devices, and several shards are
-//! stacked read-only with overlayfs. Every mount is recorded in the store so `umount` can release
-//! everything, also after a crash.
+//! bytes confirm the format the manifest claims and a userspace walk of their metadata
+//! ([`fspack_image::check`], issue 12) found nothing malformed. EROFS mounts file-backed where
+//! the kernel can (Linux 6.12+; measured faster than loop devices for many-file trees) and
+//! falls back to read-only autoclear loop devices; SquashFS always uses loop devices, and
+//! several shards are stacked read-only with overlayfs. Every mount is recorded in the store so
+//! `umount` can release everything, also after a crash.
 
 use std::path::{Path, PathBuf};
 
@@ -297,6 +298,9 @@ fn mount_inner(
                 .zip(descriptors.iter().map(|d| d.digest.clone()))
                 .collect();
             fspack_image::erofs::check_devices(&primary, &pairs)?;
+            // Issue 12: the kernel parses only what this walk accepted.
+            let seen = fspack_image::check::check_erofs(&primary, &devices)?;
+            tracing::info!(reference, ?seen, "EROFS metadata checked before mount");
             mount_erofs(
                 &primary,
                 &devices,
@@ -333,6 +337,8 @@ fn mount_inner(
             let paths: Vec<PathBuf> = shards.iter().map(path_of).collect::<Result<_>>()?;
             for p in &paths {
                 check_format(p, Format::Squashfs)?;
+                let seen = fspack_image::check::check_squashfs(p)?;
+                tracing::info!(reference, ?seen, "SquashFS metadata checked before mount");
             }
             mount_squashfs(store, &paths, &target, &opts, &mut record)?;
         }

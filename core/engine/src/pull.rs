@@ -25,6 +25,8 @@ pub struct PullSettings {
     pub jobs: usize,
     /// Concurrent Range requests within one large blob.
     pub ranges: usize,
+    /// Signatures and policy checked before any layer is fetched (issue 12).
+    pub trust: Arc<crate::trust::Trust>,
 }
 
 /// What a pull did.
@@ -130,6 +132,11 @@ pub async fn pull(
     let started = Instant::now();
     let fetched = fetch_manifest(client, r).await?;
     let plan = MountPlan::from_manifest(&fetched.manifest, &r.to_string())?;
+    // Trust before data: a refusal leaves nothing fetched but the manifest and signatures.
+    let verdict = settings.trust.check(client, r, &fetched.digest).await?;
+    for rule in &verdict.passed {
+        tracing::info!(reference = %r, digest = %fetched.digest, "passed {rule}");
+    }
     let mut pinned = r.clone();
     pinned.digest = Some(fetched.digest.clone());
 

@@ -442,9 +442,9 @@ async fn hash(
     tokio::task::spawn_blocking(move || {
         hash_blocking(src, &|n| reporter.advance(bar, n), embed_index)
     })
-        .await
-        .expect("hash task does not panic")
-        .map_err(source_error)
+    .await
+    .expect("hash task does not panic")
+    .map_err(source_error)
 }
 
 /// A hashed layer: its digest, its bytes as uploaded (source, then chunk index) and the index's
@@ -553,7 +553,7 @@ pub async fn push(
     let primary = prepared.primary.take();
     let (layers, format, layout) = (&prepared.layers, prepared.format, prepared.layout);
     let store = match target {
-        Target::Layout { path, .. } => Some(Arc::new(Store::open(path)?)),
+        Target::Layout { path, .. } => Some(Arc::new(Store::open_shared(path)?)),
         Target::Registry(_) => None,
     };
     let client = match target {
@@ -568,7 +568,13 @@ pub async fn push(
         None => 0,
     };
     let raw: u64 = layers.iter().map(|l| l.source.size()).sum::<u64>() + primary_size;
-    let sent_size = |n: u64| if settings.modelpack { n } else { indexed_size(n) };
+    let sent_size = |n: u64| {
+        if settings.modelpack {
+            n
+        } else {
+            indexed_size(n)
+        }
+    };
     let total: u64 = layers
         .iter()
         .map(|l| sent_size(l.source.size()))

@@ -70,6 +70,17 @@ pub enum Error {
     /// A limit of the on-disk format was exceeded.
     #[error("image too large: {0}")]
     TooLarge(String),
+    /// The metadata walk before mount found the image malformed (issue 12); `check` names the
+    /// rule, so a report says which structure was wrong.
+    #[error("{path}: image check `{check}` failed: {detail}")]
+    Check {
+        /// The image file.
+        path: PathBuf,
+        /// The rule that failed (`superblock checksum`, `dirent target`, ...).
+        check: &'static str,
+        /// What was found.
+        detail: String,
+    },
     /// Bytes that are not an image this crate understands.
     #[error("{0}")]
     Format(String),
@@ -137,9 +148,10 @@ impl Error {
             | Error::Xattr { .. }
             | Error::TooLarge(_) => ErrorKind::Unsupported,
             Error::FileChanged { .. } => ErrorKind::Changed,
-            Error::Format(_) | Error::DeviceMismatch { .. } | Error::Refused { .. } => {
-                ErrorKind::Integrity
-            }
+            Error::Format(_)
+            | Error::DeviceMismatch { .. }
+            | Error::Refused { .. }
+            | Error::Check { .. } => ErrorKind::Integrity,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Filesystem images for fspack: one directory walk, encoders for EROFS and SquashFS, and format
 //! detection. No network, no mounts: everything here works on `Read`/`Write` and source paths.
 
+pub mod check;
 mod dedup;
 pub mod detect;
 pub mod erofs;

@@ -39,6 +39,9 @@ pub struct ClientOptions {
     pub retry_base: Option<Duration>,
     /// Fixed name resolutions (like curl's `--resolve`), mostly for tests.
     pub resolve: Vec<(String, SocketAddr)>,
+    /// Allow credentials to travel over plain HTTP to a host that is not loopback (issue 12:
+    /// anyone on the path reads them); a warning is logged each time a registry gets them.
+    pub plain_http_credentials: bool,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +58,7 @@ impl Default for ClientOptions {
             timeout_read: Duration::from_secs(120),
             retry_base: None,
             resolve: Vec::new(),
+            plain_http_credentials: false,
         }
     }
 }
@@ -128,6 +132,7 @@ impl Client {
                     opts.username.clone(),
                     opts.password.clone(),
                     opts.auth_file.clone(),
+                    opts.plain_http_credentials,
                 )?,
                 plain_http: opts.plain_http,
             }),

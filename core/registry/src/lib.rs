@@ -24,7 +24,7 @@ mod retry;
 mod transport;
 mod upload;
 
-pub use auth::credentials::{docker_config_path, login_store, logout};
+pub use auth::credentials::{Stored, docker_config_path, login_store, logout};
 pub use client::{Client, ClientOptions};
 pub use digest::{sha256_digest, validate_digest};
 pub use download::{BlobSink, DownloadOptions, DownloadStats, RangeDone};

@@ -214,6 +214,54 @@ impl Client {
         Ok((media_type, body, digest))
     }
 
+    /// Fetches a small blob (a signature payload, a config) into memory, refusing bodies over
+    /// `max` bytes; the bytes are checked against `digest` before they are returned.
+    ///
+    /// Errors: `NotFound` when the repository lacks the blob, `Protocol` for an oversized body,
+    /// `DigestMismatch` when the bytes do not hash to `digest`.
+    pub async fn get_blob_bytes(
+        &self,
+        r: &Reference,
+        digest: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        validate_digest(digest)?;
+        let url = self.repo_url(r, &format!("blobs/{digest}"))?;
+        let ctx = Ctx { r, push: false };
+        let mut st = Attempts::default();
+        let req = Req::new(Method::GET, url.clone());
+        let body = loop {
+            let resp = self.send_with(ctx, &req, &mut st).await?;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => return Err(not_found(r, format!("blob {digest}"))),
+                _ => return Err(unexpected(&url, resp).await),
+            }
+            match read_capped(resp, max).await {
+                Ok(b) => break b,
+                Err(ReadError::TooLarge(cap)) => {
+                    return Err(protocol(&url, format!("blob larger than {cap} bytes")));
+                }
+                Err(ReadError::Body(e)) => {
+                    let err = RegistryError::Network {
+                        action: "GET".into(),
+                        url: redact_url(&url),
+                        attempts: st.retries + 1,
+                        hint: None,
+                        source: Box::new(e),
+                    };
+                    self.pause(&mut st, None, false, err).await?;
+                }
+            }
+        };
+        verify_bytes(
+            &format!("blob {digest} of {}", r.repo_display()),
+            digest,
+            &body,
+        )?;
+        Ok(body)
+    }
+
     /// Lists the repository's tags, following `Link: <…>; rel="next"` pages.
     pub async fn list_tags(&self, r: &Reference) -> Result<Vec<String>, RegistryError> {
         #[derive(serde::Deserialize)]

@@ -7,12 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Result, StoreError};
 
-/// Writes `bytes` to `path` through a temporary file: fsync, rename, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_mode(path, bytes, 0o644)
-}
-
-/// [`write_atomic`] with the file's final permission bits.
+/// Writes `bytes` to `path` through a temporary file: fsync, chmod to `mode`, rename, fsync the
+/// directory.
 pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // Unique per process and call: two threads writing the same path must not share a temp file.

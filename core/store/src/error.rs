@@ -50,6 +50,17 @@ pub enum StoreError {
         /// The blob file.
         path: PathBuf,
     },
+    /// The store directory could be read or changed by another user (issue 12: models pulled
+    /// with credentials must not become readable by every local user).
+    #[error(
+        "store {path} is {why}; refusing to use it. Hint: use a directory you own that only you can write (fspack creates it with mode 0700), or pass another --store"
+    )]
+    Insecure {
+        /// The store root.
+        path: PathBuf,
+        /// `world-writable (mode 0777)`, `owned by uid 1000, not by uid 0`, ...
+        why: String,
+    },
     /// The directory exists but is not an OCI image layout.
     #[error(
         "{0} is not empty and is not an OCI image layout (no oci-layout file); choose another --store"
@@ -117,7 +128,9 @@ impl StoreError {
                 ErrorKind::NotFound
             }
             StoreError::Io { .. } => ErrorKind::Io,
-            StoreError::InvalidDigest(_) | StoreError::NotALayout(_) => ErrorKind::Usage,
+            StoreError::InvalidDigest(_)
+            | StoreError::NotALayout(_)
+            | StoreError::Insecure { .. } => ErrorKind::Usage,
             StoreError::DigestMismatch { .. }
             | StoreError::SizeMismatch { .. }
             | StoreError::CorruptBlob { .. }

@@ -45,6 +45,8 @@ pub struct Ingest {
     journal: Mutex<Option<File>>,
     unsynced: std::sync::atomic::AtomicU64,
     syncing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Permission bits of the committed blob (the store's [`crate::Access`]).
+    blob_mode: u32,
     _lock: File,
 }
 
@@ -79,6 +81,7 @@ impl Ingest {
                 journal: Mutex::new(None),
                 unsynced: Default::default(),
                 syncing: Default::default(),
+                blob_mode: store.blob_mode(),
                 _lock: lock,
             });
         }
@@ -131,6 +134,7 @@ impl Ingest {
             journal: Mutex::new(None),
             unsynced: Default::default(),
             syncing: Default::default(),
+            blob_mode: store.blob_mode(),
             _lock: lock,
         })
     }
@@ -321,7 +325,7 @@ impl Ingest {
             self.verify_digest()?;
         }
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&self.data_path, fs::Permissions::from_mode(0o444))
+        fs::set_permissions(&self.data_path, fs::Permissions::from_mode(self.blob_mode))
             .map_err(|e| StoreError::io(&self.data_path, e))?;
         fs::rename(&self.data_path, &self.blob_path)
             .map_err(|e| StoreError::io(&self.blob_path, e))?;

@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub(crate) use atomic::{sync_dir, write_atomic, write_atomic_mode};
+pub(crate) use atomic::{sync_dir, write_atomic_mode};
 pub use digest::{digest_hex, sha256_of};
 pub use error::{ErrorKind, Result, StoreError};
 pub use gc::{DEFAULT_INGEST_TTL, GcReport};
@@ -30,6 +30,17 @@ pub use layout::Descriptor;
 pub use reader::LayoutReader;
 pub use records::MountRecord;
 pub use repair::BlobRepair;
+
+/// Who may read what a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// fspack's own store: root directory 0700, blobs 0400, records 0600; a world-writable or
+    /// foreign-owned root is refused (issue 12).
+    Private,
+    /// An OCI layout the user asked to write (`push … oci:DIR`), meant for other tools too:
+    /// blobs 0444, records 0644, the directory's mode left alone.
+    Shared,
+}
 
 /// A local store rooted at a directory.
 ///
@@ -41,6 +52,7 @@ pub struct Store {
     /// Shared lock on `locks/gc.lock` for as long as this handle lives: `gc` takes it exclusively,
     /// so it never removes a blob that a running pull has committed but not yet tagged.
     gc_guard: Arc<Mutex<Option<File>>>,
+    access: Access,
 }
 
 /// The default store: `/var/lib/fspack` for root, `$XDG_DATA_HOME/fspack` (or
@@ -76,11 +88,83 @@ fn choose_root(
         .join(".local/share/fspack")
 }
 
+/// Permission bits of index.json, oci-layout and mount records.
+pub(crate) fn record_mode(access: Access) -> u32 {
+    match access {
+        Access::Private => 0o600,
+        Access::Shared => 0o644,
+    }
+}
+
+/// Creates `root` with mode 0700, or checks an existing one: it must be owned by us and not
+/// writable by others; group or other read bits of a store we own are removed (stores made
+/// before issue 12 were 0755).
+fn make_private_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::io(root, e)),
+    }
+    // The store itself, not what a symlink at its path points to.
+    let md = fs::symlink_metadata(root).map_err(|e| StoreError::io(root, e))?;
+    let insecure = |why: String| StoreError::Insecure {
+        path: root.to_path_buf(),
+        why,
+    };
+    if !md.is_dir() {
+        return Err(insecure("not a directory (a symlink or a file)".into()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if md.uid() != me {
+        return Err(insecure(format!(
+            "owned by uid {}, not by uid {me}",
+            md.uid()
+        )));
+    }
+    let mode = md.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(insecure(format!(
+            "writable by {} (mode {mode:04o})",
+            if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            }
+        )));
+    }
+    if mode & 0o077 != 0 {
+        tracing::info!("tightening {} from {mode:04o} to 0700", root.display());
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::io(root, e))?;
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed, mode 0700) fspack's private store at `root`.
+    ///
+    /// Errors: [`StoreError::Insecure`] when `root` is world-writable or owned by another user;
+    /// [`StoreError::NotALayout`] for a non-empty directory that is not a layout.
     pub fn open(root: &Path) -> Result<Store> {
+        Self::open_with(root, Access::Private)
+    }
+
+    /// Opens (creating if needed) an OCI layout that other tools and users may read.
+    pub fn open_shared(root: &Path) -> Result<Store> {
+        Self::open_with(root, Access::Shared)
+    }
+
+    fn open_with(root: &Path, access: Access) -> Result<Store> {
         let marker = root.join("oci-layout");
-        fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+        if access == Access::Private {
+            make_private_root(root)?;
+        } else {
+            fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+        }
         // Creation happens under a lock on the directory itself: two processes opening a new
         // store at once must not see each other's half-made layout as a foreign directory, nor
         // write an empty index over one the other has already tagged.
@@ -105,7 +189,11 @@ impl Store {
             if foreign {
                 return Err(StoreError::NotALayout(root.to_path_buf()));
             }
-            write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            write_atomic_mode(
+                &marker,
+                br#"{"imageLayoutVersion":"1.0.0"}"#,
+                record_mode(access),
+            )?;
         }
         for d in ["blobs/sha256", "ingest", "locks", "mounts"] {
             let p = root.join(d);
@@ -113,16 +201,25 @@ impl Store {
         }
         let index = root.join("index.json");
         if !index.exists() {
-            write_atomic(&index, &layout::empty_index())?;
+            write_atomic_mode(&index, &layout::empty_index(), record_mode(access))?;
         }
         drop(dir);
         let store = Store {
             root: root.to_path_buf(),
             gc_guard: Arc::new(Mutex::new(None)),
+            access,
         };
         let guard = store.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared)?;
         *store.gc_guard.lock().expect("not poisoned") = Some(guard);
         Ok(store)
+    }
+
+    /// Permission bits of committed blobs: 0400 in a private store, 0444 in a shared layout.
+    pub fn blob_mode(&self) -> u32 {
+        match self.access {
+            Access::Private => 0o400,
+            Access::Shared => 0o444,
+        }
     }
 
     /// The store's directory.
@@ -184,7 +281,7 @@ impl Store {
     pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<String> {
         let digest = sha256_of(bytes);
         if !self.has_blob_sized(&digest, bytes.len() as u64) {
-            write_atomic_mode(&self.blob_path(&digest), bytes, 0o444)?;
+            write_atomic_mode(&self.blob_path(&digest), bytes, self.blob_mode())?;
         }
         Ok(digest)
     }
@@ -275,7 +372,11 @@ impl Store {
         let _lock = self.lock_file("index.lock", rustix::fs::FlockOperation::LockExclusive)?;
         let mut index = self.read_index()?;
         index.set(name, Descriptor::new(media_type, manifest_digest, size));
-        write_atomic(&self.root.join("index.json"), &index.to_bytes())
+        write_atomic_mode(
+            &self.root.join("index.json"),
+            &index.to_bytes(),
+            record_mode(self.access),
+        )
     }
 
     /// The manifest tag `name` points at.

@@ -42,7 +42,8 @@ fn record_path(root: &Path, target: &Path) -> PathBuf {
 
 pub(crate) fn write(root: &Path, rec: &MountRecord) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(rec).expect("record serialises");
-    crate::write_atomic(&record_path(root, &rec.target), &bytes)
+    // Records name what was mounted from where: private, like the rest of the store.
+    crate::write_atomic_mode(&record_path(root, &rec.target), &bytes, 0o600)
 }
 
 pub(crate) fn read_all(root: &Path) -> Result<Vec<MountRecord>> {

@@ -235,7 +235,7 @@ fn privileged_a_full_store_fails_cleanly() {
     privileged::ran();
     let tmp = tempfile::tempdir().unwrap();
     let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
         .arg(tmp.path())
         .status()
         .unwrap();
@@ -482,7 +482,7 @@ fn a_blob_changed_on_disk_is_not_served() {
     let p = store.blob_path(&d);
     assert_eq!(
         std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-        0o444
+        0o400
     );
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&p, b"{\"layers\":[1]}").unwrap();
@@ -594,4 +594,63 @@ fn a_store_whose_creation_was_killed_before_the_marker_landed_opens() {
         Store::open(other.path()),
         Err(StoreError::NotALayout(_))
     ));
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_new_store_is_private_to_its_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("deep/store");
+    let store = Store::open(&root).unwrap();
+    assert_eq!(mode(&root), 0o700);
+    let d = store.put_blob_bytes(b"secret model").unwrap();
+    assert_eq!(mode(&store.blob_path(&d)), 0o400);
+    let ingest = store.ingest(&sha256_of(b"weights"), 7).unwrap();
+    ingest.file().write_all_at(b"weights", 0).unwrap();
+    let path = ingest.commit().unwrap();
+    assert_eq!(mode(&path), 0o400);
+    store.tag("t", &d, "application/json", 12).unwrap();
+    assert_eq!(mode(&root.join("index.json")), 0o600);
+    assert_eq!(mode(&root.join("oci-layout")), 0o600);
+    // A store from before (0755) is tightened when opened.
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    drop(store);
+    Store::open(&root).unwrap();
+    assert_eq!(mode(&root), 0o700);
+}
+
+#[test]
+fn a_world_writable_or_foreign_store_is_refused_with_a_hint() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Store::open(&root).unwrap_err();
+    assert!(matches!(err, StoreError::Insecure { .. }), "{err}");
+    assert!(err.to_string().contains("writable by everyone"), "{err}");
+    assert!(err.to_string().contains("--store"), "{err}");
+    assert!(!root.join("oci-layout").exists(), "nothing written into it");
+    if rustix::process::geteuid().is_root() {
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+        let err = Store::open(&root).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    } else {
+        eprintln!("SKIP: the foreign-owner case needs root to chown");
+    }
+}
+
+#[test]
+fn a_shared_layout_keeps_readable_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("layout");
+    let store = Store::open_shared(&root).unwrap();
+    let d = store.put_blob_bytes(b"public").unwrap();
+    assert_eq!(mode(&store.blob_path(&d)), 0o444);
+    assert_eq!(mode(&root.join("index.json")), 0o644);
 }

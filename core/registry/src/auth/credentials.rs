@@ -1,7 +1,9 @@
 //! Where credentials come from and where `fspack login` puts them: the Docker `config.json`
 //! (`auths` entries, `credHelpers`, `credsStore` through `docker-credential-<name> get`) and the
 //! containers `auth.json` (`REGISTRY_AUTH_FILE`, `${XDG_RUNTIME_DIR}/containers/auth.json`).
-//! Lookup order for a registry: `credHelpers[host]`, a usable `auths` entry, `credsStore`.
+//! Lookup order for a registry, as docker's: `credHelpers[host]`, else `credsStore`, else the
+//! `auths` entry. `fspack login` writes where docker would: to that helper when one is
+//! configured (the file keeps an empty `auths` entry, as docker leaves), else inline.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -142,12 +144,8 @@ fn lookup_in(
 ) -> Result<Option<Credential>, RegistryError> {
     let keys = keys_for(registry);
     let server = keys[0].clone();
-    if let Some(helper) = keys
-        .iter()
-        .find_map(|k| cfg.cred_helpers.get(k))
-        .filter(|h| !h.is_empty())
-    {
-        return from_helper(helper, &server);
+    if let Some(helper) = helper_for(cfg, registry) {
+        return from_helper(&helper, &server);
     }
     let want = normalize_registry(registry);
     let entry = keys.iter().find_map(|k| cfg.auths.get(k)).or_else(|| {
@@ -175,10 +173,73 @@ fn lookup_in(
             }));
         }
     }
-    if let Some(store) = cfg.creds_store.as_deref().filter(|s| !s.is_empty()) {
-        return from_helper(store, &server);
-    }
     Ok(None)
+}
+
+/// The credential helper docker would use for `registry`: `credHelpers[host]`, else
+/// `credsStore` (docker/cli `configfile.GetCredentialsStore`).
+fn helper_for(cfg: &ConfigFile, registry: &str) -> Option<String> {
+    keys_for(registry)
+        .iter()
+        .find_map(|k| cfg.cred_helpers.get(k))
+        .or(cfg.creds_store.as_ref())
+        .filter(|h| !h.is_empty())
+        .cloned()
+}
+
+/// Where `fspack login` put a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Inline (base64 `auths` entry) in this config file, mode 0600.
+    File(PathBuf),
+    /// In the credential helper `docker-credential-<helper>`; `file` names it.
+    Helper {
+        /// The helper's name (`pass`, `secretservice`, `osxkeychain`, ...).
+        helper: String,
+        /// The config file that configures it.
+        file: PathBuf,
+    },
+}
+
+fn helper_bin(helper: &str) -> Result<String, RegistryError> {
+    if !helper
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(RegistryError::Config(format!(
+            "invalid credential helper name {helper:?}"
+        )));
+    }
+    Ok(format!("docker-credential-{helper}"))
+}
+
+/// Runs `docker-credential-<helper> <action>` with `input` on stdin; fails unless it exits 0.
+fn run_helper(helper: &str, action: &str, input: &[u8]) -> Result<(), RegistryError> {
+    let bin = helper_bin(helper)?;
+    let mut child = Command::new(&bin)
+        .arg(action)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| RegistryError::io(format!("run credential helper {bin}"), e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| RegistryError::io(format!("run credential helper {bin}"), e))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let msg = String::from_utf8_lossy(&out.stdout);
+        let why = if err.trim().is_empty() { msg } else { err };
+        return Err(RegistryError::Config(format!(
+            "credential helper {bin} {action} failed ({}): {}",
+            out.status,
+            sanitize(&why, 200)
+        )));
+    }
+    Ok(())
 }
 
 /// Decodes an `auth` field: base64 of `user:password` (padding optional).
@@ -210,15 +271,7 @@ struct HelperAnswer {
 
 /// Runs `docker-credential-<helper> get` with the server on stdin.
 fn from_helper(helper: &str, server: &str) -> Result<Option<Credential>, RegistryError> {
-    if !helper
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
-        return Err(RegistryError::Config(format!(
-            "invalid credential helper name {helper:?}"
-        )));
-    }
-    let bin = format!("docker-credential-{helper}");
+    let bin = helper_bin(helper)?;
     let mut child = Command::new(&bin)
         .arg("get")
         .stdin(Stdio::piped())
@@ -334,15 +387,19 @@ fn store_json(
     })
 }
 
-/// Stores `username`/`password` for `registry` in the `auths` table of the Docker config file
-/// (`file`, or `$DOCKER_CONFIG/config.json`, or `~/.docker/config.json`), created with mode 0600;
-/// other content of the file is kept. Returns the file written.
+/// Stores `username`/`password` for `registry` where docker would: in the credential helper the
+/// Docker config file (`file`, or `$DOCKER_CONFIG/config.json`, or `~/.docker/config.json`)
+/// configures for it (`credHelpers[host]`, else `credsStore`), leaving an empty `auths` entry;
+/// otherwise inline in its `auths` table. The file is written with mode 0600 and its other
+/// content kept.
+///
+/// Errors: `Config` for an unusable file, a user name with ':', or a failing helper.
 pub fn login_store(
     registry: &str,
     username: &str,
     password: &str,
     file: Option<&Path>,
-) -> Result<PathBuf, RegistryError> {
+) -> Result<Stored, RegistryError> {
     let path = match file {
         Some(f) => f.to_path_buf(),
         None => docker_config_path().ok_or_else(|| {
@@ -358,6 +415,11 @@ pub fn login_store(
     }
     let key = login_key(registry)?;
     let mut doc = load_json(&path)?;
+    let helper = read_config(&path)?.and_then(|cfg| helper_for(&cfg, registry));
+    if let Some(helper) = &helper {
+        let body = serde_json::json!({"ServerURL": key, "Username": username, "Secret": password});
+        run_helper(helper, "store", body.to_string().as_bytes())?;
+    }
     let auths = doc
         .entry("auths")
         .or_insert_with(|| serde_json::Value::Object(Default::default()));
@@ -367,11 +429,17 @@ pub fn login_store(
             path.display()
         )));
     };
+    if let Some(helper) = helper {
+        // The secret lives in the helper; the file only remembers the login, as docker does.
+        auths.insert(key, serde_json::json!({}));
+        store_json(&path, &doc)?;
+        return Ok(Stored::Helper { helper, file: path });
+    }
     let encoded =
         base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     auths.insert(key, serde_json::json!({ "auth": encoded }));
     store_json(&path, &doc)?;
-    Ok(path)
+    Ok(Stored::File(path))
 }
 
 /// Removes every `auths` entry for `registry` from the Docker config file (`file` or the default);
@@ -386,14 +454,19 @@ pub fn logout(registry: &str, file: Option<&Path>) -> Result<bool, RegistryError
     };
     let key = login_key(registry)?;
     let want = key_host(&key);
+    let mut erased = false;
+    if let Some(helper) = read_config(&path)?.and_then(|cfg| helper_for(&cfg, registry)) {
+        run_helper(&helper, "erase", key.as_bytes())?;
+        erased = true;
+    }
     let mut doc = load_json(&path)?;
     let Some(serde_json::Value::Object(auths)) = doc.get_mut("auths") else {
-        return Ok(false);
+        return Ok(erased);
     };
     let before = auths.len();
     auths.retain(|k, _| key_host(k) != want);
     if auths.len() == before {
-        return Ok(false);
+        return Ok(erased);
     }
     store_json(&path, &doc)?;
     Ok(true)
@@ -473,7 +546,7 @@ mod tests {
         )
         .unwrap();
         let written = login_store("localhost:5000", "alice", "s3cret", Some(&f)).unwrap();
-        assert_eq!(written, f);
+        assert_eq!(written, Stored::File(f.clone()));
         let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(

@@ -68,6 +68,10 @@ pub(crate) struct Auth {
     tokens: Mutex<HashMap<(String, String), Token>>,
     fetch: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
+    /// `--plain-http-credentials`: credentials may go over plain HTTP to non-loopback hosts.
+    plain_http_credentials: bool,
+    /// Hosts already warned about, so a pull of many blobs warns once per host.
+    warned: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The JSON of a token response (Docker token spec and OAuth 2 spellings). `expires_in` is kept
@@ -145,6 +149,7 @@ impl Auth {
         username: Option<String>,
         password: Option<String>,
         auth_file: Option<PathBuf>,
+        plain_http_credentials: bool,
     ) -> Result<Self, RegistryError> {
         let explicit = match (username, password) {
             (Some(u), Some(p)) => Some(Credential::Basic {
@@ -171,6 +176,8 @@ impl Auth {
             tokens: Mutex::default(),
             fetch: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
+            plain_http_credentials,
+            warned: Mutex::default(),
         })
     }
 
@@ -193,6 +200,36 @@ impl Auth {
             .expect("creds lock")
             .insert(registry.to_string(), found.clone());
         Ok(found)
+    }
+
+    /// Called before credentials go to `host` over plain HTTP: loopback is fine, anything else
+    /// needs `plain_http_credentials` and is then warned about once per host.
+    fn plain_http_guard(
+        &self,
+        host: &str,
+        denied: &dyn Fn(String) -> RegistryError,
+    ) -> Result<(), RegistryError> {
+        if crate::reference::is_loopback_host(host) {
+            return Ok(());
+        }
+        if !self.plain_http_credentials {
+            return Err(denied(format!(
+                "refusing to send credentials to {host} over plain HTTP (anyone on the network \
+                 path can read them); use HTTPS, or pass --plain-http-credentials to accept the risk"
+            )));
+        }
+        if self
+            .warned
+            .lock()
+            .expect("warned lock")
+            .insert(host.to_string())
+        {
+            tracing::warn!(
+                "sending credentials to {host} over plain HTTP (--plain-http-credentials): anyone \
+                 on the network path can read them"
+            );
+        }
+        Ok(())
     }
 
     fn cached_token(&self, registry: &str, scope: &str) -> Option<Token> {
@@ -284,7 +321,15 @@ impl Auth {
             })?;
             match realm_url.scheme() {
                 "https" => {}
-                "http" if !https => {}
+                "http" if !https => {
+                    if self.credential(registry).await?.is_some() {
+                        let host = match realm_url.port() {
+                            Some(p) => format!("{}:{p}", realm_url.host_str().unwrap_or_default()),
+                            None => realm_url.host_str().unwrap_or_default().to_string(),
+                        };
+                        self.plain_http_guard(&host, &denied)?;
+                    }
+                }
                 "http" => {
                     return Err(denied(format!(
                         "refusing to send credentials to the plain-HTTP token realm {}",
@@ -324,7 +369,11 @@ impl Auth {
                     "401 Unauthorized: the registry refused the user name and password".into(),
                 ));
             }
-            return match self.credential(registry).await? {
+            let cred = self.credential(registry).await?;
+            if cred.is_some() && !https {
+                self.plain_http_guard(registry, &denied)?;
+            }
+            return match cred {
                 Some(Credential::Basic { .. }) => {
                     self.schemes
                         .lock()

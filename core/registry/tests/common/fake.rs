@@ -82,6 +82,9 @@ pub struct Fake {
     pub users: Mutex<Option<(String, String)>>,
     /// `OCI-Chunk-Min-Length` to advertise.
     pub min_chunk: AtomicU64,
+    /// Host (with port) named in the token realm instead of the fake's address (a non-loopback
+    /// name that the client resolves to the fake).
+    pub realm_host: Mutex<Option<String>>,
     /// Redirect blob GETs to `http://<this host>:<port>/cdn/…?sig=SECRET`.
     pub redirect_host: Mutex<Option<String>>,
     /// Serve manifests with a wrong `Docker-Content-Digest`.
@@ -205,7 +208,13 @@ impl Fake {
             "repository:{repo}:{}",
             if push { "pull,push" } else { "pull" }
         );
-        let realm = format!("http://{}/token", self.addr());
+        let host = self
+            .realm_host
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| self.addr().to_string());
+        let realm = format!("http://{host}/token");
         Some(
             Response::builder()
                 .status(401)

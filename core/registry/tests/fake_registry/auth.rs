@@ -209,3 +209,74 @@ async fn connection_refused_is_a_network_error_naming_the_url() {
         "{e}"
     );
 }
+
+/// Collects tracing output, for the warning a client logs.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn credentials_over_plain_http_to_a_remote_host_need_a_flag_and_warn() {
+    let fake = Fake::start().await;
+    fake.token_auth.store(true, Ordering::SeqCst);
+    *fake.users.lock().unwrap() = Some(("alice".into(), "s3cret".into()));
+    // The token realm names a host that is not loopback (resolved to the fake by the client).
+    let port = fake.addr().port();
+    *fake.realm_host.lock().unwrap() = Some(format!("auth.example:{port}"));
+    fake.put_manifest(
+        "a/b",
+        "t",
+        "application/vnd.oci.image.manifest.v1+json",
+        b"{}",
+    );
+    let opts = |allow: bool| ClientOptions {
+        username: Some("alice".into()),
+        password: Some("s3cret".into()),
+        resolve: vec![("auth.example".into(), fake.addr())],
+        plain_http_credentials: allow,
+        ..Default::default()
+    };
+    let e = client_with(opts(false))
+        .get_manifest(&fake.reference("a/b:t"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("auth.example") && msg.contains("--plain-http-credentials"),
+        "{msg}"
+    );
+    assert_eq!(
+        fake.token_requests.load(Ordering::SeqCst),
+        0,
+        "nothing was sent"
+    );
+
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (_, body, _) = client_with(opts(true))
+        .get_manifest(&fake.reference("a/b:t"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body, b"{}");
+    let out = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        out.contains("WARN") && out.contains("over plain HTTP") && out.contains("auth.example"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
+}

@@ -1,0 +1,61 @@
+//! Trust before mount (issue 12): who signed a manifest, and whether the local policy lets it in.
+//!
+//! fspack hands registry bytes to the kernel's filesystem parsers as root, and a tag is only a
+//! pointer that whoever controls the registry can move. So before a single layer is fetched, the
+//! manifest digest that a tag resolved to is checked against the policy for its repository:
+//! cosign-style signatures (`sigstoreSigned`), a list of pinned digests, or a plain accept or
+//! reject. Nothing here reads layers; [`crate::pull`] calls [`Trust::check`] between fetching the
+//! manifest and fetching the first blob.
+//!
+//! Modules: [`keys`] loads ECDSA P-256 keys and signs or verifies bytes, [`simple_signing`] builds
+//! and reads cosign's payload and signature manifest, [`policy`] parses the containers-policy.json
+//! shaped file, [`verify`] applies it against a registry.
+
+pub mod keys;
+pub mod policy;
+pub mod simple_signing;
+pub mod verify;
+
+use std::path::PathBuf;
+
+pub use keys::{SigningKey, VerifyingKey};
+pub use policy::{Policy, Requirement};
+pub use verify::Trust;
+
+/// Default policy file, read when it exists and no `--policy` is given.
+pub const DEFAULT_POLICY_PATH: &str = "/etc/fspack/policy.json";
+
+/// Why an image was refused, or why a policy or key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// A rule refused the image: exit 6, nothing fetched beyond the manifest and signatures.
+    #[error("refused {reference} ({digest}) by {rule}: {reason}")]
+    Refused {
+        /// The reference as the user gave it.
+        reference: String,
+        /// The manifest digest the reference resolved to.
+        digest: String,
+        /// The rule that refused it (`default[0] reject`, `--verify-key /k.pub`, ...).
+        rule: String,
+        /// What was wrong (no signature, another key, another repository, ...).
+        reason: String,
+    },
+    /// A policy or key file that cannot be used as written.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl TrustError {
+    /// A [`TrustError::Config`] for `path`.
+    pub fn config(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        TrustError::Config {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
