@@ -23,3 +23,19 @@ pub fn digest_hex(digest: &str) -> Result<&str> {
 pub fn sha256_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
+
+/// `sha256:<hex>` of a whole file, read in 1 MiB pieces. Errors name the path.
+pub(crate) fn sha256_of_file(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let mut h = Sha256::new();
+    let mut r = std::fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf).map_err(|e| StoreError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}

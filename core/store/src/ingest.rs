@@ -13,13 +13,12 @@
 //! [`Ingest::file`] + [`Ingest::mark_done`] + [`Ingest::commit`] path hashes at commit.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use std::sync::Mutex;
 
 use fspack_chunkindex::PrefixHasher;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Result, StoreError};
 use crate::{Store, digest_hex, sync_dir};
@@ -336,19 +335,7 @@ impl Ingest {
 
     /// Hashes the whole file; on a mismatch discards it.
     fn verify_digest(&self) -> Result<()> {
-        let mut h = Sha256::new();
-        let mut r = File::open(&self.data_path).map_err(|e| StoreError::io(&self.data_path, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = r
-                .read(&mut buf)
-                .map_err(|e| StoreError::io(&self.data_path, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let actual = format!("sha256:{}", hex::encode(h.finalize()));
+        let actual = crate::digest::sha256_of_file(&self.data_path)?;
         if actual != self.digest {
             self.discard();
             return Err(StoreError::DigestMismatch {

@@ -7,11 +7,9 @@
 //! named by its digest again only because it hashes to it again.
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-
-use sha2::{Digest, Sha256};
 
 use crate::error::{Result, StoreError};
 use crate::{Store, digest_hex};
@@ -61,19 +59,7 @@ impl BlobRepair {
     /// Hashes the whole blob again; on a match, makes it durable. Errors with
     /// [`StoreError::CorruptBlob`] when it still does not hash to its digest.
     pub fn finish(self) -> Result<()> {
-        let mut h = Sha256::new();
-        let mut r = File::open(&self.path).map_err(|e| StoreError::io(&self.path, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = r
-                .read(&mut buf)
-                .map_err(|e| StoreError::io(&self.path, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let actual = format!("sha256:{}", hex::encode(h.finalize()));
+        let actual = crate::digest::sha256_of_file(&self.path)?;
         if actual != self.digest {
             return Err(StoreError::CorruptBlob {
                 digest: self.digest.clone(),
