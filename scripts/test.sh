@@ -28,7 +28,8 @@ trap 'rm -f "$FSPACK_PRIVILEGED_LOG"' EXIT
 export PROPTEST_CASES=${PROPTEST_CASES:-256}
 status=0
 cargo test --workspace --all-targets --no-fail-fast "$@" || status=$?
-ran=$(sort -u "$FSPACK_PRIVILEGED_LOG" | grep -c . || true)
+# Thread names carry a module path (mod::privileged_x); the total counts bare names.
+ran=$(sed 's/.*:://' "$FSPACK_PRIVILEGED_LOG" | sort -u | grep -c . || true)
 total=$(grep -rhoE --include='*.rs' 'fn privileged_[a-z0-9_]+' core tests cli | sort -u | wc -l)
 echo "privileged tests that ran: $ran of $total"
 if [[ ${FSPACK_REQUIRE_PRIVILEGED:-} == 1 && $ran == 0 && $# == 0 ]]; then
