@@ -69,6 +69,15 @@ pub fn descriptor(
     }
 }
 
+/// What progress bars call a layer: its `org.opencontainers.image.title`, else the first 12 hex
+/// digits of its digest (validated digests are `sha256:` + 64 hex, so the slice is in bounds).
+pub fn layer_title(d: &Descriptor) -> String {
+    d.annotations
+        .get(ANN_TITLE)
+        .cloned()
+        .unwrap_or_else(|| d.digest.get(7..19).unwrap_or(&d.digest).to_string())
+}
+
 /// Digest of some bytes, `sha256:<hex>`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     fspack_registry::sha256_digest(bytes)

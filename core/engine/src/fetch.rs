@@ -13,7 +13,7 @@ use fspack_chunkindex::{ChunkIndex, ChunkIndexError, Embedded, MAX_INDEX_LEN};
 use fspack_registry::{BlobSink, Client, DownloadOptions, DownloadStats, Reference};
 use fspack_store::{Ingest, Store};
 
-use crate::artifact::{ANN_TITLE, Descriptor};
+use crate::artifact::{Descriptor, layer_title};
 use crate::error::{EngineError, Result};
 use crate::report::{Reporter, TransferProgress};
 
@@ -123,11 +123,7 @@ pub async fn fetch_blob(
             .await
             .expect("no panic")
     };
-    let title = d
-        .annotations
-        .get(ANN_TITLE)
-        .cloned()
-        .unwrap_or_else(|| d.digest[7..19].to_string());
+    let title = layer_title(d);
     let id = reporter.start(&title, d.size);
     reporter.advance(id, present.iter().map(|(a, b)| b - a).sum());
     let opts = DownloadOptions {

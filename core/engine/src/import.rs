@@ -111,11 +111,7 @@ fn copy_blob(
         ingest.abort();
         return Ok(());
     }
-    let title = d
-        .annotations
-        .get(ANN_TITLE)
-        .cloned()
-        .unwrap_or_else(|| d.digest[7..19].to_string());
+    let title = layer_title(d);
     let id = reporter.start(&title, d.size);
     let mut buf = vec![0u8; 1 << 20];
     let mut off = 0u64;
