@@ -132,6 +132,7 @@ fn bash_completes_mount_points_for_umount() {
                 loop_devices: vec![],
                 lower_mounts: vec![],
                 created_dirs: vec![],
+                lazy: None,
                 created: 0,
             })
             .unwrap();
@@ -258,6 +259,7 @@ fn zsh_completes_subcommands_store_references_and_mount_points() {
             loop_devices: vec![],
             lower_mounts: vec![],
             created_dirs: vec![],
+            lazy: None,
             created: 0,
         })
         .unwrap();

@@ -97,6 +97,9 @@ pub enum Command {
     /// Print dynamic completion candidates (called by the completion scripts).
     #[command(name = "__complete", hide = true)]
     Complete(CompleteArgs),
+    /// Serve a lazy mount's blobs (started by `--lazy`; reads its settings from stdin).
+    #[command(name = "lazy-serve", hide = true)]
+    LazyServe,
 }
 
 /// What the completion scripts ask for.
@@ -356,6 +359,11 @@ pub struct PullArgs {
     /// removed again by `fspack umount`).
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub mount: Option<PathBuf>,
+    /// Mount as soon as the metadata is verified and fetch data chunks on first read, each
+    /// verified against the layer's chunk index; the rest is fetched in the background, and
+    /// the mount ends as a plain mount of the store (needs --mount).
+    #[arg(long, requires = "mount")]
+    pub lazy: bool,
     /// Mount options.
     #[command(flatten)]
     pub mount_opts: MountOptsArgs,
@@ -408,6 +416,14 @@ pub struct MountArgs {
     /// Mount point (created when missing, and removed again by `fspack umount`).
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
+    /// When the artifact is not in the store: mount as soon as the metadata is verified and
+    /// fetch data chunks on first read, each verified against the layer's chunk index; the rest
+    /// is fetched in the background, and the mount ends as a plain mount of the store.
+    #[arg(long)]
+    pub lazy: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
     /// Mount options.
     #[command(flatten)]
     pub mount_opts: MountOptsArgs,

@@ -39,12 +39,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Completions(args) => docs::completions(args),
         Command::GenerateDocs(args) => docs::generate(args),
         Command::Complete(args) => complete::run(args, g).await,
+        Command::LazyServe => mount::lazy_serve().await,
     }
 }
 
 /// Registry client options from the command line.
 pub fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
-    let opts = ClientOptions {
+    Client::new(client_options(args)).context("cannot set up the registry client")
+}
+
+/// The client options of [`client`], for a lazy mount's server to build the same client.
+pub fn client_options(args: &RegistryArgs) -> ClientOptions {
+    ClientOptions {
         plain_http: args.plain_http,
         insecure_tls: args.insecure,
         username: args.username.clone(),
@@ -52,8 +58,7 @@ pub fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
         plain_http_credentials: args.plain_http_credentials,
         user_agent: format!("fspack/{}", env!("CARGO_PKG_VERSION")),
         ..Default::default()
-    };
-    Client::new(opts).context("cannot set up the registry client")
+    }
 }
 
 /// The checks asked for: `--policy` (else /etc/fspack/policy.json when it exists) and

@@ -15,6 +15,24 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     // The mount point is checked (and a missing one created) before anything is pulled.
     let point = MountPoint::prepare(&store, &args.dir)
         .with_context(|| format!("cannot mount on {}", args.dir.display()))?;
+    if args.lazy {
+        let trust = super::trust(&args.trust)?;
+        let in_store = trust.is_empty() && store.resolve(&args.reference)?.is_some()
+            || store
+                .resolve(&super::store_name(&args.reference))?
+                .is_some();
+        if let (false, Target::Registry(r)) = (in_store, Target::parse(&args.reference)?) {
+            let lazy = LazyArgs {
+                reference: &r,
+                dir: &args.dir,
+                registry: &args.registry,
+                mount_opts: &args.mount_opts,
+                trust,
+                json: args.json,
+            };
+            return mount_lazily(lazy, point, &store, g).await;
+        }
+    }
     let resolved = resolve(&args, g, &store).await;
     let (name, digest) = match resolved {
         Ok(r) => r,
@@ -106,6 +124,88 @@ async fn resolve(
     })
 }
 
+/// What a lazy mount needs from `pull --mount --lazy` or `mount --lazy`.
+pub struct LazyArgs<'a> {
+    pub reference: &'a fspack_registry::Reference,
+    pub dir: &'a std::path::Path,
+    pub registry: &'a crate::args::RegistryArgs,
+    pub mount_opts: &'a crate::args::MountOptsArgs,
+    pub trust: std::sync::Arc<fspack_engine::trust::Trust>,
+    pub json: bool,
+}
+
+/// Mounts lazily (issue 10), printing the report.
+pub async fn mount_lazily(
+    a: LazyArgs<'_>,
+    point: MountPoint,
+    store: &std::sync::Arc<fspack_store::Store>,
+    g: &GlobalArgs,
+) -> anyhow::Result<()> {
+    use fspack_engine::lazy::{LazySettings, backend, mount_lazy};
+    let name = a.reference.to_string();
+    if let Err(e) = backend::detect() {
+        point.discard();
+        return Err(e).with_context(|| format!("cannot mount {name} lazily"));
+    }
+    let client = match super::client(a.registry) {
+        Ok(c) => c,
+        Err(e) => {
+            point.discard();
+            return Err(e);
+        }
+    };
+    let exe = std::env::current_exe()
+        .context("cannot find the fspack binary to start the lazy server")?;
+    let settings = LazySettings {
+        pull: PullSettings {
+            trust: a.trust.clone(),
+            jobs: a.registry.jobs.max(1),
+            ranges: a.registry.jobs.clamp(1, 8),
+        },
+        mount: mount_settings(a.mount_opts),
+        client: super::client_options(a.registry),
+        server: vec![exe.into_os_string(), "-v".into(), "lazy-serve".into()],
+    };
+    let bars = super::bars(g, a.json);
+    let report = mount_lazy(&client, a.reference, store.clone(), point, &settings, bars)
+        .await
+        .with_context(|| format!("failed to mount {name} lazily on {}", a.dir.display()))?;
+    if a.json {
+        return super::print_json(&report);
+    }
+    if !g.quiet {
+        for n in &report.notes {
+            eprintln!("note: {n}");
+        }
+        if report.lazy {
+            eprintln!(
+                "mounted {name} ({}) on {} in {:.2}s; {} MB in {} blobs are fetched on first read and in the background (`fspack ls` shows progress)",
+                report.manifest_digest,
+                a.dir.display(),
+                report.seconds,
+                report.lazy_bytes / 1_000_000,
+                report.lazy_blobs
+            );
+        } else {
+            eprintln!(
+                "mounted {name} ({}) on {}",
+                report.manifest_digest,
+                a.dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `fspack lazy-serve`: the server of a lazy mount, talking to its setup over stdin/stdout.
+pub async fn lazy_serve() -> anyhow::Result<()> {
+    let input = Box::new(std::io::BufReader::new(std::io::stdin()));
+    let output = Box::new(std::io::stdout());
+    fspack_engine::lazy::server::serve(input, output)
+        .await
+        .context("the lazy server failed")
+}
+
 pub fn umount(args: UmountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let Some(store) = super::existing_store(g)? else {
         return Err(fspack_engine::EngineError::NotFound(format!(
@@ -151,10 +251,25 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         } else {
             devices.join(",")
         };
-        let state = if m.mounted {
-            ""
+        let state = if !m.mounted {
+            " (stale: not mounted; `fspack gc` releases it)".to_string()
+        } else if let Some(l) = &m.lazy_status {
+            use fspack_engine::lazy::status::ServerState;
+            let what = match l.state {
+                ServerState::Filling => "filling",
+                ServerState::Complete => "complete",
+                ServerState::Stopped => "stopped",
+                ServerState::Dead => {
+                    "server gone: reads of missing data fail; `fspack umount` cleans up"
+                }
+            };
+            format!(
+                " (lazy: {} of {} MB present, {what})",
+                l.bytes_present / 1_000_000,
+                l.bytes_total / 1_000_000
+            )
         } else {
-            " (stale: not mounted; `fspack gc` releases it)"
+            String::new()
         };
         writeln!(
             out,

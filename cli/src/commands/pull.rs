@@ -32,6 +32,18 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let (true, Some(dir), Target::Registry(r)) = (args.lazy, &args.mount, &target) {
+        let point = point.expect("prepared for --mount");
+        let lazy = super::mount::LazyArgs {
+            reference: r,
+            dir,
+            registry: &args.registry,
+            mount_opts: &args.mount_opts,
+            trust: super::trust(&args.trust)?,
+            json: args.json,
+        };
+        return super::mount::mount_lazily(lazy, point, &store, g).await;
+    }
     let bars = super::bars(g, args.json);
     let ranges = args.registry.jobs.clamp(1, 8);
     let mut client = None;

@@ -158,7 +158,7 @@ pub async fn fetch_blob(
 /// Gets the chunk index of a blob being ingested: from the partial file when a killed pull
 /// already wrote it, else with one Range GET; checked against the digest the manifest gives,
 /// written into the partial blob (it is the blob's tail) and parsed.
-async fn load_index(
+pub(crate) async fn load_index(
     client: &Client,
     r: &Reference,
     d: &Descriptor,
@@ -221,7 +221,7 @@ async fn load_index(
 /// journal claims is hashed again and kept only if it matches (so a torn write or a disk that
 /// lost data after a crash costs a refetch, never a wrong byte); without one, the journal's
 /// ranges, which the whole-blob digest checks at commit. Kept ranges go to the ingest's hasher.
-fn still_present(ingest: &Ingest, index: Option<&ChunkIndex>) -> Vec<(u64, u64)> {
+pub(crate) fn still_present(ingest: &Ingest, index: Option<&ChunkIndex>) -> Vec<(u64, u64)> {
     let claimed = ingest.done_ranges();
     let Some(ix) = index else {
         for &(a, b) in &claimed {

@@ -8,6 +8,7 @@ pub mod build;
 pub mod error;
 pub mod fetch;
 pub mod import;
+pub mod lazy;
 pub mod modelpack;
 pub mod modelpack_push;
 pub mod mount;

@@ -216,10 +216,48 @@ pub fn mount_at(
     settings: &MountSettings,
     notes: &mut Vec<String>,
 ) -> Result<MountRecord> {
+    mount_from(
+        store,
+        reference,
+        digest,
+        point,
+        settings,
+        notes,
+        &Source::Store,
+    )
+}
+
+/// Where the blobs of a mount are read from.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// Committed blobs in the store only.
+    Store,
+    /// Committed blobs from the store, the others from a lazy server's FUSE directory, always
+    /// through loop devices (which a finished blob's device is switched away from, issue 10).
+    Lazy {
+        /// The server's FUSE mount point, one file per blob named by its hex digest.
+        fuse_dir: PathBuf,
+        /// What the record says about the server.
+        record: fspack_store::LazyRecord,
+    },
+}
+
+pub(crate) fn mount_from(
+    store: &Store,
+    reference: &str,
+    digest: &str,
+    point: MountPoint,
+    settings: &MountSettings,
+    notes: &mut Vec<String>,
+    source: &Source,
+) -> Result<MountRecord> {
     let created = point.created.clone();
-    match mount_inner(store, reference, digest, &point, settings, notes) {
+    match mount_inner(store, reference, digest, &point, settings, notes, source) {
         Ok(mut record) => {
             record.created_dirs = created;
+            if let Source::Lazy { record: lazy, .. } = source {
+                record.lazy = Some(lazy.clone());
+            }
             // Recorded after the mount succeeded; a crash in between leaves a mount that
             // `umount` still finds through the mount table (its source lies in the store).
             store.record_mount(&record)?;
@@ -239,6 +277,7 @@ fn mount_inner(
     point: &MountPoint,
     settings: &MountSettings,
     notes: &mut Vec<String>,
+    source: &Source,
 ) -> Result<MountRecord> {
     let bytes = store.read_blob(digest, MAX_MANIFEST)?;
     let manifest = parse_manifest(&bytes, reference)?;
@@ -249,6 +288,11 @@ fn mount_inner(
     };
     let path_of = |d: &Descriptor| -> Result<PathBuf> {
         let p = store.blob_path(&d.digest);
+        if let Source::Lazy { fuse_dir, .. } = source
+            && !store.has_blob(&d.digest)
+        {
+            return Ok(fuse_dir.join(crate::lazy::fuse::file_name(&d.digest)));
+        }
         if !store.has_blob(&d.digest) {
             return Err(EngineError::NotFound(format!(
                 "blob {} of {reference} is not in the store",
@@ -278,6 +322,7 @@ fn mount_inner(
         loop_devices: Vec::new(),
         lower_mounts: Vec::new(),
         created_dirs: Vec::new(),
+        lazy: None,
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -301,14 +346,12 @@ fn mount_inner(
             // Issue 12: the kernel parses only what this walk accepted.
             let seen = fspack_image::check::check_erofs(&primary, &devices)?;
             tracing::info!(reference, ?seen, "EROFS metadata checked before mount");
-            mount_erofs(
-                &primary,
-                &devices,
-                &target,
-                &opts,
-                settings.mode,
-                &mut record,
-            )?;
+            // A lazy device must be a loop device: only those can be switched to the store.
+            let mode = match source {
+                Source::Lazy { .. } => MountMode::Loop,
+                Source::Store => settings.mode,
+            };
+            mount_erofs(&primary, &devices, &target, &opts, mode, &mut record)?;
         }
         MountPlan::Model(model) => {
             let view = crate::modelpack::build_view(store, model, reference)?;
@@ -506,6 +549,10 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
                 fspack_mount::unmount(l, true)?;
             }
         }
+        // A lazy mount's server goes after the mount: its loop devices no longer read from it.
+        if let Some(lazy) = &rec.lazy {
+            crate::lazy::stop_server(lazy);
+        }
         store.remove_mount_record(&target)?;
         remove_created(&rec.created_dirs);
     }
@@ -539,6 +586,9 @@ pub struct MountStatus {
     pub record: MountRecord,
     /// Whether the mount point is still mounted.
     pub mounted: bool,
+    /// For a lazy mount: its server's state and bytes present (issue 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lazy_status: Option<crate::lazy::status::LazyStatus>,
 }
 
 /// Lists recorded mounts with whether each is still live.
@@ -549,7 +599,12 @@ pub fn list(store: &Store) -> Result<Vec<MountStatus>> {
         .into_iter()
         .map(|record| {
             let mounted = live.iter().any(|m| m.mount_point == record.target);
-            MountStatus { record, mounted }
+            let lazy_status = record.lazy.as_ref().map(crate::lazy::status_of);
+            MountStatus {
+                record,
+                mounted,
+                lazy_status,
+            }
         })
         .collect())
 }
@@ -581,6 +636,9 @@ fn release(store: &Store, rec: &MountRecord) -> Result<()> {
         if live.iter().any(|m| &m.mount_point == l) {
             fspack_mount::unmount(l, true)?;
         }
+    }
+    if let Some(lazy) = &rec.lazy {
+        crate::lazy::stop_server(lazy);
     }
     Ok(store.remove_mount_record(&rec.target)?)
 }

@@ -121,6 +121,25 @@ pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
     })
 }
 
+/// The manifest of `r`, its mount plan, and the signatures and policy checked (issue 12): what
+/// every pull does before it fetches a layer byte, so that a refusal leaves nothing fetched but
+/// the manifest and signatures.
+///
+/// Errors: those of [`fetch_manifest`] and [`MountPlan::from_manifest`], and the trust refusal.
+pub async fn fetch_trusted(
+    client: &Client,
+    r: &Reference,
+    trust: &crate::trust::Trust,
+) -> Result<(Fetched, MountPlan)> {
+    let fetched = fetch_manifest(client, r).await?;
+    let plan = MountPlan::from_manifest(&fetched.manifest, &r.to_string())?;
+    let verdict = trust.check(client, r, &fetched.digest).await?;
+    for rule in &verdict.passed {
+        tracing::info!(reference = %r, digest = %fetched.digest, "passed {rule}");
+    }
+    Ok((fetched, plan))
+}
+
 /// Pulls `r` into `store` and tags it there with the reference's text.
 pub async fn pull(
     client: &Client,
@@ -130,13 +149,7 @@ pub async fn pull(
     reporter: Arc<dyn Reporter>,
 ) -> Result<(PullReport, Fetched)> {
     let started = Instant::now();
-    let fetched = fetch_manifest(client, r).await?;
-    let plan = MountPlan::from_manifest(&fetched.manifest, &r.to_string())?;
-    // Trust before data: a refusal leaves nothing fetched but the manifest and signatures.
-    let verdict = settings.trust.check(client, r, &fetched.digest).await?;
-    for rule in &verdict.passed {
-        tracing::info!(reference = %r, digest = %fetched.digest, "passed {rule}");
-    }
+    let (fetched, plan) = fetch_trusted(client, r, &settings.trust).await?;
     let mut pinned = r.clone();
     pinned.digest = Some(fetched.digest.clone());
 

@@ -25,5 +25,5 @@ pub use fs::{
     mount_squashfs_stack, unmount,
 };
 pub use kernel::{filesystem_supported, privileges};
-pub use loopdev::{LoopDevice, LoopOptions, loop_devices};
+pub use loopdev::{LoopDevice, LoopOptions, change_backing_file, loop_devices};
 pub use mountinfo::{MountEntry, mountinfo};

@@ -202,6 +202,32 @@ fn backoff(attempt: u32) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
+/// Switches the read-only loop device `device` to `file`, which must have the current backing
+/// file's size, while mounts on it stay live (`LOOP_CHANGE_FD`, Linux 2.6+; the device must be
+/// read-only, which every fspack device is). A lazy mount uses it to move a device from the
+/// blob served by fspack's FUSE server to the committed blob in the store (issue 10).
+///
+/// Errors: [`MountError::Open`] when `device` or `file` cannot be opened,
+/// [`MountError::LoopAttach`] when the kernel refuses the switch (`EINVAL`: other size, or the
+/// device is writable or unbound).
+pub fn change_backing_file(device: &Path, file: &Path) -> Result<(), MountError> {
+    let new = File::options()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(file)
+        .map_err(|e| MountError::open(file, e))?;
+    let dev = File::options()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(device)
+        .map_err(|e| MountError::open(device, e))?;
+    sys::loop_change_fd(&dev, &new).map_err(|source| MountError::LoopAttach {
+        file: file.to_path_buf(),
+        device: device.to_path_buf(),
+        source,
+    })
+}
+
 /// Bound loop devices and their backing files, from `/sys/block/loop*/loop/backing_file`.
 ///
 /// A backing file deleted while bound is listed with the kernel's ` (deleted)` suffix.

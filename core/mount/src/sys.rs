@@ -8,8 +8,8 @@ use std::ffi::c_void;
 use std::io;
 use std::os::fd::AsFd;
 
-use linux_raw_sys::loop_device::{LOOP_CONFIGURE, LOOP_CTL_GET_FREE, loop_config};
-use rustix::ioctl::{Ioctl, IoctlOutput, Opcode, Setter, ioctl};
+use linux_raw_sys::loop_device::{LOOP_CHANGE_FD, LOOP_CONFIGURE, LOOP_CTL_GET_FREE, loop_config};
+use rustix::ioctl::{IntegerSetter, Ioctl, IoctlOutput, Opcode, Setter, ioctl};
 
 /// `LOOP_CTL_GET_FREE`: the ioctl's return value is the number of a free (possibly new) device.
 struct GetFree;
@@ -64,5 +64,21 @@ pub(crate) fn loop_configure(
     // pointer. It only reads the backing fd number from it, which the caller keeps open.
     let op = unsafe { Setter::<{ LOOP_CONFIGURE as Opcode }, loop_config>::new(cfg) };
     // SAFETY: see above; `dev` is an fd of a loop block device (anything else answers ENOTTY).
+    Ok(unsafe { ioctl(dev, op) }?)
+}
+
+/// Swaps the backing file of the bound, read-only loop device `dev` for `new_backing`
+/// (`LOOP_CHANGE_FD`). The kernel refuses (`EINVAL`) unless the device is read-only and the new
+/// file has the old one's size (drivers/block/loop.c, `loop_change_fd`); I/O in flight is
+/// drained first, so readers of a mount on the device never see the switch.
+pub(crate) fn loop_change_fd(dev: impl AsFd, new_backing: impl AsFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = new_backing.as_fd().as_raw_fd();
+    // SAFETY: LOOP_CHANGE_FD takes the new backing file's descriptor as its integer argument (not
+    // a pointer); `fd` is a valid open descriptor that the caller keeps open for the whole call,
+    // and a non-negative `RawFd` fits `usize`.
+    let op = unsafe { IntegerSetter::<{ LOOP_CHANGE_FD as Opcode }>::new_usize(fd as usize) };
+    // SAFETY: `dev` is an fd of a loop block device (anything else answers ENOTTY), and the kernel
+    // takes its own reference on the new file, so nothing here must outlive the call.
     Ok(unsafe { ioctl(dev, op) }?)
 }

@@ -28,7 +28,7 @@ pub use gc::{DEFAULT_INGEST_TTL, GcReport};
 pub use ingest::Ingest;
 pub use layout::Descriptor;
 pub use reader::LayoutReader;
-pub use records::MountRecord;
+pub use records::{LazyRecord, MountRecord};
 pub use repair::BlobRepair;
 
 /// Who may read what a store holds.

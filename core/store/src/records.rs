@@ -31,6 +31,21 @@ pub struct MountRecord {
     /// first; `umount` removes them again when they are empty (issue 11).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created_dirs: Vec<PathBuf>,
+    /// Set while the mount is lazy (issue 10): some of its loop devices read from a FUSE server
+    /// that fetches chunks on demand. Cleared by that server once every blob is committed and
+    /// the devices point into the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy: Option<LazyRecord>,
+}
+
+/// The server behind a lazy mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LazyRecord {
+    /// Process id of the `fspack lazy-serve` process.
+    pub server_pid: u32,
+    /// Its directory under the store: the FUSE mount point (`fuse/`), `status.json` and
+    /// `server.log`.
+    pub state_dir: PathBuf,
 }
 
 /// `mounts/<sha256 of the target path>.json`: one file per mount point, whatever its name.

@@ -205,6 +205,7 @@ fn gc_keeps_tagged_and_mounted_content_and_drops_the_rest() {
             loop_devices: vec![],
             lower_mounts: vec![],
             created_dirs: vec![],
+            lazy: None,
             created: 0,
         })
         .unwrap();

@@ -1,0 +1,632 @@
+//! The chunk scheduler of a lazy mount: demanded chunks first, then a background fill, every
+//! chunk verified against the layer's chunk index before a reader sees a byte of it.
+//!
+//! Reads arrive from the FUSE server's threads ([`Fill::read`]). A read whose chunks are all
+//! present is answered at once from the partial blob; any other read waits (bounded by the read
+//! timeout) while `jobs` workers fetch the missing chunks with HTTP Range. Workers take demanded
+//! chunk runs before fill runs, so a reader jumps the queue; a read that continues the previous
+//! one doubles the run fetched ahead (up to [`MAX_WINDOW`] bytes), so a sequential reader is not
+//! served one chunk at a time. A run is fetched whole, split into chunks, and each chunk is hashed
+//! and compared with its index entry; only matching chunks are written (through the store's
+//! [`Ingest`], which journals them for a resume) and marked present. A chunk that fails
+//! [`CHUNK_ATTEMPTS`] times answers its readers with `EIO` and is retried later, never served.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fspack_chunkindex::ChunkIndex;
+use fspack_registry::{Client, Reference};
+use fspack_store::Ingest;
+
+use crate::artifact::Descriptor;
+
+/// Tries per chunk (first fetch included) before its readers get `EIO`.
+pub const CHUNK_ATTEMPTS: u32 = 3;
+/// Largest run fetched ahead of a sequential reader, in bytes.
+pub const MAX_WINDOW: u64 = 32 << 20;
+/// Largest run one background-fill request covers, in bytes (one Range request).
+pub const FILL_RUN: u64 = 8 << 20;
+/// Largest run one demand request covers, in bytes.
+const DEMAND_RUN: u64 = 4 << 20;
+/// How long a chunk that failed [`CHUNK_ATTEMPTS`] times is left out of the background fill.
+const FAILED_PAUSE: Duration = Duration::from_secs(5);
+/// Longest pause between two tries of a registry that does not answer.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The answer to one read: bytes, or an errno (`EIO`).
+pub trait ReadReply: Send {
+    /// Sends the bytes read.
+    fn data(self: Box<Self>, bytes: &[u8]);
+    /// Sends an error (a Linux errno).
+    fn error(self: Box<Self>, errno: i32);
+}
+
+/// A read waiting for chunks.
+struct Waiter {
+    offset: u64,
+    end: u64,
+    chunks: Range<usize>,
+    deadline: Instant,
+    reply: Box<dyn ReadReply>,
+}
+
+/// What is known about one blob's chunks.
+#[derive(Default)]
+struct State {
+    present: Vec<bool>,
+    claimed: Vec<bool>,
+    missing: usize,
+    failures: HashMap<usize, u32>,
+    paused_until: HashMap<usize, Instant>,
+    waiters: Vec<Waiter>,
+    next_fill: usize,
+    seq_end: u64,
+    window: u64,
+    commit_started: bool,
+}
+
+/// One blob served lazily.
+pub struct LazyBlob {
+    /// The layer descriptor.
+    pub desc: Descriptor,
+    index: Arc<ChunkIndex>,
+    reader: File,
+    ingest: Mutex<Option<Arc<Ingest>>>,
+    state: Mutex<State>,
+    present_bytes: AtomicU64,
+    committed: AtomicBool,
+}
+
+impl LazyBlob {
+    /// A blob whose index is loaded and whose `present` byte ranges (whole chunks, re-verified
+    /// after a resume) are already in the partial file.
+    pub fn new(
+        desc: Descriptor,
+        index: Arc<ChunkIndex>,
+        ingest: Ingest,
+        present: &[(u64, u64)],
+    ) -> std::io::Result<LazyBlob> {
+        let reader = ingest.file().try_clone()?;
+        let n = index.chunk_count();
+        let mut st = State {
+            present: vec![false; n],
+            claimed: vec![false; n],
+            missing: n,
+            window: 0,
+            ..Default::default()
+        };
+        let mut bytes = desc.size - index.data_size(); // the index itself is present
+        for &(a, b) in present {
+            for i in index.chunks_covering(a, b) {
+                let r = index.chunk(i);
+                if r.start >= a && r.end <= b && !st.present[i] {
+                    st.present[i] = true;
+                    st.missing -= 1;
+                    bytes += r.end - r.start;
+                }
+            }
+        }
+        Ok(LazyBlob {
+            desc,
+            index,
+            reader,
+            ingest: Mutex::new(Some(Arc::new(ingest))),
+            state: Mutex::new(st),
+            present_bytes: AtomicU64::new(bytes),
+            committed: AtomicBool::new(false),
+        })
+    }
+
+    /// Bytes present (verified) so far.
+    pub fn present_bytes(&self) -> u64 {
+        self.present_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the blob was committed to the store.
+    pub fn is_committed(&self) -> bool {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    fn read_now(&self, offset: u64, end: u64, reply: Box<dyn ReadReply>) {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; (end - offset) as usize];
+        match self.reader.read_exact_at(&mut buf, offset) {
+            Ok(()) => reply.data(&buf),
+            Err(e) => {
+                tracing::error!(digest = %self.desc.digest, offset, "read of the partial blob failed: {e}");
+                reply.error(EIO);
+            }
+        }
+    }
+}
+
+/// Linux `EIO`.
+pub const EIO: i32 = 5;
+
+/// A run of chunks to fetch.
+struct Job {
+    blob: usize,
+    chunks: Range<usize>,
+}
+
+/// Counters shown by `fspack ls` and the status file.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Body bytes received from the registry.
+    pub bytes_received: AtomicU64,
+    /// Chunks that failed verification and were fetched again.
+    pub chunks_refetched: AtomicU64,
+    /// Reads answered with `EIO`.
+    pub reads_failed: AtomicU64,
+}
+
+/// The scheduler shared by the FUSE threads and the fetch workers.
+pub struct Fill {
+    /// The blobs, in FUSE inode order.
+    pub blobs: Vec<LazyBlob>,
+    client: Client,
+    reference: Reference,
+    demand: Mutex<VecDeque<Job>>,
+    wake: tokio::sync::Notify,
+    read_timeout: Duration,
+    stop: AtomicBool,
+    /// Transfer and failure counters.
+    pub counters: Counters,
+    /// Woken whenever a blob is committed (or the fill stops).
+    pub progress: tokio::sync::Notify,
+    commits: Mutex<Vec<(usize, Result<std::path::PathBuf, String>)>>,
+}
+
+impl Fill {
+    /// A scheduler for `blobs` of `reference` (pinned by digest); reads wait at most
+    /// `read_timeout` for missing chunks.
+    pub fn new(
+        blobs: Vec<LazyBlob>,
+        client: Client,
+        reference: Reference,
+        read_timeout: Duration,
+    ) -> Fill {
+        Fill {
+            blobs,
+            client,
+            reference,
+            demand: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            read_timeout,
+            stop: AtomicBool::new(false),
+            counters: Counters::default(),
+            progress: tokio::sync::Notify::new(),
+            commits: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Answers a read of `size` bytes at `offset` of blob `b`: now when its chunks are present,
+    /// else once workers fetched and verified them, or with `EIO` after the read timeout or
+    /// when a chunk keeps failing verification.
+    pub fn read(&self, b: usize, offset: u64, size: u32, reply: Box<dyn ReadReply>) {
+        let blob = &self.blobs[b];
+        let end = (offset + u64::from(size)).min(blob.desc.size);
+        if offset >= end {
+            return reply.data(&[]);
+        }
+        if blob.is_committed() {
+            return blob.read_now(offset, end, reply);
+        }
+        let chunks = blob.index.chunks_covering(offset, end);
+        let mut st = blob.state.lock().expect("not poisoned");
+        if chunks.clone().all(|i| st.present[i]) {
+            drop(st);
+            return blob.read_now(offset, end, reply);
+        }
+        // A read near where the last one ended continues a sequential stream: fetch further
+        // ahead each time, so the stream soon runs at the speed of large Range requests.
+        let chunk = blob.index.max_chunk_len().max(1);
+        let sequential =
+            st.seq_end > 0 && offset + 2 * chunk >= st.seq_end && offset <= st.seq_end + 2 * chunk;
+        st.window = if sequential {
+            (st.window * 2).clamp(chunk, MAX_WINDOW)
+        } else {
+            0
+        };
+        st.seq_end = st.seq_end.max(end);
+        if !sequential {
+            st.seq_end = end;
+        }
+        let ahead = blob.index.chunks_covering(offset, end + st.window);
+        st.waiters.push(Waiter {
+            offset,
+            end,
+            chunks: chunks.clone(),
+            deadline: Instant::now() + self.read_timeout,
+            reply,
+        });
+        drop(st);
+        self.demand.lock().expect("not poisoned").push_back(Job {
+            blob: b,
+            chunks: chunks.start..ahead.end.max(chunks.end),
+        });
+        self.wake.notify_waiters();
+    }
+
+    /// Whether every blob is committed.
+    pub fn all_committed(&self) -> bool {
+        self.blobs.iter().all(LazyBlob::is_committed)
+    }
+
+    /// Stops the workers and answers every waiting read with `EIO`.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+        for blob in &self.blobs {
+            let waiters = std::mem::take(&mut blob.state.lock().expect("not poisoned").waiters);
+            for w in waiters {
+                w.reply.error(EIO);
+            }
+        }
+        self.progress.notify_waiters();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Commit results not yet taken: `(blob, path in the store or the error)`.
+    pub fn take_commits(&self) -> Vec<(usize, Result<std::path::PathBuf, String>)> {
+        std::mem::take(&mut *self.commits.lock().expect("not poisoned"))
+    }
+
+    /// Answers with `EIO` the reads that waited longer than the read timeout (the registry is
+    /// unreachable or slow); their chunks stay queued, so the fill goes on when it is back.
+    pub fn expire_waiters(&self) {
+        let now = Instant::now();
+        for blob in &self.blobs {
+            let expired: Vec<Waiter> = {
+                let mut st = blob.state.lock().expect("not poisoned");
+                let (gone, keep) = std::mem::take(&mut st.waiters)
+                    .into_iter()
+                    .partition(|w| w.deadline <= now);
+                st.waiters = keep;
+                gone
+            };
+            for w in expired {
+                tracing::error!(
+                    digest = %blob.desc.digest,
+                    "read of bytes {}..{} waited {:?} for the registry; answering EIO",
+                    w.offset,
+                    w.end,
+                    self.read_timeout
+                );
+                self.counters.reads_failed.fetch_add(1, Ordering::Relaxed);
+                w.reply.error(EIO);
+            }
+        }
+    }
+
+    /// One fetch worker: runs until every blob is present or the fill is stopped.
+    pub async fn worker(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if self.stopped() {
+                return;
+            }
+            let Some(job) = self.next_job() else {
+                if self
+                    .blobs
+                    .iter()
+                    .all(|b| b.state.lock().expect("not poisoned").missing == 0)
+                {
+                    return;
+                }
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200), self.wake.notified()).await;
+                continue;
+            };
+            match Self::run(&self, &job).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(
+                        digest = %self.blobs[job.blob].desc.digest,
+                        "fetching chunks {}..{} failed, trying again in {backoff:?}: {e}",
+                        job.chunks.start,
+                        job.chunks.end
+                    );
+                    self.unclaim(&job);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.progress.notified(), if self.stopped() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// The next run to fetch: demanded chunks first, then the lowest missing chunks of the
+    /// first blob that has any.
+    fn next_job(&self) -> Option<Job> {
+        {
+            let mut q = self.demand.lock().expect("not poisoned");
+            while let Some(d) = q.front_mut() {
+                let blob = &self.blobs[d.blob];
+                let mut st = blob.state.lock().expect("not poisoned");
+                let first = d.chunks.clone().find(|&i| !st.present[i] && !st.claimed[i]);
+                let Some(first) = first else {
+                    drop(st);
+                    q.pop_front();
+                    continue;
+                };
+                let run = claim_run(&blob.index, &mut st, first, d.chunks.end, DEMAND_RUN, false);
+                d.chunks.start = run.end;
+                return Some(Job {
+                    blob: d.blob,
+                    chunks: run,
+                });
+            }
+        }
+        let now = Instant::now();
+        for (b, blob) in self.blobs.iter().enumerate() {
+            let mut st = blob.state.lock().expect("not poisoned");
+            if st.missing == 0 {
+                continue;
+            }
+            let n = st.present.len();
+            let start = st.next_fill;
+            let first = (start..n).chain(0..start).find(|&i| {
+                !st.present[i]
+                    && !st.claimed[i]
+                    && st.paused_until.get(&i).is_none_or(|t| *t <= now)
+            });
+            if let Some(first) = first {
+                let run = claim_run(&blob.index, &mut st, first, n, FILL_RUN, true);
+                st.next_fill = run.end;
+                return Some(Job {
+                    blob: b,
+                    chunks: run,
+                });
+            }
+        }
+        None
+    }
+
+    fn unclaim(&self, job: &Job) {
+        let mut st = self.blobs[job.blob].state.lock().expect("not poisoned");
+        for i in job.chunks.clone() {
+            st.claimed[i] = false;
+        }
+        drop(st);
+        self.wake.notify_waiters();
+    }
+
+    /// Fetches `job`, verifies and writes its chunks, and refetches the bad ones alone.
+    async fn run(self: &Arc<Self>, job: &Job) -> Result<(), String> {
+        let blob = &self.blobs[job.blob];
+        let mut todo: Vec<Range<usize>> = vec![job.chunks.clone()];
+        while let Some(run) = todo.pop() {
+            if self.stopped() {
+                return Err("stopping".into());
+            }
+            let (start, end) = (
+                blob.index.chunk(run.start).start,
+                blob.index.chunk(run.end - 1).end,
+            );
+            let bytes = self
+                .client
+                .get_blob_range(
+                    &self.reference,
+                    &blob.desc.digest,
+                    start,
+                    end,
+                    FILL_RUN.max(MAX_WINDOW),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            self.counters
+                .bytes_received
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let ingest = blob
+                .ingest
+                .lock()
+                .expect("not poisoned")
+                .clone()
+                .ok_or("the blob is committed already")?;
+            let index = blob.index.clone();
+            let range = run.clone();
+            // Hashing and writing a few MiB: off the async threads.
+            let verdicts = tokio::task::spawn_blocking(move || {
+                range
+                    .map(|i| {
+                        let r = index.chunk(i);
+                        let piece = &bytes[(r.start - start) as usize..(r.end - start) as usize];
+                        if !index.verify(i, piece) {
+                            return (i, Ok(false));
+                        }
+                        (i, ingest.write_at(r.start, piece).map(|()| true))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            for (i, verdict) in verdicts {
+                match verdict {
+                    Ok(true) => {
+                        if self.mark_present(job.blob, i) {
+                            // The commit hashes and fsyncs: a thread of its own.
+                            let (me, b) = (self.clone(), job.blob);
+                            tokio::task::spawn_blocking(move || me.commit(b));
+                        }
+                    }
+                    Ok(false) => {
+                        if self.chunk_failed(job.blob, i) {
+                            todo.push(i..i + 1);
+                        }
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "cannot write chunk {i} of blob {} into the store: {e}",
+                            blob.desc.digest
+                        );
+                        self.fail_chunk(job.blob, i, &msg);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed verification of chunk `i`; returns whether to fetch it again now.
+    fn chunk_failed(&self, b: usize, i: usize) -> bool {
+        let blob = &self.blobs[b];
+        let tries = {
+            let mut st = blob.state.lock().expect("not poisoned");
+            let n = st.failures.entry(i).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let r = blob.index.chunk(i);
+        if tries < CHUNK_ATTEMPTS {
+            tracing::warn!(
+                digest = %blob.desc.digest,
+                chunk = i,
+                "chunk {i} (bytes {}..{}) from {} failed verification (try {tries} of {CHUNK_ATTEMPTS}); fetching it again",
+                r.start,
+                r.end,
+                self.reference.registry
+            );
+            self.counters
+                .chunks_refetched
+                .fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        let msg = format!(
+            "chunk {i} (bytes {}..{}, {}) of blob {} from {} failed verification {CHUNK_ATTEMPTS} times; reads of it answer EIO",
+            r.start,
+            r.end,
+            blob.index.chunk_digest(i),
+            blob.desc.digest,
+            self.reference.registry
+        );
+        self.fail_chunk(b, i, &msg);
+        false
+    }
+
+    /// Gives up on chunk `i` for now: its readers get `EIO`; the fill tries it again later.
+    fn fail_chunk(&self, b: usize, i: usize, msg: &str) {
+        tracing::error!("{msg}");
+        let blob = &self.blobs[b];
+        let failed: Vec<Waiter> = {
+            let mut st = blob.state.lock().expect("not poisoned");
+            st.claimed[i] = false;
+            st.failures.remove(&i);
+            st.paused_until.insert(i, Instant::now() + FAILED_PAUSE);
+            let (gone, keep) = std::mem::take(&mut st.waiters)
+                .into_iter()
+                .partition(|w| w.chunks.contains(&i));
+            st.waiters = keep;
+            gone
+        };
+        for w in failed {
+            self.counters.reads_failed.fetch_add(1, Ordering::Relaxed);
+            w.reply.error(EIO);
+        }
+    }
+
+    /// Marks chunk `i` present and answers the reads it completes; returns whether it was the
+    /// blob's last missing chunk (the caller then commits the blob).
+    fn mark_present(&self, b: usize, i: usize) -> bool {
+        let blob = &self.blobs[b];
+        let r = blob.index.chunk(i);
+        let (ready, complete) = {
+            let mut st = blob.state.lock().expect("not poisoned");
+            st.claimed[i] = false;
+            if st.present[i] {
+                return false;
+            }
+            st.present[i] = true;
+            st.missing -= 1;
+            st.failures.remove(&i);
+            st.paused_until.remove(&i);
+            blob.present_bytes
+                .fetch_add(r.end - r.start, Ordering::Relaxed);
+            let present = std::mem::take(&mut st.present);
+            let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut st.waiters)
+                .into_iter()
+                .partition(|w| w.chunks.clone().all(|c| present[c]));
+            st.present = present;
+            st.waiters = keep;
+            let complete = st.missing == 0 && !st.commit_started;
+            if complete {
+                st.commit_started = true;
+            }
+            (ready, complete)
+        };
+        for w in ready {
+            blob.read_now(w.offset, w.end, w.reply);
+        }
+        complete
+    }
+
+    /// Commits blob `b`: the whole-blob sha256 (over the hash state the writes advanced, reading
+    /// back only what arrived out of order), fsync, rename into `blobs/`, exactly as an eager pull
+    /// commits. Runs on a thread of its own; the result goes to [`Fill::take_commits`].
+    fn commit(&self, b: usize) {
+        let blob = &self.blobs[b];
+        let Some(ingest) = blob.ingest.lock().expect("not poisoned").take() else {
+            return;
+        };
+        let result = (|| {
+            // Workers drop their handle right after the write they were doing; wait for them.
+            let mut ingest = ingest;
+            let mut tries = 0;
+            let owned = loop {
+                match Arc::try_unwrap(ingest) {
+                    Ok(i) => break i,
+                    Err(back) if tries < 1000 => {
+                        ingest = back;
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => return Err("the blob is still being written".to_string()),
+                }
+            };
+            owned.commit_written().map_err(|e| e.to_string())
+        })();
+        match &result {
+            Ok(p) => {
+                tracing::info!(digest = %blob.desc.digest, "every chunk present; committed as {}", p.display());
+                blob.committed.store(true, Ordering::Release);
+            }
+            Err(e) => tracing::error!(digest = %blob.desc.digest, "commit failed: {e}"),
+        }
+        self.commits.lock().expect("not poisoned").push((b, result));
+        self.progress.notify_waiters();
+    }
+}
+
+/// Claims the run of missing, unclaimed chunks starting at `first` (below `limit`, at most
+/// `max_bytes` long, never past a claimed or present chunk).
+fn claim_run(
+    index: &ChunkIndex,
+    st: &mut State,
+    first: usize,
+    limit: usize,
+    max_bytes: u64,
+    skip_paused: bool,
+) -> Range<usize> {
+    let start = index.chunk(first).start;
+    let now = Instant::now();
+    let mut end = first;
+    while end < limit
+        && !st.present[end]
+        && !st.claimed[end]
+        && index.chunk(end).end - start <= max_bytes.max(index.chunk(first).end - start)
+        && (!skip_paused || end == first || st.paused_until.get(&end).is_none_or(|t| *t <= now))
+    {
+        st.claimed[end] = true;
+        end += 1;
+    }
+    first..end
+}

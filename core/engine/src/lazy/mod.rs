@@ -1,0 +1,560 @@
+//! Lazy mounts (issue 10): a mount that is live once the small metadata image is verified,
+//! whose data chunks are fetched, verified and stored on first read, and which ends as a plain
+//! kernel mount of committed store blobs with no process left.
+//!
+//! How, on a kernel without fscache, ublk, nbd or fanotify pre-content events for EROFS (see
+//! [`backend`]): a server process ([`server`]) exposes each missing blob as a file of a small
+//! FUSE filesystem ([`fuse`]); those files are attached as read-only loop devices and mounted
+//! like committed blobs. The server's scheduler ([`fill`]) fetches demanded chunks first and the
+//! rest in the background; when a blob is complete it is committed exactly as an eager pull
+//! commits it, its loop devices are switched to the store file (`LOOP_CHANGE_FD`), and when no
+//! blob is left the server tags the reference, unmounts its FUSE filesystem and exits.
+
+pub mod backend;
+pub mod fill;
+pub mod fuse;
+pub mod server;
+pub mod status;
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fspack_registry::{Client, ClientOptions, Reference};
+use fspack_store::{LazyRecord, Store};
+use serde::Serialize;
+
+use crate::artifact::*;
+use crate::error::{EngineError, Result};
+use crate::mount::{MountPoint, MountSettings, Source};
+use crate::pull::PullSettings;
+use crate::report::Reporter;
+use server::{RemoteSpec, ServeSpec};
+
+/// How long a read waits for missing chunks before it answers `EIO`, unless
+/// `FSPACK_LAZY_READ_TIMEOUT_MS` says otherwise (tests shorten it).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the setup waits for the server's `ready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Settings of a lazy mount.
+#[derive(Debug, Clone)]
+pub struct LazySettings {
+    /// Trust checks, and `jobs` as the number of fetch streams of the server.
+    pub pull: PullSettings,
+    /// Mount options (EROFS is always attached through loop devices when lazy).
+    pub mount: MountSettings,
+    /// The registry client's options, handed to the server.
+    pub client: ClientOptions,
+    /// The command that starts a server: the `fspack` binary and `lazy-serve`.
+    pub server: Vec<OsString>,
+}
+
+/// What a lazy mount did.
+#[derive(Debug, Clone, Serialize)]
+pub struct LazyReport {
+    /// The reference.
+    pub reference: String,
+    /// Manifest digest.
+    pub manifest_digest: String,
+    /// `erofs` or `squashfs`.
+    pub format: String,
+    /// Whether the mount is lazy (false: everything was in the store, or it fell back to an
+    /// eager pull, see `notes`).
+    pub lazy: bool,
+    /// Blobs served lazily.
+    pub lazy_blobs: usize,
+    /// Bytes of those blobs.
+    pub lazy_bytes: u64,
+    /// Bytes fetched before the mount (metadata image, chunk indexes, or everything when eager).
+    pub bytes_fetched: u64,
+    /// The server's process id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_pid: Option<u32>,
+    /// Wall time until the mount was live, in seconds.
+    pub seconds: f64,
+    /// The mount point.
+    pub mounted_at: PathBuf,
+    /// What the user should know (fallbacks, expanded layers).
+    pub notes: Vec<String>,
+}
+
+/// Mounts `r` on `point` lazily: the manifest, its signatures and policy, and the metadata
+/// image are fetched and checked first; the data blobs are served on demand by a server process
+/// started with `settings.server`.
+///
+/// Falls back to an eager pull and mount (with a note in the report) for artifacts whose data
+/// blobs carry no chunk index (their chunks cannot be verified one by one) and for model
+/// artifacts (their metadata image is built from the whole layers). A reference whose blobs are
+/// all in the store is mounted directly.
+///
+/// Errors: the errors of a pull (trust refusals, integrity, network) and of a mount; when the
+/// server cannot start, [`EngineError::Io`] with its last words. On any error nothing stays
+/// mounted, no server runs, and the tag in the store is untouched.
+pub async fn mount_lazy(
+    client: &Client,
+    r: &Reference,
+    store: Arc<Store>,
+    point: MountPoint,
+    settings: &LazySettings,
+    reporter: Arc<dyn Reporter>,
+) -> Result<LazyReport> {
+    let started = Instant::now();
+    let prepared = prepare(client, r, &store, settings, &reporter).await;
+    let (fetched, lazy_blobs, bytes_fetched, mut notes) = match prepared {
+        Ok(Prepared::Lazy {
+            fetched,
+            blobs,
+            bytes_fetched,
+            notes,
+        }) => (*fetched, blobs, bytes_fetched, notes),
+        Ok(Prepared::Eager { why }) => {
+            return eager(client, r, store, point, settings, reporter, started, why).await;
+        }
+        Err(e) => {
+            point.discard();
+            return Err(e);
+        }
+    };
+    let format = MountPlan::from_manifest(&fetched.manifest, &r.to_string())?
+        .format()
+        .to_string();
+    let target = point.path().to_path_buf();
+    if lazy_blobs.is_empty() {
+        // Every data blob is in the store already: a plain mount.
+        let (s, reference, digest, ms) = (
+            store.clone(),
+            r.to_string(),
+            fetched.digest.clone(),
+            settings.mount.clone(),
+        );
+        let more = tokio::task::spawn_blocking(move || {
+            let mut notes = Vec::new();
+            crate::mount::mount_at(&s, &reference, &digest, point, &ms, &mut notes).map(|_| notes)
+        })
+        .await
+        .expect("no panic")?;
+        notes.extend(more);
+        return Ok(LazyReport {
+            reference: r.to_string(),
+            manifest_digest: fetched.digest,
+            format,
+            lazy: false,
+            lazy_blobs: 0,
+            lazy_bytes: 0,
+            bytes_fetched,
+            server_pid: None,
+            seconds: started.elapsed().as_secs_f64(),
+            mounted_at: target,
+            notes,
+        });
+    }
+    let state_dir = state_dir(&store, &target);
+    let mut pinned = r.clone();
+    pinned.digest = Some(fetched.digest.clone());
+    let spec = ServeSpec {
+        store_root: store.root().to_path_buf(),
+        reference: pinned.to_string(),
+        tag: r.to_string(),
+        manifest_digest: fetched.digest.clone(),
+        manifest_size: fetched.bytes.len() as u64,
+        blobs: lazy_blobs.clone(),
+        jobs: settings.pull.jobs.max(1),
+        read_timeout_ms: read_timeout().as_millis() as u64,
+        target: target.clone(),
+        state_dir: state_dir.clone(),
+        remote: RemoteSpec::from_options(&settings.client),
+    };
+    let server = {
+        let (cmd, spec) = (settings.server.clone(), spec.clone());
+        tokio::task::spawn_blocking(move || start_server(&cmd, &spec))
+            .await
+            .expect("no panic")
+    };
+    let (mut child, stdin) = match server {
+        Ok(s) => s,
+        Err(e) => {
+            point.discard();
+            return Err(e);
+        }
+    };
+    let lazy = LazyRecord {
+        server_pid: child.id(),
+        state_dir: state_dir.clone(),
+    };
+    let source = Source::Lazy {
+        fuse_dir: server::fuse_dir(&state_dir),
+        record: lazy.clone(),
+    };
+    let mounted = {
+        let (store, reference, digest, ms) = (
+            store.clone(),
+            r.to_string(),
+            fetched.digest.clone(),
+            settings.mount.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut notes = Vec::new();
+            crate::mount::mount_from(&store, &reference, &digest, point, &ms, &mut notes, &source)
+                .map(|_| notes)
+        })
+        .await
+        .expect("no panic")
+    };
+    match mounted {
+        Ok(more) => {
+            notes.extend(more);
+            let mut stdin = stdin;
+            // The server switches devices and tags only after this line: the record exists.
+            let told = writeln!(stdin, "mounted").and_then(|()| stdin.flush());
+            if let Err(e) = told {
+                tracing::warn!("could not tell the lazy server the mount is live: {e}");
+            }
+            drop(stdin);
+            // Reaped by init once we exit; the server is not our child to wait for.
+            std::mem::forget(child);
+            Ok(LazyReport {
+                reference: r.to_string(),
+                manifest_digest: fetched.digest,
+                format,
+                lazy: true,
+                lazy_blobs: lazy_blobs.len(),
+                lazy_bytes: lazy_blobs.iter().map(|d| d.size).sum(),
+                bytes_fetched,
+                server_pid: Some(lazy.server_pid),
+                seconds: started.elapsed().as_secs_f64(),
+                mounted_at: target,
+                notes,
+            })
+        }
+        Err(e) => {
+            // End of stdin without `mounted`: the server unmounts FUSE and exits.
+            drop(stdin);
+            let _ = tokio::task::spawn_blocking(move || {
+                wait_or_kill(&mut child, Duration::from_secs(10));
+                cleanup_state(&lazy.state_dir);
+            })
+            .await;
+            Err(e)
+        }
+    }
+}
+
+enum Prepared {
+    Lazy {
+        fetched: Box<crate::pull::Fetched>,
+        blobs: Vec<Descriptor>,
+        bytes_fetched: u64,
+        notes: Vec<String>,
+    },
+    Eager {
+        why: String,
+    },
+}
+
+/// Manifest, trust, the decision lazy or eager, and the blobs a lazy mount needs up front (the
+/// EROFS metadata image); the manifest goes into the store untagged.
+async fn prepare(
+    client: &Client,
+    r: &Reference,
+    store: &Arc<Store>,
+    settings: &LazySettings,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<Prepared> {
+    let (fetched, plan) = crate::pull::fetch_trusted(client, r, &settings.pull.trust).await?;
+    let (upfront, lazy): (Vec<&Descriptor>, Vec<&Descriptor>) = match &plan {
+        MountPlan::Erofs { primary, devices } => (vec![&**primary], devices.iter().collect()),
+        MountPlan::Squashfs { shards } => (Vec::new(), shards.iter().collect()),
+        MountPlan::Model(m) => {
+            return Ok(Prepared::Eager {
+                why: format!(
+                    "{r} is a {} artifact; its files are mounted from whole layers, so it is pulled in full (lazy model mounts are not built yet)",
+                    m.flavor.name()
+                ),
+            });
+        }
+    };
+    let mut missing: Vec<Descriptor> = Vec::new();
+    for d in lazy {
+        crate::fetch::check_cached_size(store, d, &r.to_string())?;
+        if store.has_blob(&d.digest) || missing.iter().any(|m| m.digest == d.digest) {
+            continue;
+        }
+        if crate::fetch::chunk_index_of(d)?.is_none() {
+            return Ok(Prepared::Eager {
+                why: format!(
+                    "blob {} of {r} has no chunk index, so its chunks cannot be verified one by one; pulled in full instead of lazily",
+                    d.digest
+                ),
+            });
+        }
+        missing.push(d.clone());
+    }
+    let mut pinned = r.clone();
+    pinned.digest = Some(fetched.digest.clone());
+    let mut bytes_fetched = 0;
+    for d in upfront {
+        let got =
+            crate::fetch::fetch_blob(client, &pinned, d, store, settings.pull.ranges, reporter)
+                .await?;
+        bytes_fetched += got.stats.bytes_received;
+    }
+    if fetched.manifest.config.digest == empty_config().digest {
+        store.put_blob_bytes(EMPTY_CONFIG_DATA)?;
+    }
+    store.put_blob_bytes(&fetched.bytes)?;
+    if missing.is_empty() {
+        // Everything is here: tag it as a pull would, and mount it plainly.
+        store.tag(
+            &r.to_string(),
+            &fetched.digest,
+            MEDIA_MANIFEST,
+            fetched.bytes.len() as u64,
+        )?;
+    }
+    Ok(Prepared::Lazy {
+        fetched: Box::new(fetched),
+        blobs: missing,
+        bytes_fetched,
+        notes: Vec::new(),
+    })
+}
+
+/// The eager path: pull everything, then mount.
+#[allow(clippy::too_many_arguments)]
+async fn eager(
+    client: &Client,
+    r: &Reference,
+    store: Arc<Store>,
+    point: MountPoint,
+    settings: &LazySettings,
+    reporter: Arc<dyn Reporter>,
+    started: Instant,
+    why: String,
+) -> Result<LazyReport> {
+    let pulled = crate::pull::pull(client, r, store.clone(), &settings.pull, reporter).await;
+    let (report, _) = match pulled {
+        Ok(p) => p,
+        Err(e) => {
+            point.discard();
+            return Err(e);
+        }
+    };
+    let target = point.path().to_path_buf();
+    let (s, reference, digest, ms) = (
+        store.clone(),
+        report.reference.clone(),
+        report.manifest_digest.clone(),
+        settings.mount.clone(),
+    );
+    let mut notes = tokio::task::spawn_blocking(move || {
+        let mut notes = Vec::new();
+        crate::mount::mount_at(&s, &reference, &digest, point, &ms, &mut notes).map(|_| notes)
+    })
+    .await
+    .expect("no panic")?;
+    notes.insert(0, why);
+    Ok(LazyReport {
+        reference: report.reference,
+        manifest_digest: report.manifest_digest,
+        format: report.format,
+        lazy: false,
+        lazy_blobs: 0,
+        lazy_bytes: 0,
+        bytes_fetched: report.bytes_received,
+        server_pid: None,
+        seconds: started.elapsed().as_secs_f64(),
+        mounted_at: target,
+        notes,
+    })
+}
+
+/// The read timeout: `FSPACK_LAZY_READ_TIMEOUT_MS` or [`DEFAULT_READ_TIMEOUT`].
+fn read_timeout() -> Duration {
+    std::env::var("FSPACK_LAZY_READ_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_READ_TIMEOUT)
+}
+
+/// `lazy/<16 hex of the target path's sha256>` under the store.
+fn state_dir(store: &Store, target: &Path) -> PathBuf {
+    use sha2::Digest;
+    use std::os::unix::ffi::OsStrExt;
+    let h = sha2::Sha256::digest(target.as_os_str().as_bytes());
+    store.root().join("lazy").join(hex::encode(&h[..8]))
+}
+
+/// Starts a server and waits for its `ready`.
+fn start_server(cmd: &[OsString], spec: &ServeSpec) -> Result<(Child, ChildStdin)> {
+    use std::os::unix::process::CommandExt;
+    // What a killed server of an earlier mount on this target left.
+    cleanup_state(&spec.state_dir);
+    std::fs::create_dir_all(&spec.state_dir).map_err(|e| EngineError::io(&spec.state_dir, e))?;
+    let log_path = spec.state_dir.join("server.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| EngineError::io(&log_path, e))?;
+    let (program, args) = cmd
+        .split_first()
+        .ok_or_else(|| EngineError::Usage("no lazy server command".into()))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        // Its own process group: a Ctrl-C of the shell that ran `fspack mount` must not stop
+        // the server of a mount that outlives the command.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| EngineError::io(Path::new(program), e))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let line = serde_json::to_string(spec).expect("serializable");
+    let answer = writeln!(stdin, "{line}")
+        .and_then(|()| stdin.flush())
+        .map_err(|e| EngineError::io(Path::new("lazy server stdin"), e))
+        .and_then(|()| read_ready(stdout));
+    match answer {
+        Ok(()) => Ok((child, stdin)),
+        Err(e) => {
+            drop(stdin);
+            wait_or_kill(&mut child, Duration::from_secs(5));
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            cleanup_state(&spec.state_dir);
+            let last = log.lines().last().unwrap_or("").to_string();
+            Err(match e {
+                EngineError::Io { .. } if !last.is_empty() => EngineError::Io {
+                    path: log_path,
+                    source: std::io::Error::other(last),
+                },
+                e => e,
+            })
+        }
+    }
+}
+
+/// Reads the server's first line: `ready`, or `error: …` (its setup failed).
+fn read_ready(stdout: std::process::ChildStdout) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let got = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+        let _ = tx.send(got);
+    });
+    let pipe = Path::new("lazy server stdout");
+    match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(Ok(line)) if line.trim() == "ready" => Ok(()),
+        Ok(Ok(line)) if line.starts_with("error: ") => Err(EngineError::Usage(format!(
+            "the lazy server could not start: {}",
+            line.trim_start_matches("error: ").trim()
+        ))),
+        Ok(Ok(line)) => Err(EngineError::io(
+            pipe,
+            std::io::Error::other(format!("the lazy server exited or said {:?}", line.trim())),
+        )),
+        Ok(Err(e)) => Err(EngineError::io(pipe, e)),
+        Err(_) => Err(EngineError::io(
+            pipe,
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer from the lazy server in {READY_TIMEOUT:?}"),
+            ),
+        )),
+    }
+}
+
+fn wait_or_kill(child: &mut Child, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Unmounts a state directory's FUSE mount if it is still there (its server was killed) and
+/// removes the directory.
+fn cleanup_state(state_dir: &Path) {
+    let fuse = server::fuse_dir(state_dir);
+    let mounted = fspack_mount::mountinfo()
+        .map(|m| m.iter().any(|e| e.mount_point == fuse))
+        .unwrap_or(false);
+    if mounted && let Err(e) = fspack_mount::unmount(&fuse, true) {
+        tracing::warn!("cannot unmount {}: {e}", fuse.display());
+    }
+    if state_dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(state_dir)
+    {
+        tracing::warn!("cannot remove {}: {e}", state_dir.display());
+    }
+}
+
+/// Whether `pid` is a running `fspack lazy-serve` (not a reused pid of something else).
+fn is_server(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"lazy-serve"))
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|t| t.trim_start().starts_with('Z'))
+        })
+}
+
+/// Stops a lazy mount's server (SIGTERM, then SIGKILL after `grace`), unmounts its FUSE
+/// directory and removes its state. Used by `umount` once the mount itself is gone, and for
+/// mounts unmounted behind fspack's back. Partial blobs stay for the next lazy mount to resume.
+pub fn stop_server(lazy: &LazyRecord) {
+    if is_server(lazy.server_pid)
+        && let Some(pid) = rustix::process::Pid::from_raw(lazy.server_pid as i32)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while is_server(lazy.server_pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if is_server(lazy.server_pid) {
+            tracing::warn!(
+                pid = lazy.server_pid,
+                "lazy server ignored SIGTERM; killing it"
+            );
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    cleanup_state(&lazy.state_dir);
+}
+
+/// What `fspack ls` shows of a lazy mount: the server's own status, or [`status::ServerState::Dead`]
+/// when its process is gone.
+pub fn status_of(lazy: &LazyRecord) -> status::LazyStatus {
+    let alive = is_server(lazy.server_pid);
+    match status::LazyStatus::read(&lazy.state_dir) {
+        Some(mut s) => {
+            if !alive {
+                s.state = status::ServerState::Dead;
+            }
+            s
+        }
+        None => status::LazyStatus {
+            state: if alive {
+                status::ServerState::Filling
+            } else {
+                status::ServerState::Dead
+            },
+            pid: lazy.server_pid,
+            blobs: Vec::new(),
+            bytes_present: 0,
+            bytes_total: 0,
+            bytes_received: 0,
+            chunks_refetched: 0,
+            reads_failed: 0,
+            error: None,
+        },
+    }
+}
