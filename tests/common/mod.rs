@@ -26,6 +26,7 @@ pub fn fspack(store: &Path) -> assert_cmd::Command {
 pub struct Registry {
     child: Child,
     pub addr: String,
+    cfg: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -88,8 +89,34 @@ impl Registry {
         let reg = Registry {
             child,
             addr,
+            cfg,
             _dir: dir,
         };
+        reg.wait_up();
+        Some(reg)
+    }
+
+    /// Kills the registry process (its storage stays, for [`Registry::restart`]).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the registry again on the same address and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&self.cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.wait_up();
+    }
+
+    fn wait_up(&self) {
+        let reg = self;
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&reg.addr).is_err() {
             assert!(
@@ -99,7 +126,6 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(reg)
     }
 
     /// Storage directory (to count what the registry holds).

@@ -38,6 +38,7 @@ pub struct FaultProxy {
     pub counters: Arc<Counters>,
     fault: Arc<Mutex<Fault>>,
     stop: Arc<AtomicBool>,
+    delay: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -48,11 +49,13 @@ impl FaultProxy {
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let fault = Arc::new(Mutex::new(fault));
-        let (c, s, up, f) = (
+        let delay = Arc::new(AtomicU64::new(0));
+        let (c, s, up, f, d) = (
             counters.clone(),
             stop.clone(),
             upstream.to_string(),
             fault.clone(),
+            delay.clone(),
         );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -60,10 +63,10 @@ impl FaultProxy {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (c, up) = (c.clone(), up.clone());
+                let (c, up, d) = (c.clone(), up.clone(), d.clone());
                 let fault = *f.lock().unwrap();
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &up, fault, &c);
+                    let _ = serve(conn, &up, fault, &c, &d);
                 });
             }
         });
@@ -72,7 +75,14 @@ impl FaultProxy {
             counters,
             fault,
             stop,
+            delay,
         }
+    }
+
+    /// Holds every blob body back for `ms` milliseconds per MiB before sending it (a slow link,
+    /// so a test sees a lazy mount while its fill is still running); 0 turns it off.
+    pub fn set_delay_ms_per_mib(&self, ms: u64) {
+        self.delay.store(ms, Ordering::Relaxed);
     }
 
     /// Changes the fault for connections accepted from now on.
@@ -114,7 +124,13 @@ fn header(head: &str, name: &str) -> Option<String> {
 
 /// One client connection: each request goes upstream on a fresh connection that closes after
 /// the answer, so the whole answer can be read, changed and sent back.
-fn serve(conn: TcpStream, upstream: &str, fault: Fault, c: &Counters) -> std::io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    upstream: &str,
+    fault: Fault,
+    c: &Counters,
+    delay: &AtomicU64,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut client = conn;
     // One request per connection: the upstream closes after its answer, and so does this side
@@ -183,6 +199,11 @@ fn serve(conn: TcpStream, upstream: &str, fault: Fault, c: &Counters) -> std::io
                     c.flips.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        let ms = delay.load(Ordering::Relaxed);
+        if is_blob_get && ms > 0 {
+            let mib = (answer.len() - split) as f64 / f64::from(1u32 << 20);
+            std::thread::sleep(std::time::Duration::from_millis((ms as f64 * mib) as u64));
         }
         client.write_all(&answer)?;
     }

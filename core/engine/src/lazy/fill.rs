@@ -179,6 +179,8 @@ pub struct Fill {
     /// Woken whenever a blob is committed (or the fill stops).
     pub progress: tokio::sync::Notify,
     commits: Mutex<Vec<(usize, Result<std::path::PathBuf, String>)>>,
+    /// Since when every fetch failed (the registry is unreachable); `None` while fetches work.
+    offline_since: Mutex<Option<Instant>>,
 }
 
 impl Fill {
@@ -201,6 +203,7 @@ impl Fill {
             counters: Counters::default(),
             progress: tokio::sync::Notify::new(),
             commits: Mutex::new(Vec::new()),
+            offline_since: Mutex::new(None),
         }
     }
 
@@ -221,6 +224,15 @@ impl Fill {
         if chunks.clone().all(|i| st.present[i]) {
             drop(st);
             return blob.read_now(offset, end, reply);
+        }
+        // The registry has been unreachable for longer than a read may wait: fail at once.
+        // The kernel retries a failed page on its own (readahead, then the page alone), and
+        // every retry waiting the full timeout again would hold a reader for minutes.
+        let offline = *self.offline_since.lock().expect("not poisoned");
+        if offline.is_some_and(|t| t.elapsed() >= self.read_timeout) {
+            drop(st);
+            self.counters.reads_failed.fetch_add(1, Ordering::Relaxed);
+            return reply.error(EIO);
         }
         // A read near where the last one ended continues a sequential stream: fetch further
         // ahead each time, so the stream soon runs at the speed of large Range requests.
@@ -326,8 +338,15 @@ impl Fill {
                 continue;
             };
             match Self::run(&self, &job).await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    *self.offline_since.lock().expect("not poisoned") = None;
+                }
                 Err(e) => {
+                    self.offline_since
+                        .lock()
+                        .expect("not poisoned")
+                        .get_or_insert_with(Instant::now);
                     tracing::warn!(
                         digest = %self.blobs[job.blob].desc.digest,
                         "fetching chunks {}..{} failed, trying again in {backoff:?}: {e}",

@@ -266,6 +266,10 @@ async fn prepare(
 ) -> Result<Prepared> {
     let (fetched, plan) = crate::pull::fetch_trusted(client, r, &settings.pull.trust).await?;
     let (upfront, lazy): (Vec<&Descriptor>, Vec<&Descriptor>) = match &plan {
+        // A single image is its own data: served lazily like a data device.
+        MountPlan::Erofs { primary, devices } if devices.is_empty() => {
+            (Vec::new(), vec![&**primary])
+        }
         MountPlan::Erofs { primary, devices } => (vec![&**primary], devices.iter().collect()),
         MountPlan::Squashfs { shards } => (Vec::new(), shards.iter().collect()),
         MountPlan::Model(m) => {
