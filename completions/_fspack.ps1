@@ -45,6 +45,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('generate-docs', 'generate-docs', [CompletionResultType]::ParameterValue, 'Write completion scripts and man pages (used to refresh completions/ and man/)')
             [CompletionResult]::new('__complete', '__complete', [CompletionResultType]::ParameterValue, 'Print dynamic completion candidates (called by the completion scripts)')
+            [CompletionResult]::new('lazy-serve', 'lazy-serve', [CompletionResultType]::ParameterValue, 'Serve a lazy mount''s blobs (started by `--lazy`; reads its settings from stdin)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -118,6 +119,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--lazy', '--lazy', [CompletionResultType]::ParameterName, 'Mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer''s chunk index; the rest is fetched in the background, and the mount ends as a plain mount of the store (needs --mount)')
             [CompletionResult]::new('--noexec', '--noexec', [CompletionResultType]::ParameterName, 'Forbid executing files from the mount')
             [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
@@ -143,6 +145,8 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--lazy', '--lazy', [CompletionResultType]::ParameterName, 'When the artifact is not in the store: mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer''s chunk index; the rest is fetched in the background, and the mount ends as a plain mount of the store')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
             [CompletionResult]::new('--noexec', '--noexec', [CompletionResultType]::ParameterName, 'Forbid executing files from the mount')
             [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
@@ -321,6 +325,18 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'fspack;lazy-serve' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'fspack;help' {
             [CompletionResult]::new('build', 'build', [CompletionResultType]::ParameterValue, 'Build an EROFS or SquashFS image from a directory')
             [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Push a directory or an image file to a registry (or an OCI layout) as an artifact')
@@ -337,6 +353,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('generate-docs', 'generate-docs', [CompletionResultType]::ParameterValue, 'Write completion scripts and man pages (used to refresh completions/ and man/)')
             [CompletionResult]::new('__complete', '__complete', [CompletionResultType]::ParameterValue, 'Print dynamic completion candidates (called by the completion scripts)')
+            [CompletionResult]::new('lazy-serve', 'lazy-serve', [CompletionResultType]::ParameterValue, 'Serve a lazy mount''s blobs (started by `--lazy`; reads its settings from stdin)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -383,6 +400,9 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             break
         }
         'fspack;help;__complete' {
+            break
+        }
+        'fspack;help;lazy-serve' {
             break
         }
         'fspack;help;help' {

@@ -38,6 +38,9 @@ _fspack() {
             fspack,inspect)
                 cmd="fspack__subcmd__inspect"
                 ;;
+            fspack,lazy-serve)
+                cmd="fspack__subcmd__lazy__subcmd__serve"
+                ;;
             fspack,login)
                 cmd="fspack__subcmd__login"
                 ;;
@@ -86,6 +89,9 @@ _fspack() {
             fspack__subcmd__help,inspect)
                 cmd="fspack__subcmd__help__subcmd__inspect"
                 ;;
+            fspack__subcmd__help,lazy-serve)
+                cmd="fspack__subcmd__help__subcmd__lazy__subcmd__serve"
+                ;;
             fspack__subcmd__help,login)
                 cmd="fspack__subcmd__help__subcmd__login"
                 ;;
@@ -120,7 +126,7 @@ _fspack() {
 
     case "${cmd}" in
         fspack)
-            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help"
+            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete lazy-serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -294,7 +300,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__help)
-            opts="build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete help"
+            opts="build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete lazy-serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -392,6 +398,20 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__help__subcmd__inspect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fspack__subcmd__help__subcmd__lazy__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -565,6 +585,24 @@ _fspack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fspack__subcmd__lazy__subcmd__serve)
+            opts="-q -v -h -V --quiet --verbose --store --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fspack__subcmd__login)
             opts="-u -q -v -h -V --username --password-stdin --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -628,7 +666,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__mount)
-            opts="-j -q -v -h -V --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --lazy --json --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -696,7 +734,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__pull)
-            opts="-j -q -v -h -V --mount --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --verify --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --mount --lazy --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --verify --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -42,6 +42,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand completions 'Print a shell completion script'
             cand generate-docs 'Write completion scripts and man pages (used to refresh completions/ and man/)'
             cand __complete 'Print dynamic completion candidates (called by the completion scripts)'
+            cand lazy-serve 'Serve a lazy mount''s blobs (started by `--lazy`; reads its settings from stdin)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fspack;build'= {
@@ -112,6 +113,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --lazy 'Mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer''s chunk index; the rest is fetched in the background, and the mount ends as a plain mount of the store (needs --mount)'
             cand --noexec 'Forbid executing files from the mount'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
@@ -136,6 +138,8 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --lazy 'When the artifact is not in the store: mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer''s chunk index; the rest is fetched in the background, and the mount ends as a plain mount of the store'
+            cand --json 'Print a JSON summary on stdout'
             cand --noexec 'Forbid executing files from the mount'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
@@ -302,6 +306,17 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'fspack;lazy-serve'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'fspack;help'= {
             cand build 'Build an EROFS or SquashFS image from a directory'
             cand push 'Push a directory or an image file to a registry (or an OCI layout) as an artifact'
@@ -318,6 +333,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand completions 'Print a shell completion script'
             cand generate-docs 'Write completion scripts and man pages (used to refresh completions/ and man/)'
             cand __complete 'Print dynamic completion candidates (called by the completion scripts)'
+            cand lazy-serve 'Serve a lazy mount''s blobs (started by `--lazy`; reads its settings from stdin)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fspack;help;build'= {
@@ -349,6 +365,8 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;help;generate-docs'= {
         }
         &'fspack;help;__complete'= {
+        }
+        &'fspack;help;lazy-serve'= {
         }
         &'fspack;help;help'= {
         }
