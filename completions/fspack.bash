@@ -648,7 +648,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__ls)
-            opts="-q -v -h -V --json --quiet --verbose --store --help --version"
+            opts="-q -v -h -V --json --wait --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -308,7 +308,17 @@ fn privileged_lazy_reads_never_see_flipped_bytes() {
         assert_same(&expected, &snapshot(&mnt, SnapOpts::KERNEL));
         assert_eq!(flips(), 2, "the proxy did not damage two bodies");
         proxy.set_delay_ms_per_mib(0);
-        wait_complete(&store, &mnt, Duration::from_secs(60));
+        // `ls --wait` returns once every lazy mount has all its data.
+        run_ok(
+            fspack(&store)
+                .args(["ls", "--wait"])
+                .timeout(Duration::from_secs(60)),
+        );
+        let e = entry(&store, &mnt).unwrap();
+        assert!(
+            e.get("lazy_status").is_none(),
+            "ls --wait returned early: {e}"
+        );
         drop_caches();
         assert_same(&expected, &snapshot(&mnt, SnapOpts::KERNEL));
     });
@@ -434,6 +444,20 @@ fn privileged_a_killed_server_fails_reads_umount_cleans_up_and_the_next_mount_re
         );
         let e = entry(&store, &mnt).unwrap();
         assert_eq!(e["lazy_status"]["state"], "dead", "{e}");
+        let out = fspack(&store)
+            .args(["ls", "--wait"])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "ls --wait succeeded with the server gone"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("is gone") && stderr.contains("umount"),
+            "{stderr}"
+        );
     });
     run_ok(fspack(&store).arg("umount").arg(&mnt));
     assert_nothing_left(tmp.path(), &store);

@@ -449,6 +449,10 @@ pub struct LsArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Wait until every lazy mount has all its data (a progress bar per mount when stderr is a
+    /// terminal), then list; fails if a lazy server is gone.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// `fspack inspect`.

@@ -220,6 +220,11 @@ pub fn umount(args: UmountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
 
 pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     use std::io::Write;
+    if args.wait
+        && let Some(store) = super::existing_store(g)?
+    {
+        wait_lazy(&store, g)?;
+    }
     let mounts = match super::existing_store(g)? {
         Some(store) => fspack_engine::mount::list(&store)?,
         None => Vec::new(),
@@ -281,6 +286,54 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Waits for every lazy mount's fill, drawing one bar per mount (issue 10).
+fn wait_lazy(store: &fspack_store::Store, g: &GlobalArgs) -> anyhow::Result<()> {
+    use fspack_engine::lazy::status::ServerState;
+    use fspack_engine::report::Reporter;
+    let bars = super::bars(g, false);
+    let mut shown: std::collections::HashMap<std::path::PathBuf, (usize, u64)> =
+        std::collections::HashMap::new();
+    loop {
+        let lazy: Vec<_> = fspack_engine::mount::list(store)?
+            .into_iter()
+            .filter(|m| m.mounted)
+            .filter_map(|m| m.lazy_status.map(|s| (m.record.target, s)))
+            .collect();
+        for (target, _) in shown
+            .iter()
+            .filter(|(t, _)| !lazy.iter().any(|(l, _)| l == *t))
+        {
+            bars.finish(shown[target].0);
+        }
+        shown.retain(|t, _| lazy.iter().any(|(l, _)| l == t));
+        if lazy.is_empty() {
+            return Ok(());
+        }
+        for (target, st) in &lazy {
+            if st.state == ServerState::Dead {
+                return Err(fspack_engine::EngineError::NotFound(format!(
+                    "the lazy server of {} is gone, so its missing data will not arrive\nhint: run `fspack umount {}`, then mount it again: the chunks already fetched are kept",
+                    target.display(),
+                    target.display()
+                ))
+                .into());
+            }
+            let name = target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let (id, seen) = *shown
+                .entry(target.clone())
+                .or_insert_with(|| (bars.start(&name, st.bytes_total), 0));
+            if st.bytes_present > seen {
+                bars.advance(id, st.bytes_present - seen);
+                shown.insert(target.clone(), (id, st.bytes_present));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 pub fn gc(args: GcArgs, g: &GlobalArgs) -> anyhow::Result<()> {
