@@ -95,7 +95,8 @@ fn wait_complete(store: &Path, mnt: &Path, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let e = entry(store, mnt).expect("the mount is listed");
-        if e.get("lazy_status").is_none() {
+        // Complete: the record is plain and the server has unmounted FUSE and exited.
+        if e.get("lazy_status").is_none() && servers(store).is_empty() {
             return;
         }
         if Instant::now() > deadline {

@@ -264,6 +264,23 @@ impl Fill {
         self.wake.notify_waiters();
     }
 
+    /// Commits the blobs that are complete already: committed by another process meanwhile, or
+    /// with every chunk kept from a killed server. Call once, before the workers start.
+    pub fn commit_ready(self: &Arc<Self>) {
+        for (b, blob) in self.blobs.iter().enumerate() {
+            let complete = {
+                let mut st = blob.state.lock().expect("not poisoned");
+                let complete = st.missing == 0 && !st.commit_started;
+                st.commit_started |= complete;
+                complete
+            };
+            if complete {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.commit(b));
+            }
+        }
+    }
+
     /// Whether every blob is committed.
     pub fn all_committed(&self) -> bool {
         self.blobs.iter().all(LazyBlob::is_committed)

@@ -152,37 +152,9 @@ async fn start(spec: &ServeSpec) -> Result<Started> {
     let r: Reference = spec.reference.parse().map_err(|e| {
         EngineError::Usage(format!("lazy-serve: reference {}: {e}", spec.reference))
     })?;
-    let mut blobs = Vec::new();
-    for d in &spec.blobs {
-        let embedded = crate::fetch::chunk_index_of(d)?.ok_or_else(|| {
-            EngineError::Usage(format!(
-                "blob {} has no chunk index; it cannot be served lazily",
-                d.digest
-            ))
-        })?;
-        let ingest = {
-            let (store, digest, size) = (store.clone(), d.digest.clone(), d.size);
-            tokio::task::spawn_blocking(move || store.ingest(&digest, size))
-                .await
-                .expect("no panic")?
-        };
-        let ingest = Arc::new(ingest);
-        let mut stats = Default::default();
-        let index =
-            crate::fetch::load_index(&client, &r, d, &embedded, &ingest, &mut stats).await?;
-        let present = {
-            let (ingest, index) = (ingest.clone(), index.clone());
-            tokio::task::spawn_blocking(move || crate::fetch::still_present(&ingest, Some(&index)))
-                .await
-                .expect("no panic")
-        };
-        let ingest = Arc::try_unwrap(ingest).map_err(|_| {
-            EngineError::Integrity(format!("blob {} is still being written", d.digest))
-        })?;
-        let blob = LazyBlob::new(d.clone(), index, ingest, &present)
-            .map_err(|e| EngineError::io(&store.root().join("ingest"), e))?;
-        blobs.push(blob);
-    }
+    // Every blob's lock, index and resume check side by side: the mount waits for all of them.
+    let opened = spec.blobs.iter().map(|d| open_blob(&store, &client, &r, d));
+    let blobs = futures_util::future::try_join_all(opened).await?;
     let timeout = Duration::from_millis(spec.read_timeout_ms);
     let fill = Arc::new(Fill::new(blobs, client, r, timeout));
     let fuse_dir = fuse_dir(&spec.state_dir);
@@ -203,6 +175,41 @@ async fn start(spec: &ServeSpec) -> Result<Started> {
         session,
         fuse_dir,
     })
+}
+
+/// Takes blob `d`'s ingest lock, loads its chunk index (from the partial file or one Range GET,
+/// checked against the manifest's digest) and re-verifies the chunks a killed server left.
+async fn open_blob(
+    store: &Arc<Store>,
+    client: &Client,
+    r: &Reference,
+    d: &Descriptor,
+) -> Result<LazyBlob> {
+    let embedded = crate::fetch::chunk_index_of(d)?.ok_or_else(|| {
+        EngineError::Usage(format!(
+            "blob {} has no chunk index; it cannot be served lazily",
+            d.digest
+        ))
+    })?;
+    let ingest = {
+        let (store, digest, size) = (store.clone(), d.digest.clone(), d.size);
+        tokio::task::spawn_blocking(move || store.ingest(&digest, size))
+            .await
+            .expect("no panic")?
+    };
+    let ingest = Arc::new(ingest);
+    let mut stats = Default::default();
+    let index = crate::fetch::load_index(client, r, d, &embedded, &ingest, &mut stats).await?;
+    let present = {
+        let (ingest, index) = (ingest.clone(), index.clone());
+        tokio::task::spawn_blocking(move || crate::fetch::still_present(&ingest, Some(&index)))
+            .await
+            .expect("no panic")
+    };
+    let ingest = Arc::try_unwrap(ingest)
+        .map_err(|_| EngineError::Integrity(format!("blob {} is still being written", d.digest)))?;
+    LazyBlob::new(d.clone(), index, ingest, &present)
+        .map_err(|e| EngineError::io(&store.root().join("ingest"), e))
 }
 
 /// What the setup side said on stdin.
@@ -229,6 +236,7 @@ async fn run(spec: ServeSpec, s: Started, mut input: Box<dyn BufRead + Send>) ->
             let _ = setup_tx.send(Setup::Aborted);
         }
     });
+    s.fill.commit_ready();
     for _ in 0..spec.jobs.max(1) {
         tokio::spawn(s.fill.clone().worker());
     }
