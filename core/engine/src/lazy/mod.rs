@@ -103,14 +103,14 @@ pub async fn mount_lazy(
     reporter: Arc<dyn Reporter>,
 ) -> Result<LazyReport> {
     let started = Instant::now();
-    let prepared = prepare(client, r, &store, settings, &reporter).await;
-    let (fetched, lazy_blobs, bytes_fetched, mut notes) = match prepared {
+    let prepared = prepare(client, r, &store, settings).await;
+    let mut notes = Vec::new();
+    let (fetched, lazy_blobs, upfront) = match prepared {
         Ok(Prepared::Lazy {
             fetched,
             blobs,
-            bytes_fetched,
-            notes,
-        }) => (*fetched, blobs, bytes_fetched, notes),
+            upfront,
+        }) => (*fetched, blobs, upfront),
         Ok(Prepared::Eager { why }) => {
             return eager(client, r, store, point, settings, reporter, started, why).await;
         }
@@ -125,6 +125,17 @@ pub async fn mount_lazy(
     let target = point.path().to_path_buf();
     if lazy_blobs.is_empty() {
         // Every data blob is in the store already: a plain mount.
+        let got = fetch_upfront(
+            client, r, &store, &fetched, &upfront, true, settings, &reporter,
+        )
+        .await;
+        let bytes_fetched = match got {
+            Ok(n) => n,
+            Err(e) => {
+                point.discard();
+                return Err(e);
+            }
+        };
         let (s, reference, digest, ms) = (
             store.clone(),
             r.to_string(),
@@ -168,15 +179,31 @@ pub async fn mount_lazy(
         state_dir: state_dir.clone(),
         remote: RemoteSpec::from_options(&settings.client),
     };
+    // The server opens its blobs and fetches their chunk indexes while the metadata image
+    // arrives: the two waits overlap.
     let server = {
         let (cmd, spec) = (settings.server.clone(), spec.clone());
         tokio::task::spawn_blocking(move || start_server(&cmd, &spec))
-            .await
-            .expect("no panic")
     };
-    let (mut child, stdin) = match server {
-        Ok(s) => s,
-        Err(e) => {
+    let got = fetch_upfront(
+        client, r, &store, &fetched, &upfront, false, settings, &reporter,
+    )
+    .await;
+    let server = server.await.expect("no panic");
+    let (mut child, stdin, bytes_fetched) = match (server, got) {
+        (Ok((child, stdin)), Ok(n)) => (child, stdin, n),
+        (Ok((mut child, stdin)), Err(e)) => {
+            drop(stdin);
+            let dir = state_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                wait_or_kill(&mut child, Duration::from_secs(10));
+                cleanup_state(&dir);
+            })
+            .await;
+            point.discard();
+            return Err(e);
+        }
+        (Err(e), _) => {
             point.discard();
             return Err(e);
         }
@@ -247,8 +274,7 @@ enum Prepared {
     Lazy {
         fetched: Box<crate::pull::Fetched>,
         blobs: Vec<Descriptor>,
-        bytes_fetched: u64,
-        notes: Vec<String>,
+        upfront: Vec<Descriptor>,
     },
     Eager {
         why: String,
@@ -262,7 +288,6 @@ async fn prepare(
     r: &Reference,
     store: &Arc<Store>,
     settings: &LazySettings,
-    reporter: &Arc<dyn Reporter>,
 ) -> Result<Prepared> {
     let (fetched, plan) = crate::pull::fetch_trusted(client, r, &settings.pull.trust).await?;
     let (upfront, lazy): (Vec<&Descriptor>, Vec<&Descriptor>) = match &plan {
@@ -297,6 +322,27 @@ async fn prepare(
         }
         missing.push(d.clone());
     }
+    Ok(Prepared::Lazy {
+        fetched: Box::new(fetched),
+        blobs: missing,
+        upfront: upfront.into_iter().cloned().collect(),
+    })
+}
+
+/// Fetches what a lazy mount needs before it can mount (the EROFS metadata image), then stores
+/// the config and the manifest (untagged, unless nothing is left to fetch lazily). Returns the
+/// bytes received.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_upfront(
+    client: &Client,
+    r: &Reference,
+    store: &Arc<Store>,
+    fetched: &crate::pull::Fetched,
+    upfront: &[Descriptor],
+    tag_now: bool,
+    settings: &LazySettings,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<u64> {
     let mut pinned = r.clone();
     pinned.digest = Some(fetched.digest.clone());
     let mut bytes_fetched = 0;
@@ -310,8 +356,8 @@ async fn prepare(
         store.put_blob_bytes(EMPTY_CONFIG_DATA)?;
     }
     store.put_blob_bytes(&fetched.bytes)?;
-    if missing.is_empty() {
-        // Everything is here: tag it as a pull would, and mount it plainly.
+    if tag_now {
+        // Everything is here: tag it as a pull would.
         store.tag(
             &r.to_string(),
             &fetched.digest,
@@ -319,12 +365,7 @@ async fn prepare(
             fetched.bytes.len() as u64,
         )?;
     }
-    Ok(Prepared::Lazy {
-        fetched: Box::new(fetched),
-        blobs: missing,
-        bytes_fetched,
-        notes: Vec::new(),
-    })
+    Ok(bytes_fetched)
 }
 
 /// The eager path: pull everything, then mount.
