@@ -526,3 +526,77 @@ fn privileged_umount_while_filling_leaves_no_mount_loop_device_or_process() {
         "tagged before the blobs arrived: {index}"
     );
 }
+
+#[test]
+fn privileged_an_artifact_without_chunk_indexes_is_pulled_in_full_not_served_unverified() {
+    if !lazy_env_ok() || !common::trees::have_tool("skopeo") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 6);
+    // An artifact as a tool that writes no chunk index would publish it: fspack's layout with
+    // the index annotations taken out of the manifest (the blobs stay as they are).
+    let layout = tmp.path().join("layout");
+    push(
+        tmp.path(),
+        &src,
+        &format!("oci:{}:v1", layout.display()),
+        &["--blob-size", "4M"],
+    );
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+    let old = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&old[7..])).unwrap())
+            .unwrap();
+    for layer in manifest["layers"].as_array_mut().unwrap() {
+        if let Some(a) = layer["annotations"].as_object_mut() {
+            a.retain(|k, _| !k.starts_with("org.erofs.chunk-index"));
+        }
+    }
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let hex = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    fs::write(layout.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    index["manifests"][0]["digest"] = format!("sha256:{hex}").into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let reference = format!("{}/models/noindex:v1", reg.addr);
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    let report = mount_lazy(&store, &reference, &mnt, 30_000);
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(report["lazy"], false, "{report}");
+        let notes = report["notes"].to_string();
+        assert!(notes.contains("no chunk index"), "{notes}");
+        assert!(servers(&store).is_empty(), "a lazy server runs for it");
+        assert_same(
+            &snapshot(&src, SnapOpts::KERNEL),
+            &snapshot(&mnt, SnapOpts::KERNEL),
+        );
+    });
+    run_ok(fspack(&store).arg("umount").arg(&mnt));
+    assert_nothing_left(tmp.path(), &store);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -29,7 +29,7 @@ pub const CHUNK_ATTEMPTS: u32 = 3;
 /// Largest run fetched ahead of a sequential reader, in bytes.
 pub const MAX_WINDOW: u64 = 32 << 20;
 /// Largest run one background-fill request covers, in bytes (one Range request).
-pub const FILL_RUN: u64 = 8 << 20;
+pub const FILL_RUN: u64 = 4 << 20;
 /// Largest run one demand request covers, in bytes.
 const DEMAND_RUN: u64 = 4 << 20;
 /// How long a chunk that failed [`CHUNK_ATTEMPTS`] times is left out of the background fill.
