@@ -160,6 +160,22 @@ fn assert_nothing_left(tmp: &Path, store: &Path) {
     );
 }
 
+/// Runs `checks` on the mount at `mnt`, then always unmounts it with `fspack umount` and checks
+/// that nothing is left; a failed check fails the test after that cleanup.
+fn then_umount(tmp: &Path, store: &Path, mnt: &Path, checks: impl FnOnce()) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(checks));
+    let out = fspack(store).arg("umount").arg(mnt).output().unwrap();
+    assert_nothing_left(tmp, store);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(
+        out.status.success(),
+        "fspack umount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Loop devices of `mnt`'s record whose backing files are all in `store`'s blobs.
 fn assert_backed_by_store(store: &Path, mnt: &Path) {
     let e = entry(store, mnt).unwrap();
@@ -243,7 +259,7 @@ fn privileged_lazy_mounts_read_the_source_tree_in_every_layout() {
         proxy.set_delay_ms_per_mib(300);
         let report = mount_lazy_with(&store, &reference, &mnt, 30_000, &["--jobs", "1"]);
         assert_eq!(report["lazy"], true, "{name}: {report}");
-        let result = std::panic::catch_unwind(|| {
+        then_umount(tmp.path(), &store, &mnt, || {
             let e = entry(&store, &mnt).unwrap();
             let st = &e["lazy_status"];
             // (SquashFS shards this small are mostly metadata, which the check before mount
@@ -272,11 +288,6 @@ fn privileged_lazy_mounts_read_the_source_tree_in_every_layout() {
             let out = run_ok(fspack(&store).args(["verify", &reference, "--json"]));
             assert!(out.status.success());
         });
-        run_ok(fspack(&store).arg("umount").arg(&mnt));
-        assert_nothing_left(tmp.path(), &store);
-        if let Err(e) = result {
-            std::panic::resume_unwind(e);
-        }
     }
 }
 
@@ -305,7 +316,7 @@ fn privileged_lazy_reads_never_see_flipped_bytes() {
     proxy.set_fault(Fault::FlipFirst(2));
     proxy.set_delay_ms_per_mib(50);
     mount_lazy(&store, &reference, &mnt, 30_000);
-    let result = std::panic::catch_unwind(|| {
+    then_umount(tmp.path(), &store, &mnt, || {
         assert_same(&expected, &snapshot(&mnt, SnapOpts::KERNEL));
         assert_eq!(flips(), 2, "the proxy did not damage two bodies");
         proxy.set_delay_ms_per_mib(0);
@@ -323,18 +334,13 @@ fn privileged_lazy_reads_never_see_flipped_bytes() {
         drop_caches();
         assert_same(&expected, &snapshot(&mnt, SnapOpts::KERNEL));
     });
-    let _ = fspack(&store).arg("umount").arg(&mnt).output();
-    assert_nothing_left(tmp.path(), &store);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
     // Every body damaged: a read of data answers EIO, never wrong bytes; once the damage
     // stops, the same read returns the source.
     let store = tmp.path().join("store-2");
     proxy.set_fault(Fault::FlipAlways);
     proxy.set_delay_ms_per_mib(50);
     mount_lazy(&store, &reference, &mnt, 30_000);
-    let result = std::panic::catch_unwind(|| {
+    then_umount(tmp.path(), &store, &mnt, || {
         let err = fs::read(mnt.join("model-0.safetensors"))
             .map(|d| d.len())
             .unwrap_err();
@@ -348,11 +354,6 @@ fn privileged_lazy_reads_never_see_flipped_bytes() {
         wait_complete(&store, &mnt, Duration::from_secs(60));
         assert_same(&expected, &snapshot(&mnt, SnapOpts::KERNEL));
     });
-    let _ = fspack(&store).arg("umount").arg(&mnt).output();
-    assert_nothing_left(tmp.path(), &store);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
 }
 
 #[test]
@@ -374,7 +375,7 @@ fn privileged_lazy_fill_resumes_when_the_registry_comes_back() {
     // One slow stream, so most blobs are still missing when the registry goes.
     proxy.set_delay_ms_per_mib(300);
     mount_lazy_with(&store, &reference, &mnt, 1_500, &["--jobs", "1"]);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    then_umount(tmp.path(), &store, &mnt, || {
         assert_eq!(
             fs::read(mnt.join("config.json")).unwrap(),
             br#"{"hidden_size": 4096}"#
@@ -395,12 +396,7 @@ fn privileged_lazy_fill_resumes_when_the_registry_comes_back() {
             &snapshot(&src, SnapOpts::KERNEL),
             &snapshot(&mnt, SnapOpts::KERNEL),
         );
-    }));
-    let _ = fspack(&store).arg("umount").arg(&mnt).output();
-    assert_nothing_left(tmp.path(), &store);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    });
 }
 
 #[test]
@@ -420,7 +416,7 @@ fn privileged_a_killed_server_fails_reads_umount_cleans_up_and_the_next_mount_re
     // One slow stream: the fill is far from done when the server is killed.
     proxy.set_delay_ms_per_mib(500);
     mount_lazy_with(&store, &reference, &mnt, 30_000, &["--jobs", "1"]);
-    let result = std::panic::catch_unwind(|| {
+    then_umount(tmp.path(), &store, &mnt, || {
         let first = fs::read(mnt.join("model-0.safetensors")).unwrap();
         assert_eq!(first, fs::read(src.join("model-0.safetensors")).unwrap());
         // The status is written twice a second.
@@ -460,11 +456,6 @@ fn privileged_a_killed_server_fails_reads_umount_cleans_up_and_the_next_mount_re
             "{stderr}"
         );
     });
-    run_ok(fspack(&store).arg("umount").arg(&mnt));
-    assert_nothing_left(tmp.path(), &store);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
     // The next lazy mount keeps every chunk the killed server verified.
     proxy.set_delay_ms_per_mib(0);
     let received = || {
@@ -475,7 +466,7 @@ fn privileged_a_killed_server_fails_reads_umount_cleans_up_and_the_next_mount_re
     };
     let at_start = received();
     mount_lazy(&store, &reference, &mnt, 30_000);
-    let result = std::panic::catch_unwind(|| {
+    then_umount(tmp.path(), &store, &mnt, || {
         wait_complete(&store, &mnt, Duration::from_secs(60));
         let fetched = received() - at_start;
         assert!(
@@ -487,11 +478,6 @@ fn privileged_a_killed_server_fails_reads_umount_cleans_up_and_the_next_mount_re
             &snapshot(&mnt, SnapOpts::KERNEL),
         );
     });
-    run_ok(fspack(&store).arg("umount").arg(&mnt));
-    assert_nothing_left(tmp.path(), &store);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
 }
 
 #[test]
@@ -584,7 +570,7 @@ fn privileged_an_artifact_without_chunk_indexes_is_pulled_in_full_not_served_unv
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
     let report = mount_lazy(&store, &reference, &mnt, 30_000);
-    let result = std::panic::catch_unwind(|| {
+    then_umount(tmp.path(), &store, &mnt, || {
         assert_eq!(report["lazy"], false, "{report}");
         let notes = report["notes"].to_string();
         assert!(notes.contains("no chunk index"), "{notes}");
@@ -594,9 +580,4 @@ fn privileged_an_artifact_without_chunk_indexes_is_pulled_in_full_not_served_unv
             &snapshot(&mnt, SnapOpts::KERNEL),
         );
     });
-    run_ok(fspack(&store).arg("umount").arg(&mnt));
-    assert_nothing_left(tmp.path(), &store);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
 }

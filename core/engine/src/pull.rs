@@ -140,6 +140,31 @@ pub async fn fetch_trusted(
     Ok((fetched, plan))
 }
 
+/// Stores the config (when it is the empty one, which no registry is asked for) and the
+/// manifest of `fetched`, and with `tag` moves the store's tag for `r` to it. Called only once
+/// every layer blob is committed: the store never tags a manifest it cannot mount.
+pub(crate) fn store_manifest(
+    store: &Store,
+    r: &Reference,
+    fetched: &Fetched,
+    tag: bool,
+) -> Result<()> {
+    if fetched.manifest.config.digest == empty_config().digest {
+        store.put_blob_bytes(EMPTY_CONFIG_DATA)?;
+    }
+    let digest = store.put_blob_bytes(&fetched.bytes)?;
+    debug_assert_eq!(digest, fetched.digest);
+    if tag {
+        store.tag(
+            &r.to_string(),
+            &fetched.digest,
+            MEDIA_MANIFEST,
+            fetched.bytes.len() as u64,
+        )?;
+    }
+    Ok(())
+}
+
 /// Pulls `r` into `store` and tags it there with the reference's text.
 pub async fn pull(
     client: &Client,
@@ -182,18 +207,7 @@ pub async fn pull(
         .await?;
 
     // Config and manifest last, then the tag: the store never names an image it cannot mount.
-    let config = &fetched.manifest.config;
-    if config.digest == empty_config().digest {
-        store.put_blob_bytes(EMPTY_CONFIG_DATA)?;
-    }
-    let digest = store.put_blob_bytes(&fetched.bytes)?;
-    debug_assert_eq!(digest, fetched.digest);
-    store.tag(
-        &r.to_string(),
-        &fetched.digest,
-        MEDIA_MANIFEST,
-        fetched.bytes.len() as u64,
-    )?;
+    store_manifest(&store, r, &fetched, true)?;
     let bytes_fetched = layers.iter().filter(|l| !l.cached).map(|l| l.size).sum();
     let bytes_received = layers.iter().map(|l| l.bytes_received).sum();
     let chunks_refetched = layers.iter().map(|l| l.chunks_refetched).sum();

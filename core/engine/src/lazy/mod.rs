@@ -352,19 +352,8 @@ async fn fetch_upfront(
                 .await?;
         bytes_fetched += got.stats.bytes_received;
     }
-    if fetched.manifest.config.digest == empty_config().digest {
-        store.put_blob_bytes(EMPTY_CONFIG_DATA)?;
-    }
-    store.put_blob_bytes(&fetched.bytes)?;
-    if tag_now {
-        // Everything is here: tag it as a pull would.
-        store.tag(
-            &r.to_string(),
-            &fetched.digest,
-            MEDIA_MANIFEST,
-            fetched.bytes.len() as u64,
-        )?;
-    }
+    // Tagged now only when everything is here; else by the server once every blob arrived.
+    crate::pull::store_manifest(store, r, fetched, tag_now)?;
     Ok(bytes_fetched)
 }
 
