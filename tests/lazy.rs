@@ -495,7 +495,12 @@ fn privileged_umount_while_filling_leaves_no_mount_loop_device_or_process() {
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
     proxy.set_delay_ms_per_mib(500);
-    mount_lazy(&store, &reference, &mnt, 30_000);
+    // `pull --mount --lazy` is the same lazy mount.
+    run_ok(
+        fspack(&store)
+            .args(["pull", &reference, "--lazy", "--mount"])
+            .arg(&mnt),
+    );
     let e = entry(&store, &mnt).unwrap();
     assert_eq!(e["lazy_status"]["state"], "filling", "{e}");
     assert!(
