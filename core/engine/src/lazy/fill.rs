@@ -29,9 +29,9 @@ pub const CHUNK_ATTEMPTS: u32 = 3;
 /// Largest run fetched ahead of a sequential reader, in bytes.
 pub const MAX_WINDOW: u64 = 32 << 20;
 /// Largest run one background-fill request covers, in bytes (one Range request).
-pub const FILL_RUN: u64 = 4 << 20;
+pub const FILL_RUN: u64 = 2 << 20;
 /// Largest run one demand request covers, in bytes.
-const DEMAND_RUN: u64 = 4 << 20;
+const DEMAND_RUN: u64 = 2 << 20;
 /// How long a chunk that failed [`CHUNK_ATTEMPTS`] times is left out of the background fill.
 const FAILED_PAUSE: Duration = Duration::from_secs(5);
 /// Longest pause between two tries of a registry that does not answer.

@@ -173,7 +173,9 @@ pub async fn mount_lazy(
         manifest_digest: fetched.digest.clone(),
         manifest_size: fetched.bytes.len() as u64,
         blobs: lazy_blobs.clone(),
-        jobs: settings.pull.jobs.max(1),
+        // As many streams as an eager pull opens (`jobs` blobs × `ranges` Range requests), so a
+        // capped link fills as fast as an eager pull of the same artifact.
+        jobs: settings.pull.jobs.max(1) * settings.pull.ranges.max(1),
         read_timeout_ms: read_timeout().as_millis() as u64,
         target: target.clone(),
         state_dir: state_dir.clone(),
