@@ -14,8 +14,8 @@ use crate::auth::challenge::parse_challenges;
 use crate::auth::{parse_token_answer, token_expiry};
 use crate::download::parse_content_range;
 use crate::manifest::{ImageIndex, ImageManifest};
+use crate::response::error_summary;
 use crate::retry::{RetryPolicy, parse_retry_after};
-use crate::transport::error_summary;
 use crate::upload::{next_offset, parse_range_end};
 
 /// Decimal numbers of any size, also beyond `u64`, sometimes signed or padded.

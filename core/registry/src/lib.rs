@@ -20,6 +20,7 @@ pub mod manifest;
 mod ops;
 mod redact;
 pub mod reference;
+mod response;
 mod retry;
 mod transport;
 mod upload;

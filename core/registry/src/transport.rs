@@ -12,16 +12,15 @@ use reqwest::{Method, Response, StatusCode, Url};
 
 use crate::auth::{Used, scope};
 use crate::client::Client;
-use crate::error::{Failure, RegistryError};
-use crate::redact::{redact_url, sanitize};
-use crate::reference::{Reference, display_registry};
-use crate::retry::{
-    looks_like_plain_http_server, parse_retry_after, retryable_status, retryable_transport,
+use crate::error::RegistryError;
+use crate::redact::redact_url;
+use crate::reference::Reference;
+pub(crate) use crate::response::{
+    ReadError, auth_error, error_detail, net_error, protocol, read_capped, status_error, unexpected,
 };
+use crate::retry::{parse_retry_after, retryable_status, retryable_transport};
 
 const MAX_REDIRECTS: usize = 10;
-/// Largest error body we read for its code and message.
-const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// A request body.
 pub(crate) enum ReqBody {
@@ -283,119 +282,4 @@ impl Client {
             }
         }
     }
-}
-
-/// A [`RegistryError::Network`] from a transport error, with a hint when an https request met a
-/// plain-HTTP server.
-pub(crate) fn net_error(
-    action: &str,
-    url: &Url,
-    e: reqwest::Error,
-    attempts: u32,
-) -> RegistryError {
-    let e = e.without_url();
-    let hint = (url.scheme() == "https" && looks_like_plain_http_server(&e))
-        .then(|| "the server answered in plain HTTP: pass --plain-http".to_string());
-    RegistryError::Network {
-        action: action.to_string(),
-        url: redact_url(url),
-        attempts,
-        hint,
-        source: Box::new(e),
-    }
-}
-
-/// A [`RegistryError::Network`] for a transient status (5xx, 408, 429), with the registry's words.
-pub(crate) async fn status_error(
-    action: &str,
-    url: &Url,
-    resp: Response,
-    attempts: u32,
-) -> RegistryError {
-    let detail = error_detail(resp).await;
-    RegistryError::Network {
-        action: action.to_string(),
-        url: redact_url(url),
-        attempts,
-        hint: None,
-        source: Box::new(Failure(format!("the registry answered {detail}"))),
-    }
-}
-
-pub(crate) fn protocol(url: &Url, detail: String) -> RegistryError {
-    RegistryError::Protocol {
-        url: redact_url(url),
-        detail,
-    }
-}
-
-pub(crate) fn auth_error(r: &Reference, detail: String) -> RegistryError {
-    RegistryError::Auth {
-        registry: display_registry(&r.registry).to_string(),
-        repository: r.repository.clone(),
-        detail,
-    }
-}
-
-/// An unexpected response as a [`RegistryError::Protocol`].
-pub(crate) async fn unexpected(url: &Url, resp: Response) -> RegistryError {
-    protocol(url, error_detail(resp).await)
-}
-
-/// Status plus the first `{"errors":[{"code","message"}]}` entry of the body, sanitised and capped.
-pub(crate) async fn error_detail(resp: Response) -> String {
-    let status = resp.status();
-    let body = read_capped(resp, MAX_ERROR_BODY).await.unwrap_or_default();
-    error_summary(status, &body)
-}
-
-/// The text form of [`error_detail`]: any body, however hostile, gives a short line.
-pub(crate) fn error_summary(status: StatusCode, body: &[u8]) -> String {
-    let mut out = status.to_string();
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
-        && let Some(e) = v.get("errors").and_then(|e| e.get(0))
-    {
-        if let Some(code) = e.get("code").and_then(|c| c.as_str()) {
-            out.push_str(&format!(": {}", sanitize(code, 64)));
-        }
-        if let Some(msg) = e.get("message").and_then(|c| c.as_str()) {
-            out.push_str(&format!(": {}", sanitize(msg, 200)));
-        }
-    }
-    out
-}
-
-/// Why a capped read failed.
-#[derive(Debug)]
-pub(crate) enum ReadError {
-    TooLarge(usize),
-    Body(reqwest::Error),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::TooLarge(cap) => write!(f, "body larger than {cap} bytes"),
-            ReadError::Body(e) => write!(f, "body cut: {e}"),
-        }
-    }
-}
-
-/// Reads a whole body, failing past `cap` bytes.
-pub(crate) async fn read_capped(mut resp: Response, cap: usize) -> Result<Vec<u8>, ReadError> {
-    if resp.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(ReadError::TooLarge(cap));
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| ReadError::Body(e.without_url()))?
-    {
-        if out.len() + chunk.len() > cap {
-            return Err(ReadError::TooLarge(cap));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }

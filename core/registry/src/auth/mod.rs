@@ -511,7 +511,7 @@ impl Auth {
             };
             let transient = match rb.send().await {
                 Ok(resp) if resp.status().is_success() => {
-                    let body = crate::transport::read_capped(resp, MAX_TOKEN_BODY).await;
+                    let body = crate::response::read_capped(resp, MAX_TOKEN_BODY).await;
                     match body {
                         Ok(b) => {
                             let (tok, lifetime) =
@@ -548,12 +548,12 @@ impl Auth {
                     format!("token service answered {}", resp.status())
                 }
                 Ok(resp) => {
-                    let detail = crate::transport::error_detail(resp).await;
+                    let detail = crate::response::error_detail(resp).await;
                     return Err(RegistryError::Protocol { url: shown, detail });
                 }
                 Err(e) if retryable_transport(&e) => e.without_url().to_string(),
                 Err(e) => {
-                    return Err(crate::transport::net_error(
+                    return Err(crate::response::net_error(
                         "get a token from",
                         &url,
                         e,
