@@ -12,7 +12,8 @@
 //! prefix, so [`Ingest::commit_written`] needs neither a read-back nor a long fsync. The older
 //! [`Ingest::file`] + [`Ingest::mark_done`] + [`Ingest::commit`] path hashes at commit.
 //!
-//! A piece that continues the hashed prefix is hashed from the caller's buffer and, when it is
+//! A piece that continues the hashed prefix is hashed from the caller's buffer and, when the
+//! caller allows it ([`Ingest::direct_writes`]: a pull does, a lazy mount does not) and it is
 //! block-aligned, written with `O_DIRECT`: it is never read back, so copying it into the page
 //! cache would only cost CPU (the largest kernel cost of a pull on loopback, issue 9) and
 //! writeback later. Pieces that land ahead of the prefix go through the page cache, from where
@@ -47,6 +48,8 @@ pub struct Ingest {
     file: File,
     /// The data file opened with `O_DIRECT`, where the file system allows it.
     direct: Option<File>,
+    /// Whether the caller asked for direct writes ([`Ingest::direct_writes`]).
+    direct_wanted: std::sync::atomic::AtomicBool,
     /// Set after a direct write failed: the file system wants another alignment; stop trying.
     direct_failed: std::sync::atomic::AtomicBool,
     committed: bool,
@@ -103,6 +106,7 @@ impl Ingest {
                 blob_path,
                 file,
                 direct: None,
+                direct_wanted: Default::default(),
                 direct_failed: Default::default(),
                 committed: true,
                 hasher: PrefixHasher::new(size),
@@ -159,6 +163,7 @@ impl Ingest {
             blob_path,
             file,
             direct,
+            direct_wanted: Default::default(),
             direct_failed: Default::default(),
             committed: false,
             hasher: PrefixHasher::new(size),
@@ -222,13 +227,24 @@ impl Ingest {
         self.hasher.present(start, end);
     }
 
+    /// Lets [`Ingest::write_at`] write past the page cache (`O_DIRECT`) what it hashes from the
+    /// caller's buffer. For a download nobody reads while it runs (a pull): the bytes are not
+    /// read back, so the copy into the page cache would only cost CPU. Not for a partial blob
+    /// that is served while it fills (a lazy mount reads it through the page cache). Off by
+    /// default.
+    pub fn direct_writes(&self, on: bool) {
+        self.direct_wanted
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Writes `bytes` at `offset`: `pwrite`, early writeback (so the fsync at commit is short),
     /// a journal line, and the whole-blob hash advanced over the in-order prefix. Safe to call
     /// from several threads at once for disjoint ranges.
     ///
-    /// When `bytes` continue the hashed prefix they are hashed from the buffer; if offset, length
-    /// and the buffer's address are also multiples of [`DIRECT_ALIGN`] they are written with
-    /// `O_DIRECT`, past the page cache (the registry client hands over aligned units for this).
+    /// When `bytes` continue the hashed prefix they are hashed from the buffer. After
+    /// [`Ingest::direct_writes`], if offset, length and the buffer's address are also multiples
+    /// of [`DIRECT_ALIGN`], they are written with `O_DIRECT` (the registry client hands over
+    /// aligned units for this).
     ///
     /// Errors: the `io::Error` of the write or the journal append (the data file's or journal's
     /// path is in the caller's context).
@@ -252,6 +268,7 @@ impl Ingest {
                 if hashed
                     && aligned
                     && !bytes.is_empty()
+                    && self.direct_wanted.load(Ordering::Relaxed)
                     && !self.direct_failed.load(Ordering::Relaxed) =>
             {
                 d.write_all_at(bytes, offset)

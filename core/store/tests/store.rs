@@ -684,11 +684,13 @@ fn aligned_units_from_many_threads_commit_and_resume_byte_exact() {
         .collect();
     // A first attempt writes the first 5 units in order, then stops (a killed pull).
     let ing = store.ingest(&d, data.len() as u64).unwrap();
+    ing.direct_writes(true);
     for &(a, b) in &units[..5] {
         ing.write_at(a as u64, &aligned[a..b]).unwrap();
     }
     drop(ing);
     let ing = Arc::new(store.ingest(&d, data.len() as u64).unwrap());
+    ing.direct_writes(true);
     let done = ing.done_ranges();
     assert_eq!(done, vec![(0, 5 * UNIT as u64)]);
     // What the first attempt wrote reads back exactly (written past the page cache or not).
