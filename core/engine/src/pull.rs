@@ -19,11 +19,17 @@ use crate::error::{EngineError, Result};
 use crate::report::Reporter;
 
 /// Settings of a pull.
+///
+/// Together `jobs × ranges` is the pull's budget of concurrent requests. Where more than `jobs`
+/// large blobs are wanted, the budget goes to more blobs at once (each one streamed in order)
+/// before more Range requests per blob: in-order bytes are hashed from the buffer they arrive
+/// in and written past the page cache, which ranges ahead of the prefix are not (issue 9). See
+/// [`plan_lanes`].
 #[derive(Debug, Clone)]
 pub struct PullSettings {
-    /// Blobs fetched at once.
+    /// Blobs fetched at once (at least; see above).
     pub jobs: usize,
-    /// Concurrent Range requests within one large blob.
+    /// Concurrent Range requests within one large blob (at most).
     pub ranges: usize,
     /// Signatures and policy checked before any layer is fetched (issue 12).
     pub trust: Arc<crate::trust::Trust>,
@@ -80,6 +86,55 @@ pub struct Fetched {
     pub bytes: Vec<u8>,
     /// Digest of `bytes`.
     pub digest: String,
+}
+
+/// How a pull spreads its requests: blobs at once and Range requests per blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lanes {
+    /// Blobs fetched at once.
+    pub blobs: usize,
+    /// The request budget (`jobs × ranges`).
+    budget: usize,
+    /// Most Range requests for one blob.
+    max_ranges: usize,
+    /// Bytes of the large blobs still wanted.
+    large_bytes: u64,
+}
+
+impl Lanes {
+    /// Range requests for a blob of `size` bytes: its share of the budget by size (rounded
+    /// down), between 1 and `ranges`. Small blobs are fetched in one request anyway. With blobs
+    /// of equal size the requests in flight stay within the budget; a very uneven mix may exceed
+    /// it by the blobs whose share is below one request.
+    pub fn ranges_for(&self, size: u64) -> usize {
+        if self.large_bytes == 0 || size < LARGE_BLOB {
+            return self.max_ranges;
+        }
+        let share = self.budget as u128 * size as u128 / self.large_bytes as u128;
+        (share as usize).clamp(1, self.max_ranges)
+    }
+}
+
+/// Blobs from this size (bytes) on are split into Range requests by the registry client
+/// ([`fspack_registry::DownloadOptions`]'s `min_split`).
+const LARGE_BLOB: u64 = 8 << 20;
+
+/// Spreads a budget of `jobs × ranges` concurrent requests over the blobs still missing
+/// (`sizes`, bytes): at least `jobs` blobs at once, more when more large blobs are wanted (up
+/// to the budget), and each large blob its share of the budget by size in Range requests (1 to
+/// `ranges`). Four 128 MiB blobs with `--jobs 4` get 4 requests each, as before; sixteen get one
+/// each, sixteen at once: the same 16 connections, but every byte arrives in order, so it is
+/// hashed from its buffer and written past the page cache (issue 9, loopback pull).
+pub fn plan_lanes(sizes: &[u64], jobs: usize, ranges: usize) -> Lanes {
+    let (jobs, ranges) = (jobs.max(1), ranges.max(1));
+    let budget = jobs * ranges;
+    let large: Vec<u64> = sizes.iter().copied().filter(|&s| s >= LARGE_BLOB).collect();
+    Lanes {
+        blobs: jobs.max(large.len().min(budget)),
+        budget,
+        max_ranges: ranges,
+        large_bytes: large.iter().sum(),
+    }
 }
 
 /// Resolves `r` to an image manifest, following an index to its first fspack (or first) entry.
@@ -185,9 +240,15 @@ pub async fn pull(
         }
     }
     reporter.plan_total(wanted.iter().map(|d| d.size).sum());
+    let missing: Vec<u64> = wanted
+        .iter()
+        .filter(|d| !store.has_blob(&d.digest))
+        .map(|d| d.size)
+        .collect();
+    let lanes = plan_lanes(&missing, settings.jobs, settings.ranges);
     let work = wanted.iter().map(|d| {
         let (store, reporter, pinned) = (store.clone(), reporter.clone(), pinned.clone());
-        let ranges = settings.ranges;
+        let ranges = lanes.ranges_for(d.size);
         async move {
             let got =
                 crate::fetch::fetch_blob(client, &pinned, d, &store, ranges, &reporter).await?;
@@ -202,7 +263,7 @@ pub async fn pull(
         }
     });
     let layers: Vec<PulledLayer> = stream::iter(work)
-        .buffer_unordered(settings.jobs.max(1))
+        .buffer_unordered(lanes.blobs)
         .try_collect()
         .await?;
 
@@ -223,4 +284,41 @@ pub async fn pull(
         mounted_at: None,
     };
     Ok((report, fetched))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn the_request_budget_goes_to_more_blobs_before_more_ranges() {
+        // The capped bench profile: four large blobs and two small ones, --jobs 4.
+        let l = plan_lanes(
+            &[128 * MIB, 128 * MIB, 128 * MIB, 128 * MIB, MIB, 24_000],
+            4,
+            4,
+        );
+        assert_eq!(l.blobs, 4);
+        assert_eq!(l.ranges_for(128 * MIB), 4);
+        // The loopback model: sixteen large blobs, each streamed in order, sixteen at once.
+        let l = plan_lanes(&[128 * MIB; 16], 4, 4);
+        assert_eq!((l.blobs, l.ranges_for(128 * MIB)), (16, 1));
+        // One huge blob beside many smaller ones keeps its Range requests.
+        let mut sizes = vec![10 * MIB; 15];
+        sizes.push(10_000 * MIB);
+        let l = plan_lanes(&sizes, 4, 4);
+        assert_eq!(
+            (l.blobs, l.ranges_for(10_000 * MIB), l.ranges_for(10 * MIB)),
+            (16, 4, 1)
+        );
+        // More blobs than the budget: the budget bounds the blobs at once.
+        let l = plan_lanes(&[64 * MIB; 40], 2, 3);
+        assert_eq!((l.blobs, l.ranges_for(64 * MIB)), (6, 1));
+        // --jobs 1 stays one blob, one request.
+        let l = plan_lanes(&[128 * MIB; 16], 1, 1);
+        assert_eq!((l.blobs, l.ranges_for(128 * MIB)), (1, 1));
+        assert_eq!(plan_lanes(&[], 4, 4).blobs, 4);
+    }
 }

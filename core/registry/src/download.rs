@@ -15,7 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fspack_chunkindex::{ChunkIndex, PrefixHasher};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderValue, RANGE};
@@ -36,7 +36,8 @@ const PROGRESS_RESETS_RETRIES: u64 = 1 << 20;
 pub type RangeDone = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Where the verified units of a blob go. Called from blocking threads, several at once, each
-/// unit exactly once per successful fetch; an error fails the download.
+/// unit exactly once per successful fetch; an error fails the download. A unit's bytes start at
+/// a [`UNIT_ALIGN`]-aligned address, so a sink may write them with `O_DIRECT`.
 pub trait BlobSink: Send + Sync {
     /// Writes `bytes` (already verified against their chunk digest, when there is an index) at
     /// byte `offset` of the blob.
@@ -395,7 +396,7 @@ impl Job<'_> {
         limit: u64,
         whole_body: bool,
     ) -> Result<(), CopyError> {
-        let mut buf = BytesMut::new();
+        let mut buf = UnitBuf::default();
         let mut received = 0u64;
         let body_len = if whole_body { self.size } else { limit - *pos };
         loop {
@@ -426,17 +427,19 @@ impl Job<'_> {
                 }));
             }
             let room = limit.saturating_sub(*pos + buf.len() as u64) as usize;
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            while *pos < limit {
+            let mut data = &chunk[..chunk.len().min(room)];
+            while !data.is_empty() {
                 let i = self.units.at(*pos);
                 let (_, e) = self.units.range(i);
                 let need = (e - *pos) as usize;
-                if buf.len() < need {
-                    break;
+                buf.reserve(need);
+                let take = (need - buf.len()).min(data.len());
+                buf.extend(&data[..take]);
+                data = &data[take..];
+                if buf.len() == need {
+                    buf = self.hand_over(i, *pos, buf).await?;
+                    *pos = e;
                 }
-                let unit = buf.split_to(need).freeze();
-                self.hand_over(i, *pos, unit).await?;
-                *pos = e;
             }
         }
         if *pos < limit {
@@ -448,23 +451,25 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Verifies unit `i` (at `at`) and gives it to the sink, off the async threads.
-    async fn hand_over(&self, i: usize, at: u64, unit: Bytes) -> Result<(), CopyError> {
+    /// Verifies unit `i` (at `at`) and gives it to the sink, off the async threads. Returns the
+    /// buffer, emptied, for the next unit.
+    async fn hand_over(&self, i: usize, at: u64, unit: UnitBuf) -> Result<UnitBuf, CopyError> {
         let (sink, chunks) = (self.sink.clone(), self.units.chunks.clone());
         let n = unit.len() as u64;
         let res = tokio::task::spawn_blocking(move || {
-            if let Some(c) = &chunks
-                && !c.verify(i, &unit)
-            {
-                return Ok(false);
-            }
-            sink.write_at(at, &unit).map(|()| true)
+            let mut unit = unit;
+            let res = match &chunks {
+                Some(c) if !c.verify(i, unit.bytes()) => Ok(false),
+                _ => sink.write_at(at, unit.bytes()).map(|()| true),
+            };
+            unit.clear();
+            (unit, res)
         })
         .await;
-        match res {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return Err(CopyError::BadChunk(i)),
-            Ok(Err(e)) => {
+        let unit = match res {
+            Ok((unit, Ok(true))) => unit,
+            Ok((_, Ok(false))) => return Err(CopyError::BadChunk(i)),
+            Ok((_, Err(e))) => {
                 return Err(CopyError::Fatal(RegistryError::io(
                     format!("write {} at offset {at}", self.what()),
                     e,
@@ -476,12 +481,56 @@ impl Job<'_> {
                     std::io::Error::other(e.to_string()),
                 )));
             }
-        }
+        };
         self.progress.bytes(n);
         if let Some(cb) = &self.on_done {
             cb(at, at + n);
         }
-        Ok(())
+        Ok(unit)
+    }
+}
+
+/// Alignment in bytes of the units handed to a [`BlobSink`]: the page size, what `O_DIRECT`
+/// asks of a buffer's address on every Linux file system.
+pub const UNIT_ALIGN: usize = 4096;
+
+/// One unit being collected from a body, at a [`UNIT_ALIGN`]-aligned address (so the store can
+/// write it with `O_DIRECT`), reused from unit to unit of a range: the allocation is made once,
+/// not per MiB.
+#[derive(Default)]
+struct UnitBuf {
+    v: Vec<u8>,
+    /// Bytes skipped at the start of `v` to reach the alignment.
+    pad: usize,
+}
+
+impl UnitBuf {
+    fn len(&self) -> usize {
+        self.v.len() - self.pad
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.v[self.pad..]
+    }
+
+    fn clear(&mut self) {
+        self.v.truncate(self.pad);
+    }
+
+    /// Makes room for a unit of `need` bytes without moving it later.
+    fn reserve(&mut self, need: usize) {
+        if self.v.capacity() > 0 && self.v.capacity() >= self.pad + need {
+            return;
+        }
+        let mut v = Vec::with_capacity(need + UNIT_ALIGN);
+        let pad = (UNIT_ALIGN - v.as_ptr() as usize % UNIT_ALIGN) % UNIT_ALIGN;
+        v.resize(pad, 0);
+        v.extend_from_slice(self.bytes());
+        (self.v, self.pad) = (v, pad);
+    }
+
+    fn extend(&mut self, data: &[u8]) {
+        self.v.extend_from_slice(data);
     }
 }
 
