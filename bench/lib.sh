@@ -281,6 +281,7 @@ meta() { jrec meta name="$1" value="$2"; }
 # target KIND TEXT ARGS...: a target that tables.py checks against the rows (issue given in TEXT):
 #   target ratio     TEXT KEY_A KEY_B OP LIMIT   median A / median B (OP is <= or >=)
 #   target throughput TEXT KEY_A KEY_B OP LIMIT  median B / median A (A's throughput over B's)
+#   target time      TEXT KEY OP SECONDS         median of KEY OP SECONDS
 #   target rss       TEXT KEY MIB                peak RSS of KEY <= MIB
 #   target rss_vs    TEXT KEY_A KEY_B            peak RSS of A <= peak RSS of B
 #   target size      TEXT KEY_A KEY_B PERCENT    |size A / size B - 1| <= PERCENT %

@@ -125,6 +125,13 @@ def verdict(doc, t):
         met = r <= limit if op == "<=" else r >= limit
         shown = f"{r:.2f}× ({ra['median_s']:.2f} s vs {rb['median_s']:.2f} s; target {op} {a[3]}×)"
         return shown, "met" if met else "NOT met"
+    if kind == "time":
+        r = rows.get(a[0])
+        if not ok(r):
+            return "row not measured", "not measured"
+        op, limit = a[1], float(a[2])
+        met = r["median_s"] <= limit if op == "<=" else r["median_s"] >= limit
+        return f"{r['median_s']:.2f} s (target {op} {a[2]} s)", "met" if met else "NOT met"
     if kind == "rss":
         r = rows.get(a[0])
         if not ok(r):
