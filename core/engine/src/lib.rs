@@ -5,6 +5,7 @@
 
 pub mod artifact;
 pub mod build;
+pub mod digest_cache;
 pub mod error;
 pub mod fetch;
 pub mod import;

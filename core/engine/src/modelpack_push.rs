@@ -242,6 +242,7 @@ pub fn layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
             media_type: role.media_type().into(),
             annotations,
             source: Arc::new(source),
+            cache_key: crate::digest_cache::CacheKey::for_file(src, false),
         });
     }
     Ok(Prepared::plain(out, "modelpack", "per-file"))

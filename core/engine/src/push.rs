@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::artifact::*;
 use crate::build::{ImageFormat, ImageSettings, plan_erofs};
+use crate::digest_cache::{CacheKey, Cached, DigestCache};
 use crate::error::{EngineError, Result};
 use crate::report::{Reporter, TransferProgress};
 use crate::target::Target;
@@ -54,6 +55,9 @@ pub struct Layer {
     pub annotations: BTreeMap<String, String>,
     /// The bytes.
     pub source: Arc<dyn BlobSource>,
+    /// What the bytes are made of, to find the layer's digest in the store's digest cache
+    /// instead of hashing it; `None`: always hashed.
+    pub cache_key: Option<CacheKey>,
 }
 
 /// What a push did.
@@ -103,11 +107,12 @@ impl BlobSource for PlanSource {
 }
 
 /// The layer of an EROFS primary image (the whole image, or the metadata of a chunked one).
-fn meta_layer(title: &str, source: Arc<dyn BlobSource>) -> Layer {
+fn meta_layer(title: &str, source: Arc<dyn BlobSource>, cache_key: Option<CacheKey>) -> Layer {
     Layer {
         media_type: MEDIA_EROFS.into(),
         annotations: titled(title),
         source,
+        cache_key,
     }
 }
 
@@ -186,6 +191,7 @@ pub fn layers_for(
             layers.push(Layer {
                 media_type: MEDIA_DEVICE.into(),
                 annotations,
+                cache_key: CacheKey::for_plan(&blob, true),
                 source: Arc::new(PlanSource(blob)),
             });
         }
@@ -199,7 +205,8 @@ pub fn layers_for(
             });
         }
         let title = image.meta.name.clone();
-        layers.push(meta_layer(&title, Arc::new(PlanSource(image.meta))));
+        let key = CacheKey::for_plan(&image.meta, true);
+        layers.push(meta_layer(&title, Arc::new(PlanSource(image.meta)), key));
         let layout = if chunked { "chunked" } else { "single" };
         return Ok(Prepared {
             layers,
@@ -231,6 +238,7 @@ pub fn layers_for(
         media_type,
         annotations: titled(&title),
         source: Arc::new(src),
+        cache_key: CacheKey::for_file(source, true),
     };
     if format == Format::Erofs {
         let devices = erofs_extra_devices(source)?;
@@ -254,6 +262,7 @@ pub fn layers_for(
                     media_type: MEDIA_DEVICE.into(),
                     annotations,
                     source: Arc::new(blob),
+                    cache_key: CacheKey::for_file(&path, true),
                 });
             }
             return Ok(Prepared {
@@ -331,10 +340,12 @@ fn squashfs_layers(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            // Shards are compressed anew into scratch space on every push: new inodes, no key.
             Ok(Layer {
                 media_type: media_type.clone(),
                 annotations: titled(&title),
                 source: Arc::new(source),
+                cache_key: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -433,14 +444,35 @@ fn indexed_size(data: u64) -> u64 {
 ///
 /// With `embed_index` false the blob is the source alone: a ModelPack layer must be the file
 /// itself, byte for byte, for modctl and every other reader (issue 15).
+///
+/// With a `cache` and a `key`, a layer hashed before with the same key is not read: its digest
+/// and chunk index come from the store's digest cache ([`crate::digest_cache`], issue 14), and a
+/// layer hashed here is recorded there for the next push.
 async fn hash(
     src: Arc<dyn BlobSource>,
     reporter: Arc<dyn Reporter>,
     bar: usize,
     embed_index: bool,
+    cache: Option<(DigestCache, CacheKey)>,
 ) -> Result<Hashed> {
     tokio::task::spawn_blocking(move || {
-        hash_blocking(src, &|n| reporter.advance(bar, n), embed_index)
+        let advance = |n| reporter.advance(bar, n);
+        let Some((cache, key)) = cache else {
+            return hash_blocking(src, &advance, embed_index);
+        };
+        if let Some(hit) = cache.get(&key, src.size()) {
+            let index = hex::decode(&hit.index_hex).expect("checked by DigestCache::get");
+            advance(src.size());
+            return Ok(assemble(src, hit.digest, embed_index.then(|| index.into())));
+        }
+        let (digest, index) = digest_and_index(&*src, &advance, embed_index)?;
+        let entry = Cached {
+            digest: digest.clone(),
+            data_len: src.size(),
+            index_hex: index.as_ref().map(hex::encode).unwrap_or_default(),
+        };
+        cache.put(&key, &entry);
+        Ok(assemble(src, digest, index))
     })
     .await
     .expect("hash task does not panic")
@@ -458,7 +490,29 @@ pub(crate) fn hash_blocking(
     advance: &dyn Fn(u64),
     embed_index: bool,
 ) -> std::io::Result<Hashed> {
-    use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE, Embedded};
+    let (digest, index) = digest_and_index(&*src, advance, embed_index)?;
+    Ok(assemble(src, digest, index))
+}
+
+/// A layer's bytes as uploaded (the source, then `index` when there is one), with its digest
+/// and the index's descriptor annotations.
+fn assemble(src: Arc<dyn BlobSource>, digest: String, index: Option<bytes::Bytes>) -> Hashed {
+    let Some(index) = index else {
+        return (digest, src, BTreeMap::new());
+    };
+    let annotations = fspack_chunkindex::Embedded::annotations(src.size(), &index);
+    let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
+    (digest, blob, annotations)
+}
+
+/// One read of `src`: the digest of the layer it becomes (the source bytes, then its encoded
+/// chunk index when `embed_index`) and that index.
+fn digest_and_index(
+    src: &dyn BlobSource,
+    advance: &dyn Fn(u64),
+    embed_index: bool,
+) -> std::io::Result<(String, Option<bytes::Bytes>)> {
+    use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE};
     let mut r = src.open_at(0)?;
     let mut h = Sha256::new();
     let mut chunks = ChunkIndexBuilder::new(DEFAULT_CHUNK_SIZE);
@@ -481,15 +535,11 @@ pub(crate) fn hash_blocking(
         )));
     }
     if !embed_index {
-        let digest = format!("sha256:{}", hex::encode(h.finalize()));
-        return Ok((digest, src, BTreeMap::new()));
+        return Ok((format!("sha256:{}", hex::encode(h.finalize())), None));
     }
     let index = bytes::Bytes::from(chunks.finish().encode());
     h.update(&index);
-    let annotations = Embedded::annotations(n_total, &index);
-    let digest = format!("sha256:{}", hex::encode(h.finalize()));
-    let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
-    Ok((digest, blob, annotations))
+    Ok((format!("sha256:{}", hex::encode(h.finalize())), Some(index)))
 }
 
 /// An error reading a layer's sources: the image crate's own error when the plan reader wrapped
@@ -581,14 +631,22 @@ pub async fn push(
         .sum::<u64>()
         + primary.as_ref().map_or(0, |_| sent_size(primary_size));
     let hash_bar = reporter.start_phase("hashing", raw);
+    // The digest cache lives in the store fspack already owns; a store that cannot be opened
+    // (another user's, read-only) only means every layer is hashed.
+    let cache = settings
+        .staging_store
+        .as_deref()
+        .and_then(|root| Store::open(root).ok())
+        .map(|s| DigestCache::in_store(s.root()));
     reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
     let one = |i: usize, l: &Layer| {
         let (reporter, store) = (reporter.clone(), store.clone());
         let src = l.source.clone();
         let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
+        let cached = cache.clone().zip(l.cache_key.clone());
         async move {
             let (digest, src, index) =
-                hash(src, reporter.clone(), hash_bar, !settings.modelpack).await?;
+                hash(src, reporter.clone(), hash_bar, !settings.modelpack, cached).await?;
             d.digest = digest;
             d.size = src.size();
             d.annotations.extend(index);
@@ -618,7 +676,8 @@ pub async fn push(
             Primary::Bind(mut image) => {
                 image.bind_devices(&digests)?;
                 let title = image.meta.name.clone();
-                meta_layer(&title, Arc::new(PlanSource(image.meta)))
+                // Metadata only: hashing it costs what keying it would.
+                meta_layer(&title, Arc::new(PlanSource(image.meta)), None)
             }
             Primary::Check { path, layer } => {
                 let dir = crate::build::blob_dir(&path);

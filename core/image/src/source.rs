@@ -213,6 +213,7 @@ impl BlobPlan {
     /// Writes all segments to an open file, copying source data in the kernel where it can.
     fn write_to_file(&self, out: &mut File, out_path: &Path) -> Result<()> {
         let mut zeros_pending = 0u64;
+        let mut wb = Writeback::default();
         for seg in &self.segments {
             match seg {
                 Segment::Bytes { buf, start, len } => {
@@ -229,10 +230,12 @@ impl BlobPlan {
                 } => {
                     flush_zeros(out, out_path, &mut zeros_pending)?;
                     let src = open_checked(path, expect)?;
-                    copy_range(&src, path, *offset, *len, out, out_path)?;
+                    copy_range(&src, path, *offset, *len, out, out_path, &mut wb)?;
                     check_unchanged(&src, path, expect)?;
                 }
             }
+            wb.at += seg.len();
+            wb.wrote_to(out, wb.at);
         }
         // Trailing zeros: extend the file so it has the planned length (a hole, no bytes written).
         if zeros_pending > 0 {
@@ -275,6 +278,42 @@ fn check_unchanged(f: &File, path: &Path, expect: &FileStamp) -> Result<()> {
     expect.check(f, path)
 }
 
+/// Bytes copied between two writeback starts: large enough that the disk gets long sequential
+/// writes, small enough that the final fsync waits for little more than the last step.
+const WRITEBACK_STEP: u64 = 64 << 20;
+
+/// Starts writeback of an output file every [`WRITEBACK_STEP`] bytes, without waiting (issue 14):
+/// the image is fsynced before it is renamed into place, and writeback that runs while the copy
+/// goes on leaves that fsync only the tail (measured on the 2 GiB model: about a fifth less wall
+/// time). Once per step, never per file: a writeback start per small file doubled the system time
+/// of a 50k-file build.
+#[derive(Default)]
+struct Writeback {
+    /// Output offset up to which writeback was started.
+    from: u64,
+    /// Output offset of the segment being written.
+    at: u64,
+}
+
+impl Writeback {
+    /// Notes that `out` holds data up to `end`, and starts writeback when a step has gathered.
+    /// `POSIX_FADV_DONTNEED` starts writeback of the dirty pages in the range
+    /// (`__filemap_fdatawrite_range`, `WB_SYNC_NONE`, as `sync_file_range(SYNC_FILE_RANGE_WRITE)`
+    /// does, which rustix does not offer) and drops only pages already clean. Advice only: an
+    /// error changes nothing.
+    fn wrote_to(&mut self, out: &File, end: u64) {
+        if end >= self.from + WRITEBACK_STEP {
+            let _ = rustix::fs::fadvise(
+                out,
+                self.from,
+                std::num::NonZeroU64::new(end - self.from),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.from = end;
+        }
+    }
+}
+
 /// Copies `len` bytes from `src` at `offset` to the current position of `out`.
 fn copy_range(
     src: &File,
@@ -283,13 +322,14 @@ fn copy_range(
     len: u64,
     out: &mut File,
     out_path: &Path,
+    wb: &mut Writeback,
 ) -> Result<()> {
     let mut off = offset;
     let mut left = len;
     // copy_file_range keeps the data in the kernel (and may reflink); fall back to read/write
     // across filesystems that refuse it.
     while left > 0 {
-        let chunk = left.min(1 << 30) as usize;
+        let chunk = left.min(WRITEBACK_STEP) as usize;
         match rustix::fs::copy_file_range(src, Some(&mut off), &*out, None, chunk) {
             Ok(0) => {
                 return Err(Error::FileChanged {
@@ -297,7 +337,10 @@ fn copy_range(
                     what: "file ended early".into(),
                 });
             }
-            Ok(n) => left -= n as u64,
+            Ok(n) => {
+                left -= n as u64;
+                wb.wrote_to(out, wb.at + (len - left));
+            }
             Err(rustix::io::Errno::XDEV)
             | Err(rustix::io::Errno::INVAL)
             | Err(rustix::io::Errno::NOSYS)
