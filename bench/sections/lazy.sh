@@ -102,7 +102,7 @@ if [[ -z $SKIP_LAZY ]]; then
             measure "lazy.first.eager.$size" "eager: fspack pull --mount + read config.json" "$label" "skip:SKIP_LSIZE" \
                 lazy_prep run_eager_first lazy_check
         fi
-        target time "lazy mount + first read of config.json ≤ 0.5 s on loopback, flat as the model grows (#10)" \
+        target time "lazy mount + first read of config.json ≤ 0.5 s on loopback, flat as the model grows: $label (#10)" \
             "lazy.first.$size" "<=" 0.5
         if [[ $size == "$LAZY_FULL" ]]; then
             measure "lazy.full.$size" "fspack mount --lazy + read every file" "$label" "skip:SKIP_LSIZE" \
