@@ -244,7 +244,7 @@ tree_sig() {
     files_bytes=$(find "$1" -type f -printf '%s\n' | awk '{ n++; s += $1 } END { printf "%d %d", n, s }')
     echo "$entries $files_bytes"
 }
-data_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }'; }
+data_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }'; }
 warm() { find "$1" -type f -exec cat {} + >/dev/null; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 is_root() { [[ $(id -u) == 0 ]]; }
@@ -380,7 +380,7 @@ measure() {
 }
 # human BYTES prints KiB/MiB/GiB.
 human() { awk -v b="$1" 'BEGIN { if (b >= 2^30) printf "%.2f GiB", b / 2^30; else if (b >= 2^20) printf "%.1f MiB", b / 2^20; else printf "%.0f KiB", b / 1024 }'; }
-size_of() { du -sb "$@" | awk '{ s += $1 } END { printf "%d", s }'; }
+size_of() { du -sb "$@" | awk '{ s += $1 } END { printf "%.0f", s }'; }
 
 # ---------------------------------------------------------------------------------------------
 # Data: bench/gen_data.py, seeded, regenerated only when its parameters change.
