@@ -160,6 +160,42 @@ fn assert_nothing_left(tmp: &Path, store: &Path) {
     );
 }
 
+/// A registry behind a fault proxy, a small model pushed through the proxy as
+/// `models/NAME:v1` (4 MiB data blobs), and a store and mount point for the test.
+struct Setup {
+    reg: Registry,
+    proxy: FaultProxy,
+    tmp: tempfile::TempDir,
+    src: PathBuf,
+    reference: String,
+    store: PathBuf,
+    mnt: PathBuf,
+}
+
+/// [`Setup`], or `None` (after saying why) where lazy mounts cannot run.
+fn setup(name: &str, salt: u8) -> Option<Setup> {
+    if !lazy_env_ok() {
+        return None;
+    }
+    let reg = Registry::start()?;
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, salt);
+    let reference = format!("{}/models/{name}:v1", proxy.addr);
+    push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
+    let (store, mnt) = (tmp.path().join("store"), tmp.path().join("mnt"));
+    Some(Setup {
+        reg,
+        proxy,
+        tmp,
+        src,
+        reference,
+        store,
+        mnt,
+    })
+}
+
 /// Runs `checks` on the mount at `mnt`, then always unmounts it with `fspack umount` and checks
 /// that nothing is left; a failed check fails the test after that cleanup.
 fn then_umount(tmp: &Path, store: &Path, mnt: &Path, checks: impl FnOnce()) {
@@ -293,16 +329,18 @@ fn privileged_lazy_mounts_read_the_source_tree_in_every_layout() {
 
 #[test]
 fn privileged_lazy_reads_never_see_flipped_bytes() {
-    if !lazy_env_ok() {
+    let Some(Setup {
+        reg: _reg,
+        proxy,
+        tmp,
+        src,
+        reference,
+        store,
+        mnt,
+    }) = setup("flipped", 2)
+    else {
         return;
-    }
-    let Some(reg) = Registry::start() else { return };
-    let proxy = FaultProxy::start(&reg.addr, Fault::None);
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model");
-    model(&src, 2);
-    let reference = format!("{}/models/flipped:v1", proxy.addr);
-    push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
+    };
     let expected = snapshot(&src, SnapOpts::KERNEL);
     let flips = || {
         proxy
@@ -311,8 +349,6 @@ fn privileged_lazy_reads_never_see_flipped_bytes() {
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     // Two damaged Range bodies: their chunks are fetched again, readers see the source.
-    let store = tmp.path().join("store");
-    let mnt = tmp.path().join("mnt");
     proxy.set_fault(Fault::FlipFirst(2));
     proxy.set_delay_ms_per_mib(50);
     mount_lazy(&store, &reference, &mnt, 30_000);
@@ -358,20 +394,18 @@ fn privileged_lazy_reads_never_see_flipped_bytes() {
 
 #[test]
 fn privileged_lazy_fill_resumes_when_the_registry_comes_back() {
-    if !lazy_env_ok() {
-        return;
-    }
-    let Some(mut reg) = Registry::start() else {
+    let Some(Setup {
+        mut reg,
+        proxy,
+        tmp,
+        src,
+        reference,
+        store,
+        mnt,
+    }) = setup("outage", 3)
+    else {
         return;
     };
-    let proxy = FaultProxy::start(&reg.addr, Fault::None);
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model");
-    model(&src, 3);
-    let reference = format!("{}/models/outage:v1", proxy.addr);
-    push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
-    let store = tmp.path().join("store");
-    let mnt = tmp.path().join("mnt");
     // One slow stream, so most blobs are still missing when the registry goes.
     proxy.set_delay_ms_per_mib(300);
     mount_lazy_with(&store, &reference, &mnt, 1_500, &["--jobs", "1"]);
@@ -401,18 +435,18 @@ fn privileged_lazy_fill_resumes_when_the_registry_comes_back() {
 
 #[test]
 fn privileged_a_killed_server_fails_reads_umount_cleans_up_and_the_next_mount_resumes() {
-    if !lazy_env_ok() {
+    let Some(Setup {
+        reg: _reg,
+        proxy,
+        tmp,
+        src,
+        reference,
+        store,
+        mnt,
+    }) = setup("killed", 4)
+    else {
         return;
-    }
-    let Some(reg) = Registry::start() else { return };
-    let proxy = FaultProxy::start(&reg.addr, Fault::None);
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model");
-    model(&src, 4);
-    let reference = format!("{}/models/killed:v1", proxy.addr);
-    push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
-    let store = tmp.path().join("store");
-    let mnt = tmp.path().join("mnt");
+    };
     // One slow stream: the fill is far from done when the server is killed.
     proxy.set_delay_ms_per_mib(500);
     mount_lazy_with(&store, &reference, &mnt, 30_000, &["--jobs", "1"]);
@@ -482,18 +516,18 @@ fn privileged_a_killed_server_fails_reads_umount_cleans_up_and_the_next_mount_re
 
 #[test]
 fn privileged_umount_while_filling_leaves_no_mount_loop_device_or_process() {
-    if !lazy_env_ok() {
+    let Some(Setup {
+        reg: _reg,
+        proxy,
+        tmp,
+        src: _,
+        reference,
+        store,
+        mnt,
+    }) = setup("early", 5)
+    else {
         return;
-    }
-    let Some(reg) = Registry::start() else { return };
-    let proxy = FaultProxy::start(&reg.addr, Fault::None);
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model");
-    model(&src, 5);
-    let reference = format!("{}/models/early:v1", proxy.addr);
-    push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
-    let store = tmp.path().join("store");
-    let mnt = tmp.path().join("mnt");
+    };
     proxy.set_delay_ms_per_mib(500);
     // `pull --mount --lazy` is the same lazy mount.
     run_ok(
