@@ -666,3 +666,56 @@ fn claim_run(
     }
     first..end
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fspack_chunkindex::ChunkIndexBuilder;
+
+    /// An index of `n` chunks of 1 MiB, and a state with nothing present or claimed.
+    fn setup(n: usize) -> (ChunkIndex, State) {
+        let mut b = ChunkIndexBuilder::new(1 << 20);
+        b.update(&vec![7u8; n << 20]);
+        let st = State {
+            present: vec![false; n],
+            claimed: vec![false; n],
+            missing: n,
+            ..Default::default()
+        };
+        (b.finish(), st)
+    }
+
+    #[test]
+    fn a_run_stops_at_present_or_claimed_chunks_the_limit_and_the_size_cap() {
+        let (ix, mut st) = setup(10);
+        st.present[4] = true;
+        assert_eq!(claim_run(&ix, &mut st, 1, 10, 16 << 20, true), 1..4);
+        assert!(st.claimed[1..4].iter().all(|&c| c) && !st.claimed[0]);
+        // Claimed chunks are not handed out twice.
+        assert_eq!(claim_run(&ix, &mut st, 1, 10, 16 << 20, true), 1..1);
+        assert_eq!(claim_run(&ix, &mut st, 5, 7, 16 << 20, true), 5..7);
+        assert_eq!(claim_run(&ix, &mut st, 7, 10, 2 << 20, true), 7..9);
+    }
+
+    #[test]
+    fn the_fill_skips_paused_chunks_past_the_first_but_a_demand_takes_them() {
+        let (ix, mut st) = setup(4);
+        st.paused_until
+            .insert(2, Instant::now() + Duration::from_secs(60));
+        let (ix2, mut st2) = (ix.clone(), st.clone_for_test());
+        assert_eq!(claim_run(&ix, &mut st, 0, 4, 16 << 20, true), 0..2);
+        assert_eq!(claim_run(&ix2, &mut st2, 0, 4, 16 << 20, false), 0..4);
+    }
+
+    impl State {
+        fn clone_for_test(&self) -> State {
+            State {
+                present: self.present.clone(),
+                claimed: self.claimed.clone(),
+                missing: self.missing,
+                paused_until: self.paused_until.clone(),
+                ..Default::default()
+            }
+        }
+    }
+}
