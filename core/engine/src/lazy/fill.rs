@@ -74,6 +74,9 @@ pub struct LazyBlob {
     /// The layer descriptor.
     pub desc: Descriptor,
     index: Arc<ChunkIndex>,
+    /// The index's largest chunk in bytes: the unit of the sequential-read test, computed once
+    /// because [`ChunkIndex::max_chunk_len`] walks every entry and reads are the hot path.
+    chunk_len: u64,
     reader: File,
     ingest: Mutex<Option<Arc<Ingest>>>,
     state: Mutex<State>,
@@ -96,7 +99,6 @@ impl LazyBlob {
             present: vec![false; n],
             claimed: vec![false; n],
             missing: n,
-            window: 0,
             ..Default::default()
         };
         let mut bytes = desc.size - index.data_size(); // the index itself is present
@@ -112,6 +114,7 @@ impl LazyBlob {
         }
         Ok(LazyBlob {
             desc,
+            chunk_len: index.max_chunk_len().max(1),
             index,
             reader,
             ingest: Mutex::new(Some(Arc::new(ingest))),
@@ -236,7 +239,7 @@ impl Fill {
         }
         // A read near where the last one ended continues a sequential stream: fetch further
         // ahead each time, so the stream soon runs at the speed of large Range requests.
-        let chunk = blob.index.max_chunk_len().max(1);
+        let chunk = blob.chunk_len;
         let sequential =
             st.seq_end > 0 && offset + 2 * chunk >= st.seq_end && offset <= st.seq_end + 2 * chunk;
         st.window = if sequential {
@@ -244,10 +247,7 @@ impl Fill {
         } else {
             0
         };
-        st.seq_end = st.seq_end.max(end);
-        if !sequential {
-            st.seq_end = end;
-        }
+        st.seq_end = if sequential { st.seq_end.max(end) } else { end };
         let ahead = blob.index.chunks_covering(offset, end + st.window);
         st.waiters.push(Waiter {
             offset,
@@ -587,12 +587,11 @@ impl Fill {
             st.paused_until.remove(&i);
             blob.present_bytes
                 .fetch_add(r.end - r.start, Ordering::Relaxed);
-            let present = std::mem::take(&mut st.present);
-            let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut st.waiters)
+            let state = &mut *st;
+            let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut state.waiters)
                 .into_iter()
-                .partition(|w| w.chunks.clone().all(|c| present[c]));
-            st.present = present;
-            st.waiters = keep;
+                .partition(|w| w.chunks.clone().all(|c| state.present[c]));
+            state.waiters = keep;
             let complete = st.missing == 0 && !st.commit_started;
             if complete {
                 st.commit_started = true;
