@@ -96,13 +96,7 @@ pub async fn fetch_blob(
             ..Default::default()
         });
     }
-    // The ingest takes a file lock: wait for it off the async threads.
-    let ingest = {
-        let (store, digest, size) = (store.clone(), d.digest.clone(), d.size);
-        tokio::task::spawn_blocking(move || store.ingest(&digest, size))
-            .await
-            .expect("no panic")?
-    };
+    let ingest = open_ingest(store, d).await?;
     if ingest.is_committed() {
         // Another pull committed it while we waited for the lock.
         reporter.skipped(d.size);
@@ -116,16 +110,7 @@ pub async fn fetch_blob(
     ingest.direct_writes(true);
     let ingest = Arc::new(ingest);
     let mut stats = DownloadStats::default();
-    let index = match &embedded {
-        Some(e) => Some(load_index(client, r, d, e, &ingest, &mut stats).await?),
-        None => None,
-    };
-    let present = {
-        let (ingest, index) = (ingest.clone(), index.clone());
-        tokio::task::spawn_blocking(move || still_present(&ingest, index.as_deref()))
-            .await
-            .expect("no panic")
-    };
+    let (index, present) = resume(client, r, d, embedded.as_ref(), &ingest, &mut stats).await?;
     let title = layer_title(d);
     let id = reporter.start(&title, d.size);
     reporter.advance(id, present.iter().map(|(a, b)| b - a).sum());
@@ -158,10 +143,50 @@ pub async fn fetch_blob(
     })
 }
 
+/// Takes blob `d`'s ingest (its file lock, the partial file and journal), waiting for another
+/// process that holds the lock off the async threads.
+///
+/// Errors: the store's, naming the blob.
+pub(crate) async fn open_ingest(store: &Arc<Store>, d: &Descriptor) -> Result<Ingest> {
+    let (store, digest, size) = (store.clone(), d.digest.clone(), d.size);
+    Ok(
+        tokio::task::spawn_blocking(move || store.ingest(&digest, size))
+            .await
+            .expect("no panic")?,
+    )
+}
+
+/// What a blob being ingested starts from: its chunk index when `embedded` announces one (see
+/// [`load_index`]), and the byte ranges an earlier, killed attempt left that are kept after
+/// checking them again (see [`still_present`]). Shared by eager pulls and the lazy server, so
+/// both resume by the same rule.
+///
+/// Errors: those of [`load_index`].
+pub(crate) async fn resume(
+    client: &Client,
+    r: &Reference,
+    d: &Descriptor,
+    embedded: Option<&Embedded>,
+    ingest: &Arc<Ingest>,
+    stats: &mut DownloadStats,
+) -> Result<(Option<Arc<ChunkIndex>>, Vec<(u64, u64)>)> {
+    let index = match embedded {
+        Some(e) => Some(load_index(client, r, d, e, ingest, stats).await?),
+        None => None,
+    };
+    let present = {
+        let (ingest, index) = (ingest.clone(), index.clone());
+        tokio::task::spawn_blocking(move || still_present(&ingest, index.as_deref()))
+            .await
+            .expect("no panic")
+    };
+    Ok((index, present))
+}
+
 /// Gets the chunk index of a blob being ingested: from the partial file when a killed pull
 /// already wrote it, else with one Range GET; checked against the digest the manifest gives,
 /// written into the partial blob (it is the blob's tail) and parsed.
-pub(crate) async fn load_index(
+async fn load_index(
     client: &Client,
     r: &Reference,
     d: &Descriptor,
@@ -224,7 +249,7 @@ pub(crate) async fn load_index(
 /// journal claims is hashed again and kept only if it matches (so a torn write or a disk that
 /// lost data after a crash costs a refetch, never a wrong byte); without one, the journal's
 /// ranges, which the whole-blob digest checks at commit. Kept ranges go to the ingest's hasher.
-pub(crate) fn still_present(ingest: &Ingest, index: Option<&ChunkIndex>) -> Vec<(u64, u64)> {
+fn still_present(ingest: &Ingest, index: Option<&ChunkIndex>) -> Vec<(u64, u64)> {
     let claimed = ingest.done_ranges();
     let Some(ix) = index else {
         for &(a, b) in &claimed {

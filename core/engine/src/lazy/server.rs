@@ -191,21 +191,11 @@ async fn open_blob(
             d.digest
         ))
     })?;
-    let ingest = {
-        let (store, digest, size) = (store.clone(), d.digest.clone(), d.size);
-        tokio::task::spawn_blocking(move || store.ingest(&digest, size))
-            .await
-            .expect("no panic")?
-    };
-    let ingest = Arc::new(ingest);
+    let ingest = Arc::new(crate::fetch::open_ingest(store, d).await?);
     let mut stats = Default::default();
-    let index = crate::fetch::load_index(client, r, d, &embedded, &ingest, &mut stats).await?;
-    let present = {
-        let (ingest, index) = (ingest.clone(), index.clone());
-        tokio::task::spawn_blocking(move || crate::fetch::still_present(&ingest, Some(&index)))
-            .await
-            .expect("no panic")
-    };
+    let (index, present) =
+        crate::fetch::resume(client, r, d, Some(&embedded), &ingest, &mut stats).await?;
+    let index = index.expect("an announced index is loaded or the call fails");
     let ingest = Arc::try_unwrap(ingest)
         .map_err(|_| EngineError::Integrity(format!("blob {} is still being written", d.digest)))?;
     LazyBlob::new(d.clone(), index, ingest, &present)
