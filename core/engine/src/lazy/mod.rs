@@ -136,18 +136,15 @@ pub async fn mount_lazy(
                 return Err(e);
             }
         };
-        let (s, reference, digest, ms) = (
-            store.clone(),
+        let more = mount_blocking(
+            &store,
             r.to_string(),
             fetched.digest.clone(),
-            settings.mount.clone(),
-        );
-        let more = tokio::task::spawn_blocking(move || {
-            let mut notes = Vec::new();
-            crate::mount::mount_at(&s, &reference, &digest, point, &ms, &mut notes).map(|_| notes)
-        })
-        .await
-        .expect("no panic")?;
+            point,
+            &settings.mount,
+            Source::Store,
+        )
+        .await?;
         notes.extend(more);
         return Ok(LazyReport {
             reference: r.to_string(),
@@ -192,16 +189,10 @@ pub async fn mount_lazy(
     )
     .await;
     let server = server.await.expect("no panic");
-    let (mut child, stdin, bytes_fetched) = match (server, got) {
+    let (child, stdin, bytes_fetched) = match (server, got) {
         (Ok((child, stdin)), Ok(n)) => (child, stdin, n),
-        (Ok((mut child, stdin)), Err(e)) => {
-            drop(stdin);
-            let dir = state_dir.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                wait_or_kill(&mut child, Duration::from_secs(10));
-                cleanup_state(&dir);
-            })
-            .await;
+        (Ok((child, stdin)), Err(e)) => {
+            abandon_server(child, stdin, state_dir).await;
             point.discard();
             return Err(e);
         }
@@ -218,21 +209,15 @@ pub async fn mount_lazy(
         fuse_dir: server::fuse_dir(&state_dir),
         record: lazy.clone(),
     };
-    let mounted = {
-        let (store, reference, digest, ms) = (
-            store.clone(),
-            r.to_string(),
-            fetched.digest.clone(),
-            settings.mount.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let mut notes = Vec::new();
-            crate::mount::mount_from(&store, &reference, &digest, point, &ms, &mut notes, &source)
-                .map(|_| notes)
-        })
-        .await
-        .expect("no panic")
-    };
+    let mounted = mount_blocking(
+        &store,
+        r.to_string(),
+        fetched.digest.clone(),
+        point,
+        &settings.mount,
+        source,
+    )
+    .await;
     match mounted {
         Ok(more) => {
             notes.extend(more);
@@ -260,16 +245,44 @@ pub async fn mount_lazy(
             })
         }
         Err(e) => {
-            // End of stdin without `mounted`: the server unmounts FUSE and exits.
-            drop(stdin);
-            let _ = tokio::task::spawn_blocking(move || {
-                wait_or_kill(&mut child, Duration::from_secs(10));
-                cleanup_state(&lazy.state_dir);
-            })
-            .await;
+            abandon_server(child, stdin, lazy.state_dir).await;
             Err(e)
         }
     }
+}
+
+/// Mounts `digest` from `source` on `point` on a thread of its own (loop devices, the image
+/// check and `mount(2)` block); returns the notes for the user.
+async fn mount_blocking(
+    store: &Arc<Store>,
+    reference: String,
+    digest: String,
+    point: MountPoint,
+    settings: &MountSettings,
+    source: Source,
+) -> Result<Vec<String>> {
+    let (store, settings) = (store.clone(), settings.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut notes = Vec::new();
+        crate::mount::mount_from(
+            &store, &reference, &digest, point, &settings, &mut notes, &source,
+        )
+        .map(|_| notes)
+    })
+    .await
+    .expect("no panic")
+}
+
+/// Ends a server whose mount did not happen: the end of its stdin without `mounted` makes it
+/// unmount FUSE and exit (killed after 10 s if it does not); then its state goes. Partial blobs
+/// stay for a resume.
+async fn abandon_server(mut child: Child, stdin: ChildStdin, state_dir: PathBuf) {
+    drop(stdin);
+    let _ = tokio::task::spawn_blocking(move || {
+        wait_or_kill(&mut child, Duration::from_secs(10));
+        cleanup_state(&state_dir);
+    })
+    .await;
 }
 
 enum Prepared {
@@ -380,18 +393,15 @@ async fn eager(
         }
     };
     let target = point.path().to_path_buf();
-    let (s, reference, digest, ms) = (
-        store.clone(),
+    let mut notes = mount_blocking(
+        &store,
         report.reference.clone(),
         report.manifest_digest.clone(),
-        settings.mount.clone(),
-    );
-    let mut notes = tokio::task::spawn_blocking(move || {
-        let mut notes = Vec::new();
-        crate::mount::mount_at(&s, &reference, &digest, point, &ms, &mut notes).map(|_| notes)
-    })
-    .await
-    .expect("no panic")?;
+        point,
+        &settings.mount,
+        Source::Store,
+    )
+    .await?;
     notes.insert(0, why);
     Ok(LazyReport {
         reference: report.reference,
