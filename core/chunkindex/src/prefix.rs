@@ -11,7 +11,7 @@
 //! cache (`O_DIRECT`), which on a 2-core machine saves the largest kernel cost of a pull.
 
 use std::collections::BTreeMap;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
@@ -100,11 +100,30 @@ impl PrefixHasher {
         }
         st.busy = true;
         let mut hasher = std::mem::take(&mut st.hasher);
+        let (mut st, result) = self.hash_joining(st, &mut hasher, at_hand, read_at);
+        st.hasher = hasher;
+        st.busy = false;
+        drop(st);
+        self.idle.notify_all();
+        result
+    }
+
+    /// Hashes, in order, the pending ranges that join the prefix, dropping the lock while each
+    /// is hashed (from `at_hand` where it covers them, else read with `read_at`). The caller has
+    /// set `busy` and taken the hasher out of the state; it gets the lock back with the result.
+    /// A range that fails to read is put back, so a later call (or finish) can try again.
+    fn hash_joining<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        hasher: &mut Sha256,
+        at_hand: Option<(u64, &[u8])>,
+        read_at: ReadAt<'_>,
+    ) -> (MutexGuard<'a, State>, std::io::Result<()>) {
         let mut buf = Vec::new();
-        let result = loop {
+        loop {
             let next = st.pending.first_key_value().map(|(&a, &b)| (a, b));
             let Some((a, b)) = next.filter(|&(a, _)| a <= st.hashed_to) else {
-                break Ok(());
+                return (st, Ok(()));
             };
             st.pending.remove(&a);
             let from = st.hashed_to;
@@ -113,20 +132,14 @@ impl PrefixHasher {
             }
             st.busy_to = b;
             drop(st);
-            let r = hash_range(&mut hasher, from, b, at_hand, read_at, &mut buf);
+            let r = hash_range(hasher, from, b, at_hand, read_at, &mut buf);
             st = self.state.lock().expect("not poisoned");
             if let Err(e) = r {
-                // Put the range back so a later call (or finish) can try again.
                 st.pending.insert(from, b);
-                break Err(e);
+                return (st, Err(e));
             }
             st.hashed_to = b;
-        };
-        st.hasher = hasher;
-        st.busy = false;
-        drop(st);
-        self.idle.notify_all();
-        result
+        }
     }
 
     /// Hashes `bytes`, which are about to be written at `offset`, straight from the buffer if
@@ -164,32 +177,18 @@ impl PrefixHasher {
         }
         st.busy = true;
         let mut hasher = std::mem::take(&mut st.hasher);
-        let mut buf = Vec::new();
-        let result = loop {
-            let next = st.pending.first_key_value().map(|(&a, &b)| (a, b));
-            let Some((a, b)) = next.filter(|&(a, _)| a <= st.hashed_to) else {
-                // The joining pending ranges are hashed: now the caller's bytes.
+        let (mut st, joined) = self.hash_joining(st, &mut hasher, None, read_at);
+        let result = match joined {
+            // The joining pending ranges are hashed: now the caller's bytes.
+            Ok(()) => {
                 st.busy_to = end;
                 drop(st);
                 hasher.update(bytes);
                 st = self.state.lock().expect("not poisoned");
                 st.hashed_to = end;
-                break Ok(true);
-            };
-            st.pending.remove(&a);
-            let from = st.hashed_to;
-            if b <= from {
-                continue;
+                Ok(true)
             }
-            st.busy_to = b;
-            drop(st);
-            let r = hash_range(&mut hasher, from, b, None, read_at, &mut buf);
-            st = self.state.lock().expect("not poisoned");
-            if let Err(e) = r {
-                st.pending.insert(from, b);
-                break Err(e);
-            }
-            st.hashed_to = b;
+            Err(e) => Err(e),
         };
         st.hasher = hasher;
         st.busy = false;
