@@ -333,6 +333,69 @@ fn squashfs_dirent_pointing_outside_is_refused() {
     assert_eq!(check_name(check_squashfs(&out).unwrap_err()), "inode");
 }
 
+/// Edits of an uncompressed mksquashfs image that the kernel refuses at mount time or that make
+/// its readdir and lookup disagree: each is refused by the walk, naming the rule.
+#[test]
+fn squashfs_edits_the_kernel_would_trip_over_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("big")).unwrap();
+    for name in ["a1", "b2", "c3"] {
+        fs::write(src.join(name), name).unwrap();
+    }
+    // Large enough for a directory index (one entry per metadata block of its listing).
+    for i in 0..3000 {
+        fs::write(src.join(format!("big/entry-with-a-long-name-{i:05}")), "x").unwrap();
+    }
+    let clean = tmp.path().join("clean");
+    if !mksquashfs_plain(&src, &clean) {
+        return;
+    }
+    check_squashfs(&clean).expect("the unedited image passes");
+    let orig = fs::read(&clean).unwrap();
+    let le64 = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
+    let (inode_table, dir_table) = (le64(&orig, 64), le64(&orig, 72));
+    let find = |from: usize, to: usize, what: &[u8]| {
+        from + orig[from..to]
+            .windows(what.len())
+            .position(|w| w == what)
+            .expect("bytes present")
+    };
+    let refused = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut img = orig.clone();
+        edit(&mut img);
+        let out = tmp.path().join("edited");
+        fs::write(&out, &img).unwrap();
+        check_name(check_squashfs(&out).unwrap_err())
+    };
+    let b2 = find(dir_table, orig.len(), b"b2");
+    // "b2" renamed "d2", after "c3": readdir lists it, lookup stops at "c3".
+    assert_eq!(refused(&|img| img[b2] = b'd'), "directory order");
+    // Its inode number delta off by one: the kernel would show another cached inode.
+    assert_eq!(
+        refused(&|img| img[b2 - 6] = img[b2 - 6].wrapping_add(1)),
+        "inode number"
+    );
+    // Fewer inodes than the export table indexes: its index no longer ends where the id table
+    // begins, which the kernel requires exactly (export.c).
+    assert_eq!(
+        refused(&|img| img[4..8].copy_from_slice(&100u32.to_le_bytes())),
+        "export table"
+    );
+    // The first inode (the table is stored uncompressed): a mode naming a FIFO for a file or
+    // directory (the kernel's read fails with EIO), and inode number 0 (refused at mount).
+    let first = inode_table + 2;
+    assert!(matches!(le16(&orig, first), 1 | 2 | 8 | 9));
+    assert_eq!(
+        refused(&|img| img[first + 3] |= 0o010000u16.to_le_bytes()[1]),
+        "inode"
+    );
+    assert_eq!(refused(&|img| img[first + 12..first + 16].fill(0)), "inode");
+    // A directory index name that is not its header's first name.
+    let indexed = find(inode_table, dir_table, b"entry-with-a-long-name-");
+    assert_eq!(refused(&|img| img[indexed + 23] ^= 0x01), "directory index");
+}
+
 /// Counts entries below `dir` as the kernel lists them, reading every inode (lstat) and
 /// symlink target on the way; the first error is returned.
 fn kernel_walk(dir: &Path) -> std::io::Result<u64> {

@@ -1,0 +1,183 @@
+//! One SquashFS inode read and checked the way the kernel's `squashfs_read_inode` reads it.
+
+use super::{DATA_UNCOMPRESSED, Img, Inode, NAME_LEN, NO_FRAGMENT, Walker, le16, le32, le64};
+use crate::error::Result;
+
+impl Walker<'_> {
+    pub(super) fn inode(&mut self, iref: u64, path: &str) -> Result<Inode> {
+        let bounds = self.inode_bounds();
+        let (block, offset) = (self.sb.inode_table + (iref >> 16), (iref & 0xffff) as usize);
+        let bad = |img: &Img, d: String| img.bad("inode", format!("{path}: {d}"));
+        let (h, mut pos, mut off) = self.meta("inode", block, offset, 16, bounds)?;
+        let kind = le16(&h, 0);
+        let (uid, gid) = (u64::from(le16(&h, 4)), u64::from(le16(&h, 6)));
+        if uid >= self.sb.id_count || gid >= self.sb.id_count {
+            return Err(bad(
+                self.img,
+                format!("id index {uid}/{gid} of {}", self.sb.id_count),
+            ));
+        }
+        let mut take = |w: &mut Self, n: usize| -> Result<Vec<u8>> {
+            let (b, p, o) = w.meta("inode", pos, off, n, bounds)?;
+            pos = p;
+            off = o;
+            Ok(b)
+        };
+        // The kernel refuses inode number 0 and a mode whose file type bits (when set; the
+        // writers leave them 0) name another type than the inode's (the read fails with EIO).
+        let (number, format) = (le32(&h, 12), le16(&h, 2) & 0o170000);
+        if number == 0 {
+            return Err(bad(self.img, "inode number 0".into()));
+        }
+        let basic = if kind > 7 { kind - 7 } else { kind };
+        let expected = match basic {
+            1 => 0o040000,
+            2 => 0o100000,
+            3 => 0o120000,
+            4 => 0o060000,
+            5 => 0o020000,
+            6 => 0o010000,
+            _ => 0o140000,
+        };
+        if format != 0 && format != expected {
+            return Err(bad(
+                self.img,
+                format!("mode names file type {format:o}, the inode is type {kind}"),
+            ));
+        }
+        let mut xattr = u32::MAX;
+        let mut inode = Inode {
+            kind,
+            number,
+            dir: None,
+            dir_index: Vec::new(),
+            blocks: 0,
+        };
+        match kind {
+            1 => {
+                let b = take(self, 16)?;
+                inode.dir = Some((u64::from(le32(&b, 0)), le16(&b, 10), u64::from(le16(&b, 8))));
+            }
+            8 => {
+                let b = take(self, 24)?;
+                inode.dir = Some((u64::from(le32(&b, 8)), le16(&b, 18), u64::from(le32(&b, 4))));
+                xattr = le32(&b, 20);
+                for _ in 0..le16(&b, 16) {
+                    let e = take(self, 12)?;
+                    let n = le32(&e, 8) as usize + 1;
+                    if n > NAME_LEN {
+                        return Err(bad(self.img, format!("directory index name of {n} bytes")));
+                    }
+                    let name = take(self, n)?;
+                    inode
+                        .dir_index
+                        .push((u64::from(le32(&e, 0)), u64::from(le32(&e, 4)), name));
+                }
+            }
+            2 | 9 => {
+                let (start, size, frag, foff) = if kind == 2 {
+                    let b = take(self, 16)?;
+                    (
+                        u64::from(le32(&b, 0)),
+                        u64::from(le32(&b, 12)),
+                        le32(&b, 4),
+                        u64::from(le32(&b, 8)),
+                    )
+                } else {
+                    let b = take(self, 40)?;
+                    xattr = le32(&b, 36);
+                    (
+                        le64(&b, 0),
+                        le64(&b, 8),
+                        le32(&b, 28),
+                        u64::from(le32(&b, 32)),
+                    )
+                };
+                let bs = self.sb.block_size;
+                let n = if frag == NO_FRAGMENT {
+                    size.div_ceil(bs)
+                } else {
+                    size / bs
+                };
+                // Each block size takes 4 bytes of metadata; more blocks than the image could
+                // hold is malformed before it is read.
+                if n.saturating_mul(4) > self.sb.bytes_used {
+                    return Err(bad(self.img, format!("{n} data blocks for {size} bytes")));
+                }
+                let mut at = start;
+                let mut left = n;
+                while left > 0 {
+                    let batch = left.min(2048);
+                    let sizes = take(self, (batch * 4) as usize)?;
+                    for s in sizes.chunks_exact(4) {
+                        let s = le32(s, 0);
+                        let stored = u64::from(s & !DATA_UNCOMPRESSED);
+                        if stored > bs {
+                            return Err(self.img.bad(
+                                "block list",
+                                format!("{path}: a block of {stored} bytes (block size {bs})"),
+                            ));
+                        }
+                        at = at.saturating_add(stored);
+                    }
+                    left -= batch;
+                }
+                if (n > 0 && start < 96) || at > self.sb.bytes_used {
+                    return Err(self.img.bad(
+                        "block list",
+                        format!(
+                            "{path}: data {start}..{at} lies outside the image's {} bytes",
+                            self.sb.bytes_used
+                        ),
+                    ));
+                }
+                if frag != NO_FRAGMENT {
+                    let tail = size % bs;
+                    if u64::from(frag) >= self.fragments.len() as u64
+                        || foff.saturating_add(tail) > bs
+                        || tail == 0
+                    {
+                        return Err(self.img.bad(
+                            "fragment",
+                            format!("{path}: fragment {frag} at offset {foff}"),
+                        ));
+                    }
+                }
+                inode.blocks = n;
+            }
+            3 | 10 => {
+                let b = take(self, 8)?;
+                let n = le32(&b, 4) as usize;
+                if n == 0 || n >= 4096 {
+                    return Err(self
+                        .img
+                        .bad("symlink", format!("{path}: target of {n} bytes")));
+                }
+                take(self, n)?;
+                if kind == 10 {
+                    xattr = le32(&take(self, 4)?, 0);
+                }
+            }
+            4 | 5 => {
+                take(self, 8)?;
+            }
+            11 | 12 => {
+                xattr = le32(&take(self, 12)?, 8);
+            }
+            6 | 7 => {
+                take(self, 4)?;
+            }
+            13 | 14 => {
+                xattr = le32(&take(self, 8)?, 4);
+            }
+            _ => return Err(bad(self.img, format!("inode type {kind}"))),
+        }
+        if xattr != u32::MAX && self.sb.xattr_ids.is_none_or(|n| u64::from(xattr) >= n) {
+            return Err(self.img.bad(
+                "xattr",
+                format!("{path}: xattr id {xattr} beyond the xattr id table"),
+            ));
+        }
+        Ok(inode)
+    }
+}
