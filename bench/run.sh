@@ -7,7 +7,9 @@
 #   bench/run.sh [--quick] [--runs N] [--only SECTIONS] [--fspack PATH]
 #
 #   --quick        small data (256 MiB model, 10k files, 128 MiB remote model) and 3 runs
-#   --runs N       runs per row (default 5, 3 with --quick)
+#   --runs N       runs per row (default 5, 3 with --quick); a row whose first run takes longer
+#                  than BENCH_LONG_S seconds (default 8) stops after 3 runs, which keeps the whole
+#                  run under 30 minutes (issue 14) and still gives a median with a range
 #   --only LIST    comma-separated sections (bench/sections/NAME.sh; default: all of them):
 #                  build,squashfs,push,remote,pull,cold, then any others by name
 #   --fspack PATH  the binary to measure (default: target/release/fspack, or $FSPACK)
@@ -32,11 +34,16 @@ bench_work
 ensure_tools
 bench_data
 meta sections "$sections"
+section_times=()
 for s in ${sections//,/ }; do
     log "section $s"
+    t_section=$(date +%s)
     # shellcheck source=/dev/null
     source "$BENCH/sections/$s.sh"
+    section_times+=("$s $(($(date +%s) - t_section)) s")
 done
+joined=$(IFS=,; echo "${section_times[*]}")
+meta section_times "${joined//,/, }"
 meta load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta duration_s "$(($(date +%s) - START))"
 

@@ -160,7 +160,8 @@ def verdict(doc, t):
 
 def runs(m):
     quick = " on the small --quick data" if m.get("quick") == "1" else ""
-    return f"{m.get('runs', '?')} runs per row{quick}"
+    long = f" (3 for rows over {m['long_s']} s)" if m.get("long_s") and int(m.get("runs", 0)) > 3 else ""
+    return f"{m.get('runs', '?')} runs per row{long}{quick}"
 
 
 def render_full(doc, heading="###"):
@@ -168,7 +169,8 @@ def render_full(doc, heading="###"):
     m = doc["meta"]
     out = [
         f"Run: {m.get('date', '?')}, {runs(m)}, sections "
-        f"{m.get('sections', '?')}, {m.get('duration_s', '?')} s in all.",
+        f"{m.get('sections', '?')}, {m.get('duration_s', '?')} s in all"
+        + (f" ({m['section_times']})." if m.get("section_times") else "."),
         f"Machine: {m.get('machine', '?')}. Load average at start {m.get('load_start', '?')}, "
         f"at end {m.get('load_end', '?')}.",
         f"fspack: {m.get('fspack', '?')}.",

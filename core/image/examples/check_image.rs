@@ -1,4 +1,4 @@
-//! Times the metadata walk that runs before every mount (issue 12), for `bench/check.sh`:
+//! Times the metadata walk that runs before every mount (issue 12), for the bench section `bench/sections/check.sh`:
 //! `check_image IMAGE [DEVICE...]` prints one JSON line with the format, the seconds taken and
 //! what was walked. Exits 1 with the check's message when the image is refused.
 
