@@ -568,6 +568,27 @@ fn every_exit_code_of_the_table_is_reachable() {
         .arg(tmp.path().join("x.erofs"))
         .assert()
         .code(3);
+    // 3: an oci: layout that is not there, named with how to make one (mount printed only
+    // the path's ENOENT before)
+    let absent = tmp.path().join("no-layout");
+    for args in [
+        vec!["pull".to_string(), format!("oci:{}:v1", absent.display())],
+        vec![
+            "mount".to_string(),
+            format!("oci:{}:v1", absent.display()),
+            tmp.path().join("mnt").display().to_string(),
+        ],
+    ] {
+        fspack(&store)
+            .args(&args)
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(format!(
+                "no OCI image layout at {} (the directory does not exist)",
+                absent.display()
+            )))
+            .stderr(predicate::str::contains("skopeo copy"));
+    }
     // 5: nothing listens on port 1
     fspack(&store)
         .args(["pull", "127.0.0.1:1/a/b:v1", "--plain-http"])

@@ -21,9 +21,25 @@ use crate::report::Reporter;
 
 /// The store tag of an `oci:` layout's tag: `oci:<canonical path>:<tag>`, so the same layout
 /// named by two relative paths is one entry.
+///
+/// Errors: [`EngineError::NotFound`] when `path` does not exist; an I/O error naming `path`
+/// when it cannot be resolved otherwise.
 pub fn layout_name(path: &Path, tag: &str) -> Result<String> {
-    let canonical = std::fs::canonicalize(path).map_err(|e| EngineError::io(path, e))?;
+    let canonical = std::fs::canonicalize(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => missing_layout(path, "the directory does not exist"),
+        _ => EngineError::io(path, e),
+    })?;
     Ok(format!("oci:{}:{tag}", canonical.display()))
+}
+
+/// The error for an `oci:` path that holds no layout, with how to make one.
+fn missing_layout(path: &Path, why: &str) -> EngineError {
+    EngineError::NotFound(format!(
+        "no OCI image layout at {} ({why}); check the path, or write a layout there with \
+         `skopeo copy docker://REF oci:{}:TAG`",
+        path.display(),
+        path.display()
+    ))
 }
 
 /// Copies the artifact tagged `tag` in the layout at `path` into `store`, verifying each blob,
@@ -40,10 +56,12 @@ pub fn import(
 ) -> Result<PullReport> {
     let started = Instant::now();
     let layout = LayoutReader::open(path).map_err(|_| {
-        EngineError::NotFound(format!(
-            "no OCI image layout at {} (no oci-layout file)",
-            path.display()
-        ))
+        let why = if path.exists() {
+            "it has no oci-layout file"
+        } else {
+            "the directory does not exist"
+        };
+        missing_layout(path, why)
     })?;
     let name = layout_name(path, tag)?;
     let d = layout.resolve(tag)?.ok_or_else(|| {
