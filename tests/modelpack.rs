@@ -749,6 +749,162 @@ fn push_modelpack_writes_a_model_spec_artifact_and_a_re_push_sends_only_the_edit
     assert_eq!(sent, ["config.json"], "{report}");
 }
 
+/// `fspack push --modelpack` gives each raw layer of more than one chunk a standalone chunk
+/// index (issue 15): named by digest on the layer, uploaded as a blob, kept reachable by a
+/// referrer. The layer list stays the files alone, which is all modctl reads, and a pull through a
+/// proxy that flips a byte fetches one chunk again instead of failing the whole blob.
+#[test]
+fn push_modelpack_publishes_chunk_indexes_that_a_pull_verifies_chunk_by_chunk() {
+    use common::proxy::{Fault, FaultProxy};
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tiny-llm");
+    model_dir(&src);
+    let reference = format!("{}/models/indexed:v1", reg.addr);
+    let out = fspack(&tmp.path().join("push-store"))
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .args(["--modelpack", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = manifest_of(&reg, "models/indexed", "v1");
+    let manifest_digest = report["manifest_digest"].as_str().unwrap();
+
+    // What a modctl-style reader sees: one raw layer per file, each with its path, and the
+    // config's diffIds are the layer digests. No layer of another type was added.
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), files_of(&src).len(), "{m}");
+    for l in layers {
+        assert!(l["mediaType"].as_str().unwrap().ends_with(".raw"), "{l}");
+        assert!(
+            l["annotations"]["org.cncf.model.filepath"].is_string(),
+            "{l}"
+        );
+    }
+    let config: serde_json::Value = serde_json::from_slice(&curl(&[&format!(
+        "http://{}/v2/models/indexed/blobs/{}",
+        reg.addr,
+        m["config"]["digest"].as_str().unwrap()
+    )]))
+    .unwrap();
+    let digests: Vec<&serde_json::Value> = layers.iter().map(|l| &l["digest"]).collect();
+    assert_eq!(
+        config["modelfs"]["diffIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        digests
+    );
+
+    // Each layer of more than one chunk names its index, and the index covers the file.
+    const CHUNK: usize = 1 << 20;
+    let mut indexed = BTreeMap::new();
+    for l in layers {
+        let path = l["annotations"]["org.cncf.model.filepath"]
+            .as_str()
+            .unwrap();
+        let data = fs::read(src.join(path)).unwrap();
+        let ann = &l["annotations"]["org.erofs.chunk-index.digest"];
+        assert_eq!(ann.is_string(), data.len() > CHUNK, "{path}: {l}");
+        assert!(l["annotations"]["org.erofs.chunk-index.range"].is_null());
+        let Some(ix_digest) = ann.as_str() else {
+            continue;
+        };
+        let ix = curl(&[&format!(
+            "http://{}/v2/models/indexed/blobs/{ix_digest}",
+            reg.addr
+        )]);
+        assert_eq!(sha256(&ix), ix_digest);
+        let chunks = data.len().div_ceil(CHUNK);
+        assert_eq!(ix.len(), 32 + 48 * chunks, "{path}");
+        assert_eq!(&ix[0..4], &[0xCD, 0xE4, 0xEC, 0x67]);
+        assert_eq!(
+            u64::from_le_bytes(ix[8..16].try_into().unwrap()),
+            data.len() as u64
+        );
+        for (i, piece) in data.chunks(CHUNK).enumerate() {
+            let e = &ix[32 + 48 * i..32 + 48 * (i + 1)];
+            assert_eq!(
+                format!("sha256:{}", hex::encode(&e[16..])),
+                sha256(piece),
+                "{path} chunk {i}"
+            );
+        }
+        indexed.insert(
+            l["digest"].as_str().unwrap().to_string(),
+            ix_digest.to_string(),
+        );
+    }
+    assert_eq!(indexed.len(), 2, "both weight files span more than a chunk");
+
+    // The referrer that keeps the indexes reachable: subject the model, each index after its
+    // target (erofs-image-spec §3.4.3).
+    let referrer = manifest_of(
+        &reg,
+        "models/indexed",
+        report["chunk_indexes"].as_str().unwrap(),
+    );
+    assert_eq!(referrer["subject"]["digest"], manifest_digest);
+    assert_eq!(
+        referrer["artifactType"],
+        "application/vnd.erofs.chunk-index.v1"
+    );
+    let pairs = referrer["layers"].as_array().unwrap();
+    assert_eq!(pairs.len(), 2 * indexed.len());
+    for p in pairs.chunks(2) {
+        let (target, ix) = (&p[0], &p[1]);
+        assert_eq!(ix["mediaType"], "application/vnd.erofs.chunk-index.v1");
+        assert_eq!(
+            ix["annotations"]["org.erofs.chunk-index.target"],
+            target["digest"]
+        );
+        assert_eq!(indexed[target["digest"].as_str().unwrap()], ix["digest"]);
+    }
+
+    // A pull through a proxy that flips one byte of one data body: that chunk is fetched again.
+    let proxy = FaultProxy::start(&reg.addr, Fault::FlipFirstAny(1));
+    let via = format!("{}/models/indexed:v1", proxy.addr);
+    let store = tmp.path().join("store");
+    let out = fspack(&store)
+        .args(["pull", &via, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        proxy
+            .counters
+            .flips
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(pulled["chunks_refetched"], 1, "{pulled}");
+    for l in pulled["layers"].as_array().unwrap() {
+        let want = indexed.contains_key(l["digest"].as_str().unwrap());
+        assert_eq!(l["chunk_verified"], want, "{l}");
+    }
+    for e in fs::read_dir(store.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            sha256(&fs::read(e.path()).unwrap()),
+            format!("sha256:{}", e.file_name().to_string_lossy()),
+            "every stored blob matches its digest"
+        );
+    }
+}
+
 #[test]
 fn privileged_push_modelpack_then_pull_mount_gives_the_source_tree() {
     if !can_mount("erofs") {

@@ -194,8 +194,14 @@ async fn open_blob(
     let ingest = Arc::new(crate::fetch::open_ingest(store, d).await?);
     let mut stats = Default::default();
     let (index, present) =
-        crate::fetch::resume(client, r, d, Some(&embedded), &ingest, &mut stats).await?;
-    let index = index.expect("an announced index is loaded or the call fails");
+        crate::fetch::resume(client, r, d, Some(&embedded), store, &ingest, &mut stats).await?;
+    let index = index.ok_or_else(|| {
+        EngineError::NotFound(format!(
+            "the chunk index {} of blob {} is not in the registry; it cannot be served lazily",
+            embedded.digest(),
+            d.digest
+        ))
+    })?;
     let ingest = Arc::try_unwrap(ingest)
         .map_err(|_| EngineError::Integrity(format!("blob {} is still being written", d.digest)))?;
     LazyBlob::new(d.clone(), index, ingest, &present)
