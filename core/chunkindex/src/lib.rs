@@ -186,6 +186,21 @@ impl ChunkIndex {
         })
     }
 
+    /// The index of a blob that has none: one chunk spanning all `data_size` bytes, whose
+    /// checksum is the blob's own sha256 (`digest_hex`, 64 hex digits). Verifying that chunk is
+    /// verifying the whole blob, so a scheduler built on chunks serves such a blob only once all
+    /// of it arrived and matched its digest (issue 15: lazy mounts of artifacts from elsewhere).
+    ///
+    /// Returns `None` for an empty blob or a digest that is not 64 hex digits.
+    pub fn whole(data_size: u64, digest_hex: &str) -> Option<ChunkIndex> {
+        let sum: [u8; 32] = hex::decode(digest_hex).ok()?.try_into().ok()?;
+        (data_size > 0).then(|| ChunkIndex {
+            data_size,
+            starts: vec![0],
+            sums: vec![sum],
+        })
+    }
+
     /// Encodes the index (header and entries), `32 + 48 × chunk_count()` bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::encoded_len(self.starts.len() as u64) as usize);
@@ -656,6 +671,19 @@ mod tests {
             Embedded::from_annotations(&BTreeMap::new(), 5).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn a_whole_blob_index_verifies_the_blob_as_one_chunk() {
+        let data = [4u8; 3000];
+        let hex = hex::encode(Sha256::digest(data));
+        let ix = ChunkIndex::whole(3000, &hex).unwrap();
+        assert_eq!((ix.chunk_count(), ix.chunk(0)), (1, 0..3000));
+        assert_eq!(ix.chunks_covering(2000, 2500), 0..1);
+        assert!(ix.verify(0, &data));
+        assert!(!ix.verify(0, &[4u8; 2999]));
+        assert_eq!(ChunkIndex::whole(0, &hex), None);
+        assert_eq!(ChunkIndex::whole(5, "abc"), None);
     }
 
     #[test]

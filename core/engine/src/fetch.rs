@@ -59,7 +59,7 @@ pub fn check_cached_size(store: &Store, d: &Descriptor, what: &str) -> Result<()
 }
 
 /// An [`Ingest`] as the registry client's sink.
-struct IngestSink(Arc<Ingest>);
+pub(crate) struct IngestSink(pub(crate) Arc<Ingest>);
 
 impl BlobSink for IngestSink {
     fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
