@@ -903,6 +903,43 @@ fn push_modelpack_publishes_chunk_indexes_that_a_pull_verifies_chunk_by_chunk() 
             "every stored blob matches its digest"
         );
     }
+    // The store keeps the indexes (for `verify` and the next pull), also through a gc.
+    fspack(&store).arg("gc").assert().success();
+    for ix in indexed.values() {
+        let path = store
+            .join("blobs/sha256")
+            .join(ix.trim_start_matches("sha256:"));
+        assert!(path.exists(), "index {ix} was dropped from the store");
+    }
+    // A damaged weight file in the store: `pull --verify` names it and fetches its bad chunk
+    // alone, verified against the index.
+    let (weight, _) = indexed
+        .iter()
+        .find(|(d, _)| {
+            layers
+                .iter()
+                .any(|l| l["digest"] == d.as_str() && l["size"] == 3 << 20)
+        })
+        .unwrap();
+    let blob = store.join("blobs/sha256").join(&weight[7..]);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&blob).unwrap();
+        f.write_all_at(&[0u8; 4096], 2 * CHUNK as u64 + 100)
+            .unwrap();
+    }
+    let out = fspack(&store)
+        .args(["pull", &via, "--verify"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(weight.as_str())
+            && stderr.contains(&format!("repaired ({CHUNK} bytes fetched)")),
+        "{stderr}"
+    );
+    assert_eq!(sha256(&fs::read(&blob).unwrap()), *weight);
 }
 
 #[test]
@@ -1224,7 +1261,15 @@ fn privileged_a_modctl_artifact_without_chunk_indexes_mounts_lazily() {
     }
     let Some(reg) = Registry::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let (layers, expected) = modctl_layers();
+    let (mut layers, mut expected) = modctl_layers();
+    // Models carry empty files (`__init__.py`): nothing to serve lazily.
+    layers.push(Layer {
+        media_type: "application/vnd.cncf.model.code.v1.raw",
+        bytes: Vec::new(),
+        filepath: "src/__init__.py".into(),
+        metadata: None,
+    });
+    expected.insert("src/__init__.py".into(), (Vec::new(), 0o644, 0));
     push_modelpack(&reg, "models/modctl-lazy", "v1", &layers, tmp.path());
     let proxy = FaultProxy::start(&reg.addr, Fault::None);
     let reference = format!("{}/models/modctl-lazy:v1", proxy.addr);

@@ -317,9 +317,11 @@ async fn prepare(
         // Raw layers are mapped from the manifest alone and served lazily (chunk by chunk
         // with an index, else once verified whole); tar layers are fetched first, since their
         // headers make the mapping (issue 15).
+        // An empty raw layer has nothing to serve (and makes no device): fetched up front.
         MountPlan::Model(m) => {
-            let raw =
-                |l: &&crate::modelpack::ModelLayer| l.packing == crate::modelpack::Packing::Raw;
+            let raw = |l: &&crate::modelpack::ModelLayer| {
+                l.packing == crate::modelpack::Packing::Raw && l.desc.size > 0
+            };
             (
                 m.layers
                     .iter()
