@@ -1231,7 +1231,8 @@ fn privileged_a_modelpack_pushed_by_fspack_mounts_lazily_and_ends_in_the_store()
     let (store, mnt) = (tmp.path().join("store"), tmp.path().join("mnt"));
     fs::create_dir_all(&mnt).unwrap();
     // A slow link, so the weights are still arriving when the mount is live.
-    proxy.set_delay_ms_per_mib(1500);
+    // A slow link: the mount reads only a few small pieces, the fill takes seconds.
+    proxy.set_delay_ms_per_mib(5000);
     let report = mount_lazy(&store, &reference, &mnt, &["--jobs", "1"]);
     checked_then_umount(tmp.path(), &store, &mnt, || {
         assert_eq!(report["lazy"], true, "{report}");
@@ -1241,9 +1242,9 @@ fn privileged_a_modelpack_pushed_by_fspack_mounts_lazily_and_ends_in_the_store()
             st["bytes_present"].as_u64().unwrap() < st["bytes_total"].as_u64().unwrap(),
             "everything was present at once, the mount was not lazy: {st}"
         );
+        proxy.set_delay_ms_per_mib(0);
         let want = files_of(&src);
         assert_files(&want, &mnt);
-        proxy.set_delay_ms_per_mib(0);
         assert_completes_into_the_store(&store, &mnt);
         let _ = fs::write("/proc/sys/vm/drop_caches", "3");
         assert_files(&want, &mnt);
@@ -1275,17 +1276,21 @@ fn privileged_a_modctl_artifact_without_chunk_indexes_mounts_lazily() {
     let reference = format!("{}/models/modctl-lazy:v1", proxy.addr);
     let (store, mnt) = (tmp.path().join("store"), tmp.path().join("mnt"));
     fs::create_dir_all(&mnt).unwrap();
-    proxy.set_delay_ms_per_mib(1500);
+    // A slow link: the tar layers (fetched before the mount) take a few seconds, the large raw
+    // layer (fetched once the mount is live) longer.
+    proxy.set_delay_ms_per_mib(3000);
     let report = mount_lazy(&store, &reference, &mnt, &["--jobs", "1"]);
     checked_then_umount(tmp.path(), &store, &mnt, || {
         assert_eq!(report["lazy"], true, "{report}");
+        // The raw layers with data are served by the server, the rest came first.
+        assert_eq!(report["lazy_blobs"], 3, "{report}");
         let st = &ls_entry(&store, &mnt)["lazy_status"];
         assert!(
             st["bytes_present"].as_u64().unwrap() < st["bytes_total"].as_u64().unwrap(),
             "everything was present at once, the mount was not lazy: {st}"
         );
-        assert_files(&expected, &mnt);
         proxy.set_delay_ms_per_mib(0);
+        assert_files(&expected, &mnt);
         assert_completes_into_the_store(&store, &mnt);
         let _ = fs::write("/proc/sys/vm/drop_caches", "3");
         assert_files(&expected, &mnt);

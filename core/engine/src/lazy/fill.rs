@@ -234,9 +234,10 @@ pub struct Fill {
     commits: Mutex<Vec<(usize, Result<std::path::PathBuf, String>)>>,
     /// Since when every fetch failed (the registry is unreachable); `None` while fetches work.
     offline_since: Mutex<Option<Instant>>,
-    /// The kernel mount is live. Until then the background fill leaves whole blobs alone: one
-    /// occupies a worker until all of it arrived, and the mount itself waits for what it reads
-    /// (tail blocks of model files, issue 15).
+    /// The kernel mount is live. Until then there is no background fill: the mount waits for
+    /// what it reads (the metadata walk, tail blocks of model files), and a worker busy with a
+    /// fill run (or a whole blob, which takes a worker until all of it arrived, issue 15) would
+    /// make it wait behind that.
     live: AtomicBool,
 }
 
@@ -265,7 +266,7 @@ impl Fill {
         }
     }
 
-    /// Says the kernel mount is live: the background fill may now start whole blobs.
+    /// Says the kernel mount is live: the background fill may start.
     pub fn set_live(&self) {
         self.live.store(true, Ordering::Release);
         self.wake.notify_waiters();
@@ -469,11 +470,10 @@ impl Fill {
             }
         }
         let now = Instant::now();
-        let live = self.live.load(Ordering::Acquire);
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
         for (b, blob) in self.blobs.iter().enumerate() {
-            if blob.whole && !live {
-                continue;
-            }
             let mut st = blob.state.lock().expect("not poisoned");
             if st.missing == 0 {
                 continue;
