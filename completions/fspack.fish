@@ -111,7 +111,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand pull" -l username -d 'Regi
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
-complete -c fspack -n "__fish_fspack_using_subcommand pull" -l lazy -d 'Mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer\'s chunk index; the rest is fetched in the background, and the mount ends as a plain mount of the store (needs --mount)'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l lazy -d 'Mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer\'s chunk index (model layers without one: once verified whole); the rest is fetched in the background, and the mount ends as a plain mount of the store (needs --mount)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l noexec -d 'Forbid executing files from the mount'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l insecure -d 'Skip TLS certificate verification (dangerous)'
@@ -131,7 +131,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand mount" -l username -d 'Reg
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
-complete -c fspack -n "__fish_fspack_using_subcommand mount" -l lazy -d 'When the artifact is not in the store: mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer\'s chunk index; the rest is fetched in the background, and the mount ends as a plain mount of the store'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l lazy -d 'When the artifact is not in the store: mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer\'s chunk index (model layers without one: once verified whole); the rest is fetched in the background, and the mount ends as a plain mount of the store'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l json -d 'Print a JSON summary on stdout'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l noexec -d 'Forbid executing files from the mount'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'

@@ -749,6 +749,199 @@ fn push_modelpack_writes_a_model_spec_artifact_and_a_re_push_sends_only_the_edit
     assert_eq!(sent, ["config.json"], "{report}");
 }
 
+/// `fspack push --modelpack` gives each raw layer of more than one chunk a standalone chunk
+/// index (issue 15): named by digest on the layer, uploaded as a blob, kept reachable by a
+/// referrer. The layer list stays the files alone, which is all modctl reads, and a pull through a
+/// proxy that flips a byte fetches one chunk again instead of failing the whole blob.
+#[test]
+fn push_modelpack_publishes_chunk_indexes_that_a_pull_verifies_chunk_by_chunk() {
+    use common::proxy::{Fault, FaultProxy};
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tiny-llm");
+    model_dir(&src);
+    let reference = format!("{}/models/indexed:v1", reg.addr);
+    let out = fspack(&tmp.path().join("push-store"))
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .args(["--modelpack", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = manifest_of(&reg, "models/indexed", "v1");
+    let manifest_digest = report["manifest_digest"].as_str().unwrap();
+
+    // What a modctl-style reader sees: one raw layer per file, each with its path, and the
+    // config's diffIds are the layer digests. No layer of another type was added.
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), files_of(&src).len(), "{m}");
+    for l in layers {
+        assert!(l["mediaType"].as_str().unwrap().ends_with(".raw"), "{l}");
+        assert!(
+            l["annotations"]["org.cncf.model.filepath"].is_string(),
+            "{l}"
+        );
+    }
+    let config: serde_json::Value = serde_json::from_slice(&curl(&[&format!(
+        "http://{}/v2/models/indexed/blobs/{}",
+        reg.addr,
+        m["config"]["digest"].as_str().unwrap()
+    )]))
+    .unwrap();
+    let digests: Vec<&serde_json::Value> = layers.iter().map(|l| &l["digest"]).collect();
+    assert_eq!(
+        config["modelfs"]["diffIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        digests
+    );
+
+    // Each layer of more than one chunk names its index, and the index covers the file.
+    const CHUNK: usize = 1 << 20;
+    let mut indexed = BTreeMap::new();
+    for l in layers {
+        let path = l["annotations"]["org.cncf.model.filepath"]
+            .as_str()
+            .unwrap();
+        let data = fs::read(src.join(path)).unwrap();
+        let ann = &l["annotations"]["org.erofs.chunk-index.digest"];
+        assert_eq!(ann.is_string(), data.len() > CHUNK, "{path}: {l}");
+        assert!(l["annotations"]["org.erofs.chunk-index.range"].is_null());
+        let Some(ix_digest) = ann.as_str() else {
+            continue;
+        };
+        let ix = curl(&[&format!(
+            "http://{}/v2/models/indexed/blobs/{ix_digest}",
+            reg.addr
+        )]);
+        assert_eq!(sha256(&ix), ix_digest);
+        let chunks = data.len().div_ceil(CHUNK);
+        assert_eq!(ix.len(), 32 + 48 * chunks, "{path}");
+        assert_eq!(&ix[0..4], &[0xCD, 0xE4, 0xEC, 0x67]);
+        assert_eq!(
+            u64::from_le_bytes(ix[8..16].try_into().unwrap()),
+            data.len() as u64
+        );
+        for (i, piece) in data.chunks(CHUNK).enumerate() {
+            let e = &ix[32 + 48 * i..32 + 48 * (i + 1)];
+            assert_eq!(
+                format!("sha256:{}", hex::encode(&e[16..])),
+                sha256(piece),
+                "{path} chunk {i}"
+            );
+        }
+        indexed.insert(
+            l["digest"].as_str().unwrap().to_string(),
+            ix_digest.to_string(),
+        );
+    }
+    assert_eq!(indexed.len(), 2, "both weight files span more than a chunk");
+
+    // The referrer that keeps the indexes reachable: subject the model, each index after its
+    // target (erofs-image-spec §3.4.3).
+    let referrer = manifest_of(
+        &reg,
+        "models/indexed",
+        report["chunk_indexes"].as_str().unwrap(),
+    );
+    assert_eq!(referrer["subject"]["digest"], manifest_digest);
+    assert_eq!(
+        referrer["artifactType"],
+        "application/vnd.erofs.chunk-index.v1"
+    );
+    let pairs = referrer["layers"].as_array().unwrap();
+    assert_eq!(pairs.len(), 2 * indexed.len());
+    for p in pairs.chunks(2) {
+        let (target, ix) = (&p[0], &p[1]);
+        assert_eq!(ix["mediaType"], "application/vnd.erofs.chunk-index.v1");
+        assert_eq!(
+            ix["annotations"]["org.erofs.chunk-index.target"],
+            target["digest"]
+        );
+        assert_eq!(indexed[target["digest"].as_str().unwrap()], ix["digest"]);
+    }
+
+    // A pull through a proxy that flips one byte of one data body: that chunk is fetched again.
+    let proxy = FaultProxy::start(&reg.addr, Fault::FlipFirstAny(1));
+    let via = format!("{}/models/indexed:v1", proxy.addr);
+    let store = tmp.path().join("store");
+    let out = fspack(&store)
+        .args(["pull", &via, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        proxy
+            .counters
+            .flips
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(pulled["chunks_refetched"], 1, "{pulled}");
+    for l in pulled["layers"].as_array().unwrap() {
+        let want = indexed.contains_key(l["digest"].as_str().unwrap());
+        assert_eq!(l["chunk_verified"], want, "{l}");
+    }
+    for e in fs::read_dir(store.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            sha256(&fs::read(e.path()).unwrap()),
+            format!("sha256:{}", e.file_name().to_string_lossy()),
+            "every stored blob matches its digest"
+        );
+    }
+    // The store keeps the indexes (for `verify` and the next pull), also through a gc.
+    fspack(&store).arg("gc").assert().success();
+    for ix in indexed.values() {
+        let path = store
+            .join("blobs/sha256")
+            .join(ix.trim_start_matches("sha256:"));
+        assert!(path.exists(), "index {ix} was dropped from the store");
+    }
+    // A damaged weight file in the store: `pull --verify` names it and fetches its bad chunk
+    // alone, verified against the index.
+    let (weight, _) = indexed
+        .iter()
+        .find(|(d, _)| {
+            layers
+                .iter()
+                .any(|l| l["digest"] == d.as_str() && l["size"] == 3 << 20)
+        })
+        .unwrap();
+    let blob = store.join("blobs/sha256").join(&weight[7..]);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&blob).unwrap();
+        f.write_all_at(&[0u8; 4096], 2 * CHUNK as u64 + 100)
+            .unwrap();
+    }
+    let out = fspack(&store)
+        .args(["pull", &via, "--verify"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(weight.as_str())
+            && stderr.contains(&format!("repaired ({CHUNK} bytes fetched)")),
+        "{stderr}"
+    );
+    assert_eq!(sha256(&fs::read(&blob).unwrap()), *weight);
+}
+
 #[test]
 fn privileged_push_modelpack_then_pull_mount_gives_the_source_tree() {
     if !can_mount("erofs") {
@@ -877,4 +1070,292 @@ fn privileged_kitops_and_docker_model_runner_artifacts_mount_too() {
         );
     }
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}
+
+/// Whether lazy mounts can run here (EROFS, FUSE), saying why not.
+fn lazy_env_ok() -> bool {
+    can_mount("erofs")
+        && (Path::new("/dev/fuse").exists()
+            || common::trees::privileged::skip("no /dev/fuse (modprobe fuse)"))
+}
+
+/// `fspack mount REF DIR --lazy --json` (reads wait at most 30 s).
+fn mount_lazy(store: &Path, reference: &str, mnt: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = fspack(store)
+        .args(["mount", reference])
+        .arg(mnt)
+        .args(["--lazy", "--json"])
+        .args(extra)
+        .env("FSPACK_LAZY_READ_TIMEOUT_MS", "30000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount --lazy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The `fspack ls --json` entry of `mnt`.
+fn ls_entry(store: &Path, mnt: &Path) -> serde_json::Value {
+    let out = fspack(store).args(["ls", "--json"]).output().unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mnt = fs::canonicalize(mnt).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["target"] == mnt.to_str().unwrap())
+        .cloned()
+        .expect("the mount is listed")
+}
+
+/// `fspack lazy-serve` processes with a file open under `store`.
+fn lazy_servers(store: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if !cmd.split(|&b| b == 0).any(|a| a == b"lazy-serve") {
+            continue;
+        }
+        let holds = fs::read_dir(e.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.starts_with(store)));
+        if holds {
+            out.push(format!("lazy-serve {}", e.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+/// Waits (`ls --wait`) until the lazy mount on `mnt` has all its data, then checks that it is a
+/// plain kernel mount: no lazy state, no server, every loop device reading a store blob.
+fn assert_completes_into_the_store(store: &Path, mnt: &Path) {
+    let out = fspack(store)
+        .args(["ls", "--wait"])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !lazy_servers(store).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        lazy_servers(store),
+        Vec::<String>::new(),
+        "the server did not exit"
+    );
+    let e = ls_entry(store, mnt);
+    assert!(e.get("lazy_status").is_none(), "still lazy: {e}");
+    let blobs = fs::canonicalize(store.join("blobs")).unwrap();
+    let devs = e["loop_devices"].as_array().unwrap();
+    assert!(
+        !devs.is_empty(),
+        "a lazy mount reads through loop devices: {e}"
+    );
+    for dev in devs {
+        let n = dev.as_str().unwrap().trim_start_matches("/dev/");
+        let backing = fs::read_to_string(format!("/sys/block/{n}/loop/backing_file")).unwrap();
+        assert!(
+            Path::new(backing.trim()).starts_with(&blobs),
+            "{n} reads from {backing}, not from the store"
+        );
+    }
+}
+
+/// Compares the files under `mnt` with `want` (content, mode, mtime).
+fn assert_files(want: &Files, mnt: &Path) {
+    let got = files_of(mnt);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, (bytes, mode, mtime)) in want {
+        let (gb, gm, gt) = &got[k];
+        assert!(gb == bytes, "{k}: content differs");
+        assert_eq!((gm, gt), (mode, mtime), "{k}: mode and mtime");
+    }
+}
+
+/// Runs `checks`, then always unmounts `mnt` and checks nothing is left under `tmp`.
+fn checked_then_umount(tmp: &Path, store: &Path, mnt: &Path, checks: impl FnOnce()) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(checks));
+    let out = fspack(store).arg("umount").arg(mnt).output().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(lazy_servers(store).is_empty() && leftovers(tmp).is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leftovers(tmp), Vec::<String>::new());
+    assert_eq!(lazy_servers(store), Vec::<String>::new());
+}
+
+/// A ModelPack pushed by fspack (weights with chunk indexes) mounts lazily (issue 15): live
+/// before its weights arrived, the exact tree read through it, and a plain kernel mount of
+/// store blobs once the fill is done.
+#[test]
+fn privileged_a_modelpack_pushed_by_fspack_mounts_lazily_and_ends_in_the_store() {
+    use common::proxy::{Fault, FaultProxy};
+    if !lazy_env_ok() {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tiny-llm");
+    model_dir(&src);
+    let reference = format!("{}/models/lazy:v1", proxy.addr);
+    fspack(&tmp.path().join("push-store"))
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .arg("--modelpack")
+        .assert()
+        .success();
+    let (store, mnt) = (tmp.path().join("store"), tmp.path().join("mnt"));
+    fs::create_dir_all(&mnt).unwrap();
+    // A slow link, so the weights are still arriving when the mount is live.
+    // A slow link: the mount reads only a few small pieces, the fill takes seconds.
+    proxy.set_delay_ms_per_mib(5000);
+    let report = mount_lazy(&store, &reference, &mnt, &["--jobs", "1"]);
+    checked_then_umount(tmp.path(), &store, &mnt, || {
+        assert_eq!(report["lazy"], true, "{report}");
+        assert_eq!(report["format"], "modelpack", "{report}");
+        let st = &ls_entry(&store, &mnt)["lazy_status"];
+        assert!(
+            st["bytes_present"].as_u64().unwrap() < st["bytes_total"].as_u64().unwrap(),
+            "everything was present at once, the mount was not lazy: {st}"
+        );
+        proxy.set_delay_ms_per_mib(0);
+        let want = files_of(&src);
+        assert_files(&want, &mnt);
+        assert_completes_into_the_store(&store, &mnt);
+        let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+        assert_files(&want, &mnt);
+    });
+}
+
+/// A ModelPack built the way modctl builds it (raw layers without chunk indexes, an
+/// uncompressed tar, a tar+gzip) mounts lazily too: tar layers are fetched first, raw layers are
+/// served once verified whole, and the mount ends as a plain kernel mount of store blobs.
+#[test]
+fn privileged_a_modctl_artifact_without_chunk_indexes_mounts_lazily() {
+    use common::proxy::{Fault, FaultProxy};
+    if !lazy_env_ok() {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut layers, mut expected) = modctl_layers();
+    // Models carry empty files (`__init__.py`): nothing to serve lazily.
+    layers.push(Layer {
+        media_type: "application/vnd.cncf.model.code.v1.raw",
+        bytes: Vec::new(),
+        filepath: "src/__init__.py".into(),
+        metadata: None,
+    });
+    expected.insert("src/__init__.py".into(), (Vec::new(), 0o644, 0));
+    push_modelpack(&reg, "models/modctl-lazy", "v1", &layers, tmp.path());
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    let reference = format!("{}/models/modctl-lazy:v1", proxy.addr);
+    let (store, mnt) = (tmp.path().join("store"), tmp.path().join("mnt"));
+    fs::create_dir_all(&mnt).unwrap();
+    // A slow link: the tar layers (fetched before the mount) take a few seconds, the large raw
+    // layer (fetched once the mount is live) longer.
+    proxy.set_delay_ms_per_mib(3000);
+    let report = mount_lazy(&store, &reference, &mnt, &["--jobs", "1"]);
+    checked_then_umount(tmp.path(), &store, &mnt, || {
+        assert_eq!(report["lazy"], true, "{report}");
+        // The raw layers with data are served by the server, the rest came first.
+        assert_eq!(report["lazy_blobs"], 3, "{report}");
+        let st = &ls_entry(&store, &mnt)["lazy_status"];
+        assert!(
+            st["bytes_present"].as_u64().unwrap() < st["bytes_total"].as_u64().unwrap(),
+            "everything was present at once, the mount was not lazy: {st}"
+        );
+        proxy.set_delay_ms_per_mib(0);
+        assert_files(&expected, &mnt);
+        assert_completes_into_the_store(&store, &mnt);
+        let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+        assert_files(&expected, &mnt);
+    });
+}
+
+/// A raw layer without a chunk index is served only once all of it matched its digest: a flipped
+/// byte makes reads of it fail with EIO, never return the damaged bytes, and the fill fetches it
+/// again, so the same mount then reads the file and completes.
+#[test]
+fn privileged_flipped_bytes_of_a_raw_layer_without_index_never_reach_a_reader() {
+    use common::proxy::{Fault, FaultProxy};
+    if !lazy_env_ok() {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let w = weights(3 << 20, 9);
+    let cfg = br#"{"hidden_size": 8}"#.to_vec();
+    let layers = vec![
+        Layer {
+            media_type: WEIGHT_RAW,
+            bytes: w.clone(),
+            filepath: "model.safetensors".into(),
+            metadata: None,
+        },
+        Layer {
+            media_type: WEIGHT_CONFIG_RAW,
+            bytes: cfg.clone(),
+            filepath: "config.json".into(),
+            metadata: None,
+        },
+    ];
+    push_modelpack(&reg, "models/flip-lazy", "v1", &layers, tmp.path());
+    // The weight file is the only body of 64 KiB or more: it is the one damaged.
+    let proxy = FaultProxy::start(&reg.addr, Fault::FlipFirstAny(1));
+    let reference = format!("{}/models/flip-lazy:v1", proxy.addr);
+    let (store, mnt) = (tmp.path().join("store"), tmp.path().join("mnt"));
+    fs::create_dir_all(&mnt).unwrap();
+    let report = mount_lazy(&store, &reference, &mnt, &[]);
+    checked_then_umount(tmp.path(), &store, &mnt, || {
+        assert_eq!(report["lazy"], true, "{report}");
+        assert_eq!(fs::read(mnt.join("config.json")).unwrap(), cfg);
+        // The damaged copy answers EIO (or, when the kernel retried the read after the blob
+        // was fetched again, the right bytes); never the damaged bytes.
+        match fs::read(mnt.join("model.safetensors")) {
+            Ok(d) => assert!(
+                d == w,
+                "a reader saw damaged bytes (first difference at {:?})",
+                d.iter().zip(&w).position(|(a, b)| a != b)
+            ),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(5), "expected EIO, got {e}"),
+        }
+        let flips = proxy
+            .counters
+            .flips
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(flips, 1, "the proxy damaged the weight file once");
+        // Fetched again by the same mount, which then reads the file and completes.
+        assert!(fs::read(mnt.join("model.safetensors")).unwrap() == w);
+        let st = &ls_entry(&store, &mnt)["lazy_status"];
+        assert!(
+            st.is_null() || st["chunks_refetched"].as_u64().unwrap() >= 1,
+            "{st}"
+        );
+        assert_completes_into_the_store(&store, &mnt);
+    });
 }

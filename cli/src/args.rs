@@ -360,8 +360,9 @@ pub struct PullArgs {
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub mount: Option<PathBuf>,
     /// Mount as soon as the metadata is verified and fetch data chunks on first read, each
-    /// verified against the layer's chunk index; the rest is fetched in the background, and
-    /// the mount ends as a plain mount of the store (needs --mount).
+    /// verified against the layer's chunk index (model layers without one: once verified
+    /// whole); the rest is fetched in the background, and the mount ends as a plain mount of
+    /// the store (needs --mount).
     #[arg(long, requires = "mount")]
     pub lazy: bool,
     /// Mount options.
@@ -417,8 +418,9 @@ pub struct MountArgs {
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
     /// When the artifact is not in the store: mount as soon as the metadata is verified and
-    /// fetch data chunks on first read, each verified against the layer's chunk index; the rest
-    /// is fetched in the background, and the mount ends as a plain mount of the store.
+    /// fetch data chunks on first read, each verified against the layer's chunk index (model
+    /// layers without one: once verified whole); the rest is fetched in the background, and the
+    /// mount ends as a plain mount of the store.
     #[arg(long)]
     pub lazy: bool,
     /// Print a JSON summary on stdout.

@@ -17,6 +17,9 @@ pub enum Fault {
     FlipFirst(u64),
     /// Flip one byte in the middle of every such body of at least 64 KiB.
     FlipAlways,
+    /// As `FlipFirst`, for whole-blob `200 OK` bodies too (a blob whose index is a blob of its
+    /// own is fetched without `Range` when it is small).
+    FlipFirstAny(u64),
 }
 
 /// Counters of what went through.
@@ -179,11 +182,13 @@ fn serve(
             c.blob_bytes
                 .fetch_add((answer.len() - split) as u64, Ordering::Relaxed);
         }
-        if is_blob_get && status.contains(" 206") && answer.len() > split {
+        let any = matches!(fault, Fault::FlipFirstAny(_));
+        let flippable = status.contains(" 206") || (any && status.contains(" 200"));
+        if is_blob_get && flippable && answer.len() > split {
             let flip = match fault {
                 Fault::None => false,
                 Fault::FlipAlways => answer.len() - split >= 64 << 10,
-                Fault::FlipFirst(n) => {
+                Fault::FlipFirst(n) | Fault::FlipFirstAny(n) => {
                     answer.len() - split >= 64 << 10
                         && c.flips
                             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {

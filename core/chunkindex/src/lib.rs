@@ -31,6 +31,8 @@ pub const ANN_RANGE: &str = "org.erofs.chunk-index.range";
 pub const ANN_DIGEST: &str = "org.erofs.chunk-index.digest";
 /// Descriptor annotation: media type of the index; absent means [`MEDIA_TYPE`] (§2.3).
 pub const ANN_MEDIA_TYPE: &str = "org.erofs.chunk-index.mediaType";
+/// Descriptor annotation of a standalone index layer: the digest of the layer it indexes (§2.3).
+pub const ANN_TARGET: &str = "org.erofs.chunk-index.target";
 
 /// Length of the header in bytes (§3.4.1).
 pub const HEADER_LEN: u64 = 32;
@@ -181,6 +183,21 @@ impl ChunkIndex {
             data_size,
             starts,
             sums,
+        })
+    }
+
+    /// The index of a blob that has none: one chunk spanning all `data_size` bytes, whose
+    /// checksum is the blob's own sha256 (`digest_hex`, 64 hex digits). Verifying that chunk is
+    /// verifying the whole blob, so a scheduler built on chunks serves such a blob only once all
+    /// of it arrived and matched its digest (issue 15: lazy mounts of artifacts from elsewhere).
+    ///
+    /// Returns `None` for an empty blob or a digest that is not 64 hex digits.
+    pub fn whole(data_size: u64, digest_hex: &str) -> Option<ChunkIndex> {
+        let sum: [u8; 32] = hex::decode(digest_hex).ok()?.try_into().ok()?;
+        (data_size > 0).then(|| ChunkIndex {
+            data_size,
+            starts: vec![0],
+            sums: vec![sum],
         })
     }
 
@@ -383,10 +400,7 @@ impl Embedded {
             .get(ANN_DIGEST)
             .cloned()
             .ok_or_else(|| malformed(format!("{ANN_RANGE} is set but {ANN_DIGEST} is missing")))?;
-        let hex_ok = digest.strip_prefix("sha256:").is_some_and(|h| {
-            h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        });
-        if !hex_ok {
+        if !is_sha256(&digest) {
             return Err(malformed(format!(
                 "{ANN_DIGEST} {digest:?} is not a sha256 digest"
             )));
@@ -428,6 +442,125 @@ impl Embedded {
         }
         Ok(index)
     }
+}
+
+/// A chunk index kept in a blob of its own (§3.4.3 "standalone"), for a layer that must stay
+/// byte for byte what other tools expect (a ModelPack raw layer is the file itself, issue 15).
+///
+/// The target layer's descriptor carries [`ANN_DIGEST`] (the index blob's digest) and no
+/// [`ANN_RANGE`]; the index blob covers the whole target blob. The manifest that names the
+/// target therefore authenticates the index, wherever the index blob is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standalone {
+    /// `sha256:<hex>` of the index blob.
+    pub digest: String,
+    /// Size in bytes of the blob it indexes (the index's `UncompressedSize`).
+    pub data_size: u64,
+}
+
+impl Standalone {
+    /// Reads the annotations of a layer of `blob_size` bytes: `Ok(Some)` when they name a
+    /// standalone index (a digest and no range), `Ok(None)` when they name none, an embedded one,
+    /// or one of another media type (§2.2).
+    ///
+    /// Errors with [`ChunkIndexError::Malformed`] when the digest is not a sha256 digest.
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+        blob_size: u64,
+    ) -> Result<Option<Standalone>, ChunkIndexError> {
+        if annotations.contains_key(ANN_RANGE)
+            || annotations
+                .get(ANN_MEDIA_TYPE)
+                .is_some_and(|m| m != MEDIA_TYPE)
+        {
+            return Ok(None);
+        }
+        let Some(digest) = annotations.get(ANN_DIGEST) else {
+            return Ok(None);
+        };
+        if !is_sha256(digest) {
+            return Err(malformed(format!(
+                "{ANN_DIGEST} {digest:?} is not a sha256 digest"
+            )));
+        }
+        Ok(Some(Standalone {
+            digest: digest.clone(),
+            data_size: blob_size,
+        }))
+    }
+
+    /// The annotation that names `index_bytes` as the standalone index of a layer.
+    pub fn annotations(index_bytes: &[u8]) -> BTreeMap<String, String> {
+        BTreeMap::from([(ANN_DIGEST.to_string(), sha256_digest(index_bytes))])
+    }
+
+    /// Checks `bytes` against the digest and parses them; the index must cover exactly the
+    /// target blob (`data_size`).
+    pub fn open(&self, bytes: &[u8]) -> Result<ChunkIndex, ChunkIndexError> {
+        let actual = sha256_digest(bytes);
+        if actual != self.digest {
+            return Err(malformed(format!(
+                "index bytes hash to {actual}, the manifest says {}",
+                self.digest
+            )));
+        }
+        let index = ChunkIndex::parse(bytes)?;
+        if index.data_size() != self.data_size {
+            return Err(malformed(format!(
+                "index covers {} bytes, but the blob it indexes has {}",
+                index.data_size(),
+                self.data_size
+            )));
+        }
+        Ok(index)
+    }
+}
+
+/// Where a layer's chunk index is: in its blob's tail, or in a blob of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexAt {
+    /// Embedded at the tail of the layer blob ([`Embedded`]).
+    Embedded(Embedded),
+    /// A blob of its own ([`Standalone`]).
+    Standalone(Standalone),
+}
+
+impl IndexAt {
+    /// Reads a layer descriptor's annotations (see [`Embedded::from_annotations`] and
+    /// [`Standalone::from_annotations`]; an embedded range wins).
+    ///
+    /// Errors: theirs.
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+        blob_size: u64,
+    ) -> Result<Option<IndexAt>, ChunkIndexError> {
+        if let Some(e) = Embedded::from_annotations(annotations, blob_size)? {
+            return Ok(Some(IndexAt::Embedded(e)));
+        }
+        Ok(Standalone::from_annotations(annotations, blob_size)?.map(IndexAt::Standalone))
+    }
+
+    /// `sha256:<hex>` of the index bytes.
+    pub fn digest(&self) -> &str {
+        match self {
+            IndexAt::Embedded(e) => &e.digest,
+            IndexAt::Standalone(s) => &s.digest,
+        }
+    }
+
+    /// Bytes of the layer blob that the index covers.
+    pub fn data_size(&self) -> u64 {
+        match self {
+            IndexAt::Embedded(e) => e.range.start,
+            IndexAt::Standalone(s) => s.data_size,
+        }
+    }
+}
+
+fn is_sha256(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 fn sha256_digest(bytes: &[u8]) -> String {
@@ -538,6 +671,51 @@ mod tests {
             Embedded::from_annotations(&BTreeMap::new(), 5).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn a_whole_blob_index_verifies_the_blob_as_one_chunk() {
+        let data = [4u8; 3000];
+        let hex = hex::encode(Sha256::digest(data));
+        let ix = ChunkIndex::whole(3000, &hex).unwrap();
+        assert_eq!((ix.chunk_count(), ix.chunk(0)), (1, 0..3000));
+        assert_eq!(ix.chunks_covering(2000, 2500), 0..1);
+        assert!(ix.verify(0, &data));
+        assert!(!ix.verify(0, &[4u8; 2999]));
+        assert_eq!(ChunkIndex::whole(0, &hex), None);
+        assert_eq!(ChunkIndex::whole(5, "abc"), None);
+    }
+
+    #[test]
+    fn a_standalone_index_is_named_by_digest_and_covers_the_whole_blob() {
+        let ix = build(&[9u8; 100], 16);
+        let bytes = ix.encode();
+        let ann = Standalone::annotations(&bytes);
+        let at = IndexAt::from_annotations(&ann, 100).unwrap().unwrap();
+        let IndexAt::Standalone(s) = &at else {
+            panic!("{at:?}")
+        };
+        assert_eq!(at.data_size(), 100);
+        assert_eq!(s.open(&bytes).unwrap(), ix);
+        let mut tampered = bytes.clone();
+        tampered[40] ^= 1;
+        assert!(s.open(&tampered).is_err());
+        // An index of another blob size is refused even with the right digest.
+        let other = Standalone::from_annotations(&ann, 101).unwrap().unwrap();
+        assert!(other.open(&bytes).unwrap_err().to_string().contains("101"));
+        // A range makes it embedded; no digest, no index; a bad digest is malformed.
+        let embedded = Embedded::annotations(100, &bytes);
+        let size = 100 + bytes.len() as u64;
+        assert!(matches!(
+            IndexAt::from_annotations(&embedded, size).unwrap(),
+            Some(IndexAt::Embedded(_))
+        ));
+        assert_eq!(
+            IndexAt::from_annotations(&BTreeMap::new(), 5).unwrap(),
+            None
+        );
+        let bad = BTreeMap::from([(ANN_DIGEST.to_string(), "sha256:xyz".to_string())]);
+        assert!(IndexAt::from_annotations(&bad, 5).is_err());
     }
 
     proptest! {

@@ -245,9 +245,13 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 /// pull stores the blob under.
 pub(crate) fn layer_digest(path: &Path) -> Result<String> {
     let src = fspack_registry::FileSource::new(path).map_err(|e| EngineError::io(path, e))?;
-    crate::push::hash_blocking(std::sync::Arc::new(src), &|_| {}, true)
-        .map(|(digest, _, _)| digest)
-        .map_err(|e| EngineError::io(path, e))
+    crate::push::hash_blocking(
+        std::sync::Arc::new(src),
+        &|_| {},
+        crate::push::IndexMode::Embedded,
+    )
+    .map(|h| h.digest)
+    .map_err(|e| EngineError::io(path, e))
 }
 
 /// Builds SquashFS from `dir`: one image at `out`, or (sharded) `OUT.d/shard-NNN.squashfs`,

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fspack_chunkindex::{ChunkIndex, ChunkIndexError, Embedded, MAX_INDEX_LEN};
+use fspack_chunkindex::{
+    ChunkIndex, ChunkIndexError, Embedded, IndexAt, MAX_INDEX_LEN, Standalone,
+};
 use fspack_registry::{BlobSink, Client, DownloadOptions, DownloadStats, Reference};
 use fspack_store::{Ingest, Store};
 
@@ -20,14 +22,15 @@ use crate::report::{Reporter, TransferProgress};
 /// Fetches of the chunk index that may fail its digest before the pull gives up.
 const INDEX_ATTEMPTS: u32 = 3;
 
-/// The embedded chunk index a layer descriptor announces, if fspack can use it.
+/// The chunk index a layer descriptor announces (embedded in the blob's tail, or a standalone
+/// blob named by digest as fspack pushes for ModelPack raw layers), if fspack can use it.
 ///
 /// Returns `Ok(None)` for layers without one and for index formats fspack does not implement
 /// (erofs-image-spec §2.2: treat as absent; the whole-blob digest still verifies everything).
 /// Errors with [`EngineError::Integrity`] when the annotations are malformed (§3.4.6: the layer
 /// is corrupt), naming the layer.
-pub fn chunk_index_of(d: &Descriptor) -> Result<Option<Embedded>> {
-    match Embedded::from_annotations(&d.annotations, d.size) {
+pub fn chunk_index_of(d: &Descriptor) -> Result<Option<IndexAt>> {
+    match IndexAt::from_annotations(&d.annotations, d.size) {
         Ok(e) => Ok(e),
         Err(ChunkIndexError::Unsupported(why)) => {
             tracing::info!(digest = %d.digest, "ignoring the layer's chunk index: {why}");
@@ -56,7 +59,7 @@ pub fn check_cached_size(store: &Store, d: &Descriptor, what: &str) -> Result<()
 }
 
 /// An [`Ingest`] as the registry client's sink.
-struct IngestSink(Arc<Ingest>);
+pub(crate) struct IngestSink(pub(crate) Arc<Ingest>);
 
 impl BlobSink for IngestSink {
     fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
@@ -110,7 +113,9 @@ pub async fn fetch_blob(
     ingest.direct_writes(true);
     let ingest = Arc::new(ingest);
     let mut stats = DownloadStats::default();
-    let (index, present) = resume(client, r, d, embedded.as_ref(), &ingest, &mut stats).await?;
+    let (index, present) =
+        resume(client, r, d, embedded.as_ref(), store, &ingest, &mut stats).await?;
+    let chunked = index.is_some();
     let title = layer_title(d);
     let id = reporter.start(&title, d.size);
     reporter.advance(id, present.iter().map(|(a, b)| b - a).sum());
@@ -138,7 +143,7 @@ pub async fn fetch_blob(
     reporter.finish(id);
     Ok(Fetched {
         cached: false,
-        chunked: embedded.is_some(),
+        chunked,
         stats,
     })
 }
@@ -156,22 +161,24 @@ pub(crate) async fn open_ingest(store: &Arc<Store>, d: &Descriptor) -> Result<In
     )
 }
 
-/// What a blob being ingested starts from: its chunk index when `embedded` announces one (see
-/// [`load_index`]), and the byte ranges an earlier, killed attempt left that are kept after
-/// checking them again (see [`still_present`]). Shared by eager pulls and the lazy server, so
-/// both resume by the same rule.
+/// What a blob being ingested starts from: its chunk index when `at` announces one (see
+/// [`load_index`] and [`load_standalone`]), and the byte ranges an earlier, killed attempt left
+/// that are kept after checking them again (see [`still_present`]). Shared by eager pulls and
+/// the lazy server, so both resume by the same rule.
 ///
-/// Errors: those of [`load_index`].
+/// Errors: those of [`load_index`] and [`load_standalone`].
 pub(crate) async fn resume(
     client: &Client,
     r: &Reference,
     d: &Descriptor,
-    embedded: Option<&Embedded>,
+    at: Option<&IndexAt>,
+    store: &Arc<Store>,
     ingest: &Arc<Ingest>,
     stats: &mut DownloadStats,
 ) -> Result<(Option<Arc<ChunkIndex>>, Vec<(u64, u64)>)> {
-    let index = match embedded {
-        Some(e) => Some(load_index(client, r, d, e, ingest, stats).await?),
+    let index = match at {
+        Some(IndexAt::Embedded(e)) => Some(load_index(client, r, d, e, ingest, stats).await?),
+        Some(IndexAt::Standalone(s)) => load_standalone(client, r, d, s, store, stats).await?,
         None => None,
     };
     let present = {
@@ -239,6 +246,76 @@ async fn load_index(
     }
     Err(EngineError::Integrity(format!(
         "the chunk index of blob {} from {} failed verification {INDEX_ATTEMPTS} times: {}",
+        d.digest,
+        r.registry,
+        last.expect("at least one attempt")
+    )))
+}
+
+/// Gets the standalone chunk index of blob `d`: from the store when an earlier pull kept it,
+/// else the blob the annotation names, from the same repository; checked against that digest
+/// (which the manifest gives) and kept in the store for `verify` and the next pull.
+///
+/// Returns `Ok(None)` when the registry does not have the index blob (an artifact copied by a
+/// tool that does not follow referrers): the whole-blob digest then verifies the layer, as for
+/// any layer without an index.
+///
+/// Errors: [`EngineError::Integrity`] when the index fails its digest or does not cover the
+/// blob [`INDEX_ATTEMPTS`] times, the registry's other errors, and the store's.
+async fn load_standalone(
+    client: &Client,
+    r: &Reference,
+    d: &Descriptor,
+    s: &Standalone,
+    store: &Arc<Store>,
+    stats: &mut DownloadStats,
+) -> Result<Option<Arc<ChunkIndex>>> {
+    if store.has_blob(&s.digest)
+        && let Ok(bytes) = store.read_blob(&s.digest, MAX_INDEX_LEN)
+        && let Ok(ix) = s.open(&bytes)
+    {
+        return Ok(Some(Arc::new(ix)));
+    }
+    let mut last = None;
+    for attempt in 1..=INDEX_ATTEMPTS {
+        let got = client
+            .get_blob_bytes(r, &s.digest, MAX_INDEX_LEN as usize)
+            .await;
+        let bytes = match got {
+            Ok(b) => b,
+            Err(fspack_registry::RegistryError::NotFound { .. }) => {
+                tracing::warn!(digest = %d.digest, index = %s.digest,
+                    "the registry lacks the layer's chunk index; verifying the whole blob instead");
+                return Ok(None);
+            }
+            Err(e @ fspack_registry::RegistryError::DigestMismatch { .. }) => {
+                tracing::warn!(digest = %d.digest, attempt, "chunk index failed verification: {e}");
+                if attempt < INDEX_ATTEMPTS {
+                    stats.chunks_refetched += 1;
+                }
+                last = Some(e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        stats.bytes_received += bytes.len() as u64;
+        match s.open(&bytes) {
+            Ok(ix) => {
+                store.put_blob_bytes(&bytes)?;
+                return Ok(Some(Arc::new(ix)));
+            }
+            Err(err) => {
+                // The digest matched, so the bytes are what the manifest names: no retry helps.
+                return Err(EngineError::Integrity(format!(
+                    "the chunk index {} of blob {} from {} cannot be used: {err}",
+                    s.digest, d.digest, r.registry
+                )));
+            }
+        }
+    }
+    Err(EngineError::Integrity(format!(
+        "the chunk index {} of blob {} from {} failed verification {INDEX_ATTEMPTS} times: {}",
+        s.digest,
         d.digest,
         r.registry,
         last.expect("at least one attempt")

@@ -336,12 +336,20 @@ pub struct ModelView {
 }
 
 /// Builds (or rebuilds: it is a pure function of the manifest and the blobs) the metadata image
-/// of `plan`, whose blobs must all be committed in `store`.
+/// of `plan`, whose blobs must all be committed in `store`, except with `lazy` (a lazy server's
+/// FUSE directory): raw layers missing from the store are then mapped onto their file there, and
+/// a tail block copied into the image is read through it, so it is verified before it is used
+/// (issue 15).
 ///
 /// Errors: [`EngineError::Refused`] naming the layer for a tar member escaping the tree or past
 /// the end of its layer, an unmappable member type, a path named twice or a file where a
 /// directory must be; [`EngineError::NotFound`] for a blob missing from the store.
-pub fn build_view(store: &Store, plan: &ModelPlan, what: &str) -> Result<ModelView> {
+pub fn build_view(
+    store: &Store,
+    plan: &ModelPlan,
+    what: &str,
+    lazy: Option<&std::path::Path>,
+) -> Result<ModelView> {
     let mut devices: Vec<(String, PathBuf, u64)> = Vec::new();
     let mut device_of = |digest: &str, path: PathBuf, size: u64| -> u16 {
         if let Some(i) = devices.iter().position(|d| d.0 == digest) {
@@ -356,7 +364,10 @@ pub fn build_view(store: &Store, plan: &ModelPlan, what: &str) -> Result<ModelVi
     let mut owner: BTreeMap<String, (String, bool)> = BTreeMap::new();
     for l in &plan.layers {
         let d = &l.desc;
-        if !store.has_blob_sized(&d.digest, d.size) {
+        let served = lazy
+            .filter(|_| l.packing == Packing::Raw && !store.has_blob(&d.digest))
+            .map(|dir| dir.join(crate::lazy::fuse::file_name(&d.digest)));
+        if served.is_none() && !store.has_blob_sized(&d.digest, d.size) {
             return Err(EngineError::NotFound(format!(
                 "blob {} of {what} is not in the store; pull it again",
                 d.digest
@@ -390,7 +401,8 @@ pub fn build_view(store: &Store, plan: &ModelPlan, what: &str) -> Result<ModelVi
             Packing::Raw => {
                 let path = l.path.clone().expect("raw layers have a path after plan()");
                 claim(&path, false, None)?;
-                let device = device_of(&d.digest, store.blob_path(&d.digest), d.size);
+                let blob = served.unwrap_or_else(|| store.blob_path(&d.digest));
+                let device = device_of(&d.digest, blob, d.size);
                 entries.push(MappedEntry {
                     path,
                     kind: MappedKind::File {

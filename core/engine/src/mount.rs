@@ -354,21 +354,44 @@ fn mount_inner(
             mount_erofs(&primary, &devices, &target, &opts, mode, &mut record)?;
         }
         MountPlan::Model(model) => {
-            let view = crate::modelpack::build_view(store, model, reference)?;
+            let fuse = match source {
+                Source::Lazy { fuse_dir, .. } => Some(fuse_dir.as_path()),
+                Source::Store => None,
+            };
+            let view = crate::modelpack::build_view(store, model, reference, fuse)?;
             notes.extend(view.notes.iter().cloned());
             let primary = store.blob_path(&view.meta_digest);
             check_format(&primary, Format::Erofs)?;
             let devices: Vec<PathBuf> = view.devices.iter().map(|d| d.1.clone()).collect();
-            // A mapped image may use 512-byte blocks, which the 4 KiB loop devices fspack
-            // attaches cannot carry; file-backed mounts (Linux 6.12+) take any block size.
-            if settings.mode == MountMode::Loop {
-                return Err(EngineError::Usage(format!(
-                    "{reference} is a {} artifact, mounted file-backed only (Linux 6.12+); drop --mount-mode loop",
-                    model.flavor.name()
-                )));
+            if fuse.is_some() {
+                // Lazy: loop devices (switched to the store when complete, issue 10) with the
+                // image's block size, 512 bytes when tar members are mapped.
+                mount_erofs_loop(
+                    &primary,
+                    &devices,
+                    &target,
+                    &opts,
+                    view.block_size as u32,
+                    &mut record,
+                )?;
+            } else {
+                // A mapped image may use 512-byte blocks, which the 4 KiB loop devices fspack
+                // attaches cannot carry; file-backed mounts (Linux 6.12+) take any block size.
+                if settings.mode == MountMode::Loop {
+                    return Err(EngineError::Usage(format!(
+                        "{reference} is a {} artifact, mounted file-backed only (Linux 6.12+); drop --mount-mode loop",
+                        model.flavor.name()
+                    )));
+                }
+                mount_erofs(
+                    &primary,
+                    &devices,
+                    &target,
+                    &opts,
+                    MountMode::File,
+                    &mut record,
+                )?;
             }
-            let mode = MountMode::File;
-            mount_erofs(&primary, &devices, &target, &opts, mode, &mut record)?;
             for (digest, _) in &view.devices {
                 if !record.blobs.contains(digest) {
                     record.blobs.push(digest.clone());
@@ -397,6 +420,32 @@ fn loop_opts() -> LoopOptions {
     }
 }
 
+/// Mounts EROFS from read-only loop devices of `block_size`-byte sectors (a mapped model image
+/// may use 512-byte blocks, which 4 KiB sectors cannot carry).
+fn mount_erofs_loop(
+    primary: &Path,
+    devices: &[PathBuf],
+    target: &Path,
+    opts: &MountOptions,
+    block_size: u32,
+    record: &mut MountRecord,
+) -> Result<()> {
+    let lo = LoopOptions {
+        block_size,
+        ..loop_opts()
+    };
+    let main = LoopDevice::attach(primary, lo)?;
+    let extra: Vec<LoopDevice> = devices
+        .iter()
+        .map(|d| LoopDevice::attach(d, lo))
+        .collect::<std::result::Result<_, _>>()?;
+    let extra_paths: Vec<PathBuf> = extra.iter().map(|l| l.path().to_path_buf()).collect();
+    fspack_mount::mount_erofs(main.path(), &extra_paths, target, opts)?;
+    record.loop_devices.push(main.path().to_path_buf());
+    record.loop_devices.extend(extra_paths);
+    Ok(())
+}
+
 fn mount_erofs(
     primary: &Path,
     devices: &[PathBuf],
@@ -414,17 +463,8 @@ fn mount_erofs(
             Err(e) => return Err(e.into()),
         }
     }
-    let main = LoopDevice::attach(primary, loop_opts())?;
-    let extra: Vec<LoopDevice> = devices
-        .iter()
-        .map(|d| LoopDevice::attach(d, loop_opts()))
-        .collect::<std::result::Result<_, _>>()?;
-    let extra_paths: Vec<PathBuf> = extra.iter().map(|l| l.path().to_path_buf()).collect();
-    fspack_mount::mount_erofs(main.path(), &extra_paths, target, opts)?;
-    record.loop_devices.push(main.path().to_path_buf());
-    record.loop_devices.extend(extra_paths);
     // Dropping the guards closes our fds; autoclear detaches the devices when the mount goes.
-    Ok(())
+    mount_erofs_loop(primary, devices, target, opts, 4096, record)
 }
 
 fn mount_squashfs(

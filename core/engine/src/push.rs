@@ -75,6 +75,10 @@ pub struct PushReport {
     pub bytes_sent: u64,
     /// Bytes the destination already had.
     pub bytes_skipped: u64,
+    /// Digest of the referrer manifest that holds the standalone chunk indexes of a ModelPack
+    /// push (see `docs/format.md`); absent when no layer got one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_indexes: Option<String>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -438,12 +442,36 @@ fn indexed_size(data: u64) -> u64 {
     data + ChunkIndex::encoded_len(ChunkIndex::chunks_for(data, DEFAULT_CHUNK_SIZE))
 }
 
+/// Where a layer's chunk index goes (issue 9, issue 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexMode {
+    /// Appended to the blob (erofs-image-spec §3.4.3 "embedded"): fspack's own layers.
+    Embedded,
+    /// A blob of its own, named by the layer's `org.erofs.chunk-index.digest`: ModelPack raw
+    /// layers, which must stay the file itself byte for byte.
+    Standalone,
+    /// No index: ModelPack layers of one chunk or less, which a per-chunk check cannot help.
+    None,
+}
+
+/// The index mode of a ModelPack raw layer of `size` bytes: a standalone index when the layer
+/// spans more than one chunk.
+fn model_index_mode(size: u64) -> IndexMode {
+    if size > fspack_chunkindex::DEFAULT_CHUNK_SIZE {
+        IndexMode::Standalone
+    } else {
+        IndexMode::None
+    }
+}
+
 /// Reads one source once on a blocking thread, computing in that one pass its chunk index and
-/// the sha256 of the blob it becomes (source bytes, then the index), with progress on `bar`.
-/// Returns the blob's digest, its source as uploaded, and the index annotations.
+/// the sha256 of the blob it becomes (source bytes, then the index when embedded), with progress
+/// on `bar`. Returns the blob's digest, its source as uploaded, the index annotations and a
+/// standalone index to upload beside it.
 ///
-/// With `embed_index` false the blob is the source alone: a ModelPack layer must be the file
-/// itself, byte for byte, for modctl and every other reader (issue 15).
+/// With [`IndexMode::Standalone`] or [`IndexMode::None`] the blob is the source alone: a
+/// ModelPack layer must be the file itself, byte for byte, for modctl and every other reader
+/// (issue 15).
 ///
 /// With a `cache` and a `key`, a layer hashed before with the same key is not read: its digest
 /// and chunk index come from the store's digest cache ([`crate::digest_cache`], issue 14), and a
@@ -452,66 +480,101 @@ async fn hash(
     src: Arc<dyn BlobSource>,
     reporter: Arc<dyn Reporter>,
     bar: usize,
-    embed_index: bool,
+    mode: IndexMode,
     cache: Option<(DigestCache, CacheKey)>,
 ) -> Result<Hashed> {
     tokio::task::spawn_blocking(move || {
         let advance = |n| reporter.advance(bar, n);
         let Some((cache, key)) = cache else {
-            return hash_blocking(src, &advance, embed_index);
+            return hash_blocking(src, &advance, mode);
         };
-        if let Some(hit) = cache.get(&key, src.size()) {
+        // Entries written before standalone indexes existed hold no index: a miss.
+        if let Some(hit) = cache
+            .get(&key, src.size())
+            .filter(|h| mode != IndexMode::Standalone || !h.index_hex.is_empty())
+        {
             let index = hex::decode(&hit.index_hex).expect("checked by DigestCache::get");
             advance(src.size());
-            return Ok(assemble(src, hit.digest, embed_index.then(|| index.into())));
+            return Ok(assemble(src, hit.digest, index.into(), mode));
         }
-        let (digest, index) = digest_and_index(&*src, &advance, embed_index)?;
+        let (digest, index) = digest_and_index(&*src, &advance, mode == IndexMode::Embedded)?;
         let entry = Cached {
             digest: digest.clone(),
             data_len: src.size(),
-            index_hex: index.as_ref().map(hex::encode).unwrap_or_default(),
+            index_hex: hex::encode(&index),
         };
         cache.put(&key, &entry);
-        Ok(assemble(src, digest, index))
+        Ok(assemble(src, digest, index, mode))
     })
     .await
     .expect("hash task does not panic")
     .map_err(source_error)
 }
 
-/// A hashed layer: its digest, its bytes as uploaded (source, then chunk index) and the index's
-/// descriptor annotations.
-pub(crate) type Hashed = (String, Arc<dyn BlobSource>, BTreeMap<String, String>);
+/// A hashed layer.
+pub(crate) struct Hashed {
+    /// The layer's digest.
+    pub digest: String,
+    /// Its bytes as uploaded (the source, then the index when embedded).
+    pub blob: Arc<dyn BlobSource>,
+    /// The index's descriptor annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// A standalone index, uploaded as a blob of its own.
+    pub standalone: Option<bytes::Bytes>,
+}
 
 /// The blocking work of [`hash`], calling `advance` with each piece's length. Also used by
 /// `fspack build`, whose device tags name the layer a data blob becomes (issue 13).
 pub(crate) fn hash_blocking(
     src: Arc<dyn BlobSource>,
     advance: &dyn Fn(u64),
-    embed_index: bool,
+    mode: IndexMode,
 ) -> std::io::Result<Hashed> {
-    let (digest, index) = digest_and_index(&*src, advance, embed_index)?;
-    Ok(assemble(src, digest, index))
+    let (digest, index) = digest_and_index(&*src, advance, mode == IndexMode::Embedded)?;
+    Ok(assemble(src, digest, index, mode))
 }
 
-/// A layer's bytes as uploaded (the source, then `index` when there is one), with its digest
-/// and the index's descriptor annotations.
-fn assemble(src: Arc<dyn BlobSource>, digest: String, index: Option<bytes::Bytes>) -> Hashed {
-    let Some(index) = index else {
-        return (digest, src, BTreeMap::new());
-    };
-    let annotations = fspack_chunkindex::Embedded::annotations(src.size(), &index);
-    let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
-    (digest, blob, annotations)
+/// A layer's bytes as uploaded (the source, then `index` when embedded), with its digest and
+/// the index's descriptor annotations.
+fn assemble(
+    src: Arc<dyn BlobSource>,
+    digest: String,
+    index: bytes::Bytes,
+    mode: IndexMode,
+) -> Hashed {
+    match mode {
+        IndexMode::None => Hashed {
+            digest,
+            blob: src,
+            annotations: BTreeMap::new(),
+            standalone: None,
+        },
+        IndexMode::Standalone => Hashed {
+            digest,
+            blob: src,
+            annotations: fspack_chunkindex::Standalone::annotations(&index),
+            standalone: Some(index),
+        },
+        IndexMode::Embedded => {
+            let annotations = fspack_chunkindex::Embedded::annotations(src.size(), &index);
+            let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
+            Hashed {
+                digest,
+                blob,
+                annotations,
+                standalone: None,
+            }
+        }
+    }
 }
 
 /// One read of `src`: the digest of the layer it becomes (the source bytes, then its encoded
-/// chunk index when `embed_index`) and that index.
+/// chunk index when `embed_index`) and that index, computed in the same pass either way.
 fn digest_and_index(
     src: &dyn BlobSource,
     advance: &dyn Fn(u64),
     embed_index: bool,
-) -> std::io::Result<(String, Option<bytes::Bytes>)> {
+) -> std::io::Result<(String, bytes::Bytes)> {
     use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE};
     let mut r = src.open_at(0)?;
     let mut h = Sha256::new();
@@ -534,12 +597,11 @@ fn digest_and_index(
             src.size()
         )));
     }
-    if !embed_index {
-        return Ok((format!("sha256:{}", hex::encode(h.finalize())), None));
-    }
     let index = bytes::Bytes::from(chunks.finish().encode());
-    h.update(&index);
-    Ok((format!("sha256:{}", hex::encode(h.finalize())), Some(index)))
+    if embed_index {
+        h.update(&index);
+    }
+    Ok((format!("sha256:{}", hex::encode(h.finalize())), index))
 }
 
 /// An error reading a layer's sources: the image crate's own error when the plan reader wrapped
@@ -619,10 +681,13 @@ pub async fn push(
     };
     let raw: u64 = layers.iter().map(|l| l.source.size()).sum::<u64>() + primary_size;
     let sent_size = |n: u64| {
-        if settings.modelpack {
-            n
-        } else {
+        if !settings.modelpack {
             indexed_size(n)
+        } else if model_index_mode(n) == IndexMode::Standalone {
+            // The file, then its standalone index blob.
+            indexed_size(n)
+        } else {
+            n
         }
     };
     let total: u64 = layers
@@ -644,34 +709,55 @@ pub async fn push(
         let src = l.source.clone();
         let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
         let cached = cache.clone().zip(l.cache_key.clone());
+        let mode = match settings.modelpack {
+            true => model_index_mode(src.size()),
+            false => IndexMode::Embedded,
+        };
         async move {
-            let (digest, src, index) =
-                hash(src, reporter.clone(), hash_bar, !settings.modelpack, cached).await?;
-            d.digest = digest;
-            d.size = src.size();
-            d.annotations.extend(index);
+            let hashed = hash(src, reporter.clone(), hash_bar, mode, cached).await?;
+            d.digest = hashed.digest;
+            d.size = hashed.blob.size();
+            d.annotations.extend(hashed.annotations);
             let skipped = send(
                 target,
                 client,
                 store.as_deref(),
-                &src,
+                &hashed.blob,
                 &d,
                 settings,
                 &reporter,
             )
             .await?;
-            Ok::<_, EngineError>((i, d, skipped))
+            let index = match hashed.standalone {
+                Some(bytes) => {
+                    let ix = standalone_descriptor(&d, &bytes);
+                    let src: Arc<dyn BlobSource> = Arc::new(BytesSource(bytes));
+                    send(
+                        target,
+                        client,
+                        store.as_deref(),
+                        &src,
+                        &ix,
+                        settings,
+                        &reporter,
+                    )
+                    .await?;
+                    Some(ix)
+                }
+                None => None,
+            };
+            Ok::<_, EngineError>((i, d, skipped, index))
         }
     };
     let work = layers.iter().enumerate().map(|(i, l)| one(i, l));
-    let mut done: Vec<(usize, Descriptor, bool)> = stream::iter(work)
+    let mut done: Vec<(usize, Descriptor, bool, Option<Descriptor>)> = stream::iter(work)
         .buffer_unordered(settings.jobs.max(1))
         .try_collect()
         .await?;
-    done.sort_by_key(|(i, _, _)| *i);
+    done.sort_by_key(|(i, ..)| *i);
     if let Some(primary) = primary {
         // The device digests are known only now; the primary names them (issue 13).
-        let digests: Vec<String> = done.iter().map(|(_, d, _)| d.digest.clone()).collect();
+        let digests: Vec<String> = done.iter().map(|(_, d, ..)| d.digest.clone()).collect();
         let layer = match primary {
             Primary::Bind(mut image) => {
                 image.bind_devices(&digests)?;
@@ -693,7 +779,7 @@ pub async fn push(
         done.push(one(done.len(), &layer).await?);
     }
     reporter.finish(hash_bar);
-    let descriptors: Vec<Descriptor> = done.iter().map(|(_, d, _)| d.clone()).collect();
+    let descriptors: Vec<Descriptor> = done.iter().map(|(_, d, ..)| d.clone()).collect();
     // A ModelPack config lists the layer digests, so it is made once they are known.
     let (config, artifact_type) = if settings.modelpack {
         let bytes = crate::modelpack_push::config(source, &descriptors);
@@ -759,9 +845,31 @@ pub async fn push(
             digest
         }
     };
+    let pairs: Vec<(Descriptor, Descriptor)> = done
+        .iter()
+        .filter_map(|(_, d, _, ix)| ix.clone().map(|ix| (d.clone(), ix)))
+        .collect();
+    let chunk_indexes = if pairs.is_empty() {
+        None
+    } else {
+        let subject = descriptor(MEDIA_MANIFEST, &digest, body.len() as u64, BTreeMap::new());
+        let empty: Arc<dyn BlobSource> =
+            Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA)));
+        send(
+            target,
+            client,
+            store.as_deref(),
+            &empty,
+            &empty_config(),
+            settings,
+            &reporter,
+        )
+        .await?;
+        Some(push_index_referrer(target, client, store.as_deref(), subject, pairs).await?)
+    };
     let layers: Vec<LayerReport> = done
         .iter()
-        .map(|(_, d, skipped)| LayerReport {
+        .map(|(_, d, skipped, _)| LayerReport {
             title: d.annotations.get(ANN_TITLE).cloned().unwrap_or_default(),
             digest: d.digest.clone(),
             size: d.size,
@@ -778,8 +886,71 @@ pub async fn push(
         layers,
         bytes_sent,
         bytes_skipped,
+        chunk_indexes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Descriptor of the standalone chunk index `bytes` of layer `target` (erofs-image-spec §3.4.3:
+/// a layer of type `application/vnd.erofs.chunk-index.v1` naming its target's digest).
+fn standalone_descriptor(target: &Descriptor, bytes: &[u8]) -> Descriptor {
+    let mut annotations = BTreeMap::from([(
+        fspack_chunkindex::ANN_TARGET.to_string(),
+        target.digest.clone(),
+    )]);
+    if let Some(title) = target.annotations.get(ANN_TITLE) {
+        annotations.insert(ANN_TITLE.into(), format!("{title}.chunk-index"));
+    }
+    descriptor(
+        fspack_chunkindex::MEDIA_TYPE,
+        &sha256_digest(bytes),
+        bytes.len() as u64,
+        annotations,
+    )
+}
+
+/// Pushes the OCI 1.1 referrer that keeps the standalone chunk indexes of a ModelPack push
+/// reachable (registry garbage collection keeps blobs a manifest names; `oras cp -r` copies
+/// referrers with their subject): `subject` is the model manifest, and the layers are each
+/// indexed layer followed by its index, the order erofs-image-spec §3.4.3 gives a standalone
+/// index. Pushed by digest, untagged. Returns its digest.
+///
+/// The model manifest itself names each index by digest (`org.erofs.chunk-index.digest` on the
+/// layer), so a pull never needs this manifest, and its layers stay the files alone, which is
+/// all modctl can read (issue 15).
+///
+/// The caller has sent the empty config. Errors: the registry's or the store's.
+async fn push_index_referrer(
+    target: &Target,
+    client: Option<&Client>,
+    store: Option<&Store>,
+    subject: Descriptor,
+    pairs: Vec<(Descriptor, Descriptor)>,
+) -> Result<String> {
+    let layers = pairs.into_iter().flat_map(|(d, ix)| [d, ix]).collect();
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_MANIFEST.into()),
+        artifact_type: Some(fspack_chunkindex::MEDIA_TYPE.into()),
+        config: empty_config(),
+        layers,
+        subject: Some(subject),
+        annotations: BTreeMap::new(),
+    };
+    let body = manifest_bytes(&manifest);
+    let digest = sha256_digest(&body);
+    match target {
+        Target::Registry(r) => {
+            client
+                .expect("set for registries")
+                .push_manifest(r, &digest, MEDIA_MANIFEST, body)
+                .await?;
+        }
+        Target::Layout { .. } => {
+            store.expect("set for layouts").put_blob_bytes(&body)?;
+        }
+    }
+    Ok(digest)
 }
 
 /// Sends one blob unless the destination has it; returns whether it was skipped.

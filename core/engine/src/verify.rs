@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fspack_chunkindex::{ChunkIndex, Embedded};
+use fspack_chunkindex::{ChunkIndex, IndexAt};
 use fspack_registry::{BlobSink, Client, DownloadOptions, NoProgress, Reference};
 use fspack_store::{BlobRepair, Store};
 use serde::Serialize;
@@ -123,6 +123,7 @@ pub async fn verify(
             }
         }
     }
+    let on_disk: BTreeMap<String, u64> = store.blobs()?.into_iter().collect();
     let mut wanted: Vec<String> = Vec::new();
     for (name, m) in &tags {
         let in_scope = match scope {
@@ -148,12 +149,15 @@ pub async fn verify(
         let Ok(manifest) = parse_manifest(&bytes, name) else {
             continue;
         };
-        note(&manifest.config.digest, Some(manifest.config.clone()));
+        // A pull keeps the config only when it is the empty one: a model config (issue 15) is
+        // never needed to mount, so one not in the store is not missing.
+        if on_disk.contains_key(&manifest.config.digest) {
+            note(&manifest.config.digest, Some(manifest.config.clone()));
+        }
         for l in &manifest.layers {
             note(&l.digest, Some(l.clone()));
         }
     }
-    let on_disk: BTreeMap<String, u64> = store.blobs()?.into_iter().collect();
     if matches!(scope, Scope::All) {
         wanted = on_disk.keys().cloned().collect();
     }
@@ -272,22 +276,35 @@ impl Found {
 fn check_blob(store: &Store, digest: &str, size: u64, desc: Option<&Descriptor>) -> Result<Found> {
     let path = store.blob_path(digest);
     let file = std::fs::File::open(&path).map_err(|e| EngineError::io(&path, e))?;
-    let embedded = desc.filter(|d| d.size == size).and_then(|d| {
-        Embedded::from_annotations(&d.annotations, size)
+    let at = desc.filter(|d| d.size == size).and_then(|d| {
+        IndexAt::from_annotations(&d.annotations, size)
             .ok()
             .flatten()
     });
     let mut index_corrupt = false;
-    let index = embedded.and_then(|e| {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; (e.range.end - e.range.start) as usize];
-        let ix = file
-            .read_exact_at(&mut buf, e.range.start)
-            .ok()
-            .and_then(|()| e.open(&buf).ok());
-        index_corrupt = ix.is_none();
-        ix.map(Arc::new)
-    });
+    let index = match at {
+        Some(IndexAt::Embedded(e)) => {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; (e.range.end - e.range.start) as usize];
+            let ix = file
+                .read_exact_at(&mut buf, e.range.start)
+                .ok()
+                .and_then(|()| e.open(&buf).ok());
+            index_corrupt = ix.is_none();
+            ix.map(Arc::new)
+        }
+        // A standalone index (a ModelPack raw layer's) is used when the store kept it; else the
+        // whole-blob digest decides, as for a layer without an index.
+        Some(IndexAt::Standalone(s)) if store.has_blob(&s.digest) => {
+            let ix = store
+                .read_blob(&s.digest, fspack_chunkindex::MAX_INDEX_LEN)
+                .ok()
+                .and_then(|b| s.open(&b).ok());
+            index_corrupt = ix.is_none();
+            ix.map(Arc::new)
+        }
+        _ => None,
+    };
     let mut whole = Sha256::new();
     let mut bad = Vec::new();
     let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);

@@ -97,6 +97,16 @@ impl Store {
                     keep.insert(c.to_string());
                 }
                 keep.extend(digests("layers"));
+                // A layer's standalone chunk index (a ModelPack raw layer's, issue 15) is a blob
+                // the manifest names only in an annotation; for an embedded index the digest
+                // names no stored blob and keeping it costs nothing.
+                if let Some(layers) = v["layers"].as_array() {
+                    keep.extend(layers.iter().filter_map(|l| {
+                        l["annotations"][fspack_chunkindex::ANN_DIGEST]
+                            .as_str()
+                            .map(String::from)
+                    }));
+                }
                 roots.extend(digests("manifests"));
             }
         }

@@ -10,6 +10,10 @@
 //! and compared with its index entry; only matching chunks are written (through the store's
 //! [`Ingest`], which journals them for a resume) and marked present. A chunk that fails
 //! [`CHUNK_ATTEMPTS`] times answers its readers with `EIO` and is retried later, never served.
+//!
+//! A blob without a chunk index (a model layer from another tool, issue 15) is one chunk whose
+//! checksum is the blob's digest ([`ChunkIndex::whole`]): a worker streams all of it into the
+//! ingest, the commit checks the whole-blob sha256, and only then are its readers answered.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -77,11 +81,20 @@ pub struct LazyBlob {
     /// The index's largest chunk in bytes: the unit of the sequential-read test, computed once
     /// because [`ChunkIndex::max_chunk_len`] walks every entry and reads are the hot path.
     chunk_len: u64,
-    reader: File,
+    /// The partial file (the committed blob, once renamed). Replaced when a whole blob starts
+    /// over after a failed digest: the old file, unlinked, still holds the damaged bytes.
+    reader: Mutex<Arc<File>>,
     ingest: Mutex<Option<Arc<Ingest>>>,
     state: Mutex<State>,
     present_bytes: AtomicU64,
     committed: AtomicBool,
+    /// No chunk index: served only once all of it is committed (see the module docs).
+    whole: bool,
+    /// Of a whole blob: the byte ranges a killed server left, fetched no more (the commit's
+    /// whole-blob digest checks them).
+    resume: Mutex<Vec<(u64, u64)>>,
+    /// Of a whole blob: the store, to open its ingest again after a failed digest.
+    store: Option<Arc<fspack_store::Store>>,
 }
 
 impl LazyBlob {
@@ -93,7 +106,7 @@ impl LazyBlob {
         ingest: Ingest,
         present: &[(u64, u64)],
     ) -> std::io::Result<LazyBlob> {
-        let reader = ingest.file().try_clone()?;
+        let reader = Mutex::new(Arc::new(ingest.file().try_clone()?));
         let n = index.chunk_count();
         let mut st = State {
             present: vec![false; n],
@@ -121,7 +134,43 @@ impl LazyBlob {
             state: Mutex::new(st),
             present_bytes: AtomicU64::new(bytes),
             committed: AtomicBool::new(false),
+            whole: false,
+            resume: Mutex::new(Vec::new()),
+            store: None,
         })
+    }
+
+    /// A blob without a chunk index, served once all of it arrived and its sha256 matched
+    /// (issue 15). `present` are the byte ranges a killed server left: kept, not served; the
+    /// commit's whole-blob digest decides.
+    ///
+    /// Errors: `InvalidInput` for an empty blob or a malformed digest, and the ingest file's.
+    pub fn whole(
+        desc: Descriptor,
+        ingest: Ingest,
+        present: &[(u64, u64)],
+        store: Arc<fspack_store::Store>,
+    ) -> std::io::Result<LazyBlob> {
+        let hex = desc.digest.strip_prefix("sha256:").unwrap_or_default();
+        let index = ChunkIndex::whole(desc.size, hex).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "blob {} of {} bytes cannot be served",
+                    desc.digest, desc.size
+                ),
+            )
+        })?;
+        let mut blob = LazyBlob::new(desc, Arc::new(index), ingest, &[])?;
+        blob.whole = true;
+        blob.resume = Mutex::new(present.to_vec());
+        blob.store = Some(store);
+        Ok(blob)
+    }
+
+    /// Whether the blob has no chunk index and is served only once committed whole.
+    pub fn is_whole(&self) -> bool {
+        self.whole
     }
 
     /// Bytes present (verified) so far.
@@ -137,7 +186,8 @@ impl LazyBlob {
     fn read_now(&self, offset: u64, end: u64, reply: Box<dyn ReadReply>) {
         use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; (end - offset) as usize];
-        match self.reader.read_exact_at(&mut buf, offset) {
+        let reader = self.reader.lock().expect("not poisoned").clone();
+        match reader.read_exact_at(&mut buf, offset) {
             Ok(()) => reply.data(&buf),
             Err(e) => {
                 tracing::error!(digest = %self.desc.digest, offset, "read of the partial blob failed: {e}");
@@ -184,6 +234,11 @@ pub struct Fill {
     commits: Mutex<Vec<(usize, Result<std::path::PathBuf, String>)>>,
     /// Since when every fetch failed (the registry is unreachable); `None` while fetches work.
     offline_since: Mutex<Option<Instant>>,
+    /// The kernel mount is live. Until then there is no background fill: the mount waits for
+    /// what it reads (the metadata walk, tail blocks of model files), and a worker busy with a
+    /// fill run (or a whole blob, which takes a worker until all of it arrived, issue 15) would
+    /// make it wait behind that.
+    live: AtomicBool,
 }
 
 impl Fill {
@@ -207,7 +262,14 @@ impl Fill {
             progress: tokio::sync::Notify::new(),
             commits: Mutex::new(Vec::new()),
             offline_since: Mutex::new(None),
+            live: AtomicBool::new(false),
         }
+    }
+
+    /// Says the kernel mount is live: the background fill may start.
+    pub fn set_live(&self) {
+        self.live.store(true, Ordering::Release);
+        self.wake.notify_waiters();
     }
 
     /// Answers a read of `size` bytes at `offset` of blob `b`: now when its chunks are present,
@@ -315,6 +377,10 @@ impl Fill {
         for blob in &self.blobs {
             let expired: Vec<Waiter> = {
                 let mut st = blob.state.lock().expect("not poisoned");
+                // A whole blob being downloaded: its readers wait for the end of it (issue 15).
+                if blob.whole && st.claimed[0] {
+                    continue;
+                }
                 let (gone, keep) = std::mem::take(&mut st.waiters)
                     .into_iter()
                     .partition(|w| w.deadline <= now);
@@ -404,6 +470,9 @@ impl Fill {
             }
         }
         let now = Instant::now();
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
         for (b, blob) in self.blobs.iter().enumerate() {
             let mut st = blob.state.lock().expect("not poisoned");
             if st.missing == 0 {
@@ -440,6 +509,9 @@ impl Fill {
     /// Fetches `job`, verifies and writes its chunks, and refetches the bad ones alone.
     async fn run(self: &Arc<Self>, job: &Job) -> Result<(), String> {
         let blob = &self.blobs[job.blob];
+        if blob.whole {
+            return self.run_whole(job.blob).await;
+        }
         let mut todo: Vec<Range<usize>> = vec![job.chunks.clone()];
         while let Some(run) = todo.pop() {
             if self.stopped() {
@@ -510,6 +582,43 @@ impl Fill {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Streams whole blob `b` into its ingest (resuming from what a killed server left), then
+    /// commits it, which checks its sha256; only a committed whole blob answers its readers.
+    async fn run_whole(self: &Arc<Self>, b: usize) -> Result<(), String> {
+        let blob = &self.blobs[b];
+        let ingest = blob
+            .ingest
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .ok_or("the blob is committed already")?;
+        let opts = fspack_registry::DownloadOptions {
+            done_ranges: blob.resume.lock().expect("not poisoned").clone(),
+            ..Default::default()
+        };
+        let sink = Arc::new(crate::fetch::IngestSink(ingest));
+        let got = self
+            .client
+            .download_to(
+                &self.reference,
+                &blob.desc.digest,
+                blob.desc.size,
+                sink,
+                &opts,
+                Arc::new(fspack_registry::NoProgress),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        self.counters
+            .bytes_received
+            .fetch_add(got.bytes_received, Ordering::Relaxed);
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.commit(b))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -632,9 +741,46 @@ impl Fill {
         match &result {
             Ok(p) => {
                 tracing::info!(digest = %blob.desc.digest, "every chunk present; committed as {}", p.display());
+                if blob.whole {
+                    // Verified only now: its readers are answered only now.
+                    self.mark_present(b, 0);
+                }
                 blob.committed.store(true, Ordering::Release);
             }
-            Err(e) => tracing::error!(digest = %blob.desc.digest, "commit failed: {e}"),
+            Err(e) => {
+                tracing::error!(digest = %blob.desc.digest, "commit failed: {e}");
+                if blob.whole {
+                    // The damaged data is gone; a fresh ingest lets the fill fetch it again.
+                    blob.resume.lock().expect("not poisoned").clear();
+                    if let Some(store) = &blob.store {
+                        let fresh = store
+                            .ingest(&blob.desc.digest, blob.desc.size)
+                            .map_err(|e| e.to_string())
+                            .and_then(|i| {
+                                let f = i.file().try_clone().map_err(|e| e.to_string())?;
+                                Ok((i, f))
+                            });
+                        match fresh {
+                            Ok((i, f)) => {
+                                // Readers must not see the old, unlinked file's damaged bytes.
+                                *blob.reader.lock().expect("not poisoned") = Arc::new(f);
+                                *blob.ingest.lock().expect("not poisoned") = Some(Arc::new(i));
+                            }
+                            Err(e) => {
+                                tracing::error!(digest = %blob.desc.digest, "cannot start over: {e}")
+                            }
+                        }
+                    }
+                    let msg = format!(
+                        "blob {} from {} failed verification as a whole ({e}); reads waiting for it answer EIO, and it is fetched again",
+                        blob.desc.digest, self.reference.registry
+                    );
+                    self.counters
+                        .chunks_refetched
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.fail_chunk(b, 0, &msg);
+                }
+            }
         }
         self.commits.lock().expect("not poisoned").push((b, result));
         self.progress.notify_waiters();

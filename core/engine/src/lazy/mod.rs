@@ -86,9 +86,11 @@ pub struct LazyReport {
 /// image are fetched and checked first; the data blobs are served on demand by a server process
 /// started with `settings.server`.
 ///
-/// Falls back to an eager pull and mount (with a note in the report) for artifacts whose data
-/// blobs carry no chunk index (their chunks cannot be verified one by one) and for model
-/// artifacts (their metadata image is built from the whole layers). A reference whose blobs are
+/// Falls back to an eager pull and mount (with a note in the report) for fspack, EROFS and
+/// SquashFS artifacts whose data blobs carry no chunk index (their chunks cannot be verified one
+/// by one). Model artifacts (issue 15) are mounted lazily either way: their tar layers are
+/// fetched first (their headers make the mapping), their raw layers are served chunk by chunk
+/// where an index exists and once verified whole where none does. A reference whose blobs are
 /// all in the store is mounted directly.
 ///
 /// Errors: the errors of a pull (trust refusals, integrity, network) and of a mount; when the
@@ -312,22 +314,32 @@ async fn prepare(
         }
         MountPlan::Erofs { primary, devices } => (vec![&**primary], devices.iter().collect()),
         MountPlan::Squashfs { shards } => (Vec::new(), shards.iter().collect()),
+        // Raw layers are mapped from the manifest alone and served lazily (chunk by chunk
+        // with an index, else once verified whole); tar layers are fetched first, since their
+        // headers make the mapping (issue 15).
+        // An empty raw layer has nothing to serve (and makes no device): fetched up front.
         MountPlan::Model(m) => {
-            return Ok(Prepared::Eager {
-                why: format!(
-                    "{r} is a {} artifact; its files are mounted from whole layers, so it is pulled in full (lazy model mounts are not built yet)",
-                    m.flavor.name()
-                ),
-            });
+            let raw = |l: &&crate::modelpack::ModelLayer| {
+                l.packing == crate::modelpack::Packing::Raw && l.desc.size > 0
+            };
+            (
+                m.layers
+                    .iter()
+                    .filter(|l| !raw(l))
+                    .map(|l| &l.desc)
+                    .collect(),
+                m.layers.iter().filter(raw).map(|l| &l.desc).collect(),
+            )
         }
     };
+    let model = matches!(plan, MountPlan::Model(_));
     let mut missing: Vec<Descriptor> = Vec::new();
     for d in lazy {
         crate::fetch::check_cached_size(store, d, &r.to_string())?;
         if store.has_blob(&d.digest) || missing.iter().any(|m| m.digest == d.digest) {
             continue;
         }
-        if crate::fetch::chunk_index_of(d)?.is_none() {
+        if crate::fetch::chunk_index_of(d)?.is_none() && !model {
             return Ok(Prepared::Eager {
                 why: format!(
                     "blob {} of {r} has no chunk index, so its chunks cannot be verified one by one; pulled in full instead of lazily",

@@ -37,7 +37,7 @@ pub struct ServeSpec {
     pub manifest_digest: String,
     /// Manifest size in bytes.
     pub manifest_size: u64,
-    /// Blobs to serve, each with an embedded chunk index.
+    /// Blobs to serve: verified chunk by chunk where they have a chunk index, else as wholes.
     pub blobs: Vec<Descriptor>,
     /// Fetch workers (`--jobs`).
     pub jobs: usize,
@@ -177,29 +177,28 @@ async fn start(spec: &ServeSpec) -> Result<Started> {
     })
 }
 
-/// Takes blob `d`'s ingest lock, loads its chunk index (from the partial file or one Range GET,
-/// checked against the manifest's digest) and re-verifies the chunks a killed server left.
+/// Takes blob `d`'s ingest lock, loads its chunk index (from the partial file, the store, or
+/// the registry, checked against the manifest's digest) and re-verifies the chunks a killed
+/// server left. A blob without an index (a model layer from another tool) is served whole, once
+/// verified ([`LazyBlob::whole`]).
 async fn open_blob(
     store: &Arc<Store>,
     client: &Client,
     r: &Reference,
     d: &Descriptor,
 ) -> Result<LazyBlob> {
-    let embedded = crate::fetch::chunk_index_of(d)?.ok_or_else(|| {
-        EngineError::Usage(format!(
-            "blob {} has no chunk index; it cannot be served lazily",
-            d.digest
-        ))
-    })?;
+    let at = crate::fetch::chunk_index_of(d)?;
     let ingest = Arc::new(crate::fetch::open_ingest(store, d).await?);
     let mut stats = Default::default();
     let (index, present) =
-        crate::fetch::resume(client, r, d, Some(&embedded), &ingest, &mut stats).await?;
-    let index = index.expect("an announced index is loaded or the call fails");
+        crate::fetch::resume(client, r, d, at.as_ref(), store, &ingest, &mut stats).await?;
     let ingest = Arc::try_unwrap(ingest)
         .map_err(|_| EngineError::Integrity(format!("blob {} is still being written", d.digest)))?;
-    LazyBlob::new(d.clone(), index, ingest, &present)
-        .map_err(|e| EngineError::io(&store.root().join("ingest"), e))
+    let blob = match index {
+        Some(index) => LazyBlob::new(d.clone(), index, ingest, &present),
+        None => LazyBlob::whole(d.clone(), ingest, &present, store.clone()),
+    };
+    blob.map_err(|e| EngineError::io(&store.root().join("ingest"), e))
 }
 
 /// What the setup side said on stdin.
@@ -249,6 +248,9 @@ async fn run(spec: ServeSpec, s: Started, mut input: Box<dyn BufRead + Send>) ->
             }
         }
         let setup = *setup_rx.borrow();
+        if setup == Setup::Mounted {
+            s.fill.set_live();
+        }
         write_status(&spec, &s.fill, ServerState::Filling, error.as_deref());
         if setup == Setup::Aborted {
             break ServerState::Stopped;
