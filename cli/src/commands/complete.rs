@@ -1,10 +1,8 @@
 //! `fspack __complete`: candidates the completion scripts cannot know statically (mount points,
-//! references in the store, a repository's tags). Never slow, never noisy: a registry that does
-//! not answer within a second and a half yields no tags, and errors print nothing.
+//! references in the store, a repository's tags). Never slow, never noisy: the engine gives a
+//! registry a second and a half, and errors print nothing.
 
-use std::time::Duration;
-
-use fspack_engine::target::Target;
+use fspack_engine::names;
 
 use crate::args::{CompleteArgs, CompleteKind, GlobalArgs, RegistryArgs};
 
@@ -13,39 +11,25 @@ pub async fn run(args: CompleteArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let store = super::existing_store(g).ok().flatten();
     match args.kind {
         CompleteKind::Mounts => {
-            if let Some(store) = &store
-                && let Ok(records) = store.mount_records()
-            {
-                out.extend(records.into_iter().map(|r| r.target.display().to_string()));
+            if let Some(store) = &store {
+                out.extend(names::mount_points(store));
             }
         }
         CompleteKind::Refs => {
-            if let Some(store) = &store
-                && let Ok(tags) = store.tags()
-            {
-                out.extend(tags.into_iter().map(|(name, _)| name));
+            if let Some(store) = &store {
+                out.extend(names::stored_references(store));
             }
             // host/repo:<TAB> asks the registry for the repository's tags.
-            if let Some((repo, _)) = args.prefix.rsplit_once(':')
-                && repo.contains('/')
-                && let Ok(Target::Registry(r)) = Target::parse(repo)
-            {
-                let registry = RegistryArgs {
-                    plain_http: false,
-                    insecure: false,
-                    plain_http_credentials: false,
-                    username: None,
-                    password: None,
-                    jobs: 1,
-                };
-                if let Ok(client) = super::client(&registry)
-                    && let Ok(Ok(tags)) =
-                        tokio::time::timeout(Duration::from_millis(1500), client.list_tags(&r))
-                            .await
-                {
-                    out.extend(tags.into_iter().map(|t| format!("{repo}:{t}")));
-                }
-            }
+            let registry = RegistryArgs {
+                plain_http: false,
+                insecure: false,
+                plain_http_credentials: false,
+                username: None,
+                password: None,
+                jobs: 1,
+            };
+            let opts = super::client_options(&registry);
+            out.extend(names::registry_references(&opts, &args.prefix).await);
         }
     }
     out.sort();

@@ -20,15 +20,15 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     if password.is_empty() {
         crate::exit::usage!("the password read from standard input is empty");
     }
-    let stored = fspack_registry::login_store(&args.registry, &args.username, password, None)
+    let stored = fspack_engine::login::login(&args.registry, &args.username, password)
         .with_context(|| format!("cannot store credentials for {}", args.registry))?;
     match stored {
-        fspack_registry::Stored::File(file) => eprintln!(
+        fspack_engine::login::Stored::File(file) => eprintln!(
             "credentials for {} stored in {}",
             args.registry,
             file.display()
         ),
-        fspack_registry::Stored::Helper { helper, file } => eprintln!(
+        fspack_engine::login::Stored::Helper { helper, file } => eprintln!(
             "credentials for {} stored in docker-credential-{helper} (configured in {})",
             args.registry,
             file.display()
@@ -38,7 +38,7 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
 }
 
 pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
-    fspack_registry::logout(&args.registry, None)
+    fspack_engine::login::logout(&args.registry)
         .with_context(|| format!("cannot remove credentials for {}", args.registry))?;
     eprintln!("removed credentials for {}", args.registry);
     Ok(())

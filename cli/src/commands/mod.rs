@@ -14,8 +14,7 @@ mod verify;
 use std::sync::Arc;
 
 use anyhow::Context;
-use fspack_registry::{Client, ClientOptions};
-use fspack_store::Store;
+use fspack_engine::{Client, ClientOptions, Store};
 
 use crate::args::{Cli, Command, GlobalArgs, RegistryArgs, TrustArgs};
 use crate::progress::Bars;
@@ -45,7 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Registry client options from the command line.
 pub fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
-    Client::new(client_options(args)).context("cannot set up the registry client")
+    Ok(fspack_engine::open::client(client_options(args))?)
 }
 
 /// The client options of [`client`], for a lazy mount's server to build the same client.
@@ -84,28 +83,13 @@ pub fn trust(args: &TrustArgs) -> anyhow::Result<Arc<fspack_engine::trust::Trust
 
 /// Opens the local store chosen by `--store`, `FSPACK_STORE` or the default location.
 pub fn store(g: &GlobalArgs) -> anyhow::Result<Arc<Store>> {
-    let root = g.store.clone().unwrap_or_else(fspack_store::default_root);
-    let store = Store::open(&root)
-        .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    Ok(Arc::new(store))
+    Ok(fspack_engine::open::open_store(g.store.as_deref())?)
 }
 
 /// The store, only if one exists already: commands that only read (ls, gc, umount, completion)
 /// must not create /var/lib/fspack as a side effect.
 pub fn existing_store(g: &GlobalArgs) -> anyhow::Result<Option<Arc<Store>>> {
-    let root = g.store.clone().unwrap_or_else(fspack_store::default_root);
-    if !root.join("oci-layout").exists() {
-        return Ok(None);
-    }
-    store(g).map(Some)
-}
-
-/// The store's tag for a reference the user typed: its normalised form (`r.to_string()`, which
-/// is what pull tags with), or the text as given when it does not parse.
-pub fn store_name(text: &str) -> String {
-    text.parse::<fspack_registry::Reference>()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|_| text.to_string())
+    Ok(fspack_engine::open::existing_store(g.store.as_deref())?)
 }
 
 /// Progress bars unless quiet or printing JSON.

@@ -1,177 +1,90 @@
 //! `fspack mount`, `umount`, `ls` and `gc`: the host side of the store.
 
 use anyhow::Context;
+use fspack_engine::lazy::LazyReport;
 use fspack_engine::mount::MountPoint;
-use fspack_engine::pull::{PullSettings, pull};
-use fspack_engine::target::Target;
+use fspack_engine::mount_ref::{MountRefSettings, Mounted, mount_ref};
+use fspack_engine::pull::PullSettings;
 
 use super::pull::mount_settings;
-use crate::args::{GcArgs, GlobalArgs, LsArgs, MountArgs, UmountArgs};
+use crate::args::{GcArgs, GlobalArgs, LsArgs, MountArgs, RegistryArgs, UmountArgs};
 
 pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
-    fspack_mount::privileges()
+    fspack_engine::mount_ref::privileges()
         .with_context(|| format!("cannot mount on {}", args.dir.display()))?;
     let store = super::store(g)?;
     // The mount point is checked (and a missing one created) before anything is pulled.
     let point = MountPoint::prepare(&store, &args.dir)
         .with_context(|| format!("cannot mount on {}", args.dir.display()))?;
-    if args.lazy {
-        let trust = super::trust(&args.trust)?;
-        let in_store = trust.is_empty() && store.resolve(&args.reference)?.is_some()
-            || store
-                .resolve(&super::store_name(&args.reference))?
-                .is_some();
-        if let (false, Target::Registry(r)) = (in_store, Target::parse(&args.reference)?) {
-            let lazy = LazyArgs {
-                reference: &r,
-                dir: &args.dir,
-                registry: &args.registry,
-                mount_opts: &args.mount_opts,
-                trust,
-                json: args.json,
-            };
-            return mount_lazily(lazy, point, &store, g).await;
-        }
-    }
-    let resolved = resolve(&args, g, &store).await;
-    let (name, digest) = match resolved {
-        Ok(r) => r,
+    let settings = match mount_ref_settings(&args) {
+        Ok(s) => s,
         Err(e) => {
             point.discard();
             return Err(e);
         }
     };
-    let settings = mount_settings(&args.mount_opts);
-    let (s, n, d) = (store.clone(), name.clone(), digest.clone());
-    let notes = tokio::task::spawn_blocking(move || {
-        let mut notes = Vec::new();
-        fspack_engine::mount::mount_at(&s, &n, &d, point, &settings, &mut notes).map(|_| notes)
-    })
-    .await?
-    .with_context(|| format!("failed to mount {name} on {}", args.dir.display()))?;
-    if !g.quiet {
-        for n in notes {
-            eprintln!("note: {n}");
+    let bars = super::bars(g, args.json && args.lazy);
+    let mounted = mount_ref(&store, &args.reference, &args.dir, point, &settings, bars).await?;
+    match mounted {
+        Mounted::Lazy { name, report } => print_lazy(&name, &report, &args.dir, args.json, g),
+        Mounted::Eager {
+            name,
+            digest,
+            notes,
+        } => {
+            if !g.quiet {
+                for n in notes {
+                    eprintln!("note: {n}");
+                }
+                eprintln!("mounted {name} ({digest}) on {}", args.dir.display());
+            }
+            Ok(())
         }
-        eprintln!("mounted {name} ({digest}) on {}", args.dir.display());
     }
-    Ok(())
 }
 
-/// The store's name and manifest digest of the reference, pulling it first when missing.
-async fn resolve(
-    args: &MountArgs,
-    g: &GlobalArgs,
-    store: &std::sync::Arc<fspack_store::Store>,
-) -> anyhow::Result<(String, String)> {
-    let trust = super::trust(&args.trust)?;
-    // A name in the store as it was tagged (what completion offers) comes first, unless keys or
-    // a policy apply: those are checked on the reference below. Anything else is a reference,
-    // pulled or copied into the store when missing.
-    if trust.is_empty()
-        && let Some(d) = store.resolve(&args.reference)?
-    {
-        return Ok((args.reference.clone(), d.digest));
-    }
-    Ok(match Target::parse(&args.reference)? {
-        Target::Registry(r) => {
-            let name = r.to_string();
-            match store.resolve(&name)? {
-                Some(d) => {
-                    // Pulled earlier, maybe under another policy: the rules of today apply.
-                    if !trust.is_empty() {
-                        let client = super::client(&args.registry)?;
-                        trust
-                            .check(&client, &r, &d.digest)
-                            .await
-                            .with_context(|| format!("refusing to mount {name}"))?;
-                    }
-                    (name, d.digest)
-                }
-                None => {
-                    let client = super::client(&args.registry)?;
-                    let settings = PullSettings {
-                        trust: trust.clone(),
-                        jobs: args.registry.jobs.max(1),
-                        ranges: args.registry.jobs.clamp(1, 8),
-                    };
-                    let bars = super::bars(g, false);
-                    let (report, _) = pull(&client, &r, store.clone(), &settings, bars)
-                        .await
-                        .with_context(|| {
-                            format!("{name} is not in the store and pulling it failed")
-                        })?;
-                    (name, report.manifest_digest)
-                }
-            }
-        }
-        Target::Layout { path, tag } => {
-            // Copied into the store (verified) unless it is there already: see engine::import.
-            let name = fspack_engine::import::layout_name(&path, &tag)?;
-            match store.resolve(&name)? {
-                Some(d) => (name, d.digest),
-                None => {
-                    let (s, bars) = (store.clone(), super::bars(g, false));
-                    let report = tokio::task::spawn_blocking(move || {
-                        fspack_engine::import::import(&path, &tag, &s, bars)
-                    })
-                    .await?
-                    .with_context(|| format!("cannot copy {} into the store", args.reference))?;
-                    (name, report.manifest_digest)
-                }
-            }
-        }
+fn mount_ref_settings(args: &MountArgs) -> anyhow::Result<MountRefSettings> {
+    Ok(MountRefSettings {
+        pull: pull_settings(&args.registry, &args.trust)?,
+        mount: mount_settings(&args.mount_opts),
+        client: super::client_options(&args.registry),
+        lazy: if args.lazy {
+            Some(lazy_server()?)
+        } else {
+            None
+        },
     })
 }
 
-/// What a lazy mount needs from `pull --mount --lazy` or `mount --lazy`.
-pub struct LazyArgs<'a> {
-    pub reference: &'a fspack_registry::Reference,
-    pub dir: &'a std::path::Path,
-    pub registry: &'a crate::args::RegistryArgs,
-    pub mount_opts: &'a crate::args::MountOptsArgs,
-    pub trust: std::sync::Arc<fspack_engine::trust::Trust>,
-    pub json: bool,
+/// Pull settings from the registry and trust flags.
+pub fn pull_settings(
+    registry: &RegistryArgs,
+    trust: &crate::args::TrustArgs,
+) -> anyhow::Result<PullSettings> {
+    Ok(PullSettings {
+        trust: super::trust(trust)?,
+        jobs: registry.jobs.max(1),
+        ranges: registry.jobs.clamp(1, 8),
+    })
 }
 
-/// Mounts lazily (issue 10), printing the report.
-pub async fn mount_lazily(
-    a: LazyArgs<'_>,
-    point: MountPoint,
-    store: &std::sync::Arc<fspack_store::Store>,
-    g: &GlobalArgs,
-) -> anyhow::Result<()> {
-    use fspack_engine::lazy::{LazySettings, backend, mount_lazy};
-    let name = a.reference.to_string();
-    if let Err(e) = backend::detect() {
-        point.discard();
-        return Err(e).with_context(|| format!("cannot mount {name} lazily"));
-    }
-    let client = match super::client(a.registry) {
-        Ok(c) => c,
-        Err(e) => {
-            point.discard();
-            return Err(e);
-        }
-    };
+/// The command that starts a lazy mount's server: this binary's `lazy-serve`.
+pub fn lazy_server() -> anyhow::Result<Vec<std::ffi::OsString>> {
     let exe = std::env::current_exe()
         .context("cannot find the fspack binary to start the lazy server")?;
-    let settings = LazySettings {
-        pull: PullSettings {
-            trust: a.trust.clone(),
-            jobs: a.registry.jobs.max(1),
-            ranges: a.registry.jobs.clamp(1, 8),
-        },
-        mount: mount_settings(a.mount_opts),
-        client: super::client_options(a.registry),
-        server: vec![exe.into_os_string(), "-v".into(), "lazy-serve".into()],
-    };
-    let bars = super::bars(g, a.json);
-    let report = mount_lazy(&client, a.reference, store.clone(), point, &settings, bars)
-        .await
-        .with_context(|| format!("failed to mount {name} lazily on {}", a.dir.display()))?;
-    if a.json {
-        return super::print_json(&report);
+    Ok(vec![exe.into_os_string(), "-v".into(), "lazy-serve".into()])
+}
+
+/// Prints what a lazy mount did (issue 10).
+pub fn print_lazy(
+    name: &str,
+    report: &LazyReport,
+    dir: &std::path::Path,
+    json: bool,
+    g: &GlobalArgs,
+) -> anyhow::Result<()> {
+    if json {
+        return super::print_json(report);
     }
     if !g.quiet {
         for n in &report.notes {
@@ -181,7 +94,7 @@ pub async fn mount_lazily(
             eprintln!(
                 "mounted {name} ({}) on {} in {:.2}s; {} MB in {} blobs are fetched on first read and in the background (`fspack ls` shows progress)",
                 report.manifest_digest,
-                a.dir.display(),
+                dir.display(),
                 report.seconds,
                 report.lazy_bytes / 1_000_000,
                 report.lazy_blobs
@@ -190,7 +103,7 @@ pub async fn mount_lazily(
             eprintln!(
                 "mounted {name} ({}) on {}",
                 report.manifest_digest,
-                a.dir.display()
+                dir.display()
             );
         }
     }
@@ -289,7 +202,7 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 /// Waits for every lazy mount's fill, drawing one bar per mount (issue 10).
-fn wait_lazy(store: &fspack_store::Store, g: &GlobalArgs) -> anyhow::Result<()> {
+fn wait_lazy(store: &fspack_engine::Store, g: &GlobalArgs) -> anyhow::Result<()> {
     use fspack_engine::lazy::status::ServerState;
     use fspack_engine::report::Reporter;
     let bars = super::bars(g, false);
@@ -340,9 +253,8 @@ pub fn gc(args: GcArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let report = match super::existing_store(g)? {
         Some(store) => {
             // Mounts released by a plain umount(8) first, so their blobs and shards go too.
-            let released = fspack_engine::mount::release_orphans(&store)
-                .context("cannot release what unmounted fspack mounts left behind")?;
-            for t in &released {
+            let collected = fspack_engine::gc::gc(&store)?;
+            for t in &collected.released {
                 if !g.quiet {
                     eprintln!(
                         "released the leftovers of {} (unmounted without fspack)",
@@ -350,9 +262,9 @@ pub fn gc(args: GcArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                     );
                 }
             }
-            store.gc(&[]).context("garbage collection failed")?
+            collected.report
         }
-        None => fspack_store::GcReport::default(),
+        None => fspack_engine::GcReport::default(),
     };
     if args.json {
         return super::print_json(&report);

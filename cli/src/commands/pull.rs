@@ -1,9 +1,13 @@
 //! `fspack pull REF [--mount DIR]`.
 
 use anyhow::Context;
+use fspack_engine::lazy::LazySettings;
 use fspack_engine::mount::{MountMode, MountPoint, MountSettings};
-use fspack_engine::pull::{PullSettings, pull};
+use fspack_engine::mount_ref::mount_lazily;
+use fspack_engine::pull_ref::{PullRefSettings, pull_ref};
 use fspack_engine::target::Target;
+
+use super::mount::{lazy_server, print_lazy, pull_settings};
 
 use crate::args::{GlobalArgs, MountModeArg, MountOptsArgs, PullArgs};
 
@@ -21,7 +25,8 @@ pub fn mount_settings(a: &MountOptsArgs) -> MountSettings {
 pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let target = Target::parse(&args.reference)?;
     if let Some(dir) = &args.mount {
-        fspack_mount::privileges().with_context(|| format!("cannot mount on {}", dir.display()))?;
+        fspack_engine::mount_ref::privileges()
+            .with_context(|| format!("cannot mount on {}", dir.display()))?;
     }
     let store = super::store(g)?;
     // The mount point is checked (and a missing one created) before any byte is fetched.
@@ -34,42 +39,23 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     };
     if let (true, Some(dir), Target::Registry(r)) = (args.lazy, &args.mount, &target) {
         let point = point.expect("prepared for --mount");
-        let lazy = super::mount::LazyArgs {
-            reference: r,
-            dir,
-            registry: &args.registry,
-            mount_opts: &args.mount_opts,
-            trust: super::trust(&args.trust)?,
-            json: args.json,
+        let settings = LazySettings {
+            pull: pull_settings(&args.registry, &args.trust)?,
+            mount: mount_settings(&args.mount_opts),
+            client: super::client_options(&args.registry),
+            server: lazy_server()?,
         };
-        return super::mount::mount_lazily(lazy, point, &store, g).await;
+        let bars = super::bars(g, args.json);
+        let report = mount_lazily(&store, r, dir, point, &settings, bars).await?;
+        return print_lazy(&r.to_string(), &report, dir, args.json, g);
     }
-    let bars = super::bars(g, args.json);
-    let ranges = args.registry.jobs.clamp(1, 8);
-    let mut client = None;
-    let pulled: anyhow::Result<_> = async {
-        Ok(match &target {
-            Target::Registry(r) => {
-                let c = client.insert(super::client(&args.registry)?);
-                let settings = PullSettings {
-                    trust: super::trust(&args.trust)?,
-                    jobs: args.registry.jobs.max(1),
-                    ranges,
-                };
-                pull(c, r, store.clone(), &settings, bars.clone()).await?.0
-            }
-            Target::Layout { path, tag } => {
-                let (s, path, tag, bars) = (store.clone(), path.clone(), tag.clone(), bars.clone());
-                tokio::task::spawn_blocking(move || {
-                    fspack_engine::import::import(&path, &tag, &s, bars)
-                })
-                .await??
-            }
-        })
-    }
-    .await;
-    let mut report = match pulled {
-        Ok(p) => p,
+    let settings = match pull_settings(&args.registry, &args.trust) {
+        Ok(pull) => PullRefSettings {
+            pull,
+            client: super::client_options(&args.registry),
+            verify: args.verify,
+            mount: mount_settings(&args.mount_opts),
+        },
         Err(e) => {
             if let Some(point) = point {
                 point.discard();
@@ -77,59 +63,18 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             return Err(e).with_context(|| format!("failed to pull {}", args.reference));
         }
     };
-    drop(bars);
-    if args.verify {
-        use fspack_engine::verify::{Scope, VerifySettings, verify};
-        // A layout is verified without repair: there is no registry to fetch good bytes from.
-        let checked = verify(
-            &store,
-            &Scope::Refs(vec![report.reference.clone()]),
-            &VerifySettings {
-                repair: client.is_some(),
-                ranges,
-            },
-            client.as_ref(),
-        )
-        .await
-        .with_context(|| format!("pulled {} but could not verify it", args.reference));
-        let checked = match checked {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(point) = point {
-                    point.discard();
-                }
-                return Err(e);
-            }
-        };
-        super::verify::finish(&checked, false, true)?;
+    let bars = super::bars(g, args.json);
+    let mount = args.mount.as_deref().zip(point);
+    let pulled = pull_ref(&store, &args.reference, &target, mount, &settings, bars).await?;
+    if let Some(checked) = &pulled.verified {
+        super::verify::finish(checked, false, true)?;
     }
-    if let (Some(dir), Some(point)) = (&args.mount, point) {
-        let ms = mount_settings(&args.mount_opts);
-        let (s, reference, digest) = (
-            store.clone(),
-            report.reference.clone(),
-            report.manifest_digest.clone(),
-        );
-        let notes = tokio::task::spawn_blocking(move || {
-            let mut notes = Vec::new();
-            fspack_engine::mount::mount_at(&s, &reference, &digest, point, &ms, &mut notes)
-                .map(|_| notes)
-        })
-        .await?
-        .with_context(|| {
-            format!(
-                "pulled {} but could not mount it on {}",
-                args.reference,
-                dir.display()
-            )
-        })?;
-        if !g.quiet {
-            for n in notes {
-                eprintln!("note: {n}");
-            }
+    if !g.quiet {
+        for n in &pulled.notes {
+            eprintln!("note: {n}");
         }
-        report.mounted_at = Some(dir.clone());
     }
+    let report = pulled.report;
     if args.json {
         super::print_json(&report)?;
     } else if !g.quiet {

@@ -1,10 +1,10 @@
 //! `fspack push SOURCE REF`.
 
 use anyhow::Context;
+use fspack_engine::UploadMode;
 use fspack_engine::push::{PushSettings, push};
 use fspack_engine::target::Target;
 use fspack_image::erofs::Layout;
-use fspack_registry::UploadMode;
 
 use super::build::image_settings;
 use crate::args::{GlobalArgs, PushArgs, Shards};
@@ -21,7 +21,11 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         },
         annotations: args.annotations.clone(),
         modelpack: args.modelpack,
-        staging_store: Some(g.store.clone().unwrap_or_else(fspack_store::default_root)),
+        staging_store: Some(
+            g.store
+                .clone()
+                .unwrap_or_else(fspack_engine::open::default_store_root),
+        ),
     };
     let client = match &target {
         Target::Registry(_) => Some(super::client(&args.registry)?),

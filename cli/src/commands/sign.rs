@@ -19,16 +19,9 @@ pub async fn run(args: SignArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         .context("cannot use --key")?;
     let client = super::client(&args.registry)?;
     // A tag is resolved once, here; the signature then names that digest only.
-    let digest = match &r.digest {
-        Some(d) => d.clone(),
-        None => {
-            client
-                .get_manifest(&r)
-                .await
-                .with_context(|| format!("cannot resolve {}", args.reference))?
-                .2
-        }
-    };
+    let digest = fspack_engine::sign::resolve_digest(&client, &r)
+        .await
+        .with_context(|| format!("cannot resolve {}", args.reference))?;
     let report = fspack_engine::sign::sign(&client, &r, &digest, &key)
         .await
         .with_context(|| format!("failed to sign {} ({digest})", args.reference))?;

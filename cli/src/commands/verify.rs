@@ -18,7 +18,7 @@ pub async fn run(args: VerifyArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         Scope::Refs(
             args.references
                 .iter()
-                .map(|r| super::store_name(r))
+                .map(|r| fspack_engine::open::store_name(r))
                 .collect(),
         )
     };
@@ -81,16 +81,5 @@ pub fn finish(report: &VerifyReport, json: bool, repair: bool) -> anyhow::Result
             report.repaired
         );
     }
-    if report.bad > 0 {
-        let hint = if repair {
-            ""
-        } else {
-            "; run `fspack verify --repair` to fetch the bad chunks again"
-        };
-        anyhow::bail!(EngineError::Integrity(format!(
-            "{} blobs in the store are corrupt or missing{hint}",
-            report.bad
-        )));
-    }
-    Ok(())
+    Ok(report.ensure_clean(repair)?)
 }

@@ -44,6 +44,17 @@ pub enum EngineError {
         /// What is wrong.
         why: String,
     },
+    /// A use case's step that failed, naming what it was doing (`failed to mount REF on DIR`);
+    /// the error beneath keeps its kind. The engine's `anyhow::Context`: the CLI prints `what`,
+    /// then each cause.
+    #[error("{what}")]
+    Context {
+        /// What was being done, naming the reference, path or digest.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<EngineError>,
+    },
     /// An I/O failure on a named path.
     #[error("{path}: {source}")]
     Io {
@@ -53,6 +64,49 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The kinds of the lower crates' errors, re-exported so the CLI maps exit codes without
+/// depending on those crates.
+pub mod kinds {
+    pub use fspack_image::ErrorKind as Image;
+    pub use fspack_mount::ErrorKind as Mount;
+    pub use fspack_registry::ErrorKind as Registry;
+    pub use fspack_store::ErrorKind as Store;
+}
+
+/// The kind of one link of an error chain, if it is an error of the engine or of a crate it
+/// wraps (a lower crate's error may reach the CLI unwrapped, through `?` into `anyhow`).
+/// `None` for any other error.
+pub fn kind_of(err: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    if let Some(e) = err.downcast_ref::<EngineError>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = err.downcast_ref::<fspack_registry::RegistryError>() {
+        return Some(ErrorKind::Registry(e.kind()));
+    }
+    if let Some(e) = err.downcast_ref::<fspack_store::StoreError>() {
+        return Some(ErrorKind::Store(e.kind()));
+    }
+    if let Some(e) = err.downcast_ref::<fspack_image::Error>() {
+        return Some(ErrorKind::Image(e.kind()));
+    }
+    if let Some(e) = err.downcast_ref::<fspack_mount::MountError>() {
+        return Some(ErrorKind::Mount(e.kind()));
+    }
+    None
+}
+
+/// Shorthand for wrapping a result's error in [`EngineError::Context`].
+pub trait ResultExt<T> {
+    /// Wraps the error, if any, with the message `what()` returns.
+    fn context_with<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T, E: Into<EngineError>> ResultExt<T> for std::result::Result<T, E> {
+    fn context_with<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| e.into().context(what()))
+    }
 }
 
 /// Broad classes of [`EngineError`]: the engine's own kinds, and those of the errors it wraps.
@@ -95,6 +149,15 @@ impl EngineError {
                 ErrorKind::NotFound
             }
             EngineError::Io { .. } => ErrorKind::Io,
+            EngineError::Context { source, .. } => source.kind(),
+        }
+    }
+
+    /// Wraps this error in a [`EngineError::Context`] saying what was being done.
+    pub fn context(self, what: impl Into<String>) -> Self {
+        EngineError::Context {
+            what: what.into(),
+            source: Box::new(self),
         }
     }
 
@@ -104,5 +167,26 @@ impl EngineError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store error that reaches the CLI raw, and one under a context, keep the store's kind.
+    #[test]
+    fn lower_errors_are_classified_raw_and_wrapped() {
+        let store_err = || fspack_store::StoreError::CorruptBlob {
+            digest: "sha256:aa".into(),
+            actual: "sha256:bb".into(),
+            path: "/s/blobs/sha256/aa".into(),
+        };
+        let integrity = Some(ErrorKind::Store(kinds::Store::Integrity));
+        assert_eq!(kind_of(&store_err()), integrity);
+        let wrapped = EngineError::from(store_err()).context("cannot mount x");
+        assert_eq!(wrapped.to_string(), "cannot mount x");
+        assert_eq!(kind_of(&wrapped), integrity);
+        assert_eq!(kind_of(&std::io::Error::other("x")), None);
     }
 }

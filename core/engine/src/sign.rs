@@ -15,6 +15,17 @@ use crate::error::Result;
 use crate::trust::SigningKey;
 use crate::trust::simple_signing::*;
 
+/// The manifest digest `r` names: its digest, or what the registry resolves its tag to now. A
+/// tag is resolved once, so a signature then names that digest only.
+///
+/// Errors: the registry's (not found, auth, network).
+pub async fn resolve_digest(client: &Client, r: &Reference) -> Result<String> {
+    Ok(match &r.digest {
+        Some(d) => d.clone(),
+        None => client.get_manifest(r).await?.2,
+    })
+}
+
 /// What a signing did.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignReport {

@@ -98,9 +98,31 @@ pub struct VerifyReport {
     pub repaired: usize,
 }
 
+impl VerifyReport {
+    /// Fails when a blob is still corrupt or missing after the run; `repair` says whether the
+    /// run repaired, so the message offers `--repair` only when it was not.
+    ///
+    /// Errors: [`EngineError::Integrity`] naming how many blobs are bad.
+    pub fn ensure_clean(&self, repair: bool) -> Result<()> {
+        if self.bad == 0 {
+            return Ok(());
+        }
+        let hint = if repair {
+            ""
+        } else {
+            "; run `fspack verify --repair` to fetch the bad chunks again"
+        };
+        Err(EngineError::Integrity(format!(
+            "{} blobs in the store are corrupt or missing{hint}",
+            self.bad
+        )))
+    }
+}
+
 /// Checks (and with `settings.repair`, repairs) the blobs in `scope`.
 ///
-/// Returns the report; the caller turns `report.bad > 0` into exit 6. Errors:
+/// Returns the report; [`VerifyReport::ensure_clean`] turns `report.bad > 0` into an error
+/// (exit 6). Errors:
 /// [`EngineError::NotFound`] for a reference not in the store, [`EngineError::Usage`] when a
 /// repair is asked without a client, store and registry errors of a repair.
 pub async fn verify(

@@ -1,0 +1,153 @@
+//! `pull REF [--verify] [--mount DIR]`: a registry pull or an OCI layout import into the store,
+//! then the optional check of what arrived and the optional mount, as one use case. The CLI
+//! prepares the mount point (before any byte is fetched) and renders the outcome.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fspack_registry::ClientOptions;
+use fspack_store::Store;
+
+use crate::error::{Result, ResultExt};
+use crate::mount::{MountPoint, MountSettings};
+use crate::pull::{PullReport, PullSettings, pull};
+use crate::report::Reporter;
+use crate::target::Target;
+use crate::verify::{Scope, VerifyReport, VerifySettings, verify};
+
+/// What `pull_ref` needs besides the store and the target.
+#[derive(Debug, Clone)]
+pub struct PullRefSettings {
+    /// Trust checks and fetch concurrency.
+    pub pull: PullSettings,
+    /// Options of the registry client (for a registry target only).
+    pub client: ClientOptions,
+    /// Check every pulled blob against its digest and chunk index afterwards (repairing from the
+    /// registry; a layout has nothing to repair from).
+    pub verify: bool,
+    /// Mount options, used when a mount point is given.
+    pub mount: MountSettings,
+}
+
+/// What `pull_ref` did.
+#[derive(Debug)]
+pub struct Pulled {
+    /// The pull (or import); `mounted_at` is set when mounted.
+    pub report: PullReport,
+    /// The check's report, when asked. A report with bad blobs means nothing was mounted.
+    pub verified: Option<VerifyReport>,
+    /// Notes of the mount for the user.
+    pub notes: Vec<String>,
+}
+
+/// Pulls `target` (`reference` as the user typed it, for messages) into `store`; with
+/// `settings.verify` checks it; with `mount` (the directory as the user named it, and its
+/// prepared mount point) mounts it unless the check found bad blobs. Every failure, and a check
+/// that found bad blobs, removes the directories the mount point created.
+///
+/// Errors: "failed to pull REF" over the pull's or import's error; "pulled REF but could not
+/// verify it"; "pulled REF but could not mount it on DIR".
+pub async fn pull_ref(
+    store: &Arc<Store>,
+    reference: &str,
+    target: &Target,
+    mount: Option<(&Path, MountPoint)>,
+    settings: &PullRefSettings,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Pulled> {
+    let (dir, point) = match mount {
+        Some((dir, point)) => (Some(dir), Some(point)),
+        None => (None, None),
+    };
+    let discard = |point: Option<MountPoint>| {
+        if let Some(point) = point {
+            point.discard();
+        }
+    };
+    let mut client = None;
+    let pulled = fetch(store, target, settings, &mut client, reporter).await;
+    let mut report = match pulled {
+        Ok(p) => p,
+        Err(e) => {
+            discard(point);
+            return Err(e.context(format!("failed to pull {reference}")));
+        }
+    };
+    let mut verified = None;
+    if settings.verify {
+        // A layout is verified without repair: there is no registry to fetch good bytes from.
+        let checked = verify(
+            store,
+            &Scope::Refs(vec![report.reference.clone()]),
+            &VerifySettings {
+                repair: client.is_some(),
+                ranges: settings.pull.ranges,
+            },
+            client.as_ref(),
+        )
+        .await
+        .context_with(|| format!("pulled {reference} but could not verify it"));
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                discard(point);
+                return Err(e);
+            }
+        };
+        let bad = checked.bad > 0;
+        verified = Some(checked);
+        if bad {
+            discard(point);
+            return Ok(Pulled {
+                report,
+                verified,
+                notes: Vec::new(),
+            });
+        }
+    }
+    let mut notes = Vec::new();
+    if let (Some(dir), Some(point)) = (dir, point) {
+        notes = crate::mount_ref::mount_stored(
+            store,
+            &report.reference,
+            &report.manifest_digest,
+            point,
+            &settings.mount,
+        )
+        .await
+        .context_with(|| {
+            format!(
+                "pulled {reference} but could not mount it on {}",
+                dir.display()
+            )
+        })?;
+        report.mounted_at = Some(dir.to_path_buf());
+    }
+    Ok(Pulled {
+        report,
+        verified,
+        notes,
+    })
+}
+
+/// The pull or import itself; sets `client` for a registry target (the check repairs with it).
+async fn fetch(
+    store: &Arc<Store>,
+    target: &Target,
+    settings: &PullRefSettings,
+    client: &mut Option<fspack_registry::Client>,
+    reporter: Arc<dyn Reporter>,
+) -> Result<PullReport> {
+    Ok(match target {
+        Target::Registry(r) => {
+            let c = client.insert(crate::open::client(settings.client.clone())?);
+            pull(c, r, store.clone(), &settings.pull, reporter).await?.0
+        }
+        Target::Layout { path, tag } => {
+            let (s, path, tag) = (store.clone(), path.clone(), tag.clone());
+            tokio::task::spawn_blocking(move || crate::import::import(&path, &tag, &s, reporter))
+                .await
+                .expect("no panic")?
+        }
+    })
+}
