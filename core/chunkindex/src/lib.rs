@@ -557,10 +557,10 @@ impl IndexAt {
     }
 }
 
+/// Whether `digest` is a valid `sha256:` digest (the one rule, `fspack_digest`'s): chunk indexes
+/// are SHA-256 only.
 fn is_sha256(digest: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    fspack_digest::sha256_hex(digest).is_ok()
 }
 
 fn sha256_digest(bytes: &[u8]) -> String {

@@ -115,20 +115,12 @@ pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
     Ok(m)
 }
 
-/// Checks that a digest is `sha256:` followed by 64 lowercase hex digits.
+/// Checks that a digest is `sha256:` followed by 64 lowercase hex digits (the rule is
+/// `fspack_digest`'s; fspack stores and mounts sha256 content only).
 pub fn validate_digest(d: &str) -> std::result::Result<(), String> {
-    match d.strip_prefix("sha256:") {
-        Some(h)
-            if h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "unsupported or malformed digest {d:?} (fspack handles sha256 only)"
-        )),
-    }
+    fspack_digest::sha256_hex(d)
+        .map(|_| ())
+        .map_err(|_| format!("unsupported or malformed digest {d:?} (fspack handles sha256 only)"))
 }
 
 /// How to mount an artifact, derived from its manifest.

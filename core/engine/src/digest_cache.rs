@@ -159,8 +159,7 @@ impl DigestCache {
         let bytes = std::fs::read(self.dir.join(key.hex())).ok()?;
         let c: Cached = serde_json::from_slice(&bytes).ok()?;
         let well_formed = c.data_len == data_len
-            && c.digest.len() == 71
-            && c.digest.starts_with("sha256:")
+            && fspack_digest::sha256_hex(&c.digest).is_ok()
             && hex::decode(&c.index_hex).is_ok();
         well_formed.then_some(c)
     }
@@ -188,10 +187,12 @@ impl DigestCache {
         }
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&self.dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            serde_json::to_writer(&mut tmp, entry)?;
-            tmp.persist(self.dir.join(key.hex()))?;
-            Ok(())
+            fspack_atomic::write_with(
+                &self.dir.join(key.hex()),
+                fspack_atomic::Options::CACHE,
+                |f, _| serde_json::to_writer(f, entry).map_err(std::io::Error::from),
+                |_, e| e,
+            )
         };
         match write() {
             Ok(()) => true,

@@ -189,25 +189,12 @@ impl BlobPlan {
     /// Writes the blob to `path` via a temporary file in the same directory, renamed at the end, so
     /// a failure never leaves a half-written file at `path`.
     pub fn write_file(&self, path: &Path) -> Result<()> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tmp_name(path);
-        let result = (|| {
-            let mut out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            self.write_to_file(&mut out, &tmp)?;
-            out.sync_all().map_err(|e| Error::io(&tmp, e))?;
-            std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        fspack_atomic::write_with(
+            path,
+            fspack_atomic::Options::DURABLE,
+            |out, tmp| self.write_to_file(out, tmp),
+            Error::io,
+        )
     }
 
     /// Writes all segments to an open file, copying source data in the kernel where it can.

@@ -1,51 +1,21 @@
-//! Digests: the grammar check that runs before a digest reaches a URL or a path, and the hashers
-//! that verify content. We fail closed: only algorithms we can verify (sha256, sha512) pass.
+//! Digests: the grammar check (`fspack_digest`'s) that runs before a digest reaches a URL or a
+//! path, and the hashers that verify content. We fail closed: only algorithms we can verify
+//! (sha256, sha512) pass.
 
 use sha2::Digest as _;
 
 use crate::error::RegistryError;
 
 /// A digest algorithm we can verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Algorithm {
-    Sha256,
-    Sha512,
-}
+pub(crate) use fspack_digest::Algorithm;
 
-/// Checks a digest against the OCI grammar and our supported algorithms (lowercase hex of the
-/// right length); returns the algorithm.
+/// Checks a digest against the OCI grammar and our supported algorithms (the one rule, in
+/// `fspack_digest`); returns the algorithm.
 pub(crate) fn parse_digest(d: &str) -> Result<Algorithm, RegistryError> {
-    let bad = |reason: &str| RegistryError::InvalidDigest {
+    fspack_digest::check(d).map_err(|e| RegistryError::InvalidDigest {
         input: d.chars().take(80).collect(),
-        reason: reason.into(),
-    };
-    let (algo, hex) = d
-        .split_once(':')
-        .ok_or_else(|| bad("missing \"algorithm:\" prefix"))?;
-    let (algo, len) = match algo {
-        "sha256" => (Algorithm::Sha256, 64),
-        "sha512" => (Algorithm::Sha512, 128),
-        _ if !algo.is_empty()
-            && algo.split(['+', '.', '_', '-']).all(|c| {
-                !c.is_empty()
-                    && c.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            }) =>
-        {
-            return Err(bad(
-                "unsupported algorithm (only sha256 and sha512 can be verified)",
-            ));
-        }
-        _ => return Err(bad("malformed algorithm")),
-    };
-    if hex.len() != len
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(bad(&format!("expected {len} lowercase hex digits")));
-    }
-    Ok(algo)
+        reason: e.to_string(),
+    })
 }
 
 /// Checks that `d` is a digest we can verify (`sha256:` or `sha512:` and lowercase hex).

@@ -28,9 +28,9 @@ const SB_CHECKSUM: usize = 4;
 /// Errors with [`Error::InvalidOption`] for anything that is not `sha256:` and 64 lowercase hex
 /// digits.
 pub fn tag_of_digest(digest: &str) -> Result<[u8; TAG_LEN]> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == TAG_LEN && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    let hex = fspack_digest::sha256_hex(digest)
+        .ok()
+        .filter(|h| h.len() == TAG_LEN)
         .ok_or_else(|| {
             Error::InvalidOption(format!(
                 "device identity {digest:?} is not sha256:<64 lowercase hex digits>"

@@ -101,25 +101,12 @@ pub struct SquashfsReport {
 /// next to `out` and renamed over it only when complete, so an error leaves no partial output.
 pub fn write(tree: &Tree, opts: &SquashfsOptions, out: &Path) -> Result<SquashfsReport> {
     let level = opts.validate()?;
-    let tmp = crate::source::tmp_name(out);
-    let result = (|| {
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let report = write_to(tree, opts, level, &file, &tmp)?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-        let dir = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(report)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    fspack_atomic::write_with(
+        out,
+        fspack_atomic::Options::DURABLE,
+        |file, tmp| write_to(tree, opts, level, file, tmp),
+        Error::io,
+    )
 }
 
 fn basic_type(kind: &Kind) -> u16 {

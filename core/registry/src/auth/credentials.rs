@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -345,7 +345,7 @@ fn load_json(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, 
     }
 }
 
-/// Writes the file through a 0600 temporary file in the same directory and a rename.
+/// Writes the file all or nothing (`fspack_atomic`), mode 0600 from its first byte.
 fn store_json(
     path: &Path,
     doc: &serde_json::Map<String, serde_json::Value>,
@@ -360,31 +360,15 @@ fn store_json(
             .map_err(|e| RegistryError::io(ctx("create the directory of"), e))?;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
-    let tmp = dir.join(format!(
-        ".{}.fspack-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("config.json"),
-        std::process::id()
-    ));
     let mut body = serde_json::to_vec_pretty(doc).expect("a JSON map serialises");
     body.push(b'\n');
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        RegistryError::io(ctx("write"), e)
-    })
+    fspack_atomic::write_with(
+        path,
+        fspack_atomic::Options::durable_mode(0o600),
+        |f, _| f.write_all(&body),
+        |_, e| e,
+    )
+    .map_err(|e| RegistryError::io(ctx("write"), e))
 }
 
 /// Stores `username`/`password` for `registry` where docker would: in the credential helper the

@@ -1,0 +1,167 @@
+//! All-or-nothing file writes: a reader of the path sees the old file or the new one, never
+//! half, and a failure (or a panic) leaves no temporary file behind. The one helper for the
+//! image writers, the store's records and index, the Docker config file and the engine's caches,
+//! so the fsync rule is written once. Built on `tempfile`'s `NamedTempFile::persist` (a unique
+//! file in the target's directory, renamed over the target).
+//!
+//! This crate knows nothing of images, registries or the store: it writes bytes to a path.
+
+use std::fs::{File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// How a write is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The file's mode bits. `None` creates it as `File::create` would (0666 less the umask);
+    /// a mode is set on the temporary file before anything is written, so secrets are never
+    /// readable by others, not even half-written.
+    pub mode: Option<u32>,
+    /// Whether the write must survive a crash: the data is fsynced before the rename and the
+    /// directory after it (a rename is only durable once its directory is). Caches and status
+    /// files a reader can do without skip both.
+    pub durable: bool,
+}
+
+impl Options {
+    /// A durable write with the default mode.
+    pub const DURABLE: Options = Options {
+        mode: None,
+        durable: true,
+    };
+
+    /// A durable write with the mode `mode`.
+    pub const fn durable_mode(mode: u32) -> Options {
+        Options {
+            mode: Some(mode),
+            durable: true,
+        }
+    }
+
+    /// A write that need not survive a crash (a cache: losing it costs time only).
+    pub const CACHE: Options = Options {
+        mode: None,
+        durable: false,
+    };
+}
+
+/// Writes `path` all or nothing: `fill` writes the content into a temporary file in the same
+/// directory (it is given the file and the temporary path, for its error messages), which then
+/// replaces `path`. `io_err` turns an I/O failure on a path into the caller's error type.
+///
+/// Errors: `fill`'s error, or `io_err(path, e)` for a failure to create, sync, chmod or rename
+/// (naming the temporary file or the target, whichever failed).
+pub fn write_with<T, E>(
+    path: &Path,
+    opts: Options,
+    fill: impl FnOnce(&mut File, &Path) -> Result<T, E>,
+    io_err: impl Fn(&Path, io::Error) -> E,
+) -> Result<T, E> {
+    let dir = parent(path);
+    // `.NAME.tmp-RANDOM`: hidden, and recognisable as ours by a reader that cleans up after a
+    // killed writer (the store does, for its `oci-layout` marker).
+    let prefix = format!(
+        ".{}.tmp-",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    // tempfile creates 0600 by default; 0666 here leaves the umask to decide, as File::create.
+    builder.permissions(Permissions::from_mode(opts.mode.unwrap_or(0o666)));
+    let mut tmp = builder.tempfile_in(&dir).map_err(|e| io_err(&dir, e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let value = fill(tmp.as_file_mut(), &tmp_path)?;
+    if opts.durable {
+        tmp.as_file().sync_all().map_err(|e| io_err(&tmp_path, e))?;
+    }
+    if let Some(mode) = opts.mode {
+        // The creation mode passed through the umask; the caller asked for exactly this one.
+        tmp.as_file()
+            .set_permissions(Permissions::from_mode(mode))
+            .map_err(|e| io_err(&tmp_path, e))?;
+    }
+    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
+    if opts.durable {
+        sync_dir(&dir).map_err(|e| io_err(&dir, e))?;
+    }
+    Ok(value)
+}
+
+/// Writes `bytes` to `path` all or nothing (see [`write_with`]).
+///
+/// Errors: the I/O error, with the path it happened on.
+pub fn write(path: &Path, bytes: &[u8], opts: Options) -> Result<(), (PathBuf, io::Error)> {
+    write_with(
+        path,
+        opts,
+        |f, _| f.write_all(bytes).map_err(|e| (path.to_path_buf(), e)),
+        |p, e| (p.to_path_buf(), e),
+    )
+}
+
+/// Makes a rename in `dir` durable: fsync of the directory (a rename is only on disk once its
+/// directory is).
+///
+/// Errors: the I/O error of opening or syncing `dir`.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The directory a path lives in (`.` for a bare file name).
+fn parent(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn replaces_the_file_with_the_mode_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        std::fs::write(&p, b"old").unwrap();
+        write(&p, b"new", Options::durable_mode(0o600)).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        write(&p, b"newer", Options::durable_mode(0o444)).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o444);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_default_mode_is_what_file_create_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, theirs) = (dir.path().join("a"), dir.path().join("b"));
+        write(&ours, b"x", Options::CACHE).unwrap();
+        File::create(&theirs).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&ours), mode(&theirs));
+    }
+
+    #[test]
+    fn a_failed_fill_keeps_the_old_file_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"old").unwrap();
+        let r: Result<(), String> = write_with(
+            &p,
+            Options::DURABLE,
+            |f, _| {
+                f.write_all(b"half").unwrap();
+                Err("stopped".to_string())
+            },
+            |_, e| e.to_string(),
+        );
+        assert_eq!(r.unwrap_err(), "stopped");
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
