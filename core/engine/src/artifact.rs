@@ -98,17 +98,18 @@ pub fn manifest_bytes(m: &Manifest) -> Vec<u8> {
     serde_json::to_vec(m).expect("manifest serialises")
 }
 
-/// Parses a manifest, refusing anything that is not an OCI image manifest with sha256 digests.
+/// Parses a manifest with the one manifest parser (`Manifest::from_slice`: an OCI image
+/// manifest, schemaVersion 2, every descriptor's digest valid), then applies fspack's own rule:
+/// the config and layers must be sha256, the only algorithm the store holds.
+///
+/// Errors: [`EngineError::Integrity`] naming `what` and the rule broken.
 pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
-    let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
-        EngineError::Integrity(format!("{what} is not a valid OCI image manifest: {e}"))
+    let m = Manifest::from_slice(bytes).map_err(|e| match e {
+        fspack_registry::RegistryError::InvalidContent { detail, .. } => {
+            EngineError::Integrity(format!("{what}: {detail}"))
+        }
+        e => EngineError::Integrity(format!("{what}: {e}")),
     })?;
-    if m.schema_version != 2 {
-        return Err(EngineError::Integrity(format!(
-            "{what} has schemaVersion {}, expected 2",
-            m.schema_version
-        )));
-    }
     for d in m.layers.iter().chain(std::iter::once(&m.config)) {
         validate_digest(&d.digest).map_err(|e| EngineError::Integrity(format!("{what}: {e}")))?;
     }
@@ -323,5 +324,31 @@ mod tests {
         assert!(validate_digest(&empty_config().digest).is_ok());
         assert!(validate_digest("sha256:../../etc/passwd").is_err());
         assert!(validate_digest("md5:abc").is_err());
+    }
+
+    /// The registry's parser decides what a manifest is; the engine adds only its sha256 rule.
+    #[test]
+    fn manifests_are_parsed_by_the_one_parser_plus_the_sha256_rule() {
+        let good = manifest(vec![layer(MEDIA_EROFS, None, 1)]);
+        let bytes = manifest_bytes(&good);
+        assert_eq!(parse_manifest(&bytes, "r").unwrap(), good);
+        let integrity = |b: &[u8]| match parse_manifest(b, "r") {
+            Err(e @ EngineError::Integrity(_)) => e.to_string(),
+            other => panic!("{other:?}"),
+        };
+        let v1 = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("\"schemaVersion\":2", "\"schemaVersion\":1");
+        assert!(integrity(v1.as_bytes()).contains("schemaVersion 1"));
+        let mut sha512 = good.clone();
+        sha512.layers[0].digest = format!("sha512:{}", "a".repeat(128));
+        assert!(integrity(&manifest_bytes(&sha512)).contains("sha256 only"));
+        // A subject with a malformed digest: the registry parser's rule, now the engine's too.
+        let mut subject = good.clone();
+        let mut bad = empty_config();
+        bad.digest = "sha256:../x".into();
+        subject.subject = Some(bad);
+        assert!(integrity(&manifest_bytes(&subject)).starts_with("r: "));
+        assert!(integrity(b"{").starts_with("r: not a valid OCI image manifest"));
     }
 }

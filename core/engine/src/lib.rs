@@ -1,7 +1,12 @@
-//! fspack's use cases (build, push, pull, mount) wired from the core crates.
+//! fspack's use cases, wired from the core crates: build, push, pull ([`pull_ref`]), mount
+//! ([`mount_ref`], lazily through [`lazy`]), [`inspect`], [`verify`], [`sign`], [`gc`],
+//! [`login`], tag and name listing ([`names`]), and opening the client and the store ([`open`]).
 //!
-//! The CLI resolves its arguments into the plain settings structs here; the core crates know
-//! nothing of each other. Progress goes through [`report::Reporter`] so the library never draws.
+//! The CLI resolves its arguments into the plain settings structs here, calls one use case and
+//! renders its typed result; it names no lower crate (the types it needs are re-exported below,
+//! the error kinds in [`error::kinds`]). The core crates know nothing of each other. Progress
+//! goes through [`report::Reporter`] so the library never draws. The engine must never know
+//! terminals, clap or exit codes.
 
 pub mod artifact;
 pub mod build;

@@ -1,5 +1,6 @@
 //! Filesystem images for fspack: one directory walk, encoders for EROFS and SquashFS, and format
 //! detection. No network, no mounts: everything here works on `Read`/`Write` and source paths.
+//! It must never know HTTP, registries, the store's layout or the kernel's mount calls.
 
 pub mod check;
 mod dedup;

@@ -1,4 +1,5 @@
-//! Linux loop devices and read-only mounts behind a small, safe API.
+//! Linux loop devices and read-only mounts behind a small, safe API. It must never know image
+//! formats, registries or the store: it attaches files and mounts them.
 //!
 //! fspack never unpacks an image: a verified blob from the store is handed to the kernel as it
 //! is, either directly (file-backed EROFS, Linux 6.12+) or through a read-only, autoclearing loop

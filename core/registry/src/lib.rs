@@ -3,7 +3,8 @@
 //! resume, parallel `Range` downloads with `pwrite`, retries honouring `Retry-After`, token
 //! refresh mid-transfer, Docker credential files, and chunk-by-chunk verification against an
 //! erofs-image-spec chunk index — which `oci-client` (docs.rs/oci-client: whole-blob pulls into
-//! an `AsyncWrite`, no Range, no resume) does not offer.
+//! an `AsyncWrite`, no Range, no resume) does not offer. It must never know EROFS or SquashFS,
+//! the store's layout, or mounts: blobs are bytes with a digest, written to a `BlobSink`.
 //!
 //! Modules: [`reference`] parses names, `auth` authenticates, `transport` sends one request
 //! well, `upload` and `download` move blobs, `ops` does the small calls, [`manifest`] holds the

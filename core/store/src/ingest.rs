@@ -9,8 +9,9 @@
 //! started early (a background `fdatasync` every 32 MiB), its range journaled (no fsync: a journal entry
 //! is a claim that a resumed pull re-verifies, per chunk where the blob has a chunk index, and
 //! always through the whole-blob digest), and the whole-blob sha256 advanced over the in-order
-//! prefix, so [`Ingest::commit_written`] needs neither a read-back nor a long fsync. The older
-//! [`Ingest::file`] + [`Ingest::mark_done`] + [`Ingest::commit`] path hashes at commit.
+//! prefix, so [`Ingest::commit_written`] needs neither a read-back nor a long fsync. The other
+//! path, [`Ingest::file`] + [`Ingest::commit`] (local copies: import, push staging), journals
+//! nothing and hashes at commit.
 //!
 //! A piece that continues the hashed prefix is hashed from the caller's buffer and, when the
 //! caller allows it ([`Ingest::direct_writes`]: a pull does, a lazy mount does not) and it is
@@ -354,32 +355,10 @@ impl Ingest {
         self.commit_inner(false)
     }
 
-    /// Journals `[start, end)` as written, after making the data durable.
-    pub fn mark_done(&self, start: u64, end: u64) -> Result<()> {
-        if self.committed {
-            return Ok(());
-        }
-        self.file
-            .sync_data()
-            .map_err(|e| StoreError::io(&self.data_path, e))?;
-        let mut j = OpenOptions::new()
-            .append(true)
-            .open(&self.journal_path)
-            .map_err(|e| StoreError::io(&self.journal_path, e))?;
-        writeln!(j, "{start} {end}").map_err(|e| StoreError::io(&self.journal_path, e))
-    }
-
     /// Verifies size and sha256, then moves the content into `blobs/` (fsync, rename, fsync dir,
     /// read-only). On a mismatch the partial data is deleted and nothing is committed.
     pub fn commit(self) -> Result<PathBuf> {
         self.commit_inner(true)
-    }
-
-    /// Like [`Ingest::commit`], for a caller that has just read the complete file back under
-    /// this ingest's lock and found its sha256 equal to the digest (the registry client does so
-    /// after the last range lands): the size is still checked, the second full read is skipped.
-    pub fn commit_prehashed(self) -> Result<PathBuf> {
-        self.commit_inner(false)
     }
 
     fn commit_inner(self, hash: bool) -> Result<PathBuf> {

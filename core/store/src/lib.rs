@@ -1,4 +1,5 @@
-//! The local content store: an OCI image layout with verified, atomic commits.
+//! The local content store: an OCI image layout with verified, atomic commits. It must never
+//! know the network, image formats or mount calls: it keeps verified bytes, tags and records.
 //!
 //! Layout on disk: `oci-layout`, `index.json` and `blobs/sha256/<hex>` (so skopeo and oras read
 //! it as is), plus fspack's own `ingest/` (partial downloads and their journals), `locks/` (file

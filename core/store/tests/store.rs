@@ -75,8 +75,7 @@ fn a_dropped_ingest_resumes_from_its_journal() {
     let d = sha256_of(&data);
     {
         let ing = store.ingest(&d, data.len() as u64).unwrap();
-        ing.file().write_all_at(&data[..40_000], 0).unwrap();
-        ing.mark_done(0, 40_000).unwrap();
+        ing.write_at(0, &data[..40_000]).unwrap();
         ing.abort();
     }
     let ing = store.ingest(&d, data.len() as u64).unwrap();
@@ -332,8 +331,7 @@ fn a_tampered_partial_download_fails_at_commit_and_starts_over() {
     let d = sha256_of(&data);
     {
         let ing = store.ingest(&d, data.len() as u64).unwrap();
-        ing.file().write_all_at(&data[..20_000], 0).unwrap();
-        ing.mark_done(0, 20_000).unwrap();
+        ing.write_at(0, &data[..20_000]).unwrap();
     } // dropped: kept for resume
     let hex = d.strip_prefix("sha256:").unwrap();
     std::fs::OpenOptions::new()
@@ -512,26 +510,6 @@ fn gc_removes_stale_ingests_but_not_one_in_progress() {
     busy.file().write_all_at(&b, 0).unwrap();
     busy.commit().unwrap();
     assert!(store.has_blob(&sha256_of(&b)));
-}
-
-#[test]
-fn a_prehashed_commit_still_checks_the_size() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
-    let data = b"verified elsewhere".to_vec();
-    let d = sha256_of(&data);
-    let ing = store.ingest(&d, data.len() as u64).unwrap();
-    ing.file().write_all_at(&data, 0).unwrap();
-    ing.commit_prehashed().unwrap();
-    assert!(store.has_blob_sized(&d, data.len() as u64));
-    let d2 = sha256_of(b"other");
-    let ing = store.ingest(&d2, 5).unwrap();
-    ing.file().set_len(9).unwrap();
-    assert!(matches!(
-        ing.commit_prehashed(),
-        Err(StoreError::SizeMismatch { .. })
-    ));
-    assert!(!store.has_blob(&d2));
 }
 
 #[test]
