@@ -26,6 +26,7 @@ mod dir;
 pub mod dump;
 pub mod format;
 pub mod mapped;
+mod stages;
 mod xattr;
 
 pub use devices::{TAG_LEN, check_devices, device_tags, tag_of_digest};
@@ -33,9 +34,8 @@ pub use devices::{TAG_LEN, check_devices, device_tags, tag_of_digest};
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use self::format::*;
+use self::stages::*;
 use crate::error::{Error, Result};
 use crate::source::{BlobPlan, FileStamp, Segment};
 use crate::tree::{InodeId, Kind, Tree};
@@ -183,317 +183,43 @@ impl Node {
     }
 }
 
-/// Plans an EROFS image of `tree`.
+/// Plans an EROFS image of `tree`, in stages: the inodes' sizes and data shapes, the layout's
+/// data placement (duplicates and sparse files in the single layout, blobs in the chunked one),
+/// the metadata placement, the data blocks of the primary image, the encoded metadata, the
+/// superblock, and finally the primary image's segments.
 pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
     opts.validate()?;
-    let n = tree.inodes.len();
     let dirs = dir::DirLayouts::new(tree);
-    let mut nodes: Vec<Node> = Vec::with_capacity(n);
-    for (id, inode) in tree.inodes.iter().enumerate() {
-        let xattrs = xattr::encode(&inode.xattrs, &inode.path)?;
-        let (size, content) = match &inode.kind {
-            Kind::Dir { .. } => (dirs.size(id), Content::None),
-            Kind::File {
-                source,
-                size,
-                stamp,
-                ..
-            } => (
-                *size,
-                Content::File {
-                    path: Arc::from(source.as_path()),
-                    stamp: *stamp,
-                },
-            ),
-            Kind::Symlink { target } => (
-                target.len() as u64,
-                Content::Bytes(Arc::new(target.clone())),
-            ),
-            _ => (0, Content::None),
-        };
-        let data = if size == 0 {
-            Data::None
-        } else {
-            Data::Flat {
-                blocks: size / BLKSZ,
-                tail_inline: size % BLKSZ != 0,
-            }
-        };
-        nodes.push(Node {
-            size,
-            content,
-            data,
-            xattrs,
-            pos: 0,
-            raw_blkaddr: 0,
-            shares: None,
-        });
-    }
+    let mut nodes = shape_nodes(tree, &dirs)?;
     let dups = duplicate_files(tree)?;
-    if opts.layout == Layout::Single {
-        // Copies share whole blocks: an inline tail would be stored once per copy (a tree of
-        // small duplicates would keep most of its size), so every member of a group of
-        // identical files gets block-aligned data, tail included.
-        for (id, dup) in dups.iter().enumerate() {
-            if let Some(o) = *dup {
-                for m in [o, id] {
-                    let size = nodes[m].size;
-                    nodes[m].data = Data::Flat {
-                        blocks: size.div_ceil(BLKSZ),
-                        tail_inline: false,
-                    };
-                }
-            }
-        }
-    }
-
-    // Chunked layout: decide blob placement of file data.
     let mut blobs: Vec<BlobPlan> = Vec::new();
-    if opts.layout == Layout::Chunked {
-        place_chunks(tree, opts, &dups, &mut nodes, &mut blobs)?;
-    } else {
-        // Sparse files keep their holes in the single layout too: chunk-based on device 0, with
-        // null indexes for chunks that hold no data, so a 5 GiB sparse file costs what it stores.
-        for (id, inode) in tree.inodes.iter().enumerate() {
-            if let Kind::File {
-                size,
-                extents: Some(ext),
-                ..
-            } = &inode.kind
-                && *size >= BLKSZ
-            {
-                let cs = opts.chunk_size;
-                let map = (0..size.div_ceil(cs))
-                    .map(|c| {
-                        let (start, end) = (c * cs, ((c + 1) * cs).min(*size));
-                        ext.iter()
-                            .any(|&(s, e)| s < end && e > start)
-                            .then_some((LOCAL_DEVICE, 0))
-                    })
-                    .collect();
-                nodes[id].data = Data::Chunks {
-                    bits: cs.trailing_zeros(),
-                    map,
-                };
-            }
+    match opts.layout {
+        Layout::Single => {
+            align_duplicates(&mut nodes, &dups);
+            map_sparse_files(tree, opts.chunk_size, &mut nodes);
         }
+        Layout::Chunked => place_chunks(tree, opts, &dups, &mut nodes, &mut blobs)?,
     }
-
-    // Metadata placement. An inode with its xattrs and inline data must not cross a block
-    // boundary (the kernel rejects inline data that does), so inodes go first-fit into blocks
-    // that still have room, the way mkfs.erofs packs them; without that, a tree of small files
-    // wastes half a block per file. Block 0 holds the superblock and device table; no inode with
-    // an inline *file* tail goes there, so the superblock checksum never depends on file data.
     let devt_slotoff = (SUPER_OFFSET + 128).div_ceil(DEVT_SLOT_SIZE);
-    let mut end = (devt_slotoff * DEVT_SLOT_SIZE + blobs.len() * DEVT_SLOT_SIZE) as u64;
-    // Blocks left behind with free room: (block start, first free byte).
-    let mut open: Vec<(u64, u64)> = Vec::new();
-    const MAX_OPEN: usize = 128;
-    for (id, node) in nodes.iter_mut().enumerate() {
-        let base = node.base_len();
-        if base > BLKSZ {
-            return Err(Error::Xattr {
-                path: tree.inodes[id].path.clone(),
-                name: String::new(),
-                why: "extended attributes of this inode take more than one 4 KiB block",
-            });
-        }
-        if let Data::Flat {
-            blocks,
-            tail_inline: true,
-        } = node.data
-            && base + node.tail_len() > BLKSZ
-        {
-            // Cannot fit in one block with the inode: the tail gets a data block of its own.
-            node.data = Data::Flat {
-                blocks: blocks + 1,
-                tail_inline: false,
-            };
-        }
-        let file_tail = matches!(
-            node.data,
-            Data::Flat {
-                tail_inline: true,
-                ..
-            }
-        ) && matches!(node.content, Content::File { .. });
-        let need = base + node.extra_len();
-        let fits = |blk: u64, free: u64| {
-            let p = free.next_multiple_of(ISLOT);
-            p + need.min(BLKSZ) <= blk + BLKSZ && !(file_tail && blk == 0)
-        };
-        if need <= BLKSZ
-            && let Some(slot) = open.iter_mut().find(|(blk, free)| fits(*blk, *free))
-        {
-            node.pos = slot.1.next_multiple_of(ISLOT);
-            slot.1 = node.pos + need;
-        } else {
-            // Append at the end; what must stay within one block (the whole record, or the
-            // inode and xattrs of a long chunk index) starts a new block when it would cross.
-            let mut p = end.next_multiple_of(ISLOT);
-            let in_block = if need <= BLKSZ { need } else { base };
-            if (p % BLKSZ) + in_block > BLKSZ || (file_tail && p < BLKSZ) {
-                let blk = end / BLKSZ * BLKSZ;
-                if !end.is_multiple_of(BLKSZ) {
-                    open.push((blk, end));
-                }
-                p = p.next_multiple_of(BLKSZ);
-            }
-            node.pos = p;
-            end = p + need;
-        }
-        open.retain(|(blk, free)| {
-            blk + BLKSZ - free.next_multiple_of(ISLOT) >= INODE_EXTENDED_SIZE as u64
-        });
-        if open.len() > MAX_OPEN {
-            let fullest = (0..open.len())
-                .min_by_key(|&i| open[i].0 + BLKSZ - open[i].1)
-                .expect("non-empty");
-            open.swap_remove(fullest);
-        }
-    }
-    if nodes[Tree::ROOT].pos / ISLOT > u16::MAX as u64 {
-        return Err(Error::TooLarge(
-            "root inode beyond the 16-bit root nid".into(),
-        ));
-    }
-    let meta_blocks = end.div_ceil(BLKSZ);
-
-    // Data blocks of the primary image, in inode order.
-    let mut next_blk = meta_blocks;
-    let to_blk = |b: u64| {
-        u32::try_from(b)
-            .map_err(|_| Error::TooLarge("more than 2^32 blocks in the primary image".into()))
-    };
-    for id in 0..nodes.len() {
-        // Identical contents with the same block shape (the tail may have gone inline for one
-        // and not the other) point at the earlier copy's blocks: flat inodes may share them.
-        if let Some(o) = dups[id]
-            && nodes[o].data == nodes[id].data
-            && matches!(nodes[id].data, Data::Flat { blocks, .. } if blocks > 0)
-        {
-            nodes[id].raw_blkaddr = nodes[o].raw_blkaddr;
-            nodes[id].shares = Some(o);
-            continue;
-        }
-        let node = &mut nodes[id];
-        let size = node.size;
-        match &mut node.data {
-            Data::Flat { blocks, .. } if *blocks > 0 => {
-                node.raw_blkaddr = to_blk(next_blk)?;
-                next_blk += *blocks;
-            }
-            Data::Chunks { bits, map } => {
-                let cs = 1u64 << *bits;
-                for (c, entry) in map.iter_mut().enumerate() {
-                    if let Some((LOCAL_DEVICE, blk)) = entry {
-                        *blk = to_blk(next_blk)?;
-                        next_blk += cs.min(size - c as u64 * cs).div_ceil(BLKSZ);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let total_blocks =
-        u32::try_from(next_blk).map_err(|_| Error::TooLarge("more than 2^32 blocks".into()))?;
-
-    // Encode metadata as one piece per inode (inode, xattrs, inline bytes or chunk index) with
-    // file tails as source segments between them: the metadata of a 50k-file tree then costs a
-    // few MiB, never the size of its inline tails.
+    let meta_blocks = place_inodes(tree, &mut nodes, devt_slotoff, blobs.len())?;
+    let total_blocks = place_data(&mut nodes, &dups, meta_blocks)?;
     let nid = |id: InodeId| nodes[id].pos / ISLOT;
-    let mut dir_bytes: Vec<Option<Arc<Vec<u8>>>> = vec![None; n];
-    for (id, inode) in tree.inodes.iter().enumerate() {
-        if inode.is_dir() {
-            dir_bytes[id] = Some(Arc::new(dirs.encode(id, tree, &nid)));
-        }
-    }
-    // (offset, bytes, file tail that follows the bytes)
-    let mut pieces: Vec<(u64, Vec<u8>, Option<Segment>)> = Vec::with_capacity(n + 1);
-    let devt_end = devt_slotoff * DEVT_SLOT_SIZE + blobs.len() * DEVT_SLOT_SIZE;
-    let mut head = vec![0u8; devt_end - SUPER_OFFSET];
-    for (i, blob) in blobs.iter().enumerate() {
-        let off = devt_slotoff * DEVT_SLOT_SIZE + i * DEVT_SLOT_SIZE - SUPER_OFFSET;
-        encode_device_slot(blob.len() / BLKSZ, &mut head[off..off + DEVT_SLOT_SIZE]);
-    }
-    pieces.push((SUPER_OFFSET as u64, head, None));
-    for (id, (inode, node)) in tree.inodes.iter().zip(&nodes).enumerate() {
-        let mut rec = InodeRecord {
-            layout: DataLayout::FlatPlain as u16,
-            xattr_icount: xattr::icount(node.xattrs.len()),
-            mode: inode.mode() as u16,
-            size: node.size,
-            i_u: node.raw_blkaddr,
-            ino: (id + 1) as u32,
-            uid: inode.uid,
-            gid: inode.gid,
-            mtime: inode.mtime,
-            mtime_nsec: inode.mtime_nsec,
-            nlink: inode.nlink,
-        };
-        if let Kind::CharDev { rdev } | Kind::BlockDev { rdev } = &inode.kind {
-            rec.i_u = encode_rdev(*rdev);
-        }
-        let base = node.base_len() as usize;
-        let mut buf = vec![0u8; base];
-        let mut tail_seg = None;
-        match &node.data {
-            Data::Chunks { bits, map } => {
-                rec.layout = DataLayout::ChunkBased as u16;
-                rec.i_u = ((bits - BLKBITS) as u16 | CHUNK_FORMAT_INDEXES) as u32;
-                let mut off = base.next_multiple_of(CHUNK_INDEX_SIZE);
-                buf.resize(off + map.len() * CHUNK_INDEX_SIZE, 0);
-                for entry in map {
-                    let (dev, blk) = entry.unwrap_or((0, NULL_ADDR));
-                    encode_chunk_index(dev, blk, &mut buf[off..off + CHUNK_INDEX_SIZE]);
-                    off += CHUNK_INDEX_SIZE;
-                }
-            }
-            Data::Flat {
-                tail_inline: true,
-                blocks,
-            } => {
-                rec.layout = DataLayout::FlatInline as u16;
-                let tail_off = blocks * BLKSZ;
-                match &node.content {
-                    Content::Bytes(b) => buf.extend_from_slice(&b[tail_off as usize..]),
-                    Content::File { path, stamp } => {
-                        tail_seg = Some(Segment::File {
-                            path: path.clone(),
-                            offset: tail_off,
-                            len: node.tail_len(),
-                            expect: *stamp,
-                        })
-                    }
-                    Content::None => {
-                        let b = dir_bytes[id].as_ref().expect("directory bytes encoded");
-                        buf.extend_from_slice(&b[tail_off as usize..]);
-                    }
-                }
-            }
-            _ => {}
-        }
-        rec.encode(&mut buf[..INODE_EXTENDED_SIZE]);
-        buf[INODE_EXTENDED_SIZE..base].copy_from_slice(&node.xattrs);
-        pieces.push((node.pos, buf, tail_seg));
-    }
-    // First-fit placement is not in inode order; segments must be.
-    pieces.sort_by_key(|p| p.0);
-
-    // Superblock: UUID from the metadata (names, sizes, modes, times, xattrs, layout), then the
-    // checksum over the rest of block 0.
-    let mut incompat = 0;
-    if nodes.iter().any(|n| matches!(n.data, Data::Chunks { .. })) {
-        incompat |= INCOMPAT_CHUNKED_FILE;
-    }
-    if !blobs.is_empty() {
-        incompat |= INCOMPAT_DEVICE_TABLE;
-    }
-    let mut sb = SuperBlock {
+    let dir_bytes: Vec<Option<Arc<Vec<u8>>>> = tree
+        .inodes
+        .iter()
+        .enumerate()
+        .map(|(id, inode)| {
+            inode
+                .is_dir()
+                .then(|| Arc::new(dirs.encode(id, tree, &nid)))
+        })
+        .collect();
+    let mut pieces = encode_metadata(tree, &nodes, &dir_bytes, &blobs, devt_slotoff);
+    let sb = SuperBlock {
         feature_compat: COMPAT_SB_CHKSUM,
-        feature_incompat: incompat,
+        feature_incompat: 0,
         root_nid: nid(Tree::ROOT) as u16,
-        inos: n as u64,
+        inos: tree.inodes.len() as u64,
         build_time: opts.build_time,
         blocks: total_blocks,
         uuid: [0; 16],
@@ -501,101 +227,9 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
             .map_err(|_| Error::TooLarge("more than 65535 data blobs".into()))?,
         devt_slotoff: devt_slotoff as u16,
     };
-    pieces[0].1[..128].copy_from_slice(&sb.encode());
-    let mut h = Sha256::new();
-    for (off, bytes, tail) in &pieces {
-        h.update(off.to_le_bytes());
-        h.update(bytes);
-        if let Some(Segment::File { expect, .. }) = tail {
-            h.update(expect.size.to_le_bytes());
-            h.update(expect.mtime.0.to_le_bytes());
-            h.update(expect.mtime.1.to_le_bytes());
-        }
-    }
-    let digest = h.finalize();
-    sb.uuid.copy_from_slice(&digest[..16]);
-    sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x50; // RFC 4122 version 5 style: name-based
-    sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
-    pieces[0].1[..128].copy_from_slice(&sb.encode());
-    let mut block0 = vec![0u8; BLKSZ as usize];
-    for (off, bytes, _) in pieces.iter().take_while(|p| p.0 < BLKSZ) {
-        let end = (*off as usize + bytes.len()).min(BLKSZ as usize);
-        block0[*off as usize..end].copy_from_slice(&bytes[..end - *off as usize]);
-    }
-    let crc = superblock_checksum(&block0[SUPER_OFFSET..]);
-    put32(&mut pieces[0].1, 4, crc);
-
-    // Segments of the primary image: metadata pieces with file tails, then data blocks.
-    let mut segs = vec![Segment::Zero(SUPER_OFFSET as u64)];
-    let mut at = SUPER_OFFSET as u64;
-    for (off, bytes, tail) in pieces {
-        segs.push(Segment::Zero(off - at));
-        at = off + bytes.len() as u64;
-        let len = bytes.len();
-        segs.push(Segment::Bytes {
-            buf: Arc::new(bytes),
-            start: 0,
-            len,
-        });
-        if let Some(t) = tail {
-            at += t.len();
-            segs.push(t);
-        }
-    }
-    segs.push(Segment::Zero(meta_blocks * BLKSZ - at));
-    for (id, node) in nodes.iter().enumerate() {
-        if let (Data::Chunks { bits, map }, Content::File { path, stamp }) =
-            (&node.data, &node.content)
-        {
-            let cs = 1u64 << *bits;
-            for (c, entry) in map.iter().enumerate() {
-                if let Some((LOCAL_DEVICE, _)) = entry {
-                    let (offset, len) = (c as u64 * cs, cs.min(node.size - c as u64 * cs));
-                    segs.push(Segment::File {
-                        path: path.clone(),
-                        offset,
-                        len,
-                        expect: *stamp,
-                    });
-                    segs.push(Segment::Zero(len.next_multiple_of(BLKSZ) - len));
-                }
-            }
-            continue;
-        }
-        let Data::Flat { blocks, .. } = node.data else {
-            continue;
-        };
-        if blocks == 0 || node.shares.is_some() {
-            continue;
-        }
-        let bytes = (blocks * BLKSZ).min(node.size);
-        match &node.content {
-            Content::File { path, stamp } => segs.push(Segment::File {
-                path: path.clone(),
-                offset: 0,
-                len: bytes,
-                expect: *stamp,
-            }),
-            Content::Bytes(b) => segs.push(Segment::Bytes {
-                buf: b.clone(),
-                start: 0,
-                len: bytes as usize,
-            }),
-            Content::None => {
-                let b = dir_bytes[id].as_ref().expect("directory bytes encoded");
-                segs.push(Segment::Bytes {
-                    buf: b.clone(),
-                    start: 0,
-                    len: bytes as usize,
-                });
-            }
-        }
-        let pad = blocks * BLKSZ - bytes;
-        if pad > 0 {
-            segs.push(Segment::Zero(pad));
-        }
-    }
-    let segs = merge_bytes(segs);
+    let chunked = nodes.iter().any(|n| matches!(n.data, Data::Chunks { .. }));
+    seal_superblock(&mut pieces, sb, chunked);
+    let segs = primary_segments(pieces, &nodes, &dir_bytes, meta_blocks);
     let meta_name = if opts.layout == Layout::Chunked {
         "meta.erofs"
     } else {
@@ -607,7 +241,7 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
             segments: segs,
         },
         blobs,
-        inodes: n as u64,
+        inodes: tree.inodes.len() as u64,
     })
 }
 

@@ -1,0 +1,659 @@
+//! The stages of [`plan`](super::plan), each a function of the tree and the nodes the stages
+//! before it shaped, so each can be read and tested alone: shape the inodes, place their data
+//! (single layout: duplicates and sparse files; the chunked layout's blob placement is
+//! `place_chunks` in the parent), place the metadata, place the primary image's data blocks,
+//! encode the metadata, seal the superblock, and lay out the primary image's segments.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::format::*;
+use super::{Content, Data, LOCAL_DEVICE, Node, dir, merge_bytes, xattr};
+use crate::error::{Error, Result};
+use crate::source::{BlobPlan, Segment};
+use crate::tree::{InodeId, Kind, Tree};
+
+/// Stage 1: every inode's size, content and xattrs, with flat data (the tail inline when there
+/// is one); later stages change the shape where the layout needs it.
+pub(super) fn shape_nodes(tree: &Tree, dirs: &dir::DirLayouts) -> Result<Vec<Node>> {
+    let mut nodes: Vec<Node> = Vec::with_capacity(tree.inodes.len());
+    for (id, inode) in tree.inodes.iter().enumerate() {
+        let xattrs = xattr::encode(&inode.xattrs, &inode.path)?;
+        let (size, content) = match &inode.kind {
+            Kind::Dir { .. } => (dirs.size(id), Content::None),
+            Kind::File {
+                source,
+                size,
+                stamp,
+                ..
+            } => (
+                *size,
+                Content::File {
+                    path: Arc::from(source.as_path()),
+                    stamp: *stamp,
+                },
+            ),
+            Kind::Symlink { target } => (
+                target.len() as u64,
+                Content::Bytes(Arc::new(target.clone())),
+            ),
+            _ => (0, Content::None),
+        };
+        let data = if size == 0 {
+            Data::None
+        } else {
+            Data::Flat {
+                blocks: size / BLKSZ,
+                tail_inline: size % BLKSZ != 0,
+            }
+        };
+        nodes.push(Node {
+            size,
+            content,
+            data,
+            xattrs,
+            pos: 0,
+            raw_blkaddr: 0,
+            shares: None,
+        });
+    }
+    Ok(nodes)
+}
+
+/// Stage 2 of the single layout: copies share whole blocks. An inline tail would be stored once
+/// per copy (a tree of small duplicates would keep most of its size), so every member of a
+/// group of identical files gets block-aligned data, tail included.
+pub(super) fn align_duplicates(nodes: &mut [Node], dups: &[Option<InodeId>]) {
+    for (id, dup) in dups.iter().enumerate() {
+        if let Some(o) = *dup {
+            for m in [o, id] {
+                let size = nodes[m].size;
+                nodes[m].data = Data::Flat {
+                    blocks: size.div_ceil(BLKSZ),
+                    tail_inline: false,
+                };
+            }
+        }
+    }
+}
+
+/// Stage 2 of the single layout: sparse files keep their holes. They become chunk-based on
+/// device 0, with null indexes for chunks that hold no data, so a 5 GiB sparse file costs what
+/// it stores. Block addresses are set by [`place_data`].
+pub(super) fn map_sparse_files(tree: &Tree, chunk_size: u64, nodes: &mut [Node]) {
+    for (id, inode) in tree.inodes.iter().enumerate() {
+        if let Kind::File {
+            size,
+            extents: Some(ext),
+            ..
+        } = &inode.kind
+            && *size >= BLKSZ
+        {
+            let cs = chunk_size;
+            let map = (0..size.div_ceil(cs))
+                .map(|c| {
+                    let (start, end) = (c * cs, ((c + 1) * cs).min(*size));
+                    ext.iter()
+                        .any(|&(s, e)| s < end && e > start)
+                        .then_some((LOCAL_DEVICE, 0))
+                })
+                .collect();
+            nodes[id].data = Data::Chunks {
+                bits: cs.trailing_zeros(),
+                map,
+            };
+        }
+    }
+}
+
+/// Stage 3: metadata placement; sets each node's `pos` and returns the metadata's length in
+/// blocks.
+///
+/// An inode with its xattrs and inline data must not cross a block boundary (the kernel rejects
+/// inline data that does), so inodes go first-fit into blocks that still have room, the way
+/// mkfs.erofs packs them; without that, a tree of small files wastes half a block per file.
+/// Block 0 holds the superblock and the device table (`devices` slots from `devt_slotoff`); no
+/// inode with an inline *file* tail goes there, so the superblock checksum never depends on file
+/// data.
+///
+/// Errors: [`Error::Xattr`] for xattrs over one block, [`Error::TooLarge`] when the root inode
+/// lands beyond the 16-bit root nid.
+pub(super) fn place_inodes(
+    tree: &Tree,
+    nodes: &mut [Node],
+    devt_slotoff: usize,
+    devices: usize,
+) -> Result<u64> {
+    let mut end = (devt_slotoff * DEVT_SLOT_SIZE + devices * DEVT_SLOT_SIZE) as u64;
+    // Blocks left behind with free room: (block start, first free byte).
+    let mut open: Vec<(u64, u64)> = Vec::new();
+    const MAX_OPEN: usize = 128;
+    for (id, node) in nodes.iter_mut().enumerate() {
+        let base = node.base_len();
+        if base > BLKSZ {
+            return Err(Error::Xattr {
+                path: tree.inodes[id].path.clone(),
+                name: String::new(),
+                why: "extended attributes of this inode take more than one 4 KiB block",
+            });
+        }
+        if let Data::Flat {
+            blocks,
+            tail_inline: true,
+        } = node.data
+            && base + node.tail_len() > BLKSZ
+        {
+            // Cannot fit in one block with the inode: the tail gets a data block of its own.
+            node.data = Data::Flat {
+                blocks: blocks + 1,
+                tail_inline: false,
+            };
+        }
+        let file_tail = matches!(
+            node.data,
+            Data::Flat {
+                tail_inline: true,
+                ..
+            }
+        ) && matches!(node.content, Content::File { .. });
+        let need = base + node.extra_len();
+        let fits = |blk: u64, free: u64| {
+            let p = free.next_multiple_of(ISLOT);
+            p + need.min(BLKSZ) <= blk + BLKSZ && !(file_tail && blk == 0)
+        };
+        if need <= BLKSZ
+            && let Some(slot) = open.iter_mut().find(|(blk, free)| fits(*blk, *free))
+        {
+            node.pos = slot.1.next_multiple_of(ISLOT);
+            slot.1 = node.pos + need;
+        } else {
+            // Append at the end; what must stay within one block (the whole record, or the
+            // inode and xattrs of a long chunk index) starts a new block when it would cross.
+            let mut p = end.next_multiple_of(ISLOT);
+            let in_block = if need <= BLKSZ { need } else { base };
+            if (p % BLKSZ) + in_block > BLKSZ || (file_tail && p < BLKSZ) {
+                let blk = end / BLKSZ * BLKSZ;
+                if !end.is_multiple_of(BLKSZ) {
+                    open.push((blk, end));
+                }
+                p = p.next_multiple_of(BLKSZ);
+            }
+            node.pos = p;
+            end = p + need;
+        }
+        open.retain(|(blk, free)| {
+            blk + BLKSZ - free.next_multiple_of(ISLOT) >= INODE_EXTENDED_SIZE as u64
+        });
+        if open.len() > MAX_OPEN {
+            let fullest = (0..open.len())
+                .min_by_key(|&i| open[i].0 + BLKSZ - open[i].1)
+                .expect("non-empty");
+            open.swap_remove(fullest);
+        }
+    }
+    if nodes[Tree::ROOT].pos / ISLOT > u16::MAX as u64 {
+        return Err(Error::TooLarge(
+            "root inode beyond the 16-bit root nid".into(),
+        ));
+    }
+    Ok(end.div_ceil(BLKSZ))
+}
+
+/// Stage 4: data blocks of the primary image, in inode order after the `meta_blocks` metadata
+/// blocks; returns the image's length in blocks. Identical contents with the same block shape
+/// (the tail may have gone inline for one and not the other) point at the earlier copy's blocks.
+///
+/// Errors: [`Error::TooLarge`] past 2^32 blocks.
+pub(super) fn place_data(
+    nodes: &mut [Node],
+    dups: &[Option<InodeId>],
+    meta_blocks: u64,
+) -> Result<u32> {
+    let mut next_blk = meta_blocks;
+    let to_blk = |b: u64| {
+        u32::try_from(b)
+            .map_err(|_| Error::TooLarge("more than 2^32 blocks in the primary image".into()))
+    };
+    for id in 0..nodes.len() {
+        if let Some(o) = dups[id]
+            && nodes[o].data == nodes[id].data
+            && matches!(nodes[id].data, Data::Flat { blocks, .. } if blocks > 0)
+        {
+            nodes[id].raw_blkaddr = nodes[o].raw_blkaddr;
+            nodes[id].shares = Some(o);
+            continue;
+        }
+        let node = &mut nodes[id];
+        let size = node.size;
+        match &mut node.data {
+            Data::Flat { blocks, .. } if *blocks > 0 => {
+                node.raw_blkaddr = to_blk(next_blk)?;
+                next_blk += *blocks;
+            }
+            Data::Chunks { bits, map } => {
+                let cs = 1u64 << *bits;
+                for (c, entry) in map.iter_mut().enumerate() {
+                    if let Some((LOCAL_DEVICE, blk)) = entry {
+                        *blk = to_blk(next_blk)?;
+                        next_blk += cs.min(size - c as u64 * cs).div_ceil(BLKSZ);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    u32::try_from(next_blk).map_err(|_| Error::TooLarge("more than 2^32 blocks".into()))
+}
+
+/// One piece of the metadata: its byte offset in the primary image, its bytes, and the file tail
+/// that follows the bytes (read from the source at write time).
+pub(super) type Piece = (u64, Vec<u8>, Option<Segment>);
+
+/// Stage 5: the metadata as one piece per inode (inode, xattrs, inline bytes or chunk index),
+/// after a first piece holding the superblock's place and the device table, sorted by offset.
+/// File tails stay source segments between the pieces: the metadata of a 50k-file tree then
+/// costs a few MiB, never the size of its inline tails.
+pub(super) fn encode_metadata(
+    tree: &Tree,
+    nodes: &[Node],
+    dir_bytes: &[Option<Arc<Vec<u8>>>],
+    blobs: &[BlobPlan],
+    devt_slotoff: usize,
+) -> Vec<Piece> {
+    let mut pieces: Vec<Piece> = Vec::with_capacity(nodes.len() + 1);
+    let devt_end = devt_slotoff * DEVT_SLOT_SIZE + blobs.len() * DEVT_SLOT_SIZE;
+    let mut head = vec![0u8; devt_end - SUPER_OFFSET];
+    for (i, blob) in blobs.iter().enumerate() {
+        let off = devt_slotoff * DEVT_SLOT_SIZE + i * DEVT_SLOT_SIZE - SUPER_OFFSET;
+        encode_device_slot(blob.len() / BLKSZ, &mut head[off..off + DEVT_SLOT_SIZE]);
+    }
+    pieces.push((SUPER_OFFSET as u64, head, None));
+    for (id, (inode, node)) in tree.inodes.iter().zip(nodes).enumerate() {
+        let mut rec = InodeRecord {
+            layout: DataLayout::FlatPlain as u16,
+            xattr_icount: xattr::icount(node.xattrs.len()),
+            mode: inode.mode() as u16,
+            size: node.size,
+            i_u: node.raw_blkaddr,
+            ino: (id + 1) as u32,
+            uid: inode.uid,
+            gid: inode.gid,
+            mtime: inode.mtime,
+            mtime_nsec: inode.mtime_nsec,
+            nlink: inode.nlink,
+        };
+        if let Kind::CharDev { rdev } | Kind::BlockDev { rdev } = &inode.kind {
+            rec.i_u = encode_rdev(*rdev);
+        }
+        let base = node.base_len() as usize;
+        let mut buf = vec![0u8; base];
+        let mut tail_seg = None;
+        match &node.data {
+            Data::Chunks { bits, map } => {
+                rec.layout = DataLayout::ChunkBased as u16;
+                rec.i_u = ((bits - BLKBITS) as u16 | CHUNK_FORMAT_INDEXES) as u32;
+                let mut off = base.next_multiple_of(CHUNK_INDEX_SIZE);
+                buf.resize(off + map.len() * CHUNK_INDEX_SIZE, 0);
+                for entry in map {
+                    let (dev, blk) = entry.unwrap_or((0, NULL_ADDR));
+                    encode_chunk_index(dev, blk, &mut buf[off..off + CHUNK_INDEX_SIZE]);
+                    off += CHUNK_INDEX_SIZE;
+                }
+            }
+            Data::Flat {
+                tail_inline: true,
+                blocks,
+            } => {
+                rec.layout = DataLayout::FlatInline as u16;
+                let tail_off = blocks * BLKSZ;
+                match &node.content {
+                    Content::Bytes(b) => buf.extend_from_slice(&b[tail_off as usize..]),
+                    Content::File { path, stamp } => {
+                        tail_seg = Some(Segment::File {
+                            path: path.clone(),
+                            offset: tail_off,
+                            len: node.tail_len(),
+                            expect: *stamp,
+                        })
+                    }
+                    Content::None => {
+                        let b = dir_bytes[id].as_ref().expect("directory bytes encoded");
+                        buf.extend_from_slice(&b[tail_off as usize..]);
+                    }
+                }
+            }
+            _ => {}
+        }
+        rec.encode(&mut buf[..INODE_EXTENDED_SIZE]);
+        buf[INODE_EXTENDED_SIZE..base].copy_from_slice(&node.xattrs);
+        pieces.push((node.pos, buf, tail_seg));
+    }
+    // First-fit placement is not in inode order; segments must be.
+    pieces.sort_by_key(|p| p.0);
+    pieces
+}
+
+/// Stage 6: the superblock, written into the first piece: its feature flags (chunk-based files
+/// when `chunked`, a device table when there are extra devices), a UUID derived from the
+/// metadata (names, sizes, modes, times, xattrs, layout; the tails by their stamps), then the
+/// checksum over the rest of block 0.
+pub(super) fn seal_superblock(pieces: &mut [Piece], mut sb: SuperBlock, chunked: bool) {
+    if chunked {
+        sb.feature_incompat |= INCOMPAT_CHUNKED_FILE;
+    }
+    if sb.extra_devices > 0 {
+        sb.feature_incompat |= INCOMPAT_DEVICE_TABLE;
+    }
+    pieces[0].1[..128].copy_from_slice(&sb.encode());
+    let mut h = Sha256::new();
+    for (off, bytes, tail) in pieces.iter() {
+        h.update(off.to_le_bytes());
+        h.update(bytes);
+        if let Some(Segment::File { expect, .. }) = tail {
+            h.update(expect.size.to_le_bytes());
+            h.update(expect.mtime.0.to_le_bytes());
+            h.update(expect.mtime.1.to_le_bytes());
+        }
+    }
+    let digest = h.finalize();
+    sb.uuid.copy_from_slice(&digest[..16]);
+    sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x50; // RFC 4122 version 5 style: name-based
+    sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
+    pieces[0].1[..128].copy_from_slice(&sb.encode());
+    let mut block0 = vec![0u8; BLKSZ as usize];
+    for (off, bytes, _) in pieces.iter().take_while(|p| p.0 < BLKSZ) {
+        let end = (*off as usize + bytes.len()).min(BLKSZ as usize);
+        block0[*off as usize..end].copy_from_slice(&bytes[..end - *off as usize]);
+    }
+    let crc = superblock_checksum(&block0[SUPER_OFFSET..]);
+    put32(&mut pieces[0].1, 4, crc);
+}
+
+/// Stage 7: the primary image as segments: the metadata pieces with their file tails, padded to
+/// `meta_blocks`, then the data blocks of each inode that owns some, in inode order.
+pub(super) fn primary_segments(
+    pieces: Vec<Piece>,
+    nodes: &[Node],
+    dir_bytes: &[Option<Arc<Vec<u8>>>],
+    meta_blocks: u64,
+) -> Vec<Segment> {
+    let mut segs = vec![Segment::Zero(SUPER_OFFSET as u64)];
+    let mut at = SUPER_OFFSET as u64;
+    for (off, bytes, tail) in pieces {
+        segs.push(Segment::Zero(off - at));
+        at = off + bytes.len() as u64;
+        let len = bytes.len();
+        segs.push(Segment::Bytes {
+            buf: Arc::new(bytes),
+            start: 0,
+            len,
+        });
+        if let Some(t) = tail {
+            at += t.len();
+            segs.push(t);
+        }
+    }
+    segs.push(Segment::Zero(meta_blocks * BLKSZ - at));
+    for (id, node) in nodes.iter().enumerate() {
+        if let (Data::Chunks { bits, map }, Content::File { path, stamp }) =
+            (&node.data, &node.content)
+        {
+            let cs = 1u64 << *bits;
+            for (c, entry) in map.iter().enumerate() {
+                if let Some((LOCAL_DEVICE, _)) = entry {
+                    let (offset, len) = (c as u64 * cs, cs.min(node.size - c as u64 * cs));
+                    segs.push(Segment::File {
+                        path: path.clone(),
+                        offset,
+                        len,
+                        expect: *stamp,
+                    });
+                    segs.push(Segment::Zero(len.next_multiple_of(BLKSZ) - len));
+                }
+            }
+            continue;
+        }
+        let Data::Flat { blocks, .. } = node.data else {
+            continue;
+        };
+        if blocks == 0 || node.shares.is_some() {
+            continue;
+        }
+        let bytes = (blocks * BLKSZ).min(node.size);
+        match &node.content {
+            Content::File { path, stamp } => segs.push(Segment::File {
+                path: path.clone(),
+                offset: 0,
+                len: bytes,
+                expect: *stamp,
+            }),
+            Content::Bytes(b) => segs.push(Segment::Bytes {
+                buf: b.clone(),
+                start: 0,
+                len: bytes as usize,
+            }),
+            Content::None => {
+                let b = dir_bytes[id].as_ref().expect("directory bytes encoded");
+                segs.push(Segment::Bytes {
+                    buf: b.clone(),
+                    start: 0,
+                    len: bytes as usize,
+                });
+            }
+        }
+        let pad = blocks * BLKSZ - bytes;
+        if pad > 0 {
+            segs.push(Segment::Zero(pad));
+        }
+    }
+    merge_bytes(segs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::WalkOptions;
+
+    /// A tree: `small` (100 bytes), `block` (one block), `tail` (a block and 10 bytes), `empty`,
+    /// `copy` (same bytes as `tail`), `link` → `small`, and `sparse` (2 MiB with data in its
+    /// second MiB only).
+    fn tree() -> (tempfile::TempDir, Tree) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("small"), vec![1u8; 100]).unwrap();
+        std::fs::write(p.join("block"), vec![2u8; 4096]).unwrap();
+        std::fs::write(p.join("tail"), vec![3u8; 4106]).unwrap();
+        std::fs::write(p.join("copy"), vec![3u8; 4106]).unwrap();
+        std::fs::write(p.join("empty"), b"").unwrap();
+        std::os::unix::fs::symlink("small", p.join("link")).unwrap();
+        let f = std::fs::File::create(p.join("sparse")).unwrap();
+        f.set_len(2 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[9u8; 4096], 1 << 20).unwrap();
+        let tree = Tree::walk(p, &WalkOptions::default()).unwrap();
+        (dir, tree)
+    }
+
+    fn id(tree: &Tree, name: &str) -> InodeId {
+        tree.inodes
+            .iter()
+            .position(|i| i.path.file_name().is_some_and(|n| n == name))
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn shaped(tree: &Tree) -> Vec<Node> {
+        shape_nodes(tree, &dir::DirLayouts::new(tree)).unwrap()
+    }
+
+    #[test]
+    fn shape_gives_flat_data_with_inline_tails() {
+        let (_d, t) = tree();
+        let nodes = shaped(&t);
+        let flat = |blocks, tail_inline| Data::Flat {
+            blocks,
+            tail_inline,
+        };
+        assert_eq!(nodes[id(&t, "small")].data, flat(0, true));
+        assert_eq!(nodes[id(&t, "block")].data, flat(1, false));
+        assert_eq!(nodes[id(&t, "tail")].data, flat(1, true));
+        assert_eq!(nodes[id(&t, "empty")].data, Data::None);
+        let link = &nodes[id(&t, "link")];
+        assert!(matches!(&link.content, Content::Bytes(b) if b.as_slice() == b"small"));
+        assert_eq!(link.size, 5);
+    }
+
+    #[test]
+    fn duplicates_get_whole_blocks_and_nothing_else_changes() {
+        let (_d, t) = tree();
+        let mut nodes = shaped(&t);
+        let (tail, copy, small) = (id(&t, "tail"), id(&t, "copy"), id(&t, "small"));
+        let mut dups = vec![None; nodes.len()];
+        let (first, second) = (tail.min(copy), tail.max(copy));
+        dups[second] = Some(first);
+        align_duplicates(&mut nodes, &dups);
+        let whole = Data::Flat {
+            blocks: 2,
+            tail_inline: false,
+        };
+        assert_eq!(nodes[tail].data, whole);
+        assert_eq!(nodes[copy].data, whole);
+        assert_eq!(
+            nodes[small].data,
+            Data::Flat {
+                blocks: 0,
+                tail_inline: true
+            }
+        );
+    }
+
+    #[test]
+    fn sparse_files_map_holes_to_null_chunks() {
+        let (_d, t) = tree();
+        let mut nodes = shaped(&t);
+        map_sparse_files(&t, 1 << 20, &mut nodes);
+        let Data::Chunks { bits, map } = &nodes[id(&t, "sparse")].data else {
+            panic!("{:?}", nodes[id(&t, "sparse")].data);
+        };
+        assert_eq!(*bits, 20);
+        assert_eq!(map, &vec![None, Some((LOCAL_DEVICE, 0))]);
+        // Dense files stay flat.
+        assert!(matches!(nodes[id(&t, "block")].data, Data::Flat { .. }));
+    }
+
+    #[test]
+    fn inodes_never_cross_a_block_and_file_tails_stay_out_of_block_0() {
+        let (_d, t) = tree();
+        let mut nodes = shaped(&t);
+        let devt = (SUPER_OFFSET + 128).div_ceil(DEVT_SLOT_SIZE);
+        let meta_blocks = place_inodes(&t, &mut nodes, devt, 0).unwrap();
+        let sb_end = (SUPER_OFFSET + 128) as u64;
+        let mut spans: Vec<(u64, u64)> = Vec::new();
+        for n in &nodes {
+            let need = n.base_len() + n.extra_len();
+            assert!(n.pos >= sb_end && n.pos.is_multiple_of(ISLOT), "{}", n.pos);
+            assert_eq!(n.pos / BLKSZ, (n.pos + need - 1) / BLKSZ, "crosses a block");
+            assert!((n.pos + need).div_ceil(BLKSZ) <= meta_blocks);
+            let file_tail = matches!(n.content, Content::File { .. })
+                && matches!(
+                    n.data,
+                    Data::Flat {
+                        tail_inline: true,
+                        ..
+                    }
+                );
+            assert!(!(file_tail && n.pos < BLKSZ), "a file tail in block 0");
+            spans.push((n.pos, n.pos + need));
+        }
+        spans.sort();
+        assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "overlap");
+    }
+
+    #[test]
+    fn data_follows_the_metadata_and_duplicates_share_blocks() {
+        let (_d, t) = tree();
+        let mut nodes = shaped(&t);
+        let (tail, copy) = (id(&t, "tail"), id(&t, "copy"));
+        let mut dups = vec![None; nodes.len()];
+        let (first, second) = (tail.min(copy), tail.max(copy));
+        dups[second] = Some(first);
+        align_duplicates(&mut nodes, &dups);
+        let total = place_data(&mut nodes, &dups, 3).unwrap();
+        assert_eq!(nodes[second].shares, Some(first));
+        assert_eq!(nodes[second].raw_blkaddr, nodes[first].raw_blkaddr);
+        // Owners of blocks follow each other in inode order from the first block after the
+        // metadata; the copy adds nothing.
+        let mut next = 3u32;
+        for n in nodes.iter().filter(|n| n.shares.is_none()) {
+            if let Data::Flat { blocks, .. } = n.data
+                && blocks > 0
+            {
+                assert_eq!(n.raw_blkaddr, next);
+                next += blocks as u32;
+            }
+        }
+        assert_eq!(total, next);
+        assert_eq!(
+            total,
+            3 + 1 + 2 + 512,
+            "block, tail (shared by copy), dense sparse"
+        );
+    }
+
+    #[test]
+    fn the_superblock_is_checksummed_and_named_by_the_metadata() {
+        let (_d, t) = tree();
+        let seal = |mtime: i64| {
+            let mut t = t.clone();
+            t.inodes[Tree::ROOT].mtime = mtime;
+            let mut nodes = shaped(&t);
+            let devt = (SUPER_OFFSET + 128).div_ceil(DEVT_SLOT_SIZE);
+            let meta_blocks = place_inodes(&t, &mut nodes, devt, 0).unwrap();
+            let no_dups = vec![None; nodes.len()];
+            let blocks = place_data(&mut nodes, &no_dups, meta_blocks).unwrap();
+            let dirs = dir::DirLayouts::new(&t);
+            let nid = |id: InodeId| nodes[id].pos / ISLOT;
+            let dir_bytes: Vec<_> = (0..t.inodes.len())
+                .map(|i| {
+                    t.inodes[i]
+                        .is_dir()
+                        .then(|| Arc::new(dirs.encode(i, &t, &nid)))
+                })
+                .collect();
+            let mut pieces = encode_metadata(&t, &nodes, &dir_bytes, &[], devt);
+            let sb = SuperBlock {
+                feature_compat: COMPAT_SB_CHKSUM,
+                feature_incompat: 0,
+                root_nid: nid(Tree::ROOT) as u16,
+                inos: t.inodes.len() as u64,
+                build_time: 0,
+                blocks,
+                uuid: [0; 16],
+                extra_devices: 0,
+                devt_slotoff: devt as u16,
+            };
+            seal_superblock(&mut pieces, sb, false);
+            let segs = primary_segments(pieces.clone(), &nodes, &dir_bytes, meta_blocks);
+            let len: u64 = segs.iter().map(Segment::len).sum();
+            assert_eq!(len, u64::from(blocks) * BLKSZ, "segments cover the image");
+            pieces
+        };
+        let a = seal(1);
+        let head = &a[0].1;
+        assert_eq!(&head[..4], &MAGIC.to_le_bytes());
+        let mut block0 = vec![0u8; BLKSZ as usize];
+        for (off, bytes, _) in a.iter().take_while(|p| p.0 < BLKSZ) {
+            let end = (*off as usize + bytes.len()).min(BLKSZ as usize);
+            block0[*off as usize..end].copy_from_slice(&bytes[..end - *off as usize]);
+        }
+        let stored = u32::from_le_bytes(head[4..8].try_into().unwrap());
+        block0[SUPER_OFFSET + 4..SUPER_OFFSET + 8].fill(0);
+        assert_eq!(stored, superblock_checksum(&block0[SUPER_OFFSET..]));
+        let uuid = |p: &[Piece]| p[0].1[48..64].to_vec();
+        assert_eq!(uuid(&a), uuid(&seal(1)), "reproducible");
+        assert_ne!(
+            uuid(&a),
+            uuid(&seal(2)),
+            "a metadata change renames the image"
+        );
+    }
+}
