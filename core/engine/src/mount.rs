@@ -502,11 +502,7 @@ fn mount_squashfs(
     drop(devs);
     // Fallback (kernels before 6.15): attached lower mounts under the store. A plain umount(8)
     // of the target leaves them behind; `fspack ls` shows them and `fspack gc` releases them.
-    let base = store
-        .root()
-        .join("mounts")
-        .join("lower")
-        .join(hex_of(target));
+    let base = store.lower_mounts_dir(target);
     let mut lowers: Vec<PathBuf> = Vec::new();
     let undo = |lowers: &[PathBuf]| {
         for l in lowers.iter().rev() {
@@ -532,12 +528,6 @@ fn mount_squashfs(
     }
     record.lower_mounts = lowers;
     Ok(())
-}
-
-fn hex_of(p: &Path) -> String {
-    use sha2::Digest;
-    use std::os::unix::ffi::OsStrExt;
-    hex::encode(&sha2::Sha256::digest(p.as_os_str().as_bytes())[..8])
 }
 
 /// Unmounts `target` and everything fspack stacked under it; also cleans up a mount whose record

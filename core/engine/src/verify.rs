@@ -437,8 +437,7 @@ async fn repair(
         }
         _ => {
             // No usable index: a whole verified copy, then written over the blob in place.
-            let tmp = tempfile::NamedTempFile::new_in(store.root().join("ingest"))
-                .map_err(|e| EngineError::io(&store.root().join("ingest"), e))?;
+            let tmp = store.temp_file()?;
             tmp.as_file()
                 .set_len(check.size)
                 .map_err(|e| EngineError::io(tmp.path(), e))?;

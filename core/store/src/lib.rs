@@ -228,6 +228,26 @@ impl Store {
         &self.root
     }
 
+    /// A temporary file on the store's file system (under `ingest/`, so renaming or copying it
+    /// over a blob stays on one device), removed when dropped. For callers that need scratch
+    /// space beside the blobs without knowing the store's layout.
+    ///
+    /// Errors: [`StoreError::Io`] naming the directory.
+    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
+        let dir = self.root.join("ingest");
+        tempfile::NamedTempFile::new_in(&dir).map_err(|e| StoreError::io(&dir, e))
+    }
+
+    /// The directory for the lower mounts of an overlay stacked on mount point `target`, on
+    /// kernels that cannot stack detached mounts (before 6.15): `mounts/lower/<16 hex digits of
+    /// the path's sha256>`. Mount records list what is mounted there, so `gc` can release it.
+    pub fn lower_mounts_dir(&self, target: &Path) -> PathBuf {
+        use sha2::Digest as _;
+        use std::os::unix::ffi::OsStrExt;
+        let key = hex::encode(&sha2::Sha256::digest(target.as_os_str().as_bytes())[..8]);
+        self.root.join("mounts").join("lower").join(key)
+    }
+
     /// Where blob `digest` lives once committed. The digest must be valid (see [`digest_hex`]).
     pub fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest_hex(digest).unwrap_or("invalid");
@@ -478,5 +498,21 @@ mod tests {
         assert!(
             p.starts_with(tmp.path().join("blobs/sha256")) && !p.to_string_lossy().contains("..")
         );
+    }
+
+    /// The engine asks for scratch space and overlay lower dirs; both stay inside the store, and
+    /// a lower dir is one per mount point, the same on every call.
+    #[test]
+    fn scratch_and_lower_dirs_live_in_the_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let f = store.temp_file().unwrap();
+        assert!(f.path().starts_with(tmp.path().join("ingest")));
+        let (a, b) = (Path::new("/mnt/a"), Path::new("/mnt/b"));
+        let lower = store.lower_mounts_dir(a);
+        assert!(lower.starts_with(tmp.path().join("mounts/lower")));
+        assert_eq!(lower, store.lower_mounts_dir(a));
+        assert_ne!(lower, store.lower_mounts_dir(b));
+        assert_eq!(lower.file_name().unwrap().len(), 16);
     }
 }
