@@ -166,20 +166,14 @@ fn build_writes_a_chunked_image_and_reports_json() {
     fs::create_dir(&src).unwrap();
     fs::write(src.join("weights.bin"), vec![3u8; 3 << 20]).unwrap();
     fs::write(src.join("config.json"), b"{}").unwrap();
-    let out = fspack(tmp.path())
-        .arg("build")
-        .arg(&src)
-        .arg("-o")
-        .arg(tmp.path().join("m.erofs"))
-        .args(["--layout", "chunked", "--blob-size", "1M", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_json(
+        fspack(tmp.path())
+            .arg("build")
+            .arg(&src)
+            .arg("-o")
+            .arg(tmp.path().join("m.erofs"))
+            .args(["--layout", "chunked", "--blob-size", "1M", "--json"]),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["blobs"].as_array().unwrap().len(),
         3,
@@ -195,29 +189,12 @@ fn push_to_an_oci_layout_and_inspect_it() {
     fs::create_dir(&src).unwrap();
     fs::write(src.join("weights.bin"), vec![5u8; 2 << 20]).unwrap();
     let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
-    let out = fspack(tmp.path())
-        .arg("push")
-        .arg(&src)
-        .arg(&layout)
-        .args(["--blob-size", "1M", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let out = fspack(tmp.path())
-        .args(["inspect", &layout, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = run_json(fspack(tmp.path()).arg("push").arg(&src).arg(&layout).args([
+        "--blob-size",
+        "1M",
+        "--json",
+    ]));
+    let inspected = run_json(fspack(tmp.path()).args(["inspect", &layout, "--json"]));
     assert_eq!(inspected["digest"], report["manifest_digest"]);
     assert_eq!(inspected["format"], "erofs");
     let layers = inspected["manifest"]["layers"].as_array().unwrap();
@@ -284,19 +261,13 @@ fn pushing_a_chunked_image_file_takes_its_data_blobs_along() {
         .assert()
         .success();
     let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
-    let out = fspack(tmp.path())
-        .arg("push")
-        .arg(&image)
-        .arg(&layout)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = run_json(
+        fspack(tmp.path())
+            .arg("push")
+            .arg(&image)
+            .arg(&layout)
+            .arg("--json"),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let titles: Vec<&str> = report["layers"]
         .as_array()
         .unwrap()
@@ -465,19 +436,13 @@ fn an_image_paired_with_foreign_blobs_is_refused_with_exit_6() {
     let new = tmp.path().join("new.erofs");
     build(&new);
     // A correct pair pushes: the tags the build wrote are the digests the layers get.
-    let out = fspack(tmp.path())
-        .arg("push")
-        .arg(&new)
-        .arg(format!("oci:{}:new", tmp.path().join("layout").display()))
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = run_json(
+        fspack(tmp.path())
+            .arg("push")
+            .arg(&new)
+            .arg(format!("oci:{}:new", tmp.path().join("layout").display()))
+            .arg("--json"),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let new_digest = report["layers"][0]["digest"].as_str().unwrap().to_string();
     // The old image beside the new blobs: what the old `build` could leave behind.
     fs::remove_dir_all(tmp.path().join("old.erofs.d")).unwrap();
@@ -596,19 +561,13 @@ fn every_exit_code_of_the_table_is_reachable() {
         .code(5);
     // 6: a corrupt blob in a store (it exited 1 before issue 13)
     let layout = tmp.path().join("layout");
-    let out = fspack(&store)
-        .arg("push")
-        .arg(&src)
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = run_json(
+        fspack(&store)
+            .arg("push")
+            .arg(&src)
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg("--json"),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let digest = report["manifest_digest"].as_str().unwrap();
     let manifest = layout
         .join("blobs/sha256")
@@ -660,19 +619,11 @@ fn the_same_tree_pushes_to_the_same_manifest_digest() {
     fs::write(src.join("sub/config.json"), b"{\"a\": 1}").unwrap();
     let digest = |n: &str| {
         let layout = format!("oci:{}:v1", tmp.path().join(n).display());
-        let out = fspack(tmp.path())
-            .arg("push")
-            .arg(&src)
-            .arg(&layout)
-            .args(["--blob-size", "1M", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = run_json(fspack(tmp.path()).arg("push").arg(&src).arg(&layout).args([
+            "--blob-size",
+            "1M",
+            "--json",
+        ]));
         v["manifest_digest"].as_str().unwrap().to_string()
     };
     assert_eq!(

@@ -761,19 +761,13 @@ fn push_modelpack_publishes_chunk_indexes_that_a_pull_verifies_chunk_by_chunk() 
     let src = tmp.path().join("tiny-llm");
     model_dir(&src);
     let reference = format!("{}/models/indexed:v1", reg.addr);
-    let out = fspack(&tmp.path().join("push-store"))
-        .arg("push")
-        .arg(&src)
-        .arg(&reference)
-        .args(["--modelpack", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = run_json(
+        fspack(&tmp.path().join("push-store"))
+            .arg("push")
+            .arg(&src)
+            .arg(&reference)
+            .args(["--modelpack", "--json"]),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let m = manifest_of(&reg, "models/indexed", "v1");
     let manifest_digest = report["manifest_digest"].as_str().unwrap();
 
@@ -873,16 +867,7 @@ fn push_modelpack_publishes_chunk_indexes_that_a_pull_verifies_chunk_by_chunk() 
     let proxy = FaultProxy::start(&reg.addr, Fault::FlipFirstAny(1));
     let via = format!("{}/models/indexed:v1", proxy.addr);
     let store = tmp.path().join("store");
-    let out = fspack(&store)
-        .args(["pull", &via, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pulled = run_json(fspack(&store).args(["pull", &via, "--json"]));
     assert_eq!(
         proxy
             .counters
@@ -1130,6 +1115,22 @@ fn lazy_servers(store: &Path) -> Vec<String> {
     out
 }
 
+/// While the link is slow the mount is live with data still missing (it is lazy); once the
+/// link is fast again every file reads back as `want`, the mount completes into the store, and
+/// the files read the same from the store with the page cache dropped.
+fn lazy_then_complete(store: &Path, mnt: &Path, proxy: &common::proxy::FaultProxy, want: &Files) {
+    let st = &ls_entry(store, mnt)["lazy_status"];
+    assert!(
+        st["bytes_present"].as_u64().unwrap() < st["bytes_total"].as_u64().unwrap(),
+        "everything was present at once, the mount was not lazy: {st}"
+    );
+    proxy.set_delay_ms_per_mib(0);
+    assert_files(want, mnt);
+    assert_completes_into_the_store(store, mnt);
+    let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+    assert_files(want, mnt);
+}
+
 /// Waits (`ls --wait`) until the lazy mount on `mnt` has all its data, then checks that it is a
 /// plain kernel mount: no lazy state, no server, every loop device reading a store blob.
 fn assert_completes_into_the_store(store: &Path, mnt: &Path) {
@@ -1237,17 +1238,7 @@ fn privileged_a_modelpack_pushed_by_fspack_mounts_lazily_and_ends_in_the_store()
     checked_then_umount(tmp.path(), &store, &mnt, || {
         assert_eq!(report["lazy"], true, "{report}");
         assert_eq!(report["format"], "modelpack", "{report}");
-        let st = &ls_entry(&store, &mnt)["lazy_status"];
-        assert!(
-            st["bytes_present"].as_u64().unwrap() < st["bytes_total"].as_u64().unwrap(),
-            "everything was present at once, the mount was not lazy: {st}"
-        );
-        proxy.set_delay_ms_per_mib(0);
-        let want = files_of(&src);
-        assert_files(&want, &mnt);
-        assert_completes_into_the_store(&store, &mnt);
-        let _ = fs::write("/proc/sys/vm/drop_caches", "3");
-        assert_files(&want, &mnt);
+        lazy_then_complete(&store, &mnt, &proxy, &files_of(&src));
     });
 }
 
@@ -1284,16 +1275,7 @@ fn privileged_a_modctl_artifact_without_chunk_indexes_mounts_lazily() {
         assert_eq!(report["lazy"], true, "{report}");
         // The raw layers with data are served by the server, the rest came first.
         assert_eq!(report["lazy_blobs"], 3, "{report}");
-        let st = &ls_entry(&store, &mnt)["lazy_status"];
-        assert!(
-            st["bytes_present"].as_u64().unwrap() < st["bytes_total"].as_u64().unwrap(),
-            "everything was present at once, the mount was not lazy: {st}"
-        );
-        proxy.set_delay_ms_per_mib(0);
-        assert_files(&expected, &mnt);
-        assert_completes_into_the_store(&store, &mnt);
-        let _ = fs::write("/proc/sys/vm/drop_caches", "3");
-        assert_files(&expected, &mnt);
+        lazy_then_complete(&store, &mnt, &proxy, &expected);
     });
 }
 

@@ -22,6 +22,18 @@ pub fn fspack(store: &Path) -> assert_cmd::Command {
     cmd
 }
 
+/// Runs `cmd` (an `fspack … --json` command), fails the test with its stderr unless it
+/// succeeds, and returns its JSON report.
+pub fn run_json(cmd: &mut assert_cmd::Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A CNCF distribution registry (Debian's `docker-registry`) on a free loopback port, killed on drop.
 pub struct Registry {
     child: Child,
