@@ -87,7 +87,11 @@ lazy_push() {
     LSRC=$DATA/lazy-$size/model LREF=$hostport/bench/lazy:$size
     LSHARD=$(find "$LSRC" -maxdepth 1 -name "*.safetensors" -printf "%s %f\n" | sort -rn | awk "NR == 1 { print \$2 }")
     export LSRC LREF LSHARD
-    "$FSPACK" --store "$WORK/lazy-push-store" push "$LSRC" "$LREF" --jobs "$JOBS" >"$WORK/lsetup.log" 2>&1
+    local rc=0
+    "$FSPACK" --store "$WORK/lazy-push-store" push "$LSRC" "$LREF" --jobs "$JOBS" >"$WORK/lsetup.log" 2>&1 || rc=$?
+    # The registry holds the blobs now; the push store would hold every size's image at once.
+    rm -rf "$WORK/lazy-push-store"
+    return "$rc"
 }
 if [[ -z $SKIP_LAZY ]]; then
     registry_start lazy
