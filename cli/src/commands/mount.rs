@@ -127,7 +127,7 @@ pub fn umount(args: UmountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         ))
         .into());
     };
-    fspack_engine::mount::umount(&store, &args.dir)
+    fspack_engine::mounts::umount(&store, &args.dir)
         .with_context(|| format!("failed to unmount {}", args.dir.display()))
 }
 
@@ -139,7 +139,7 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         wait_lazy(&store, g)?;
     }
     let mounts = match super::existing_store(g)? {
-        Some(store) => fspack_engine::mount::list(&store)?,
+        Some(store) => fspack_engine::mounts::list(&store)?,
         None => Vec::new(),
     };
     if args.json {
@@ -209,7 +209,7 @@ fn wait_lazy(store: &fspack_engine::Store, g: &GlobalArgs) -> anyhow::Result<()>
     let mut shown: std::collections::HashMap<std::path::PathBuf, (usize, u64)> =
         std::collections::HashMap::new();
     loop {
-        let lazy: Vec<_> = fspack_engine::mount::list(store)?
+        let lazy: Vec<_> = fspack_engine::mounts::list(store)?
             .into_iter()
             .filter(|m| m.mounted)
             .filter_map(|m| m.lazy_status.map(|s| (m.record.target, s)))

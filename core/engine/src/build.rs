@@ -245,10 +245,10 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 /// pull stores the blob under.
 pub(crate) fn layer_digest(path: &Path) -> Result<String> {
     let src = fspack_registry::FileSource::new(path).map_err(|e| EngineError::io(path, e))?;
-    crate::push::hash_blocking(
+    crate::layer_hash::hash_blocking(
         std::sync::Arc::new(src),
         &|_| {},
-        crate::push::IndexMode::Embedded,
+        crate::layer_hash::IndexMode::Embedded,
     )
     .map(|h| h.digest)
     .map_err(|e| EngineError::io(path, e))

@@ -20,7 +20,7 @@ pub enum EngineError {
     Mount(#[from] fspack_mount::MountError),
     /// A signature or policy refused the image, or a policy or key file is unusable.
     #[error(transparent)]
-    Trust(#[from] crate::trust::TrustError),
+    Trust(#[from] TrustError),
     /// Bad input from the user (a reference, an option combination, a file that is not an image).
     #[error("{0}")]
     Usage(String),
@@ -143,8 +143,8 @@ impl EngineError {
             EngineError::Usage(_) => ErrorKind::Usage,
             EngineError::NotFound(_) => ErrorKind::NotFound,
             EngineError::Integrity(_) | EngineError::Refused { .. } => ErrorKind::Integrity,
-            EngineError::Trust(crate::trust::TrustError::Refused { .. }) => ErrorKind::Integrity,
-            EngineError::Trust(crate::trust::TrustError::Config { .. }) => ErrorKind::Usage,
+            EngineError::Trust(TrustError::Refused { .. }) => ErrorKind::Integrity,
+            EngineError::Trust(TrustError::Config { .. }) => ErrorKind::Usage,
             EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
@@ -188,5 +188,41 @@ mod tests {
         assert_eq!(wrapped.to_string(), "cannot mount x");
         assert_eq!(kind_of(&wrapped), integrity);
         assert_eq!(kind_of(&std::io::Error::other("x")), None);
+    }
+}
+
+/// Why an image was refused, or why a policy or key could not be used ([`crate::trust`]). Here,
+/// with the other error kinds, so that this module depends on no use case.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// A rule refused the image: exit 6, nothing fetched beyond the manifest and signatures.
+    #[error("refused {reference} ({digest}) by {rule}: {reason}")]
+    Refused {
+        /// The reference as the user gave it.
+        reference: String,
+        /// The manifest digest the reference resolved to.
+        digest: String,
+        /// The rule that refused it (`default[0] reject`, `--verify-key /k.pub`, ...).
+        rule: String,
+        /// What was wrong (no signature, another key, another repository, ...).
+        reason: String,
+    },
+    /// A policy or key file that cannot be used as written.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl TrustError {
+    /// A [`TrustError::Config`] for `path`.
+    pub fn config(path: impl Into<std::path::PathBuf>, reason: impl Into<String>) -> Self {
+        TrustError::Config {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }

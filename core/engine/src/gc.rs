@@ -21,7 +21,7 @@ pub struct Collected {
 /// Errors: "cannot release what unmounted fspack mounts left behind" or "garbage collection
 /// failed" over the store's or the mount crate's error.
 pub fn gc(store: &Store) -> Result<Collected> {
-    let released = crate::mount::release_orphans(store)
+    let released = crate::mounts::release_orphans(store)
         .context_with(|| "cannot release what unmounted fspack mounts left behind")?;
     let report = store.gc(&[]).context_with(|| "garbage collection failed")?;
     Ok(Collected { released, report })

@@ -16,6 +16,7 @@ use fspack_store::{LayoutReader, Store};
 
 use crate::artifact::*;
 use crate::error::{EngineError, Result};
+use crate::plan::MountPlan;
 use crate::pull::{PullReport, PulledLayer};
 use crate::report::Reporter;
 

@@ -5,9 +5,10 @@ use fspack_registry::Client;
 use fspack_store::LayoutReader;
 use serde::Serialize;
 
-use crate::artifact::{ANN_EROFS_ROLE, ANN_TITLE, MAX_MANIFEST, Manifest, MountPlan};
+use crate::artifact::{ANN_EROFS_ROLE, ANN_TITLE, MAX_MANIFEST, Manifest};
 use crate::error::{EngineError, Result, ResultExt};
 use crate::modelpack;
+use crate::plan::MountPlan;
 use crate::target::Target;
 
 /// What `inspect` found; serialised as is for `--json`.

@@ -366,7 +366,7 @@ pub fn build_view(
         let d = &l.desc;
         let served = lazy
             .filter(|_| l.packing == Packing::Raw && !store.has_blob(&d.digest))
-            .map(|dir| dir.join(crate::lazy::fuse::file_name(&d.digest)));
+            .map(|dir| dir.join(crate::artifact::served_file_name(&d.digest)));
         if served.is_none() && !store.has_blob_sized(&d.digest, d.size) {
             return Err(EngineError::NotFound(format!(
                 "blob {} of {what} is not in the store; pull it again",

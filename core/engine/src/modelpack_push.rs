@@ -22,7 +22,7 @@ use crate::artifact::{ANN_TITLE, Descriptor};
 use crate::build::ImageSettings;
 use crate::error::{EngineError, Result};
 use crate::modelpack::{ANN_FILE_METADATA, ANN_FILEPATH};
-use crate::push::{Layer, Prepared};
+use crate::staged::{Layer, Prepared};
 
 /// Annotation: the media type was guessed from the file name (model-spec `annotations.go`).
 pub const ANN_UNTESTED: &str = "org.cncf.model.file.mediatype.untested";

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use fspack_image::detect::{Format, detect_reader};
 use fspack_mount::{LoopDevice, LoopOptions, MountOptions};
 use fspack_store::{MountRecord, Store};
-use serde::Serialize;
 
 use crate::artifact::*;
 use crate::error::{EngineError, Result};
+use crate::plan::MountPlan;
 
 /// How EROFS images are attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,7 +151,7 @@ impl MountPoint {
 
 /// Removes directories fspack created, innermost first, stopping at the first that is not
 /// empty (someone put something there: it is theirs now).
-fn remove_created(dirs: &[PathBuf]) {
+pub(crate) fn remove_created(dirs: &[PathBuf]) {
     for d in dirs {
         if let Err(e) = std::fs::remove_dir(d)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -291,7 +291,7 @@ fn mount_inner(
         if let Source::Lazy { fuse_dir, .. } = source
             && !store.has_blob(&d.digest)
         {
-            return Ok(fuse_dir.join(crate::lazy::fuse::file_name(&d.digest)));
+            return Ok(fuse_dir.join(served_file_name(&d.digest)));
         }
         if !store.has_blob(&d.digest) {
             return Err(EngineError::NotFound(format!(
@@ -530,137 +530,8 @@ fn mount_squashfs(
     Ok(())
 }
 
-/// Unmounts `target` and everything fspack stacked under it; also cleans up a mount whose record
-/// was lost (a crash between mount and record) when its source lies in the store.
-pub fn umount(store: &Store, target: &Path) -> Result<()> {
-    let target = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
-    let record = store
-        .mount_records()?
-        .into_iter()
-        .find(|r| r.target == target);
-    let mounted = fspack_mount::mountinfo()?
-        .into_iter()
-        .any(|m| m.mount_point == target);
-    match (&record, mounted) {
-        (None, false) => {
-            return Err(EngineError::NotFound(format!(
-                "{} is not mounted by fspack",
-                target.display()
-            )));
-        }
-        (None, true) => {
-            let entry = fspack_mount::mountinfo()?
-                .into_iter()
-                .rev()
-                .find(|m| m.mount_point == target);
-            let ours = entry.as_ref().is_some_and(|m| {
-                m.source.starts_with(store.root())
-                    || m.source.starts_with("/dev/loop")
-                    || m.fstype == "overlay"
-            });
-            if !ours {
-                return Err(EngineError::Usage(format!(
-                    "{} is a mount fspack did not make; use umount(8)",
-                    target.display()
-                )));
-            }
-        }
-        _ => {}
-    }
-    if mounted {
-        unmount_settled(&target)?;
-    }
-    if let Some(rec) = record {
-        for l in rec.lower_mounts.iter().rev() {
-            if fspack_mount::mountinfo()?
-                .iter()
-                .any(|m| &m.mount_point == l)
-            {
-                fspack_mount::unmount(l, true)?;
-            }
-        }
-        // A lazy mount's server goes after the mount: its loop devices no longer read from it.
-        if let Some(lazy) = &rec.lazy {
-            crate::lazy::stop_server(lazy);
-        }
-        store.remove_mount_record(&target)?;
-        remove_created(&rec.created_dirs);
-    }
-    Ok(())
-}
-
-/// Unmounts, giving the kernel a moment when it answers EBUSY: reads that just failed or just
-/// finished can hold the superblock briefly (seen under load). A mount really in use by a
-/// process still fails, with the kernel's hint.
-fn unmount_settled(target: &Path) -> Result<()> {
-    let mut tries = 0;
-    loop {
-        match fspack_mount::unmount(target, false) {
-            Err(e) if e.errno() == Some(EBUSY) && tries < 10 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50 * tries));
-            }
-            other => return Ok(other?),
-        }
-    }
-}
-
-/// Linux `EBUSY` ("Device or resource busy").
-const EBUSY: i32 = 16;
-
-/// One line of `fspack ls`.
-#[derive(Debug, Clone, Serialize)]
-pub struct MountStatus {
-    /// The record.
-    #[serde(flatten)]
-    pub record: MountRecord,
-    /// Whether the mount point is still mounted.
-    pub mounted: bool,
-    /// For a lazy mount: its server's state and bytes present (issue 10).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lazy_status: Option<crate::lazy::status::LazyStatus>,
-}
-
-/// Lists recorded mounts with whether each is still live.
-pub fn list(store: &Store) -> Result<Vec<MountStatus>> {
-    let live = fspack_mount::mountinfo()?;
-    Ok(store
-        .mount_records()?
-        .into_iter()
-        .map(|record| {
-            let mounted = live.iter().any(|m| m.mount_point == record.target);
-            let lazy_status = record.lazy.as_ref().map(crate::lazy::status_of);
-            MountStatus {
-                record,
-                mounted,
-                lazy_status,
-            }
-        })
-        .collect())
-}
-
-/// Releases what mounts unmounted behind fspack's back (a plain `umount(8)`) left: lower shard
-/// mounts still attached under the store (kernels that cannot stack detached mounts), the
-/// directories fspack created, and the records. Returns the released mount points.
-///
-/// Loop devices need no step of their own: they are autoclear, and go once their last mount
-/// does. Records whose target is still mounted are kept.
-pub fn release_orphans(store: &Store) -> Result<Vec<PathBuf>> {
-    let live = fspack_mount::mountinfo()?;
-    let mut released = Vec::new();
-    for rec in store.mount_records()? {
-        if live.iter().any(|m| m.mount_point == rec.target) {
-            continue;
-        }
-        release(store, &rec)?;
-        remove_created(&rec.created_dirs);
-        released.push(rec.target);
-    }
-    Ok(released)
-}
-
 /// Unmounts the lower mounts of an unmounted record that are still attached, and forgets it.
-fn release(store: &Store, rec: &MountRecord) -> Result<()> {
+pub(crate) fn release(store: &Store, rec: &MountRecord) -> Result<()> {
     let live = fspack_mount::mountinfo()?;
     for l in rec.lower_mounts.iter().rev() {
         if live.iter().any(|m| &m.mount_point == l) {

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::artifact::*;
 use crate::error::{EngineError, Result};
+use crate::plan::MountPlan;
 use crate::report::Reporter;
 
 /// Settings of a pull.

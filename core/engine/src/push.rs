@@ -18,13 +18,14 @@ use fspack_registry::{BlobSource, BytesSource, Client, FileSource, UploadMode};
 use fspack_store::Store;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::artifact::*;
 use crate::build::{ImageFormat, ImageSettings, plan_erofs};
-use crate::digest_cache::{CacheKey, Cached, DigestCache};
+use crate::digest_cache::{CacheKey, DigestCache};
 use crate::error::{EngineError, Result};
+use crate::layer_hash::{IndexMode, hash, indexed_size, model_index_mode};
 use crate::report::{Reporter, TransferProgress};
+use crate::staged::{Layer, Prepared, Primary, Scratch};
 use crate::target::Target;
 
 /// Settings of a push.
@@ -45,19 +46,6 @@ pub struct PushSettings {
     /// Push a directory as a CNCF ModelPack artifact, one raw layer per file
     /// ([`crate::modelpack_push`], issue 15).
     pub modelpack: bool,
-}
-
-/// One layer of a push, with where its bytes come from.
-pub struct Layer {
-    /// Media type.
-    pub media_type: String,
-    /// Annotations (title, role).
-    pub annotations: BTreeMap<String, String>,
-    /// The bytes.
-    pub source: Arc<dyn BlobSource>,
-    /// What the bytes are made of, to find the layer's digest in the store's digest cache
-    /// instead of hashing it; `None`: always hashed.
-    pub cache_key: Option<CacheKey>,
 }
 
 /// What a push did.
@@ -122,55 +110,6 @@ fn meta_layer(title: &str, source: Arc<dyn BlobSource>, cache_key: Option<CacheK
 
 fn titled(title: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(ANN_TITLE.to_string(), title.to_string())])
-}
-
-/// The EROFS primary layer of a chunked push, held back until its device layers are hashed: the
-/// primary names each device's digest in its device table (issue 13).
-pub enum Primary {
-    /// Built from a directory: the device digests are written into the planned image.
-    Bind(Box<fspack_image::erofs::ErofsImage>),
-    /// An image file from `fspack build`: its device tags must match the blobs in `OUT.d/`.
-    Check {
-        /// The image file.
-        path: PathBuf,
-        /// The layer to send once the check passed.
-        layer: Layer,
-    },
-}
-
-/// Layers ready to send, with whatever scratch space they need kept alive until then.
-pub struct Prepared {
-    /// Layers in manifest order (without [`Prepared::primary`], which goes last).
-    pub layers: Vec<Layer>,
-    /// The EROFS primary of a chunked image, sent after the device layers.
-    pub primary: Option<Primary>,
-    /// `erofs` or `squashfs`.
-    pub format: &'static str,
-    /// `single`, `chunked` or `sharded`.
-    pub layout: &'static str,
-    _scratch: Option<Scratch>,
-}
-
-impl Prepared {
-    /// Layers that need no primary or scratch space (a ModelPack push).
-    pub(crate) fn plain(layers: Vec<Layer>, format: &'static str, layout: &'static str) -> Self {
-        Prepared {
-            layers,
-            primary: None,
-            format,
-            layout,
-            _scratch: None,
-        }
-    }
-}
-
-/// A temporary directory removed on drop (SquashFS shards compressed before upload).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Turns `source` (a directory or an image file) into layers in manifest order. SquashFS shards
@@ -412,219 +351,6 @@ fn erofs_extra_devices(path: &Path) -> Result<u16> {
     Ok(u16::from_le_bytes([sb[86], sb[87]]))
 }
 
-/// A layer's bytes followed by its chunk index: what fspack uploads for every layer
-/// (erofs-image-spec §3.4.3, "embedded in the layer blob", raw variant).
-struct IndexedSource {
-    inner: Arc<dyn BlobSource>,
-    index: bytes::Bytes,
-}
-
-impl BlobSource for IndexedSource {
-    fn size(&self) -> u64 {
-        self.inner.size() + self.index.len() as u64
-    }
-    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn Read + Send>> {
-        let data = self.inner.size();
-        if offset >= data {
-            let tail = self
-                .index
-                .slice((offset - data).min(self.index.len() as u64) as usize..);
-            return Ok(Box::new(std::io::Cursor::new(tail)));
-        }
-        let tail = std::io::Cursor::new(self.index.clone());
-        Ok(Box::new(self.inner.open_at(offset)?.chain(tail)))
-    }
-}
-
-/// Size in bytes of a layer of `data` bytes once its chunk index is appended.
-fn indexed_size(data: u64) -> u64 {
-    use fspack_chunkindex::{ChunkIndex, DEFAULT_CHUNK_SIZE};
-    data + ChunkIndex::encoded_len(ChunkIndex::chunks_for(data, DEFAULT_CHUNK_SIZE))
-}
-
-/// Where a layer's chunk index goes (issue 9, issue 15).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IndexMode {
-    /// Appended to the blob (erofs-image-spec §3.4.3 "embedded"): fspack's own layers.
-    Embedded,
-    /// A blob of its own, named by the layer's `org.erofs.chunk-index.digest`: ModelPack raw
-    /// layers, which must stay the file itself byte for byte.
-    Standalone,
-    /// No index: ModelPack layers of one chunk or less, which a per-chunk check cannot help.
-    None,
-}
-
-/// The index mode of a ModelPack raw layer of `size` bytes: a standalone index when the layer
-/// spans more than one chunk.
-fn model_index_mode(size: u64) -> IndexMode {
-    if size > fspack_chunkindex::DEFAULT_CHUNK_SIZE {
-        IndexMode::Standalone
-    } else {
-        IndexMode::None
-    }
-}
-
-/// Reads one source once on a blocking thread, computing in that one pass its chunk index and
-/// the sha256 of the blob it becomes (source bytes, then the index when embedded), with progress
-/// on `bar`. Returns the blob's digest, its source as uploaded, the index annotations and a
-/// standalone index to upload beside it.
-///
-/// With [`IndexMode::Standalone`] or [`IndexMode::None`] the blob is the source alone: a
-/// ModelPack layer must be the file itself, byte for byte, for modctl and every other reader
-/// (issue 15).
-///
-/// With a `cache` and a `key`, a layer hashed before with the same key is not read: its digest
-/// and chunk index come from the store's digest cache ([`crate::digest_cache`], issue 14), and a
-/// layer hashed here is recorded there for the next push.
-async fn hash(
-    src: Arc<dyn BlobSource>,
-    reporter: Arc<dyn Reporter>,
-    bar: usize,
-    mode: IndexMode,
-    cache: Option<(DigestCache, CacheKey)>,
-) -> Result<Hashed> {
-    tokio::task::spawn_blocking(move || {
-        let advance = |n| reporter.advance(bar, n);
-        let Some((cache, key)) = cache else {
-            return hash_blocking(src, &advance, mode);
-        };
-        // Entries written before standalone indexes existed hold no index: a miss.
-        if let Some(hit) = cache
-            .get(&key, src.size())
-            .filter(|h| mode != IndexMode::Standalone || !h.index_hex.is_empty())
-        {
-            let index = hex::decode(&hit.index_hex).expect("checked by DigestCache::get");
-            advance(src.size());
-            return Ok(assemble(src, hit.digest, index.into(), mode));
-        }
-        let (digest, index) = digest_and_index(&*src, &advance, mode == IndexMode::Embedded)?;
-        let entry = Cached {
-            digest: digest.clone(),
-            data_len: src.size(),
-            index_hex: hex::encode(&index),
-        };
-        cache.put(&key, &entry);
-        Ok(assemble(src, digest, index, mode))
-    })
-    .await
-    .expect("hash task does not panic")
-    .map_err(source_error)
-}
-
-/// A hashed layer.
-pub(crate) struct Hashed {
-    /// The layer's digest.
-    pub digest: String,
-    /// Its bytes as uploaded (the source, then the index when embedded).
-    pub blob: Arc<dyn BlobSource>,
-    /// The index's descriptor annotations.
-    pub annotations: BTreeMap<String, String>,
-    /// A standalone index, uploaded as a blob of its own.
-    pub standalone: Option<bytes::Bytes>,
-}
-
-/// The blocking work of [`hash`], calling `advance` with each piece's length. Also used by
-/// `fspack build`, whose device tags name the layer a data blob becomes (issue 13).
-pub(crate) fn hash_blocking(
-    src: Arc<dyn BlobSource>,
-    advance: &dyn Fn(u64),
-    mode: IndexMode,
-) -> std::io::Result<Hashed> {
-    let (digest, index) = digest_and_index(&*src, advance, mode == IndexMode::Embedded)?;
-    Ok(assemble(src, digest, index, mode))
-}
-
-/// A layer's bytes as uploaded (the source, then `index` when embedded), with its digest and
-/// the index's descriptor annotations.
-fn assemble(
-    src: Arc<dyn BlobSource>,
-    digest: String,
-    index: bytes::Bytes,
-    mode: IndexMode,
-) -> Hashed {
-    match mode {
-        IndexMode::None => Hashed {
-            digest,
-            blob: src,
-            annotations: BTreeMap::new(),
-            standalone: None,
-        },
-        IndexMode::Standalone => Hashed {
-            digest,
-            blob: src,
-            annotations: fspack_chunkindex::Standalone::annotations(&index),
-            standalone: Some(index),
-        },
-        IndexMode::Embedded => {
-            let annotations = fspack_chunkindex::Embedded::annotations(src.size(), &index);
-            let blob: Arc<dyn BlobSource> = Arc::new(IndexedSource { inner: src, index });
-            Hashed {
-                digest,
-                blob,
-                annotations,
-                standalone: None,
-            }
-        }
-    }
-}
-
-/// One read of `src`: the digest of the layer it becomes (the source bytes, then its encoded
-/// chunk index when `embed_index`) and that index, computed in the same pass either way.
-fn digest_and_index(
-    src: &dyn BlobSource,
-    advance: &dyn Fn(u64),
-    embed_index: bool,
-) -> std::io::Result<(String, bytes::Bytes)> {
-    use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE};
-    let mut r = src.open_at(0)?;
-    let mut h = Sha256::new();
-    let mut chunks = ChunkIndexBuilder::new(DEFAULT_CHUNK_SIZE);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n_total = 0u64;
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        chunks.update(&buf[..n]);
-        n_total += n as u64;
-        advance(n as u64);
-    }
-    if n_total != src.size() {
-        return Err(std::io::Error::other(format!(
-            "the source gave {n_total} bytes, {} were planned (did it change?)",
-            src.size()
-        )));
-    }
-    let index = bytes::Bytes::from(chunks.finish().encode());
-    if embed_index {
-        h.update(&index);
-    }
-    Ok((format!("sha256:{}", hex::encode(h.finalize())), index))
-}
-
-/// An error reading a layer's sources: the image crate's own error when the plan reader wrapped
-/// one (a file that changed, naming its path), else the I/O error. Never a usage error: the user
-/// did nothing wrong when a disk fails (issue 13).
-fn source_error(e: std::io::Error) -> EngineError {
-    let path = PathBuf::from("the image sources");
-    if !e.get_ref().is_some_and(|i| i.is::<fspack_image::Error>()) {
-        return EngineError::Io { path, source: e };
-    }
-    match e.into_inner().map(|i| i.downcast::<fspack_image::Error>()) {
-        Some(Ok(image)) => EngineError::Image(*image),
-        Some(Err(other)) => EngineError::Io {
-            path,
-            source: std::io::Error::other(other),
-        },
-        None => EngineError::Io {
-            path,
-            source: std::io::Error::other("unknown read error"),
-        },
-    }
-}
-
 /// Pushes `source` to `target`.
 ///
 /// Each layer is one task: hash it, ask whether the destination has it, upload it if not. Up to
@@ -644,24 +370,7 @@ pub async fn push(
         // every push (issue 11); refuse it as `build` refuses an output inside the source.
         image.walk.forbid_inside.push(path.clone());
     }
-    let prepared = {
-        let src = source.to_path_buf();
-        let staging = match target {
-            Target::Layout { path, .. } => Some(path.clone()),
-            Target::Registry(_) => settings.staging_store.clone(),
-        };
-        let modelpack = settings.modelpack;
-        tokio::task::spawn_blocking(move || {
-            if modelpack {
-                crate::modelpack_push::layers(&src, &image)
-            } else {
-                layers_for(&src, &image, staging.as_deref())
-            }
-        })
-        .await
-        .expect("planning does not panic")?
-    };
-    let mut prepared = prepared;
+    let mut prepared = prepare(source, target, settings, image).await?;
     let primary = prepared.primary.take();
     let (layers, format, layout) = (&prepared.layers, prepared.format, prepared.layout);
     let store = match target {
@@ -680,21 +389,13 @@ pub async fn push(
         None => 0,
     };
     let raw: u64 = layers.iter().map(|l| l.source.size()).sum::<u64>() + primary_size;
-    let sent_size = |n: u64| {
-        if !settings.modelpack {
-            indexed_size(n)
-        } else if model_index_mode(n) == IndexMode::Standalone {
-            // The file, then its standalone index blob.
-            indexed_size(n)
-        } else {
-            n
-        }
-    };
     let total: u64 = layers
         .iter()
-        .map(|l| sent_size(l.source.size()))
+        .map(|l| sent_size(l.source.size(), settings.modelpack))
         .sum::<u64>()
-        + primary.as_ref().map_or(0, |_| sent_size(primary_size));
+        + primary
+            .as_ref()
+            .map_or(0, |_| sent_size(primary_size, settings.modelpack));
     let hash_bar = reporter.start_phase("hashing", raw);
     // The digest cache lives in the store fspack already owns; a store that cannot be opened
     // (another user's, read-only) only means every layer is hashed.
@@ -758,54 +459,12 @@ pub async fn push(
     if let Some(primary) = primary {
         // The device digests are known only now; the primary names them (issue 13).
         let digests: Vec<String> = done.iter().map(|(_, d, ..)| d.digest.clone()).collect();
-        let layer = match primary {
-            Primary::Bind(mut image) => {
-                image.bind_devices(&digests)?;
-                let title = image.meta.name.clone();
-                // Metadata only: hashing it costs what keying it would.
-                meta_layer(&title, Arc::new(PlanSource(image.meta)), None)
-            }
-            Primary::Check { path, layer } => {
-                let dir = crate::build::blob_dir(&path);
-                let pairs: Vec<(PathBuf, String)> = digests
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| (dir.join(format!("blob-{i:04}")), d.clone()))
-                    .collect();
-                fspack_image::erofs::check_devices(&path, &pairs)?;
-                layer
-            }
-        };
+        let layer = bind_primary(primary, &digests)?;
         done.push(one(done.len(), &layer).await?);
     }
     reporter.finish(hash_bar);
     let descriptors: Vec<Descriptor> = done.iter().map(|(_, d, ..)| d.clone()).collect();
-    // A ModelPack config lists the layer digests, so it is made once they are known.
-    let (config, artifact_type) = if settings.modelpack {
-        let bytes = crate::modelpack_push::config(source, &descriptors);
-        let d = descriptor(
-            crate::modelpack::MEDIA_MODELPACK_CONFIG,
-            &sha256_digest(&bytes),
-            bytes.len() as u64,
-            BTreeMap::new(),
-        );
-        (
-            (
-                Arc::new(BytesSource(bytes::Bytes::from(bytes))) as Arc<dyn BlobSource>,
-                d,
-            ),
-            crate::modelpack::ARTIFACT_MODELPACK,
-        )
-    } else {
-        (
-            (
-                Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA)))
-                    as Arc<dyn BlobSource>,
-                empty_config(),
-            ),
-            ARTIFACT_TYPE,
-        )
-    };
+    let (config, artifact_type) = config_blob(source, settings, &descriptors);
     send(
         target,
         client,
@@ -830,21 +489,7 @@ pub async fn push(
         annotations,
     };
     let body = manifest_bytes(&manifest);
-    let digest = match target {
-        Target::Registry(r) => {
-            let tag = r.tag.clone().unwrap_or_else(|| sha256_digest(&body));
-            client
-                .expect("set for registries")
-                .push_manifest(r, &tag, MEDIA_MANIFEST, body.clone())
-                .await?
-        }
-        Target::Layout { tag, .. } => {
-            let store = store.as_ref().expect("set for layouts");
-            let digest = store.put_blob_bytes(&body)?;
-            store.tag(tag, &digest, MEDIA_MANIFEST, body.len() as u64)?;
-            digest
-        }
-    };
+    let digest = put_manifest(target, client, store.as_deref(), &body).await?;
     let pairs: Vec<(Descriptor, Descriptor)> = done
         .iter()
         .filter_map(|(_, d, _, ix)| ix.clone().map(|ix| (d.clone(), ix)))
@@ -877,17 +522,124 @@ pub async fn push(
             annotations: d.annotations.clone(),
         })
         .collect();
-    let bytes_skipped = layers.iter().filter(|l| l.skipped).map(|l| l.size).sum();
-    let bytes_sent = layers.iter().filter(|l| !l.skipped).map(|l| l.size).sum();
     Ok(PushReport {
         reference: target.to_string(),
         manifest_digest: digest,
         format: format.into(),
+        bytes_skipped: layers.iter().filter(|l| l.skipped).map(|l| l.size).sum(),
+        bytes_sent: layers.iter().filter(|l| !l.skipped).map(|l| l.size).sum(),
         layers,
-        bytes_sent,
-        bytes_skipped,
         chunk_indexes,
         seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Bytes sent for a layer whose source has `n` bytes: with its embedded chunk index for
+/// fspack's own layers; for a ModelPack layer the file, plus its standalone index blob when it
+/// gets one.
+fn sent_size(n: u64, modelpack: bool) -> u64 {
+    if !modelpack || model_index_mode(n) == IndexMode::Standalone {
+        indexed_size(n)
+    } else {
+        n
+    }
+}
+
+/// Plans `source` into layers on a blocking thread: a ModelPack directory file by file, else
+/// an image (SquashFS shards staged in the layout of an `oci:` target, or in the store).
+async fn prepare(
+    source: &Path,
+    target: &Target,
+    settings: &PushSettings,
+    image: ImageSettings,
+) -> Result<Prepared> {
+    let src = source.to_path_buf();
+    let staging = match target {
+        Target::Layout { path, .. } => Some(path.clone()),
+        Target::Registry(_) => settings.staging_store.clone(),
+    };
+    let modelpack = settings.modelpack;
+    tokio::task::spawn_blocking(move || {
+        if modelpack {
+            crate::modelpack_push::layers(&src, &image)
+        } else {
+            layers_for(&src, &image, staging.as_deref())
+        }
+    })
+    .await
+    .expect("planning does not panic")
+}
+
+/// The EROFS primary layer once its devices' `digests` are known (issue 13): a planned image
+/// gets them written into its device table; an image file from `fspack build` must already
+/// name them, or this fails naming the device that differs.
+fn bind_primary(primary: Primary, digests: &[String]) -> Result<Layer> {
+    Ok(match primary {
+        Primary::Bind(mut image) => {
+            image.bind_devices(digests)?;
+            let title = image.meta.name.clone();
+            // Metadata only: hashing it costs what keying it would.
+            meta_layer(&title, Arc::new(PlanSource(image.meta)), None)
+        }
+        Primary::Check { path, layer } => {
+            let dir = crate::build::blob_dir(&path);
+            let pairs: Vec<(PathBuf, String)> = digests
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (dir.join(format!("blob-{i:04}")), d.clone()))
+                .collect();
+            fspack_image::erofs::check_devices(&path, &pairs)?;
+            layer
+        }
+    })
+}
+
+/// The config blob and the artifact type: a ModelPack config, which lists the layer digests and
+/// so is made once they are known, else the empty config of fspack's own artifacts.
+fn config_blob(
+    source: &Path,
+    settings: &PushSettings,
+    descriptors: &[Descriptor],
+) -> ((Arc<dyn BlobSource>, Descriptor), &'static str) {
+    if settings.modelpack {
+        let bytes = crate::modelpack_push::config(source, descriptors);
+        let d = descriptor(
+            crate::modelpack::MEDIA_MODELPACK_CONFIG,
+            &sha256_digest(&bytes),
+            bytes.len() as u64,
+            BTreeMap::new(),
+        );
+        let blob: Arc<dyn BlobSource> = Arc::new(BytesSource(bytes::Bytes::from(bytes)));
+        ((blob, d), crate::modelpack::ARTIFACT_MODELPACK)
+    } else {
+        let blob: Arc<dyn BlobSource> =
+            Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA)));
+        ((blob, empty_config()), ARTIFACT_TYPE)
+    }
+}
+
+/// Writes the manifest `body` last, with the tag in the same request (or, for an `oci:` layout,
+/// as a blob then the tag); returns its digest.
+async fn put_manifest(
+    target: &Target,
+    client: Option<&Client>,
+    store: Option<&Store>,
+    body: &[u8],
+) -> Result<String> {
+    Ok(match target {
+        Target::Registry(r) => {
+            let tag = r.tag.clone().unwrap_or_else(|| sha256_digest(body));
+            client
+                .expect("set for registries")
+                .push_manifest(r, &tag, MEDIA_MANIFEST, body.to_vec())
+                .await?
+        }
+        Target::Layout { tag, .. } => {
+            let store = store.expect("set for layouts");
+            let digest = store.put_blob_bytes(body)?;
+            store.tag(tag, &digest, MEDIA_MANIFEST, body.len() as u64)?;
+            digest
+        }
     })
 }
 

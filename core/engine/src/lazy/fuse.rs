@@ -70,10 +70,7 @@ impl BlobFs {
     }
 }
 
-/// The file name of a blob: its digest without the algorithm.
-pub fn file_name(digest: &str) -> String {
-    digest.rsplit(':').next().unwrap_or(digest).to_string()
-}
+pub use crate::artifact::served_file_name as file_name;
 
 /// [`ReadReply`] over fuser's reply.
 struct FuseReply(ReplyData);

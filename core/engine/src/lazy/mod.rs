@@ -30,6 +30,7 @@ use serde::Serialize;
 use crate::artifact::*;
 use crate::error::{EngineError, Result};
 use crate::mount::{MountPoint, MountSettings, Source};
+use crate::plan::MountPlan;
 use crate::pull::PullSettings;
 use crate::report::Reporter;
 use server::{RemoteSpec, ServeSpec};

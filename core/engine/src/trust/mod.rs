@@ -16,8 +16,6 @@ pub mod policy;
 pub mod simple_signing;
 pub mod verify;
 
-use std::path::PathBuf;
-
 pub use keys::{SigningKey, VerifyingKey};
 pub use policy::{Policy, Requirement};
 pub use verify::Trust;
@@ -25,37 +23,4 @@ pub use verify::Trust;
 /// Default policy file, read when it exists and no `--policy` is given.
 pub const DEFAULT_POLICY_PATH: &str = "/etc/fspack/policy.json";
 
-/// Why an image was refused, or why a policy or key could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TrustError {
-    /// A rule refused the image: exit 6, nothing fetched beyond the manifest and signatures.
-    #[error("refused {reference} ({digest}) by {rule}: {reason}")]
-    Refused {
-        /// The reference as the user gave it.
-        reference: String,
-        /// The manifest digest the reference resolved to.
-        digest: String,
-        /// The rule that refused it (`default[0] reject`, `--verify-key /k.pub`, ...).
-        rule: String,
-        /// What was wrong (no signature, another key, another repository, ...).
-        reason: String,
-    },
-    /// A policy or key file that cannot be used as written.
-    #[error("{path}: {reason}")]
-    Config {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-impl TrustError {
-    /// A [`TrustError::Config`] for `path`.
-    pub fn config(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        TrustError::Config {
-            path: path.into(),
-            reason: reason.into(),
-        }
-    }
-}
+pub use crate::error::TrustError;

@@ -1,0 +1,291 @@
+//! The fetching half of the lazy fill: one worker's job fetched with HTTP Range, split into
+//! chunks, each verified against the chunk index before it is written and marked present; a
+//! blob without an index streamed whole and committed before any reader is answered; and the
+//! commit of a complete blob, exactly as an eager pull commits.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::*;
+
+impl Fill {
+    /// Fetches `job`, verifies and writes its chunks, and refetches the bad ones alone.
+    pub(super) async fn run(self: &Arc<Self>, job: &Job) -> Result<(), String> {
+        let blob = &self.blobs[job.blob];
+        if blob.whole {
+            return self.run_whole(job.blob).await;
+        }
+        let mut todo: Vec<Range<usize>> = vec![job.chunks.clone()];
+        while let Some(run) = todo.pop() {
+            if self.stopped() {
+                return Err("stopping".into());
+            }
+            let (start, end) = (
+                blob.index.chunk(run.start).start,
+                blob.index.chunk(run.end - 1).end,
+            );
+            let bytes = self
+                .client
+                .get_blob_range(
+                    &self.reference,
+                    &blob.desc.digest,
+                    start,
+                    end,
+                    FILL_RUN.max(MAX_WINDOW),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            self.counters
+                .bytes_received
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let ingest = blob
+                .ingest
+                .lock()
+                .expect("not poisoned")
+                .clone()
+                .ok_or("the blob is committed already")?;
+            let index = blob.index.clone();
+            let range = run.clone();
+            // Hashing and writing a few MiB: off the async threads.
+            let verdicts = tokio::task::spawn_blocking(move || {
+                range
+                    .map(|i| {
+                        let r = index.chunk(i);
+                        let piece = &bytes[(r.start - start) as usize..(r.end - start) as usize];
+                        if !index.verify(i, piece) {
+                            return (i, Ok(false));
+                        }
+                        (i, ingest.write_at(r.start, piece).map(|()| true))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            for (i, verdict) in verdicts {
+                match verdict {
+                    Ok(true) => {
+                        if self.mark_present(job.blob, i) {
+                            // The commit hashes and fsyncs: a thread of its own.
+                            let (me, b) = (self.clone(), job.blob);
+                            tokio::task::spawn_blocking(move || me.commit(b));
+                        }
+                    }
+                    Ok(false) => {
+                        if self.chunk_failed(job.blob, i) {
+                            todo.push(i..i + 1);
+                        }
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "cannot write chunk {i} of blob {} into the store: {e}",
+                            blob.desc.digest
+                        );
+                        self.fail_chunk(job.blob, i, &msg);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams whole blob `b` into its ingest (resuming from what a killed server left), then
+    /// commits it, which checks its sha256; only a committed whole blob answers its readers.
+    pub(super) async fn run_whole(self: &Arc<Self>, b: usize) -> Result<(), String> {
+        let blob = &self.blobs[b];
+        let ingest = blob
+            .ingest
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .ok_or("the blob is committed already")?;
+        let opts = fspack_registry::DownloadOptions {
+            done_ranges: blob.resume.lock().expect("not poisoned").clone(),
+            ..Default::default()
+        };
+        let sink = Arc::new(crate::fetch::IngestSink(ingest));
+        let got = self
+            .client
+            .download_to(
+                &self.reference,
+                &blob.desc.digest,
+                blob.desc.size,
+                sink,
+                &opts,
+                Arc::new(fspack_registry::NoProgress),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        self.counters
+            .bytes_received
+            .fetch_add(got.bytes_received, Ordering::Relaxed);
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.commit(b))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Counts a failed verification of chunk `i`; returns whether to fetch it again now.
+    pub(super) fn chunk_failed(&self, b: usize, i: usize) -> bool {
+        let blob = &self.blobs[b];
+        let tries = {
+            let mut st = blob.state.lock().expect("not poisoned");
+            let n = st.failures.entry(i).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let r = blob.index.chunk(i);
+        if tries < CHUNK_ATTEMPTS {
+            tracing::warn!(
+                digest = %blob.desc.digest,
+                chunk = i,
+                "chunk {i} (bytes {}..{}) from {} failed verification (try {tries} of {CHUNK_ATTEMPTS}); fetching it again",
+                r.start,
+                r.end,
+                self.reference.registry
+            );
+            self.counters
+                .chunks_refetched
+                .fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        let msg = format!(
+            "chunk {i} (bytes {}..{}, {}) of blob {} from {} failed verification {CHUNK_ATTEMPTS} times; reads of it answer EIO",
+            r.start,
+            r.end,
+            blob.index.chunk_digest(i),
+            blob.desc.digest,
+            self.reference.registry
+        );
+        self.fail_chunk(b, i, &msg);
+        false
+    }
+
+    /// Gives up on chunk `i` for now: its readers get `EIO`; the fill tries it again later.
+    pub(super) fn fail_chunk(&self, b: usize, i: usize, msg: &str) {
+        tracing::error!("{msg}");
+        let blob = &self.blobs[b];
+        let failed: Vec<Waiter> = {
+            let mut st = blob.state.lock().expect("not poisoned");
+            st.claimed[i] = false;
+            st.failures.remove(&i);
+            st.paused_until.insert(i, Instant::now() + FAILED_PAUSE);
+            let (gone, keep) = std::mem::take(&mut st.waiters)
+                .into_iter()
+                .partition(|w| w.chunks.contains(&i));
+            st.waiters = keep;
+            gone
+        };
+        for w in failed {
+            self.counters.reads_failed.fetch_add(1, Ordering::Relaxed);
+            w.reply.error(EIO);
+        }
+    }
+
+    /// Marks chunk `i` present and answers the reads it completes; returns whether it was the
+    /// blob's last missing chunk (the caller then commits the blob).
+    pub(super) fn mark_present(&self, b: usize, i: usize) -> bool {
+        let blob = &self.blobs[b];
+        let r = blob.index.chunk(i);
+        let (ready, complete) = {
+            let mut st = blob.state.lock().expect("not poisoned");
+            st.claimed[i] = false;
+            if st.present[i] {
+                return false;
+            }
+            st.present[i] = true;
+            st.missing -= 1;
+            st.failures.remove(&i);
+            st.paused_until.remove(&i);
+            blob.present_bytes
+                .fetch_add(r.end - r.start, Ordering::Relaxed);
+            let state = &mut *st;
+            let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut state.waiters)
+                .into_iter()
+                .partition(|w| w.chunks.clone().all(|c| state.present[c]));
+            state.waiters = keep;
+            let complete = st.missing == 0 && !st.commit_started;
+            if complete {
+                st.commit_started = true;
+            }
+            (ready, complete)
+        };
+        for w in ready {
+            blob.read_now(w.offset, w.end, w.reply);
+        }
+        complete
+    }
+
+    /// Commits blob `b`: the whole-blob sha256 (over the hash state the writes advanced, reading
+    /// back only what arrived out of order), fsync, rename into `blobs/`, exactly as an eager pull
+    /// commits. Runs on a thread of its own; the result goes to [`Fill::take_commits`].
+    pub(super) fn commit(&self, b: usize) {
+        let blob = &self.blobs[b];
+        let Some(ingest) = blob.ingest.lock().expect("not poisoned").take() else {
+            return;
+        };
+        let result = (|| {
+            // Workers drop their handle right after the write they were doing; wait for them.
+            let mut ingest = ingest;
+            let mut tries = 0;
+            let owned = loop {
+                match Arc::try_unwrap(ingest) {
+                    Ok(i) => break i,
+                    Err(back) if tries < 1000 => {
+                        ingest = back;
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => return Err("the blob is still being written".to_string()),
+                }
+            };
+            owned.commit_written().map_err(|e| e.to_string())
+        })();
+        match &result {
+            Ok(p) => {
+                tracing::info!(digest = %blob.desc.digest, "every chunk present; committed as {}", p.display());
+                if blob.whole {
+                    // Verified only now: its readers are answered only now.
+                    self.mark_present(b, 0);
+                }
+                blob.committed.store(true, Ordering::Release);
+            }
+            Err(e) => {
+                tracing::error!(digest = %blob.desc.digest, "commit failed: {e}");
+                if blob.whole {
+                    // The damaged data is gone; a fresh ingest lets the fill fetch it again.
+                    blob.resume.lock().expect("not poisoned").clear();
+                    if let Some(store) = &blob.store {
+                        let fresh = store
+                            .ingest(&blob.desc.digest, blob.desc.size)
+                            .map_err(|e| e.to_string())
+                            .and_then(|i| {
+                                let f = i.file().try_clone().map_err(|e| e.to_string())?;
+                                Ok((i, f))
+                            });
+                        match fresh {
+                            Ok((i, f)) => {
+                                // Readers must not see the old, unlinked file's damaged bytes.
+                                *blob.reader.lock().expect("not poisoned") = Arc::new(f);
+                                *blob.ingest.lock().expect("not poisoned") = Some(Arc::new(i));
+                            }
+                            Err(e) => {
+                                tracing::error!(digest = %blob.desc.digest, "cannot start over: {e}")
+                            }
+                        }
+                    }
+                    let msg = format!(
+                        "blob {} from {} failed verification as a whole ({e}); reads waiting for it answer EIO, and it is fetched again",
+                        blob.desc.digest, self.reference.registry
+                    );
+                    self.counters
+                        .chunks_refetched
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.fail_chunk(b, 0, &msg);
+                }
+            }
+        }
+        self.commits.lock().expect("not poisoned").push((b, result));
+        self.progress.notify_waiters();
+    }
+}
