@@ -38,12 +38,7 @@ impl Fill {
             self.counters
                 .bytes_received
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            let ingest = blob
-                .ingest
-                .lock()
-                .expect("not poisoned")
-                .clone()
-                .ok_or("the blob is committed already")?;
+            let ingest = blob.open_ingest()?;
             let index = blob.index.clone();
             let range = run.clone();
             // Hashing and writing a few MiB: off the async threads.
@@ -92,12 +87,7 @@ impl Fill {
     /// commits it, which checks its sha256; only a committed whole blob answers its readers.
     pub(super) async fn run_whole(self: &Arc<Self>, b: usize) -> Result<(), String> {
         let blob = &self.blobs[b];
-        let ingest = blob
-            .ingest
-            .lock()
-            .expect("not poisoned")
-            .clone()
-            .ok_or("the blob is committed already")?;
+        let ingest = blob.open_ingest()?;
         let opts = fspack_registry::DownloadOptions {
             done_ranges: blob.resume.lock().expect("not poisoned").clone(),
             ..Default::default()

@@ -100,6 +100,15 @@ pub struct LazyBlob {
 }
 
 impl LazyBlob {
+    /// The blob's partial file, to write verified chunks into; an error once it is committed.
+    fn open_ingest(&self) -> Result<Arc<Ingest>, String> {
+        self.ingest
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .ok_or_else(|| "the blob is committed already".to_string())
+    }
+
     /// A blob whose index is loaded and whose `present` byte ranges (whole chunks, re-verified
     /// after a resume) are already in the partial file.
     pub fn new(
