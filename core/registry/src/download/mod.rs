@@ -193,34 +193,8 @@ impl Client {
         opts: &DownloadOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<DownloadStats, RegistryError> {
-        parse_digest(digest)?;
-        let end = opts.chunks.as_ref().map_or(size, |c| c.data_size());
-        if end > size {
-            return Err(RegistryError::SizeMismatch {
-                what: format!("chunk index of blob {digest}"),
-                expected: size,
-                actual: format!("an index over {end} bytes"),
-            });
-        }
-        let units = Units {
-            end,
-            unit: opts.unit.max(1),
-            chunks: opts.chunks.clone(),
-        };
-        let job = Job {
-            client: self,
-            r,
-            digest,
-            url: self.repo_url(r, &format!("blobs/{digest}"))?,
-            size,
-            units: units.clone(),
-            sink,
-            progress: progress.clone(),
-            on_done: opts.on_range_done.clone(),
-            chunk_attempts: opts.chunk_attempts.max(1),
-            received: AtomicU64::new(0),
-            refetched: AtomicU64::new(0),
-        };
+        let job = self.job(r, digest, size, sink, opts, progress.clone())?;
+        let (units, end) = (job.units.clone(), job.units.end);
         let todo = units.missing(&opts.done_ranges);
         let remaining: u64 = todo.iter().map(|(a, b)| b - a).sum();
         let lanes = if end < opts.min_split || opts.range_parallelism <= 1 {
@@ -260,6 +234,92 @@ impl Client {
         Ok(DownloadStats {
             bytes_received: job.received.load(Ordering::Relaxed),
             chunks_refetched: job.refetched.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Downloads bytes `[start, end)` of a blob into `sink` as one Range request, resumed from
+    /// the last whole unit after a cut, each unit verified against `opts.chunks` before the sink
+    /// gets it (a lazy mount's fill: readers waiting for a chunk are answered as soon as it
+    /// lands, not when the whole range has). `start` and `end` must be unit boundaries (chunk
+    /// boundaries, with an index) within the fetched part of the blob; `opts.done_ranges` and
+    /// the split options do not apply.
+    ///
+    /// Errors: as [`Client::download_to`]; a registry that ignores Range is a `Protocol` error
+    /// here (the caller wanted a part, not the blob).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn download_range(
+        &self,
+        r: &Reference,
+        digest: &str,
+        size: u64,
+        (start, end): (u64, u64),
+        sink: Arc<dyn BlobSink>,
+        opts: &DownloadOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DownloadStats, RegistryError> {
+        let job = self.job(r, digest, size, sink, opts, progress)?;
+        let units = &job.units;
+        if start >= end
+            || end > units.end
+            || units.range(units.at(start)).0 != start
+            || units.range(units.at(end - 1)).1 != end
+        {
+            return Err(RegistryError::Config(format!(
+                "bytes {start}..{end} of blob {digest} are not whole units of its {} bytes",
+                units.end
+            )));
+        }
+        job.fetch(start, end, false).await.map_err(|e| match e {
+            RangeError::Fatal(e) => e,
+            RangeError::Ignored(why) => RegistryError::Protocol {
+                url: redact_url(&job.url),
+                detail: format!("bytes {start}..{end} of blob {digest}: {why}"),
+            },
+        })?;
+        Ok(DownloadStats {
+            bytes_received: job.received.load(Ordering::Relaxed),
+            chunks_refetched: job.refetched.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The download of one blob: its units (chunks of `opts.chunks`, or `opts.unit` pieces of
+    /// the blob) and where they go. Errors: `Config` for a malformed digest, `SizeMismatch`
+    /// for an index over more than `size` bytes.
+    fn job<'a>(
+        &'a self,
+        r: &'a Reference,
+        digest: &'a str,
+        size: u64,
+        sink: Arc<dyn BlobSink>,
+        opts: &DownloadOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Job<'a>, RegistryError> {
+        parse_digest(digest)?;
+        let end = opts.chunks.as_ref().map_or(size, |c| c.data_size());
+        if end > size {
+            return Err(RegistryError::SizeMismatch {
+                what: format!("chunk index of blob {digest}"),
+                expected: size,
+                actual: format!("an index over {end} bytes"),
+            });
+        }
+        Ok(Job {
+            client: self,
+            r,
+            digest,
+            url: self.repo_url(r, &format!("blobs/{digest}"))?,
+            size,
+            units: Units {
+                end,
+                unit: opts.unit.max(1),
+                chunks: opts.chunks.clone(),
+            },
+            sink,
+            progress,
+            on_done: opts.on_range_done.clone(),
+            chunk_attempts: opts.chunk_attempts.max(1),
+            received: AtomicU64::new(0),
+            refetched: AtomicU64::new(0),
         })
     }
 

@@ -332,3 +332,101 @@ async fn redirects_keep_range_and_drop_authorization() {
                 .is_some_and(|a| a.starts_with("Bearer "))
     }));
 }
+
+/// A sink that keeps what it was given, by offset.
+#[derive(Default)]
+struct Collect(Mutex<Vec<(u64, Vec<u8>)>>);
+
+impl fspack_registry::BlobSink for Collect {
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.lock().unwrap().push((offset, bytes.to_vec()));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_chunks_streams_verified_chunks_and_stops_at_a_bad_one() {
+    use fspack_chunkindex::ChunkIndexBuilder;
+    let fake = Fake::start().await;
+    let blob = data(1_000_000, 21);
+    let d = fake.put_blob(&blob);
+    let r = fake.reference("a/b");
+    let index_of = |bytes: &[u8]| {
+        let mut b = ChunkIndexBuilder::new(64 << 10);
+        b.update(bytes);
+        Arc::new(b.finish())
+    };
+    let opts = DownloadOptions {
+        chunks: Some(index_of(&blob)),
+        chunk_attempts: 1,
+        ..Default::default()
+    };
+    // Chunks 2..5: one Range request, each chunk handed over on its own, in order.
+    let sink = Arc::new(Collect::default());
+    let range = (2 * 65536, 5 * 65536);
+    client()
+        .download_range(
+            &r,
+            &d,
+            blob.len() as u64,
+            range,
+            sink.clone(),
+            &opts,
+            counter(),
+        )
+        .await
+        .unwrap();
+    let got = sink.0.lock().unwrap().clone();
+    let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, vec![131072, 196608, 262144]);
+    for (o, bytes) in &got {
+        assert_eq!(&blob[*o as usize..*o as usize + bytes.len()], &bytes[..]);
+    }
+    assert_eq!(ranged_gets(&fake), vec!["bytes=131072-327679".to_string()]);
+
+    // A range that does not start on a chunk boundary is refused before any request.
+    let e = client()
+        .download_range(
+            &r,
+            &d,
+            blob.len() as u64,
+            (100, 65536),
+            sink.clone(),
+            &opts,
+            counter(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not whole units"), "{e}");
+    assert_eq!(ranged_gets(&fake).len(), 1);
+
+    // An index that disagrees with chunk 3: chunk 2 arrives, chunk 3 is named, nothing after.
+    let mut other = blob.clone();
+    other[3 * 65536 + 7] ^= 1;
+    let opts = DownloadOptions {
+        chunks: Some(index_of(&other)),
+        ..opts
+    };
+    let sink = Arc::new(Collect::default());
+    let e = client()
+        .download_range(
+            &r,
+            &d,
+            blob.len() as u64,
+            range,
+            sink.clone(),
+            &opts,
+            counter(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            fspack_registry::RegistryError::ChunkMismatch { chunk: 3, .. }
+        ),
+        "{e:?}"
+    );
+    let offsets: Vec<u64> = sink.0.lock().unwrap().iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, vec![131072]);
+}

@@ -9,12 +9,21 @@ use std::sync::atomic::Ordering;
 use super::*;
 
 impl Fill {
-    /// Fetches `job`, verifies and writes its chunks, and refetches the bad ones alone.
+    /// Fetches `job` as one streamed Range request: each chunk is verified against the index
+    /// as it arrives, then written and marked present, so a reader waiting for it is answered
+    /// before the rest of the run lands. A chunk that fails verification is fetched again alone
+    /// (up to [`CHUNK_ATTEMPTS`] tries, then its readers get `EIO`); the run goes on after it.
     pub(super) async fn run(self: &Arc<Self>, job: &Job) -> Result<(), String> {
         let blob = &self.blobs[job.blob];
         if blob.whole {
             return self.run_whole(job.blob).await;
         }
+        let opts = fspack_registry::DownloadOptions {
+            chunks: Some(blob.index.clone()),
+            // Retries of a bad chunk are counted here, per chunk and across runs.
+            chunk_attempts: 1,
+            ..Default::default()
+        };
         let mut todo: Vec<Range<usize>> = vec![job.chunks.clone()];
         while let Some(run) = todo.pop() {
             if self.stopped() {
@@ -24,60 +33,46 @@ impl Fill {
                 blob.index.chunk(run.start).start,
                 blob.index.chunk(run.end - 1).end,
             );
-            let bytes = self
+            let sink = Arc::new(ChunkSink {
+                fill: self.clone(),
+                b: job.blob,
+                ingest: blob.open_ingest()?,
+            });
+            let got = self
                 .client
-                .get_blob_range(
+                .download_range(
                     &self.reference,
                     &blob.desc.digest,
-                    start,
-                    end,
-                    FILL_RUN.max(MAX_WINDOW),
+                    blob.desc.size,
+                    (start, end),
+                    sink,
+                    &opts,
+                    Arc::new(fspack_registry::NoProgress),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
-            self.counters
-                .bytes_received
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            let ingest = blob.open_ingest()?;
-            let index = blob.index.clone();
-            let range = run.clone();
-            // Hashing and writing a few MiB: off the async threads.
-            let verdicts = tokio::task::spawn_blocking(move || {
-                range
-                    .map(|i| {
-                        let r = index.chunk(i);
-                        let piece = &bytes[(r.start - start) as usize..(r.end - start) as usize];
-                        if !index.verify(i, piece) {
-                            return (i, Ok(false));
-                        }
-                        (i, ingest.write_at(r.start, piece).map(|()| true))
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            for (i, verdict) in verdicts {
-                match verdict {
-                    Ok(true) => {
-                        if self.mark_present(job.blob, i) {
-                            // The commit hashes and fsyncs: a thread of its own.
-                            let (me, b) = (self.clone(), job.blob);
-                            tokio::task::spawn_blocking(move || me.commit(b));
-                        }
-                    }
-                    Ok(false) => {
-                        if self.chunk_failed(job.blob, i) {
-                            todo.push(i..i + 1);
-                        }
-                    }
-                    Err(e) => {
-                        let msg = format!(
-                            "cannot write chunk {i} of blob {} into the store: {e}",
-                            blob.desc.digest
-                        );
-                        self.fail_chunk(job.blob, i, &msg);
+                .await;
+            match got {
+                Ok(stats) => {
+                    self.counters
+                        .bytes_received
+                        .fetch_add(stats.bytes_received, Ordering::Relaxed);
+                }
+                Err(fspack_registry::RegistryError::ChunkMismatch { chunk: i, .. }) => {
+                    let r = blob.index.chunk(i);
+                    self.counters
+                        .bytes_received
+                        .fetch_add(r.start - start + (r.end - r.start), Ordering::Relaxed);
+                    // The chunks before `i` are present; `i` is tried again (or given up for
+                    // now), and the rest of the run, still claimed, follows it.
+                    let from = if self.chunk_failed(job.blob, i) {
+                        i
+                    } else {
+                        i + 1
+                    };
+                    if from < run.end {
+                        todo.push(from..run.end);
                     }
                 }
+                Err(e) => return Err(e.to_string()),
             }
         }
         Ok(())
@@ -277,5 +272,36 @@ impl Fill {
         }
         self.commits.lock().expect("not poisoned").push((b, result));
         self.progress.notify_waiters();
+    }
+}
+
+/// Where [`Fill::run`]'s verified chunks go: the partial blob, then the scheduler, which
+/// answers the reads they complete and commits the blob after its last chunk.
+struct ChunkSink {
+    fill: Arc<Fill>,
+    b: usize,
+    ingest: Arc<fspack_store::Ingest>,
+}
+
+impl fspack_registry::BlobSink for ChunkSink {
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let blob = &self.fill.blobs[self.b];
+        let i = blob.index.chunks_covering(offset, offset + 1).start;
+        if let Err(e) = self.ingest.write_at(offset, bytes) {
+            let msg = format!(
+                "cannot write chunk {i} of blob {} into the store: {e}",
+                blob.desc.digest
+            );
+            self.fill.fail_chunk(self.b, i, &msg);
+            return Err(e);
+        }
+        if self.fill.mark_present(self.b, i) {
+            // The commit hashes and fsyncs: a thread of its own. It waits for this sink's
+            // handle on the ingest, which goes when the run ends, moments after its last chunk.
+            let me = self.fill.clone();
+            let b = self.b;
+            tokio::runtime::Handle::current().spawn_blocking(move || me.commit(b));
+        }
+        Ok(())
     }
 }
