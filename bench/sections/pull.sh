@@ -81,6 +81,11 @@ if [[ -z $SKIP_REG ]]; then
     fi
     prep_plimit() { prep_pull; URLS_FILE=$WORK/urls-pull WANT_BYTES=; export URLS_FILE; }
     measure pull.limit "limit: parallel curl GET to files, 4 at a time" "$MODEL_LABEL" "skip:SKIP_PLIMIT" prep_plimit run_curl_get check_curl_get "${PLIMIT_NOTE:-}"
+    # The same GETs with fspack's durability (every byte on disk before the command returns):
+    # on this machine's virtio disk that, not the network or the hashing, sets the pace (#9).
+    run_curl_get_fsync() { run_curl_get && sync "$DL"/*; }
+    export -f run_curl_get_fsync
+    measure pull.limit_fsync "limit, equal durability: the same curl GETs, then fsync of each file" "$MODEL_LABEL" "skip:SKIP_PLIMIT" prep_plimit run_curl_get_fsync check_curl_get "coreutils sync FILE...: fsync per file"
     umount_quiet "$MNT"
     registry_stop pull
     rm -rf "$WORK/reg-pull" "$STORE" "$DL" "$WORK/x"
@@ -91,4 +96,4 @@ fi
 target ratio "pull, loopback: fspack / limit wall time (#5)" pull.fspack pull.limit "<=" 1.2
 target ratio "pull, loopback: fspack / oras pull wall time (#5)" pull.fspack pull.oras "<=" 0.7
 target rss "pull: fspack peak RSS (#5)" pull.fspack 128
-summary "pull $MODEL_LABEL and mount (verified, fsynced)" pull.fspack pull.limit pull.oras pull.targz
+summary "pull $MODEL_LABEL and mount (verified, fsynced)" pull.fspack pull.limit pull.limit_fsync pull.oras pull.targz
