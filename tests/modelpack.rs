@@ -862,6 +862,34 @@ fn push_modelpack_publishes_chunk_indexes_that_a_pull_verifies_chunk_by_chunk() 
         );
         assert_eq!(indexed[target["digest"].as_str().unwrap()], ix["digest"]);
     }
+    // distribution 2.8 has no referrers API: the referrer is listed under the referrers tag of
+    // the model manifest (distribution-spec v1.1), so it is tagged and `oras discover` finds it.
+    // A second push of the same tree lists it once, not twice.
+    run_json(
+        fspack(&tmp.path().join("push-store"))
+            .arg("push")
+            .arg(&src)
+            .arg(&reference)
+            .args(["--modelpack", "--json"]),
+    );
+    let tag = manifest_digest.replacen(':', "-", 1);
+    let listed: serde_json::Value = serde_json::from_slice(&curl(&[
+        "-H",
+        "Accept: application/vnd.oci.image.index.v1+json",
+        &format!("http://{}/v2/models/indexed/manifests/{tag}", reg.addr),
+    ]))
+    .unwrap();
+    assert_eq!(
+        listed["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = listed["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{listed}");
+    assert_eq!(entries[0]["digest"], report["chunk_indexes"]);
+    assert_eq!(
+        entries[0]["artifactType"],
+        "application/vnd.erofs.chunk-index.v1"
+    );
 
     // A pull through a proxy that flips one byte of one data body: that chunk is fetched again.
     let proxy = FaultProxy::start(&reg.addr, Fault::FlipFirstAny(1));

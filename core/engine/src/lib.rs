@@ -30,6 +30,7 @@ pub mod plan;
 pub mod pull;
 pub mod pull_ref;
 pub mod push;
+pub mod referrers;
 pub mod report;
 pub mod sign;
 pub mod staged;

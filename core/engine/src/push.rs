@@ -665,7 +665,8 @@ fn standalone_descriptor(target: &Descriptor, bytes: &[u8]) -> Descriptor {
 /// reachable (registry garbage collection keeps blobs a manifest names; `oras cp -r` copies
 /// referrers with their subject): `subject` is the model manifest, and the layers are each
 /// indexed layer followed by its index, the order erofs-image-spec §3.4.3 gives a standalone
-/// index. Pushed by digest, untagged. Returns its digest.
+/// index. Pushed by digest and, on a registry without the referrers API, listed under the
+/// referrers tag of the model manifest ([`crate::referrers`]). Returns its digest.
 ///
 /// The model manifest itself names each index by digest (`org.erofs.chunk-index.digest` on the
 /// layer), so a pull never needs this manifest, and its layers stay the files alone, which is
@@ -680,6 +681,7 @@ async fn push_index_referrer(
     pairs: Vec<(Descriptor, Descriptor)>,
 ) -> Result<String> {
     let layers = pairs.into_iter().flat_map(|(d, ix)| [d, ix]).collect();
+    let subject_digest = subject.digest.clone();
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(MEDIA_MANIFEST.into()),
@@ -693,10 +695,16 @@ async fn push_index_referrer(
     let digest = sha256_digest(&body);
     match target {
         Target::Registry(r) => {
-            client
-                .expect("set for registries")
-                .push_manifest(r, &digest, MEDIA_MANIFEST, body)
-                .await?;
+            let client = client.expect("set for registries");
+            let mut listed =
+                descriptor(MEDIA_MANIFEST, &digest, body.len() as u64, BTreeMap::new());
+            listed.artifact_type = manifest.artifact_type.clone();
+            if !client
+                .push_referrer(r, &digest, MEDIA_MANIFEST, body)
+                .await?
+            {
+                crate::referrers::add_to_referrers_tag(client, r, &subject_digest, listed).await?;
+            }
         }
         Target::Layout { .. } => {
             store.expect("set for layouts").put_blob_bytes(&body)?;

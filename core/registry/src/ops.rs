@@ -64,6 +64,36 @@ impl Client {
         media_type: &str,
         body: Vec<u8>,
     ) -> Result<String, RegistryError> {
+        Ok(self
+            .put_manifest(r, tag_or_digest, media_type, body)
+            .await?
+            .0)
+    }
+
+    /// Uploads a manifest that has a `subject` (a referrer) by its digest; returns whether the
+    /// registry indexed it for the referrers API: the `OCI-Subject` response header
+    /// (distribution-spec v1.1, "Pushing Manifests with Subject"). Where it did not, the client
+    /// must maintain the referrers tag (`<alg>-<hex>` of the subject) itself.
+    ///
+    /// Errors: those of [`Client::push_manifest`].
+    pub async fn push_referrer(
+        &self,
+        r: &Reference,
+        digest: &str,
+        media_type: &str,
+        body: Vec<u8>,
+    ) -> Result<bool, RegistryError> {
+        Ok(self.put_manifest(r, digest, media_type, body).await?.1)
+    }
+
+    /// [`Client::push_manifest`], also saying whether the response named a subject.
+    async fn put_manifest(
+        &self,
+        r: &Reference,
+        tag_or_digest: &str,
+        media_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(String, bool), RegistryError> {
         let mut h = Hasher::new(Algorithm::Sha256);
         h.update(&body);
         let digest = h.finish();
@@ -115,8 +145,9 @@ impl Client {
                 actual: claimed.to_string(),
             });
         }
-        tracing::debug!(reference = %r, %digest, "manifest pushed");
-        Ok(digest)
+        let indexed = resp.headers().contains_key("oci-subject");
+        tracing::debug!(reference = %r, %digest, indexed, "manifest pushed");
+        Ok((digest, indexed))
     }
 
     /// Fetches a manifest by `r.digest`, else `r.tag`, else `latest`; returns media type, bytes
