@@ -267,6 +267,19 @@ fn present_bytes(store: &Path, layers: &[serde_json::Value]) -> u64 {
 
 #[test]
 fn a_pull_killed_at_random_points_fetches_again_at_most_a_chunk_per_stream() {
+    killed_pulls_fetch_again_at_most_a_chunk_per_stream("killed", &["--blob-size", "16M"]);
+}
+
+/// The same bound for a ModelPack artifact, whose weight layers carry standalone chunk indexes
+/// (issue 15): a raw layer resumes chunk by chunk like an EROFS data blob.
+#[test]
+fn a_modelpack_pull_killed_at_random_points_fetches_again_at_most_a_chunk_per_stream() {
+    killed_pulls_fetch_again_at_most_a_chunk_per_stream("killed-modelpack", &["--modelpack"]);
+}
+
+/// Pushes four 12 MiB files with `push_args`, then ten times kills a pull (`--jobs 2`) after a
+/// random delay and checks what the next pull fetches against what was missing.
+fn killed_pulls_fetch_again_at_most_a_chunk_per_stream(repo: &str, push_args: &[&str]) {
     let Some(reg) = Registry::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("model");
@@ -277,8 +290,8 @@ fn a_pull_killed_at_random_points_fetches_again_at_most_a_chunk_per_stream() {
             .collect();
         fs::write(src.join(format!("w{i}.bin")), data).unwrap();
     }
-    let reference = format!("{}/models/killed:v1", reg.addr);
-    let pushed = push(tmp.path(), &src, &reference, &["--blob-size", "16M"]);
+    let reference = format!("{}/models/{repo}:v1", reg.addr);
+    let pushed = push(tmp.path(), &src, &reference, push_args);
     let layers = pushed["layers"].as_array().unwrap().clone();
     let total: u64 = layers.iter().map(|l| l["size"].as_u64().unwrap()).sum();
     let bin = assert_cmd::cargo::cargo_bin("fspack");

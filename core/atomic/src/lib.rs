@@ -58,6 +58,23 @@ pub fn write_with<T, E>(
     fill: impl FnOnce(&mut File, &Path) -> Result<T, E>,
     io_err: impl Fn(&Path, io::Error) -> E,
 ) -> Result<T, E> {
+    write_with_tmp_in(&parent(path), path, opts, fill, io_err)
+}
+
+/// [`write_with`] with the temporary file in `tmp_dir` (on the same file system as `path`)
+/// instead of beside the target: for a directory whose every entry must be a finished file,
+/// such as a content store's blob directory, where each name is a digest already verified. A
+/// killed writer (no `Drop` runs on `SIGKILL`) leaves its temporary file in `tmp_dir`, named
+/// `.NAME.tmp-RANDOM`, for the owner of `tmp_dir` to clean up.
+///
+/// Errors: those of [`write_with`].
+pub fn write_with_tmp_in<T, E>(
+    tmp_dir: &Path,
+    path: &Path,
+    opts: Options,
+    fill: impl FnOnce(&mut File, &Path) -> Result<T, E>,
+    io_err: impl Fn(&Path, io::Error) -> E,
+) -> Result<T, E> {
     let dir = parent(path);
     // `.NAME.tmp-RANDOM`: hidden, and recognisable as ours by a reader that cleans up after a
     // killed writer (the store does, for its `oci-layout` marker).
@@ -71,7 +88,9 @@ pub fn write_with<T, E>(
     builder.prefix(&prefix);
     // tempfile creates 0600 by default; 0666 here leaves the umask to decide, as File::create.
     builder.permissions(Permissions::from_mode(opts.mode.unwrap_or(0o666)));
-    let mut tmp = builder.tempfile_in(&dir).map_err(|e| io_err(&dir, e))?;
+    let mut tmp = builder
+        .tempfile_in(tmp_dir)
+        .map_err(|e| io_err(tmp_dir, e))?;
     let tmp_path = tmp.path().to_path_buf();
     let value = fill(tmp.as_file_mut(), &tmp_path)?;
     if opts.durable {

@@ -9,7 +9,14 @@ use crate::error::{Result, StoreError};
 /// Writes `bytes` to `path` through a temporary file: fsync, chmod to `mode`, rename, fsync the
 /// directory.
 pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    fspack_atomic::write_with(
+    write_atomic_via(path.parent().unwrap_or(Path::new(".")), path, bytes, mode)
+}
+
+/// [`write_atomic_mode`] with the temporary file in `tmp_dir`: for `blobs/`, where every name
+/// must be a verified digest, even while (or after a `SIGKILL` in the middle of) a write.
+pub(crate) fn write_atomic_via(tmp_dir: &Path, path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    fspack_atomic::write_with_tmp_in(
+        tmp_dir,
         path,
         fspack_atomic::Options::durable_mode(mode),
         |f, tmp| f.write_all(bytes).map_err(|e| StoreError::io(tmp, e)),

@@ -452,9 +452,6 @@ pub(crate) fn remove_abandoned(store: &Store, ttl: std::time::Duration) -> Resul
     for e in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
         let e = e.map_err(|e| StoreError::io(&dir, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(hex) = name.strip_suffix(".data") else {
-            continue;
-        };
         let age = e
             .metadata()
             .and_then(|m| m.modified())
@@ -464,6 +461,19 @@ pub(crate) fn remove_abandoned(store: &Store, ttl: std::time::Duration) -> Resul
         if age < ttl {
             continue;
         }
+        // What a killed writer of a small blob (`.HEX.tmp-RANDOM`) or of an expanded layer
+        // (`stream-PID-N.tmp`) left: no lock guards them, but no live writer takes a day.
+        let stray = (name.starts_with('.') && name.contains(".tmp-"))
+            || (name.starts_with("stream-") && name.ends_with(".tmp"));
+        if stray {
+            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = fs::remove_file(e.path());
+            n += 1;
+            continue;
+        }
+        let Some(hex) = name.strip_suffix(".data") else {
+            continue;
+        };
         let lock_path = store.root().join("locks").join(format!("{hex}.lock"));
         let Ok(lock) = OpenOptions::new()
             .create(true)

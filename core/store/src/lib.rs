@@ -22,7 +22,7 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub(crate) use atomic::{sync_dir, write_atomic_mode};
+pub(crate) use atomic::{sync_dir, write_atomic_mode, write_atomic_via};
 pub use digest::{digest_hex, sha256_of};
 pub use error::{ErrorKind, Result, StoreError};
 pub use gc::{DEFAULT_INGEST_TTL, GcReport};
@@ -302,7 +302,14 @@ impl Store {
     pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<String> {
         let digest = sha256_of(bytes);
         if !self.has_blob_sized(&digest, bytes.len() as u64) {
-            write_atomic_mode(&self.blob_path(&digest), bytes, self.blob_mode())?;
+            // The temporary file goes in ingest/: blobs/ holds verified blobs only, also
+            // after a kill in the middle of this write.
+            write_atomic_via(
+                &self.root.join("ingest"),
+                &self.blob_path(&digest),
+                bytes,
+                self.blob_mode(),
+            )?;
         }
         Ok(digest)
     }

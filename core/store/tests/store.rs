@@ -505,8 +505,22 @@ fn gc_removes_stale_ingests_but_not_one_in_progress() {
         kept.removed_ingests, 0,
         "young partial downloads stay for a resume"
     );
+    // What a writer killed in the middle of a small blob's write leaves (put_blob_bytes keeps
+    // its temporary file out of blobs/), and one of an expanded layer's stream.
+    let stray = tmp
+        .path()
+        .join("ingest")
+        .join(format!(".{}.tmp-x1Y2z3", "ab".repeat(32)));
+    std::fs::write(&stray, b"half").unwrap();
+    std::fs::write(tmp.path().join("ingest/stream-1-0.tmp"), b"half").unwrap();
+    assert_eq!(
+        store.gc(&[]).unwrap().removed_ingests,
+        0,
+        "young: a writer may be at work"
+    );
     let report = store.gc_with(&[], std::time::Duration::ZERO).unwrap();
-    assert_eq!(report.removed_ingests, 1, "{report}");
+    assert_eq!(report.removed_ingests, 3, "{report}");
+    assert!(!stray.exists());
     busy.file().write_all_at(&b, 0).unwrap();
     busy.commit().unwrap();
     assert!(store.has_blob(&sha256_of(&b)));
