@@ -890,6 +890,19 @@ fn push_modelpack_publishes_chunk_indexes_that_a_pull_verifies_chunk_by_chunk() 
         entries[0]["artifactType"],
         "application/vnd.erofs.chunk-index.v1"
     );
+    // `inspect` says which layers have a chunk index, and where.
+    let out = fspack(&tmp.path().join("push-store"))
+        .args(["inspect", &reference])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows = |kind: &str| {
+        text.lines()
+            .filter(|l| l.split_whitespace().nth(3) == Some(kind))
+            .count()
+    };
+    assert_eq!(rows("blob"), indexed.len(), "{text}");
+    assert_eq!(rows("blob") + rows("-"), layers.len(), "{text}");
 
     // A pull through a proxy that flips one byte of one data body: that chunk is fetched again.
     let proxy = FaultProxy::start(&reg.addr, Fault::FlipFirstAny(1));

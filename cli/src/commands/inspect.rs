@@ -38,14 +38,14 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "{:<20} {:>14}  {:<8} MEDIA TYPE / DIGEST",
-        "LAYER", "SIZE", "ROLE"
+        "{:<20} {:>14}  {:<8} {:<6} MEDIA TYPE / DIGEST",
+        "LAYER", "SIZE", "ROLE", "CHUNKS"
     )?;
     for l in view.layer_rows() {
         writeln!(
             out,
-            "{:<20} {:>14}  {:<8} {}\n{:<46}{}",
-            l.title, l.size, l.role, l.media_type, "", l.digest
+            "{:<20} {:>14}  {:<8} {:<6} {}\n{:<53}{}",
+            l.title, l.size, l.role, l.chunk_index, l.media_type, "", l.digest
         )?;
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `inspect`: what an artifact is (manifest, layers, sizes, the format fspack would mount) read
 //! from a registry or an OCI layout without downloading any layer, and without writing anything.
 
+use fspack_chunkindex::{ChunkIndexError, IndexAt};
 use fspack_registry::Client;
 use fspack_store::LayoutReader;
 use serde::Serialize;
@@ -41,6 +42,11 @@ pub struct LayerRow {
     pub media_type: String,
     /// The layer's digest.
     pub digest: String,
+    /// Where its chunk index is (erofs-image-spec annotations, issue 9): `tail` (embedded at
+    /// the end of the blob), `blob` (a blob of its own, as `push --modelpack` makes), `bad`
+    /// (announced but unusable: a pull refuses the layer), or `-` (none: the layer is verified
+    /// as a whole only).
+    pub chunk_index: &'static str,
 }
 
 impl Inspection {
@@ -70,12 +76,19 @@ impl Inspection {
                         .map(String::as_str)
                         .unwrap_or("-"),
                 };
+                let chunk_index = match IndexAt::from_annotations(&l.annotations, l.size) {
+                    Ok(Some(IndexAt::Embedded(_))) => "tail",
+                    Ok(Some(IndexAt::Standalone(_))) => "blob",
+                    Ok(None) | Err(ChunkIndexError::Unsupported(_)) => "-",
+                    Err(_) => "bad",
+                };
                 LayerRow {
                     title,
                     size: l.size,
                     role: role.to_string(),
                     media_type: l.media_type.clone(),
                     digest: l.digest.clone(),
+                    chunk_index,
                 }
             })
             .collect()
