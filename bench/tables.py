@@ -160,7 +160,10 @@ def verdict(doc, t):
 
 def runs(m):
     quick = " on the small --quick data" if m.get("quick") == "1" else ""
-    long = f" (3 for rows over {m['long_s']} s)" if m.get("long_s") and int(m.get("runs", 0)) > 3 else ""
+    long = ""
+    if m.get("long_s") and int(m.get("runs", 0)) > 3:
+        very = f", 2 over {m['very_long_s']} s" if m.get("very_long_s") else ""
+        long = f" (3 for rows over {m['long_s']} s{very})"
     return f"{m.get('runs', '?')} runs per row{long}{quick}"
 
 
