@@ -240,10 +240,6 @@ pub async fn pull(
             wanted.push(d.clone());
         }
     }
-    // Small blobs (the metadata image, chunk indexes, config) first: behind sixteen 128 MiB
-    // blobs they waited for a free slot until the end of the pull, and the mount waits for
-    // them.
-    wanted.sort_by_key(|d| d.size);
     reporter.plan_total(wanted.iter().map(|d| d.size).sum());
     let missing: Vec<u64> = wanted
         .iter()
