@@ -361,22 +361,22 @@ async fn a_range_of_chunks_streams_verified_chunks_and_stops_at_a_bad_one() {
         chunk_attempts: 1,
         ..Default::default()
     };
+    // Fetches `range` with `opts` into a fresh sink; returns the result and what the sink got.
+    let fetch = |range: (u64, u64), opts: DownloadOptions| {
+        let (r, d, len) = (r.clone(), d.clone(), blob.len() as u64);
+        async move {
+            let sink = Arc::new(Collect::default());
+            let got = client()
+                .download_range(&r, &d, len, range, sink.clone(), &opts, counter())
+                .await;
+            let kept = sink.0.lock().unwrap().clone();
+            (got, kept)
+        }
+    };
     // Chunks 2..5: one Range request, each chunk handed over on its own, in order.
-    let sink = Arc::new(Collect::default());
     let range = (2 * 65536, 5 * 65536);
-    client()
-        .download_range(
-            &r,
-            &d,
-            blob.len() as u64,
-            range,
-            sink.clone(),
-            &opts,
-            counter(),
-        )
-        .await
-        .unwrap();
-    let got = sink.0.lock().unwrap().clone();
+    let (res, got) = fetch(range, opts.clone()).await;
+    res.unwrap();
     let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
     assert_eq!(offsets, vec![131072, 196608, 262144]);
     for (o, bytes) in &got {
@@ -385,18 +385,7 @@ async fn a_range_of_chunks_streams_verified_chunks_and_stops_at_a_bad_one() {
     assert_eq!(ranged_gets(&fake), vec!["bytes=131072-327679".to_string()]);
 
     // A range that does not start on a chunk boundary is refused before any request.
-    let e = client()
-        .download_range(
-            &r,
-            &d,
-            blob.len() as u64,
-            (100, 65536),
-            sink.clone(),
-            &opts,
-            counter(),
-        )
-        .await
-        .unwrap_err();
+    let e = fetch((100, 65536), opts.clone()).await.0.unwrap_err();
     assert!(e.to_string().contains("not whole units"), "{e}");
     assert_eq!(ranged_gets(&fake).len(), 1);
 
@@ -407,19 +396,8 @@ async fn a_range_of_chunks_streams_verified_chunks_and_stops_at_a_bad_one() {
         chunks: Some(index_of(&other)),
         ..opts
     };
-    let sink = Arc::new(Collect::default());
-    let e = client()
-        .download_range(
-            &r,
-            &d,
-            blob.len() as u64,
-            range,
-            sink.clone(),
-            &opts,
-            counter(),
-        )
-        .await
-        .unwrap_err();
+    let (res, got) = fetch(range, opts).await;
+    let e = res.unwrap_err();
     assert!(
         matches!(
             e,
@@ -427,6 +405,6 @@ async fn a_range_of_chunks_streams_verified_chunks_and_stops_at_a_bad_one() {
         ),
         "{e:?}"
     );
-    let offsets: Vec<u64> = sink.0.lock().unwrap().iter().map(|(o, _)| *o).collect();
+    let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
     assert_eq!(offsets, vec![131072]);
 }
