@@ -5,11 +5,14 @@
 //! never to the size of the files.
 
 use std::collections::HashMap;
+use std::ffi::CStr;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::error::{Error, Result};
 
@@ -175,7 +178,8 @@ impl Tree {
             hardlinks: HashMap::new(),
             dirs: HashMap::new(),
         };
-        let root_ino = w.record(&root, PathBuf::new(), &meta)?;
+        let meta = Stat::of_path(&root)?;
+        let root_ino = w.record(&root, PathBuf::new(), &meta, None)?;
         debug_assert_eq!(root_ino, Self::ROOT);
         w.dirs.insert(root_ino, ((meta.dev(), meta.ino()), None));
         // An explicit stack instead of recursion: trees thousands of levels deep must not overflow.
@@ -183,28 +187,45 @@ impl Tree {
         while let Some((dir, path)) = stack.pop() {
             let rel = w.inodes[dir].path.clone();
             let mut entries = Vec::new();
-            let rd = fs::read_dir(&path).map_err(|e| Error::io(&path, e))?;
+            // Entries are stat'ed relative to their directory's descriptor: a one-name lookup
+            // instead of a walk of the whole path per entry (issue 14). The descriptor lives only
+            // while its directory is read, so deep or wide trees never hold many open.
+            let dfd = rustix::fs::open(
+                &path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::io(&path, e.into()))?;
+            let rd = dfd
+                .try_clone()
+                .map_err(|e| Error::io(&path, e))
+                .and_then(|fd| rustix::fs::Dir::new(fd).map_err(|e| Error::io(&path, e.into())))?;
             for ent in rd {
-                let ent = ent.map_err(|e| Error::io(&path, e))?;
-                let name = ent.file_name();
-                let bytes = name.as_bytes().to_vec();
-                let child_path = path.join(&name);
+                let ent = ent.map_err(|e| Error::io(&path, e.into()))?;
+                let cname = ent.file_name();
+                let bytes = cname.to_bytes();
+                if bytes == b"." || bytes == b".." {
+                    continue;
+                }
+                let name = OsStr::from_bytes(bytes);
+                let child_path = path.join(name);
                 if bytes.len() > NAME_MAX {
                     return Err(Error::NameTooLong(child_path));
                 }
-                let meta =
-                    fs::symlink_metadata(&child_path).map_err(|e| Error::io(&child_path, e))?;
-                let child_rel = rel.join(&name);
+                let meta = rustix::fs::statat(&dfd, cname, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(Stat)
+                    .map_err(|e| Error::io(&child_path, e.into()))?;
+                let child_rel = rel.join(name);
                 if meta.is_dir() {
                     w.check_cycle(dir, (meta.dev(), meta.ino()), &child_rel)?;
                 }
-                let ino = w.record(&child_path, child_rel, &meta)?;
+                let ino = w.record(&child_path, child_rel, &meta, Some((&dfd, cname)))?;
                 if meta.is_dir() {
                     w.dirs.insert(ino, ((meta.dev(), meta.ino()), Some(dir)));
                     stack.push((ino, child_path));
                 }
                 entries.push(Entry {
-                    name: bytes,
+                    name: bytes.to_vec(),
                     inode: ino,
                 });
             }
@@ -324,23 +345,31 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn record(&mut self, path: &Path, rel: PathBuf, meta: &fs::Metadata) -> Result<InodeId> {
+    /// Records the inode `meta` describes, reached at `path`; `at` is its directory's descriptor
+    /// and its name there, to read a symlink or sparse map without walking the path again.
+    fn record(
+        &mut self,
+        path: &Path,
+        rel: PathBuf,
+        meta: &Stat,
+        at: Option<(&OwnedFd, &CStr)>,
+    ) -> Result<InodeId> {
         let ft = meta.file_type();
-        if !ft.is_dir()
+        if ft != FileType::Directory
             && meta.nlink() > 1
             && let Some(&id) = self.hardlinks.get(&(meta.dev(), meta.ino()))
         {
             self.inodes[id].nlink += 1;
             return Ok(id);
         }
-        let kind = if ft.is_dir() {
+        let kind = if ft == FileType::Directory {
             Kind::Dir {
                 entries: Vec::new(),
             }
-        } else if ft.is_file() {
+        } else if ft == FileType::RegularFile {
             let size = meta.size();
             let extents = if meta.blocks() * 512 < size {
-                sparse_extents(path, size)?
+                sparse_extents(path, at, size)?
             } else {
                 None
             };
@@ -348,20 +377,26 @@ impl Walker<'_> {
                 source: path.to_path_buf(),
                 size,
                 extents,
-                stamp: crate::source::FileStamp::of(meta),
+                stamp: meta.stamp(),
             }
-        } else if ft.is_symlink() {
-            let target = fs::read_link(path).map_err(|e| Error::io(path, e))?;
-            Kind::Symlink {
-                target: target.as_os_str().as_bytes().to_vec(),
-            }
-        } else if ft.is_char_device() {
+        } else if ft == FileType::Symlink {
+            let target = match at {
+                Some((dir, name)) => rustix::fs::readlinkat(dir, name, Vec::new())
+                    .map(|t| t.into_bytes())
+                    .map_err(|e| Error::io(path, e.into()))?,
+                None => fs::read_link(path)
+                    .map_err(|e| Error::io(path, e))?
+                    .into_os_string()
+                    .into_vec(),
+            };
+            Kind::Symlink { target }
+        } else if ft == FileType::CharacterDevice {
             Kind::CharDev { rdev: meta.rdev() }
-        } else if ft.is_block_device() {
+        } else if ft == FileType::BlockDevice {
             Kind::BlockDev { rdev: meta.rdev() }
-        } else if ft.is_fifo() {
+        } else if ft == FileType::Fifo {
             Kind::Fifo
-        } else if ft.is_socket() {
+        } else if ft == FileType::Socket {
             Kind::Socket
         } else {
             return Err(Error::UnsupportedFileType(path.to_path_buf()));
@@ -378,7 +413,7 @@ impl Walker<'_> {
         };
         let (mtime, mtime_nsec) = match self.opts.mtime {
             Some(t) => (t, 0),
-            None => (meta.mtime(), meta.mtime_nsec() as u32),
+            None => (meta.mtime(), meta.mtime_nsec()),
         };
         let id = self.inodes.len();
         self.inodes.push(Inode {
@@ -392,10 +427,74 @@ impl Walker<'_> {
             nlink: 1,
             path: rel,
         });
-        if !ft.is_dir() && meta.nlink() > 1 {
+        if ft != FileType::Directory && meta.nlink() > 1 {
             self.hardlinks.insert((meta.dev(), meta.ino()), id);
         }
         Ok(id)
+    }
+}
+
+/// An inode's metadata as `fstatat(2)` returns it, read without following a symlink.
+struct Stat(rustix::fs::Stat);
+
+// The field widths of `struct stat` differ between architectures, so the casts are needed on
+// some and a no-op on others.
+#[allow(clippy::unnecessary_cast)]
+impl Stat {
+    fn of_path(path: &Path) -> Result<Stat> {
+        rustix::fs::stat(path)
+            .map(Stat)
+            .map_err(|e| Error::io(path, e.into()))
+    }
+    fn file_type(&self) -> rustix::fs::FileType {
+        rustix::fs::FileType::from_raw_mode(self.0.st_mode as _)
+    }
+    fn is_dir(&self) -> bool {
+        self.file_type() == rustix::fs::FileType::Directory
+    }
+    fn dev(&self) -> u64 {
+        self.0.st_dev as u64
+    }
+    fn ino(&self) -> u64 {
+        self.0.st_ino as u64
+    }
+    fn nlink(&self) -> u64 {
+        self.0.st_nlink as u64
+    }
+    fn size(&self) -> u64 {
+        self.0.st_size as u64
+    }
+    fn blocks(&self) -> u64 {
+        self.0.st_blocks as u64
+    }
+    fn mode(&self) -> u32 {
+        self.0.st_mode as u32
+    }
+    fn uid(&self) -> u32 {
+        self.0.st_uid as u32
+    }
+    fn gid(&self) -> u32 {
+        self.0.st_gid as u32
+    }
+    fn rdev(&self) -> u64 {
+        self.0.st_rdev as u64
+    }
+    fn mtime(&self) -> i64 {
+        self.0.st_mtime as i64
+    }
+    fn mtime_nsec(&self) -> u32 {
+        self.0.st_mtime_nsec as u32
+    }
+    /// The stamp the data is checked against when it is read. The kernel's `stat` and `statx`
+    /// encode the device number alike (majors have 12 bits, minors 20), so it compares equal to
+    /// a stamp taken later through `std` (`statx`).
+    fn stamp(&self) -> crate::source::FileStamp {
+        crate::source::FileStamp {
+            size: self.size(),
+            mtime: (self.mtime(), self.0.st_mtime_nsec as i64),
+            ctime: (self.0.st_ctime as i64, self.0.st_ctime_nsec as i64),
+            dev_ino: (self.dev(), self.ino()),
+        }
     }
 }
 
@@ -426,9 +525,19 @@ fn resolve_existing(p: &Path) -> PathBuf {
 }
 
 /// Data ranges of a sparse file, found with `SEEK_DATA`/`SEEK_HOLE` (metadata only, no reads).
-fn sparse_extents(path: &Path, size: u64) -> Result<Option<Vec<(u64, u64)>>> {
+fn sparse_extents(
+    path: &Path,
+    at: Option<(&OwnedFd, &CStr)>,
+    size: u64,
+) -> Result<Option<Vec<(u64, u64)>>> {
     use rustix::fs::{SeekFrom, seek};
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file: OwnedFd = match at {
+        Some((dir, name)) => {
+            rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| Error::io(path, e.into()))?
+        }
+        None => fs::File::open(path).map_err(|e| Error::io(path, e))?.into(),
+    };
     let mut out = Vec::new();
     let mut pos = 0u64;
     while pos < size {
