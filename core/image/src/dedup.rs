@@ -9,13 +9,13 @@
 //! inode order keeps the data and the later ones point at it.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::source::SourceDirs;
 
 /// Bytes hashed first to tell files of one size apart cheaply.
 const PREFIX: u64 = 64 << 10;
@@ -46,13 +46,19 @@ pub(crate) fn duplicates(files: &[Candidate<'_>]) -> Result<Vec<Option<usize>>> 
     let mut groups: Vec<Vec<usize>> = by_size.into_values().filter(|g| g.len() > 1).collect();
     // Hash order does not change the result, but a fixed order keeps I/O patterns repeatable.
     groups.sort_unstable_by_key(|g| g[0]);
+    // Prefixes are hashed in candidate order (the walk's inode order, where a directory's files
+    // follow each other), so each file is opened by name in a directory kept open (issue 14).
+    let mut need: Vec<usize> = groups.iter().flatten().copied().collect();
+    need.sort_unstable();
+    let mut dirs = SourceDirs::default();
+    let mut prefixes = HashMap::with_capacity(need.len());
+    for i in need {
+        prefixes.insert(i, hash(&mut dirs, &files[i], PREFIX)?);
+    }
     for group in groups {
         let mut by_prefix: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
         for &i in &group {
-            by_prefix
-                .entry(hash(&files[i], PREFIX)?)
-                .or_default()
-                .push(i);
+            by_prefix.entry(prefixes[&i]).or_default().push(i);
         }
         let mut same_prefix: Vec<([u8; 32], Vec<usize>)> =
             by_prefix.into_iter().filter(|(_, g)| g.len() > 1).collect();
@@ -64,7 +70,7 @@ pub(crate) fn duplicates(files: &[Candidate<'_>]) -> Result<Vec<Option<usize>>> 
                 let h = if files[i].size <= PREFIX {
                     prefix
                 } else {
-                    hash(&files[i], u64::MAX)?
+                    hash(&mut dirs, &files[i], u64::MAX)?
                 };
                 match first.get(&h) {
                     Some(&o) => out[i] = Some(o),
@@ -79,8 +85,8 @@ pub(crate) fn duplicates(files: &[Candidate<'_>]) -> Result<Vec<Option<usize>>> 
 }
 
 /// sha256 of the first `limit` bytes of `f`, checking that the file did not change meanwhile.
-fn hash(f: &Candidate<'_>, limit: u64) -> Result<[u8; 32]> {
-    let file = File::open(f.path).map_err(|e| Error::io(f.path, e))?;
+fn hash(dirs: &mut SourceDirs, f: &Candidate<'_>, limit: u64) -> Result<[u8; 32]> {
+    let file = dirs.open(f.path)?;
     let want = f.size.min(limit);
     let mut h = Sha256::new();
     h.update(f.size.to_le_bytes());
