@@ -302,6 +302,88 @@ fn a_file_replaced_by_rename_fails_the_build_naming_the_inode() {
     );
 }
 
+/// Issue 14: sources under 64 KiB are read into the output buffer and larger ones copied in the
+/// kernel, each checked once after the read; a same-size rewrite with its mtime put back is
+/// caught on both paths.
+#[test]
+fn a_rewrite_is_caught_whether_the_file_is_buffered_or_copied_in_the_kernel() {
+    for size in [50_000usize, 300_000] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir(&src).unwrap();
+        let f = src.join("data.bin");
+        fs::write(&f, vec![1u8; size]).unwrap();
+        let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+        let img = plan(&src, &ErofsOptions::default());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&f, vec![2u8; size]).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let out = tmp.path().join("image.erofs");
+        let err = img.meta.write_file(&out).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("data.bin") && text.contains("change time (ctime) changed"),
+            "{size} bytes: {text}"
+        );
+        assert_eq!(err.kind(), fspack_image::ErrorKind::Changed);
+        assert!(!out.exists());
+    }
+}
+
+/// Issue 14: files on both sides of the 64 KiB limit between the buffered read and the kernel
+/// copy, files larger than the 1 MiB write buffer, and more directories than the writer keeps
+/// open, all come back with their bytes.
+#[test]
+fn files_around_the_copy_limits_in_many_directories_extract_unchanged() {
+    if !have_tool("fsck.erofs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let mut want = Vec::new();
+    let sizes = [
+        1usize,
+        4095,
+        4096,
+        4097,
+        65_535,
+        65_536,
+        65_537,
+        (1 << 20) + 3,
+    ];
+    for d in 0..300usize {
+        let dir = src.join(format!("d{d:03}"));
+        fs::create_dir_all(&dir).unwrap();
+
+        // Every tenth directory holds a copy of an earlier one's file, so duplicates are found
+        // across directories too.
+        let seed = if d % 10 == 9 { d - 9 } else { d };
+        let size = sizes[seed % sizes.len()];
+        // The block number is in every byte, so a read from the wrong block shows.
+        let bytes: Vec<u8> = (0..size)
+            .map(|i| ((i >> 12) * 31 + i * 7 + seed * 13) as u8)
+            .collect();
+        let rel = format!("d{d:03}/f{}", d % 7);
+        fs::write(src.join(&rel), &bytes).unwrap();
+        want.push((rel, bytes));
+    }
+    let (image, _) = write(
+        &plan(&src, &ErofsOptions::default()),
+        &tmp.path().join("out"),
+    );
+    let extracted = tmp.path().join("x");
+    fsck(&image, &[], Some(&extracted));
+    for (rel, bytes) in want {
+        let got = fs::read(extracted.join(&rel)).unwrap();
+        assert!(got == bytes, "{rel}: {} bytes differ", bytes.len());
+    }
+}
+
 /// Issue 13: each device slot names its blob's sha256; fsck.erofs still accepts the image (so
 /// the superblock checksum was recomputed), and the pre-mount check refuses a foreign blob.
 #[test]
