@@ -181,7 +181,7 @@ impl Tree {
         let meta = Stat::of_path(&root)?;
         let root_ino = w.record(&root, PathBuf::new(), &meta, None)?;
         debug_assert_eq!(root_ino, Self::ROOT);
-        w.dirs.insert(root_ino, ((meta.dev(), meta.ino()), None));
+        w.dirs.insert(root_ino, ((meta.dev, meta.ino), None));
         // An explicit stack instead of recursion: trees thousands of levels deep must not overflow.
         let mut stack = vec![(root_ino, root.clone())];
         while let Some((dir, path)) = stack.pop() {
@@ -213,15 +213,15 @@ impl Tree {
                     return Err(Error::NameTooLong(child_path));
                 }
                 let meta = rustix::fs::statat(&dfd, cname, AtFlags::SYMLINK_NOFOLLOW)
-                    .map(Stat)
+                    .map(Stat::from)
                     .map_err(|e| Error::io(&child_path, e.into()))?;
                 let child_rel = rel.join(name);
                 if meta.is_dir() {
-                    w.check_cycle(dir, (meta.dev(), meta.ino()), &child_rel)?;
+                    w.check_cycle(dir, (meta.dev, meta.ino), &child_rel)?;
                 }
                 let ino = w.record(&child_path, child_rel, &meta, Some((&dfd, cname)))?;
                 if meta.is_dir() {
-                    w.dirs.insert(ino, ((meta.dev(), meta.ino()), Some(dir)));
+                    w.dirs.insert(ino, ((meta.dev, meta.ino), Some(dir)));
                     stack.push((ino, child_path));
                 }
                 entries.push(Entry {
@@ -354,10 +354,10 @@ impl Walker<'_> {
         meta: &Stat,
         at: Option<(&OwnedFd, &CStr)>,
     ) -> Result<InodeId> {
-        let ft = meta.file_type();
+        let ft = meta.file_type;
         if ft != FileType::Directory
-            && meta.nlink() > 1
-            && let Some(&id) = self.hardlinks.get(&(meta.dev(), meta.ino()))
+            && meta.nlink > 1
+            && let Some(&id) = self.hardlinks.get(&(meta.dev, meta.ino))
         {
             self.inodes[id].nlink += 1;
             return Ok(id);
@@ -367,8 +367,8 @@ impl Walker<'_> {
                 entries: Vec::new(),
             }
         } else if ft == FileType::RegularFile {
-            let size = meta.size();
-            let extents = if meta.blocks() * 512 < size {
+            let size = meta.size;
+            let extents = if meta.blocks * 512 < size {
                 sparse_extents(path, at, size)?
             } else {
                 None
@@ -391,9 +391,9 @@ impl Walker<'_> {
             };
             Kind::Symlink { target }
         } else if ft == FileType::CharacterDevice {
-            Kind::CharDev { rdev: meta.rdev() }
+            Kind::CharDev { rdev: meta.rdev }
         } else if ft == FileType::BlockDevice {
-            Kind::BlockDev { rdev: meta.rdev() }
+            Kind::BlockDev { rdev: meta.rdev }
         } else if ft == FileType::Fifo {
             Kind::Fifo
         } else if ft == FileType::Socket {
@@ -409,16 +409,16 @@ impl Walker<'_> {
         let (uid, gid) = if self.opts.all_root {
             (0, 0)
         } else {
-            (meta.uid(), meta.gid())
+            (meta.uid, meta.gid)
         };
         let (mtime, mtime_nsec) = match self.opts.mtime {
             Some(t) => (t, 0),
-            None => (meta.mtime(), meta.mtime_nsec()),
+            None => meta.mtime,
         };
         let id = self.inodes.len();
         self.inodes.push(Inode {
             kind,
-            perm: meta.mode() & 0o7777,
+            perm: meta.mode & 0o7777,
             uid,
             gid,
             mtime,
@@ -427,73 +427,72 @@ impl Walker<'_> {
             nlink: 1,
             path: rel,
         });
-        if ft != FileType::Directory && meta.nlink() > 1 {
-            self.hardlinks.insert((meta.dev(), meta.ino()), id);
+        if ft != FileType::Directory && meta.nlink > 1 {
+            self.hardlinks.insert((meta.dev, meta.ino), id);
         }
         Ok(id)
     }
 }
 
-/// An inode's metadata as `fstatat(2)` returns it, read without following a symlink.
-struct Stat(rustix::fs::Stat);
+/// An inode's metadata as `fstatat(2)` returns it, read without following a symlink, in the
+/// widths this module uses.
+struct Stat {
+    file_type: FileType,
+    mode: u32,
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+    size: u64,
+    blocks: u64,
+    uid: u32,
+    gid: u32,
+    rdev: u64,
+    mtime: (i64, u32),
+    ctime: (i64, u32),
+}
 
-// The field widths of `struct stat` differ between architectures, so the casts are needed on
-// some and a no-op on others.
-#[allow(clippy::unnecessary_cast)]
 impl Stat {
     fn of_path(path: &Path) -> Result<Stat> {
         rustix::fs::stat(path)
-            .map(Stat)
+            .map(Stat::from)
             .map_err(|e| Error::io(path, e.into()))
     }
-    fn file_type(&self) -> rustix::fs::FileType {
-        rustix::fs::FileType::from_raw_mode(self.0.st_mode as _)
-    }
+
     fn is_dir(&self) -> bool {
-        self.file_type() == rustix::fs::FileType::Directory
+        self.file_type == FileType::Directory
     }
-    fn dev(&self) -> u64 {
-        self.0.st_dev as u64
-    }
-    fn ino(&self) -> u64 {
-        self.0.st_ino as u64
-    }
-    fn nlink(&self) -> u64 {
-        self.0.st_nlink as u64
-    }
-    fn size(&self) -> u64 {
-        self.0.st_size as u64
-    }
-    fn blocks(&self) -> u64 {
-        self.0.st_blocks as u64
-    }
-    fn mode(&self) -> u32 {
-        self.0.st_mode as u32
-    }
-    fn uid(&self) -> u32 {
-        self.0.st_uid as u32
-    }
-    fn gid(&self) -> u32 {
-        self.0.st_gid as u32
-    }
-    fn rdev(&self) -> u64 {
-        self.0.st_rdev as u64
-    }
-    fn mtime(&self) -> i64 {
-        self.0.st_mtime as i64
-    }
-    fn mtime_nsec(&self) -> u32 {
-        self.0.st_mtime_nsec as u32
-    }
+
     /// The stamp the data is checked against when it is read. The kernel's `stat` and `statx`
     /// encode the device number alike (majors have 12 bits, minors 20), so it compares equal to
     /// a stamp taken later through `std` (`statx`).
     fn stamp(&self) -> crate::source::FileStamp {
         crate::source::FileStamp {
-            size: self.size(),
-            mtime: (self.mtime(), self.0.st_mtime_nsec as i64),
-            ctime: (self.0.st_ctime as i64, self.0.st_ctime_nsec as i64),
-            dev_ino: (self.dev(), self.ino()),
+            size: self.size,
+            mtime: (self.mtime.0, self.mtime.1.into()),
+            ctime: (self.ctime.0, self.ctime.1.into()),
+            dev_ino: (self.dev, self.ino),
+        }
+    }
+}
+
+impl From<rustix::fs::Stat> for Stat {
+    // The field widths of `struct stat` differ between architectures, so the casts are needed on
+    // some and a no-op on others.
+    #[allow(clippy::unnecessary_cast)]
+    fn from(s: rustix::fs::Stat) -> Stat {
+        Stat {
+            file_type: FileType::from_raw_mode(s.st_mode as _),
+            mode: s.st_mode as u32,
+            dev: s.st_dev as u64,
+            ino: s.st_ino as u64,
+            nlink: s.st_nlink as u64,
+            size: s.st_size as u64,
+            blocks: s.st_blocks as u64,
+            uid: s.st_uid as u32,
+            gid: s.st_gid as u32,
+            rdev: s.st_rdev as u64,
+            mtime: (s.st_mtime as i64, s.st_mtime_nsec as u32),
+            ctime: (s.st_ctime as i64, s.st_ctime_nsec as u32),
         }
     }
 }

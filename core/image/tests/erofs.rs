@@ -240,35 +240,40 @@ fn a_file_changed_after_the_walk_fails_the_build_and_leaves_nothing() {
 }
 
 /// Issue 13: size and mtime alone miss a same-size rewrite whose mtime was put back (`touch -r`,
-/// `rsync -t`); the change time gives it away, and the error says so.
+/// `rsync -t`); the change time gives it away, and the error says so. Issue 14: files under
+/// 64 KiB are read into the output buffer and larger ones copied in the kernel, each checked once
+/// after the read; both paths catch it.
 #[test]
 fn a_same_size_rewrite_with_its_mtime_put_back_fails_the_build() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir(&src).unwrap();
-    let f = src.join("weights.bin");
-    fs::write(&f, vec![1u8; 50_000]).unwrap();
-    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
-    let img = plan(&src, &ErofsOptions::default());
-    // Past the coarse timestamp granularity, so the rewrite gets a later ctime on any kernel.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    fs::write(&f, vec![2u8; 50_000]).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&f)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    assert_eq!(fs::metadata(&f).unwrap().modified().unwrap(), mtime);
-    let out = tmp.path().join("image.erofs");
-    let err = img.meta.write_file(&out).unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.contains("weights.bin") && text.contains("change time (ctime) changed"),
-        "{text}"
-    );
-    assert!(!text.contains("modification time changed"), "{text}");
-    assert_eq!(err.kind(), fspack_image::ErrorKind::Changed);
+    for size in [50_000usize, 300_000] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir(&src).unwrap();
+        let f = src.join("weights.bin");
+        fs::write(&f, vec![1u8; size]).unwrap();
+        let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+        let img = plan(&src, &ErofsOptions::default());
+        // Past the coarse timestamp granularity, so the rewrite gets a later ctime on any kernel.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&f, vec![2u8; size]).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(fs::metadata(&f).unwrap().modified().unwrap(), mtime);
+        let out = tmp.path().join("image.erofs");
+        let err = img.meta.write_file(&out).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("weights.bin") && text.contains("change time (ctime) changed"),
+            "{size} bytes: {text}"
+        );
+        assert!(!text.contains("modification time changed"), "{text}");
+        assert_eq!(err.kind(), fspack_image::ErrorKind::Changed);
+        assert!(!out.exists());
+    }
 }
 
 /// Issue 13: a file replaced by another (rename over it) is a different inode, even with the same
@@ -300,39 +305,6 @@ fn a_file_replaced_by_rename_fails_the_build_naming_the_inode() {
         text.contains("config.json") && text.contains("it was replaced: device and inode"),
         "{text}"
     );
-}
-
-/// Issue 14: sources under 64 KiB are read into the output buffer and larger ones copied in the
-/// kernel, each checked once after the read; a same-size rewrite with its mtime put back is
-/// caught on both paths.
-#[test]
-fn a_rewrite_is_caught_whether_the_file_is_buffered_or_copied_in_the_kernel() {
-    for size in [50_000usize, 300_000] {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("src");
-        fs::create_dir(&src).unwrap();
-        let f = src.join("data.bin");
-        fs::write(&f, vec![1u8; size]).unwrap();
-        let mtime = fs::metadata(&f).unwrap().modified().unwrap();
-        let img = plan(&src, &ErofsOptions::default());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        fs::write(&f, vec![2u8; size]).unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-        let out = tmp.path().join("image.erofs");
-        let err = img.meta.write_file(&out).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("data.bin") && text.contains("change time (ctime) changed"),
-            "{size} bytes: {text}"
-        );
-        assert_eq!(err.kind(), fspack_image::ErrorKind::Changed);
-        assert!(!out.exists());
-    }
 }
 
 /// Issue 14: files on both sides of the 64 KiB limit between the buffered read and the kernel
