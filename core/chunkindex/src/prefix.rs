@@ -6,9 +6,8 @@
 //! cache, moments after they were written) when a later piece landed first. The digest is ready
 //! when the last piece lands: nothing reads the blob again after the download.
 //!
-//! [`PrefixHasher::hash_next`] lets a writer learn, before it writes, that its bytes are hashed
-//! from its own buffer and will never be read back: the store then writes them past the page
-//! cache (`O_DIRECT`), which on a 2-core machine saves the largest kernel cost of a pull.
+//! [`PrefixHasher::hash_next`] hashes a writer's bytes from its own buffer before it writes them,
+//! when they continue the prefix, so in-order bytes are never read back.
 
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};

@@ -108,9 +108,6 @@ pub async fn fetch_blob(
             ..Default::default()
         });
     }
-    // Nothing reads this partial blob while the pull runs: what is hashed in order needs no
-    // page-cache copy (issue 9).
-    ingest.direct_writes(true);
     let ingest = Arc::new(ingest);
     let mut stats = DownloadStats::default();
     let (index, present) =

@@ -29,7 +29,7 @@ mod upload;
 pub use auth::credentials::{Stored, docker_config_path, login_store, logout};
 pub use client::{Client, ClientOptions};
 pub use digest::{sha256_digest, validate_digest};
-pub use download::{BlobSink, DownloadOptions, DownloadStats, RangeDone, UNIT_ALIGN};
+pub use download::{BlobSink, DownloadOptions, DownloadStats, RangeDone};
 pub use error::{ErrorKind, RegistryError};
 pub use ops::MAX_MANIFEST_SIZE;
 pub use redact::{redact_url, redact_url_str};

@@ -13,12 +13,12 @@
 //! path, [`Ingest::file`] + [`Ingest::commit`] (local copies: import, push staging), journals
 //! nothing and hashes at commit.
 //!
-//! A piece that continues the hashed prefix is hashed from the caller's buffer and, when the
-//! caller allows it ([`Ingest::direct_writes`]: a pull does, a lazy mount does not) and it is
-//! block-aligned, written with `O_DIRECT`: it is never read back, so copying it into the page
-//! cache would only cost CPU (the largest kernel cost of a pull on loopback, issue 9) and
-//! writeback later. Pieces that land ahead of the prefix go through the page cache, from where
-//! the hasher reads them moments later.
+//! A piece that continues the hashed prefix is hashed from the caller's buffer; pieces that
+//! land ahead of the prefix are read back by the hasher moments later, from the page cache.
+//! Every piece is written through the page cache. Writing the in-order pieces with `O_DIRECT`
+//! (1 MiB writes, past the page cache) saved CPU but lost on the disk: the 2 GiB pull on this
+//! machine's virtio disk took 6.9-10.1 s that way and 4.5-4.9 s buffered, where the kernel's
+//! writeback sends large requests (issue 9, session 5, three interleaved runs each).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -47,12 +47,6 @@ pub struct Ingest {
     journal_path: PathBuf,
     blob_path: PathBuf,
     file: File,
-    /// The data file opened with `O_DIRECT`, where the file system allows it.
-    direct: Option<File>,
-    /// Whether the caller asked for direct writes ([`Ingest::direct_writes`]).
-    direct_wanted: std::sync::atomic::AtomicBool,
-    /// Set after a direct write failed: the file system wants another alignment; stop trying.
-    direct_failed: std::sync::atomic::AtomicBool,
     committed: bool,
     hasher: PrefixHasher,
     journal: Mutex<Option<File>>,
@@ -65,23 +59,6 @@ pub struct Ingest {
 
 /// Bytes written between two background writebacks (see [`Ingest::write_at`]).
 const WRITEBACK_EVERY: u64 = 32 << 20;
-
-/// Alignment in bytes of offset, length and buffer address for an `O_DIRECT` write: the page
-/// size, a multiple of every logical block size Linux file systems ask for (open(2), NOTES).
-pub const DIRECT_ALIGN: usize = 4096;
-
-/// The data file opened a second time with `O_DIRECT`, or `None` where the file system refuses
-/// it (tmpfs before Linux 6.6, some FUSE and network file systems): then everything is buffered.
-fn open_direct(path: &std::path::Path) -> Option<File> {
-    use rustix::fs::{Mode, OFlags};
-    rustix::fs::open(
-        path,
-        OFlags::WRONLY | OFlags::DIRECT | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map(File::from)
-    .ok()
-}
 
 impl Ingest {
     pub(crate) fn open(store: &Store, digest: &str, size: u64) -> Result<Ingest> {
@@ -106,9 +83,6 @@ impl Ingest {
                 journal_path,
                 blob_path,
                 file,
-                direct: None,
-                direct_wanted: Default::default(),
-                direct_failed: Default::default(),
                 committed: true,
                 hasher: PrefixHasher::new(size),
                 journal: Mutex::new(None),
@@ -155,7 +129,6 @@ impl Ingest {
                 File::create(&journal_path).map_err(|e| StoreError::io(&journal_path, e))?;
             writeln!(j, "{size}").map_err(|e| StoreError::io(&journal_path, e))?;
         }
-        let direct = open_direct(&data_path);
         Ok(Ingest {
             digest: digest.to_string(),
             size,
@@ -163,9 +136,6 @@ impl Ingest {
             journal_path,
             blob_path,
             file,
-            direct,
-            direct_wanted: Default::default(),
-            direct_failed: Default::default(),
             committed: false,
             hasher: PrefixHasher::new(size),
             journal: Mutex::new(None),
@@ -228,24 +198,12 @@ impl Ingest {
         self.hasher.present(start, end);
     }
 
-    /// Lets [`Ingest::write_at`] write past the page cache (`O_DIRECT`) what it hashes from the
-    /// caller's buffer. For a download nobody reads while it runs (a pull): the bytes are not
-    /// read back, so the copy into the page cache would only cost CPU. Not for a partial blob
-    /// that is served while it fills (a lazy mount reads it through the page cache). Off by
-    /// default.
-    pub fn direct_writes(&self, on: bool) {
-        self.direct_wanted
-            .store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-
     /// Writes `bytes` at `offset`: `pwrite`, early writeback (so the fsync at commit is short),
     /// a journal line, and the whole-blob hash advanced over the in-order prefix. Safe to call
     /// from several threads at once for disjoint ranges.
     ///
-    /// When `bytes` continue the hashed prefix they are hashed from the buffer. After
-    /// [`Ingest::direct_writes`], if offset, length and the buffer's address are also multiples
-    /// of [`DIRECT_ALIGN`], they are written with `O_DIRECT` (the registry client hands over
-    /// aligned units for this).
+    /// When `bytes` continue the hashed prefix they are hashed from the buffer, before the
+    /// write: they are never read back.
     ///
     /// Errors: the `io::Error` of the write or the journal append (the data file's or journal's
     /// path is in the caller's context).
@@ -260,32 +218,8 @@ impl Ingest {
         }
         let read_at = |b: &mut [u8], o| self.read_at(b, o);
         let hashed = self.hasher.hash_next(offset, bytes, &read_at)?;
-        let aligned = offset.is_multiple_of(DIRECT_ALIGN as u64)
-            && bytes.len().is_multiple_of(DIRECT_ALIGN)
-            && (bytes.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN);
-        use std::sync::atomic::Ordering;
-        let direct = match &self.direct {
-            Some(d)
-                if hashed
-                    && aligned
-                    && !bytes.is_empty()
-                    && self.direct_wanted.load(Ordering::Relaxed)
-                    && !self.direct_failed.load(Ordering::Relaxed) =>
-            {
-                d.write_all_at(bytes, offset)
-            }
-            _ => Err(std::io::ErrorKind::Unsupported.into()),
-        };
-        if let Err(e) = direct {
-            if e.kind() != std::io::ErrorKind::Unsupported {
-                // EINVAL and friends: the file system wants another alignment. A failed direct
-                // write leaves the range undefined, and the buffered write below redoes it whole.
-                tracing::debug!(path = %self.data_path.display(), "O_DIRECT write failed ({e}); writing through the page cache from now on");
-                self.direct_failed.store(true, Ordering::Relaxed);
-            }
-            self.file.write_all_at(bytes, offset)?;
-            self.start_writeback(bytes.len() as u64);
-        }
+        self.file.write_all_at(bytes, offset)?;
+        self.start_writeback(bytes.len() as u64);
         {
             let mut j = self.journal.lock().expect("not poisoned");
             if j.is_none() {

@@ -648,18 +648,8 @@ fn a_shared_layout_keeps_readable_modes() {
     assert_eq!(mode(&root.join("index.json")), 0o644);
 }
 
-/// `data` copied to a page-aligned address, as the registry client hands units over (so the
-/// ingest may write them with `O_DIRECT`).
-fn aligned_copy(data: &[u8]) -> (Vec<u8>, usize) {
-    let mut v = Vec::with_capacity(data.len() + 4096);
-    let pad = (4096 - v.as_ptr() as usize % 4096) % 4096;
-    v.resize(pad, 0);
-    v.extend_from_slice(data);
-    (v, pad)
-}
-
 #[test]
-fn aligned_units_from_many_threads_commit_and_resume_byte_exact() {
+fn units_from_many_threads_commit_and_resume_byte_exact() {
     const UNIT: usize = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -667,8 +657,6 @@ fn aligned_units_from_many_threads_commit_and_resume_byte_exact() {
     let data: Vec<u8> = (0..12 * UNIT + 6176)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
         .collect();
-    let (buf, pad) = aligned_copy(&data);
-    let aligned = &buf[pad..];
     let d = sha256_of(&data);
     let units: Vec<(usize, usize)> = (0..data.len())
         .step_by(UNIT)
@@ -676,16 +664,14 @@ fn aligned_units_from_many_threads_commit_and_resume_byte_exact() {
         .collect();
     // A first attempt writes the first 5 units in order, then stops (a killed pull).
     let ing = store.ingest(&d, data.len() as u64).unwrap();
-    ing.direct_writes(true);
     for &(a, b) in &units[..5] {
-        ing.write_at(a as u64, &aligned[a..b]).unwrap();
+        ing.write_at(a as u64, &data[a..b]).unwrap();
     }
     drop(ing);
     let ing = Arc::new(store.ingest(&d, data.len() as u64).unwrap());
-    ing.direct_writes(true);
     let done = ing.done_ranges();
     assert_eq!(done, vec![(0, 5 * UNIT as u64)]);
-    // What the first attempt wrote reads back exactly (written past the page cache or not).
+    // What the first attempt wrote reads back exactly.
     let mut back = vec![0u8; 5 * UNIT];
     ing.read_at(&mut back, 0).unwrap();
     assert!(back == data[..5 * UNIT], "resumed bytes differ");
@@ -693,10 +679,10 @@ fn aligned_units_from_many_threads_commit_and_resume_byte_exact() {
     // Four lanes take the rest in interleaved order, as Range requests do.
     std::thread::scope(|s| {
         for lane in 0..4 {
-            let (ing, units, aligned) = (ing.clone(), &units, aligned);
+            let (ing, units, data) = (ing.clone(), &units, &data);
             s.spawn(move || {
                 for &(a, b) in units[5..].iter().skip(lane).step_by(4) {
-                    ing.write_at(a as u64, &aligned[a..b]).unwrap();
+                    ing.write_at(a as u64, &data[a..b]).unwrap();
                 }
             });
         }

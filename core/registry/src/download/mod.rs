@@ -32,7 +32,6 @@ mod job;
 mod units;
 
 use job::{Job, RangeError};
-pub use units::UNIT_ALIGN;
 use units::Units;
 
 /// Progress after which a failing range gets its full set of retries back (containers/image).
@@ -42,8 +41,7 @@ const PROGRESS_RESETS_RETRIES: u64 = 1 << 20;
 pub type RangeDone = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Where the verified units of a blob go. Called from blocking threads, several at once, each
-/// unit exactly once per successful fetch; an error fails the download. A unit's bytes start at
-/// a [`UNIT_ALIGN`]-aligned address, so a sink may write them with `O_DIRECT`.
+/// unit exactly once per successful fetch; an error fails the download.
 pub trait BlobSink: Send + Sync {
     /// Writes `bytes` (already verified against their chunk digest, when there is an index) at
     /// byte `offset` of the blob.

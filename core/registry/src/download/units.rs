@@ -1,5 +1,5 @@
 //! How a blob is cut for verification and handed over: [`Units`] (the chunks of its chunk index,
-//! or fixed-size pieces) and [`UnitBuf`] (one unit collected at an `O_DIRECT`-aligned address).
+//! or fixed-size pieces) and [`UnitBuf`] (one unit collected from the body).
 
 use std::sync::Arc;
 
@@ -78,43 +78,29 @@ impl Units {
     }
 }
 
-/// Alignment in bytes of the units handed to a [`BlobSink`]: the page size, what `O_DIRECT`
-/// asks of a buffer's address on every Linux file system.
-pub const UNIT_ALIGN: usize = 4096;
-
-/// One unit being collected from a body, at a [`UNIT_ALIGN`]-aligned address (so the store can
-/// write it with `O_DIRECT`), reused from unit to unit of a range: the allocation is made once,
-/// not per MiB.
+/// One unit being collected from a body, reused from unit to unit of a range: the allocation
+/// is made once, not per MiB.
 #[derive(Default)]
 pub(super) struct UnitBuf {
     v: Vec<u8>,
-    /// Bytes skipped at the start of `v` to reach the alignment.
-    pad: usize,
 }
 
 impl UnitBuf {
     pub(super) fn len(&self) -> usize {
-        self.v.len() - self.pad
+        self.v.len()
     }
 
     pub(super) fn bytes(&self) -> &[u8] {
-        &self.v[self.pad..]
+        &self.v
     }
 
     pub(super) fn clear(&mut self) {
-        self.v.truncate(self.pad);
+        self.v.clear();
     }
 
     /// Makes room for a unit of `need` bytes without moving it later.
     pub(super) fn reserve(&mut self, need: usize) {
-        if self.v.capacity() > 0 && self.v.capacity() >= self.pad + need {
-            return;
-        }
-        let mut v = Vec::with_capacity(need + UNIT_ALIGN);
-        let pad = (UNIT_ALIGN - v.as_ptr() as usize % UNIT_ALIGN) % UNIT_ALIGN;
-        v.resize(pad, 0);
-        v.extend_from_slice(self.bytes());
-        (self.v, self.pad) = (v, pad);
+        self.v.reserve(need.saturating_sub(self.v.len()));
     }
 
     pub(super) fn extend(&mut self, data: &[u8]) {
