@@ -539,7 +539,7 @@ pub(crate) fn release(store: &Store, rec: &MountRecord) -> Result<()> {
         }
     }
     if let Some(lazy) = &rec.lazy {
-        crate::lazy::stop_server(lazy);
+        crate::lazy_process::stop_server(lazy);
     }
     Ok(store.remove_mount_record(&rec.target)?)
 }
