@@ -109,7 +109,7 @@ fn erofs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
 /// Errors: [`EngineError::Usage`] when `source` is no EROFS or SquashFS image.
 fn image_file_layers(source: &Path) -> Result<Prepared> {
     let file = std::fs::File::open(source).map_err(|e| EngineError::io(source, e))?;
-    let format = detect::detect_reader(file)
+    let probe = detect::probe(file)
         .map_err(|e| EngineError::io(source, e))?
         .ok_or_else(|| {
             EngineError::Usage(format!(
@@ -117,13 +117,23 @@ fn image_file_layers(source: &Path) -> Result<Prepared> {
                 source.display()
             ))
         })?;
+    let format = probe.format;
     let title = source
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
     let media_type = match format {
         Format::Erofs => MEDIA_EROFS.to_string(),
-        Format::Squashfs => squashfs_media_type(&squashfs_compressor(source)?),
+        Format::Squashfs => {
+            let compressor = probe.compressor().ok_or_else(|| {
+                EngineError::Usage(format!(
+                    "{}: unknown SquashFS compressor id {}",
+                    source.display(),
+                    probe.compressor_id
+                ))
+            })?;
+            squashfs_media_type(compressor)
+        }
     };
     let src = FileSource::new(source).map_err(|e| EngineError::io(source, e))?;
     let image = Layer {
@@ -132,11 +142,8 @@ fn image_file_layers(source: &Path) -> Result<Prepared> {
         source: Arc::new(src),
         cache_key: CacheKey::for_file(source, true),
     };
-    if format == Format::Erofs {
-        let devices = erofs_extra_devices(source)?;
-        if devices > 0 {
-            return chunked_file_layers(source, devices, image);
-        }
+    if probe.extra_devices > 0 {
+        return chunked_file_layers(source, probe.extra_devices, image);
     }
     Ok(Prepared {
         layers: vec![image],
@@ -274,41 +281,7 @@ fn free_bytes(dir: &Path) -> Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// The compressor a SquashFS image declares in its superblock (`id` at byte 20).
-fn squashfs_compressor(path: &Path) -> Result<String> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
-    let mut id = [0u8; 2];
-    f.read_exact_at(&mut id, 20)
-        .map_err(|e| EngineError::io(path, e))?;
-    Ok(match u16::from_le_bytes(id) {
-        1 => "gzip",
-        2 => "lzma",
-        3 => "lzo",
-        4 => "xz",
-        5 => "lz4",
-        6 => "zstd",
-        other => {
-            return Err(EngineError::Usage(format!(
-                "{}: unknown SquashFS compressor id {other}",
-                path.display()
-            )));
-        }
-    }
-    .to_string())
-}
-
 /// Layer media type of a SquashFS image compressed with `compressor` (stacker's spelling).
 pub fn squashfs_media_type(compressor: &str) -> String {
     format!("{MEDIA_SQUASHFS_PREFIX}+{compressor}")
-}
-
-/// Number of extra devices an EROFS image declares in its superblock.
-fn erofs_extra_devices(path: &Path) -> Result<u16> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
-    let mut sb = [0u8; 128];
-    f.read_exact_at(&mut sb, 1024)
-        .map_err(|e| EngineError::io(path, e))?;
-    Ok(u16::from_le_bytes([sb[86], sb[87]]))
 }
