@@ -18,6 +18,7 @@ pub mod import;
 pub mod inspect;
 mod layer_hash;
 pub mod lazy;
+mod lazy_process;
 pub mod login;
 pub mod modelpack;
 pub mod modelpack_push;

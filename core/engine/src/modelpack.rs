@@ -350,18 +350,14 @@ pub fn build_view(
     what: &str,
     lazy: Option<&std::path::Path>,
 ) -> Result<ModelView> {
-    let mut devices: Vec<(String, PathBuf, u64)> = Vec::new();
-    let mut device_of = |digest: &str, path: PathBuf, size: u64| -> u16 {
-        if let Some(i) = devices.iter().position(|d| d.0 == digest) {
-            return (i + 1) as u16;
-        }
-        devices.push((digest.to_string(), path, size));
-        devices.len() as u16
+    let mut view = ViewBuilder {
+        store,
+        what,
+        devices: Vec::new(),
+        entries: Vec::new(),
+        owner: BTreeMap::new(),
+        notes: Vec::new(),
     };
-    let mut notes = Vec::new();
-    let mut entries: Vec<MappedEntry> = Vec::new();
-    // Who claimed each path, to name both layers when two claim one: (layer, is a directory).
-    let mut owner: BTreeMap<String, (String, bool)> = BTreeMap::new();
     for l in &plan.layers {
         let d = &l.desc;
         let served = lazy
@@ -373,144 +369,193 @@ pub fn build_view(
                 d.digest
             )));
         }
-        let mut claim = |path: &str, dir: bool, entries_path: Option<&str>| -> Result<()> {
-            let mut parts: Vec<&str> = path.split('/').collect();
-            let mut is_dir = dir;
-            while !parts.is_empty() {
-                let p = parts.join("/");
-                match owner.get(&p) {
-                    Some((_, true)) if is_dir => {}
-                    Some((other, _)) => {
-                        return Err(refused(
-                            what,
-                            d,
-                            entries_path.or(l.path.as_deref()),
-                            format!("{p:?} is also named by layer {other}"),
-                        ));
-                    }
-                    None => {
-                        owner.insert(p, (d.digest.clone(), is_dir));
-                    }
-                }
-                parts.pop();
-                is_dir = true;
-            }
-            Ok(())
-        };
         match l.packing {
-            Packing::Raw => {
-                let path = l.path.clone().expect("raw layers have a path after plan()");
-                claim(&path, false, None)?;
-                let blob = served.unwrap_or_else(|| store.blob_path(&d.digest));
-                let device = device_of(&d.digest, blob, d.size);
-                entries.push(MappedEntry {
-                    path,
-                    kind: MappedKind::File {
-                        device,
-                        offset: 0,
-                        size: d.size,
-                    },
-                    attrs: l.attrs.unwrap_or(DEFAULT_FILE),
-                });
-            }
-            Packing::Tar | Packing::TarGzip | Packing::TarZstd => {
-                let (digest, size) = if l.packing == Packing::Tar {
-                    (d.digest.clone(), d.size)
-                } else {
-                    let (digest, size, fresh) = expand(store, l)?;
-                    if fresh {
-                        notes.push(format!(
-                            "layer {} ({:?}) was compressed: expanded once into the store as {digest} ({size} bytes)",
-                            d.digest, d.media_type
-                        ));
-                    }
-                    (digest, size)
-                };
-                let blob = store.blob_path(&digest);
-                let f = std::fs::File::open(&blob).map_err(|e| EngineError::io(&blob, e))?;
-                let members = index_tar(&f, size, &blob).map_err(|e| match e {
-                    fspack_image::Error::Io { .. } => EngineError::Image(e),
-                    e => refused(what, d, None, e.to_string()),
-                })?;
-                let device = device_of(&digest, blob.clone(), size);
-                let mut files: HashMap<&str, (u64, u64)> = HashMap::new();
-                for m in &members {
-                    let kind = match &m.kind {
-                        MemberKind::File { offset, size } => {
-                            files.insert(&m.path, (*offset, *size));
-                            MappedKind::File {
-                                device,
-                                offset: *offset,
-                                size: *size,
-                            }
-                        }
-                        MemberKind::Dir => MappedKind::Dir,
-                        MemberKind::Symlink(target) => MappedKind::Symlink {
-                            target: target.clone(),
-                        },
-                        MemberKind::HardLink(target) => {
-                            let (offset, size) = *files.get(target.as_str()).ok_or_else(|| {
-                                refused(
-                                    what,
-                                    d,
-                                    Some(&m.path),
-                                    format!("a hard link to {target:?}, which is not an earlier file of this layer"),
-                                )
-                            })?;
-                            MappedKind::File {
-                                device,
-                                offset,
-                                size,
-                            }
-                        }
-                    };
-                    claim(&m.path, m.kind == MemberKind::Dir, Some(&m.path))?;
-                    entries.push(MappedEntry {
-                        path: m.path.clone(),
-                        kind,
-                        attrs: m.attrs,
-                    });
-                }
-            }
+            Packing::Raw => view.raw_layer(l, served)?,
+            Packing::Tar | Packing::TarGzip | Packing::TarZstd => view.tar_layer(l)?,
         }
     }
-    // The root (and every directory no layer names) is fspack's: 0755, root-owned, with the
-    // newest mtime of the tree so `ls -l` shows when the model last changed.
-    let newest = entries.iter().map(|e| e.attrs.mtime).max().unwrap_or(0);
-    let image = MappedImage {
-        devices: devices
-            .iter()
-            .map(|d| MappedDevice {
-                path: d.1.clone(),
-                size: d.2,
-            })
-            .collect(),
-        root: MappedAttrs {
-            perm: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime: newest,
-            mtime_nsec: 0,
-        },
-        entries,
-        build_time: newest.max(0) as u64,
-    };
-    let block_size = 1u64 << image.block_bits();
-    let bytes = image.encode().map_err(|e| match e {
-        fspack_image::Error::Refused { path, why } => EngineError::Refused {
-            what: what.to_string(),
-            layer: path,
-            why,
-        },
-        e => EngineError::Image(e),
-    })?;
-    let meta_digest = store.put_blob_bytes(&bytes)?;
-    Ok(ModelView {
-        meta_digest,
-        devices: devices.into_iter().map(|(d, p, _)| (d, p)).collect(),
-        block_size,
-        notes,
-    })
+    view.finish()
+}
+
+/// The metadata image of a model view as its layers are mapped in.
+struct ViewBuilder<'a> {
+    store: &'a Store,
+    /// The reference, for errors.
+    what: &'a str,
+    /// (digest, path, size) of each device, device id = index + 1.
+    devices: Vec<(String, PathBuf, u64)>,
+    entries: Vec<MappedEntry>,
+    /// Who claimed each path, to name both layers when two claim one: (layer, is a directory).
+    owner: BTreeMap<String, (String, bool)>,
+    notes: Vec<String>,
+}
+
+impl ViewBuilder<'_> {
+    /// The device id of blob `digest` at `path`, added as a device when new.
+    fn device_of(&mut self, digest: &str, path: PathBuf, size: u64) -> u16 {
+        if let Some(i) = self.devices.iter().position(|d| d.0 == digest) {
+            return (i + 1) as u16;
+        }
+        self.devices.push((digest.to_string(), path, size));
+        self.devices.len() as u16
+    }
+
+    /// Claims `path` (a directory when `dir`) and its parent directories for layer `l`.
+    ///
+    /// Errors: [`EngineError::Refused`] naming both layers when another one named the path, or
+    /// named a parent as something else than a directory; `member` is the tar member to name.
+    fn claim(&mut self, l: &ModelLayer, path: &str, dir: bool, member: Option<&str>) -> Result<()> {
+        let d = &l.desc;
+        let mut parts: Vec<&str> = path.split('/').collect();
+        let mut is_dir = dir;
+        while !parts.is_empty() {
+            let p = parts.join("/");
+            match self.owner.get(&p) {
+                Some((_, true)) if is_dir => {}
+                Some((other, _)) => {
+                    return Err(refused(
+                        self.what,
+                        d,
+                        member.or(l.path.as_deref()),
+                        format!("{p:?} is also named by layer {other}"),
+                    ));
+                }
+                None => {
+                    self.owner.insert(p, (d.digest.clone(), is_dir));
+                }
+            }
+            parts.pop();
+            is_dir = true;
+        }
+        Ok(())
+    }
+
+    /// A raw layer: one file, the whole blob (or the lazy server's file `served` for it).
+    fn raw_layer(&mut self, l: &ModelLayer, served: Option<PathBuf>) -> Result<()> {
+        let d = &l.desc;
+        let path = l.path.clone().expect("raw layers have a path after plan()");
+        self.claim(l, &path, false, None)?;
+        let blob = served.unwrap_or_else(|| self.store.blob_path(&d.digest));
+        let device = self.device_of(&d.digest, blob, d.size);
+        self.entries.push(MappedEntry {
+            path,
+            kind: MappedKind::File {
+                device,
+                offset: 0,
+                size: d.size,
+            },
+            attrs: l.attrs.unwrap_or(DEFAULT_FILE),
+        });
+        Ok(())
+    }
+
+    /// A tar layer: each member mapped at its data offset in the tar, expanded once into the
+    /// store when compressed (with a note); a hard link maps its target's bytes.
+    fn tar_layer(&mut self, l: &ModelLayer) -> Result<()> {
+        let (store, what, d) = (self.store, self.what, &l.desc);
+        let (digest, size) = if l.packing == Packing::Tar {
+            (d.digest.clone(), d.size)
+        } else {
+            let (digest, size, fresh) = expand(store, l)?;
+            if fresh {
+                self.notes.push(format!(
+                    "layer {} ({:?}) was compressed: expanded once into the store as {digest} ({size} bytes)",
+                    d.digest, d.media_type
+                ));
+            }
+            (digest, size)
+        };
+        let blob = store.blob_path(&digest);
+        let f = std::fs::File::open(&blob).map_err(|e| EngineError::io(&blob, e))?;
+        let members = index_tar(&f, size, &blob).map_err(|e| match e {
+            fspack_image::Error::Io { .. } => EngineError::Image(e),
+            e => refused(what, d, None, e.to_string()),
+        })?;
+        let device = self.device_of(&digest, blob.clone(), size);
+        let mut files: HashMap<&str, (u64, u64)> = HashMap::new();
+        for m in &members {
+            let kind = match &m.kind {
+                MemberKind::File { offset, size } => {
+                    files.insert(&m.path, (*offset, *size));
+                    MappedKind::File {
+                        device,
+                        offset: *offset,
+                        size: *size,
+                    }
+                }
+                MemberKind::Dir => MappedKind::Dir,
+                MemberKind::Symlink(target) => MappedKind::Symlink {
+                    target: target.clone(),
+                },
+                MemberKind::HardLink(target) => {
+                    let (offset, size) = *files.get(target.as_str()).ok_or_else(|| {
+                        refused(
+                            what,
+                            d,
+                            Some(&m.path),
+                            format!("a hard link to {target:?}, which is not an earlier file of this layer"),
+                        )
+                    })?;
+                    MappedKind::File {
+                        device,
+                        offset,
+                        size,
+                    }
+                }
+            };
+            self.claim(l, &m.path, m.kind == MemberKind::Dir, Some(&m.path))?;
+            self.entries.push(MappedEntry {
+                path: m.path.clone(),
+                kind,
+                attrs: m.attrs,
+            });
+        }
+        Ok(())
+    }
+
+    /// Encodes the metadata image and stores it as a blob.
+    ///
+    /// Errors: [`EngineError::Refused`] for what the image format refuses; the store's.
+    fn finish(self) -> Result<ModelView> {
+        let (store, what, devices, entries) = (self.store, self.what, self.devices, self.entries);
+        // The root (and every directory no layer names) is fspack's: 0755, root-owned, with the
+        // newest mtime of the tree so `ls -l` shows when the model last changed.
+        let newest = entries.iter().map(|e| e.attrs.mtime).max().unwrap_or(0);
+        let image = MappedImage {
+            devices: devices
+                .iter()
+                .map(|d| MappedDevice {
+                    path: d.1.clone(),
+                    size: d.2,
+                })
+                .collect(),
+            root: MappedAttrs {
+                perm: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: newest,
+                mtime_nsec: 0,
+            },
+            entries,
+            build_time: newest.max(0) as u64,
+        };
+        let block_size = 1u64 << image.block_bits();
+        let bytes = image.encode().map_err(|e| match e {
+            fspack_image::Error::Refused { path, why } => EngineError::Refused {
+                what: what.to_string(),
+                layer: path,
+                why,
+            },
+            e => EngineError::Image(e),
+        })?;
+        let meta_digest = store.put_blob_bytes(&bytes)?;
+        Ok(ModelView {
+            meta_digest,
+            devices: devices.into_iter().map(|(d, p, _)| (d, p)).collect(),
+            block_size,
+            notes: self.notes,
+        })
+    }
 }
 
 /// Expands a compressed tar layer into the store once; returns `(digest, size, newly expanded)`.
@@ -545,116 +590,4 @@ fn expand(store: &Store, l: &ModelLayer) -> Result<(String, u64, bool)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::artifact::{MEDIA_MANIFEST, descriptor};
-
-    fn manifest(config: &str, artifact: Option<&str>, layers: Vec<Descriptor>) -> Manifest {
-        Manifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_MANIFEST.into()),
-            artifact_type: artifact.map(String::from),
-            config: descriptor(
-                config,
-                &format!("sha256:{}", "0".repeat(64)),
-                2,
-                BTreeMap::new(),
-            ),
-            layers,
-            subject: None,
-            annotations: BTreeMap::new(),
-        }
-    }
-
-    fn layer(mt: &str, path: Option<&str>, n: u8) -> Descriptor {
-        let ann = path
-            .map(|p| BTreeMap::from([(ANN_FILEPATH.to_string(), p.to_string())]))
-            .unwrap_or_default();
-        descriptor(mt, &format!("sha256:{}", hex::encode([n; 32])), 10, ann)
-    }
-
-    #[test]
-    fn each_tool_is_detected_by_its_published_types() {
-        let kit = manifest(MEDIA_KITOPS_CONFIG, None, vec![]);
-        assert_eq!(detect(&kit), Some(Flavor::KitOps));
-        let dmr = manifest(
-            "application/vnd.docker.ai.model.config.v0.2+json",
-            None,
-            vec![],
-        );
-        assert_eq!(detect(&dmr), Some(Flavor::DockerModel));
-        let mp = manifest("application/x-other", Some(ARTIFACT_MODELPACK), vec![]);
-        assert_eq!(detect(&mp), Some(Flavor::ModelPack));
-        assert_eq!(
-            detect(&manifest("application/vnd.oci.empty.v1+json", None, vec![])),
-            None
-        );
-        for (f, mt, p) in [
-            (
-                Flavor::ModelPack,
-                "application/vnd.cncf.model.weight.v1.raw",
-                Some(Packing::Raw),
-            ),
-            (
-                Flavor::ModelPack,
-                "application/vnd.cncf.model.doc.v1.tar+zstd",
-                Some(Packing::TarZstd),
-            ),
-            (
-                Flavor::ModelPack,
-                "application/vnd.cncf.model.weight.v1.gguf",
-                Some(Packing::Raw),
-            ),
-            (
-                Flavor::ModelPack,
-                "application/vnd.oci.image.layer.v1.tar",
-                None,
-            ),
-            (
-                Flavor::KitOps,
-                "application/vnd.kitops.modelkit.model.v1.tar",
-                Some(Packing::Tar),
-            ),
-            (
-                Flavor::KitOps,
-                "application/vnd.kitops.modelkit.prompt.v1.tar+gzip",
-                Some(Packing::TarGzip),
-            ),
-            (
-                Flavor::DockerModel,
-                "application/vnd.docker.ai.gguf.v3",
-                Some(Packing::Raw),
-            ),
-            (
-                Flavor::DockerModel,
-                "application/vnd.docker.ai.dir.tar",
-                Some(Packing::Tar),
-            ),
-            (
-                Flavor::DockerModel,
-                "application/vnd.docker.ai.unknown",
-                None,
-            ),
-        ] {
-            assert_eq!(packing(f, mt), p, "{mt}");
-        }
-    }
-
-    #[test]
-    fn legacy_docker_model_layers_get_names_and_modelpack_raw_layers_need_paths() {
-        let dmr = manifest(
-            "application/vnd.docker.ai.model.config.v0.1+json",
-            None,
-            vec![layer("application/vnd.docker.ai.gguf.v3", None, 1)],
-        );
-        let p = plan(&dmr, Flavor::DockerModel, "t").unwrap();
-        assert_eq!(p.layers[0].path.as_deref(), Some("010101010101.gguf"));
-        let mp = manifest(
-            MEDIA_MODELPACK_CONFIG,
-            Some(ARTIFACT_MODELPACK),
-            vec![layer("application/vnd.cncf.model.weight.v1.raw", None, 1)],
-        );
-        let err = plan(&mp, Flavor::ModelPack, "t").unwrap_err();
-        assert!(matches!(err, EngineError::Refused { .. }), "{err}");
-    }
-}
+mod tests;

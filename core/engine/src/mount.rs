@@ -283,36 +283,6 @@ fn mount_inner(
     let manifest = parse_manifest(&bytes, reference)?;
     let plan = MountPlan::from_manifest(&manifest, reference)?;
     let target = point.path.clone();
-    let opts = MountOptions {
-        noexec: settings.noexec,
-    };
-    let path_of = |d: &Descriptor| -> Result<PathBuf> {
-        let p = store.blob_path(&d.digest);
-        if let Source::Lazy { fuse_dir, .. } = source
-            && !store.has_blob(&d.digest)
-        {
-            return Ok(fuse_dir.join(served_file_name(&d.digest)));
-        }
-        if !store.has_blob(&d.digest) {
-            return Err(EngineError::NotFound(format!(
-                "blob {} of {reference} is not in the store",
-                d.digest
-            )));
-        }
-        Ok(p)
-    };
-    let check_format = |p: &Path, want: Format| -> Result<()> {
-        let f = std::fs::File::open(p).map_err(|e| EngineError::io(p, e))?;
-        match detect_reader(f).map_err(|e| EngineError::io(p, e))? {
-            Some(got) if got == want => Ok(()),
-            got => Err(EngineError::Integrity(format!(
-                "blob {} is labelled {} but its bytes are {}; refusing to mount it",
-                p.display(),
-                want.name(),
-                got.map_or("not a known filesystem image", |f| f.name())
-            ))),
-        }
-    };
     let mut record = MountRecord {
         target: target.clone(),
         reference: reference.to_string(),
@@ -327,89 +297,173 @@ fn mount_inner(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
+    let m = PlanMount {
+        store,
+        reference,
+        settings,
+        source,
+        target,
+        opts: MountOptions {
+            noexec: settings.noexec,
+        },
+    };
     match &plan {
-        MountPlan::Erofs {
-            primary,
-            devices: descriptors,
-        } => {
-            let primary = path_of(primary)?;
-            check_format(&primary, Format::Erofs)?;
-            let devices: Vec<PathBuf> = descriptors.iter().map(path_of).collect::<Result<_>>()?;
-            // The kernel pairs an image with whatever devices it is given; fspack checks that
-            // each blob is the one the image was built with (issue 13).
-            let pairs: Vec<(PathBuf, String)> = devices
-                .iter()
-                .cloned()
-                .zip(descriptors.iter().map(|d| d.digest.clone()))
-                .collect();
-            fspack_image::erofs::check_devices(&primary, &pairs)?;
-            // Issue 12: the kernel parses only what this walk accepted.
-            let seen = fspack_image::check::check_erofs(&primary, &devices)?;
-            tracing::info!(reference, ?seen, "EROFS metadata checked before mount");
-            // A lazy device must be a loop device: only those can be switched to the store.
-            let mode = match source {
-                Source::Lazy { .. } => MountMode::Loop,
-                Source::Store => settings.mode,
-            };
-            mount_erofs(&primary, &devices, &target, &opts, mode, &mut record)?;
-        }
-        MountPlan::Model(model) => {
-            let fuse = match source {
-                Source::Lazy { fuse_dir, .. } => Some(fuse_dir.as_path()),
-                Source::Store => None,
-            };
-            let view = crate::modelpack::build_view(store, model, reference, fuse)?;
-            notes.extend(view.notes.iter().cloned());
-            let primary = store.blob_path(&view.meta_digest);
-            check_format(&primary, Format::Erofs)?;
-            let devices: Vec<PathBuf> = view.devices.iter().map(|d| d.1.clone()).collect();
-            if fuse.is_some() {
-                // Lazy: loop devices (switched to the store when complete, issue 10) with the
-                // image's block size, 512 bytes when tar members are mapped.
-                mount_erofs_loop(
-                    &primary,
-                    &devices,
-                    &target,
-                    &opts,
-                    view.block_size as u32,
-                    &mut record,
-                )?;
-            } else {
-                // A mapped image may use 512-byte blocks, which the 4 KiB loop devices fspack
-                // attaches cannot carry; file-backed mounts (Linux 6.12+) take any block size.
-                if settings.mode == MountMode::Loop {
-                    return Err(EngineError::Usage(format!(
-                        "{reference} is a {} artifact, mounted file-backed only (Linux 6.12+); drop --mount-mode loop",
-                        model.flavor.name()
-                    )));
-                }
-                mount_erofs(
-                    &primary,
-                    &devices,
-                    &target,
-                    &opts,
-                    MountMode::File,
-                    &mut record,
-                )?;
-            }
-            for (digest, _) in &view.devices {
-                if !record.blobs.contains(digest) {
-                    record.blobs.push(digest.clone());
-                }
-            }
-            record.blobs.push(view.meta_digest.clone());
-        }
-        MountPlan::Squashfs { shards } => {
-            let paths: Vec<PathBuf> = shards.iter().map(path_of).collect::<Result<_>>()?;
-            for p in &paths {
-                check_format(p, Format::Squashfs)?;
-                let seen = fspack_image::check::check_squashfs(p)?;
-                tracing::info!(reference, ?seen, "SquashFS metadata checked before mount");
-            }
-            mount_squashfs(store, &paths, &target, &opts, &mut record)?;
-        }
+        MountPlan::Erofs { primary, devices } => m.erofs(primary, devices, &mut record)?,
+        MountPlan::Model(model) => m.model(model, notes, &mut record)?,
+        MountPlan::Squashfs { shards } => m.squashfs(shards, &mut record)?,
     }
     Ok(record)
+}
+
+/// One mount of a plan's blobs on `target`, each format's way, from `source`.
+struct PlanMount<'a> {
+    store: &'a Store,
+    reference: &'a str,
+    settings: &'a MountSettings,
+    source: &'a Source,
+    target: PathBuf,
+    opts: MountOptions,
+}
+
+impl PlanMount<'_> {
+    /// Where blob `d` is read from: the store, or for a lazy mount the server's FUSE file
+    /// while the store lacks it.
+    ///
+    /// Errors: [`EngineError::NotFound`] when the store lacks it and no server serves it.
+    fn path_of(&self, d: &Descriptor) -> Result<PathBuf> {
+        let store = self.store;
+        let p = store.blob_path(&d.digest);
+        if let Source::Lazy { fuse_dir, .. } = self.source
+            && !store.has_blob(&d.digest)
+        {
+            return Ok(fuse_dir.join(served_file_name(&d.digest)));
+        }
+        if !store.has_blob(&d.digest) {
+            return Err(EngineError::NotFound(format!(
+                "blob {} of {} is not in the store",
+                d.digest, self.reference
+            )));
+        }
+        Ok(p)
+    }
+
+    /// An EROFS image with its devices, each checked to be the blob the image was built with,
+    /// and the metadata walked before the kernel sees it.
+    fn erofs(
+        &self,
+        primary: &Descriptor,
+        descriptors: &[Descriptor],
+        record: &mut MountRecord,
+    ) -> Result<()> {
+        let reference = self.reference;
+        let primary = self.path_of(primary)?;
+        check_format(&primary, Format::Erofs)?;
+        let devices: Vec<PathBuf> = descriptors
+            .iter()
+            .map(|d| self.path_of(d))
+            .collect::<Result<_>>()?;
+        // The kernel pairs an image with whatever devices it is given; fspack checks that
+        // each blob is the one the image was built with (issue 13).
+        let pairs: Vec<(PathBuf, String)> = devices
+            .iter()
+            .cloned()
+            .zip(descriptors.iter().map(|d| d.digest.clone()))
+            .collect();
+        fspack_image::erofs::check_devices(&primary, &pairs)?;
+        // Issue 12: the kernel parses only what this walk accepted.
+        let seen = fspack_image::check::check_erofs(&primary, &devices)?;
+        tracing::info!(reference, ?seen, "EROFS metadata checked before mount");
+        // A lazy device must be a loop device: only those can be switched to the store.
+        let mode = match self.source {
+            Source::Lazy { .. } => MountMode::Loop,
+            Source::Store => self.settings.mode,
+        };
+        mount_erofs(&primary, &devices, &self.target, &self.opts, mode, record)
+    }
+
+    /// A model artifact through its mapped EROFS view (issue 15); the view's notes go to
+    /// `notes`, its metadata image and mapped blobs into the record.
+    ///
+    /// Errors: [`EngineError::Usage`] for `--mount-mode loop` on a view read from the store.
+    fn model(
+        &self,
+        model: &crate::modelpack::ModelPlan,
+        notes: &mut Vec<String>,
+        record: &mut MountRecord,
+    ) -> Result<()> {
+        let (target, opts) = (&self.target, &self.opts);
+        let fuse = match self.source {
+            Source::Lazy { fuse_dir, .. } => Some(fuse_dir.as_path()),
+            Source::Store => None,
+        };
+        let view = crate::modelpack::build_view(self.store, model, self.reference, fuse)?;
+        notes.extend(view.notes.iter().cloned());
+        let primary = self.store.blob_path(&view.meta_digest);
+        check_format(&primary, Format::Erofs)?;
+        let devices: Vec<PathBuf> = view.devices.iter().map(|d| d.1.clone()).collect();
+        if fuse.is_some() {
+            // Lazy: loop devices (switched to the store when complete, issue 10) with the
+            // image's block size, 512 bytes when tar members are mapped.
+            mount_erofs_loop(
+                &primary,
+                &devices,
+                target,
+                opts,
+                view.block_size as u32,
+                record,
+            )?;
+        } else {
+            // A mapped image may use 512-byte blocks, which the 4 KiB loop devices fspack
+            // attaches cannot carry; file-backed mounts (Linux 6.12+) take any block size.
+            if self.settings.mode == MountMode::Loop {
+                return Err(EngineError::Usage(format!(
+                    "{} is a {} artifact, mounted file-backed only (Linux 6.12+); drop --mount-mode loop",
+                    self.reference,
+                    model.flavor.name()
+                )));
+            }
+            mount_erofs(&primary, &devices, target, opts, MountMode::File, record)?;
+        }
+        for (digest, _) in &view.devices {
+            if !record.blobs.contains(digest) {
+                record.blobs.push(digest.clone());
+            }
+        }
+        record.blobs.push(view.meta_digest.clone());
+        Ok(())
+    }
+
+    /// SquashFS shards, each walked before the kernel sees it, stacked with overlayfs when
+    /// there are several.
+    fn squashfs(&self, shards: &[Descriptor], record: &mut MountRecord) -> Result<()> {
+        let reference = self.reference;
+        let paths: Vec<PathBuf> = shards
+            .iter()
+            .map(|d| self.path_of(d))
+            .collect::<Result<_>>()?;
+        for p in &paths {
+            check_format(p, Format::Squashfs)?;
+            let seen = fspack_image::check::check_squashfs(p)?;
+            tracing::info!(reference, ?seen, "SquashFS metadata checked before mount");
+        }
+        mount_squashfs(self.store, &paths, &self.target, &self.opts, record)
+    }
+}
+
+/// Checks that the blob at `p` is the `want` image its media type says it is.
+///
+/// Errors: [`EngineError::Integrity`] when its magic bytes say otherwise.
+fn check_format(p: &Path, want: Format) -> Result<()> {
+    let f = std::fs::File::open(p).map_err(|e| EngineError::io(p, e))?;
+    match detect_reader(f).map_err(|e| EngineError::io(p, e))? {
+        Some(got) if got == want => Ok(()),
+        got => Err(EngineError::Integrity(format!(
+            "blob {} is labelled {} but its bytes are {}; refusing to mount it",
+            p.display(),
+            want.name(),
+            got.map_or("not a known filesystem image", |f| f.name())
+        ))),
+    }
 }
 
 fn loop_opts() -> LoopOptions {
@@ -539,7 +593,7 @@ pub(crate) fn release(store: &Store, rec: &MountRecord) -> Result<()> {
         }
     }
     if let Some(lazy) = &rec.lazy {
-        crate::lazy::stop_server(lazy);
+        crate::lazy_process::stop_server(lazy);
     }
     Ok(store.remove_mount_record(&rec.target)?)
 }

@@ -61,7 +61,7 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
         }
         // A lazy mount's server goes after the mount: its loop devices no longer read from it.
         if let Some(lazy) = &rec.lazy {
-            crate::lazy::stop_server(lazy);
+            crate::lazy_process::stop_server(lazy);
         }
         store.remove_mount_record(&target)?;
         remove_created(&rec.created_dirs);

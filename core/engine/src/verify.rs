@@ -131,59 +131,8 @@ pub async fn verify(
     settings: &VerifySettings,
     client: Option<&Client>,
 ) -> Result<VerifyReport> {
-    // Descriptors and references per blob, from every tagged manifest (also for `All`, so that
-    // chunk indexes are known wherever some manifest describes the blob).
-    let mut known: BTreeMap<String, (Option<Descriptor>, Vec<String>)> = BTreeMap::new();
-    let tags = store.tags()?;
-    if let Scope::Refs(refs) = scope {
-        for r in refs {
-            if !tags.iter().any(|(name, _)| name == r) {
-                return Err(EngineError::NotFound(format!(
-                    "{r} is not in the store at {}; run `fspack pull {r}` first",
-                    store.root().display()
-                )));
-            }
-        }
-    }
     let on_disk: BTreeMap<String, u64> = store.blobs()?.into_iter().collect();
-    let mut wanted: Vec<String> = Vec::new();
-    for (name, m) in &tags {
-        let in_scope = match scope {
-            Scope::All => true,
-            Scope::Refs(refs) => refs.contains(name),
-        };
-        let mut note = |digest: &str, d: Option<Descriptor>| {
-            let e = known.entry(digest.to_string()).or_default();
-            if e.0.is_none() {
-                e.0 = d;
-            }
-            if !e.1.contains(name) {
-                e.1.push(name.clone());
-            }
-            if in_scope && !wanted.iter().any(|w| w == digest) {
-                wanted.push(digest.to_string());
-            }
-        };
-        note(&m.digest, None);
-        let Ok(bytes) = store.read_blob(&m.digest, MAX_MANIFEST) else {
-            continue; // the manifest itself is checked (and reported) below
-        };
-        let Ok(manifest) = parse_manifest(&bytes, name) else {
-            continue;
-        };
-        // A pull keeps the config only when it is the empty one: a model config (issue 15) is
-        // never needed to mount, so one not in the store is not missing.
-        if on_disk.contains_key(&manifest.config.digest) {
-            note(&manifest.config.digest, Some(manifest.config.clone()));
-        }
-        for l in &manifest.layers {
-            note(&l.digest, Some(l.clone()));
-        }
-    }
-    if matches!(scope, Scope::All) {
-        wanted = on_disk.keys().cloned().collect();
-    }
-    wanted.sort();
+    let (known, wanted) = blobs_in_scope(store, scope, &on_disk)?;
     let mounts = store.mount_records()?;
     let mut report = VerifyReport {
         blobs: Vec::new(),
@@ -237,26 +186,17 @@ pub async fn verify(
             let client = client.ok_or_else(|| {
                 EngineError::Usage("a registry client is needed to repair".into())
             })?;
-            check.bytes_received = repair(
+            repair_blob(
                 store,
                 client,
-                &check,
+                &mut check,
                 desc.as_ref(),
-                found.index.clone(),
+                found,
                 settings,
+                &mounts,
             )
             .await?;
-            check.status = BlobStatus::Repaired;
             report.repaired += 1;
-            let targets: Vec<PathBuf> = check.mounts.clone();
-            let loops: Vec<PathBuf> = mounts
-                .iter()
-                .filter(|m| targets.contains(&m.target))
-                .flat_map(|m| m.loop_devices.clone())
-                .collect();
-            tokio::task::spawn_blocking(move || drop_cached_pages(&targets, &loops))
-                .await
-                .expect("no panic");
         }
         if matches!(check.status, BlobStatus::Corrupt) {
             report.bad += 1;
@@ -264,6 +204,100 @@ pub async fn verify(
         report.blobs.push(check);
     }
     Ok(report)
+}
+
+/// Descriptors and references per blob, from every tagged manifest (also for `All`, so that
+/// chunk indexes are known wherever some manifest describes the blob), and the blobs in
+/// `scope`, sorted by digest.
+///
+/// Errors: [`EngineError::NotFound`] for a reference in `scope` that the store does not tag;
+/// the store's.
+fn blobs_in_scope(
+    store: &Store,
+    scope: &Scope,
+    on_disk: &BTreeMap<String, u64>,
+) -> Result<(Known, Vec<String>)> {
+    let mut known = Known::new();
+    let tags = store.tags()?;
+    if let Scope::Refs(refs) = scope {
+        for r in refs {
+            if !tags.iter().any(|(name, _)| name == r) {
+                return Err(EngineError::NotFound(format!(
+                    "{r} is not in the store at {}; run `fspack pull {r}` first",
+                    store.root().display()
+                )));
+            }
+        }
+    }
+    let mut wanted: Vec<String> = Vec::new();
+    for (name, m) in &tags {
+        let in_scope = match scope {
+            Scope::All => true,
+            Scope::Refs(refs) => refs.contains(name),
+        };
+        let mut note = |digest: &str, d: Option<Descriptor>| {
+            let e = known.entry(digest.to_string()).or_default();
+            if e.0.is_none() {
+                e.0 = d;
+            }
+            if !e.1.contains(name) {
+                e.1.push(name.clone());
+            }
+            if in_scope && !wanted.iter().any(|w| w == digest) {
+                wanted.push(digest.to_string());
+            }
+        };
+        note(&m.digest, None);
+        let Ok(bytes) = store.read_blob(&m.digest, MAX_MANIFEST) else {
+            continue; // the manifest itself is checked (and reported) below
+        };
+        let Ok(manifest) = parse_manifest(&bytes, name) else {
+            continue;
+        };
+        // A pull keeps the config only when it is the empty one: a model config (issue 15) is
+        // never needed to mount, so one not in the store is not missing.
+        if on_disk.contains_key(&manifest.config.digest) {
+            note(&manifest.config.digest, Some(manifest.config.clone()));
+        }
+        for l in &manifest.layers {
+            note(&l.digest, Some(l.clone()));
+        }
+    }
+    if matches!(scope, Scope::All) {
+        wanted = on_disk.keys().cloned().collect();
+    }
+    wanted.sort();
+    Ok((known, wanted))
+}
+
+/// Per blob digest: a descriptor of it, if a manifest has one, and the references naming it.
+type Known = BTreeMap<String, (Option<Descriptor>, Vec<String>)>;
+
+/// Repairs the corrupt blob of `check` from the registry, then drops the page cache of the
+/// mounts using it (`mounts`: every mount record) so they read the repaired bytes.
+///
+/// Errors: those of [`repair`].
+async fn repair_blob(
+    store: &Arc<Store>,
+    client: &Client,
+    check: &mut BlobCheck,
+    desc: Option<&Descriptor>,
+    found: Found,
+    settings: &VerifySettings,
+    mounts: &[fspack_store::MountRecord],
+) -> Result<()> {
+    check.bytes_received = repair(store, client, check, desc, found.index, settings).await?;
+    check.status = BlobStatus::Repaired;
+    let targets: Vec<PathBuf> = check.mounts.clone();
+    let loops: Vec<PathBuf> = mounts
+        .iter()
+        .filter(|m| targets.contains(&m.target))
+        .flat_map(|m| m.loop_devices.clone())
+        .collect();
+    tokio::task::spawn_blocking(move || drop_cached_pages(&targets, &loops))
+        .await
+        .expect("no panic");
+    Ok(())
 }
 
 /// What hashing one stored blob found.

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use crate::ErrorKind;
 use crate::auth::challenge::parse_challenges;
-use crate::auth::{parse_token_answer, token_expiry};
+use crate::auth::token::{parse_token_answer, token_expiry};
 use crate::download::parse_content_range;
 use crate::manifest::{ImageIndex, ImageManifest};
 use crate::response::error_summary;

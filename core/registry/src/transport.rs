@@ -115,20 +115,7 @@ impl Client {
             } else {
                 (None, Used::Anonymous)
             };
-            let http = if req.bulk { &inner.bulk } else { &inner.api };
-            let mut rb = http
-                .request(req.method.clone(), url.clone())
-                .headers(req.headers.clone());
-            if let Some(h) = auth {
-                rb = rb.header(AUTHORIZATION, h);
-            }
-            rb = match &req.body {
-                ReqBody::Empty => rb,
-                ReqBody::Bytes(b) => rb.body(b.clone()),
-                ReqBody::Stream(make) => rb.body(make()),
-            };
-            tracing::debug!(method = %req.method, url = %redact_url(&url), "request");
-            let resp = match rb.send().await {
+            let resp = match self.send_once(req, &url, auth).await {
                 Ok(r) => r,
                 Err(e) => {
                     let retry = retryable_transport(&e);
@@ -146,25 +133,10 @@ impl Client {
             };
             let status = resp.status();
             if status.is_redirection() && redirectable {
-                let Some(next) = resp
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .and_then(|l| url.join(l).ok())
-                else {
-                    return Outcome::Fatal(protocol(
-                        &url,
-                        format!("{status} without a usable Location"),
-                    ));
-                };
-                if url.scheme() == "https" && next.scheme() != "https" {
-                    return Outcome::Fatal(protocol(
-                        &url,
-                        format!("refusing a redirect from https to {}", redact_url(&next)),
-                    ));
+                match redirect_target(&url, &resp) {
+                    Ok(next) => url = next,
+                    Err(e) => return Outcome::Fatal(e),
                 }
-                tracing::debug!(from = %redact_url(&url), to = %redact_url(&next), "following redirect");
-                url = next;
                 continue;
             }
             if !same_origin && matches!(status.as_u16(), 401 | 403) {
@@ -177,40 +149,7 @@ impl Client {
                 };
             }
             if status == StatusCode::UNAUTHORIZED {
-                if st.reauthed {
-                    let detail = format!("{}: credentials refused", error_detail(resp).await);
-                    return Outcome::Fatal(auth_error(ctx.r, detail));
-                }
-                let challenge = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let https = url.scheme() == "https";
-                return match inner
-                    .auth
-                    .on_unauthorized(
-                        &inner.api,
-                        &inner.policy,
-                        &ctx.r.registry,
-                        &ctx.r.repository,
-                        &scope,
-                        challenge.as_deref(),
-                        used,
-                        https,
-                    )
-                    .await
-                {
-                    Ok(()) => {
-                        st.reauthed = true;
-                        Outcome::Retry {
-                            wait: Some(Duration::ZERO),
-                            free: true,
-                            error: auth_error(ctx.r, "401 Unauthorized".into()),
-                        }
-                    }
-                    Err(e) => Outcome::Fatal(e),
-                };
+                return self.reauthenticate(ctx, &scope, &url, resp, used, st).await;
             }
             if status == StatusCode::FORBIDDEN {
                 return Outcome::Fatal(auth_error(ctx.r, error_detail(resp).await));
@@ -234,6 +173,78 @@ impl Client {
             &req.url,
             format!("more than {MAX_REDIRECTS} redirects"),
         ))
+    }
+
+    /// Sends `req` to `url` once, with the `auth` header when given.
+    async fn send_once(
+        &self,
+        req: &Req,
+        url: &Url,
+        auth: Option<reqwest::header::HeaderValue>,
+    ) -> Result<Response, reqwest::Error> {
+        let inner = &self.inner;
+        let http = if req.bulk { &inner.bulk } else { &inner.api };
+        let mut rb = http
+            .request(req.method.clone(), url.clone())
+            .headers(req.headers.clone());
+        if let Some(h) = auth {
+            rb = rb.header(AUTHORIZATION, h);
+        }
+        rb = match &req.body {
+            ReqBody::Empty => rb,
+            ReqBody::Bytes(b) => rb.body(b.clone()),
+            ReqBody::Stream(make) => rb.body(make()),
+        };
+        tracing::debug!(method = %req.method, url = %redact_url(url), "request");
+        rb.send().await
+    }
+
+    /// Answers a 401 from the registry: authenticates anew from its challenge (once per
+    /// request; `used` is what the refused request carried) and asks for an immediate retry.
+    async fn reauthenticate(
+        &self,
+        ctx: Ctx<'_>,
+        scope: &str,
+        url: &Url,
+        resp: Response,
+        used: Used,
+        st: &mut Attempts,
+    ) -> Outcome {
+        let inner = &self.inner;
+        if st.reauthed {
+            let detail = format!("{}: credentials refused", error_detail(resp).await);
+            return Outcome::Fatal(auth_error(ctx.r, detail));
+        }
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let https = url.scheme() == "https";
+        match inner
+            .auth
+            .on_unauthorized(
+                &inner.api,
+                &inner.policy,
+                &ctx.r.registry,
+                &ctx.r.repository,
+                scope,
+                challenge.as_deref(),
+                used,
+                https,
+            )
+            .await
+        {
+            Ok(()) => {
+                st.reauthed = true;
+                Outcome::Retry {
+                    wait: Some(Duration::ZERO),
+                    free: true,
+                    error: auth_error(ctx.r, "401 Unauthorized".into()),
+                }
+            }
+            Err(e) => Outcome::Fatal(e),
+        }
     }
 
     /// Counts a retry and sleeps, or returns `error` when the retries are used up.
@@ -282,4 +293,28 @@ impl Client {
             }
         }
     }
+}
+
+/// Where the redirect `resp` to a request for `url` points.
+///
+/// Errors: [`RegistryError`] (protocol) for a redirect without a usable `Location`, or from
+/// https to anything else.
+fn redirect_target(url: &Url, resp: &Response) -> Result<Url, RegistryError> {
+    let status = resp.status();
+    let Some(next) = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| url.join(l).ok())
+    else {
+        return Err(protocol(url, format!("{status} without a usable Location")));
+    };
+    if url.scheme() == "https" && next.scheme() != "https" {
+        return Err(protocol(
+            url,
+            format!("refusing a redirect from https to {}", redact_url(&next)),
+        ));
+    }
+    tracing::debug!(from = %redact_url(url), to = %redact_url(&next), "following redirect");
+    Ok(next)
 }

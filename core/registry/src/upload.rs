@@ -330,14 +330,7 @@ impl Client {
             let mut url = loc.clone();
             url.query_pairs_mut().append_pair("digest", digest);
             let failed: SourceError = Arc::default();
-            let mut req = Req::new(Method::PUT, url.clone());
-            req.bulk = true;
-            req.headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            req.headers.insert(CONTENT_LENGTH, header(size));
-            req.body = stream_req_body(&source, 0, size, &progress, &failed);
+            let req = bytes_request(Method::PUT, &url, &source, 0, size, &progress, &failed);
             let outcome = self.attempt(ctx, &req, &mut st).await;
             Self::take_source_error(&failed, digest)?;
             match outcome {
@@ -391,19 +384,7 @@ impl Client {
         while offset < size {
             let len = chunk.min(size - offset);
             let failed: SourceError = Arc::default();
-            let mut req = Req::new(Method::PATCH, loc.clone());
-            req.bulk = true;
-            req.headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            req.headers.insert(CONTENT_LENGTH, header(len));
-            // distribution-spec: `Content-Range: <start>-<end>`, inclusive, without a unit.
-            req.headers.insert(
-                CONTENT_RANGE,
-                header(format!("{}-{}", offset, offset + len - 1)),
-            );
-            req.body = stream_req_body(&source, offset, len, &progress, &failed);
+            let req = chunk_request(&loc, &source, offset, len, &progress, &failed);
             let outcome = self.attempt(ctx, &req, &mut st).await;
             Self::take_source_error(&failed, digest)?;
             let (wait, free, error) = match outcome {
@@ -481,6 +462,47 @@ impl Client {
         let resp = self.send(ctx, &req).await?;
         self.finish_upload(r, digest, &url, resp).await
     }
+}
+
+/// A request of `method` to `url` whose body is the `len` bytes of `source` at `offset`; a
+/// read error of the source lands in `failed`.
+fn bytes_request(
+    method: Method,
+    url: &Url,
+    source: &Arc<dyn BlobSource>,
+    offset: u64,
+    len: u64,
+    progress: &Arc<dyn Progress>,
+    failed: &SourceError,
+) -> Req {
+    let mut req = Req::new(method, url.clone());
+    req.bulk = true;
+    req.headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    req.headers.insert(CONTENT_LENGTH, header(len));
+    req.body = stream_req_body(source, offset, len, progress, failed);
+    req
+}
+
+/// The PATCH request that sends the `len` bytes of `source` at `offset` to the upload session
+/// at `loc`; a read error of the source lands in `failed`.
+fn chunk_request(
+    loc: &Url,
+    source: &Arc<dyn BlobSource>,
+    offset: u64,
+    len: u64,
+    progress: &Arc<dyn Progress>,
+    failed: &SourceError,
+) -> Req {
+    let mut req = bytes_request(Method::PATCH, loc, source, offset, len, progress, failed);
+    // distribution-spec: `Content-Range: <start>-<end>`, inclusive, without a unit.
+    req.headers.insert(
+        CONTENT_RANGE,
+        header(format!("{}-{}", offset, offset + len - 1)),
+    );
+    req
 }
 
 #[cfg(test)]

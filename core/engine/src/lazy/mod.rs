@@ -14,12 +14,12 @@ pub mod backend;
 pub mod fill;
 pub mod fuse;
 pub mod server;
+mod spawn;
 pub mod status;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,18 +28,19 @@ use fspack_store::{LazyRecord, Store};
 use serde::Serialize;
 
 use crate::artifact::*;
-use crate::error::{EngineError, Result};
+use crate::error::Result;
+pub use crate::lazy_process::stop_server;
+use crate::lazy_process::{fuse_dir, is_server};
 use crate::mount::{MountPoint, MountSettings, Source};
 use crate::plan::MountPlan;
 use crate::pull::PullSettings;
 use crate::report::Reporter;
 use server::{RemoteSpec, ServeSpec};
+use spawn::{abandon_server, start_server, state_dir};
 
 /// How long a read waits for missing chunks before it answers `EIO`, unless
 /// `FSPACK_LAZY_READ_TIMEOUT_MS` says otherwise (tests shorten it).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the setup waits for the server's `ready`.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Settings of a lazy mount.
 #[derive(Debug, Clone)]
@@ -95,8 +96,9 @@ pub struct LazyReport {
 /// all in the store is mounted directly.
 ///
 /// Errors: the errors of a pull (trust refusals, integrity, network) and of a mount; when the
-/// server cannot start, [`EngineError::Io`] with its last words. On any error nothing stays
-/// mounted, no server runs, and the tag in the store is untouched.
+/// server cannot start, [`EngineError::Io`](crate::error::EngineError::Io) with its last
+/// words. On any error nothing stays mounted, no server runs, and the tag in the store is
+/// untouched.
 pub async fn mount_lazy(
     client: &Client,
     r: &Reference,
@@ -107,7 +109,6 @@ pub async fn mount_lazy(
 ) -> Result<LazyReport> {
     let started = Instant::now();
     let prepared = prepare(client, r, &store, settings).await;
-    let mut notes = Vec::new();
     let (fetched, lazy_blobs, upfront) = match prepared {
         Ok(Prepared::Lazy {
             fetched,
@@ -125,131 +126,186 @@ pub async fn mount_lazy(
     let format = MountPlan::from_manifest(&fetched.manifest, &r.to_string())?
         .format()
         .to_string();
-    let target = point.path().to_path_buf();
+    let mounting = Mounting {
+        client,
+        r,
+        store: &store,
+        settings,
+        reporter: &reporter,
+        fetched,
+        upfront,
+        format,
+        started,
+    };
     if lazy_blobs.is_empty() {
         // Every data blob is in the store already: a plain mount.
-        let got = fetch_upfront(
-            client, r, &store, &fetched, &upfront, true, settings, &reporter,
+        return mounting.mount_present(point).await;
+    }
+    mounting.mount_served(point, lazy_blobs).await
+}
+
+/// What the steps of a lazy mount share once its manifest is trusted: where from, where to,
+/// the manifest, the blobs needed before the mount, and the image format.
+struct Mounting<'a> {
+    client: &'a Client,
+    r: &'a Reference,
+    store: &'a Arc<Store>,
+    settings: &'a LazySettings,
+    reporter: &'a Arc<dyn Reporter>,
+    fetched: crate::pull::Fetched,
+    upfront: Vec<Descriptor>,
+    format: String,
+    started: Instant,
+}
+
+impl Mounting<'_> {
+    /// [`fetch_upfront`] of this mount; `tag_now` when no blob is left to serve.
+    async fn fetch_upfront(&self, tag_now: bool) -> Result<u64> {
+        fetch_upfront(
+            self.client,
+            self.r,
+            self.store,
+            &self.fetched,
+            &self.upfront,
+            tag_now,
+            self.settings,
+            self.reporter,
         )
-        .await;
-        let bytes_fetched = match got {
+        .await
+    }
+
+    /// Every data blob is in the store: fetches what is left up front and mounts from the store,
+    /// with no server.
+    async fn mount_present(self, point: MountPoint) -> Result<LazyReport> {
+        let target = point.path().to_path_buf();
+        let bytes_fetched = match self.fetch_upfront(true).await {
             Ok(n) => n,
             Err(e) => {
                 point.discard();
                 return Err(e);
             }
         };
-        let more = mount_blocking(
-            &store,
-            r.to_string(),
-            fetched.digest.clone(),
+        let notes = mount_blocking(
+            self.store,
+            self.r.to_string(),
+            self.fetched.digest.clone(),
             point,
-            &settings.mount,
+            &self.settings.mount,
             Source::Store,
         )
         .await?;
-        notes.extend(more);
-        return Ok(LazyReport {
-            reference: r.to_string(),
-            manifest_digest: fetched.digest,
-            format,
-            lazy: false,
-            lazy_blobs: 0,
-            lazy_bytes: 0,
-            bytes_fetched,
-            server_pid: None,
-            seconds: started.elapsed().as_secs_f64(),
-            mounted_at: target,
-            notes,
-        });
+        Ok(self.report(&[], bytes_fetched, None, target, notes))
     }
-    let state_dir = state_dir(&store, &target);
-    let mut pinned = r.clone();
-    pinned.digest = Some(fetched.digest.clone());
-    let spec = ServeSpec {
-        store_root: store.root().to_path_buf(),
-        reference: pinned.to_string(),
-        tag: r.to_string(),
-        manifest_digest: fetched.digest.clone(),
-        manifest_size: fetched.bytes.len() as u64,
-        blobs: lazy_blobs.clone(),
-        // As many streams as an eager pull opens (`jobs` blobs × `ranges` Range requests), so a
-        // capped link fills as fast as an eager pull of the same artifact.
-        jobs: settings.pull.jobs.max(1) * settings.pull.ranges.max(1),
-        read_timeout_ms: read_timeout().as_millis() as u64,
-        target: target.clone(),
-        state_dir: state_dir.clone(),
-        remote: RemoteSpec::from_options(&settings.client),
-    };
-    // The server opens its blobs and fetches their chunk indexes while the metadata image
-    // arrives: the two waits overlap.
-    let server = {
-        let (cmd, spec) = (settings.server.clone(), spec.clone());
-        tokio::task::spawn_blocking(move || start_server(&cmd, &spec))
-    };
-    let got = fetch_upfront(
-        client, r, &store, &fetched, &upfront, false, settings, &reporter,
-    )
-    .await;
-    let server = server.await.expect("no panic");
-    let (child, stdin, bytes_fetched) = match (server, got) {
-        (Ok((child, stdin)), Ok(n)) => (child, stdin, n),
-        (Ok((child, stdin)), Err(e)) => {
-            abandon_server(child, stdin, state_dir).await;
-            point.discard();
-            return Err(e);
-        }
-        (Err(e), _) => {
-            point.discard();
-            return Err(e);
-        }
-    };
-    let lazy = LazyRecord {
-        server_pid: child.id(),
-        state_dir: state_dir.clone(),
-    };
-    let source = Source::Lazy {
-        fuse_dir: server::fuse_dir(&state_dir),
-        record: lazy.clone(),
-    };
-    let mounted = mount_blocking(
-        &store,
-        r.to_string(),
-        fetched.digest.clone(),
-        point,
-        &settings.mount,
-        source,
-    )
-    .await;
-    match mounted {
-        Ok(more) => {
-            notes.extend(more);
-            let mut stdin = stdin;
-            // The server switches devices and tags only after this line: the record exists.
-            let told = writeln!(stdin, "mounted").and_then(|()| stdin.flush());
-            if let Err(e) = told {
-                tracing::warn!("could not tell the lazy server the mount is live: {e}");
+
+    /// Serves the missing `blobs` from a server process and mounts them, then hands the mount
+    /// over to the server; on any error the server is stopped and the mount point discarded.
+    async fn mount_served(self, point: MountPoint, blobs: Vec<Descriptor>) -> Result<LazyReport> {
+        let target = point.path().to_path_buf();
+        let state_dir = state_dir(self.store, &target);
+        let spec = self.serve_spec(&blobs, &target, &state_dir);
+        // The server opens its blobs and fetches their chunk indexes while the metadata image
+        // arrives: the two waits overlap.
+        let server = {
+            let (cmd, spec) = (self.settings.server.clone(), spec.clone());
+            tokio::task::spawn_blocking(move || start_server(&cmd, &spec))
+        };
+        let got = self.fetch_upfront(false).await;
+        let server = server.await.expect("no panic");
+        let (child, stdin, bytes_fetched) = match (server, got) {
+            (Ok((child, stdin)), Ok(n)) => (child, stdin, n),
+            (Ok((child, stdin)), Err(e)) => {
+                abandon_server(child, stdin, state_dir).await;
+                point.discard();
+                return Err(e);
             }
-            drop(stdin);
-            // Reaped by init once we exit; the server is not our child to wait for.
-            std::mem::forget(child);
-            Ok(LazyReport {
-                reference: r.to_string(),
-                manifest_digest: fetched.digest,
-                format,
-                lazy: true,
-                lazy_blobs: lazy_blobs.len(),
-                lazy_bytes: lazy_blobs.iter().map(|d| d.size).sum(),
-                bytes_fetched,
-                server_pid: Some(lazy.server_pid),
-                seconds: started.elapsed().as_secs_f64(),
-                mounted_at: target,
-                notes,
-            })
+            (Err(e), _) => {
+                point.discard();
+                return Err(e);
+            }
+        };
+        let lazy = LazyRecord {
+            server_pid: child.id(),
+            state_dir: state_dir.clone(),
+        };
+        let source = Source::Lazy {
+            fuse_dir: fuse_dir(&state_dir),
+            record: lazy.clone(),
+        };
+        let mounted = mount_blocking(
+            self.store,
+            self.r.to_string(),
+            self.fetched.digest.clone(),
+            point,
+            &self.settings.mount,
+            source,
+        )
+        .await;
+        match mounted {
+            Ok(notes) => {
+                let mut stdin = stdin;
+                // The server switches devices and tags only after this line: the record exists.
+                let told = writeln!(stdin, "mounted").and_then(|()| stdin.flush());
+                if let Err(e) = told {
+                    tracing::warn!("could not tell the lazy server the mount is live: {e}");
+                }
+                drop(stdin);
+                // Reaped by init once we exit; the server is not our child to wait for.
+                std::mem::forget(child);
+                let pid = Some(lazy.server_pid);
+                Ok(self.report(&blobs, bytes_fetched, pid, target, notes))
+            }
+            Err(e) => {
+                abandon_server(child, stdin, lazy.state_dir).await;
+                Err(e)
+            }
         }
-        Err(e) => {
-            abandon_server(child, stdin, lazy.state_dir).await;
-            Err(e)
+    }
+
+    /// What the server of this mount is told: the pinned reference, the `blobs` to serve, how
+    /// many streams, and where its state goes.
+    fn serve_spec(&self, blobs: &[Descriptor], target: &Path, state_dir: &Path) -> ServeSpec {
+        let (r, fetched, settings) = (self.r, &self.fetched, self.settings);
+        let mut pinned = r.clone();
+        pinned.digest = Some(fetched.digest.clone());
+        ServeSpec {
+            store_root: self.store.root().to_path_buf(),
+            reference: pinned.to_string(),
+            tag: r.to_string(),
+            manifest_digest: fetched.digest.clone(),
+            manifest_size: fetched.bytes.len() as u64,
+            blobs: blobs.to_vec(),
+            // As many streams as an eager pull opens (`jobs` blobs × `ranges` Range requests),
+            // so a capped link fills as fast as an eager pull of the same artifact.
+            jobs: settings.pull.jobs.max(1) * settings.pull.ranges.max(1),
+            read_timeout_ms: read_timeout().as_millis() as u64,
+            target: target.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            remote: RemoteSpec::from_options(&settings.client),
+        }
+    }
+
+    /// The report of a mount that serves `blobs` (none: mounted from the store) through the
+    /// server `server_pid`.
+    fn report(
+        self,
+        blobs: &[Descriptor],
+        bytes_fetched: u64,
+        server_pid: Option<u32>,
+        mounted_at: PathBuf,
+        notes: Vec<String>,
+    ) -> LazyReport {
+        LazyReport {
+            reference: self.r.to_string(),
+            manifest_digest: self.fetched.digest,
+            format: self.format,
+            lazy: !blobs.is_empty(),
+            lazy_blobs: blobs.len(),
+            lazy_bytes: blobs.iter().map(|d| d.size).sum(),
+            bytes_fetched,
+            server_pid,
+            seconds: self.started.elapsed().as_secs_f64(),
+            mounted_at,
+            notes,
         }
     }
 }
@@ -274,18 +330,6 @@ async fn mount_blocking(
     })
     .await
     .expect("no panic")
-}
-
-/// Ends a server whose mount did not happen: the end of its stdin without `mounted` makes it
-/// unmount FUSE and exit (killed after 10 s if it does not); then its state goes. Partial blobs
-/// stay for a resume.
-async fn abandon_server(mut child: Child, stdin: ChildStdin, state_dir: PathBuf) {
-    drop(stdin);
-    let _ = tokio::task::spawn_blocking(move || {
-        wait_or_kill(&mut child, Duration::from_secs(10));
-        cleanup_state(&state_dir);
-    })
-    .await;
 }
 
 enum Prepared {
@@ -438,155 +482,6 @@ fn read_timeout() -> Duration {
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_READ_TIMEOUT)
-}
-
-/// `lazy/<16 hex of the target path's sha256>` under the store.
-fn state_dir(store: &Store, target: &Path) -> PathBuf {
-    use sha2::Digest;
-    use std::os::unix::ffi::OsStrExt;
-    let h = sha2::Sha256::digest(target.as_os_str().as_bytes());
-    store.root().join("lazy").join(hex::encode(&h[..8]))
-}
-
-/// Starts a server and waits for its `ready`.
-fn start_server(cmd: &[OsString], spec: &ServeSpec) -> Result<(Child, ChildStdin)> {
-    use std::os::unix::process::CommandExt;
-    // What a killed server of an earlier mount on this target left.
-    cleanup_state(&spec.state_dir);
-    std::fs::create_dir_all(&spec.state_dir).map_err(|e| EngineError::io(&spec.state_dir, e))?;
-    let log_path = spec.state_dir.join("server.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| EngineError::io(&log_path, e))?;
-    let (program, args) = cmd
-        .split_first()
-        .ok_or_else(|| EngineError::Usage("no lazy server command".into()))?;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        // Its own process group: a Ctrl-C of the shell that ran `fspack mount` must not stop
-        // the server of a mount that outlives the command.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| EngineError::io(Path::new(program), e))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let stdout = child.stdout.take().expect("piped");
-    let line = serde_json::to_string(spec).expect("serializable");
-    let answer = writeln!(stdin, "{line}")
-        .and_then(|()| stdin.flush())
-        .map_err(|e| EngineError::io(Path::new("lazy server stdin"), e))
-        .and_then(|()| read_ready(stdout));
-    match answer {
-        Ok(()) => Ok((child, stdin)),
-        Err(e) => {
-            drop(stdin);
-            wait_or_kill(&mut child, Duration::from_secs(5));
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            cleanup_state(&spec.state_dir);
-            let last = log.lines().last().unwrap_or("").to_string();
-            Err(match e {
-                EngineError::Io { .. } if !last.is_empty() => EngineError::Io {
-                    path: log_path,
-                    source: std::io::Error::other(last),
-                },
-                e => e,
-            })
-        }
-    }
-}
-
-/// Reads the server's first line: `ready`, or `error: …` (its setup failed).
-fn read_ready(stdout: std::process::ChildStdout) -> Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let got = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-        let _ = tx.send(got);
-    });
-    let pipe = Path::new("lazy server stdout");
-    match rx.recv_timeout(READY_TIMEOUT) {
-        Ok(Ok(line)) if line.trim() == "ready" => Ok(()),
-        Ok(Ok(line)) if line.starts_with("error: ") => Err(EngineError::Usage(format!(
-            "the lazy server could not start: {}",
-            line.trim_start_matches("error: ").trim()
-        ))),
-        Ok(Ok(line)) => Err(EngineError::io(
-            pipe,
-            std::io::Error::other(format!("the lazy server exited or said {:?}", line.trim())),
-        )),
-        Ok(Err(e)) => Err(EngineError::io(pipe, e)),
-        Err(_) => Err(EngineError::io(
-            pipe,
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer from the lazy server in {READY_TIMEOUT:?}"),
-            ),
-        )),
-    }
-}
-
-fn wait_or_kill(child: &mut Child, grace: Duration) {
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Unmounts a state directory's FUSE mount if it is still there (its server was killed) and
-/// removes the directory.
-fn cleanup_state(state_dir: &Path) {
-    let fuse = server::fuse_dir(state_dir);
-    let mounted = fspack_mount::mountinfo()
-        .map(|m| m.iter().any(|e| e.mount_point == fuse))
-        .unwrap_or(false);
-    if mounted && let Err(e) = fspack_mount::unmount(&fuse, true) {
-        tracing::warn!("cannot unmount {}: {e}", fuse.display());
-    }
-    if state_dir.exists()
-        && let Err(e) = std::fs::remove_dir_all(state_dir)
-    {
-        tracing::warn!("cannot remove {}: {e}", state_dir.display());
-    }
-}
-
-/// Whether `pid` is a running `fspack lazy-serve` (not a reused pid of something else).
-fn is_server(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"lazy-serve"))
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|t| t.trim_start().starts_with('Z'))
-        })
-}
-
-/// Stops a lazy mount's server (SIGTERM, then SIGKILL after `grace`), unmounts its FUSE
-/// directory and removes its state. Used by `umount` once the mount itself is gone, and for
-/// mounts unmounted behind fspack's back. Partial blobs stay for the next lazy mount to resume.
-pub fn stop_server(lazy: &LazyRecord) {
-    if is_server(lazy.server_pid)
-        && let Some(pid) = rustix::process::Pid::from_raw(lazy.server_pid as i32)
-    {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while is_server(lazy.server_pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if is_server(lazy.server_pid) {
-            tracing::warn!(
-                pid = lazy.server_pid,
-                "lazy server ignored SIGTERM; killing it"
-            );
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    cleanup_state(&lazy.state_dir);
 }
 
 /// What `fspack ls` shows of a lazy mount: the server's own status, or [`status::ServerState::Dead`]

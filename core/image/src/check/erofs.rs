@@ -164,23 +164,7 @@ fn superblock(img: &Img, devices: &[PathBuf]) -> Result<Sb> {
     let blksz = 1u64 << blkszbits;
     let compat = le32(&b, 8);
     if compat & COMPAT_SB_CHKSUM != 0 {
-        // Kernel erofs_superblock_csum_verify: crc32c over the block from the superblock on
-        // (or one whole block when blocks are smaller than 1 KiB), checksum field zeroed.
-        let len = if blksz > SUPER_OFFSET as u64 {
-            blksz - SUPER_OFFSET as u64
-        } else {
-            blksz
-        };
-        let mut block = img.read("superblock checksum", SUPER_OFFSET as u64, len as usize)?;
-        let stored = le32(&block, 4);
-        block[4..8].fill(0);
-        let actual = superblock_checksum(&block);
-        if actual != stored {
-            return Err(img.bad(
-                "superblock checksum",
-                format!("stored {stored:#010x}, computed {actual:#010x}"),
-            ));
-        }
+        check_sb_checksum(img, blksz)?;
     }
     let incompat = le32(&b, 80);
     if incompat & !KNOWN_INCOMPAT != 0 {
@@ -205,7 +189,53 @@ fn superblock(img: &Img, devices: &[PathBuf]) -> Result<Sb> {
             ),
         ));
     }
-    let extra = usize::from(le16(&b, 86));
+    let (device_bytes, mapped) = device_table(img, &b, incompat, blksz, devices)?;
+    Ok(Sb {
+        blkszbits,
+        meta_base: u64::from(le32(&b, 40)) * blksz,
+        xattr_base: u64::from(le32(&b, 44)) * blksz,
+        incompat,
+        device_bytes,
+        mapped,
+    })
+}
+
+/// Kernel `erofs_superblock_csum_verify`: the superblock checksum over `blksz`-byte blocks.
+fn check_sb_checksum(img: &Img, blksz: u64) -> Result<()> {
+    // Kernel erofs_superblock_csum_verify: crc32c over the block from the superblock on
+    // (or one whole block when blocks are smaller than 1 KiB), checksum field zeroed.
+    let len = if blksz > SUPER_OFFSET as u64 {
+        blksz - SUPER_OFFSET as u64
+    } else {
+        blksz
+    };
+    let mut block = img.read("superblock checksum", SUPER_OFFSET as u64, len as usize)?;
+    let stored = le32(&block, 4);
+    block[4..8].fill(0);
+    let actual = superblock_checksum(&block);
+    if actual != stored {
+        return Err(img.bad(
+            "superblock checksum",
+            format!("stored {stored:#010x}, computed {actual:#010x}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes of each device (the image first), and each extra device's (unified address, blocks).
+type DeviceTable = (Vec<u64>, Vec<(u64, u64)>);
+
+/// The device table of superblock `b` checked against the `devices` that came with the image:
+/// as many, each at least as long as its slot claims. Returns the bytes of each device (the
+/// image first) and each extra device's (unified address, blocks).
+fn device_table(
+    img: &Img,
+    b: &[u8],
+    incompat: u32,
+    blksz: u64,
+    devices: &[PathBuf],
+) -> Result<DeviceTable> {
+    let extra = usize::from(le16(b, 86));
     let mut device_bytes = vec![img.len];
     let mut mapped = Vec::new();
     if extra != devices.len() {
@@ -224,7 +254,7 @@ fn superblock(img: &Img, devices: &[PathBuf]) -> Result<Sb> {
                 "extra devices without the device-table feature",
             ));
         }
-        let off = u64::from(le16(&b, 88)) * 128;
+        let off = u64::from(le16(b, 88)) * 128;
         let table = img.read("device table", off, extra * 128)?;
         for (i, dev) in devices.iter().enumerate() {
             let slot = &table[i * 128..(i + 1) * 128];
@@ -249,14 +279,7 @@ fn superblock(img: &Img, devices: &[PathBuf]) -> Result<Sb> {
             mapped.push((uniaddr, dblocks));
         }
     }
-    Ok(Sb {
-        blkszbits,
-        meta_base: u64::from(le32(&b, 40)) * blksz,
-        xattr_base: u64::from(le32(&b, 44)) * blksz,
-        incompat,
-        device_bytes,
-        mapped,
-    })
+    Ok((device_bytes, mapped))
 }
 
 fn inode(img: &Img, sb: &Sb, nid: u64, path: &str) -> Result<Inode> {

@@ -177,97 +177,110 @@ pub fn dump(img: &[u8]) -> Result<String> {
     while let Some((path, nid)) = stack.pop() {
         let ino = r.inode(nid)?;
         let first = seen.insert(nid);
-        let _ = write!(
-            out,
-            "{} {}{:04o} nlink={} uid={} gid={} size={} mtime={}.{:09} layout={}",
-            String::from_utf8_lossy(&path).escape_debug(),
-            type_char(ino.mode),
-            ino.mode & 0o7777,
-            ino.nlink,
-            ino.uid,
-            ino.gid,
-            ino.size,
-            ino.mtime as i64,
-            ino.mtime_nsec,
-            ino.layout
-        );
-        for (idx, name, value) in &ino.xattrs {
-            let _ = write!(
-                out,
-                " xattr[{idx}]{}={}",
-                String::from_utf8_lossy(name).escape_debug(),
-                hex::encode(value)
-            );
-        }
-        if ino.layout == DataLayout::ChunkBased as u16 {
-            let bits = (ino.i_u & 0x1f) + r.blkszbits;
-            let n = ino.size.div_ceil(1 << bits) as usize;
-            let base = ino.body.next_multiple_of(CHUNK_INDEX_SIZE);
-            let mut chunks = Vec::new();
-            for c in 0..n.min(8) {
-                let e = r.slice(base + c * CHUNK_INDEX_SIZE, CHUNK_INDEX_SIZE)?;
-                let blk = get32(e, 4);
-                chunks.push(if blk == NULL_ADDR {
-                    "hole".into()
-                } else {
-                    format!("{}:{}", get16(e, 2), blk)
-                });
-            }
-            let _ = write!(
-                out,
-                " chunkbits={bits} chunks=[{}{}]",
-                chunks.join(","),
-                if n > 8 { ",…" } else { "" }
-            );
-        }
-        match ino.mode as u32 & 0o170000 {
-            0o120000 => {
-                let t = r.flat_data(&ino)?;
-                let _ = write!(out, " -> {}", String::from_utf8_lossy(&t).escape_debug());
-            }
-            0o020000 | 0o060000 => {
-                let _ = write!(out, " rdev={:#x}", ino.i_u);
-            }
-            _ => {}
-        }
-        out.push('\n');
+        dump_inode(&r, &path, &ino, &mut out)?;
         if ino.mode as u32 & 0o170000 != 0o040000 || !first {
             continue;
         }
-        let data = r.flat_data(&ino)?;
-        let bsz = 1usize << r.blkszbits;
-        let mut children = Vec::new();
-        for block in data.chunks(bsz) {
-            if block.len() < DIRENT_SIZE {
-                return Err(bad("directory block shorter than a dirent"));
-            }
-            let count = get16(block, 8) as usize / DIRENT_SIZE;
-            for i in 0..count {
-                let de = block
-                    .get(i * DIRENT_SIZE..(i + 1) * DIRENT_SIZE)
-                    .ok_or_else(|| bad("dirent"))?;
-                let start = get16(de, 8) as usize;
-                let end = if i + 1 < count {
-                    let next = (i + 1) * DIRENT_SIZE + 8;
-                    let b = block.get(next..next + 2).ok_or_else(|| bad("dirent"))?;
-                    u16::from_le_bytes([b[0], b[1]]) as usize
-                } else {
-                    block.len()
-                };
-                let raw = block.get(start..end).ok_or_else(|| bad("dirent name"))?;
-                let name = raw.split(|&b| b == 0).next().unwrap_or_default();
-                if name != b"." && name != b".." {
-                    let mut p = path.clone();
-                    if p != b"/" {
-                        p.push(b'/');
-                    }
-                    p.extend_from_slice(name);
-                    children.push((p, get64(de, 0)));
-                }
-            }
-        }
+        let mut children = dir_children(&r, &path, &ino)?;
         children.reverse();
         stack.extend(children);
     }
     Ok(out)
+}
+
+/// Appends the line of inode `ino` at `path`: its attributes, xattrs, chunk indexes (the first
+/// eight), symlink target or device number.
+fn dump_inode(r: &Reader, path: &[u8], ino: &Inode, out: &mut String) -> Result<()> {
+    let _ = write!(
+        out,
+        "{} {}{:04o} nlink={} uid={} gid={} size={} mtime={}.{:09} layout={}",
+        String::from_utf8_lossy(path).escape_debug(),
+        type_char(ino.mode),
+        ino.mode & 0o7777,
+        ino.nlink,
+        ino.uid,
+        ino.gid,
+        ino.size,
+        ino.mtime as i64,
+        ino.mtime_nsec,
+        ino.layout
+    );
+    for (idx, name, value) in &ino.xattrs {
+        let _ = write!(
+            out,
+            " xattr[{idx}]{}={}",
+            String::from_utf8_lossy(name).escape_debug(),
+            hex::encode(value)
+        );
+    }
+    if ino.layout == DataLayout::ChunkBased as u16 {
+        let bits = (ino.i_u & 0x1f) + r.blkszbits;
+        let n = ino.size.div_ceil(1 << bits) as usize;
+        let base = ino.body.next_multiple_of(CHUNK_INDEX_SIZE);
+        let mut chunks = Vec::new();
+        for c in 0..n.min(8) {
+            let e = r.slice(base + c * CHUNK_INDEX_SIZE, CHUNK_INDEX_SIZE)?;
+            let blk = get32(e, 4);
+            chunks.push(if blk == NULL_ADDR {
+                "hole".into()
+            } else {
+                format!("{}:{}", get16(e, 2), blk)
+            });
+        }
+        let _ = write!(
+            out,
+            " chunkbits={bits} chunks=[{}{}]",
+            chunks.join(","),
+            if n > 8 { ",…" } else { "" }
+        );
+    }
+    match ino.mode as u32 & 0o170000 {
+        0o120000 => {
+            let t = r.flat_data(ino)?;
+            let _ = write!(out, " -> {}", String::from_utf8_lossy(&t).escape_debug());
+        }
+        0o020000 | 0o060000 => {
+            let _ = write!(out, " rdev={:#x}", ino.i_u);
+        }
+        _ => {}
+    }
+    out.push('\n');
+    Ok(())
+}
+
+/// The entries of directory `ino` at `path` but `.` and `..`, as (path, nid) in listing order.
+fn dir_children(r: &Reader, path: &[u8], ino: &Inode) -> Result<Vec<(Vec<u8>, u64)>> {
+    let data = r.flat_data(ino)?;
+    let bsz = 1usize << r.blkszbits;
+    let mut children = Vec::new();
+    for block in data.chunks(bsz) {
+        if block.len() < DIRENT_SIZE {
+            return Err(bad("directory block shorter than a dirent"));
+        }
+        let count = get16(block, 8) as usize / DIRENT_SIZE;
+        for i in 0..count {
+            let de = block
+                .get(i * DIRENT_SIZE..(i + 1) * DIRENT_SIZE)
+                .ok_or_else(|| bad("dirent"))?;
+            let start = get16(de, 8) as usize;
+            let end = if i + 1 < count {
+                let next = (i + 1) * DIRENT_SIZE + 8;
+                let b = block.get(next..next + 2).ok_or_else(|| bad("dirent"))?;
+                u16::from_le_bytes([b[0], b[1]]) as usize
+            } else {
+                block.len()
+            };
+            let raw = block.get(start..end).ok_or_else(|| bad("dirent name"))?;
+            let name = raw.split(|&b| b == 0).next().unwrap_or_default();
+            if name != b"." && name != b".." {
+                let mut p = path.to_vec();
+                if p != b"/" {
+                    p.push(b'/');
+                }
+                p.extend_from_slice(name);
+                children.push((p, get64(de, 0)));
+            }
+        }
+    }
+    Ok(children)
 }

@@ -22,6 +22,8 @@
 //! No inline data is used, so no record has to fit a block together with its payload, whatever
 //! the block size.
 
+mod tree;
+
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
@@ -29,7 +31,6 @@ use sha2::{Digest, Sha256};
 use super::dir::encode_entries;
 use super::format::*;
 use crate::error::{Error, Result};
-use crate::tree::NAME_MAX;
 
 /// Attributes of one mapped inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,13 +133,6 @@ struct Node {
     parent: usize,
 }
 
-fn bad(path: &str, why: impl Into<String>) -> Error {
-    Error::Refused {
-        path: path.to_string(),
-        why: why.into(),
-    }
-}
-
 impl MappedImage {
     /// Block size bits the image will use: 12 when every file starts on a 4 KiB boundary of its
     /// device, 9 otherwise.
@@ -163,64 +157,132 @@ impl MappedImage {
             return Err(Error::TooLarge("more than 65535 devices".into()));
         }
         let nodes = self.tree()?;
-
-        // Breadth-first order: the root gets the first nid, so its nid fits the 16-bit field.
-        let mut order = vec![0usize];
-        let mut i = 0;
-        while i < order.len() {
-            if let Kind::Dir(children) = &nodes[order[i]].kind {
-                order.extend(children.values().copied());
-            }
-            i += 1;
-        }
-        let chunks = |n: &Node| -> Option<Chunks> {
-            let Kind::File {
-                device,
-                offset,
-                size,
-            } = n.kind
-            else {
-                return None;
-            };
-            if size == 0 {
-                return None;
-            }
-            let dev_size = self.devices[device as usize - 1].size;
-            let tail = offset + size.next_multiple_of(blksz) > dev_size;
-            let want = if tail {
-                // sqrt(8 × size): the chunk index and the copied last chunk weigh the same.
-                (8 * size).isqrt().next_power_of_two()
-            } else {
-                size.next_power_of_two()
-            };
-            let bits = want.trailing_zeros().clamp(blkbits, blkbits + 31);
-            Some(Chunks {
-                bits,
-                count: size.div_ceil(1 << bits),
-                tail,
-            })
-        };
-        // Inodes after the superblock and device table; an inode never crosses a block.
-        let devt_slotoff = (SUPER_OFFSET + 128).div_ceil(DEVT_SLOT_SIZE);
-        let mut end = (devt_slotoff * DEVT_SLOT_SIZE + self.devices.len() * DEVT_SLOT_SIZE) as u64;
-        let mut pos = vec![0u64; nodes.len()];
-        for &id in &order {
-            let mut p = end.next_multiple_of(ISLOT);
-            if p % blksz + INODE_EXTENDED_SIZE as u64 > blksz {
-                p = p.next_multiple_of(blksz);
-            }
-            pos[id] = p;
-            let index = chunks(&nodes[id]).map_or(0, |c| c.count * CHUNK_INDEX_SIZE as u64);
-            end = p + INODE_EXTENDED_SIZE as u64 + index;
-        }
+        let order = breadth_first(&nodes);
+        let chunks: Vec<Option<Chunks>> = nodes.iter().map(|n| self.chunks(n, blkbits)).collect();
+        let (devt_slotoff, end, pos) = self.place_inodes(&order, &chunks, blksz);
         if pos[0] / ISLOT > u16::MAX as u64 {
             return Err(Error::TooLarge(
                 "root inode beyond the 16-bit root nid".into(),
             ));
         }
-        let nid = |id: usize| pos[id] / ISLOT;
+        let data = self.data_blocks(&nodes, &chunks, &pos, blksz)?;
+        let (blkaddr, next) = place_data(&order, &data, end, blksz)?;
+        let total_blocks = u32::try_from(next)
+            .map_err(|_| Error::TooLarge("metadata beyond 2^32 blocks".into()))?;
+        let mut img = vec![0u8; (next * blksz) as usize];
 
-        // Data blocks: directory entries and symlink targets.
+        for (i, dev) in self.devices.iter().enumerate() {
+            let off = devt_slotoff * DEVT_SLOT_SIZE + i * DEVT_SLOT_SIZE;
+            encode_device_slot(
+                dev.size.div_ceil(blksz),
+                &mut img[off..off + DEVT_SLOT_SIZE],
+            );
+        }
+        let placed = Placed {
+            nodes: &nodes,
+            chunks: &chunks,
+            data: &data,
+            pos: &pos,
+            blkaddr: &blkaddr,
+            blkbits,
+        };
+        let mut any_chunked = false;
+        for id in 0..nodes.len() {
+            any_chunked |= placed.write_inode(&mut img, id)?;
+        }
+
+        let mut incompat = 0;
+        if any_chunked {
+            incompat |= INCOMPAT_CHUNKED_FILE;
+        }
+        if !self.devices.is_empty() {
+            incompat |= INCOMPAT_DEVICE_TABLE;
+        }
+        let sb = SuperBlock {
+            feature_compat: COMPAT_SB_CHKSUM,
+            feature_incompat: incompat,
+            root_nid: (pos[0] / ISLOT) as u16,
+            inos: nodes.len() as u64,
+            build_time: self.build_time,
+            blocks: total_blocks,
+            uuid: [0; 16],
+            extra_devices: self.devices.len() as u16,
+            devt_slotoff: devt_slotoff as u16,
+        };
+        seal(&mut img, sb, blkbits);
+        Ok(img)
+    }
+
+    /// The chunk geometry of a non-empty file `n` (`None` for anything else): one chunk when its
+    /// last block lies whole inside its device, else chunks of about sqrt(8 × size) bytes with
+    /// the last one copied (see the module docs).
+    fn chunks(&self, n: &Node, blkbits: u32) -> Option<Chunks> {
+        let Kind::File {
+            device,
+            offset,
+            size,
+        } = n.kind
+        else {
+            return None;
+        };
+        if size == 0 {
+            return None;
+        }
+        let dev_size = self.devices[device as usize - 1].size;
+        let tail = offset + size.next_multiple_of(1 << blkbits) > dev_size;
+        let want = if tail {
+            // sqrt(8 × size): the chunk index and the copied last chunk weigh the same.
+            (8 * size).isqrt().next_power_of_two()
+        } else {
+            size.next_power_of_two()
+        };
+        let bits = want.trailing_zeros().clamp(blkbits, blkbits + 31);
+        Some(Chunks {
+            bits,
+            count: size.div_ceil(1 << bits),
+            tail,
+        })
+    }
+
+    /// Inodes after the superblock and device table, in `order`, each with its chunk indexes;
+    /// an inode never crosses a block. Returns the device table's slot offset, the end of the
+    /// last inode and each node's inode offset, in bytes.
+    fn place_inodes(
+        &self,
+        order: &[usize],
+        chunks: &[Option<Chunks>],
+        blksz: u64,
+    ) -> (usize, u64, Vec<u64>) {
+        let devt_slotoff = (SUPER_OFFSET + 128).div_ceil(DEVT_SLOT_SIZE);
+        let mut end = (devt_slotoff * DEVT_SLOT_SIZE + self.devices.len() * DEVT_SLOT_SIZE) as u64;
+        let mut pos = vec![0u64; chunks.len()];
+        for &id in order {
+            let mut p = end.next_multiple_of(ISLOT);
+            if p % blksz + INODE_EXTENDED_SIZE as u64 > blksz {
+                p = p.next_multiple_of(blksz);
+            }
+            pos[id] = p;
+            let index = chunks[id]
+                .as_ref()
+                .map_or(0, |c| c.count * CHUNK_INDEX_SIZE as u64);
+            end = p + INODE_EXTENDED_SIZE as u64 + index;
+        }
+        (devt_slotoff, end, pos)
+    }
+
+    /// Each node's data in the metadata image: directory entries (naming nids from the inode
+    /// offsets `pos`), symlink targets, and the copied last chunk of a file whose device cannot
+    /// serve its last block; `None` for other files.
+    ///
+    /// Errors: [`Error::Io`] reading a copied chunk from its device file.
+    fn data_blocks(
+        &self,
+        nodes: &[Node],
+        chunks: &[Option<Chunks>],
+        pos: &[u64],
+        blksz: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let nid = |id: usize| pos[id] / ISLOT;
         let mut data: Vec<Option<Vec<u8>>> = Vec::with_capacity(nodes.len());
         for (id, n) in nodes.iter().enumerate() {
             data.push(match &n.kind {
@@ -251,7 +313,7 @@ impl MappedImage {
                     offset,
                     size,
                 },
-            ) = (chunks(n), &n.kind)
+            ) = (&chunks[id], &n.kind)
                 && c.tail
             {
                 let start = (c.count - 1) << c.bits;
@@ -263,240 +325,155 @@ impl MappedImage {
                 data[id] = Some(buf);
             }
         }
-        let mut blkaddr = vec![0u32; nodes.len()];
-        let mut next = end.div_ceil(blksz);
-        for &id in &order {
-            if let Some(d) = &data[id]
-                && !d.is_empty()
-            {
-                blkaddr[id] = u32::try_from(next)
-                    .map_err(|_| Error::TooLarge("metadata beyond 2^32 blocks".into()))?;
-                next += (d.len() as u64).div_ceil(blksz);
-            }
-        }
-        let total_blocks = u32::try_from(next)
-            .map_err(|_| Error::TooLarge("metadata beyond 2^32 blocks".into()))?;
-        let mut img = vec![0u8; (next * blksz) as usize];
-
-        for (i, dev) in self.devices.iter().enumerate() {
-            let off = devt_slotoff * DEVT_SLOT_SIZE + i * DEVT_SLOT_SIZE;
-            encode_device_slot(
-                dev.size.div_ceil(blksz),
-                &mut img[off..off + DEVT_SLOT_SIZE],
-            );
-        }
-        let mut any_chunked = false;
-        for (id, n) in nodes.iter().enumerate() {
-            let subdirs = match &n.kind {
-                Kind::Dir(c) => c
-                    .values()
-                    .filter(|&&c| matches!(nodes[c].kind, Kind::Dir(_)))
-                    .count(),
-                _ => 0,
-            };
-            let (type_bits, size, nlink) = match &n.kind {
-                Kind::Dir(_) => (
-                    0o040000,
-                    data[id].as_ref().map_or(0, |d| d.len() as u64),
-                    2 + subdirs as u32,
-                ),
-                Kind::File { size, .. } => (0o100000, *size, 1),
-                Kind::Symlink(t) => (0o120000, t.len() as u64, 1),
-            };
-            let mut rec = InodeRecord {
-                layout: DataLayout::FlatPlain as u16,
-                xattr_icount: 0,
-                mode: (type_bits | (n.attrs.perm & 0o7777)) as u16,
-                size,
-                i_u: blkaddr[id],
-                ino: (id + 1) as u32,
-                uid: n.attrs.uid,
-                gid: n.attrs.gid,
-                mtime: n.attrs.mtime,
-                mtime_nsec: n.attrs.mtime_nsec,
-                nlink,
-            };
-            let p = pos[id] as usize;
-            if let (Some(c), Kind::File { device, offset, .. }) = (chunks(n), &n.kind) {
-                any_chunked = true;
-                rec.layout = DataLayout::ChunkBased as u16;
-                rec.i_u = ((c.bits - blkbits) as u16 | CHUNK_FORMAT_INDEXES) as u32;
-                let per_chunk = 1u64 << (c.bits - blkbits);
-                for k in 0..c.count {
-                    let (dev, blk) = if c.tail && k == c.count - 1 {
-                        (LOCAL_DEVICE, blkaddr[id] as u64)
-                    } else {
-                        (*device, offset / blksz + k * per_chunk)
-                    };
-                    let blk = u32::try_from(blk).map_err(|_| {
-                        Error::TooLarge(format!(
-                            "device {device} beyond 2^32 blocks of {blksz} bytes"
-                        ))
-                    })?;
-                    let at = p + INODE_EXTENDED_SIZE + k as usize * CHUNK_INDEX_SIZE;
-                    encode_chunk_index(dev, blk, &mut img[at..at + CHUNK_INDEX_SIZE]);
-                }
-            }
-            rec.encode(&mut img[p..p + INODE_EXTENDED_SIZE]);
-            if let Some(d) = &data[id] {
-                let at = blkaddr[id] as usize * blksz as usize;
-                img[at..at + d.len()].copy_from_slice(d);
-            }
-        }
-
-        let mut incompat = 0;
-        if any_chunked {
-            incompat |= INCOMPAT_CHUNKED_FILE;
-        }
-        if !self.devices.is_empty() {
-            incompat |= INCOMPAT_DEVICE_TABLE;
-        }
-        let mut sb = SuperBlock {
-            feature_compat: COMPAT_SB_CHKSUM,
-            feature_incompat: incompat,
-            root_nid: nid(0) as u16,
-            inos: nodes.len() as u64,
-            build_time: self.build_time,
-            blocks: total_blocks,
-            uuid: [0; 16],
-            extra_devices: self.devices.len() as u16,
-            devt_slotoff: devt_slotoff as u16,
-        };
-        let put_sb = |img: &mut [u8], sb: &SuperBlock| {
-            let mut b = sb.encode();
-            b[12] = blkbits as u8;
-            img[SUPER_OFFSET..SUPER_OFFSET + 128].copy_from_slice(&b);
-        };
-        put_sb(&mut img, &sb);
-        // Name-based UUID over everything but the UUID and checksum.
-        let digest = Sha256::digest(&img);
-        sb.uuid.copy_from_slice(&digest[..16]);
-        sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x50;
-        sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
-        put_sb(&mut img, &sb);
-        // The kernel checks crc32c over one block from the superblock on, or over the rest of
-        // block 0 when a block is larger than the superblock offset (super.c).
-        let len = if blksz > SUPER_OFFSET as u64 {
-            blksz as usize - SUPER_OFFSET
-        } else {
-            blksz as usize
-        };
-        if img.len() < SUPER_OFFSET + len {
-            img.resize(SUPER_OFFSET + len, 0);
-        }
-        let crc = superblock_checksum(&img[SUPER_OFFSET..SUPER_OFFSET + len]);
-        put32(&mut img, SUPER_OFFSET + 4, crc);
-        Ok(img)
+        Ok(data)
     }
+}
 
-    /// Builds the directory tree, checking every path and file mapping.
-    fn tree(&self) -> Result<Vec<Node>> {
-        let mut nodes = vec![Node {
-            kind: Kind::Dir(BTreeMap::new()),
-            attrs: self.root,
-            explicit: true,
-            parent: 0,
-        }];
-        for e in &self.entries {
-            let parts: Vec<&str> = e.path.split('/').collect();
-            for c in &parts {
-                if c.is_empty() || *c == "." || *c == ".." {
-                    return Err(bad(&e.path, "not a clean relative path"));
-                }
-                if c.len() > NAME_MAX || c.contains('\0') {
-                    return Err(bad(
-                        &e.path,
-                        "a name longer than 255 bytes or with a NUL byte",
-                    ));
-                }
-            }
-            if let MappedKind::File {
-                device,
-                offset,
-                size,
-            } = e.kind
-            {
-                let dev = (device as usize)
-                    .checked_sub(1)
-                    .and_then(|i| self.devices.get(i))
-                    .map(|d| d.size)
-                    .ok_or_else(|| bad(&e.path, format!("device {device} does not exist")))?;
-                if !offset.is_multiple_of(512) {
-                    return Err(bad(
-                        &e.path,
-                        format!("offset {offset} is not a multiple of 512"),
-                    ));
-                }
-                if offset.checked_add(size).is_none_or(|end| end > dev) {
-                    return Err(bad(
-                        &e.path,
-                        format!(
-                            "{size} bytes at {offset} reach past the end of device {device} ({dev} bytes)"
-                        ),
-                    ));
-                }
-            }
-            let mut cur = 0usize;
-            let (last, dirs) = parts.split_last().expect("split gives one part");
-            for c in dirs {
-                let Kind::Dir(children) = &nodes[cur].kind else {
-                    return Err(bad(&e.path, "a parent is not a directory"));
+/// Node ids in breadth-first order: the root gets the first nid, so its nid fits the 16-bit
+/// field.
+fn breadth_first(nodes: &[Node]) -> Vec<usize> {
+    let mut order = vec![0usize];
+    let mut i = 0;
+    while i < order.len() {
+        if let Kind::Dir(children) = &nodes[order[i]].kind {
+            order.extend(children.values().copied());
+        }
+        i += 1;
+    }
+    order
+}
+
+/// Data blocks after the inodes (which end at byte `end`), in `order`: each node's first block,
+/// and the image's length in blocks.
+///
+/// Errors: [`Error::TooLarge`] past 2^32 blocks.
+fn place_data(
+    order: &[usize],
+    data: &[Option<Vec<u8>>],
+    end: u64,
+    blksz: u64,
+) -> Result<(Vec<u32>, u64)> {
+    let mut blkaddr = vec![0u32; data.len()];
+    let mut next = end.div_ceil(blksz);
+    for &id in order {
+        if let Some(d) = &data[id]
+            && !d.is_empty()
+        {
+            blkaddr[id] = u32::try_from(next)
+                .map_err(|_| Error::TooLarge("metadata beyond 2^32 blocks".into()))?;
+            next += (d.len() as u64).div_ceil(blksz);
+        }
+    }
+    Ok((blkaddr, next))
+}
+
+/// Every node with its place in the metadata image, ready to be written.
+struct Placed<'a> {
+    nodes: &'a [Node],
+    chunks: &'a [Option<Chunks>],
+    data: &'a [Option<Vec<u8>>],
+    /// Byte offset of each inode.
+    pos: &'a [u64],
+    /// First data block of each node.
+    blkaddr: &'a [u32],
+    blkbits: u32,
+}
+
+impl Placed<'_> {
+    /// Writes node `id`'s inode, its chunk indexes and its data into `img`; returns whether the
+    /// inode is chunk-based.
+    ///
+    /// Errors: [`Error::TooLarge`] for a chunk beyond 2^32 blocks of its device.
+    fn write_inode(&self, img: &mut [u8], id: usize) -> Result<bool> {
+        let (nodes, blkbits) = (self.nodes, self.blkbits);
+        let blksz = 1u64 << blkbits;
+        let n = &nodes[id];
+        let subdirs = match &n.kind {
+            Kind::Dir(c) => c
+                .values()
+                .filter(|&&c| matches!(nodes[c].kind, Kind::Dir(_)))
+                .count(),
+            _ => 0,
+        };
+        let (type_bits, size, nlink) = match &n.kind {
+            Kind::Dir(_) => (
+                0o040000,
+                self.data[id].as_ref().map_or(0, |d| d.len() as u64),
+                2 + subdirs as u32,
+            ),
+            Kind::File { size, .. } => (0o100000, *size, 1),
+            Kind::Symlink(t) => (0o120000, t.len() as u64, 1),
+        };
+        let mut rec = InodeRecord {
+            layout: DataLayout::FlatPlain as u16,
+            xattr_icount: 0,
+            mode: (type_bits | (n.attrs.perm & 0o7777)) as u16,
+            size,
+            i_u: self.blkaddr[id],
+            ino: (id + 1) as u32,
+            uid: n.attrs.uid,
+            gid: n.attrs.gid,
+            mtime: n.attrs.mtime,
+            mtime_nsec: n.attrs.mtime_nsec,
+            nlink,
+        };
+        let p = self.pos[id] as usize;
+        let mut chunked = false;
+        if let (Some(c), Kind::File { device, offset, .. }) = (&self.chunks[id], &n.kind) {
+            chunked = true;
+            rec.layout = DataLayout::ChunkBased as u16;
+            rec.i_u = ((c.bits - blkbits) as u16 | CHUNK_FORMAT_INDEXES) as u32;
+            let per_chunk = 1u64 << (c.bits - blkbits);
+            for k in 0..c.count {
+                let (dev, blk) = if c.tail && k == c.count - 1 {
+                    (LOCAL_DEVICE, self.blkaddr[id] as u64)
+                } else {
+                    (*device, offset / blksz + k * per_chunk)
                 };
-                cur = match children.get(c.as_bytes()) {
-                    Some(&id) => id,
-                    None => {
-                        let id = nodes.len();
-                        nodes.push(Node {
-                            kind: Kind::Dir(BTreeMap::new()),
-                            attrs: self.root,
-                            explicit: false,
-                            parent: cur,
-                        });
-                        if let Kind::Dir(ch) = &mut nodes[cur].kind {
-                            ch.insert(c.as_bytes().to_vec(), id);
-                        }
-                        id
-                    }
-                };
-            }
-            let Kind::Dir(children) = &nodes[cur].kind else {
-                return Err(bad(&e.path, "a parent is not a directory"));
-            };
-            if let Some(&existing) = children.get(last.as_bytes()) {
-                let both_dirs =
-                    matches!(nodes[existing].kind, Kind::Dir(_)) && e.kind == MappedKind::Dir;
-                if !both_dirs {
-                    return Err(bad(&e.path, "the path is named twice"));
-                }
-                if !nodes[existing].explicit {
-                    nodes[existing].attrs = e.attrs;
-                    nodes[existing].explicit = true;
-                }
-                continue;
-            }
-            let id = nodes.len();
-            nodes.push(Node {
-                kind: match &e.kind {
-                    MappedKind::Dir => Kind::Dir(BTreeMap::new()),
-                    MappedKind::File {
-                        device,
-                        offset,
-                        size,
-                    } => Kind::File {
-                        device: *device,
-                        offset: *offset,
-                        size: *size,
-                    },
-                    MappedKind::Symlink { target } => Kind::Symlink(target.clone()),
-                },
-                attrs: e.attrs,
-                explicit: true,
-                parent: cur,
-            });
-            if let Kind::Dir(ch) = &mut nodes[cur].kind {
-                ch.insert(last.as_bytes().to_vec(), id);
+                let blk = u32::try_from(blk).map_err(|_| {
+                    Error::TooLarge(format!(
+                        "device {device} beyond 2^32 blocks of {blksz} bytes"
+                    ))
+                })?;
+                let at = p + INODE_EXTENDED_SIZE + k as usize * CHUNK_INDEX_SIZE;
+                encode_chunk_index(dev, blk, &mut img[at..at + CHUNK_INDEX_SIZE]);
             }
         }
-        Ok(nodes)
+        rec.encode(&mut img[p..p + INODE_EXTENDED_SIZE]);
+        if let Some(d) = &self.data[id] {
+            let at = self.blkaddr[id] as usize * blksz as usize;
+            img[at..at + d.len()].copy_from_slice(d);
+        }
+        Ok(chunked)
     }
+}
+
+/// Writes the superblock `sb` into `img` with a name-based UUID over everything but the UUID
+/// and the checksum, then the checksum.
+fn seal(img: &mut Vec<u8>, mut sb: SuperBlock, blkbits: u32) {
+    let blksz = 1u64 << blkbits;
+    let put_sb = |img: &mut [u8], sb: &SuperBlock| {
+        let mut b = sb.encode();
+        b[12] = blkbits as u8;
+        img[SUPER_OFFSET..SUPER_OFFSET + 128].copy_from_slice(&b);
+    };
+    put_sb(img, &sb);
+    // Name-based UUID over everything but the UUID and checksum.
+    let digest = Sha256::digest(&img[..]);
+    sb.uuid.copy_from_slice(&digest[..16]);
+    sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x50;
+    sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
+    put_sb(img, &sb);
+    // The kernel checks crc32c over one block from the superblock on, or over the rest of
+    // block 0 when a block is larger than the superblock offset (super.c).
+    let len = if blksz > SUPER_OFFSET as u64 {
+        blksz as usize - SUPER_OFFSET
+    } else {
+        blksz as usize
+    };
+    if img.len() < SUPER_OFFSET + len {
+        img.resize(SUPER_OFFSET + len, 0);
+    }
+    let crc = superblock_checksum(&img[SUPER_OFFSET..SUPER_OFFSET + len]);
+    put32(img, SUPER_OFFSET + 4, crc);
 }

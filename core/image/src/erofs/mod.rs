@@ -304,88 +304,137 @@ fn place_chunks(
         let Content::File { path, stamp } = nodes[id].content.clone() else {
             continue;
         };
-        let has_data = |start: u64, end: u64| match extents {
-            None => true,
-            Some(ext) => ext.iter().any(|&(s, e)| s < end && e > start),
+        let file = ChunkedFile {
+            path,
+            stamp,
+            size,
+            extents: extents.as_deref(),
         };
-        let padded = |len: u64| len.next_multiple_of(BLKSZ);
-        let push = |blob: &mut BlobPlan, offset: u64, len: u64| -> Result<u32> {
-            let blk = blob.len() / BLKSZ;
-            blob.segments.push(Segment::File {
-                path: path.clone(),
-                offset,
-                len,
-                expect: stamp,
-            });
-            if padded(len) > len {
-                blob.segments.push(Segment::Zero(padded(len) - len));
-            }
-            u32::try_from(blk).map_err(|_| Error::TooLarge("blob beyond 2^32 blocks".into()))
-        };
-        let dev_of = |idx: usize| -> Result<u16> {
-            u16::try_from(idx + 1).map_err(|_| Error::TooLarge("more than 65535 data blobs".into()))
-        };
-        if size >= opts.large_file {
-            let cs = opts.chunk_size;
-            let nchunks = size.div_ceil(cs);
-            let mut map = Vec::with_capacity(nchunks as usize);
-            let mut cur: Option<usize> = None;
-            for c in 0..nchunks {
-                let start = c * cs;
-                let len = cs.min(size - start);
-                if !has_data(start, start + len) {
-                    map.push(None);
-                    continue;
-                }
-                let idx = match cur {
-                    Some(i) if blobs[i].len() + padded(len) <= opts.blob_size => i,
-                    _ => {
-                        blobs.push(BlobPlan {
-                            name: String::new(),
-                            segments: Vec::new(),
-                        });
-                        blobs.len() - 1
-                    }
-                };
-                cur = Some(idx);
-                let blk = push(&mut blobs[idx], start, len)?;
-                map.push(Some((dev_of(idx)?, blk)));
-            }
-            nodes[id].data = Data::Chunks {
-                bits: cs.trailing_zeros(),
-                map,
-            };
+        nodes[id].data = if size >= opts.large_file {
+            file.large(opts, blobs)?
         } else {
-            let bits = size.next_power_of_two().trailing_zeros().max(BLKBITS);
-            if !has_data(0, size) {
-                nodes[id].data = Data::Chunks {
-                    bits,
-                    map: vec![None],
-                };
-                continue;
-            }
-            let idx = match pack {
-                Some(i) if blobs[i].len() + padded(size) <= opts.blob_size => i,
-                _ => {
-                    blobs.push(BlobPlan {
-                        name: String::new(),
-                        segments: Vec::new(),
-                    });
-                    blobs.len() - 1
-                }
-            };
-            pack = Some(idx);
-            let blk = push(&mut blobs[idx], 0, size)?;
-            nodes[id].data = Data::Chunks {
-                bits,
-                map: vec![Some((dev_of(idx)?, blk))],
-            };
-        }
+            file.small(opts, blobs, &mut pack)?
+        };
     }
     for (i, blob) in blobs.iter_mut().enumerate() {
         blob.name = format!("blob-{i:04}");
     }
     Ok(())
+}
+
+/// A regular file of at least one block being placed in the data blobs of the chunked layout.
+struct ChunkedFile<'a> {
+    path: Arc<Path>,
+    stamp: FileStamp,
+    size: u64,
+    /// Byte ranges holding data (`None`: all of it), to keep holes out of the blobs.
+    extents: Option<&'a [(u64, u64)]>,
+}
+
+impl ChunkedFile<'_> {
+    /// A large file: chunks of `opts.chunk_size` bytes, filling blobs in order and starting a
+    /// new one when the chunk does not fit; chunks holding no data map to no blob.
+    fn large(&self, opts: &ErofsOptions, blobs: &mut Vec<BlobPlan>) -> Result<Data> {
+        let (cs, size) = (opts.chunk_size, self.size);
+        let nchunks = size.div_ceil(cs);
+        let mut map = Vec::with_capacity(nchunks as usize);
+        let mut cur: Option<usize> = None;
+        for c in 0..nchunks {
+            let start = c * cs;
+            let len = cs.min(size - start);
+            if !self.has_data(start, start + len) {
+                map.push(None);
+                continue;
+            }
+            let idx = blob_with_room(blobs, cur, len, opts.blob_size);
+            cur = Some(idx);
+            let blk = self.append(&mut blobs[idx], start, len)?;
+            map.push(Some((device_of(idx)?, blk)));
+        }
+        Ok(Data::Chunks {
+            bits: cs.trailing_zeros(),
+            map,
+        })
+    }
+
+    /// A small file: one chunk (its size rounded up to a power of two), packed with other small
+    /// files into the blob `pack` until it is full.
+    fn small(
+        &self,
+        opts: &ErofsOptions,
+        blobs: &mut Vec<BlobPlan>,
+        pack: &mut Option<usize>,
+    ) -> Result<Data> {
+        let size = self.size;
+        let bits = size.next_power_of_two().trailing_zeros().max(BLKBITS);
+        if !self.has_data(0, size) {
+            return Ok(Data::Chunks {
+                bits,
+                map: vec![None],
+            });
+        }
+        let idx = blob_with_room(blobs, *pack, size, opts.blob_size);
+        *pack = Some(idx);
+        let blk = self.append(&mut blobs[idx], 0, size)?;
+        Ok(Data::Chunks {
+            bits,
+            map: vec![Some((device_of(idx)?, blk))],
+        })
+    }
+
+    /// Whether bytes `start..end` of the file hold any data.
+    fn has_data(&self, start: u64, end: u64) -> bool {
+        match self.extents {
+            None => true,
+            Some(ext) => ext.iter().any(|&(s, e)| s < end && e > start),
+        }
+    }
+
+    /// Appends `len` bytes of the file from `offset` to `blob`, padded to a block; returns the
+    /// block they start at.
+    ///
+    /// Errors: [`Error::TooLarge`] for a blob beyond 2^32 blocks.
+    fn append(&self, blob: &mut BlobPlan, offset: u64, len: u64) -> Result<u32> {
+        let blk = blob.len() / BLKSZ;
+        blob.segments.push(Segment::File {
+            path: self.path.clone(),
+            offset,
+            len,
+            expect: self.stamp,
+        });
+        let padded = len.next_multiple_of(BLKSZ);
+        if padded > len {
+            blob.segments.push(Segment::Zero(padded - len));
+        }
+        u32::try_from(blk).map_err(|_| Error::TooLarge("blob beyond 2^32 blocks".into()))
+    }
+}
+
+/// The blob `cur` when `len` more bytes (padded to a block) keep it within `blob_size`, else a
+/// new blob.
+fn blob_with_room(
+    blobs: &mut Vec<BlobPlan>,
+    cur: Option<usize>,
+    len: u64,
+    blob_size: u64,
+) -> usize {
+    match cur {
+        Some(i) if blobs[i].len() + len.next_multiple_of(BLKSZ) <= blob_size => i,
+        _ => {
+            blobs.push(BlobPlan {
+                name: String::new(),
+                segments: Vec::new(),
+            });
+            blobs.len() - 1
+        }
+    }
+}
+
+/// The device id of data blob `idx` (device 0 is the primary image).
+///
+/// Errors: [`Error::TooLarge`] beyond 65535 data blobs.
+fn device_of(idx: usize) -> Result<u16> {
+    u16::try_from(idx + 1).map_err(|_| Error::TooLarge("more than 65535 data blobs".into()))
 }
 
 /// Coalesces runs of generated bytes and short zero gaps into single buffers (few large writes

@@ -148,10 +148,81 @@ fn write_to(
     }
     let data_start = (format::SUPERBLOCK_SIZE + head.len()) as u64;
 
-    // Ids, xattrs and times, in inode order so the tables do not depend on traversal details;
-    // before any data is written, so a tree the format cannot hold fails at once (issue 11).
     let mut ids = IdTable::default();
     let mut xattrs = XattrTable::new();
+    let attrs = inode_attrs(tree, &mut codec, &mut ids, &mut xattrs)?;
+    let (file_slot, inputs) = file_inputs(tree);
+    let spec = CodecSpec {
+        kind,
+        level,
+        block_size: opts.block_size,
+    };
+    let data = data::write_data(&inputs, spec, out, out_path, data_start)?;
+    let meta = write_metadata(tree, &mut codec, &attrs, &data.files, &file_slot)?;
+    let root = meta.refs[Tree::ROOT].expect("root written last");
+
+    let mut sb = Superblock {
+        inode_count: n as u32,
+        mkfs_time: opts.mkfs_time,
+        block_size: opts.block_size,
+        fragment_count: data.fragments.len() as u32,
+        compression_id: kind.id(),
+        flags: sb_flags,
+        id_count: ids.len() as u16,
+        root_inode: format::meta_ref(root.0, root.1),
+        xattr_id_table: INVALID_U64,
+        fragment_table: INVALID_U64,
+        ..Default::default()
+    };
+    let tables = Tables {
+        meta,
+        fragments: &data.fragments,
+        ids: &ids,
+        xattrs,
+    };
+    let pos = tables.write(&mut codec, &mut sb, out, out_path, data.end)?;
+    sb.bytes_used = pos;
+    let mut first = sb.encode().to_vec();
+    first.extend_from_slice(&head);
+    out.write_all_at(&first, 0)
+        .map_err(|e| Error::io(out_path, e))?;
+    let padded = pos.next_multiple_of(format::DEVICE_BLOCK);
+    if padded > pos {
+        out.write_all_at(&vec![0u8; (padded - pos) as usize], pos)
+            .map_err(|e| Error::io(out_path, e))?;
+    }
+    tracing::debug!(bytes = padded, inodes = n, "squashfs image written");
+    Ok(SquashfsReport {
+        bytes: padded,
+        inodes: n as u64,
+        data_blocks: data.blocks,
+        fragments: data.fragments.len() as u64,
+        clamped_mtimes: attrs.clamped,
+        warnings: attrs.warnings,
+    })
+}
+
+/// What every inode carries besides its kind: its header (ids from the id table, the
+/// modification time clamped to SquashFS's range) and its xattr id.
+struct InodeAttrs {
+    headers: Vec<inode::Header>,
+    xattr_ids: Vec<u32>,
+    /// Inodes whose modification time was clamped.
+    clamped: u64,
+    warnings: Vec<String>,
+}
+
+/// Ids, xattrs and times, in inode order so the tables do not depend on traversal details;
+/// before any data is written, so a tree the format cannot hold fails at once (issue 11).
+///
+/// Errors: the id table's (over 65536 ids) and the xattr table's.
+fn inode_attrs(
+    tree: &Tree,
+    codec: &mut Codec,
+    ids: &mut IdTable,
+    xattrs: &mut XattrTable,
+) -> Result<InodeAttrs> {
+    let n = tree.inodes.len();
     let mut headers = Vec::with_capacity(n);
     let mut xattr_ids = Vec::with_capacity(n);
     let mut clamped = 0u64;
@@ -177,16 +248,25 @@ fn write_to(
             mtime,
             number: id as u32 + 1,
         });
-        xattr_ids.push(xattrs.add(&mut codec, &inode.xattrs, &inode.path)?);
+        xattr_ids.push(xattrs.add(codec, &inode.xattrs, &inode.path)?);
     }
     if clamped > 1 {
         warnings.push(format!(
             "{clamped} inodes in all had their modification time clamped"
         ));
     }
+    Ok(InodeAttrs {
+        headers,
+        xattr_ids,
+        clamped,
+        warnings,
+    })
+}
 
-    // Data: every regular file in inode order.
-    let mut file_slot = vec![usize::MAX; n];
+/// Data: every regular file in inode order, with each inode's slot among them
+/// (`usize::MAX` for inodes that are no regular file).
+fn file_inputs(tree: &Tree) -> (Vec<usize>, Vec<FileInput<'_>>) {
+    let mut file_slot = vec![usize::MAX; tree.inodes.len()];
     let mut inputs = Vec::new();
     for (id, inode) in tree.inodes.iter().enumerate() {
         if let Kind::File {
@@ -205,14 +285,28 @@ fn write_to(
             });
         }
     }
-    let spec = CodecSpec {
-        kind,
-        level,
-        block_size: opts.block_size,
-    };
-    let data = data::write_data(&inputs, spec, out, out_path, data_start)?;
+    (file_slot, inputs)
+}
 
-    // Inodes and directories, children before parents, so every reference is known when written.
+/// The inode and directory tables as written, and where each inode landed in the first.
+struct Metadata {
+    inodes: MetaWriter,
+    dirs: MetaWriter,
+    /// (block, offset) of each inode in the inode table.
+    refs: Vec<Option<(u64, u16)>>,
+}
+
+/// Inodes and directories, children before parents, so every reference is known when written.
+///
+/// Errors: [`Error::TooLarge`] for a directory table above 4 GiB; the codec's.
+fn write_metadata(
+    tree: &Tree,
+    codec: &mut Codec,
+    attrs: &InodeAttrs,
+    files: &[FileData],
+    file_slot: &[usize],
+) -> Result<Metadata> {
+    let n = tree.inodes.len();
     let parents = tree.dir_parents();
     let mut inodes = MetaWriter::new();
     let mut dirs = MetaWriter::new();
@@ -234,152 +328,163 @@ fn write_to(
                 encode_leaf(
                     tree,
                     child,
-                    &headers[child],
-                    xattr_ids[child],
-                    &data.files,
-                    &file_slot,
+                    &attrs.headers[child],
+                    attrs.xattr_ids[child],
+                    files,
+                    file_slot,
                     &empty,
                     &mut buf,
                 )?;
-                inodes.write(&mut codec, &buf)?;
+                inodes.write(codec, &buf)?;
             }
             continue;
         }
         stack.pop();
-        let children: Vec<dir::DirChild> = entries
-            .iter()
-            .map(|e| {
-                let (block, offset) = refs[e.inode].expect("children are written first");
-                dir::DirChild {
-                    name: &e.name,
-                    block,
-                    offset,
-                    inode_number: e.inode as u32 + 1,
-                    basic_type: basic_type(&tree.inodes[e.inode].kind),
-                }
-            })
-            .collect();
-        let (listing, index) = dir::encode(&children);
-        let (block, offset) = dirs.pos();
-        let upos = dirs.upos();
-        dirs.write(&mut codec, &listing)?;
-        let index = index
-            .iter()
-            .map(|p| {
-                (
-                    p.offset,
-                    dirs.block_start_of(upos + p.offset as u64) as u32,
-                    p.name,
-                )
-            })
-            .collect();
-        if dirs.upos() > u32::MAX as u64 || block > u32::MAX as u64 {
-            return Err(Error::TooLarge("directory table above 4 GiB".into()));
-        }
         let parent = if d == Tree::ROOT {
             n as u32 + 1
         } else {
             parents[d] as u32 + 1
         };
-        let di = inode::DirInode {
-            block,
-            offset,
-            listing: listing.len() as u32,
-            nlink: tree.inodes[d].nlink,
-            parent,
-            index,
-            xattr: xattr_ids[d],
-        };
+        let di = write_listing(tree, d, parent, attrs.xattr_ids[d], &refs, codec, &mut dirs)?;
         refs[d] = Some(inodes.pos());
         buf.clear();
-        inode::dir(&mut buf, &headers[d], &di);
-        inodes.write(&mut codec, &buf)?;
+        inode::dir(&mut buf, &attrs.headers[d], &di);
+        inodes.write(codec, &buf)?;
     }
-    let root = refs[Tree::ROOT].expect("root written last");
+    Ok(Metadata { inodes, dirs, refs })
+}
 
-    // Tables after the data, in the kernel's order.
-    let mut sb = Superblock {
-        inode_count: n as u32,
-        mkfs_time: opts.mkfs_time,
-        block_size: opts.block_size,
-        fragment_count: data.fragments.len() as u32,
-        compression_id: kind.id(),
-        flags: sb_flags,
-        id_count: ids.len() as u16,
-        root_inode: format::meta_ref(root.0, root.1),
-        xattr_id_table: INVALID_U64,
-        fragment_table: INVALID_U64,
-        ..Default::default()
-    };
-    let mut pos = data.end;
-    let put = |bytes: &[u8], pos: &mut u64| -> Result<()> {
-        out.write_all_at(bytes, *pos)
-            .map_err(|e| Error::io(out_path, e))?;
-        *pos += bytes.len() as u64;
-        Ok(())
-    };
-    let (inode_bytes, _) = inodes.finish(&mut codec)?;
-    sb.inode_table = pos;
-    put(&inode_bytes, &mut pos)?;
-    drop(inode_bytes);
-    let (dir_bytes, _) = dirs.finish(&mut codec)?;
-    sb.directory_table = pos;
-    put(&dir_bytes, &mut pos)?;
-    drop(dir_bytes);
-    if !data.fragments.is_empty() {
-        let raw: Vec<u8> = data
-            .fragments
-            .iter()
-            .flat_map(|&(start, size)| {
-                let mut e = start.to_le_bytes().to_vec();
-                e.extend_from_slice(&size.to_le_bytes());
-                e.extend_from_slice(&0u32.to_le_bytes());
-                e
-            })
-            .collect();
-        let (bytes, at) = lookup_table(&mut codec, &raw, pos)?;
-        sb.fragment_table = at;
-        put(&bytes, &mut pos)?;
-    }
-    let export: Vec<u8> = refs
+/// Writes the listing of directory `d` into the directory table, its children's inodes already
+/// placed in `refs`; returns its inode, naming inode number `parent` as its parent.
+fn write_listing<'t>(
+    tree: &'t Tree,
+    d: InodeId,
+    parent: u32,
+    xattr: u32,
+    refs: &[Option<(u64, u16)>],
+    codec: &mut Codec,
+    dirs: &mut MetaWriter,
+) -> Result<inode::DirInode<'t>> {
+    let entries = tree.entries(d);
+    let children: Vec<dir::DirChild> = entries
         .iter()
-        .flat_map(|r| {
-            let (b, o) = r.expect("every inode is reachable from the root");
-            format::meta_ref(b, o).to_le_bytes()
+        .map(|e| {
+            let (block, offset) = refs[e.inode].expect("children are written first");
+            dir::DirChild {
+                name: &e.name,
+                block,
+                offset,
+                inode_number: e.inode as u32 + 1,
+                basic_type: basic_type(&tree.inodes[e.inode].kind),
+            }
         })
         .collect();
-    let (bytes, at) = lookup_table(&mut codec, &export, pos)?;
-    sb.export_table = at;
-    put(&bytes, &mut pos)?;
-    let (bytes, at) = ids.encode(&mut codec, pos)?;
-    sb.id_table = at;
-    put(&bytes, &mut pos)?;
-    if xattrs.is_empty() {
-        sb.flags |= flags::NO_XATTRS;
-    } else {
-        let (bytes, at) = xattrs.encode(&mut codec, pos)?;
-        sb.xattr_id_table = at;
-        put(&bytes, &mut pos)?;
+    let (listing, index) = dir::encode(&children);
+    let (block, offset) = dirs.pos();
+    let upos = dirs.upos();
+    dirs.write(codec, &listing)?;
+    let index = index
+        .iter()
+        .map(|p| {
+            (
+                p.offset,
+                dirs.block_start_of(upos + p.offset as u64) as u32,
+                p.name,
+            )
+        })
+        .collect();
+    if dirs.upos() > u32::MAX as u64 || block > u32::MAX as u64 {
+        return Err(Error::TooLarge("directory table above 4 GiB".into()));
     }
-    sb.bytes_used = pos;
-    let mut first = sb.encode().to_vec();
-    first.extend_from_slice(&head);
-    out.write_all_at(&first, 0)
-        .map_err(|e| Error::io(out_path, e))?;
-    let padded = pos.next_multiple_of(format::DEVICE_BLOCK);
-    if padded > pos {
-        out.write_all_at(&vec![0u8; (padded - pos) as usize], pos)
-            .map_err(|e| Error::io(out_path, e))?;
-    }
-    tracing::debug!(bytes = padded, inodes = n, "squashfs image written");
-    Ok(SquashfsReport {
-        bytes: padded,
-        inodes: n as u64,
-        data_blocks: data.blocks,
-        fragments: data.fragments.len() as u64,
-        clamped_mtimes: clamped,
-        warnings,
+    Ok(inode::DirInode {
+        block,
+        offset,
+        listing: listing.len() as u32,
+        nlink: tree.inodes[d].nlink,
+        parent,
+        index,
+        xattr,
     })
+}
+
+/// The tables that follow the data, in the kernel's order: inodes, directories, fragments,
+/// export, ids, xattrs.
+struct Tables<'a> {
+    meta: Metadata,
+    /// (absolute start, on-disk size) of each fragment block.
+    fragments: &'a [(u64, u32)],
+    ids: &'a IdTable,
+    xattrs: XattrTable,
+}
+
+impl Tables<'_> {
+    /// Writes the tables from byte `pos` of `out`, setting their offsets (and the no-xattrs
+    /// flag) in `sb`; returns the offset just past the last.
+    fn write(
+        self,
+        codec: &mut Codec,
+        sb: &mut Superblock,
+        out: &File,
+        out_path: &Path,
+        mut pos: u64,
+    ) -> Result<u64> {
+        let Tables {
+            meta,
+            fragments,
+            ids,
+            xattrs,
+        } = self;
+        let put = |bytes: &[u8], pos: &mut u64| -> Result<()> {
+            out.write_all_at(bytes, *pos)
+                .map_err(|e| Error::io(out_path, e))?;
+            *pos += bytes.len() as u64;
+            Ok(())
+        };
+        let (inode_bytes, _) = meta.inodes.finish(codec)?;
+        sb.inode_table = pos;
+        put(&inode_bytes, &mut pos)?;
+        drop(inode_bytes);
+        let (dir_bytes, _) = meta.dirs.finish(codec)?;
+        sb.directory_table = pos;
+        put(&dir_bytes, &mut pos)?;
+        drop(dir_bytes);
+        if !fragments.is_empty() {
+            let raw: Vec<u8> = fragments
+                .iter()
+                .flat_map(|&(start, size)| {
+                    let mut e = start.to_le_bytes().to_vec();
+                    e.extend_from_slice(&size.to_le_bytes());
+                    e.extend_from_slice(&0u32.to_le_bytes());
+                    e
+                })
+                .collect();
+            let (bytes, at) = lookup_table(codec, &raw, pos)?;
+            sb.fragment_table = at;
+            put(&bytes, &mut pos)?;
+        }
+        let export: Vec<u8> = meta
+            .refs
+            .iter()
+            .flat_map(|r| {
+                let (b, o) = r.expect("every inode is reachable from the root");
+                format::meta_ref(b, o).to_le_bytes()
+            })
+            .collect();
+        let (bytes, at) = lookup_table(codec, &export, pos)?;
+        sb.export_table = at;
+        put(&bytes, &mut pos)?;
+        let (bytes, at) = ids.encode(codec, pos)?;
+        sb.id_table = at;
+        put(&bytes, &mut pos)?;
+        if xattrs.is_empty() {
+            sb.flags |= flags::NO_XATTRS;
+        } else {
+            let (bytes, at) = xattrs.encode(codec, pos)?;
+            sb.xattr_id_table = at;
+            put(&bytes, &mut pos)?;
+        }
+        Ok(pos)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

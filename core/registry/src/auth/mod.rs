@@ -5,30 +5,23 @@
 
 pub(crate) mod challenge;
 pub(crate) mod credentials;
+pub(crate) mod token;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use serde::Deserialize;
+use reqwest::header::HeaderValue;
 
 use crate::error::RegistryError;
 use crate::redact::{Secret, redact_url, sanitize};
-use crate::retry::{RetryPolicy, retryable_status, retryable_transport};
+use crate::retry::RetryPolicy;
 use challenge::parse_challenges;
 use credentials::Credential;
-
-/// Largest token response we read.
-const MAX_TOKEN_BODY: usize = 1 << 20;
-/// Shortest lifetime we assume for a token (containers/image does the same).
-const MIN_TOKEN_LIFETIME: u64 = 60;
-/// Longest we cache a token, whatever `expires_in` says: the value comes from the network, and an
-/// `Instant` plus an unbounded duration overflows (issue 13).
-const MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
+use token::token_expiry;
 
 /// How a registry wants to be authenticated, learnt from its first challenge.
 #[derive(Debug, Clone)]
@@ -72,49 +65,6 @@ pub(crate) struct Auth {
     plain_http_credentials: bool,
     /// Hosts already warned about, so a pull of many blobs warns once per host.
     warned: Mutex<std::collections::HashSet<String>>,
-}
-
-/// The JSON of a token response (Docker token spec and OAuth 2 spellings). `expires_in` is kept
-/// as raw JSON so a negative, fractional or huge number is ignored instead of refusing the token.
-#[derive(Deserialize)]
-struct TokenAnswer {
-    token: Option<String>,
-    access_token: Option<String>,
-    expires_in: Option<serde_json::Value>,
-}
-
-/// Why a token response body is unusable.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum BadToken {
-    /// Not token JSON at all.
-    NotJson,
-    /// JSON without a (non-empty) token.
-    NoToken,
-}
-
-/// Parses a token response body into the token and its lifetime in seconds, clamped to
-/// [`MIN_TOKEN_LIFETIME`]..=[`MAX_TOKEN_LIFETIME`].
-pub(crate) fn parse_token_answer(body: &[u8]) -> Result<(String, u64), BadToken> {
-    let a: TokenAnswer = serde_json::from_slice(body).map_err(|_| BadToken::NotJson)?;
-    let token = a
-        .token
-        .or(a.access_token)
-        .filter(|t| !t.is_empty())
-        .ok_or(BadToken::NoToken)?;
-    let lifetime = a
-        .expires_in
-        .and_then(|v| v.as_u64())
-        .unwrap_or(MIN_TOKEN_LIFETIME)
-        .clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
-    Ok((token, lifetime))
-}
-
-/// When a token obtained at `now` with `lifetime` seconds should be thrown away: 5 s early, so
-/// a request never carries one that expires on the way.
-pub(crate) fn token_expiry(now: Instant, lifetime: u64) -> Instant {
-    let lifetime = Duration::from_secs(lifetime.min(MAX_TOKEN_LIFETIME));
-    now.checked_add(lifetime.saturating_sub(Duration::from_secs(5)))
-        .unwrap_or(now)
 }
 
 /// The token scope for a repository: `repository:<name>:pull[,push]`.
@@ -207,7 +157,7 @@ impl Auth {
     fn plain_http_guard(
         &self,
         host: &str,
-        denied: &dyn Fn(String) -> RegistryError,
+        denied: &(dyn Fn(String) -> RegistryError + Sync),
     ) -> Result<(), RegistryError> {
         if crate::reference::is_loopback_host(host) {
             return Ok(());
@@ -308,36 +258,7 @@ impl Auth {
         let bearer = challenges.iter().find(|c| c.scheme == "bearer");
         let basic = challenges.iter().find(|c| c.scheme == "basic");
         if let Some(b) = bearer {
-            let realm = b
-                .param("realm")
-                .ok_or_else(|| denied("401 with a Bearer challenge that has no realm".into()))?
-                .to_string();
-            let service = b.param("service").map(str::to_string);
-            let realm_url = reqwest::Url::parse(&realm).map_err(|_| {
-                denied(format!(
-                    "the token realm {:?} is not a URL",
-                    sanitize(&realm, 100)
-                ))
-            })?;
-            match realm_url.scheme() {
-                "https" => {}
-                "http" if !https => {
-                    if self.credential(registry).await?.is_some() {
-                        let host = match realm_url.port() {
-                            Some(p) => format!("{}:{p}", realm_url.host_str().unwrap_or_default()),
-                            None => realm_url.host_str().unwrap_or_default().to_string(),
-                        };
-                        self.plain_http_guard(&host, &denied)?;
-                    }
-                }
-                "http" => {
-                    return Err(denied(format!(
-                        "refusing to send credentials to the plain-HTTP token realm {}",
-                        redact_url(&realm_url)
-                    )));
-                }
-                s => return Err(denied(format!("unsupported token realm scheme {s:?}"))),
-            }
+            let (realm, service) = self.token_realm(registry, b, https, &denied).await?;
             self.schemes.lock().expect("scheme lock").insert(
                 registry.to_string(),
                 Scheme::Bearer {
@@ -364,30 +285,7 @@ impl Auth {
             return Ok(());
         }
         if basic.is_some() {
-            if used == Used::Basic {
-                return Err(denied(
-                    "401 Unauthorized: the registry refused the user name and password".into(),
-                ));
-            }
-            let cred = self.credential(registry).await?;
-            if cred.is_some() && !https {
-                self.plain_http_guard(registry, &denied)?;
-            }
-            return match cred {
-                Some(Credential::Basic { .. }) => {
-                    self.schemes
-                        .lock()
-                        .expect("scheme lock")
-                        .insert(registry.to_string(), Scheme::Basic);
-                    Ok(())
-                }
-                Some(Credential::IdentityToken(_)) => Err(denied(
-                    "the registry wants Basic auth but only an identity token is stored".into(),
-                )),
-                None => Err(denied(
-                    "401 Unauthorized: the registry requires credentials".into(),
-                )),
-            };
+            return self.adopt_basic(registry, used, https, &denied).await;
         }
         Err(denied(if challenges.is_empty() {
             "401 Unauthorized without a WWW-Authenticate challenge".into()
@@ -397,6 +295,83 @@ impl Auth {
                 challenges[0].scheme
             )
         }))
+    }
+
+    /// The realm and service of a Bearer challenge `b`, once the realm is a URL fspack may
+    /// send credentials to: https, or plain http for a plain-http registry the user allowed.
+    async fn token_realm(
+        &self,
+        registry: &str,
+        b: &challenge::Challenge,
+        https: bool,
+        denied: &(dyn Fn(String) -> RegistryError + Sync),
+    ) -> Result<(String, Option<String>), RegistryError> {
+        let realm = b
+            .param("realm")
+            .ok_or_else(|| denied("401 with a Bearer challenge that has no realm".into()))?
+            .to_string();
+        let service = b.param("service").map(str::to_string);
+        let realm_url = reqwest::Url::parse(&realm).map_err(|_| {
+            denied(format!(
+                "the token realm {:?} is not a URL",
+                sanitize(&realm, 100)
+            ))
+        })?;
+        match realm_url.scheme() {
+            "https" => {}
+            "http" if !https => {
+                if self.credential(registry).await?.is_some() {
+                    let host = match realm_url.port() {
+                        Some(p) => format!("{}:{p}", realm_url.host_str().unwrap_or_default()),
+                        None => realm_url.host_str().unwrap_or_default().to_string(),
+                    };
+                    self.plain_http_guard(&host, denied)?;
+                }
+            }
+            "http" => {
+                return Err(denied(format!(
+                    "refusing to send credentials to the plain-HTTP token realm {}",
+                    redact_url(&realm_url)
+                )));
+            }
+            s => return Err(denied(format!("unsupported token realm scheme {s:?}"))),
+        }
+        Ok((realm, service))
+    }
+
+    /// Answers a Basic challenge: Basic auth from then on when a user name and password are
+    /// stored (`used`: what the refused request carried).
+    async fn adopt_basic(
+        &self,
+        registry: &str,
+        used: Used,
+        https: bool,
+        denied: &(dyn Fn(String) -> RegistryError + Sync),
+    ) -> Result<(), RegistryError> {
+        if used == Used::Basic {
+            return Err(denied(
+                "401 Unauthorized: the registry refused the user name and password".into(),
+            ));
+        }
+        let cred = self.credential(registry).await?;
+        if cred.is_some() && !https {
+            self.plain_http_guard(registry, denied)?;
+        }
+        match cred {
+            Some(Credential::Basic { .. }) => {
+                self.schemes
+                    .lock()
+                    .expect("scheme lock")
+                    .insert(registry.to_string(), Scheme::Basic);
+                Ok(())
+            }
+            Some(Credential::IdentityToken(_)) => Err(denied(
+                "the registry wants Basic auth but only an identity token is stored".into(),
+            )),
+            None => Err(denied(
+                "401 Unauthorized: the registry requires credentials".into(),
+            )),
+        }
     }
 
     /// Gets a token for `scope`, one fetch at a time. With `stale = Some(id)` a token with that id
@@ -446,133 +421,5 @@ impl Auth {
             .insert((registry.to_string(), scope.to_string()), t.clone());
         tracing::debug!(registry, scope, "obtained a bearer token");
         Ok(t)
-    }
-
-    /// One token request, retried on transient failures.
-    #[allow(clippy::too_many_arguments)]
-    async fn fetch_token(
-        &self,
-        http: &reqwest::Client,
-        policy: &RetryPolicy,
-        registry: &str,
-        repository: &str,
-        realm: &str,
-        service: Option<&str>,
-        scope: &str,
-        cred: Option<&Credential>,
-    ) -> Result<(Secret, u64), RegistryError> {
-        let denied = |detail: String| RegistryError::Auth {
-            registry: crate::reference::display_registry(registry).to_string(),
-            repository: repository.to_string(),
-            detail,
-        };
-        let mut url = reqwest::Url::parse(realm)
-            .map_err(|_| denied("the token realm is not a URL".into()))?;
-        let shown = redact_url(&url);
-        let mut attempt = 0u32;
-        loop {
-            let rb = match cred {
-                Some(Credential::IdentityToken(refresh)) => {
-                    let mut form = reqwest::Url::parse("http://form.invalid/").expect("static URL");
-                    {
-                        let mut q = form.query_pairs_mut();
-                        q.append_pair("grant_type", "refresh_token");
-                        q.append_pair("refresh_token", refresh.expose());
-                        q.append_pair("client_id", "fspack");
-                        q.append_pair("scope", scope);
-                        if let Some(s) = service {
-                            q.append_pair("service", s);
-                        }
-                    }
-                    http.post(url.clone())
-                        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                        .body(form.query().unwrap_or_default().to_string())
-                }
-                other => {
-                    url.query_pairs_mut().clear();
-                    {
-                        let mut q = url.query_pairs_mut();
-                        if let Some(s) = service {
-                            q.append_pair("service", s);
-                        }
-                        q.append_pair("scope", scope);
-                        if let Some(Credential::Basic { username, .. }) = other {
-                            q.append_pair("account", username);
-                        }
-                    }
-                    let rb = http.get(url.clone());
-                    match other {
-                        Some(Credential::Basic { username, password }) => {
-                            rb.header(AUTHORIZATION, basic_header(username, password))
-                        }
-                        _ => rb,
-                    }
-                }
-            };
-            let transient = match rb.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    let body = crate::response::read_capped(resp, MAX_TOKEN_BODY).await;
-                    match body {
-                        Ok(b) => {
-                            let (tok, lifetime) =
-                                parse_token_answer(&b).map_err(|why| RegistryError::Protocol {
-                                    url: shown.clone(),
-                                    detail: match why {
-                                        BadToken::NotJson => {
-                                            "the token service did not answer with token JSON"
-                                        }
-                                        BadToken::NoToken => {
-                                            "the token service answered without a token"
-                                        }
-                                    }
-                                    .into(),
-                                })?;
-                            return Ok((Secret::new(tok), lifetime));
-                        }
-                        Err(e) => e.to_string(),
-                    }
-                }
-                Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => {
-                    let who = match cred {
-                        Some(Credential::Basic { username, .. }) => {
-                            format!("the token service refused the credentials of {username:?}")
-                        }
-                        Some(Credential::IdentityToken(_)) => {
-                            "the token service refused the stored identity token".into()
-                        }
-                        None => "the token service refused anonymous access".into(),
-                    };
-                    return Err(denied(format!("{who} ({})", resp.status())));
-                }
-                Ok(resp) if retryable_status(resp.status()) => {
-                    format!("token service answered {}", resp.status())
-                }
-                Ok(resp) => {
-                    let detail = crate::response::error_detail(resp).await;
-                    return Err(RegistryError::Protocol { url: shown, detail });
-                }
-                Err(e) if retryable_transport(&e) => e.without_url().to_string(),
-                Err(e) => {
-                    return Err(crate::response::net_error(
-                        "get a token from",
-                        &url,
-                        e,
-                        attempt + 1,
-                    ));
-                }
-            };
-            attempt += 1;
-            if attempt > policy.max_retries {
-                return Err(RegistryError::Network {
-                    action: "get a token from".into(),
-                    url: shown,
-                    attempts: attempt,
-                    hint: None,
-                    source: Box::new(crate::error::Failure(transient)),
-                });
-            }
-            tracing::warn!(url = %shown, attempt, "token request failed, retrying: {transient}");
-            tokio::time::sleep(policy.delay(attempt, None)).await;
-        }
     }
 }

@@ -59,24 +59,7 @@ impl Walker<'_> {
                 let (name, p, o) = self.meta("directory listing", pos, off, n, bounds)?;
                 (pos, off) = (p, o);
                 left -= n as u64;
-                if name.contains(&b'/') || name.contains(&0) || name == b"." || name == b".." {
-                    return Err(self.img.bad(
-                        "dirent name",
-                        format!("{path}: name {:?}", String::from_utf8_lossy(&name)),
-                    ));
-                }
-                if let Some(prev) = out.last()
-                    && prev.name >= name
-                {
-                    return Err(self.img.bad(
-                        "directory order",
-                        format!(
-                            "{path}: {:?} after {:?}; the kernel's lookup would miss it",
-                            String::from_utf8_lossy(&name),
-                            String::from_utf8_lossy(&prev.name)
-                        ),
-                    ));
-                }
+                self.check_name(&out, &name, path)?;
                 let kind = le16(&e, 4);
                 if !(1..=7).contains(&kind) {
                     return Err(self
@@ -92,6 +75,44 @@ impl Walker<'_> {
                 });
             }
         }
+        self.check_index(dir, &headers, &out, path)?;
+        Ok(out)
+    }
+
+    /// Checks an entry's `name`: no `/` or NUL, not `.` or `..`, and after the entries before
+    /// it (`out`) in strictly ascending byte order.
+    fn check_name(&self, out: &[Dirent], name: &[u8], path: &str) -> Result<()> {
+        if name.contains(&b'/') || name.contains(&0) || name == b"." || name == b".." {
+            return Err(self.img.bad(
+                "dirent name",
+                format!("{path}: name {:?}", String::from_utf8_lossy(name)),
+            ));
+        }
+        if let Some(prev) = out.last()
+            && prev.name.as_slice() >= name
+        {
+            return Err(self.img.bad(
+                "directory order",
+                format!(
+                    "{path}: {:?} after {:?}; the kernel's lookup would miss it",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(&prev.name)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that every index entry of the extended directory `dir` names, in ascending
+    /// order, a header of its listing (`headers`: listing position, block, first entry in
+    /// `out`) with that block and first name.
+    fn check_index(
+        &self,
+        dir: &Inode,
+        headers: &[(u64, u64, usize)],
+        out: &[Dirent],
+        path: &str,
+    ) -> Result<()> {
         let mut after = None;
         for (i, (at, block, name)) in dir.dir_index.iter().enumerate() {
             let header = headers.iter().find(|h| h.0 == *at);
@@ -110,6 +131,6 @@ impl Walker<'_> {
             }
             after = Some(*at);
         }
-        Ok(out)
+        Ok(())
     }
 }
