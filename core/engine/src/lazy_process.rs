@@ -10,7 +10,7 @@ use fspack_store::LazyRecord;
 
 /// The FUSE mount point in a server's state directory: `fuse/`, as
 /// [`LazyRecord::state_dir`] documents.
-pub(crate) fn fuse_dir(state_dir: &Path) -> PathBuf {
+pub fn fuse_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("fuse")
 }
 

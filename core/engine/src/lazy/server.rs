@@ -108,10 +108,7 @@ impl RemoteSpec {
     }
 }
 
-/// The FUSE mount point inside a state directory.
-pub fn fuse_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("fuse")
-}
+pub use crate::lazy_process::fuse_dir;
 
 /// Runs a server: reads the spec from `input`, answers `ready` on `ready`, serves until done.
 ///
