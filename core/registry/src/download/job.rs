@@ -61,7 +61,8 @@ impl Job<'_> {
     }
 
     /// Fetches `[start, end)` (whole units). `whole` means the range is the entire blob, where a
-    /// 200 is fine.
+    /// 200 is fine. A cut body is asked for again from its last whole unit, a bad chunk from its
+    /// start, each within their limits (retries, [`Job::chunk_attempts`]).
     pub(super) async fn fetch(&self, start: u64, end: u64, whole: bool) -> Result<(), RangeError> {
         let ctx = Ctx {
             r: self.r,
@@ -80,89 +81,23 @@ impl Job<'_> {
                 req.headers.insert(RANGE, v);
             }
             let resp = self.client.send_with(ctx, &req, &mut st).await?;
-            let limit = match resp.status() {
-                StatusCode::PARTIAL_CONTENT => {
-                    let Some((a, b, total)) = content_range(&resp) else {
-                        return Err(RangeError::Ignored(
-                            "206 without a valid Content-Range".into(),
-                        ));
-                    };
-                    if let Some(t) = total
-                        && t != self.size
-                    {
-                        return Err(RangeError::Fatal(RegistryError::SizeMismatch {
-                            what: self.what(),
-                            expected: self.size,
-                            actual: t.to_string(),
-                        }));
-                    }
-                    if a != pos || b >= end {
-                        return Err(RangeError::Ignored(format!(
-                            "asked for bytes {pos}-{}, got {a}-{b}",
-                            end - 1
-                        )));
-                    }
-                    b + 1
-                }
-                StatusCode::OK if whole => {
-                    if let Some(n) = resp
-                        .headers()
-                        .get(CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        && n != self.size
-                    {
-                        return Err(RangeError::Fatal(RegistryError::SizeMismatch {
-                            what: self.what(),
-                            expected: self.size,
-                            actual: n.to_string(),
-                        }));
-                    }
-                    if pos != 0 {
-                        tracing::warn!(url = %redact_url(&self.url), "server ignored Range on resume; starting the blob again");
-                        pos = 0;
-                        at_last_failure = 0;
-                        self.progress.reset(0);
-                    }
-                    end
-                }
-                StatusCode::OK => {
-                    return Err(RangeError::Ignored("200 to a ranged request".into()));
-                }
-                StatusCode::NOT_FOUND => {
-                    return Err(RangeError::Fatal(RegistryError::NotFound {
-                        what: format!("blob {}", self.digest),
-                        reference: self.r.repo_display(),
-                    }));
-                }
-                _ => return Err(RangeError::Fatal(unexpected(&self.url, resp).await)),
+            let Some(limit) = self.body_limit(&resp, pos, end, whole)? else {
+                return Err(RangeError::Fatal(unexpected(&self.url, resp).await));
             };
             let whole_body = whole && resp.status() == StatusCode::OK;
+            if whole_body && pos != 0 {
+                tracing::warn!(url = %redact_url(&self.url), "server ignored Range on resume; starting the blob again");
+                pos = 0;
+                at_last_failure = 0;
+                self.progress.reset(0);
+            }
             match self.copy(resp, &mut pos, limit, whole_body).await {
                 Ok(()) => {
                     // A short but valid 206: ask for the rest.
                     st = Attempts::default();
                 }
                 Err(CopyError::Fatal(e)) => return Err(RangeError::Fatal(e)),
-                Err(CopyError::BadChunk(i)) => {
-                    let n = bad.entry(i).or_insert(0);
-                    *n += 1;
-                    let (a, b) = self.units.range(i);
-                    let chunks = self.units.chunks.as_ref().expect("only indexed units fail");
-                    if *n >= self.chunk_attempts {
-                        return Err(RangeError::Fatal(RegistryError::ChunkMismatch {
-                            what: self.what(),
-                            chunk: i,
-                            start: a,
-                            end: b,
-                            expected: chunks.chunk_digest(i),
-                            attempts: *n,
-                            registry: self.r.registry.clone(),
-                        }));
-                    }
-                    tracing::warn!(digest = %self.digest, chunk = i, start = a, end = b, "chunk failed verification; fetching it again");
-                    self.refetched.fetch_add(1, Ordering::Relaxed);
-                }
+                Err(CopyError::BadChunk(i)) => self.bad_chunk(i, &mut bad)?,
                 Err(CopyError::Cut(why)) => {
                     if pos - at_last_failure >= PROGRESS_RESETS_RETRIES {
                         st = Attempts::default();
@@ -180,6 +115,88 @@ impl Job<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Where the body of `resp`, the answer to a GET of `[pos, end)`, stops being ours: the end
+    /// of its `Content-Range` for a 206, `end` for a 200 to a whole-blob GET. `None` for a
+    /// status the caller turns into an error of its own. Errors: `Ignored` when the server did
+    /// not honour the Range, `Fatal` for a size other than the descriptor's or a 404.
+    fn body_limit(
+        &self,
+        resp: &Response,
+        pos: u64,
+        end: u64,
+        whole: bool,
+    ) -> Result<Option<u64>, RangeError> {
+        let wrong_size = |actual: u64| {
+            RangeError::Fatal(RegistryError::SizeMismatch {
+                what: self.what(),
+                expected: self.size,
+                actual: actual.to_string(),
+            })
+        };
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let Some((a, b, total)) = content_range(resp) else {
+                    return Err(RangeError::Ignored(
+                        "206 without a valid Content-Range".into(),
+                    ));
+                };
+                if let Some(t) = total
+                    && t != self.size
+                {
+                    return Err(wrong_size(t));
+                }
+                if a != pos || b >= end {
+                    return Err(RangeError::Ignored(format!(
+                        "asked for bytes {pos}-{}, got {a}-{b}",
+                        end - 1
+                    )));
+                }
+                Ok(Some(b + 1))
+            }
+            StatusCode::OK if whole => {
+                if let Some(n) = resp
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    && n != self.size
+                {
+                    return Err(wrong_size(n));
+                }
+                Ok(Some(end))
+            }
+            StatusCode::OK => Err(RangeError::Ignored("200 to a ranged request".into())),
+            StatusCode::NOT_FOUND => Err(RangeError::Fatal(RegistryError::NotFound {
+                what: format!("blob {}", self.digest),
+                reference: self.r.repo_display(),
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Counts a failed verification of unit `i` (a chunk of the index); an error once it has
+    /// failed [`Job::chunk_attempts`] times, else the caller fetches it again.
+    fn bad_chunk(&self, i: usize, bad: &mut HashMap<usize, u32>) -> Result<(), RangeError> {
+        let n = bad.entry(i).or_insert(0);
+        *n += 1;
+        let (a, b) = self.units.range(i);
+        let chunks = self.units.chunks.as_ref().expect("only indexed units fail");
+        if *n >= self.chunk_attempts {
+            return Err(RangeError::Fatal(RegistryError::ChunkMismatch {
+                what: self.what(),
+                chunk: i,
+                start: a,
+                end: b,
+                expected: chunks.chunk_digest(i),
+                attempts: *n,
+                registry: self.r.registry.clone(),
+            }));
+        }
+        tracing::warn!(digest = %self.digest, chunk = i, start = a, end = b, "chunk failed verification; fetching it again");
+        self.refetched.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
