@@ -18,7 +18,7 @@
 //! Every piece is written through the page cache. Writing the in-order pieces with `O_DIRECT`
 //! (1 MiB writes, past the page cache) saved CPU but lost on the disk: the 2 GiB pull on this
 //! machine's virtio disk took 6.9-10.1 s that way and 4.5-4.9 s buffered, where the kernel's
-//! writeback sends large requests (issue 9, session 5, three interleaved runs each).
+//! writeback sends large requests (issue 9; measured 2026-11-30, three interleaved runs each).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
