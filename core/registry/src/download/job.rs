@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use reqwest::header::{CONTENT_LENGTH, HeaderValue, RANGE};
 use reqwest::{Method, Response, StatusCode, Url};
 
-use super::units::{UnitBuf, Units};
+use super::units::Units;
 use super::{BlobSink, PROGRESS_RESETS_RETRIES, RangeDone, content_range};
 use crate::Progress;
 use crate::client::Client;
@@ -210,7 +210,8 @@ impl Job<'_> {
         limit: u64,
         whole_body: bool,
     ) -> Result<(), CopyError> {
-        let mut buf = UnitBuf::default();
+        // One unit at a time, reused from unit to unit: the allocation is made once per range.
+        let mut buf: Vec<u8> = Vec::new();
         let mut received = 0u64;
         let body_len = if whole_body { self.size } else { limit - *pos };
         loop {
@@ -246,9 +247,9 @@ impl Job<'_> {
                 let i = self.units.at(*pos);
                 let (_, e) = self.units.range(i);
                 let need = (e - *pos) as usize;
-                buf.reserve(need);
+                buf.reserve(need.saturating_sub(buf.len()));
                 let take = (need - buf.len()).min(data.len());
-                buf.extend(&data[..take]);
+                buf.extend_from_slice(&data[..take]);
                 data = &data[take..];
                 if buf.len() == need {
                     buf = self.hand_over(i, *pos, buf).await?;
@@ -271,15 +272,15 @@ impl Job<'_> {
         &self,
         i: usize,
         at: u64,
-        unit: UnitBuf,
-    ) -> Result<UnitBuf, CopyError> {
+        unit: Vec<u8>,
+    ) -> Result<Vec<u8>, CopyError> {
         let (sink, chunks) = (self.sink.clone(), self.units.chunks.clone());
         let n = unit.len() as u64;
         let res = tokio::task::spawn_blocking(move || {
             let mut unit = unit;
             let res = match &chunks {
-                Some(c) if !c.verify(i, unit.bytes()) => Ok(false),
-                _ => sink.write_at(at, unit.bytes()).map(|()| true),
+                Some(c) if !c.verify(i, &unit) => Ok(false),
+                _ => sink.write_at(at, &unit).map(|()| true),
             };
             unit.clear();
             (unit, res)

@@ -1,5 +1,5 @@
-//! How a blob is cut for verification and handed over: [`Units`] (the chunks of its chunk index,
-//! or fixed-size pieces) and [`UnitBuf`] (one unit collected from the body).
+//! How a blob is cut for verification and handed over: [`Units`], the chunks of its chunk index
+//! or fixed-size pieces.
 
 use std::sync::Arc;
 
@@ -75,35 +75,5 @@ impl Units {
             }
         }
         out
-    }
-}
-
-/// One unit being collected from a body, reused from unit to unit of a range: the allocation
-/// is made once, not per MiB.
-#[derive(Default)]
-pub(super) struct UnitBuf {
-    v: Vec<u8>,
-}
-
-impl UnitBuf {
-    pub(super) fn len(&self) -> usize {
-        self.v.len()
-    }
-
-    pub(super) fn bytes(&self) -> &[u8] {
-        &self.v
-    }
-
-    pub(super) fn clear(&mut self) {
-        self.v.clear();
-    }
-
-    /// Makes room for a unit of `need` bytes without moving it later.
-    pub(super) fn reserve(&mut self, need: usize) {
-        self.v.reserve(need.saturating_sub(self.v.len()));
-    }
-
-    pub(super) fn extend(&mut self, data: &[u8]) {
-        self.v.extend_from_slice(data);
     }
 }
