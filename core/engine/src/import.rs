@@ -6,8 +6,6 @@
 //! its digest once, at the copy, exactly as a registry pull does, so only verified blobs are ever
 //! mounted. The layout itself is only read (see [`LayoutReader`]); nothing is written into it.
 
-use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -132,22 +130,9 @@ fn copy_blob(
     }
     let title = layer_title(d);
     let id = reporter.start(&title, d.size);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut off = 0u64;
-    loop {
-        let n = src
-            .read(&mut buf)
-            .map_err(|e| EngineError::io(&src_path, e))?;
-        if n == 0 {
-            break;
-        }
-        ingest
-            .file()
-            .write_all_at(&buf[..n], off)
-            .map_err(|e| EngineError::io(&src_path, e))?;
-        off += n as u64;
-        reporter.advance(id, n as u64);
-    }
+    ingest
+        .copy_from(&mut src, &mut |n| reporter.advance(id, n))
+        .map_err(|e| EngineError::io(&src_path, e))?;
     ingest.commit()?;
     reporter.finish(id);
     Ok(())

@@ -157,6 +157,30 @@ impl Ingest {
         &self.file
     }
 
+    /// Copies all of `src` into the file from offset 0, in 1 MiB pieces, telling `progress` the
+    /// bytes of each piece (local copies: an import, a push to an `oci:` layout). Journals and
+    /// hashes nothing: [`Ingest::commit`] verifies. Returns the bytes copied.
+    ///
+    /// Errors: the `io::Error` of a read or a write (the caller names the source).
+    pub fn copy_from(
+        &self,
+        src: &mut dyn std::io::Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0u64;
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                return Ok(off);
+            }
+            self.file.write_all_at(&buf[..n], off)?;
+            off += n as u64;
+            progress(n as u64);
+        }
+    }
+
     /// The digest being ingested.
     pub fn digest(&self) -> &str {
         &self.digest

@@ -2,7 +2,6 @@
 //! knows both, so the use case in [`super::push`] reads as its order of operations.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::Arc;
 
 use fspack_registry::{BlobSource, Client};
@@ -142,22 +141,10 @@ impl Destination<'_> {
                 let (src, bars, path) = (src.clone(), reporter.clone(), path.clone());
                 let id = reporter.start(&name, d.size);
                 tokio::task::spawn_blocking(move || -> Result<()> {
-                    use std::os::unix::fs::FileExt;
                     let mut r = src.open_at(0).map_err(|e| EngineError::io(&path, e))?;
-                    let mut buf = vec![0u8; 1 << 20];
-                    let mut off = 0u64;
-                    loop {
-                        let n = r.read(&mut buf).map_err(|e| EngineError::io(&path, e))?;
-                        if n == 0 {
-                            break;
-                        }
-                        ingest
-                            .file()
-                            .write_all_at(&buf[..n], off)
-                            .map_err(|e| EngineError::io(&path, e))?;
-                        off += n as u64;
-                        bars.advance(id, n as u64);
-                    }
+                    ingest
+                        .copy_from(&mut r, &mut |n| bars.advance(id, n))
+                        .map_err(|e| EngineError::io(&path, e))?;
                     ingest.commit()?;
                     Ok(())
                 })
