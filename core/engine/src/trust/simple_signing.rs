@@ -21,9 +21,10 @@ pub const MEDIA_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// Largest payload fspack reads; cosign's are a few hundred bytes.
 pub const MAX_PAYLOAD: usize = 64 << 10;
 
-/// The tag under which signatures of `digest` live: `sha256:<hex>` becomes `sha256-<hex>.sig`.
+/// The tag under which signatures of `digest` live: `sha256:<hex>` becomes `sha256-<hex>.sig`,
+/// cosign's suffix on the referrers tag schema's form of the digest.
 pub fn signature_tag(digest: &str) -> String {
-    format!("{}.sig", digest.replacen(':', "-", 1))
+    format!("{}.sig", crate::referrers::referrers_tag(digest))
 }
 
 /// The reference of the signature manifest of `digest` in `r`'s repository.

@@ -1,7 +1,8 @@
-//! The fetching half of the lazy fill: one worker's job fetched with HTTP Range, split into
-//! chunks, each verified against the chunk index before it is written and marked present; a
-//! blob without an index streamed whole and committed before any reader is answered; and the
-//! commit of a complete blob, exactly as an eager pull commits.
+//! The fetching half of the lazy fill: one worker's job streamed with one HTTP Range request
+//! through the registry client, each chunk verified against the chunk index before it is
+//! written and marked present ([`ChunkSink`]); a blob without an index streamed whole and
+//! committed before any reader is answered; and the commit of a complete blob, exactly as an
+//! eager pull commits.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -58,9 +59,10 @@ impl Fill {
                 }
                 Err(fspack_registry::RegistryError::ChunkMismatch { chunk: i, .. }) => {
                     let r = blob.index.chunk(i);
+                    // The body got as far as the end of the bad chunk.
                     self.counters
                         .bytes_received
-                        .fetch_add(r.start - start + (r.end - r.start), Ordering::Relaxed);
+                        .fetch_add(r.end - start, Ordering::Relaxed);
                     // The chunks before `i` are present; `i` is tried again (or given up for
                     // now), and the rest of the run, still claimed, follows it.
                     let from = if self.chunk_failed(job.blob, i) {

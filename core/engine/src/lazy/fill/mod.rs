@@ -9,8 +9,9 @@
 //! served one chunk at a time. A run is one Range request streamed through the registry
 //! client, which hashes each chunk as it completes and compares it with its index entry; only
 //! matching chunks are written (through the store's [`Ingest`], which journals them for a
-//! resume) and marked present, one by one, so a reader waits for its chunk, not for the run. A chunk that fails
-//! [`CHUNK_ATTEMPTS`] times answers its readers with `EIO` and is retried later, never served.
+//! resume) and marked present, one by one, so a reader waits for its chunk, not for the run.
+//! A chunk that fails [`CHUNK_ATTEMPTS`] times answers its readers with `EIO` and is retried
+//! later, never served.
 //!
 //! A blob without a chunk index (a model layer from another tool, issue 15) is one chunk whose
 //! checksum is the blob's digest ([`ChunkIndex::whole`]): a worker streams all of it into the
