@@ -79,14 +79,17 @@ pub(crate) fn model_index_mode(size: u64) -> IndexMode {
 /// With a `cache` and a `key`, a layer hashed before with the same key is not read: its digest
 /// and chunk index come from the store's digest cache ([`crate::digest_cache`], issue 14), and a
 /// layer hashed here is recorded there for the next push.
-pub(crate) async fn hash(
+///
+/// The work starts when this is called, not when the future is first polled, so a caller can
+/// hash ahead of what it awaits ([`crate::push`]). Dropping the future does not stop it.
+pub(crate) fn hash(
     src: Arc<dyn BlobSource>,
     reporter: Arc<dyn Reporter>,
     bar: usize,
     mode: IndexMode,
     cache: Option<(DigestCache, CacheKey)>,
-) -> Result<Hashed> {
-    tokio::task::spawn_blocking(move || {
+) -> impl Future<Output = Result<Hashed>> + 'static {
+    let task = tokio::task::spawn_blocking(move || {
         let advance = |n| reporter.advance(bar, n);
         let Some((cache, key)) = cache else {
             return hash_blocking(src, &advance, mode);
@@ -108,10 +111,12 @@ pub(crate) async fn hash(
         };
         cache.put(&key, &entry);
         Ok(assemble(src, digest, index, mode))
-    })
-    .await
-    .expect("hash task does not panic")
-    .map_err(source_error)
+    });
+    async move {
+        task.await
+            .expect("hash task does not panic")
+            .map_err(source_error)
+    }
 }
 
 /// A hashed layer.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use fspack_registry::{BlobSource, BytesSource, Client, UploadMode};
 use fspack_store::Store;
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::{StreamExt, TryFutureExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use self::layers::{PlanSource, meta_layer};
@@ -25,7 +25,7 @@ use crate::artifact::*;
 use crate::build::ImageSettings;
 use crate::digest_cache::DigestCache;
 use crate::error::{EngineError, Result};
-use crate::layer_hash::{IndexMode, hash, indexed_size, model_index_mode};
+use crate::layer_hash::{Hashed, IndexMode, hash, indexed_size, model_index_mode};
 use crate::report::Reporter;
 use crate::staged::{Layer, Prepared, Primary};
 use crate::target::Target;
@@ -241,10 +241,21 @@ struct LayerTask<'a> {
 impl LayerTask<'_> {
     /// Sends the `layers`, `jobs` at a time, then the `primary` of a chunked EROFS image, which
     /// names the devices' digests (issue 13); returns them in manifest order.
+    ///
+    /// Hashing runs ahead of the uploads: up to `jobs` layers beyond those in flight are hashed
+    /// while the others upload, so an upload slot that frees finds its next blob's digest ready.
+    /// Hashing inside each upload task left every slot idle for its blob's hash (0.05-0.1 s per
+    /// 32 MiB blob, measured on the capped profile: 4 rounds of 4 blobs lost 0.4 s; issue 14).
     async fn run_all(&self, layers: &[Layer], primary: Option<Primary>) -> Result<Vec<Pushed>> {
-        let work = layers.iter().enumerate().map(|(i, l)| self.run(i, l));
-        let mut done: Vec<Pushed> = stream::iter(work)
-            .buffer_unordered(self.settings.jobs.max(1))
+        let jobs = self.settings.jobs.max(1);
+        let hashed = stream::iter(layers.iter().enumerate())
+            .map(|(i, l)| self.hash(l).map_ok(move |h| (i, l, h)))
+            // The stream below takes from this one only when a slot frees; one more than
+            // `jobs` keeps a hash running meanwhile, even with `--jobs 1`.
+            .buffered(jobs + 1);
+        let mut done: Vec<Pushed> = hashed
+            .map_ok(|(i, l, h)| self.send(i, l, h))
+            .try_buffer_unordered(jobs)
             .try_collect()
             .await?;
         done.sort_by_key(|p| p.index);
@@ -252,23 +263,34 @@ impl LayerTask<'_> {
             // The device digests are known only now; the primary names them (issue 13).
             let digests: Vec<String> = done.iter().map(|p| p.descriptor.digest.clone()).collect();
             let layer = bind_primary(primary, &digests)?;
-            done.push(self.run(done.len(), &layer).await?);
+            let h = self.hash(&layer).await?;
+            done.push(self.send(done.len(), &layer, h).await?);
         }
         Ok(done)
     }
 
-    /// One layer, the `i`th in the manifest: hash it (or find its digest in the cache), send it
-    /// unless the destination has it, then its standalone chunk index if it gets one.
-    async fn run(&self, i: usize, l: &Layer) -> Result<Pushed> {
-        let (settings, reporter) = (self.settings, self.reporter);
-        let src = l.source.clone();
-        let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
+    /// Hashes one layer (or finds its digest in the cache), with its chunk index; starts at
+    /// once, before the future is polled ([`hash`]).
+    fn hash(&self, l: &Layer) -> impl Future<Output = Result<Hashed>> + 'static {
         let cached = self.cache.clone().zip(l.cache_key.clone());
-        let mode = match settings.modelpack {
-            true => model_index_mode(src.size()),
+        let mode = match self.settings.modelpack {
+            true => model_index_mode(l.source.size()),
             false => IndexMode::Embedded,
         };
-        let hashed = hash(src, reporter.clone(), self.bar, mode, cached).await?;
+        hash(
+            l.source.clone(),
+            self.reporter.clone(),
+            self.bar,
+            mode,
+            cached,
+        )
+    }
+
+    /// Sends the hashed layer `l`, the `i`th in the manifest, unless the destination has it,
+    /// then its standalone chunk index if it got one.
+    async fn send(&self, i: usize, l: &Layer, hashed: Hashed) -> Result<Pushed> {
+        let (settings, reporter) = (self.settings, self.reporter);
+        let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
         d.digest = hashed.digest;
         d.size = hashed.blob.size();
         d.annotations.extend(hashed.annotations);
