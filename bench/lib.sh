@@ -505,6 +505,12 @@ run_curl_put() {
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
     return "$rc"
 }
+# run_curl_put_serial: the same uploads one after another (the link's speed-up: its time over
+# run_curl_put's).
+run_curl_put_serial() {
+    local p
+    for p in "$PARTS_DIR"/part-?; do curl_put_one "$p" || return 1; done
+}
 check_curl_put() {
     local p total=0 size
     for p in "$PARTS_DIR"/part-?; do
@@ -526,7 +532,7 @@ check_curl_get() {
     ROW_BYTES=$(size_of "$DL")
     [[ -z ${WANT_BYTES:-} || $ROW_BYTES == "$WANT_BYTES" ]] || { echo "got $ROW_BYTES bytes, expected $WANT_BYTES"; return 1; }
 }
-export -f curl_put_one run_curl_put run_curl_get
+export -f curl_put_one run_curl_put run_curl_put_serial run_curl_get
 # The fspack and oras pipelines.
 # fspack push keeps a digest cache in its store (issue 14): the rows of a first push start from an
 # empty store each run (prep removes $PUSH_STORE), the re-push rows keep theirs.

@@ -125,6 +125,13 @@ def verdict(doc, t):
         met = r <= limit if op == "<=" else r >= limit
         shown = f"{r:.2f}× ({ra['median_s']:.2f} s vs {rb['median_s']:.2f} s; target {op} {a[3]}×)"
         return shown, "met" if met else "NOT met"
+    if kind == "ceiling":
+        # Not a target: what the setup itself allows, shown beside the target it bounds.
+        ra, rb = rows.get(a[0]), rows.get(a[1])
+        if not (ok(ra) and ok(rb)) or rb["median_s"] == 0:
+            return "a row is not measured", "not measured"
+        r = ra["median_s"] / rb["median_s"]
+        return f"{r:.2f}× ({ra['median_s']:.2f} s vs {rb['median_s']:.2f} s)", "ceiling, no target"
     if kind == "time":
         r = rows.get(a[0])
         if not ok(r):

@@ -90,6 +90,8 @@ pub(crate) fn hash(
     cache: Option<(DigestCache, CacheKey)>,
 ) -> impl Future<Output = Result<Hashed>> + 'static {
     let task = tokio::task::spawn_blocking(move || {
+        let _span = tracing::debug_span!("hash", bytes = src.size()).entered();
+        tracing::debug!("hashing");
         let advance = |n| reporter.advance(bar, n);
         let Some((cache, key)) = cache else {
             return hash_blocking(src, &advance, mode);
@@ -110,6 +112,7 @@ pub(crate) fn hash(
             index_hex: hex::encode(&index),
         };
         cache.put(&key, &entry);
+        tracing::debug!(%digest, "hashed");
         Ok(assemble(src, digest, index, mode))
     });
     async move {
