@@ -394,6 +394,76 @@ fn the_policy_file_picks_the_most_specific_scope_and_names_the_rule() {
 }
 
 #[test]
+fn an_oci_layout_is_held_to_the_keys_and_the_policy_and_fails_closed_without_a_signature() {
+    if !have_tool("openssl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, public) = keypair(tmp.path(), "team");
+    let src = tmp.path().join("src");
+    tree(&src, "v1");
+    let layout = tmp.path().join("usb/models");
+    let reference = format!("oci:{}:v1", layout.display());
+    let digest = push(&tmp.path().join("push-store"), &src, &reference, &[]);
+    let store = tmp.path().join("store");
+    let pull = |extra: &[&std::ffi::OsStr]| {
+        let mut c = fspack(&store);
+        c.args(["pull", &reference]).args(extra);
+        c
+    };
+    // A key asks for a signature that a layout on disk cannot carry: refused, nothing copied.
+    pull(&["--verify-key".as_ref(), public.as_os_str()])
+        .assert()
+        .code(6)
+        .stderr(predicate::str::contains(&reference))
+        .stderr(predicate::str::contains("--verify-key"))
+        .stderr(predicate::str::contains("oci: layout carries none"));
+    assert_eq!(
+        tags(&store),
+        serde_json::json!([]),
+        "no tag after a refusal"
+    );
+    assert_eq!(stored_blobs(&store), 0, "no blob copied before the check");
+    let policy = tmp.path().join("policy.json");
+    let write_policy = |oci: serde_json::Value| {
+        let p = serde_json::json!({"default": [{"type": "reject"}], "transports": {"oci": oci}});
+        fs::write(&policy, p.to_string()).unwrap();
+    };
+    let with_policy = || pull(&["--policy".as_ref(), policy.as_os_str()]);
+    // The default applies to layouts too.
+    write_policy(serde_json::json!({}));
+    with_policy()
+        .assert()
+        .code(6)
+        .stderr(predicate::str::contains("default[0] reject"));
+    // A parent directory's scope admits it; a pin on the path:tag scope wins over it.
+    let usb = tmp.path().join("usb").canonicalize().unwrap();
+    let tagged = format!("{}:v1", usb.join("models").display());
+    write_policy(serde_json::json!({
+        usb.display().to_string(): [{"type": "insecureAcceptAnything"}],
+    }));
+    with_policy()
+        .assert()
+        .success()
+        .stdout(format!("{digest}\n"));
+    write_policy(serde_json::json!({
+        usb.display().to_string(): [{"type": "insecureAcceptAnything"}],
+        tagged: [{"type": "pinnedDigest", "digests": ["sha256:".to_string() + &"0".repeat(64)]}],
+    }));
+    // Already copied: the rules of today still apply when it is mounted again.
+    let point = tmp.path().join("mnt");
+    fspack(&store)
+        .args(["mount", &reference])
+        .arg(&point)
+        .arg("--policy")
+        .arg(&policy)
+        .assert()
+        .code(6)
+        .stderr(predicate::str::contains("not one of the pinned digests"));
+    assert!(!point.join("weights.bin").exists(), "nothing mounted");
+}
+
+#[test]
 fn privileged_a_crafted_image_is_refused_before_mount_with_exit_6() {
     if !can_mount("erofs") || !can_mount("squashfs") {
         return;

@@ -6,7 +6,7 @@
 //! its digest once, at the copy, exactly as a registry pull does, so only verified blobs are ever
 //! mounted. The layout itself is only read (see [`LayoutReader`]); nothing is written into it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +17,7 @@ use crate::error::{EngineError, Result};
 use crate::plan::MountPlan;
 use crate::pull::{PullReport, PulledLayer};
 use crate::report::Reporter;
+use crate::trust::Trust;
 
 /// The store tag of an `oci:` layout's tag: `oci:<canonical path>:<tag>`, so the same layout
 /// named by two relative paths is one entry.
@@ -24,11 +25,34 @@ use crate::report::Reporter;
 /// Errors: [`EngineError::NotFound`] when `path` does not exist; an I/O error naming `path`
 /// when it cannot be resolved otherwise.
 pub fn layout_name(path: &Path, tag: &str) -> Result<String> {
-    let canonical = std::fs::canonicalize(path).map_err(|e| match e.kind() {
+    Ok(format!("oci:{}:{tag}", canonical(path)?.display()))
+}
+
+/// `path` made absolute and canonical, what names a layout in the store and in a policy.
+///
+/// Errors: as [`layout_name`].
+fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => missing_layout(path, "the directory does not exist"),
         _ => EngineError::io(path, e),
-    })?;
-    Ok(format!("oci:{}:{tag}", canonical.display()))
+    })
+}
+
+/// Checks the manifest `digest` that `tag` of the layout at `path` names against `trust`
+/// before anything is copied or mounted; logs each rule that passed.
+///
+/// Errors: [`crate::trust::TrustError::Refused`] naming the layout and the rule; as
+/// [`layout_name`] for a path that does not resolve.
+pub fn check_trust(trust: &Trust, path: &Path, tag: &str, digest: &str) -> Result<()> {
+    if trust.is_empty() {
+        return Ok(());
+    }
+    let name = layout_name(path, tag)?;
+    let verdict = trust.check_layout(&canonical(path)?, tag, &name, digest)?;
+    for rule in &verdict.passed {
+        tracing::info!(reference = %name, %digest, "passed {rule}");
+    }
+    Ok(())
 }
 
 /// The error for an `oci:` path that holds no layout, with how to make one.
@@ -42,15 +66,17 @@ fn missing_layout(path: &Path, why: &str) -> EngineError {
 }
 
 /// Copies the artifact tagged `tag` in the layout at `path` into `store`, verifying each blob,
-/// and tags it there as [`layout_name`]. Blobs the store already has are not copied.
+/// and tags it there as [`layout_name`]. Blobs the store already has are not copied. The
+/// manifest digest is checked against `trust` first ([`check_trust`]).
 ///
-/// Errors: [`EngineError::NotFound`] for a missing layout or tag; a mount-plan error (before
-/// any blob is copied) for an artifact fspack cannot mount; a store integrity error when a blob
-/// does not match its digest.
+/// Errors: [`EngineError::NotFound`] for a missing layout or tag; a trust refusal, or a
+/// mount-plan error for an artifact fspack cannot mount, before any blob is copied; a store
+/// integrity error when a blob does not match its digest.
 pub fn import(
     path: &Path,
     tag: &str,
     store: &Store,
+    trust: &Trust,
     reporter: Arc<dyn Reporter>,
 ) -> Result<PullReport> {
     let started = Instant::now();
@@ -66,6 +92,7 @@ pub fn import(
     let d = layout.resolve(tag)?.ok_or_else(|| {
         EngineError::NotFound(format!("no tag {tag} in the OCI layout {}", path.display()))
     })?;
+    check_trust(trust, path, tag, &d.digest)?;
     let bytes = layout.read_blob(&d.digest, MAX_MANIFEST)?;
     let manifest = parse_manifest(&bytes, &name)?;
     let plan = MountPlan::from_manifest(&manifest, &name)?;

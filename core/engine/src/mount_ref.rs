@@ -179,11 +179,16 @@ async fn resolve(
             // Copied into the store (verified) unless it is there already: see engine::import.
             let name = crate::import::layout_name(&path, &tag)?;
             match store.resolve(&name)? {
-                Some(d) => (name, d.digest),
+                Some(d) => {
+                    // Copied earlier, maybe under another policy: the rules of today apply.
+                    crate::import::check_trust(trust, &path, &tag, &d.digest)
+                        .context_with(|| format!("refusing to mount {name}"))?;
+                    (name, d.digest)
+                }
                 None => {
-                    let s = store.clone();
+                    let (s, trust) = (store.clone(), trust.clone());
                     let report = tokio::task::spawn_blocking(move || {
-                        crate::import::import(&path, &tag, &s, reporter)
+                        crate::import::import(&path, &tag, &s, &trust, reporter)
                     })
                     .await
                     .expect("no panic")

@@ -145,9 +145,12 @@ async fn fetch(
         }
         Target::Layout { path, tag } => {
             let (s, path, tag) = (store.clone(), path.clone(), tag.clone());
-            tokio::task::spawn_blocking(move || crate::import::import(&path, &tag, &s, reporter))
-                .await
-                .expect("no panic")?
+            let trust = settings.pull.trust.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::import::import(&path, &tag, &s, &trust, reporter)
+            })
+            .await
+            .expect("no panic")?
         }
     })
 }

@@ -8,6 +8,10 @@
 //! `keyPath` or `keyData`), and fspack's `pinnedDigest` (a list of allowed manifest digests, or,
 //! when empty, a reference that names its digest). Anything unknown makes the file unusable:
 //! a policy that cannot be read must not silently accept.
+//!
+//! `oci:` layouts on disk are scoped under `transports.oci`, as containers-policy.json(5) scopes
+//! its `oci` transport: `/abs/path:tag`, `/abs/path`, or any parent directory, the most specific
+//! first; without a match, `default` applies to them too.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,12 +94,13 @@ pub struct Policy {
     pub path: PathBuf,
     default: Vec<Requirement>,
     docker: BTreeMap<String, Vec<Requirement>>,
+    oci: BTreeMap<String, Vec<Requirement>>,
 }
 
 /// The requirements that apply to one reference, and the scope they came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Applicable<'a> {
-    /// `default`, or `transports.docker."<scope>"`.
+    /// `default`, `transports.docker."<scope>"` or `transports.oci."<scope>"`.
     pub scope: &'a str,
     /// Every one must hold.
     pub requirements: &'a [Requirement],
@@ -124,23 +129,46 @@ impl Policy {
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let default = convert(raw.default, "default", path, dir)?;
-        let mut docker = BTreeMap::new();
+        let (mut docker, mut oci) = (BTreeMap::new(), BTreeMap::new());
         for (transport, scopes) in raw.transports {
-            if transport != "docker" {
+            let into = match transport.as_str() {
+                "docker" => &mut docker,
+                "oci" => &mut oci,
                 // Other transports (oci-archive, containers-storage, ...) are not fspack's.
-                continue;
-            }
+                _ => continue,
+            };
             for (scope, reqs) in scopes {
-                let label = format!("transports.docker.\"{scope}\"");
+                let label = format!("transports.{transport}.\"{scope}\"");
                 let reqs = convert(reqs, &label, path, dir)?;
-                docker.insert(scope, reqs);
+                into.insert(scope, reqs);
             }
         }
         Ok(Policy {
             path: path.to_path_buf(),
             default,
             docker,
+            oci,
         })
+    }
+
+    /// The requirements for the tag `tag` of the `oci:` layout at `canonical` (an absolute,
+    /// canonical path): `transports.oci` scopes `PATH:TAG`, `PATH`, then each parent directory,
+    /// else `default` (containers-policy.json(5), "oci").
+    pub fn for_layout(&self, canonical: &Path, tag: &str) -> Applicable<'_> {
+        let mut scopes = vec![format!("{}:{tag}", canonical.display())];
+        scopes.extend(canonical.ancestors().map(|a| a.display().to_string()));
+        for scope in scopes {
+            if let Some((k, reqs)) = self.oci.get_key_value(&scope) {
+                return Applicable {
+                    scope: k,
+                    requirements: reqs,
+                };
+            }
+        }
+        Applicable {
+            scope: "default",
+            requirements: &self.default,
+        }
     }
 
     /// The requirements for `r`: the most specific matching scope, else `default`.
@@ -292,6 +320,21 @@ mod tests {
         assert_eq!(scope("reg.a.example.com/x:v1"), "*.example.com");
         assert_eq!(scope("example.com/x:v1"), "default");
         assert_eq!(scope("localhost:5001/x:v1"), "default");
+    }
+
+    #[test]
+    fn layouts_match_oci_scopes_by_path_then_parents_then_default() {
+        let p = policy(
+            r#"{"default":[{"type":"reject"}],"transports":{"oci":{
+                "/media/usb":[{"type":"insecureAcceptAnything"}],
+                "/media/usb/models:v2":[{"type":"pinnedDigest"}]}}}"#,
+        )
+        .unwrap();
+        let scope = |path: &str, tag: &str| p.for_layout(Path::new(path), tag).scope.to_string();
+        assert_eq!(scope("/media/usb/models", "v1"), "/media/usb");
+        assert_eq!(scope("/media/usb/models", "v2"), "/media/usb/models:v2");
+        assert_eq!(scope("/media/usbx/models", "v1"), "default");
+        assert_eq!(scope("/srv/layout", "v1"), "default");
     }
 
     #[test]

@@ -6,14 +6,14 @@
 //! being pulled, and its `docker-reference` names the repository being pulled (so a signature
 //! copied from another repository, or a tag moved to another signed manifest, does not count).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use fspack_registry::{Client, ErrorKind, Reference};
 
 use super::TrustError;
 use super::keys::VerifyingKey;
-use super::policy::{Policy, Requirement};
+use super::policy::{Applicable, Policy, Requirement};
 use super::simple_signing::*;
 
 /// What the user asked to be checked: a policy file and/or keys given on the command line.
@@ -50,10 +50,75 @@ impl Trust {
         r: &Reference,
         digest: &str,
     ) -> Result<Verdict, crate::EngineError> {
+        let rules = self.rules(self.policy.as_ref().map(|p| (p, p.for_reference(r))));
+        let subject = r.to_string();
+        let refused = refusal(&subject, digest);
         let mut verdict = Verdict::default();
+        let mut signatures: Option<Vec<Candidate>> = None;
+        for (rule, req) in &rules {
+            match check_rule(req, r.digest.as_deref(), digest) {
+                Ok(None) => {}
+                Ok(Some(key)) => {
+                    if signatures.is_none() {
+                        signatures = Some(fetch_signatures(client, r, digest).await?);
+                    }
+                    let found = signatures.as_deref().unwrap_or_default();
+                    check_signed(found, key, r, digest).map_err(|reason| refused(rule, reason))?;
+                }
+                Err(reason) => return Err(refused(rule, reason).into()),
+            }
+            verdict.passed.push(rule.clone());
+        }
+        Ok(verdict)
+    }
+
+    /// Checks `digest`, which the tag `tag` of the `oci:` layout at `canonical` names, against
+    /// the policy's `transports.oci` scopes (else its `default`) and the `--verify-key` keys.
+    /// `name` is how messages name the layout (`oci:PATH:TAG`).
+    ///
+    /// A layout is read from disk, where fspack finds no signature it could check (cosign
+    /// signatures live in a registry, beside the manifest), so any rule that asks for one
+    /// refuses: fail closed rather than accept an unsigned copy (issue 12).
+    ///
+    /// Errors: [`TrustError::Refused`] naming the layout, the digest and the rule.
+    pub fn check_layout(
+        &self,
+        canonical: &Path,
+        tag: &str,
+        name: &str,
+        digest: &str,
+    ) -> Result<Verdict, TrustError> {
+        let rules = self.rules(
+            self.policy
+                .as_ref()
+                .map(|p| (p, p.for_layout(canonical, tag))),
+        );
+        let refused = refusal(name, digest);
+        let mut verdict = Verdict::default();
+        for (rule, req) in &rules {
+            match check_rule(req, None, digest) {
+                Ok(None) => verdict.passed.push(rule.clone()),
+                Ok(Some(_)) => {
+                    return Err(refused(
+                        rule,
+                        "a signature is required, and an oci: layout carries none that fspack \
+                         checks (signatures are read from a registry): copy the artifact to a \
+                         registry with its signature and pull it from there, or give this \
+                         layout a transports.oci scope in the policy"
+                            .into(),
+                    ));
+                }
+                Err(reason) => return Err(refused(rule, reason)),
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// The rules that apply, each with how messages name it: the policy's `applicable` scope,
+    /// then one signature rule per `--verify-key`.
+    fn rules(&self, applicable: Option<(&Policy, Applicable<'_>)>) -> Vec<(String, Requirement)> {
         let mut rules: Vec<(String, Requirement)> = Vec::new();
-        if let Some(p) = &self.policy {
-            let a = p.for_reference(r);
+        if let Some((p, a)) = applicable {
             for (i, req) in a.requirements.iter().enumerate() {
                 let rule = format!(
                     "policy {} {}[{i}] {}",
@@ -70,48 +135,40 @@ impl Trust {
                 Requirement::SigstoreSigned { key: key.clone() },
             ));
         }
-        let refused = |rule: &str, reason: String| TrustError::Refused {
-            reference: r.to_string(),
-            digest: digest.to_string(),
-            rule: rule.to_string(),
-            reason,
-        };
-        let mut signatures: Option<Vec<Candidate>> = None;
-        for (rule, req) in &rules {
-            match req {
-                Requirement::InsecureAcceptAnything => {}
-                Requirement::Reject => {
-                    return Err(refused(rule, "this scope rejects every image".into()).into());
-                }
-                Requirement::PinnedDigest { digests } if digests.is_empty() => {
-                    if r.digest.as_deref() != Some(digest) {
-                        return Err(refused(
-                            rule,
-                            "the reference must name its digest (REPO@sha256:...)".into(),
-                        )
-                        .into());
-                    }
-                }
-                Requirement::PinnedDigest { digests } => {
-                    if !digests.iter().any(|d| d == digest) {
-                        return Err(refused(
-                            rule,
-                            "the manifest digest is not one of the pinned digests".into(),
-                        )
-                        .into());
-                    }
-                }
-                Requirement::SigstoreSigned { key } => {
-                    if signatures.is_none() {
-                        signatures = Some(fetch_signatures(client, r, digest).await?);
-                    }
-                    let found = signatures.as_deref().unwrap_or_default();
-                    check_signed(found, key, r, digest).map_err(|reason| refused(rule, reason))?;
-                }
-            }
-            verdict.passed.push(rule.clone());
-        }
-        Ok(verdict)
+        rules
+    }
+}
+
+/// Builds the refusal of `digest` (what `subject` resolved to) under a rule, with the reason.
+fn refusal<'a>(subject: &'a str, digest: &'a str) -> impl Fn(&str, String) -> TrustError + 'a {
+    move |rule, reason| TrustError::Refused {
+        reference: subject.to_string(),
+        digest: digest.to_string(),
+        rule: rule.to_string(),
+        reason,
+    }
+}
+
+/// Checks one rule that needs no signature: `Ok(None)` when it holds, `Ok(Some(key))` for a
+/// rule that needs a signature by `key`, `Err(reason)` when it does not hold. `named` is the
+/// digest the reference itself names, if any.
+fn check_rule<'r>(
+    req: &'r Requirement,
+    named: Option<&str>,
+    digest: &str,
+) -> Result<Option<&'r VerifyingKey>, String> {
+    match req {
+        Requirement::InsecureAcceptAnything => Ok(None),
+        Requirement::Reject => Err("this scope rejects every image".into()),
+        Requirement::PinnedDigest { digests } if digests.is_empty() => match named {
+            Some(d) if d == digest => Ok(None),
+            _ => Err("the reference must name its digest (REPO@sha256:...)".into()),
+        },
+        Requirement::PinnedDigest { digests } => match digests.iter().any(|d| d == digest) {
+            true => Ok(None),
+            false => Err("the manifest digest is not one of the pinned digests".into()),
+        },
+        Requirement::SigstoreSigned { key } => Ok(Some(key)),
     }
 }
 
