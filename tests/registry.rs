@@ -271,6 +271,42 @@ fn pulling_a_missing_tag_exits_3_and_names_it() {
         .stderr(predicate::str::contains("nothing/here"));
 }
 
+/// A fault, so an in-process fake: a "registry" that accepts connections and never answers
+/// (a hung process, a stuck load balancer). The pull must give up after two stalls with exit 5
+/// and say what happened, not wait out five retries of the read timeout.
+#[test]
+fn a_registry_that_accepts_and_never_answers_fails_after_two_stalls_with_exit_5() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    fspack(&tmp.path().join("store"))
+        .env("FSPACK_READ_TIMEOUT_MS", "300")
+        .args(["pull", &format!("{addr}/hung/model:v1")])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains(format!(
+            "{addr} accepted the connection but sent nothing in time"
+        )))
+        .stderr(predicate::str::contains("after 2 attempts"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 /// Uploads `data` as a blob with curl (an independent client) and returns its digest.
 fn curl_blob(reg: &Registry, repo: &str, data: &[u8], dir: &Path) -> String {
     let digest = format!(

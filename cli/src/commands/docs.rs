@@ -168,6 +168,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "A containers auth.json read for credentials after the Docker config.",
     ),
     (
+        "FSPACK_READ_TIMEOUT_MS",
+        "How long a request waits for the next bytes from a registry before it counts as stalled (default 30000; blob transfers wait twice as long). A request that stalls twice fails with exit code 5.",
+    ),
+    (
         "RUST_LOG",
         "Log filter for -v style diagnostics, e.g. RUST_LOG=debug.",
     ),
@@ -182,7 +186,7 @@ const FILES: &[(&str, &str)] = &[
     ("$XDG_DATA_HOME/fspack", "The store for other users."),
     (
         "/etc/fspack/policy.json",
-        "Trust policy read by pull and mount when it exists and no --policy is given: containers-policy.json shape (default, transports.docker scopes; insecureAcceptAnything, reject, sigstoreSigned with keyPath or keyData, pinnedDigest). See docs/threat-model.md.",
+        "Trust policy read by pull and mount when it exists and no --policy is given: containers-policy.json shape (default, transports.docker and transports.oci scopes; insecureAcceptAnything, reject, sigstoreSigned with keyPath or keyData, pinnedDigest). See docs/threat-model.md.",
     ),
     (
         "~/.docker/config.json",

@@ -13,6 +13,10 @@ use crate::error::RegistryError;
 use crate::reference::{Reference, is_loopback_host};
 use crate::retry::RetryPolicy;
 
+/// The default [`ClientOptions::timeout_read`]: 30 s without a byte from a registry that
+/// accepted the request.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How to reach registries and authenticate to them.
 #[derive(Clone)]
 pub struct ClientOptions {
@@ -33,7 +37,10 @@ pub struct ClientOptions {
     /// Connect timeout.
     pub timeout_connect: Duration,
     /// Longest wait for the next bytes of a response (also for the answer to an upload's final
-    /// PUT) before the request counts as stalled; default 120 s.
+    /// PUT) before the request counts as stalled: [`DEFAULT_READ_TIMEOUT`], or
+    /// `FSPACK_READ_TIMEOUT_MS`. Blob transfers get twice this: a registry may hash a large
+    /// blob before it answers the upload's last PUT. A request that stalls twice is not tried again: a registry that
+    /// accepts connections and then says nothing is down, and five more waits would only hide it.
     pub timeout_read: Duration,
     /// First backoff step; `None` reads `FSPACK_RETRY_BASE_MS` (default 200 ms).
     pub retry_base: Option<Duration>,
@@ -55,7 +62,10 @@ impl Default for ClientOptions {
             max_retries: 5,
             user_agent: format!("fspack-registry/{}", env!("CARGO_PKG_VERSION")),
             timeout_connect: Duration::from_secs(15),
-            timeout_read: Duration::from_secs(120),
+            timeout_read: std::env::var("FSPACK_READ_TIMEOUT_MS")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(DEFAULT_READ_TIMEOUT, Duration::from_millis),
             retry_base: None,
             resolve: Vec::new(),
             plain_http_credentials: false,
@@ -106,11 +116,11 @@ pub(crate) struct Inner {
 impl Client {
     /// Builds a client; fails only on unusable options.
     pub fn new(opts: ClientOptions) -> Result<Client, RegistryError> {
-        let build = |http1: bool| {
+        let build = |http1: bool, read_timeout: Duration| {
             let mut b = reqwest::Client::builder()
                 .user_agent(opts.user_agent.clone())
                 .connect_timeout(opts.timeout_connect)
-                .read_timeout(opts.timeout_read)
+                .read_timeout(read_timeout)
                 .redirect(reqwest::redirect::Policy::none())
                 .pool_max_idle_per_host(16)
                 .tls_danger_accept_invalid_certs(opts.insecure_tls);
@@ -125,8 +135,8 @@ impl Client {
         };
         Ok(Client {
             inner: Arc::new(Inner {
-                api: build(false)?,
-                bulk: build(true)?,
+                api: build(false, opts.timeout_read)?,
+                bulk: build(true, opts.timeout_read.saturating_mul(2))?,
                 policy: RetryPolicy::new(opts.max_retries, opts.retry_base),
                 auth: Auth::new(
                     opts.username.clone(),

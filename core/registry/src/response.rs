@@ -21,8 +21,25 @@ pub(crate) fn net_error(
     attempts: u32,
 ) -> RegistryError {
     let e = e.without_url();
-    let hint = (url.scheme() == "https" && looks_like_plain_http_server(&e))
-        .then(|| "the server answered in plain HTTP: pass --plain-http".to_string());
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or_default();
+    let hint = if url.scheme() == "https" && looks_like_plain_http_server(&e) {
+        Some("the server answered in plain HTTP: pass --plain-http".to_string())
+    } else if e.is_timeout() {
+        Some(format!(
+            "{host}:{port} accepted the connection but sent nothing in time: the registry is \
+             overloaded or hung (FSPACK_READ_TIMEOUT_MS sets how long to wait)"
+        ))
+    } else if has_io_cause(&e, std::io::ErrorKind::ConnectionRefused) {
+        Some(format!(
+            "nothing listens at {host}:{port}: check the registry in the reference and that it \
+             is running"
+        ))
+    } else if chain_mentions(&e, "dns error") {
+        Some(format!("cannot resolve {host}: check the registry's name"))
+    } else {
+        None
+    };
     RegistryError::Network {
         action: action.to_string(),
         url: redact_url(url),
@@ -30,6 +47,33 @@ pub(crate) fn net_error(
         hint,
         source: Box::new(e),
     }
+}
+
+/// Whether an I/O error of `kind` is among the causes of `e`.
+fn has_io_cause(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == kind)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Whether any cause of `e` says `needle`.
+fn chain_mentions(e: &(dyn std::error::Error + 'static), needle: &str) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains(needle) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// A [`RegistryError::Network`] for a transient status (5xx, 408, 429), with the registry's words.

@@ -82,6 +82,8 @@ pub(crate) struct Attempts {
     pub retries: u32,
     /// Whether a 401 was already answered by re-authenticating.
     pub reauthed: bool,
+    /// Whether an attempt already timed out waiting for the registry.
+    pub stalled: bool,
 }
 
 impl Client {
@@ -118,7 +120,11 @@ impl Client {
             let resp = match self.send_once(req, &url, auth).await {
                 Ok(r) => r,
                 Err(e) => {
-                    let retry = retryable_transport(&e);
+                    // A second stall in a row means a registry that accepts and then says
+                    // nothing: more waits would only hide that it is down.
+                    let stalled_again = e.is_timeout() && st.stalled;
+                    st.stalled |= e.is_timeout();
+                    let retry = retryable_transport(&e) && !stalled_again;
                     let err = net_error(req.method.as_str(), &url, e, st.retries + 1);
                     return if retry {
                         Outcome::Retry {
@@ -263,10 +269,16 @@ impl Client {
             return Err(error);
         }
         let d = self.inner.policy.delay(st.retries, wait);
+        let max = self.inner.policy.max_retries;
+        let what = match &error {
+            RegistryError::Network { action, url, .. } => format!("cannot {action} {url}"),
+            other => other.to_string(),
+        };
         tracing::warn!(
-            retry = st.retries,
-            delay_ms = d.as_millis() as u64,
-            "{error}; retrying"
+            "{what}: {}; retry {} of {max} in {:.1} s",
+            innermost(&error),
+            st.retries,
+            d.as_secs_f64()
         );
         tokio::time::sleep(d).await;
         Ok(())
@@ -317,4 +329,14 @@ fn redirect_target(url: &Url, resp: &Response) -> Result<Url, RegistryError> {
     }
     tracing::debug!(from = %redact_url(url), to = %redact_url(&next), "following redirect");
     Ok(next)
+}
+
+/// The last cause of `e`, the one that says what went wrong on the wire (`Connection refused
+/// (os error 111)`, `operation timed out`), for a one-line retry message.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
