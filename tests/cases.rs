@@ -669,21 +669,30 @@ fn privileged_mount_from_an_oci_layout() {
     small_tree(&src);
     let layout = tmp.path().join("layout");
     let dest = format!("oci:{}:v1", layout.display());
-    fspack(&tmp.path().join("s0"))
-        .arg("push")
+    // `-q` keeps the digest on stdout: it is the data asked for (`D=$(fspack -q push …)`).
+    let pushed = fspack(&tmp.path().join("s0"))
+        .args(["-q", "push"])
         .arg(&src)
         .arg(&dest)
         .args(["--format", "squashfs", "--shards", "2"])
-        .assert()
-        .success();
+        .output()
+        .unwrap();
+    assert!(pushed.status.success());
+    let digest = String::from_utf8(pushed.stdout).unwrap().trim().to_string();
+    assert!(digest.starts_with("sha256:"), "stdout: {digest:?}");
+    assert!(pushed.stderr.is_empty(), "-q prints nothing else");
     let before = listing(&layout);
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
-    fspack(&store)
-        .args(["mount", &dest])
-        .arg(&mnt)
-        .assert()
-        .success();
+    let report = run_json(
+        fspack(&store)
+            .args(["mount", &dest])
+            .arg(&mnt)
+            .arg("--json"),
+    );
+    assert_eq!(report["manifest_digest"], digest.as_str());
+    assert_eq!(report["lazy"], false);
+    assert_eq!(report["mounted_at"], mnt.display().to_string());
     let same =
         fs::read(mnt.join("part-2.bin")).unwrap() == fs::read(src.join("part-2.bin")).unwrap();
     fspack(&store).arg("umount").arg(&mnt).assert().success();

@@ -60,3 +60,17 @@ pub fn render_error(err: &anyhow::Error) {
         let _ = writeln!(stderr, "{yellow}hint:{reset} {h}");
     }
 }
+
+/// `n` and the noun, singular for one: `1 layer`, `3 layers` (nouns here take an `s`).
+pub fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
+/// A size in bytes the way the progress bars show it (binary units: `320.02 MiB`), so a
+/// summary line and the bar before it agree.
+pub fn size(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}

@@ -23,7 +23,7 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let bars = super::bars(g, args.json && args.lazy);
+    let bars = super::bars(g, args.json);
     let mounted = mount_ref(&store, &args.reference, &args.dir, point, &settings, bars).await?;
     match mounted {
         Mounted::Lazy { name, report } => print_lazy(&name, &report, &args.dir, args.json, g),
@@ -32,6 +32,16 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             digest,
             notes,
         } => {
+            if args.json {
+                // The same fields as a lazy mount's report, so scripts read one shape.
+                return super::print_json(&serde_json::json!({
+                    "reference": name,
+                    "manifest_digest": digest,
+                    "lazy": false,
+                    "mounted_at": args.dir,
+                    "notes": notes,
+                }));
+            }
             if !g.quiet {
                 for n in notes {
                     eprintln!("note: {n}");
@@ -92,12 +102,12 @@ pub fn print_lazy(
         }
         if report.lazy {
             eprintln!(
-                "mounted {name} ({}) on {} in {:.2}s; {} MB in {} blobs are fetched on first read and in the background (`fspack ls` shows progress)",
+                "mounted {name} ({}) on {} in {:.2}s; {} in {} are fetched on first read and in the background (`fspack ls` shows progress)",
                 report.manifest_digest,
                 dir.display(),
                 report.seconds,
-                report.lazy_bytes / 1_000_000,
-                report.lazy_blobs
+                crate::output::size(report.lazy_bytes),
+                crate::output::count(report.lazy_blobs, "blob")
             );
         } else {
             eprintln!(

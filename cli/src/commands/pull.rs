@@ -10,6 +10,7 @@ use fspack_engine::target::Target;
 use super::mount::{lazy_server, print_lazy, pull_settings};
 
 use crate::args::{GlobalArgs, MountModeArg, MountOptsArgs, PullArgs};
+use crate::output::{count, size};
 
 pub fn mount_settings(a: &MountOptsArgs) -> MountSettings {
     MountSettings {
@@ -76,15 +77,15 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     }
     let report = pulled.report;
     if args.json {
-        super::print_json(&report)?;
-    } else if !g.quiet {
+        return super::print_json(&report);
+    }
+    if !g.quiet {
         let cached = report.layers.iter().filter(|l| l.cached).count();
         eprintln!(
-            "pulled {} ({} layers, {} cached; {} MB in {:.1}s){}",
+            "pulled {} ({}, {cached} cached; {} in {:.1}s){}",
             report.reference,
-            report.layers.len(),
-            cached,
-            report.bytes_fetched / 1_000_000,
+            count(report.layers.len(), "layer"),
+            size(report.bytes_fetched),
             report.seconds,
             report
                 .mounted_at
@@ -92,7 +93,8 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 .map(|d| format!(", mounted on {}", d.display()))
                 .unwrap_or_default()
         );
-        println!("{}", report.manifest_digest);
     }
+    // The digest is the data asked for, so `-q` keeps it.
+    println!("{}", report.manifest_digest);
     Ok(())
 }

@@ -8,6 +8,7 @@ use fspack_image::erofs::Layout;
 
 use super::build::image_settings;
 use crate::args::{GlobalArgs, PushArgs, Shards};
+use crate::output::{count, size};
 
 pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let target = Target::parse(&args.reference)?;
@@ -81,19 +82,20 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         }
     }
     if args.json {
-        super::print_json(&report)?;
-    } else if !g.quiet {
+        return super::print_json(&report);
+    }
+    if !g.quiet {
         let sent = report.layers.iter().filter(|l| !l.skipped).count();
         eprintln!(
-            "pushed {} ({} layers: {} sent, {} already there; {} MB in {:.1}s)",
+            "pushed {} ({}: {sent} sent, {} already there; {} in {:.1}s)",
             report.reference,
-            report.layers.len(),
-            sent,
+            count(report.layers.len(), "layer"),
             report.layers.len() - sent,
-            report.bytes_sent / 1_000_000,
+            size(report.bytes_sent),
             report.seconds
         );
-        println!("{}", report.manifest_digest);
     }
+    // The digest is the data asked for, so `-q` keeps it: `D=$(fspack push -q DIR REF)`.
+    println!("{}", report.manifest_digest);
     Ok(())
 }
