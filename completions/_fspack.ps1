@@ -38,6 +38,8 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List what fspack has mounted: reference, manifest digest, format, devices')
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Show an artifact''s manifest, layers, sizes and format without downloading its data')
             [CompletionResult]::new('sign', 'sign', [CompletionResultType]::ParameterValue, 'Sign an artifact''s manifest digest with an ECDSA P-256 key, the way `cosign sign --key` does (signature under the `sha256-<hex>.sig` tag)')
+            [CompletionResult]::new('images', 'images', [CompletionResultType]::ParameterValue, 'List the images in the local store: reference, digest, format, size, where mounted')
+            [CompletionResult]::new('rmi', 'rmi', [CompletionResultType]::ParameterValue, 'Remove images (tags) from the local store; `gc` then frees the blobs nothing else uses')
             [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Remove blobs from the local store that no tag and no mount uses')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them')
             [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Store registry credentials in the Docker config file')
@@ -228,6 +230,32 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'fspack;images' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fspack;rmi' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'fspack;gc' {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON report on stdout')
@@ -347,6 +375,8 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List what fspack has mounted: reference, manifest digest, format, devices')
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Show an artifact''s manifest, layers, sizes and format without downloading its data')
             [CompletionResult]::new('sign', 'sign', [CompletionResultType]::ParameterValue, 'Sign an artifact''s manifest digest with an ECDSA P-256 key, the way `cosign sign --key` does (signature under the `sha256-<hex>.sig` tag)')
+            [CompletionResult]::new('images', 'images', [CompletionResultType]::ParameterValue, 'List the images in the local store: reference, digest, format, size, where mounted')
+            [CompletionResult]::new('rmi', 'rmi', [CompletionResultType]::ParameterValue, 'Remove images (tags) from the local store; `gc` then frees the blobs nothing else uses')
             [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Remove blobs from the local store that no tag and no mount uses')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them')
             [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Store registry credentials in the Docker config file')
@@ -380,6 +410,12 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             break
         }
         'fspack;help;sign' {
+            break
+        }
+        'fspack;help;images' {
+            break
+        }
+        'fspack;help;rmi' {
             break
         }
         'fspack;help;gc' {

@@ -35,6 +35,9 @@ _fspack() {
             fspack,help)
                 cmd="fspack__subcmd__help"
                 ;;
+            fspack,images)
+                cmd="fspack__subcmd__images"
+                ;;
             fspack,inspect)
                 cmd="fspack__subcmd__inspect"
                 ;;
@@ -58,6 +61,9 @@ _fspack() {
                 ;;
             fspack,push)
                 cmd="fspack__subcmd__push"
+                ;;
+            fspack,rmi)
+                cmd="fspack__subcmd__rmi"
                 ;;
             fspack,sign)
                 cmd="fspack__subcmd__sign"
@@ -86,6 +92,9 @@ _fspack() {
             fspack__subcmd__help,help)
                 cmd="fspack__subcmd__help__subcmd__help"
                 ;;
+            fspack__subcmd__help,images)
+                cmd="fspack__subcmd__help__subcmd__images"
+                ;;
             fspack__subcmd__help,inspect)
                 cmd="fspack__subcmd__help__subcmd__inspect"
                 ;;
@@ -110,6 +119,9 @@ _fspack() {
             fspack__subcmd__help,push)
                 cmd="fspack__subcmd__help__subcmd__push"
                 ;;
+            fspack__subcmd__help,rmi)
+                cmd="fspack__subcmd__help__subcmd__rmi"
+                ;;
             fspack__subcmd__help,sign)
                 cmd="fspack__subcmd__help__subcmd__sign"
                 ;;
@@ -126,7 +138,7 @@ _fspack() {
 
     case "${cmd}" in
         fspack)
-            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete lazy-serve help"
+            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect sign images rmi gc verify login logout completions generate-docs __complete lazy-serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -300,7 +312,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__help)
-            opts="build push pull mount umount ls inspect sign gc verify login logout completions generate-docs __complete lazy-serve help"
+            opts="build push pull mount umount ls inspect sign images rmi gc verify login logout completions generate-docs __complete lazy-serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -384,6 +396,20 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fspack__subcmd__help__subcmd__images)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -509,6 +535,20 @@ _fspack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fspack__subcmd__help__subcmd__rmi)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fspack__subcmd__help__subcmd__sign)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -544,6 +584,24 @@ _fspack() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fspack__subcmd__images)
+            opts="-q -v -h -V --json --quiet --verbose --store --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -897,6 +955,24 @@ _fspack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fspack__subcmd__rmi)
+            opts="-q -v -h -V --json --quiet --verbose --store --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fspack__subcmd__sign)
             opts="-j -q -v -h -V --key --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1024,6 +1100,7 @@ _fspack_dynamic() {
         umount | unmount) ((${#args[@]} == 1)) && kind=mounts ;;
         mount | pull | inspect) ((${#args[@]} == 1)) && kind=refs ;;
         push) ((${#args[@]} == 2)) && kind=refs ;;
+        rmi) ((${#args[@]} >= 1)) && kind=refs ;;
     esac
     if [[ -n $kind && $cur != -* ]]; then
         mapfile -t COMPREPLY < <(fspack __complete "$kind" -- "$cur" 2>/dev/null)

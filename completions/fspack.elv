@@ -35,6 +35,8 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand ls 'List what fspack has mounted: reference, manifest digest, format, devices'
             cand inspect 'Show an artifact''s manifest, layers, sizes and format without downloading its data'
             cand sign 'Sign an artifact''s manifest digest with an ECDSA P-256 key, the way `cosign sign --key` does (signature under the `sha256-<hex>.sig` tag)'
+            cand images 'List the images in the local store: reference, digest, format, size, where mounted'
+            cand rmi 'Remove images (tags) from the local store; `gc` then frees the blobs nothing else uses'
             cand gc 'Remove blobs from the local store that no tag and no mount uses'
             cand verify 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them'
             cand login 'Store registry credentials in the Docker config file'
@@ -216,6 +218,30 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'fspack;images'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --json 'Print JSON on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fspack;rmi'= {
+            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --json 'Print JSON on stdout'
+            cand -q 'Print less: no progress bars, only errors and requested data'
+            cand --quiet 'Print less: no progress bars, only errors and requested data'
+            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'fspack;gc'= {
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --json 'Print a JSON report on stdout'
@@ -327,6 +353,8 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand ls 'List what fspack has mounted: reference, manifest digest, format, devices'
             cand inspect 'Show an artifact''s manifest, layers, sizes and format without downloading its data'
             cand sign 'Sign an artifact''s manifest digest with an ECDSA P-256 key, the way `cosign sign --key` does (signature under the `sha256-<hex>.sig` tag)'
+            cand images 'List the images in the local store: reference, digest, format, size, where mounted'
+            cand rmi 'Remove images (tags) from the local store; `gc` then frees the blobs nothing else uses'
             cand gc 'Remove blobs from the local store that no tag and no mount uses'
             cand verify 'Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them'
             cand login 'Store registry credentials in the Docker config file'
@@ -352,6 +380,10 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;help;inspect'= {
         }
         &'fspack;help;sign'= {
+        }
+        &'fspack;help;images'= {
+        }
+        &'fspack;help;rmi'= {
         }
         &'fspack;help;gc'= {
         }

@@ -659,6 +659,78 @@ fn inspect_and_pull_of_an_oci_layout_never_write_into_it() {
         .stderr(predicate::str::contains("v9"));
 }
 
+/// A store only ever grew before `rmi`: `images` lists what is there, `rmi` removes names (all
+/// or none), and `gc` then frees the blobs no other name uses.
+#[test]
+fn images_lists_the_store_and_rmi_then_gc_frees_only_unshared_blobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    small_tree(&a);
+    small_tree(&b);
+    fs::write(b.join("extra.bin"), vec![9u8; 200_000]).unwrap();
+    let layout = tmp.path().join("layout");
+    let store = tmp.path().join("store");
+    for (src, tag) in [(&a, "a"), (&b, "b")] {
+        fspack(&tmp.path().join("s0"))
+            .arg("push")
+            .arg(src)
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .assert()
+            .success();
+        fspack(&store)
+            .args(["pull", &format!("oci:{}:{tag}", layout.display())])
+            .assert()
+            .success();
+    }
+    let list = run_json(fspack(&store).args(["images", "--json"]));
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap())
+        .collect();
+    let canonical = layout.canonicalize().unwrap();
+    let (name_a, name_b) = (
+        format!("oci:{}:a", canonical.display()),
+        format!("oci:{}:b", canonical.display()),
+    );
+    assert_eq!(names, [name_a.as_str(), name_b.as_str()]);
+    assert!(list[0]["size"].as_u64().unwrap() > 0);
+    assert_eq!(list[0]["format"], "erofs");
+    // One unknown name: nothing is removed.
+    fspack(&store)
+        .args(["rmi", &name_a, "nowhere.example/none:v1"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("nowhere.example/none:v1"));
+    assert_eq!(
+        run_json(fspack(&store).args(["images", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let blobs = |s: &Path| fs::read_dir(s.join("blobs/sha256")).unwrap().count();
+    let before = blobs(&store);
+    // The layout path as typed (relative to nothing: absolute here) names the same image.
+    fspack(&store)
+        .args(["rmi", &format!("oci:{}:a", layout.display())])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!("untagged {name_a}")));
+    fspack(&store).arg("gc").assert().success();
+    let after = blobs(&store);
+    assert!(
+        after < before,
+        "gc freed a's own blobs ({before} -> {after})"
+    );
+    let left = run_json(fspack(&store).args(["images", "--json"]));
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["reference"], name_b.as_str());
+    // b is whole: verify finds every blob it names.
+    fspack(&store).args(["verify", &name_b]).assert().success();
+}
+
 #[test]
 fn privileged_mount_from_an_oci_layout() {
     if !can_mount("squashfs") || !can_mount("overlay") {

@@ -27,11 +27,13 @@ pub struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
+    // The global options come last in every command's help (display_order), not wherever
+    // clap's counter puts them among the command's own.
     /// Print less: no progress bars, only errors and requested data.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, display_order = 900)]
     pub quiet: bool,
     /// Print more: -v for progress details, -vv for debug logs (or set RUST_LOG).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 901)]
     pub verbose: u8,
     /// Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root,
     /// $XDG_DATA_HOME/fspack otherwise].
@@ -40,7 +42,8 @@ pub struct GlobalArgs {
         global = true,
         env = "FSPACK_STORE",
         value_name = "DIR",
-        hide_env_values = true
+        hide_env_values = true,
+        display_order = 902
     )]
     pub store: Option<PathBuf>,
 }
@@ -78,6 +81,13 @@ pub enum Command {
         after_help = "Examples:\n  fspack sign localhost:5000/models/llama:v1 --key signing.pem\n  cosign verify --key signing.pub localhost:5000/models/llama:v1"
     )]
     Sign(SignArgs),
+    /// List the images in the local store: reference, digest, format, size, where mounted.
+    Images(ImagesArgs),
+    /// Remove images (tags) from the local store; `gc` then frees the blobs nothing else uses.
+    #[command(
+        after_help = "Examples:\n  fspack rmi localhost:5000/models/llama:v1\n  fspack rmi localhost:5000/models/llama:v1 oci:/srv/layout:v1 && fspack gc"
+    )]
+    Rmi(RmiArgs),
     /// Remove blobs from the local store that no tag and no mount uses.
     Gc(GcArgs),
     /// Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them.
@@ -466,6 +476,25 @@ pub struct InspectArgs {
     /// Registry options.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fspack images`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fspack rmi`.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Images to remove, as `fspack images` names them (or any reference that means the same).
+    #[arg(value_name = "REF", required = true)]
+    pub references: Vec<String>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,

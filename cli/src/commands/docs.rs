@@ -54,7 +54,8 @@ fn script(shell: Shell) -> Vec<u8> {
 fn zsh_dynamic(script: &str) -> String {
     let mut out = String::with_capacity(script.len() + ZSH_DYNAMIC.len());
     for line in script.lines() {
-        let line = if line.starts_with("':reference -- ") && line.ends_with(":_default' \\") {
+        let refs = line.starts_with("':reference -- ") || line.starts_with("'*::references -- ");
+        let line = if refs && line.ends_with(":_default' \\") {
             line.replace(":_default' \\", ":_fspack_refs' \\")
         } else if line.starts_with("':dir -- Mount point to release:") {
             line.replace(":_files -/' \\", ":_fspack_mounts' \\")
@@ -105,6 +106,7 @@ _fspack_dynamic() {
         umount | unmount) ((${#args[@]} == 1)) && kind=mounts ;;
         mount | pull | inspect) ((${#args[@]} == 1)) && kind=refs ;;
         push) ((${#args[@]} == 2)) && kind=refs ;;
+        rmi) ((${#args[@]} >= 1)) && kind=refs ;;
     esac
     if [[ -n $kind && $cur != -* ]]; then
         mapfile -t COMPREPLY < <(fspack __complete "$kind" -- "$cur" 2>/dev/null)
@@ -127,7 +129,7 @@ complete -F _fspack_dynamic -o nosort -o bashdefault -o default fspack
 const FISH_DYNAMIC: &str = r#"
 # Dynamic candidates from fspack itself.
 complete -c fspack -n "__fish_seen_subcommand_from umount unmount" -f -a "(fspack __complete mounts -- (commandline -ct) 2>/dev/null)"
-complete -c fspack -n "__fish_seen_subcommand_from mount pull inspect push" -f -a "(fspack __complete refs -- (commandline -ct) 2>/dev/null)"
+complete -c fspack -n "__fish_seen_subcommand_from mount pull inspect push rmi" -f -a "(fspack __complete refs -- (commandline -ct) 2>/dev/null)"
 "#;
 
 pub fn generate(args: GenerateDocsArgs) -> anyhow::Result<()> {

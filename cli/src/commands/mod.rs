@@ -3,6 +3,7 @@
 mod build;
 mod complete;
 mod docs;
+mod images;
 mod inspect;
 mod login;
 mod mount;
@@ -30,6 +31,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Umount(args) => mount::umount(args, g),
         Command::Ls(args) => mount::ls(args, g),
         Command::Sign(args) => sign::run(args, g).await,
+        Command::Images(args) => images::images(args, g),
+        Command::Rmi(args) => images::rmi(args, g),
         Command::Gc(args) => mount::gc(args, g),
         Command::Verify(args) => verify::run(args, g).await,
         Command::Inspect(args) => inspect::run(args, g).await,

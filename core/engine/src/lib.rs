@@ -14,6 +14,7 @@ pub mod digest_cache;
 pub mod error;
 pub mod fetch;
 pub mod gc;
+pub mod images;
 pub mod import;
 pub mod inspect;
 mod layer_hash;

@@ -103,6 +103,15 @@ impl Index {
         });
     }
 
+    /// Removes the entry named `name`; returns it, or `None` when there was none.
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Descriptor> {
+        let at = self
+            .manifests
+            .iter()
+            .position(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(name))?;
+        Some(self.manifests.remove(at))
+    }
+
     pub(crate) fn tagged(&self) -> Vec<(String, Descriptor)> {
         self.manifests
             .iter()

@@ -407,6 +407,25 @@ impl Store {
         )
     }
 
+    /// Removes tag `name` from `index.json` (atomically, under the index lock); returns the
+    /// manifest it pointed at, or `None` when there was no such tag. Blobs stay until
+    /// [`Store::gc`], which keeps whatever another tag or a mount record still names.
+    ///
+    /// Errors: [`StoreError`] for an index that cannot be read or written.
+    pub fn untag(&self, name: &str) -> Result<Option<Descriptor>> {
+        let _lock = self.lock_file("index.lock", rustix::fs::FlockOperation::LockExclusive)?;
+        let mut index = self.read_index()?;
+        let Some(removed) = index.remove(name) else {
+            return Ok(None);
+        };
+        write_atomic_mode(
+            &self.root.join("index.json"),
+            &index.to_bytes(),
+            record_mode(self.access),
+        )?;
+        Ok(Some(removed))
+    }
+
     /// The manifest tag `name` points at.
     pub fn resolve(&self, name: &str) -> Result<Option<Descriptor>> {
         Ok(self.read_index()?.get(name))

@@ -1,0 +1,134 @@
+//! `images` and `rmi`: what the store holds under which name, and removing names so that `gc`
+//! can take their blobs (without them the store only ever grew).
+
+use std::path::PathBuf;
+
+use fspack_store::Store;
+use serde::Serialize;
+
+use crate::artifact::*;
+use crate::error::{EngineError, Result};
+use crate::target::Target;
+
+/// One tag of the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredImage {
+    /// The name it is tagged under (a registry reference, or `oci:PATH:TAG`).
+    pub reference: String,
+    /// The manifest it points at.
+    pub manifest_digest: String,
+    /// `erofs`, `squashfs`, `modelpack`, or `?` when the manifest cannot be read.
+    pub format: String,
+    /// Bytes of its layers (each counted once here, though other tags may share them).
+    pub size: u64,
+    /// Mount points of fspack mounts made from this manifest.
+    pub mounted_at: Vec<PathBuf>,
+}
+
+/// The store's tags, sorted by name.
+///
+/// Errors: the store's, when `index.json` or the mount records cannot be read.
+pub fn images(store: &Store) -> Result<Vec<StoredImage>> {
+    let records = store.mount_records()?;
+    let mut out = Vec::new();
+    for (reference, d) in store.tags()? {
+        let manifest = store
+            .read_blob(&d.digest, MAX_MANIFEST)
+            .ok()
+            .and_then(|b| parse_manifest(&b, &reference).ok());
+        let (format, size) = match &manifest {
+            Some(m) => (format_of(m), m.layers.iter().map(|l| l.size).sum()),
+            None => ("?".to_string(), 0),
+        };
+        let mounted_at = records
+            .iter()
+            .filter(|r| r.manifest_digest == d.digest)
+            .map(|r| r.target.clone())
+            .collect();
+        out.push(StoredImage {
+            reference,
+            manifest_digest: d.digest,
+            format,
+            size,
+            mounted_at,
+        });
+    }
+    Ok(out)
+}
+
+/// What the manifest says it is: fspack's format annotation, else ModelPack by its artifact or
+/// config type.
+fn format_of(m: &Manifest) -> String {
+    if let Some(f) = m.annotations.get(ANN_FORMAT) {
+        return f.clone();
+    }
+    let typed = m.artifact_type.as_deref().unwrap_or(&m.config.media_type);
+    if typed.contains("cncf.model") {
+        return "modelpack".into();
+    }
+    "?".into()
+}
+
+/// One tag removed by [`remove`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Untagged {
+    /// The name removed.
+    pub reference: String,
+    /// The manifest it pointed at.
+    pub manifest_digest: String,
+    /// Mounts that still use that manifest: their blobs stay until they are unmounted.
+    pub still_mounted: Vec<PathBuf>,
+}
+
+/// Removes the tags `names` from the store; their blobs go at the next `gc` unless another tag
+/// or a mount still names them. A name is the store's (as [`images`] lists it) or a reference
+/// that normalises to one (`host/repo` means `host/repo:latest`). All names are resolved before
+/// any is removed.
+///
+/// Errors: [`EngineError::NotFound`] naming the first name the store does not hold (nothing is
+/// removed then); the store's for an index that cannot be written.
+pub fn remove(store: &Store, names: &[String]) -> Result<Vec<Untagged>> {
+    let mut resolved = Vec::new();
+    for name in names {
+        resolved.push(stored_name(store, name)?);
+    }
+    let records = store.mount_records()?;
+    let mut out = Vec::new();
+    for name in resolved {
+        let Some(d) = store.untag(&name)? else {
+            // Removed meanwhile by another process, or named twice: the wish holds.
+            continue;
+        };
+        let still_mounted = records
+            .iter()
+            .filter(|r| r.manifest_digest == d.digest)
+            .map(|r| r.target.clone())
+            .collect();
+        out.push(Untagged {
+            reference: name,
+            manifest_digest: d.digest,
+            still_mounted,
+        });
+    }
+    Ok(out)
+}
+
+/// The store's name for what the user typed.
+fn stored_name(store: &Store, name: &str) -> Result<String> {
+    if store.resolve(name)?.is_some() {
+        return Ok(name.to_string());
+    }
+    let normalised = match Target::parse(name) {
+        Ok(Target::Registry(r)) => Some(r.to_string()),
+        Ok(Target::Layout { path, tag }) => crate::import::layout_name(&path, &tag).ok(),
+        Err(_) => None,
+    };
+    if let Some(n) = normalised
+        && store.resolve(&n)?.is_some()
+    {
+        return Ok(n);
+    }
+    Err(EngineError::NotFound(format!(
+        "{name} is not in the store; `fspack images` lists what is"
+    )))
+}
