@@ -74,3 +74,62 @@ pub fn count(n: usize, noun: &str) -> String {
 pub fn size(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
 }
+
+/// Lays out a table: each column as wide as its widest cell (so a long reference never pushes
+/// the rest askew), two spaces between columns, the columns in `right` right-aligned (sizes),
+/// the last column unpadded. One line per row, header first, each ending in a newline.
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]], right: &[usize]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = header.map(String::from);
+    for r in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                let (before, after) = if right.contains(&i) {
+                    (pad, 0)
+                } else {
+                    (0, pad)
+                };
+                line.push_str(&" ".repeat(before));
+                line.push_str(cell);
+                line.push_str(&" ".repeat(after + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_sizes_columns_to_their_widest_cell() {
+        let rows = [
+            [
+                "a-very-long-reference:v1".to_string(),
+                "1 B".into(),
+                "x".into(),
+            ],
+            ["b".to_string(), "12.00 KiB".into(), "y".into()],
+        ];
+        let t = table(["REF", "SIZE", "AT"], &rows, &[1]);
+        assert_eq!(
+            t,
+            "REF                            SIZE  AT\n\
+             a-very-long-reference:v1        1 B  x\n\
+             b                         12.00 KiB  y\n"
+        );
+    }
+}

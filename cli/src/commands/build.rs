@@ -8,7 +8,8 @@ use fspack_image::squashfs::{Compression, ShardSpec, SquashfsOptions};
 
 use crate::args::{BuildArgs, CompressionArg, FormatArg, GlobalArgs, ImageArgs, LayoutArg, Shards};
 
-pub async fn run(args: BuildArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn run(args: BuildArgs, g: &GlobalArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let layout = match args.layout {
         LayoutArg::Single => Layout::Single,
         LayoutArg::Chunked => Layout::Chunked,
@@ -31,7 +32,20 @@ pub async fn run(args: BuildArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         tracing::warn!("{note}");
     }
     if args.json {
-        super::print_json(&report)?;
+        return super::print_json(&report);
+    }
+    if !g.quiet {
+        let blobs = match report.blobs.len() {
+            0 => String::new(),
+            n => format!(" and {}", crate::output::count(n, "data blob")),
+        };
+        eprintln!(
+            "built {}{blobs} ({}, {}) in {:.1}s",
+            report.image.display(),
+            crate::output::count(report.inodes as usize, "inode"),
+            crate::output::size(report.bytes),
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

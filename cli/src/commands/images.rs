@@ -1,7 +1,5 @@
 //! `fspack images` and `fspack rmi`: the store's tags, and removing them so `gc` frees their blobs.
 
-use std::io::Write;
-
 use crate::args::{GlobalArgs, ImagesArgs, RmiArgs};
 use crate::output::size;
 
@@ -41,31 +39,7 @@ pub fn images(args: ImagesArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         })
         .collect();
     let header = ["REFERENCE", "DIGEST", "FORMAT", "SIZE", "MOUNTED AT"];
-    // Columns as wide as their widest cell, so long references never push the rest askew.
-    let width = |c: usize| {
-        rows.iter()
-            .map(|r| r[c].chars().count())
-            .chain([header[c].len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let widths = [width(0), width(1), width(2), width(3)];
-    let mut out = std::io::stdout().lock();
-    for r in std::iter::once(header.map(String::from)).chain(rows) {
-        writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-        )?;
-    }
+    print!("{}", crate::output::table(header, &rows, &[3]));
     Ok(())
 }
 

@@ -36,17 +36,26 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
     for (k, v) in &view.manifest.annotations {
         writeln!(out, "  {k}: {}", v.escape_default())?;
     }
+    let rows: Vec<[String; 6]> = view
+        .layer_rows()
+        .into_iter()
+        .map(|l| {
+            [
+                l.title,
+                l.size.to_string(),
+                l.role.to_string(),
+                l.chunk_index.to_string(),
+                l.media_type,
+                l.digest,
+            ]
+        })
+        .collect();
+    let header = ["LAYER", "SIZE", "ROLE", "CHUNKS", "MEDIA TYPE", "DIGEST"];
+    write!(out, "{}", crate::output::table(header, &rows, &[1]))?;
     writeln!(
         out,
-        "{:<20} {:>14}  {:<8} {:<6} MEDIA TYPE / DIGEST",
-        "LAYER", "SIZE", "ROLE", "CHUNKS"
+        "CHUNKS: where the layer's chunk index is (tail: appended to the blob; blob: a blob of \
+         its own; -: none, verified whole)"
     )?;
-    for l in view.layer_rows() {
-        writeln!(
-            out,
-            "{:<20} {:>14}  {:<8} {:<6} {}\n{:<53}{}",
-            l.title, l.size, l.role, l.chunk_index, l.media_type, "", l.digest
-        )?;
-    }
     Ok(())
 }

@@ -162,11 +162,7 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    writeln!(
-        out,
-        "{:<30} {:<40} {:<19} {:<8} DEVICES",
-        "MOUNTPOINT", "REFERENCE", "DIGEST", "FORMAT"
-    )?;
+    let mut rows: Vec<[String; 5]> = Vec::new();
     for m in mounts {
         let r = &m.record;
         let devices: Vec<String> = r
@@ -192,22 +188,23 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 }
             };
             format!(
-                " (lazy: {} of {} MB present, {what})",
-                l.bytes_present / 1_000_000,
-                l.bytes_total / 1_000_000
+                " (lazy: {} of {} present, {what})",
+                crate::output::size(l.bytes_present),
+                crate::output::size(l.bytes_total)
             )
         } else {
             String::new()
         };
-        writeln!(
-            out,
-            "{:<30} {:<40} {:<19} {:<8} {devices}{state}",
-            r.target.display(),
-            r.reference,
-            &r.manifest_digest[..r.manifest_digest.len().min(19)],
-            r.format
-        )?;
+        rows.push([
+            r.target.display().to_string(),
+            r.reference.clone(),
+            r.manifest_digest[..r.manifest_digest.len().min(19)].to_string(),
+            r.format.clone(),
+            format!("{devices}{state}"),
+        ]);
     }
+    let header = ["MOUNTPOINT", "REFERENCE", "DIGEST", "FORMAT", "DEVICES"];
+    write!(out, "{}", crate::output::table(header, &rows, &[]))?;
     Ok(())
 }
 
