@@ -176,7 +176,7 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             devices.join(",")
         };
         let state = if !m.mounted {
-            " (stale: not mounted; `fspack gc` releases it)".to_string()
+            " (not mounted: unmounted without fspack; `fspack gc` releases what is left and forgets it)".to_string()
         } else if let Some(l) = &m.lazy_status {
             use fspack_engine::lazy::status::ServerState;
             let what = match l.state {
