@@ -157,24 +157,22 @@ impl Policy {
     pub fn for_layout(&self, canonical: &Path, tag: &str) -> Applicable<'_> {
         let mut scopes = vec![format!("{}:{tag}", canonical.display())];
         scopes.extend(canonical.ancestors().map(|a| a.display().to_string()));
-        for scope in scopes {
-            if let Some((k, reqs)) = self.oci.get_key_value(&scope) {
-                return Applicable {
-                    scope: k,
-                    requirements: reqs,
-                };
-            }
-        }
-        Applicable {
-            scope: "default",
-            requirements: &self.default,
-        }
+        self.most_specific(&self.oci, scopes)
     }
 
     /// The requirements for `r`: the most specific matching scope, else `default`.
     pub fn for_reference(&self, r: &Reference) -> Applicable<'_> {
-        for scope in candidate_scopes(r) {
-            if let Some((k, reqs)) = self.docker.get_key_value(&scope) {
+        self.most_specific(&self.docker, candidate_scopes(r))
+    }
+
+    /// The first of `scopes` (most specific first) that `transport` lists, else `default`.
+    fn most_specific<'a>(
+        &'a self,
+        transport: &'a BTreeMap<String, Vec<Requirement>>,
+        scopes: Vec<String>,
+    ) -> Applicable<'a> {
+        for scope in scopes {
+            if let Some((k, reqs)) = transport.get_key_value(&scope) {
                 return Applicable {
                     scope: k,
                     requirements: reqs,
