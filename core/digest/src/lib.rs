@@ -8,6 +8,11 @@
 //! where `algorithm` is lowercase components joined by `+ . _ -`. Only the algorithms fspack can
 //! verify are accepted (fail closed): `sha256` (64 lowercase hex digits) and `sha512` (128). This
 //! crate knows nothing of hashing, HTTP, files or image formats.
+//!
+//! "Parse, don't validate": a digest is parsed once where it enters (a manifest's JSON, a
+//! registry header, a CLI argument, a store path) and travels as a [`Digest`] from there on.
+//! [`Digest`] (de)serialises as its string, and deserialising runs [`Digest::parse`], so a
+//! document holding a bad digest fails to parse at all.
 
 use std::fmt;
 use std::str::FromStr;
@@ -158,6 +163,33 @@ impl fmt::Display for Digest {
     }
 }
 
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    /// Runs [`Digest::parse`]; the error names the digest (truncated to 80 characters) and the
+    /// reason, and the caller adds where in the document it was (`serde_path_to_error`).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a digest (algorithm:hex)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Digest, E> {
+                Digest::parse(v).map_err(|e| {
+                    let shown: String = v.chars().take(80).collect();
+                    E::custom(format_args!("invalid digest {shown:?}: {e}"))
+                })
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
 impl AsRef<str> for Digest {
     fn as_ref(&self) -> &str {
         &self.text
@@ -222,6 +254,23 @@ mod tests {
         for (d, want) in cases {
             assert_eq!(Digest::parse(d).as_ref().err(), Some(want), "{d:?}");
         }
+    }
+
+    #[test]
+    fn serde_round_trips_as_the_string_and_parses_on_the_way_in() {
+        let d = Digest::parse(EMPTY).unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{EMPTY}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        let e = serde_json::from_str::<Digest>(r#""sha256:../../etc/passwd""#).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid digest \"sha256:../../etc/passwd\": expected 64 lowercase hex digits"),
+            "{e}"
+        );
+        let upper = format!("\"sha256:{}\"", EMPTY[7..].to_uppercase());
+        assert!(serde_json::from_str::<Digest>(&upper).is_err());
+        assert!(serde_json::from_str::<Digest>("42").is_err());
     }
 
     #[test]
