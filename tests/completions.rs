@@ -126,7 +126,8 @@ fn bash_completes_mount_points_for_umount() {
             .record_mount(&fspack_store::MountRecord {
                 target: target.into(),
                 reference: "r".into(),
-                manifest_digest: format!("sha256:{}", "0".repeat(64)),
+                manifest_digest: fspack_store::parse_digest(&format!("sha256:{}", "0".repeat(64)))
+                    .unwrap(),
                 format: "erofs".into(),
                 blobs: vec![],
                 loop_devices: vec![],
@@ -253,7 +254,8 @@ fn zsh_completes_subcommands_store_references_and_mount_points() {
         .record_mount(&fspack_store::MountRecord {
             target: "/mnt/models/llama".into(),
             reference: "r".into(),
-            manifest_digest: format!("sha256:{}", "0".repeat(64)),
+            manifest_digest: fspack_store::parse_digest(&format!("sha256:{}", "0".repeat(64)))
+                .unwrap(),
             format: "erofs".into(),
             blobs: vec![],
             loop_devices: vec![],

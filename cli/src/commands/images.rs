@@ -27,7 +27,7 @@ pub fn images(args: ImagesArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 .collect();
             [
                 i.reference.clone(),
-                short(&i.manifest_digest).to_string(),
+                short(i.manifest_digest.as_str()).to_string(),
                 i.format.clone(),
                 size(i.size),
                 if mounted.is_empty() {

@@ -46,7 +46,7 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
                 l.role.to_string(),
                 l.chunk_index.to_string(),
                 l.media_type,
-                l.digest,
+                l.digest.to_string(),
             ]
         })
         .collect();

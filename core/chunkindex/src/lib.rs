@@ -21,7 +21,8 @@ use std::ops::Range;
 
 pub use prefix::{PrefixHasher, ReadAt};
 
-use sha2::{Digest, Sha256};
+use fspack_digest::Digest;
+use sha2::{Digest as _, Sha256};
 
 /// Media type of a chunk index (erofs-image-spec §2.2).
 pub const MEDIA_TYPE: &str = "application/vnd.erofs.chunk-index.v1";
@@ -346,7 +347,7 @@ pub struct Embedded {
     /// indexed data ends.
     pub range: Range<u64>,
     /// `sha256:<hex>` of the index bytes; the manifest authenticates the index through it.
-    pub digest: String,
+    pub digest: Digest,
 }
 
 impl Embedded {
@@ -398,13 +399,8 @@ impl Embedded {
         }
         let digest = annotations
             .get(ANN_DIGEST)
-            .cloned()
             .ok_or_else(|| malformed(format!("{ANN_RANGE} is set but {ANN_DIGEST} is missing")))?;
-        if !is_sha256(&digest) {
-            return Err(malformed(format!(
-                "{ANN_DIGEST} {digest:?} is not a sha256 digest"
-            )));
-        }
+        let digest = parse_sha256(digest)?;
         Ok(Some(Embedded {
             range: start..end,
             digest,
@@ -418,7 +414,10 @@ impl Embedded {
                 ANN_RANGE.to_string(),
                 format!("{start}:{}", start + index_bytes.len() as u64),
             ),
-            (ANN_DIGEST.to_string(), sha256_digest(index_bytes)),
+            (
+                ANN_DIGEST.to_string(),
+                sha256_digest(index_bytes).to_string(),
+            ),
         ])
     }
 
@@ -453,7 +452,7 @@ impl Embedded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standalone {
     /// `sha256:<hex>` of the index blob.
-    pub digest: String,
+    pub digest: Digest,
     /// Size in bytes of the blob it indexes (the index's `UncompressedSize`).
     pub data_size: u64,
 }
@@ -478,20 +477,18 @@ impl Standalone {
         let Some(digest) = annotations.get(ANN_DIGEST) else {
             return Ok(None);
         };
-        if !is_sha256(digest) {
-            return Err(malformed(format!(
-                "{ANN_DIGEST} {digest:?} is not a sha256 digest"
-            )));
-        }
         Ok(Some(Standalone {
-            digest: digest.clone(),
+            digest: parse_sha256(digest)?,
             data_size: blob_size,
         }))
     }
 
     /// The annotation that names `index_bytes` as the standalone index of a layer.
     pub fn annotations(index_bytes: &[u8]) -> BTreeMap<String, String> {
-        BTreeMap::from([(ANN_DIGEST.to_string(), sha256_digest(index_bytes))])
+        BTreeMap::from([(
+            ANN_DIGEST.to_string(),
+            sha256_digest(index_bytes).to_string(),
+        )])
     }
 
     /// Checks `bytes` against the digest and parses them; the index must cover exactly the
@@ -541,7 +538,7 @@ impl IndexAt {
     }
 
     /// `sha256:<hex>` of the index bytes.
-    pub fn digest(&self) -> &str {
+    pub fn digest(&self) -> &Digest {
         match self {
             IndexAt::Embedded(e) => &e.digest,
             IndexAt::Standalone(s) => &s.digest,
@@ -557,14 +554,19 @@ impl IndexAt {
     }
 }
 
-/// Whether `digest` is a valid `sha256:` digest (the one rule, `fspack_digest`'s): chunk indexes
-/// are SHA-256 only.
-fn is_sha256(digest: &str) -> bool {
-    fspack_digest::sha256_hex(digest).is_ok()
+/// Parses the [`ANN_DIGEST`] annotation (the one rule, `fspack_digest`'s): chunk indexes are
+/// SHA-256 only.
+fn parse_sha256(digest: &str) -> Result<Digest, ChunkIndexError> {
+    match Digest::parse(digest) {
+        Ok(d) if d.algorithm() == fspack_digest::Algorithm::Sha256 => Ok(d),
+        _ => Err(malformed(format!(
+            "{ANN_DIGEST} {digest:?} is not a sha256 digest"
+        ))),
+    }
 }
 
-fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+fn sha256_digest(bytes: &[u8]) -> Digest {
+    Digest::from_sha256(Sha256::digest(bytes).into())
 }
 
 #[cfg(test)]

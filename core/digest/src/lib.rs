@@ -104,6 +104,18 @@ impl Digest {
         &self.text
     }
 
+    /// The `sha256:` digest whose hash (computed by the caller: this crate does not hash) is
+    /// `hash`.
+    pub fn from_sha256(hash: [u8; 32]) -> Digest {
+        let mut text = String::with_capacity(7 + 64);
+        text.push_str("sha256:");
+        for b in hash {
+            text.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            text.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        Digest { text, hex_at: 7 }
+    }
+
     /// The `sha256:` digest of a hex part already known to be 64 lowercase hex digits.
     ///
     /// Errors: [`DigestError::BadHex`] otherwise.
@@ -160,6 +172,31 @@ impl FromStr for Digest {
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
+    }
+}
+
+/// Comparisons with text (a header, a hash just computed as text) compare the whole digest.
+impl PartialEq<str> for Digest {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for Digest {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl PartialEq<String> for Digest {
+    fn eq(&self, other: &String) -> bool {
+        &self.text == other
+    }
+}
+
+impl PartialEq<Digest> for String {
+    fn eq(&self, other: &Digest) -> bool {
+        self == &other.text
     }
 }
 
@@ -264,8 +301,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
         let e = serde_json::from_str::<Digest>(r#""sha256:../../etc/passwd""#).unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("invalid digest \"sha256:../../etc/passwd\": expected 64 lowercase hex digits"),
+            e.to_string().starts_with(
+                "invalid digest \"sha256:../../etc/passwd\": expected 64 lowercase hex digits"
+            ),
             "{e}"
         );
         let upper = format!("\"sha256:{}\"", EMPTY[7..].to_uppercase());
@@ -280,5 +318,9 @@ mod tests {
             EMPTY
         );
         assert!(Digest::sha256_from_hex("abc").is_err());
+        let hash: [u8; 32] = std::array::from_fn(|i| (i * 9) as u8);
+        let d = Digest::from_sha256(hash);
+        assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
+        assert!(d.as_str().starts_with("sha256:0009121b242d"), "{d}");
     }
 }

@@ -39,6 +39,8 @@ pub fn is_squashfs_media_type(media_type: &str) -> bool {
 
 use std::collections::BTreeMap;
 
+use fspack_digest::{Algorithm, Digest};
+
 use crate::error::{EngineError, Result};
 
 /// Media type of an OCI image manifest.
@@ -53,13 +55,13 @@ pub use fspack_registry::manifest::{Descriptor, ImageIndex as Index, ImageManife
 /// A descriptor with the fields fspack sets.
 pub fn descriptor(
     media_type: &str,
-    digest: &str,
+    digest: &Digest,
     size: u64,
     annotations: BTreeMap<String, String>,
 ) -> Descriptor {
     Descriptor {
         media_type: media_type.into(),
-        digest: digest.into(),
+        digest: digest.clone(),
         size,
         artifact_type: None,
         urls: Vec::new(),
@@ -70,16 +72,16 @@ pub fn descriptor(
 }
 
 /// What progress bars call a layer: its `org.opencontainers.image.title`, else the first 12 hex
-/// digits of its digest (validated digests are `sha256:` + 64 hex, so the slice is in bounds).
+/// digits of its digest.
 pub fn layer_title(d: &Descriptor) -> String {
     d.annotations
         .get(ANN_TITLE)
         .cloned()
-        .unwrap_or_else(|| d.digest.get(7..19).unwrap_or(&d.digest).to_string())
+        .unwrap_or_else(|| d.digest.hex()[..12].to_string())
 }
 
 /// Digest of some bytes, `sha256:<hex>`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
+pub fn sha256_digest(bytes: &[u8]) -> Digest {
     fspack_registry::sha256_digest(bytes)
 }
 
@@ -111,24 +113,51 @@ pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
         e => EngineError::Integrity(format!("{what}: {e}")),
     })?;
     for d in m.layers.iter().chain(std::iter::once(&m.config)) {
-        validate_digest(&d.digest).map_err(|e| EngineError::Integrity(format!("{what}: {e}")))?;
+        require_sha256(&d.digest).map_err(|e| EngineError::Integrity(format!("{what}: {e}")))?;
     }
     Ok(m)
 }
 
-/// Checks that a digest is `sha256:` followed by 64 lowercase hex digits (the rule is
-/// `fspack_digest`'s; fspack stores and mounts sha256 content only).
-pub fn validate_digest(d: &str) -> std::result::Result<(), String> {
-    fspack_digest::sha256_hex(d)
-        .map(|_| ())
-        .map_err(|_| format!("unsupported or malformed digest {d:?} (fspack handles sha256 only)"))
+/// Parses an index with the one index parser (`Index::from_slice`).
+///
+/// Errors: [`EngineError::Integrity`] naming `what` and the rule broken.
+pub fn parse_index(bytes: &[u8], what: &str) -> Result<Index> {
+    Index::from_slice(bytes).map_err(|e| match e {
+        fspack_registry::RegistryError::InvalidContent { detail, .. } => {
+            EngineError::Integrity(format!("{what}: {detail}"))
+        }
+        e => EngineError::Integrity(format!("{what}: {e}")),
+    })
+}
+
+/// fspack's own rule on top of the digest grammar: content it stores and mounts is sha256.
+///
+/// Errors: the reason, naming the digest.
+pub fn require_sha256(d: &Digest) -> std::result::Result<(), String> {
+    match d.algorithm() {
+        Algorithm::Sha256 => Ok(()),
+        Algorithm::Sha512 => Err(format!(
+            "unsupported digest {d:?} (fspack handles sha256 only)",
+            d = d.as_str()
+        )),
+    }
+}
+
+/// Parses a digest given as text (a policy file, a note in the store) that must be sha256.
+///
+/// Errors: the reason, naming the text.
+pub fn parse_sha256(d: &str) -> std::result::Result<Digest, String> {
+    let digest = Digest::parse(d)
+        .map_err(|e| format!("malformed digest {d:?}: {e} (fspack handles sha256 only)"))?;
+    require_sha256(&digest)?;
+    Ok(digest)
 }
 
 /// The file name under which a lazy mount's FUSE server serves blob `digest` (issue 10): the
 /// digest's hex, without the algorithm. Here, with the format's names, so that mounting a
 /// lazy source or mapping a model view needs nothing from the server.
-pub fn served_file_name(digest: &str) -> String {
-    digest.rsplit(':').next().unwrap_or(digest).to_string()
+pub fn served_file_name(digest: &Digest) -> String {
+    digest.hex().to_string()
 }
 
 /// Descriptors and manifests for unit tests across the engine.
@@ -143,7 +172,7 @@ pub(crate) mod test_support {
         }
         descriptor(
             mt,
-            &format!("sha256:{}", hex::encode([n; 32])),
+            &Digest::sha256_from_hex(&hex::encode([n; 32])).unwrap(),
             4096,
             annotations,
         )
@@ -169,9 +198,11 @@ mod tests {
 
     #[test]
     fn digests_are_validated() {
-        assert!(validate_digest(&empty_config().digest).is_ok());
-        assert!(validate_digest("sha256:../../etc/passwd").is_err());
-        assert!(validate_digest("md5:abc").is_err());
+        assert!(require_sha256(&empty_config().digest).is_ok());
+        assert!(parse_sha256(empty_config().digest.as_str()).is_ok());
+        assert!(parse_sha256("sha256:../../etc/passwd").is_err());
+        assert!(parse_sha256("md5:abc").is_err());
+        assert!(parse_sha256(&format!("sha512:{}", "a".repeat(128))).is_err());
     }
 
     /// The registry's parser decides what a manifest is; the engine adds only its sha256 rule.
@@ -189,14 +220,17 @@ mod tests {
             .replace("\"schemaVersion\":2", "\"schemaVersion\":1");
         assert!(integrity(v1.as_bytes()).contains("schemaVersion 1"));
         let mut sha512 = good.clone();
-        sha512.layers[0].digest = format!("sha512:{}", "a".repeat(128));
+        sha512.layers[0].digest = Digest::parse(&format!("sha512:{}", "a".repeat(128))).unwrap();
         assert!(integrity(&manifest_bytes(&sha512)).contains("sha256 only"));
         // A subject with a malformed digest: the registry parser's rule, now the engine's too.
         let mut subject = good.clone();
-        let mut bad = empty_config();
-        bad.digest = "sha256:../x".into();
-        subject.subject = Some(bad);
-        assert!(integrity(&manifest_bytes(&subject)).starts_with("r: "));
+        subject.subject = Some(empty_config());
+        let mut text = String::from_utf8(manifest_bytes(&subject)).unwrap();
+        let empty = empty_config().digest.to_string();
+        let at = text.rfind(&empty).expect("the subject comes last");
+        text.replace_range(at..at + empty.len(), "sha256:../x");
+        let e = integrity(text.as_bytes());
+        assert!(e.starts_with("r: ") && e.contains("subject.digest"), "{e}");
         assert!(integrity(b"{").starts_with("r: not a valid OCI image manifest"));
     }
 }

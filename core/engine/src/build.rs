@@ -243,7 +243,7 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 /// The digest the data blob at `path` gets as a pushed layer: its bytes followed by the chunk
 /// index `fspack push` embeds (issue 9), so a device tag written here equals the layer digest a
 /// pull stores the blob under.
-pub(crate) fn layer_digest(path: &Path) -> Result<String> {
+pub(crate) fn layer_digest(path: &Path) -> Result<fspack_digest::Digest> {
     let src = fspack_registry::FileSource::new(path).map_err(|e| EngineError::io(path, e))?;
     crate::layer_hash::hash_blocking(
         std::sync::Arc::new(src),

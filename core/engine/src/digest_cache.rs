@@ -30,10 +30,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fspack_digest::Digest;
 use fspack_image::source::FileStamp;
 use fspack_image::{BlobPlan, Segment};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 /// How old a file's ctime must be before a digest computed from it is cached: longer than any
 /// filesystem's timestamp granularity (ext4 and XFS: one jiffy; FAT: 2 s rounding of mtime, but
@@ -133,7 +134,7 @@ fn stamp_into(h: &mut Sha256, s: &FileStamp) {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cached {
     /// `sha256:` and 64 hex digits: the digest of the data followed by the index.
-    pub digest: String,
+    pub digest: Digest,
     /// Bytes of data before the index.
     pub data_len: u64,
     /// The encoded chunk index, hex.
@@ -159,7 +160,7 @@ impl DigestCache {
         let bytes = std::fs::read(self.dir.join(key.hex())).ok()?;
         let c: Cached = serde_json::from_slice(&bytes).ok()?;
         let well_formed = c.data_len == data_len
-            && fspack_digest::sha256_hex(&c.digest).is_ok()
+            && c.digest.algorithm() == fspack_digest::Algorithm::Sha256
             && hex::decode(&c.index_hex).is_ok();
         well_formed.then_some(c)
     }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use fspack_digest::Digest;
 use fspack_store::Store;
 use serde::Serialize;
 
@@ -16,7 +17,7 @@ pub struct StoredImage {
     /// The name it is tagged under (a registry reference, or `oci:PATH:TAG`).
     pub reference: String,
     /// The manifest it points at.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// `erofs`, `squashfs`, `modelpack`, or `?` when the manifest cannot be read.
     pub format: String,
     /// Bytes of its layers (each counted once here, though other tags may share them).
@@ -75,7 +76,7 @@ pub struct Untagged {
     /// The name removed.
     pub reference: String,
     /// The manifest it pointed at.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// Mounts that still use that manifest: their blobs stay until they are unmounted.
     pub still_mounted: Vec<PathBuf>,
 }

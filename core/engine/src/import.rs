@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use fspack_digest::Digest;
 use fspack_store::{LayoutReader, Store};
 
 use crate::artifact::*;
@@ -43,7 +44,7 @@ fn canonical(path: &Path) -> Result<PathBuf> {
 ///
 /// Errors: [`crate::trust::TrustError::Refused`] naming the layout and the rule; as
 /// [`layout_name`] for a path that does not resolve.
-pub fn check_trust(trust: &Trust, path: &Path, tag: &str, digest: &str) -> Result<()> {
+pub fn check_trust(trust: &Trust, path: &Path, tag: &str, digest: &Digest) -> Result<()> {
     if trust.is_empty() {
         return Ok(());
     }

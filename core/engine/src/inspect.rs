@@ -2,6 +2,7 @@
 //! from a registry or an OCI layout without downloading any layer, and without writing anything.
 
 use fspack_chunkindex::{ChunkIndexError, IndexAt};
+use fspack_digest::Digest;
 use fspack_registry::Client;
 use fspack_store::LayoutReader;
 use serde::Serialize;
@@ -18,7 +19,7 @@ pub struct Inspection {
     /// The reference as the user typed it.
     pub reference: String,
     /// The manifest's digest (`sha256:…`).
-    pub digest: String,
+    pub digest: Digest,
     /// `erofs`, `squashfs` or `model`; `None` when fspack cannot mount the artifact.
     pub format: Option<String>,
     /// Sum of the layers' sizes, in bytes.
@@ -41,7 +42,7 @@ pub struct LayerRow {
     /// The layer's media type.
     pub media_type: String,
     /// The layer's digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Where its chunk index is (erofs-image-spec annotations, issue 9): `tail` (embedded at
     /// the end of the blob), `blob` (a blob of its own, as `push --modelpack` makes), `bad`
     /// (announced but unusable: a pull refuses the layer), or `-` (none: the layer is verified

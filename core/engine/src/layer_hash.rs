@@ -8,8 +8,9 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use fspack_digest::Digest;
 use fspack_registry::BlobSource;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::digest_cache::{CacheKey, Cached, DigestCache};
 use crate::error::{EngineError, Result};
@@ -125,7 +126,7 @@ pub(crate) fn hash(
 /// A hashed layer.
 pub(crate) struct Hashed {
     /// The layer's digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Its bytes as uploaded (the source, then the index when embedded).
     pub blob: Arc<dyn BlobSource>,
     /// The index's descriptor annotations.
@@ -149,7 +150,7 @@ pub(crate) fn hash_blocking(
 /// the index's descriptor annotations.
 fn assemble(
     src: Arc<dyn BlobSource>,
-    digest: String,
+    digest: Digest,
     index: bytes::Bytes,
     mode: IndexMode,
 ) -> Hashed {
@@ -185,7 +186,7 @@ fn digest_and_index(
     src: &dyn BlobSource,
     advance: &dyn Fn(u64),
     embed_index: bool,
-) -> std::io::Result<(String, bytes::Bytes)> {
+) -> std::io::Result<(Digest, bytes::Bytes)> {
     use fspack_chunkindex::{ChunkIndexBuilder, DEFAULT_CHUNK_SIZE};
     let mut r = src.open_at(0)?;
     let mut h = Sha256::new();
@@ -212,7 +213,7 @@ fn digest_and_index(
     if embed_index {
         h.update(&index);
     }
-    Ok((format!("sha256:{}", hex::encode(h.finalize())), index))
+    Ok((Digest::from_sha256(h.finalize().into()), index))
 }
 
 /// An error reading a layer's sources: the image crate's own error when the plan reader wrapped

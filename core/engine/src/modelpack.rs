@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use fspack_digest::Digest;
 use fspack_image::erofs::mapped::{
     MappedAttrs, MappedDevice, MappedEntry, MappedImage, MappedKind,
 };
@@ -178,7 +179,7 @@ fn refused(what: &str, d: &Descriptor, path: Option<&str>, why: impl Into<String
         what: what.to_string(),
         layer: match path {
             Some(p) => format!("{} ({p})", d.digest),
-            None => d.digest.clone(),
+            None => d.digest.to_string(),
         },
         why: why.into(),
     }
@@ -220,7 +221,7 @@ pub fn plan(m: &Manifest, flavor: Flavor, what: &str) -> Result<ModelPlan> {
                     .iter()
                     .find(|(mt, _)| *mt == d.media_type)
                     .map_or("bin", |(_, e)| e);
-                Some(format!("{}.{ext}", &d.digest[7..19]))
+                Some(format!("{}.{ext}", &d.digest.hex()[..12]))
             }
             (Packing::Raw, None) => {
                 return Err(refused(
@@ -233,7 +234,7 @@ pub fn plan(m: &Manifest, flavor: Flavor, what: &str) -> Result<ModelPlan> {
             _ => None,
         };
         if let Some(p) = &path
-            && let Some(other) = seen.insert(p.clone(), &d.digest)
+            && let Some(other) = seen.insert(p.clone(), d.digest.as_str())
         {
             return Err(refused(
                 what,
@@ -326,9 +327,9 @@ fn raw_attrs(what: &str, l: &ModelLayer) -> Result<MappedAttrs> {
 #[derive(Debug, Clone)]
 pub struct ModelView {
     /// Digest of the metadata image (a derived blob in the store).
-    pub meta_digest: String,
+    pub meta_digest: Digest,
     /// Device blobs in device order: `(digest, path)`.
-    pub devices: Vec<(String, PathBuf)>,
+    pub devices: Vec<(Digest, PathBuf)>,
     /// Block size of the metadata image in bytes (512 when tar members are mapped).
     pub block_size: u64,
     /// Notes for the user (layers expanded into the store).
@@ -383,7 +384,7 @@ struct ViewBuilder<'a> {
     /// The reference, for errors.
     what: &'a str,
     /// (digest, path, size) of each device, device id = index + 1.
-    devices: Vec<(String, PathBuf, u64)>,
+    devices: Vec<(Digest, PathBuf, u64)>,
     entries: Vec<MappedEntry>,
     /// Who claimed each path, to name both layers when two claim one: (layer, is a directory).
     owner: BTreeMap<String, (String, bool)>,
@@ -392,11 +393,11 @@ struct ViewBuilder<'a> {
 
 impl ViewBuilder<'_> {
     /// The device id of blob `digest` at `path`, added as a device when new.
-    fn device_of(&mut self, digest: &str, path: PathBuf, size: u64) -> u16 {
-        if let Some(i) = self.devices.iter().position(|d| d.0 == digest) {
+    fn device_of(&mut self, digest: &Digest, path: PathBuf, size: u64) -> u16 {
+        if let Some(i) = self.devices.iter().position(|d| &d.0 == digest) {
             return (i + 1) as u16;
         }
-        self.devices.push((digest.to_string(), path, size));
+        self.devices.push((digest.clone(), path, size));
         self.devices.len() as u16
     }
 
@@ -421,7 +422,7 @@ impl ViewBuilder<'_> {
                     ));
                 }
                 None => {
-                    self.owner.insert(p, (d.digest.clone(), is_dir));
+                    self.owner.insert(p, (d.digest.to_string(), is_dir));
                 }
             }
             parts.pop();
@@ -560,17 +561,17 @@ impl ViewBuilder<'_> {
 
 /// Expands a compressed tar layer into the store once; returns `(digest, size, newly expanded)`.
 /// The expansion of each layer is remembered in `derived/expanded/<hex>` so later mounts reuse it.
-fn expand(store: &Store, l: &ModelLayer) -> Result<(String, u64, bool)> {
+fn expand(store: &Store, l: &ModelLayer) -> Result<(Digest, u64, bool)> {
     let d = &l.desc;
     let dir = store.root().join("derived/expanded");
-    let note = dir.join(&d.digest[7..]);
+    let note = dir.join(d.digest.hex());
     if let Ok(text) = std::fs::read_to_string(&note)
         && let Some((digest, size)) = text.trim().split_once(' ')
         && let Ok(size) = size.parse::<u64>()
-        && crate::artifact::validate_digest(digest).is_ok()
-        && store.has_blob_sized(digest, size)
+        && let Ok(digest) = crate::artifact::parse_sha256(digest)
+        && store.has_blob_sized(&digest, size)
     {
-        return Ok((digest.to_string(), size, false));
+        return Ok((digest, size, false));
     }
     let src = store.blob_path(&d.digest);
     let f = std::fs::File::open(&src).map_err(|e| EngineError::io(&src, e))?;

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fspack_digest::Digest;
 use fspack_image::detect::{Format, detect_reader};
 use fspack_mount::{LoopDevice, LoopOptions, MountOptions};
 use fspack_store::{MountRecord, Store};
@@ -180,7 +181,7 @@ const ENOTDIR: i32 = 20;
 pub fn mount(
     store: &Store,
     reference: &str,
-    digest: &str,
+    digest: &Digest,
     target: &Path,
     settings: &MountSettings,
 ) -> Result<MountRecord> {
@@ -197,7 +198,7 @@ pub fn mount(
 pub fn mount_noted(
     store: &Store,
     reference: &str,
-    digest: &str,
+    digest: &Digest,
     target: &Path,
     settings: &MountSettings,
     notes: &mut Vec<String>,
@@ -211,7 +212,7 @@ pub fn mount_noted(
 pub fn mount_at(
     store: &Store,
     reference: &str,
-    digest: &str,
+    digest: &Digest,
     point: MountPoint,
     settings: &MountSettings,
     notes: &mut Vec<String>,
@@ -245,7 +246,7 @@ pub(crate) enum Source {
 pub(crate) fn mount_from(
     store: &Store,
     reference: &str,
-    digest: &str,
+    digest: &Digest,
     point: MountPoint,
     settings: &MountSettings,
     notes: &mut Vec<String>,
@@ -273,7 +274,7 @@ pub(crate) fn mount_from(
 fn mount_inner(
     store: &Store,
     reference: &str,
-    digest: &str,
+    digest: &Digest,
     point: &MountPoint,
     settings: &MountSettings,
     notes: &mut Vec<String>,
@@ -286,7 +287,7 @@ fn mount_inner(
     let mut record = MountRecord {
         target: target.clone(),
         reference: reference.to_string(),
-        manifest_digest: digest.to_string(),
+        manifest_digest: digest.clone(),
         format: plan.format().to_string(),
         blobs: plan.blobs().iter().map(|d| d.digest.clone()).collect(),
         loop_devices: Vec::new(),
@@ -364,7 +365,7 @@ impl PlanMount<'_> {
             .collect::<Result<_>>()?;
         // The kernel pairs an image with whatever devices it is given; fspack checks that
         // each blob is the one the image was built with (issue 13).
-        let pairs: Vec<(PathBuf, String)> = devices
+        let pairs: Vec<(PathBuf, Digest)> = devices
             .iter()
             .cloned()
             .zip(descriptors.iter().map(|d| d.digest.clone()))

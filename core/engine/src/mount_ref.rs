@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
 
+use fspack_digest::Digest;
 use fspack_registry::{ClientOptions, Reference};
 use fspack_store::Store;
 
@@ -43,7 +44,7 @@ pub enum Mounted {
         /// The store's name of the artifact.
         name: String,
         /// Its manifest digest.
-        digest: String,
+        digest: Digest,
         /// Notes for the user (a fallback taken, a model layer expanded).
         notes: Vec<String>,
     },
@@ -115,14 +116,14 @@ pub async fn mount_ref(
 pub async fn mount_stored(
     store: &Arc<Store>,
     name: &str,
-    digest: &str,
+    digest: &Digest,
     point: MountPoint,
     settings: &MountSettings,
 ) -> Result<Vec<String>> {
     let (s, n, d, settings) = (
         store.clone(),
         name.to_string(),
-        digest.to_string(),
+        digest.clone(),
         settings.clone(),
     );
     tokio::task::spawn_blocking(move || {
@@ -139,7 +140,7 @@ async fn resolve(
     reference: &str,
     settings: &MountRefSettings,
     reporter: Arc<dyn Reporter>,
-) -> Result<(String, String)> {
+) -> Result<(String, Digest)> {
     let trust = &settings.pull.trust;
     // A name in the store as it was tagged (what completion offers) comes first, unless keys or
     // a policy apply: those are checked on the reference below. Anything else is a reference,

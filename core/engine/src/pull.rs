@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use fspack_digest::Digest;
 use fspack_registry::{Client, Reference};
 use fspack_store::Store;
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -42,7 +43,7 @@ pub struct PullReport {
     /// The reference pulled.
     pub reference: String,
     /// Manifest digest (the tag is pinned to it for every later step).
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// `erofs` or `squashfs`.
     pub format: String,
     /// Per-layer outcome.
@@ -65,7 +66,7 @@ pub struct PullReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct PulledLayer {
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Size.
     pub size: u64,
     /// Whether the store already had it.
@@ -86,7 +87,7 @@ pub struct Fetched {
     /// Raw bytes (what the digest covers).
     pub bytes: Vec<u8>,
     /// Digest of `bytes`.
-    pub digest: String,
+    pub digest: Digest,
 }
 
 /// How a pull spreads its requests: blobs at once and Range requests per blob.
@@ -144,16 +145,14 @@ pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
     if media_type == MEDIA_INDEX
         || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
     {
-        let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
-            EngineError::Integrity(format!("{r} is not a valid OCI image index: {e}"))
-        })?;
+        let index: Index = crate::artifact::parse_index(&bytes, &r.to_string())?;
         let entry = index
             .manifests
             .iter()
             .find(|d| d.artifact_type.as_deref() == Some(ARTIFACT_TYPE))
             .or_else(|| index.manifests.first())
             .ok_or_else(|| EngineError::NotFound(format!("index {r} lists no manifests")))?;
-        validate_digest(&entry.digest).map_err(|e| EngineError::Integrity(format!("{r}: {e}")))?;
+        require_sha256(&entry.digest).map_err(|e| EngineError::Integrity(format!("{r}: {e}")))?;
         let mut pinned = r.clone();
         pinned.digest = Some(entry.digest.clone());
         let (mt, bytes, digest) = client.get_manifest(&pinned).await?;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use fspack_digest::Digest;
 use fspack_registry::{BlobSource, BytesSource, Client, UploadMode};
 use fspack_store::Store;
 use futures_util::{StreamExt, TryFutureExt, TryStreamExt, stream};
@@ -56,7 +57,7 @@ pub struct PushReport {
     /// Where the artifact went.
     pub reference: String,
     /// Digest of the pushed manifest.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// Image format.
     pub format: String,
     /// Per-layer outcome.
@@ -68,7 +69,7 @@ pub struct PushReport {
     /// Digest of the referrer manifest that holds the standalone chunk indexes of a ModelPack
     /// push (see `docs/format.md`); absent when no layer got one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub chunk_indexes: Option<String>,
+    pub chunk_indexes: Option<Digest>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -79,7 +80,7 @@ pub struct LayerReport {
     /// Layer title.
     pub title: String,
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
     /// Whether the destination already had it.
@@ -261,7 +262,7 @@ impl LayerTask<'_> {
         done.sort_by_key(|p| p.index);
         if let Some(primary) = primary {
             // The device digests are known only now; the primary names them (issue 13).
-            let digests: Vec<String> = done.iter().map(|p| p.descriptor.digest.clone()).collect();
+            let digests: Vec<Digest> = done.iter().map(|p| p.descriptor.digest.clone()).collect();
             let layer = bind_primary(primary, &digests)?;
             let h = self.hash(&layer).await?;
             done.push(self.send(done.len(), &layer, h).await?);
@@ -290,9 +291,12 @@ impl LayerTask<'_> {
     /// then its standalone chunk index if it got one.
     async fn send(&self, i: usize, l: &Layer, hashed: Hashed) -> Result<Pushed> {
         let (settings, reporter) = (self.settings, self.reporter);
-        let mut d = descriptor(&l.media_type, "", 0, l.annotations.clone());
-        d.digest = hashed.digest;
-        d.size = hashed.blob.size();
+        let mut d = descriptor(
+            &l.media_type,
+            &hashed.digest,
+            hashed.blob.size(),
+            l.annotations.clone(),
+        );
         d.annotations.extend(hashed.annotations);
         let skipped = self.dest.send(&hashed.blob, &d, settings, reporter).await?;
         let chunk_index = match hashed.standalone {
@@ -319,11 +323,11 @@ impl LayerTask<'_> {
 async fn send_index_referrer(
     dest: &Destination<'_>,
     done: &[Pushed],
-    digest: &str,
+    digest: &Digest,
     body: &[u8],
     settings: &PushSettings,
     reporter: &Arc<dyn Reporter>,
-) -> Result<Option<String>> {
+) -> Result<Option<Digest>> {
     let pairs: Vec<(Descriptor, Descriptor)> = done
         .iter()
         .filter_map(|p| p.chunk_index.clone().map(|ix| (p.descriptor.clone(), ix)))
@@ -378,7 +382,7 @@ async fn prepare(
 /// The EROFS primary layer once its devices' `digests` are known (issue 13): a planned image
 /// gets them written into its device table; an image file from `fspack build` must already
 /// name them, or this fails naming the device that differs.
-fn bind_primary(primary: Primary, digests: &[String]) -> Result<Layer> {
+fn bind_primary(primary: Primary, digests: &[Digest]) -> Result<Layer> {
     Ok(match primary {
         Primary::Bind(mut image) => {
             image.bind_devices(digests)?;
@@ -388,7 +392,7 @@ fn bind_primary(primary: Primary, digests: &[String]) -> Result<Layer> {
         }
         Primary::Check { path, layer } => {
             let dir = crate::build::blob_dir(&path);
-            let pairs: Vec<(PathBuf, String)> = digests
+            let pairs: Vec<(PathBuf, Digest)> = digests
                 .iter()
                 .enumerate()
                 .map(|(i, d)| (dir.join(format!("blob-{i:04}")), d.clone()))

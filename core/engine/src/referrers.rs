@@ -2,6 +2,7 @@
 //! 2.8, among others) the client keeps a subject's referrers listed itself, so they are tagged,
 //! found by `oras discover` and kept by the registry's garbage collection of untagged manifests.
 
+use fspack_digest::Digest;
 use fspack_registry::{Client, ErrorKind, Reference};
 
 use crate::artifact::{Descriptor, Index, MEDIA_INDEX, MEDIA_MANIFEST};
@@ -9,8 +10,13 @@ use crate::error::Result;
 
 /// The tag that lists the referrers of `subject` (`sha256:<hex>` becomes `sha256-<hex>`;
 /// distribution-spec v1.1, "Referrers Tag Schema": `<alg>-<ref>`, truncated to 128 characters).
-pub fn referrers_tag(subject: &str) -> String {
-    subject.replacen(':', "-", 1).chars().take(128).collect()
+pub fn referrers_tag(subject: &Digest) -> String {
+    subject
+        .as_str()
+        .replacen(':', "-", 1)
+        .chars()
+        .take(128)
+        .collect()
 }
 
 /// Adds `referrer` (a manifest pushed with `subject` as its subject, by digest) to the image
@@ -27,7 +33,7 @@ pub fn referrers_tag(subject: &str) -> String {
 pub async fn add_to_referrers_tag(
     client: &Client,
     r: &Reference,
-    subject: &str,
+    subject: &Digest,
     referrer: Descriptor,
 ) -> Result<bool> {
     let tag = Reference {
@@ -71,9 +77,9 @@ mod tests {
 
     #[test]
     fn the_tag_is_the_digest_with_a_dash() {
-        let d = format!("sha256:{}", "ab".repeat(32));
+        let d = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
         assert_eq!(referrers_tag(&d), format!("sha256-{}", "ab".repeat(32)));
-        let long = format!("sha512:{}", "cd".repeat(64));
+        let long = Digest::parse(&format!("sha512:{}", "cd".repeat(64))).unwrap();
         assert_eq!(referrers_tag(&long).len(), 128);
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
+use fspack_digest::Digest;
 use fspack_registry::{BytesSource, Client, ErrorKind, NoProgress, Reference, UploadMode};
 use serde::Serialize;
 
@@ -19,7 +20,7 @@ use crate::trust::simple_signing::*;
 /// tag is resolved once, so a signature then names that digest only.
 ///
 /// Errors: the registry's (not found, auth, network).
-pub async fn resolve_digest(client: &Client, r: &Reference) -> Result<String> {
+pub async fn resolve_digest(client: &Client, r: &Reference) -> Result<Digest> {
     Ok(match &r.digest {
         Some(d) => d.clone(),
         None => client.get_manifest(r).await?.2,
@@ -32,11 +33,11 @@ pub struct SignReport {
     /// The signed reference.
     pub reference: String,
     /// The manifest digest that was signed.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// Where the signature manifest lives (`repo:sha256-<hex>.sig`).
     pub signature_ref: String,
     /// Digest of the payload blob.
-    pub payload_digest: String,
+    pub payload_digest: Digest,
     /// False when an identical signature was already there.
     pub added: bool,
 }
@@ -48,7 +49,7 @@ pub struct SignReport {
 pub async fn sign(
     client: &Client,
     r: &Reference,
-    digest: &str,
+    digest: &Digest,
     key: &SigningKey,
 ) -> Result<SignReport> {
     let payload = payload(r, digest);
@@ -91,7 +92,7 @@ pub async fn sign(
     }
     Ok(SignReport {
         reference: r.to_string(),
-        manifest_digest: digest.to_string(),
+        manifest_digest: digest.clone(),
         signature_ref: sig_ref.to_string(),
         payload_digest,
         added: !already,

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fspack_chunkindex::{ChunkIndex, IndexAt};
+use fspack_digest::Digest;
 use fspack_registry::{BlobSink, Client, DownloadOptions, NoProgress, Reference};
 use fspack_store::{BlobRepair, Store};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::artifact::{Descriptor, MAX_MANIFEST, parse_manifest};
 use crate::error::{EngineError, Result};
@@ -68,7 +69,7 @@ pub struct BadChunk {
 #[derive(Debug, Clone, Serialize)]
 pub struct BlobCheck {
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Size in bytes (of the file, or from the manifest when missing).
     pub size: u64,
     /// Outcome.
@@ -131,7 +132,7 @@ pub async fn verify(
     settings: &VerifySettings,
     client: Option<&Client>,
 ) -> Result<VerifyReport> {
-    let on_disk: BTreeMap<String, u64> = store.blobs()?.into_iter().collect();
+    let on_disk: BTreeMap<Digest, u64> = store.blobs()?.into_iter().collect();
     let (known, wanted) = blobs_in_scope(store, scope, &on_disk)?;
     let mounts = store.mount_records()?;
     let mut report = VerifyReport {
@@ -215,8 +216,8 @@ pub async fn verify(
 fn blobs_in_scope(
     store: &Store,
     scope: &Scope,
-    on_disk: &BTreeMap<String, u64>,
-) -> Result<(Known, Vec<String>)> {
+    on_disk: &BTreeMap<Digest, u64>,
+) -> Result<(Known, Vec<Digest>)> {
     let mut known = Known::new();
     let tags = store.tags()?;
     if let Scope::Refs(refs) = scope {
@@ -229,14 +230,14 @@ fn blobs_in_scope(
             }
         }
     }
-    let mut wanted: Vec<String> = Vec::new();
+    let mut wanted: Vec<Digest> = Vec::new();
     for (name, m) in &tags {
         let in_scope = match scope {
             Scope::All => true,
             Scope::Refs(refs) => refs.contains(name),
         };
-        let mut note = |digest: &str, d: Option<Descriptor>| {
-            let e = known.entry(digest.to_string()).or_default();
+        let mut note = |digest: &Digest, d: Option<Descriptor>| {
+            let e = known.entry(digest.clone()).or_default();
             if e.0.is_none() {
                 e.0 = d;
             }
@@ -244,7 +245,7 @@ fn blobs_in_scope(
                 e.1.push(name.clone());
             }
             if in_scope && !wanted.iter().any(|w| w == digest) {
-                wanted.push(digest.to_string());
+                wanted.push(digest.clone());
             }
         };
         note(&m.digest, None);
@@ -271,7 +272,7 @@ fn blobs_in_scope(
 }
 
 /// Per blob digest: a descriptor of it, if a manifest has one, and the references naming it.
-type Known = BTreeMap<String, (Option<Descriptor>, Vec<String>)>;
+type Known = BTreeMap<Digest, (Option<Descriptor>, Vec<String>)>;
 
 /// Repairs the corrupt blob of `check` from the registry, then drops the page cache of the
 /// mounts using it (`mounts`: every mount record) so they read the repaired bytes.
@@ -329,7 +330,12 @@ impl Found {
 
 /// Hashes a stored blob in one pass: whole-blob sha256, and each chunk against the blob's chunk
 /// index where its descriptor announces one that still matches its digest.
-fn check_blob(store: &Store, digest: &str, size: u64, desc: Option<&Descriptor>) -> Result<Found> {
+fn check_blob(
+    store: &Store,
+    digest: &Digest,
+    size: u64,
+    desc: Option<&Descriptor>,
+) -> Result<Found> {
     let path = store.blob_path(digest);
     let file = std::fs::File::open(&path).map_err(|e| EngineError::io(&path, e))?;
     let at = desc.filter(|d| d.size == size).and_then(|d| {
@@ -392,7 +398,7 @@ fn check_blob(store: &Store, digest: &str, size: u64, desc: Option<&Descriptor>)
         whole.update(&buf[..n]);
         pos += n as u64;
     }
-    let ok = pos == size && format!("sha256:{}", hex::encode(whole.finalize())) == digest;
+    let ok = pos == size && Digest::from_sha256(whole.finalize().into()) == *digest;
     Ok(Found {
         ok,
         index,

@@ -1,7 +1,8 @@
-//! Digests: the grammar check (`fspack_digest`'s) that runs before a digest reaches a URL or a
-//! path, and the hashers that verify content. We fail closed: only algorithms we can verify
-//! (sha256, sha512) pass.
+//! Digests: the parse (`fspack_digest`'s) for digests that arrive as text (a header, a
+//! reference), and the hashers that verify content. We fail closed: only algorithms we can
+//! verify (sha256, sha512) pass.
 
+use fspack_digest::Digest;
 use sha2::Digest as _;
 
 use crate::error::RegistryError;
@@ -9,23 +10,21 @@ use crate::error::RegistryError;
 /// A digest algorithm we can verify.
 pub(crate) use fspack_digest::Algorithm;
 
-/// Checks a digest against the OCI grammar and our supported algorithms (the one rule, in
-/// `fspack_digest`); returns the algorithm.
-pub(crate) fn parse_digest(d: &str) -> Result<Algorithm, RegistryError> {
-    fspack_digest::check(d).map_err(|e| RegistryError::InvalidDigest {
+/// Parses a digest that arrived as text (the one rule, in `fspack_digest`).
+///
+/// Errors: [`RegistryError::InvalidDigest`] naming the text (truncated) and the rule it breaks.
+pub fn parse_digest(d: &str) -> Result<Digest, RegistryError> {
+    Digest::parse(d).map_err(|e| RegistryError::InvalidDigest {
         input: d.chars().take(80).collect(),
         reason: e.to_string(),
     })
 }
 
-/// Checks that `d` is a digest we can verify (`sha256:` or `sha512:` and lowercase hex).
-pub fn validate_digest(d: &str) -> Result<(), RegistryError> {
-    parse_digest(d).map(|_| ())
-}
-
 /// The `sha256:` digest of some bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+pub fn sha256_digest(bytes: &[u8]) -> Digest {
+    let mut h = Hasher::new(Algorithm::Sha256);
+    h.update(bytes);
+    h.finish()
 }
 
 /// An incremental hasher for one of the supported algorithms.
@@ -49,25 +48,30 @@ impl Hasher {
         }
     }
 
-    /// The digest in `algorithm:hex` form.
-    pub(crate) fn finish(self) -> String {
-        match self {
+    /// The digest of what was hashed.
+    pub(crate) fn finish(self) -> Digest {
+        let text = match self {
             Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
             Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
-        }
+        };
+        Digest::parse(&text).expect("a hash in lowercase hex is a digest")
     }
 }
 
 /// Hashes bytes with the algorithm of `expected` and compares.
-pub(crate) fn verify_bytes(what: &str, expected: &str, bytes: &[u8]) -> Result<(), RegistryError> {
-    let mut h = Hasher::new(parse_digest(expected)?);
+pub(crate) fn verify_bytes(
+    what: &str,
+    expected: &Digest,
+    bytes: &[u8],
+) -> Result<(), RegistryError> {
+    let mut h = Hasher::new(expected.algorithm());
     h.update(bytes);
     let actual = h.finish();
-    if actual != expected {
+    if &actual != expected {
         return Err(RegistryError::DigestMismatch {
             what: what.into(),
-            expected: expected.into(),
-            actual,
+            expected: expected.to_string(),
+            actual: actual.to_string(),
         });
     }
     Ok(())
@@ -81,13 +85,15 @@ mod tests {
 
     #[test]
     fn accepts_sha256_and_sha512() {
-        assert_eq!(parse_digest(EMPTY).unwrap(), Algorithm::Sha256);
+        assert_eq!(parse_digest(EMPTY).unwrap().algorithm(), Algorithm::Sha256);
         assert_eq!(
-            parse_digest(&format!("sha512:{}", "a".repeat(128))).unwrap(),
+            parse_digest(&format!("sha512:{}", "a".repeat(128)))
+                .unwrap()
+                .algorithm(),
             Algorithm::Sha512
         );
-        assert_eq!(sha256_digest(b"{}"), EMPTY);
-        verify_bytes("config", EMPTY, b"{}").unwrap();
+        assert_eq!(sha256_digest(b"{}").as_str(), EMPTY);
+        verify_bytes("config", &parse_digest(EMPTY).unwrap(), b"{}").unwrap();
     }
 
     #[test]
@@ -111,7 +117,7 @@ mod tests {
 
     #[test]
     fn mismatch_names_both_digests() {
-        let e = verify_bytes("manifest x", EMPTY, b"{ }")
+        let e = verify_bytes("manifest x", &parse_digest(EMPTY).unwrap(), b"{ }")
             .unwrap_err()
             .to_string();
         assert!(

@@ -28,7 +28,7 @@ mod upload;
 
 pub use auth::credentials::{Stored, docker_config_path, login_store, logout};
 pub use client::{Client, ClientOptions, DEFAULT_READ_TIMEOUT};
-pub use digest::{sha256_digest, validate_digest};
+pub use digest::{parse_digest, sha256_digest};
 pub use download::{BlobSink, DownloadOptions, DownloadStats, RangeDone};
 pub use error::{ErrorKind, RegistryError};
 pub use ops::MAX_MANIFEST_SIZE;

@@ -1,12 +1,15 @@
 //! Our own serde types for OCI image manifests v1.1 (with `artifactType`, `subject`,
 //! `annotations`), descriptors and indexes, plus the media types fspack needs. Field names follow
 //! image-spec `manifest.md`, `descriptor.md` and `image-index.md`; unknown fields are ignored.
+//! Digests are [`Digest`]s, so a document with a bad digest anywhere fails to parse, and the
+//! error names where (`layers[1].digest`).
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use fspack_digest::Digest;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::digest::{sha256_digest, validate_digest};
+use crate::digest::sha256_digest;
 use crate::error::RegistryError;
 
 /// OCI image manifest.
@@ -37,8 +40,8 @@ pub(crate) const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1
 pub struct Descriptor {
     /// Media type of the content.
     pub media_type: String,
-    /// Digest of the content.
-    pub digest: String,
+    /// Digest of the content (parsed when the descriptor is).
+    pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
     /// Artifact type, when this points at an artifact manifest.
@@ -149,14 +152,11 @@ impl Descriptor {
     }
 }
 
-fn check_descriptors<'a>(
-    what: &str,
-    ds: impl IntoIterator<Item = &'a Descriptor>,
-) -> Result<(), RegistryError> {
-    for d in ds {
-        validate_digest(&d.digest).map_err(|e| invalid(what, e.to_string()))?;
-    }
-    Ok(())
+/// Parses JSON whose errors name the path of the bad field (`layers[1].digest: invalid digest
+/// …`), so a refused digest says which descriptor held it.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+        .map_err(|e| e.to_string())
 }
 
 /// Content that came from elsewhere (a registry, a store) and does not parse: an integrity
@@ -188,9 +188,11 @@ impl ImageManifest {
         serde_json::to_vec(self).expect("manifests serialise")
     }
 
-    /// Parses a manifest, checking the schema version and every digest's grammar.
+    /// Parses a manifest, checking the schema version; every digest is parsed with it.
+    ///
+    /// Errors: [`RegistryError::InvalidContent`] naming the field at fault.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, RegistryError> {
-        let m: ImageManifest = serde_json::from_slice(bytes)
+        let m: ImageManifest = parse_json(bytes)
             .map_err(|e| invalid("manifest", format!("not a valid OCI image manifest: {e}")))?;
         if m.schema_version != 2 {
             return Err(invalid(
@@ -198,12 +200,6 @@ impl ImageManifest {
                 format!("unsupported manifest schemaVersion {}", m.schema_version),
             ));
         }
-        check_descriptors(
-            "manifest",
-            std::iter::once(&m.config)
-                .chain(&m.layers)
-                .chain(&m.subject),
-        )?;
         Ok(m)
     }
 }
@@ -214,9 +210,11 @@ impl ImageIndex {
         serde_json::to_vec(self).expect("indexes serialise")
     }
 
-    /// Parses an index, checking the schema version and every digest's grammar.
+    /// Parses an index, checking the schema version; every digest is parsed with it.
+    ///
+    /// Errors: [`RegistryError::InvalidContent`] naming the field at fault.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, RegistryError> {
-        let m: ImageIndex = serde_json::from_slice(bytes)
+        let m: ImageIndex = parse_json(bytes)
             .map_err(|e| invalid("index", format!("not a valid OCI image index: {e}")))?;
         if m.schema_version != 2 {
             return Err(invalid(
@@ -224,7 +222,6 @@ impl ImageIndex {
                 format!("unsupported index schemaVersion {}", m.schema_version),
             ));
         }
-        check_descriptors("index", m.manifests.iter().chain(&m.subject))?;
         Ok(m)
     }
 }
@@ -265,11 +262,36 @@ mod tests {
         assert!(ImageManifest::from_slice(br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:../x","size":2}}"#).is_err());
         assert!(ImageManifest::from_slice(br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":-1}}"#).is_err());
         assert!(ImageManifest::from_slice(br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":1.5}}"#).is_err());
-        let idx = br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"platform":{"architecture":"amd64","os":"linux","os.features":["erofs"]}}]}"#;
-        let i = ImageIndex::from_slice(idx).unwrap();
+        let idx = r#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"platform":{"architecture":"amd64","os":"linux","os.features":["erofs"]}}]}"#;
+        let i = ImageIndex::from_slice(idx.as_bytes()).unwrap();
+        let bad = idx.replace("sha256:4413", "sha256:F413");
+        let e = ImageIndex::from_slice(bad.as_bytes()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("manifests[0].digest: invalid digest"),
+            "{e}"
+        );
         assert_eq!(
             i.manifests[0].platform.as_ref().unwrap().os_features,
             ["erofs"]
         );
+    }
+
+    #[test]
+    fn a_bad_layer_digest_is_refused_naming_the_layer() {
+        let good = EMPTY_JSON_DIGEST;
+        let upper = format!("sha256:{}", good[7..].to_uppercase());
+        for bad in ["sha256:../../etc/passwd", upper.as_str()] {
+            let json = format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"x","digest":"{good}","size":2}},"layers":[{{"mediaType":"x","digest":"{good}","size":2}},{{"mediaType":"x","digest":"{bad}","size":2}}]}}"#
+            );
+            let e = ImageManifest::from_slice(json.as_bytes()).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Integrity, "{e}");
+            assert!(matches!(e, RegistryError::InvalidContent { .. }), "{e}");
+            let want = format!(
+                "layers[1].digest: invalid digest {bad:?}: expected 64 lowercase hex digits"
+            );
+            assert!(e.to_string().contains(&want), "{e}");
+        }
     }
 }

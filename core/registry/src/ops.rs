@@ -2,11 +2,12 @@
 //! and tag listing with `Link` pagination.
 
 use bytes::Bytes;
+use fspack_digest::Digest;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LINK};
 use reqwest::{Method, StatusCode};
 
 use crate::client::Client;
-use crate::digest::{Algorithm, Hasher, parse_digest, validate_digest, verify_bytes};
+use crate::digest::{Algorithm, Hasher, parse_digest, verify_bytes};
 use crate::error::RegistryError;
 use crate::manifest::{ACCEPT_MANIFESTS, MEDIA_TYPE_IMAGE_MANIFEST};
 use crate::redact::redact_url;
@@ -32,9 +33,8 @@ impl Client {
     pub async fn blob_exists(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
-        validate_digest(digest)?;
         let url = self.repo_url(r, &format!("blobs/{digest}"))?;
         let resp = self
             .send(Ctx { r, push: false }, &Req::new(Method::HEAD, url.clone()))
@@ -56,14 +56,14 @@ impl Client {
         }
     }
 
-    /// Uploads a manifest under a tag or its digest; returns its digest.
+    /// Uploads a manifest under a tag or its digest (text: checked here); returns its digest.
     pub async fn push_manifest(
         &self,
         r: &Reference,
         tag_or_digest: &str,
         media_type: &str,
         body: Vec<u8>,
-    ) -> Result<String, RegistryError> {
+    ) -> Result<Digest, RegistryError> {
         Ok(self
             .put_manifest(r, tag_or_digest, media_type, body)
             .await?
@@ -79,11 +79,14 @@ impl Client {
     pub async fn push_referrer(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         media_type: &str,
         body: Vec<u8>,
     ) -> Result<bool, RegistryError> {
-        Ok(self.put_manifest(r, digest, media_type, body).await?.1)
+        Ok(self
+            .put_manifest(r, digest.as_str(), media_type, body)
+            .await?
+            .1)
     }
 
     /// [`Client::push_manifest`], also saying whether the response named a subject.
@@ -93,14 +96,14 @@ impl Client {
         tag_or_digest: &str,
         media_type: &str,
         body: Vec<u8>,
-    ) -> Result<(String, bool), RegistryError> {
+    ) -> Result<(Digest, bool), RegistryError> {
         let mut h = Hasher::new(Algorithm::Sha256);
         h.update(&body);
         let digest = h.finish();
         if tag_or_digest.contains(':') {
             verify_bytes(
                 &format!("manifest for {}", r.repo_display()),
-                tag_or_digest,
+                &parse_digest(tag_or_digest)?,
                 &body,
             )?;
         } else {
@@ -134,14 +137,14 @@ impl Client {
             .get(DOCKER_CONTENT_DIGEST)
             .and_then(|v| v.to_str().ok())
             && claimed.starts_with("sha256:")
-            && claimed != digest
+            && claimed != digest.as_str()
         {
             return Err(RegistryError::DigestMismatch {
                 what: format!(
                     "manifest stored at {} (Docker-Content-Digest)",
                     r.repo_display()
                 ),
-                expected: digest,
+                expected: digest.to_string(),
                 actual: claimed.to_string(),
             });
         }
@@ -156,14 +159,12 @@ impl Client {
     pub async fn get_manifest(
         &self,
         r: &Reference,
-    ) -> Result<(String, Vec<u8>, String), RegistryError> {
+    ) -> Result<(String, Vec<u8>, Digest), RegistryError> {
         let want = r.tag_or_digest().to_string();
-        let by_digest = r.digest.is_some();
-        let algo = if by_digest {
-            parse_digest(&want)?
-        } else {
-            Algorithm::Sha256
-        };
+        let algo = r
+            .digest
+            .as_ref()
+            .map_or(Algorithm::Sha256, Digest::algorithm);
         let url = self.repo_url(r, &format!("manifests/{want}"))?;
         let mut req = Req::new(Method::GET, url.clone());
         req.headers
@@ -204,23 +205,23 @@ impl Client {
         let mut h = Hasher::new(algo);
         h.update(&body);
         let digest = h.finish();
-        if by_digest && digest != want {
+        if r.digest.as_ref().is_some_and(|want| want != &digest) {
             return Err(RegistryError::DigestMismatch {
                 what,
                 expected: want,
-                actual: digest,
+                actual: digest.to_string(),
             });
         }
         if let Some(claimed) = resp_headers
             .get(DOCKER_CONTENT_DIGEST)
             .and_then(|v| v.to_str().ok())
         {
-            validate_digest(claimed).map_err(|e| RegistryError::InvalidContent {
+            let claimed = parse_digest(claimed).map_err(|e| RegistryError::InvalidContent {
                 what: format!("Docker-Content-Digest of {what}"),
                 reference: r.repo_display(),
                 detail: e.to_string(),
             })?;
-            verify_bytes(&format!("{what} (Docker-Content-Digest)"), claimed, &body)?;
+            verify_bytes(&format!("{what} (Docker-Content-Digest)"), &claimed, &body)?;
         }
         let media_type = resp_headers
             .get(CONTENT_TYPE)
@@ -253,10 +254,9 @@ impl Client {
     pub async fn get_blob_bytes(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         max: usize,
     ) -> Result<Vec<u8>, RegistryError> {
-        validate_digest(digest)?;
         let url = self.repo_url(r, &format!("blobs/{digest}"))?;
         let ctx = Ctx { r, push: false };
         let mut st = Attempts::default();

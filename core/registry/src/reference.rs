@@ -4,7 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::digest::validate_digest;
+use fspack_digest::Digest;
+
+use crate::digest::parse_digest;
 use crate::error::RegistryError;
 
 /// The host Docker Hub's API lives on; `docker.io` and bare names map to it.
@@ -22,22 +24,23 @@ pub struct Reference {
     /// Tag, if given.
     pub tag: Option<String>,
     /// Digest, if given (`sha256:…`); it wins over the tag when fetching.
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl Reference {
     /// What a manifest fetch asks for: the digest if set, else the tag, else `latest`.
     pub fn tag_or_digest(&self) -> &str {
         self.digest
-            .as_deref()
+            .as_ref()
+            .map(Digest::as_str)
             .or(self.tag.as_deref())
             .unwrap_or("latest")
     }
 
     /// The same repository pinned to `digest`.
-    pub fn with_digest(&self, digest: &str) -> Reference {
+    pub fn with_digest(&self, digest: &Digest) -> Reference {
         Reference {
-            digest: Some(digest.to_string()),
+            digest: Some(digest.clone()),
             ..self.clone()
         }
     }
@@ -219,10 +222,7 @@ impl FromStr for Reference {
             return Err(bad("contains whitespace or control characters".into()));
         }
         let (name_tag, digest) = match input.split_once('@') {
-            Some((n, d)) => {
-                validate_digest(d).map_err(|e| bad(e.to_string()))?;
-                (n, Some(d.to_string()))
-            }
+            Some((n, d)) => (n, Some(parse_digest(d).map_err(|e| bad(e.to_string()))?)),
             None => (input, None),
         };
         // A ':' after the last '/' starts the tag ("localhost:5000/a:t").
@@ -297,7 +297,7 @@ mod tests {
         let r = p(&format!("ghcr.io/org/model:v1.0@{D}"));
         assert_eq!(r.registry, "ghcr.io");
         assert_eq!(r.tag.as_deref(), Some("v1.0"));
-        assert_eq!(r.digest.as_deref(), Some(D));
+        assert_eq!(r.digest.as_ref().map(|d| d.as_str()), Some(D));
         assert_eq!(r.tag_or_digest(), D);
 
         let r = p("127.0.0.1:5000/x");

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use fspack_digest::Digest;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
 
 use crate::Progress;
 use crate::client::Client;
-use crate::digest::validate_digest;
 use crate::error::RegistryError;
 use crate::ops::DOCKER_CONTENT_DIGEST;
 use crate::reference::Reference;
@@ -211,13 +211,12 @@ impl Client {
     pub async fn push_blob(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         source: Arc<dyn BlobSource>,
         mode: UploadMode,
         progress: Arc<dyn Progress>,
     ) -> Result<(), RegistryError> {
-        validate_digest(digest)?;
-        tracing::debug!(reference = %r, digest, size = source.size(), ?mode, "uploading blob");
+        tracing::debug!(reference = %r, %digest, size = source.size(), ?mode, "uploading blob");
         match mode {
             UploadMode::Monolithic => self.push_monolithic(r, digest, source, progress).await,
             UploadMode::Chunked { chunk_size } => {
@@ -258,7 +257,7 @@ impl Client {
     async fn finish_upload(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         url: &Url,
         resp: Response,
     ) -> Result<(), RegistryError> {
@@ -268,15 +267,15 @@ impl Client {
                     .headers()
                     .get(DOCKER_CONTENT_DIGEST)
                     .and_then(|v| v.to_str().ok())
-                    && claimed != digest
+                    && claimed != digest.as_str()
                 {
                     return Err(RegistryError::DigestMismatch {
                         what: format!("blob stored in {}", r.repo_display()),
-                        expected: digest.into(),
+                        expected: digest.to_string(),
                         actual: claimed.into(),
                     });
                 }
-                tracing::debug!(reference = %r, digest, "blob uploaded");
+                tracing::debug!(reference = %r, %digest, "blob uploaded");
                 Ok(())
             }
             StatusCode::BAD_REQUEST => {
@@ -284,7 +283,7 @@ impl Client {
                 if detail.contains("DIGEST_INVALID") || detail.contains("SIZE_INVALID") {
                     Err(RegistryError::DigestMismatch {
                         what: format!("content uploaded for blob {digest} to {}", r.repo_display()),
-                        expected: digest.into(),
+                        expected: digest.to_string(),
                         actual: format!("something else (the registry answered {detail})"),
                     })
                 } else {
@@ -304,7 +303,7 @@ impl Client {
         }
     }
 
-    fn take_source_error(failed: &SourceError, digest: &str) -> Result<(), RegistryError> {
+    fn take_source_error(failed: &SourceError, digest: &Digest) -> Result<(), RegistryError> {
         match failed.lock().expect("source error lock").take() {
             Some(e) => Err(RegistryError::io(
                 format!("read the content of blob {digest}"),
@@ -317,7 +316,7 @@ impl Client {
     async fn push_monolithic(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         source: Arc<dyn BlobSource>,
         progress: Arc<dyn Progress>,
     ) -> Result<(), RegistryError> {
@@ -328,7 +327,7 @@ impl Client {
             // A failed PUT leaves the session in an unknown state: each attempt opens a new one.
             let (loc, _) = self.start_upload(r).await?;
             let mut url = loc.clone();
-            url.query_pairs_mut().append_pair("digest", digest);
+            url.query_pairs_mut().append_pair("digest", digest.as_str());
             let failed: SourceError = Arc::default();
             let req = bytes_request(Method::PUT, &url, &source, 0, size, &progress, &failed);
             let outcome = self.attempt(ctx, &req, &mut st).await;
@@ -370,7 +369,7 @@ impl Client {
     async fn push_chunked(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         source: Arc<dyn BlobSource>,
         chunk_size: u64,
         progress: Arc<dyn Progress>,
@@ -456,7 +455,7 @@ impl Client {
             progress.reset(offset);
         }
         let mut url = loc.clone();
-        url.query_pairs_mut().append_pair("digest", digest);
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
         let mut req = Req::new(Method::PUT, url.clone());
         req.headers.insert(CONTENT_LENGTH, header(0));
         let resp = self.send(ctx, &req).await?;

@@ -59,9 +59,10 @@ async fn push_and_pull_an_artifact_through_docker_registry() {
     )
     .await
     .unwrap();
+    let empty = fspack_registry::parse_digest(EMPTY_JSON_DIGEST).unwrap();
     c.push_blob(
         &r,
-        EMPTY_JSON_DIGEST,
+        &empty,
         Arc::new(BytesSource(Bytes::from_static(EMPTY_JSON))),
         UploadMode::Monolithic,
         counter(),
@@ -76,12 +77,12 @@ async fn push_and_pull_an_artifact_through_docker_registry() {
         c.blob_exists(&r, &chunked_d).await.unwrap(),
         Some(chunked.len() as u64)
     );
-    assert_eq!(c.blob_exists(&r, EMPTY_JSON_DIGEST).await.unwrap(), Some(2));
+    assert_eq!(c.blob_exists(&r, &empty).await.unwrap(), Some(2));
 
-    let layer = |d: &str, len: usize, title: &str| Descriptor {
+    let layer = |d: &fspack_digest::Digest, len: usize, title: &str| Descriptor {
         annotations: BTreeMap::from([(ANNOTATION_TITLE.to_string(), title.to_string())]),
         ..Descriptor {
-            digest: d.to_string(),
+            digest: d.clone(),
             size: len as u64,
             ..Descriptor::of_bytes("application/octet-stream", b"")
         }

@@ -7,6 +7,8 @@
 
 use std::fs;
 
+use fspack_digest::Digest;
+
 use crate::error::{Result, StoreError};
 use crate::{Store, ingest};
 
@@ -69,14 +71,25 @@ impl Store {
         ingest_ttl: std::time::Duration,
     ) -> Result<GcReport> {
         let mut keep: std::collections::HashSet<String> = keep_extra.iter().cloned().collect();
-        let mut roots: Vec<String> = self.tags()?.into_iter().map(|(_, d)| d.digest).collect();
+        let mut roots: Vec<String> = self
+            .tags()?
+            .into_iter()
+            .map(|(_, d)| d.digest.to_string())
+            .collect();
         for rec in self.mount_records()? {
-            roots.push(rec.manifest_digest.clone());
-            keep.extend(rec.blobs);
+            roots.push(rec.manifest_digest.to_string());
+            keep.extend(rec.blobs.iter().map(Digest::to_string));
         }
-        // Walk manifests and indexes from the roots.
-        while let Some(d) = roots.pop() {
-            if !keep.insert(d.clone()) || !self.has_blob(&d) {
+        // Walk manifests and indexes from the roots. Digests stay text here: whatever a stored
+        // manifest names is kept, and only what parses as a digest is read.
+        while let Some(text) = roots.pop() {
+            if !keep.insert(text.clone()) {
+                continue;
+            }
+            let Ok(d) = Digest::parse(&text) else {
+                continue;
+            };
+            if !self.has_blob(&d) {
                 continue;
             }
             let Ok(bytes) = self.read_blob(&d, 4 << 20) else {

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use fspack_chunkindex::PrefixHasher;
+use fspack_digest::Digest;
 
 use crate::error::{Result, StoreError};
 use crate::{Store, digest_hex, sync_dir};
@@ -41,7 +42,7 @@ use crate::{Store, digest_hex, sync_dir};
 /// [`commit`]: Ingest::commit
 #[derive(Debug)]
 pub struct Ingest {
-    digest: String,
+    digest: Digest,
     size: u64,
     data_path: PathBuf,
     journal_path: PathBuf,
@@ -61,7 +62,7 @@ pub struct Ingest {
 const WRITEBACK_EVERY: u64 = 32 << 20;
 
 impl Ingest {
-    pub(crate) fn open(store: &Store, digest: &str, size: u64) -> Result<Ingest> {
+    pub(crate) fn open(store: &Store, digest: &Digest, size: u64) -> Result<Ingest> {
         let hex = digest_hex(digest)?;
         let lock = store.lock_file(
             &format!("{hex}.lock"),
@@ -77,7 +78,7 @@ impl Ingest {
             let _ = fs::remove_file(&journal_path);
             let file = File::open(&blob_path).map_err(|e| StoreError::io(&blob_path, e))?;
             return Ok(Ingest {
-                digest: digest.to_string(),
+                digest: digest.clone(),
                 size,
                 data_path,
                 journal_path,
@@ -130,7 +131,7 @@ impl Ingest {
             writeln!(j, "{size}").map_err(|e| StoreError::io(&journal_path, e))?;
         }
         Ok(Ingest {
-            digest: digest.to_string(),
+            digest: digest.clone(),
             size,
             data_path,
             journal_path,
@@ -182,7 +183,7 @@ impl Ingest {
     }
 
     /// The digest being ingested.
-    pub fn digest(&self) -> &str {
+    pub fn digest(&self) -> &Digest {
         &self.digest
     }
 
@@ -298,15 +299,15 @@ impl Ingest {
             .map_err(|e| StoreError::io(&self.data_path, e))?;
         let Some(actual) = digest else {
             return Err(StoreError::SizeMismatch {
-                digest: self.digest.clone(),
+                digest: self.digest.to_string(),
                 expected: self.size,
                 actual: self.hasher.hashed_to(),
             });
         };
-        if actual != self.digest {
+        if actual != self.digest.as_str() {
             self.discard();
             return Err(StoreError::DigestMismatch {
-                digest: self.digest.clone(),
+                digest: self.digest.to_string(),
                 actual,
             });
         }
@@ -334,7 +335,7 @@ impl Ingest {
         if actual_size != self.size {
             self.discard();
             return Err(StoreError::SizeMismatch {
-                digest: self.digest.clone(),
+                digest: self.digest.to_string(),
                 expected: self.size,
                 actual: actual_size,
             });
@@ -358,8 +359,8 @@ impl Ingest {
         if actual != self.digest {
             self.discard();
             return Err(StoreError::DigestMismatch {
-                digest: self.digest.clone(),
-                actual,
+                digest: self.digest.to_string(),
+                actual: actual.to_string(),
             });
         }
         Ok(())

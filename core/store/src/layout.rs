@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use fspack_digest::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
@@ -17,8 +18,8 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub struct Descriptor {
     /// Media type.
     pub media_type: String,
-    /// `sha256:<hex>`.
-    pub digest: String,
+    /// The content's digest (parsed with `index.json`).
+    pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
     /// Annotations (the tag name among them).
@@ -35,10 +36,10 @@ pub struct Descriptor {
 
 impl Descriptor {
     /// A descriptor without annotations.
-    pub fn new(media_type: &str, digest: &str, size: u64) -> Descriptor {
+    pub fn new(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
         Descriptor {
             media_type: media_type.into(),
-            digest: digest.into(),
+            digest: digest.clone(),
             size,
             annotations: BTreeMap::new(),
             artifact_type: None,

@@ -22,8 +22,10 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use fspack_digest::Digest;
+
 pub(crate) use atomic::{sync_dir, write_atomic_mode, write_atomic_via};
-pub use digest::{digest_hex, sha256_of};
+pub use digest::{digest_hex, parse_digest, sha256_of};
 pub use error::{ErrorKind, Result, StoreError};
 pub use gc::{DEFAULT_INGEST_TTL, GcReport};
 pub use ingest::Ingest;
@@ -248,45 +250,43 @@ impl Store {
         self.root.join("mounts").join("lower").join(key)
     }
 
-    /// Where blob `digest` lives once committed. The digest must be valid (see [`digest_hex`]).
-    pub fn blob_path(&self, digest: &str) -> PathBuf {
+    /// Where blob `digest` lives once committed. The digest must be sha256 (see [`digest_hex`]).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest_hex(digest).unwrap_or("invalid");
         self.root.join("blobs/sha256").join(hex)
     }
 
     /// Whether blob `digest` is committed.
-    pub fn has_blob(&self, digest: &str) -> bool {
+    pub fn has_blob(&self, digest: &Digest) -> bool {
         digest_hex(digest).is_ok() && self.blob_path(digest).is_file()
     }
 
     /// Whether blob `digest` is committed with `size` bytes.
-    pub fn has_blob_sized(&self, digest: &str, size: u64) -> bool {
+    pub fn has_blob_sized(&self, digest: &Digest, size: u64) -> bool {
         self.has_blob(digest) && fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.len() == size)
     }
 
     /// Starts (or resumes) writing blob `digest` of `size` bytes; blocks while another process
     /// holds the same ingest. Re-check [`Store::has_blob`] after it returns.
-    pub fn ingest(&self, digest: &str, size: u64) -> Result<Ingest> {
+    pub fn ingest(&self, digest: &Digest, size: u64) -> Result<Ingest> {
         Ingest::open(self, digest, size)
     }
 
     /// Opens committed blob `digest` for an in-place repair, under its ingest lock (blocks while
     /// a pull works on the same digest).
-    pub fn repair_blob(&self, digest: &str) -> Result<BlobRepair> {
+    pub fn repair_blob(&self, digest: &Digest) -> Result<BlobRepair> {
         BlobRepair::open(self, digest)
     }
 
     /// Every committed blob: `(digest, size in bytes)`, sorted by digest.
-    pub fn blobs(&self) -> Result<Vec<(String, u64)>> {
+    pub fn blobs(&self) -> Result<Vec<(Digest, u64)>> {
         let dir = self.root.join("blobs/sha256");
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
             let e = e.map_err(|e| StoreError::io(&dir, e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let digest = format!("sha256:{name}");
-            if digest_hex(&digest).is_err() {
+            let Ok(digest) = Digest::sha256_from_hex(&e.file_name().to_string_lossy()) else {
                 continue;
-            }
+            };
             let len = e
                 .metadata()
                 .map_err(|err| StoreError::io(&e.path(), err))?
@@ -299,7 +299,7 @@ impl Store {
 
     /// Stores small content (manifests, configs) after hashing it; returns its digest. The blob
     /// is written like a commit: temporary file, fsync, read-only, rename, fsync of the directory.
-    pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<String> {
+    pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = sha256_of(bytes);
         if !self.has_blob_sized(&digest, bytes.len() as u64) {
             // The temporary file goes in ingest/: blobs/ holds verified blobs only, also
@@ -319,8 +319,8 @@ impl Store {
     /// file under `ingest/` hashed while written, fsync, read-only, rename, fsync of the directory.
     ///
     /// Errors: [`StoreError::Io`] naming the temporary file or the reader's failure.
-    pub fn put_blob_reader(&self, r: &mut dyn std::io::Read) -> Result<(String, u64)> {
-        use sha2::Digest;
+    pub fn put_blob_reader(&self, r: &mut dyn std::io::Read) -> Result<(Digest, u64)> {
+        use sha2::Digest as _;
         use std::io::Write;
         use std::os::unix::fs::PermissionsExt;
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -349,7 +349,8 @@ impl Store {
             f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
             f.set_permissions(fs::Permissions::from_mode(0o444))
                 .map_err(|e| StoreError::io(&tmp, e))?;
-            let digest = format!("sha256:{}", hex::encode(h.finalize()));
+            let digest = Digest::sha256_from_hex(&hex::encode(h.finalize()))
+                .expect("a sha256 in hex is a digest");
             let path = self.blob_path(&digest);
             fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
             sync_dir(path.parent().expect("blob paths have a parent"))?;
@@ -363,7 +364,7 @@ impl Store {
 
     /// Reads a committed blob of at most `max` bytes, checking that it still hashes to `digest`
     /// (manifests and configs are small, and steer what gets mounted).
-    pub fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>> {
+    pub fn read_blob(&self, digest: &Digest, max: u64) -> Result<Vec<u8>> {
         digest_hex(digest)?;
         let path = self.blob_path(digest);
         let size = fs::metadata(&path)
@@ -371,17 +372,17 @@ impl Store {
             .len();
         if size > max {
             return Err(StoreError::TooLarge {
-                digest: digest.into(),
+                digest: digest.to_string(),
                 size,
                 max,
             });
         }
         let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
         let actual = sha256_of(&bytes);
-        if actual != digest {
+        if &actual != digest {
             return Err(StoreError::CorruptBlob {
-                digest: digest.into(),
-                actual,
+                digest: digest.to_string(),
+                actual: actual.to_string(),
                 path,
             });
         }
@@ -392,7 +393,7 @@ impl Store {
     pub fn tag(
         &self,
         name: &str,
-        manifest_digest: &str,
+        manifest_digest: &Digest,
         media_type: &str,
         size: u64,
     ) -> Result<()> {
@@ -499,7 +500,10 @@ mod tests {
     #[test]
     fn digests_are_validated_before_any_path_is_built() {
         let good = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(digest_hex(&good).unwrap(), "a".repeat(64));
+        assert_eq!(
+            digest_hex(&parse_digest(&good).unwrap()).unwrap(),
+            "a".repeat(64)
+        );
         let long = format!("sha256:{}", "a".repeat(10_000));
         let upper = format!("sha256:{}", "A".repeat(64));
         let short = format!("sha256:{}", "a".repeat(63));
@@ -515,14 +519,17 @@ mod tests {
             "",
             "sha256:",
         ] {
-            let e = digest_hex(bad).unwrap_err();
+            let e = parse_digest(bad).unwrap_err();
             assert!(e.to_string().contains("sha256:<64 hex digits>"), "{e}");
         }
+        // A valid digest of another algorithm gets no path under blobs/sha256 either.
+        let e = digest_hex(&Digest::parse(&sha512).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("sha256:<64 hex digits>"), "{e}");
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
-        let p = store.blob_path("sha256:../../../etc/passwd");
+        let p = store.blob_path(&Digest::parse(&sha512).unwrap());
         assert!(
-            p.starts_with(tmp.path().join("blobs/sha256")) && !p.to_string_lossy().contains("..")
+            p.starts_with(tmp.path().join("blobs/sha256")) && !p.to_string_lossy().contains("aaaa")
         );
     }
 

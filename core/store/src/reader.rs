@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use fspack_digest::Digest;
+
 use crate::digest::{digest_hex, sha256_of};
 use crate::error::{Result, StoreError};
 use crate::layout::{Descriptor, Index};
@@ -40,29 +42,29 @@ impl LayoutReader {
     }
 
     /// Where blob `digest` lives (not checked; see [`LayoutReader::read_blob`]).
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+    pub fn blob_path(&self, digest: &Digest) -> Result<PathBuf> {
         Ok(self.root.join("blobs/sha256").join(digest_hex(digest)?))
     }
 
     /// Reads a blob of at most `max` bytes and checks that it hashes to `digest`.
-    pub fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>> {
+    pub fn read_blob(&self, digest: &Digest, max: u64) -> Result<Vec<u8>> {
         let path = self.blob_path(digest)?;
         let size = std::fs::metadata(&path)
             .map_err(|e| StoreError::io(&path, e))?
             .len();
         if size > max {
             return Err(StoreError::TooLarge {
-                digest: digest.into(),
+                digest: digest.to_string(),
                 size,
                 max,
             });
         }
         let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
         let actual = sha256_of(&bytes);
-        if actual != digest {
+        if &actual != digest {
             return Err(StoreError::CorruptBlob {
-                digest: digest.into(),
-                actual,
+                digest: digest.to_string(),
+                actual: actual.to_string(),
                 path,
             });
         }

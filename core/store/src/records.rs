@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use fspack_digest::Digest;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{Result, StoreError};
 
@@ -16,11 +17,11 @@ pub struct MountRecord {
     /// The reference the user named.
     pub reference: String,
     /// The manifest digest the mount was made from.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// `erofs` or `squashfs`.
     pub format: String,
     /// Blob digests in use.
-    pub blobs: Vec<String>,
+    pub blobs: Vec<Digest>,
     /// Loop devices attached for the mount (they detach by themselves on unmount: autoclear).
     pub loop_devices: Vec<PathBuf>,
     /// Lower mounts stacked under an overlay (SquashFS shards), lowest first.

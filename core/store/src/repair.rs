@@ -11,6 +11,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use fspack_digest::Digest;
+
 use crate::error::{Result, StoreError};
 use crate::{Store, digest_hex};
 
@@ -18,14 +20,14 @@ use crate::{Store, digest_hex};
 /// blob as it is (possibly still corrupt; `fspack verify` says so).
 #[derive(Debug)]
 pub struct BlobRepair {
-    digest: String,
+    digest: Digest,
     path: PathBuf,
     file: File,
     _lock: File,
 }
 
 impl BlobRepair {
-    pub(crate) fn open(store: &Store, digest: &str) -> Result<BlobRepair> {
+    pub(crate) fn open(store: &Store, digest: &Digest) -> Result<BlobRepair> {
         let hex = digest_hex(digest)?;
         let lock = store.lock_file(
             &format!("{hex}.lock"),
@@ -39,7 +41,7 @@ impl BlobRepair {
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
         Ok(BlobRepair {
-            digest: digest.to_string(),
+            digest: digest.clone(),
             path,
             file,
             _lock: lock,
@@ -62,8 +64,8 @@ impl BlobRepair {
         let actual = crate::digest::sha256_of_file(&self.path)?;
         if actual != self.digest {
             return Err(StoreError::CorruptBlob {
-                digest: self.digest.clone(),
-                actual,
+                digest: self.digest.to_string(),
+                actual: actual.to_string(),
                 path: self.path.clone(),
             });
         }

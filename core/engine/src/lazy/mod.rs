@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fspack_digest::Digest;
 use fspack_registry::{Client, ClientOptions, Reference};
 use fspack_store::{LazyRecord, Store};
 use serde::Serialize;
@@ -61,7 +62,7 @@ pub struct LazyReport {
     /// The reference.
     pub reference: String,
     /// Manifest digest.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// `erofs` or `squashfs`.
     pub format: String,
     /// Whether the mount is lazy (false: everything was in the store, or it fell back to an
@@ -315,7 +316,7 @@ impl Mounting<'_> {
 async fn mount_blocking(
     store: &Arc<Store>,
     reference: String,
-    digest: String,
+    digest: Digest,
     point: MountPoint,
     settings: &MountSettings,
     source: Source,

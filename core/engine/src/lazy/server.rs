@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fspack_digest::Digest;
 use fspack_registry::{Client, ClientOptions, Reference};
 use fspack_store::Store;
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,7 @@ pub struct ServeSpec {
     /// The store name tagged once every blob is committed (as an eager pull tags).
     pub tag: String,
     /// Manifest digest (already in the store, untagged until the end).
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// Manifest size in bytes.
     pub manifest_size: u64,
     /// Blobs to serve: verified chunk by chunk where they have a chunk index, else as wholes.

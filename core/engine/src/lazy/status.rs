@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use fspack_digest::Digest;
 use serde::{Deserialize, Serialize};
 
 /// Where a lazy mount's server is.
@@ -23,7 +24,7 @@ pub enum ServerState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlobStatus {
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
     /// Bytes verified and present.

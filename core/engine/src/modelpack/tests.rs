@@ -11,7 +11,7 @@ fn manifest(config: &str, artifact: Option<&str>, layers: Vec<Descriptor>) -> Ma
         artifact_type: artifact.map(String::from),
         config: descriptor(
             config,
-            &format!("sha256:{}", "0".repeat(64)),
+            &fspack_digest::Digest::sha256_from_hex(&"0".repeat(64)).unwrap(),
             2,
             BTreeMap::new(),
         ),
@@ -25,7 +25,7 @@ fn layer(mt: &str, path: Option<&str>, n: u8) -> Descriptor {
     let ann = path
         .map(|p| BTreeMap::from([(ANN_FILEPATH.to_string(), p.to_string())]))
         .unwrap_or_default();
-    descriptor(mt, &format!("sha256:{}", hex::encode([n; 32])), 10, ann)
+    descriptor(mt, &fspack_digest::Digest::from_sha256([n; 32]), 10, ann)
 }
 
 #[test]

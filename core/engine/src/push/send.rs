@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use fspack_digest::Digest;
 use fspack_registry::{BlobSource, Client};
 use fspack_store::Store;
 
@@ -24,11 +25,14 @@ pub(super) struct Destination<'a> {
 impl Destination<'_> {
     /// Writes the manifest `body` last, with the tag in the same request (or, for an `oci:` layout,
     /// as a blob then the tag); returns its digest.
-    pub(super) async fn put_manifest(&self, body: &[u8]) -> Result<String> {
+    pub(super) async fn put_manifest(&self, body: &[u8]) -> Result<Digest> {
         let (client, store) = (self.client, self.store.as_deref());
         Ok(match self.target {
             Target::Registry(r) => {
-                let tag = r.tag.clone().unwrap_or_else(|| sha256_digest(body));
+                let tag = r
+                    .tag
+                    .clone()
+                    .unwrap_or_else(|| sha256_digest(body).to_string());
                 client
                     .expect("set for registries")
                     .push_manifest(r, &tag, MEDIA_MANIFEST, body.to_vec())
@@ -59,7 +63,7 @@ impl Destination<'_> {
         &self,
         subject: Descriptor,
         pairs: Vec<(Descriptor, Descriptor)>,
-    ) -> Result<String> {
+    ) -> Result<Digest> {
         let (client, store) = (self.client, self.store.as_deref());
         let layers = pairs.into_iter().flat_map(|(d, ix)| [d, ix]).collect();
         let subject_digest = subject.digest.clone();
@@ -162,7 +166,7 @@ impl Destination<'_> {
 pub(super) fn standalone_descriptor(target: &Descriptor, bytes: &[u8]) -> Descriptor {
     let mut annotations = BTreeMap::from([(
         fspack_chunkindex::ANN_TARGET.to_string(),
-        target.digest.clone(),
+        target.digest.to_string(),
     )]);
     if let Some(title) = target.annotations.get(ANN_TITLE) {
         annotations.insert(ANN_TITLE.into(), format!("{title}.chunk-index"));

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use fspack_digest::Digest;
 use fspack_registry::Reference;
 use serde::Deserialize;
 
@@ -37,8 +38,8 @@ pub enum Requirement {
     },
     /// The manifest digest is one of `digests`; empty: the reference must carry a digest.
     PinnedDigest {
-        /// Allowed manifest digests (`sha256:<hex>`).
-        digests: Vec<String>,
+        /// Allowed manifest digests (`sha256:<hex>`), parsed when the policy is read.
+        digests: Vec<Digest>,
     },
 }
 
@@ -279,10 +280,13 @@ fn convert(
                     Requirement::SigstoreSigned { key }
                 }
                 RawRequirement::PinnedDigest { digests } => {
-                    for d in &digests {
-                        crate::artifact::validate_digest(d)
-                            .map_err(|e| TrustError::config(path, format!("{label}[{i}]: {e}")))?;
-                    }
+                    let digests = digests
+                        .iter()
+                        .map(|d| {
+                            crate::artifact::parse_sha256(d)
+                                .map_err(|e| TrustError::config(path, format!("{label}[{i}]: {e}")))
+                        })
+                        .collect::<Result<_, _>>()?;
                     Requirement::PinnedDigest { digests }
                 }
             })

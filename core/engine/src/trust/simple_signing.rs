@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use fspack_digest::Digest;
 use fspack_registry::Reference;
 use fspack_registry::manifest::{Descriptor, ImageManifest};
 use serde_json::json;
@@ -23,12 +24,12 @@ pub const MAX_PAYLOAD: usize = 64 << 10;
 
 /// The tag under which signatures of `digest` live: `sha256:<hex>` becomes `sha256-<hex>.sig`,
 /// cosign's suffix on the referrers tag schema's form of the digest.
-pub fn signature_tag(digest: &str) -> String {
+pub fn signature_tag(digest: &Digest) -> String {
     format!("{}.sig", crate::referrers::referrers_tag(digest))
 }
 
 /// The reference of the signature manifest of `digest` in `r`'s repository.
-pub fn signature_ref(r: &Reference, digest: &str) -> Reference {
+pub fn signature_ref(r: &Reference, digest: &Digest) -> Reference {
     Reference {
         tag: Some(signature_tag(digest)),
         digest: None,
@@ -38,7 +39,7 @@ pub fn signature_ref(r: &Reference, digest: &str) -> Reference {
 
 /// The payload fspack signs: `docker-reference` is the repository (no tag: the digest is what
 /// is signed, as cosign does), `docker-manifest-digest` the manifest digest.
-pub fn payload(r: &Reference, digest: &str) -> Vec<u8> {
+pub fn payload(r: &Reference, digest: &Digest) -> Vec<u8> {
     let v = json!({
         "critical": {
             "identity": { "docker-reference": r.repo_display() },
@@ -55,7 +56,7 @@ pub fn payload(r: &Reference, digest: &str) -> Vec<u8> {
 pub struct Claims {
     /// `critical.identity.docker-reference`.
     pub docker_reference: String,
-    /// `critical.image.docker-manifest-digest`.
+    /// `critical.image.docker-manifest-digest`, as claimed (compared, never used as a digest).
     pub manifest_digest: String,
     /// `critical.type`.
     pub kind: String,
@@ -83,7 +84,7 @@ pub fn parse_claims(bytes: &[u8]) -> Option<Claims> {
 }
 
 /// A signature layer: payload descriptor with the base64 signature annotation.
-pub fn signature_layer(payload_digest: &str, payload_size: u64, sig_b64: &str) -> Descriptor {
+pub fn signature_layer(payload_digest: &Digest, payload_size: u64, sig_b64: &str) -> Descriptor {
     let mut annotations = BTreeMap::new();
     annotations.insert(ANN_SIGNATURE.to_string(), sig_b64.to_string());
     crate::artifact::descriptor(
@@ -132,7 +133,7 @@ mod tests {
     #[test]
     fn payload_round_trips_and_names_repository_and_digest() {
         let r: Reference = "localhost:5000/models/llama:v1".parse().unwrap();
-        let d = format!("sha256:{}", "ab".repeat(32));
+        let d = Digest::from_sha256([0xab; 32]);
         let c = parse_claims(&payload(&r, &d)).unwrap();
         assert_eq!(c.docker_reference, "localhost:5000/models/llama");
         assert_eq!(c.manifest_digest, d);

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use fspack_digest::Digest;
 use fspack_registry::{Client, ErrorKind, Reference};
 
 use super::TrustError;
@@ -48,7 +49,7 @@ impl Trust {
         &self,
         client: &Client,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
     ) -> Result<Verdict, crate::EngineError> {
         let rules = self.rules(self.policy.as_ref().map(|p| (p, p.for_reference(r))));
         let subject = r.to_string();
@@ -56,7 +57,7 @@ impl Trust {
         let mut verdict = Verdict::default();
         let mut signatures: Option<Vec<Candidate>> = None;
         for (rule, req) in &rules {
-            match check_rule(req, r.digest.as_deref(), digest) {
+            match check_rule(req, r.digest.as_ref(), digest) {
                 Ok(None) => {}
                 Ok(Some(key)) => {
                     if signatures.is_none() {
@@ -86,7 +87,7 @@ impl Trust {
         canonical: &Path,
         tag: &str,
         name: &str,
-        digest: &str,
+        digest: &Digest,
     ) -> Result<Verdict, TrustError> {
         let rules = self.rules(
             self.policy
@@ -140,7 +141,7 @@ impl Trust {
 }
 
 /// Builds the refusal of `digest` (what `subject` resolved to) under a rule, with the reason.
-fn refusal<'a>(subject: &'a str, digest: &'a str) -> impl Fn(&str, String) -> TrustError + 'a {
+fn refusal<'a>(subject: &'a str, digest: &'a Digest) -> impl Fn(&str, String) -> TrustError + 'a {
     move |rule, reason| TrustError::Refused {
         reference: subject.to_string(),
         digest: digest.to_string(),
@@ -154,8 +155,8 @@ fn refusal<'a>(subject: &'a str, digest: &'a str) -> impl Fn(&str, String) -> Tr
 /// digest the reference itself names, if any.
 fn check_rule<'r>(
     req: &'r Requirement,
-    named: Option<&str>,
-    digest: &str,
+    named: Option<&Digest>,
+    digest: &Digest,
 ) -> Result<Option<&'r VerifyingKey>, String> {
     match req {
         Requirement::InsecureAcceptAnything => Ok(None),
@@ -175,7 +176,7 @@ fn check_rule<'r>(
 /// One signature layer as fetched: its payload (or why it could not be read) and signature.
 #[derive(Debug)]
 struct Candidate {
-    payload_digest: String,
+    payload_digest: Digest,
     payload: Result<Vec<u8>, String>,
     signature: Option<Vec<u8>>,
 }
@@ -183,7 +184,7 @@ struct Candidate {
 async fn fetch_signatures(
     client: &Client,
     r: &Reference,
-    digest: &str,
+    digest: &Digest,
 ) -> Result<Vec<Candidate>, crate::EngineError> {
     let sig_ref = signature_ref(r, digest);
     let (_, bytes, _) = match client.get_manifest(&sig_ref).await {
@@ -231,7 +232,7 @@ fn check_signed(
     found: &[Candidate],
     key: &VerifyingKey,
     r: &Reference,
-    digest: &str,
+    digest: &Digest,
 ) -> Result<(), String> {
     if found.is_empty() {
         return Err(format!(
@@ -253,7 +254,7 @@ fn check_signed(
                     match parse_claims(payload) {
                         None => "payload is not a simple-signing document".to_string(),
                         Some(c) if c.kind != COSIGN_TYPE => format!("payload type {:?}", c.kind),
-                        Some(c) if c.manifest_digest != digest => {
+                        Some(c) if c.manifest_digest != digest.as_str() => {
                             format!("payload signs manifest {}", c.manifest_digest)
                         }
                         Some(c) if !same_repository(&c.docker_reference, r) => format!(
@@ -266,7 +267,7 @@ fn check_signed(
                 }
             }
         };
-        reasons.push(format!("{}: {why}", short(&c.payload_digest)));
+        reasons.push(format!("{}: {why}", short(c.payload_digest.as_str())));
     }
     Err(format!(
         "no valid signature among {} ({})",

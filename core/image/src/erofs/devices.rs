@@ -47,7 +47,7 @@ impl ErofsImage {
     /// [`ErofsImage::blobs`]).
     ///
     /// Errors with [`Error::InvalidOption`] when the count differs or a digest is malformed.
-    pub fn bind_devices(&mut self, digests: &[String]) -> Result<()> {
+    pub fn bind_devices(&mut self, digests: &[impl AsRef<str>]) -> Result<()> {
         if digests.len() != self.blobs.len() {
             return Err(Error::InvalidOption(format!(
                 "{} device digests for {} data blobs",
@@ -66,7 +66,7 @@ impl ErofsImage {
         let sb = &block0[SUPER_OFFSET..SUPER_OFFSET + 128];
         let slotoff = get16(sb, 88) as usize * DEVT_SLOT_SIZE;
         for (i, d) in digests.iter().enumerate() {
-            let tag = tag_of_digest(d)?;
+            let tag = tag_of_digest(d.as_ref())?;
             let at = slotoff + i * DEVT_SLOT_SIZE;
             if !self.meta.patch(at as u64, &tag) {
                 return Err(Error::Format(format!(
@@ -133,7 +133,7 @@ pub fn device_tags(primary: &Path) -> Result<Vec<Option<String>>> {
 ///
 /// Errors with [`Error::DeviceMismatch`] (naming the device and both identities) for a
 /// mismatched pair, [`Error::Format`] for a device count that differs or an unreadable table.
-pub fn check_devices(image: &Path, devices: &[(PathBuf, String)]) -> Result<()> {
+pub fn check_devices<D: AsRef<str>>(image: &Path, devices: &[(PathBuf, D)]) -> Result<()> {
     let tags = device_tags(image)?;
     if tags.len() != devices.len() {
         return Err(Error::Format(format!(
@@ -151,6 +151,7 @@ pub fn check_devices(image: &Path, devices: &[(PathBuf, String)]) -> Result<()> 
         return Ok(());
     }
     for (i, (tag, (path, digest))) in tags.iter().zip(devices).enumerate() {
+        let digest = digest.as_ref();
         let want = String::from_utf8_lossy(&tag_of_digest(digest)?).into_owned();
         if tag.as_deref() == Some(want.as_str()) {
             continue;
@@ -165,7 +166,7 @@ pub fn check_devices(image: &Path, devices: &[(PathBuf, String)]) -> Result<()> 
             device_id: (i + 1) as u16,
             device: path.clone(),
             expected,
-            actual: digest.clone(),
+            actual: digest.to_string(),
         });
     }
     Ok(())

@@ -43,7 +43,7 @@ pub(super) enum CopyError {
 pub(super) struct Job<'a> {
     pub(super) client: &'a Client,
     pub(super) r: &'a Reference,
-    pub(super) digest: &'a str,
+    pub(super) digest: &'a fspack_digest::Digest,
     pub(super) url: Url,
     pub(super) size: u64,
     pub(super) units: Units,

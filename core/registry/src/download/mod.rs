@@ -22,11 +22,11 @@ use reqwest::{Method, Response, StatusCode};
 
 use crate::Progress;
 use crate::client::Client;
-use crate::digest::parse_digest;
 use crate::error::RegistryError;
 use crate::redact::redact_url;
 use crate::reference::Reference;
 use crate::transport::{Ctx, Req, unexpected};
+use fspack_digest::Digest;
 
 mod job;
 mod units;
@@ -185,7 +185,7 @@ impl Client {
     pub async fn download_to(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         sink: Arc<dyn BlobSink>,
         opts: &DownloadOptions,
@@ -248,7 +248,7 @@ impl Client {
     pub async fn download_range(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         (start, end): (u64, u64),
         sink: Arc<dyn BlobSink>,
@@ -286,13 +286,12 @@ impl Client {
     fn job<'a>(
         &'a self,
         r: &'a Reference,
-        digest: &'a str,
+        digest: &'a Digest,
         size: u64,
         sink: Arc<dyn BlobSink>,
         opts: &DownloadOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<Job<'a>, RegistryError> {
-        parse_digest(digest)?;
         let end = opts.chunks.as_ref().map_or(size, |c| c.data_size());
         if end > size {
             return Err(RegistryError::SizeMismatch {
@@ -330,7 +329,7 @@ impl Client {
     pub async fn download_blob(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         dest: &File,
         opts: &DownloadOptions,
@@ -366,10 +365,10 @@ impl Client {
         .await
         .map_err(|e| RegistryError::io("verify a blob", std::io::Error::other(e.to_string())))??
         .unwrap_or_default();
-        if actual != digest {
+        if actual != digest.as_str() {
             return Err(RegistryError::DigestMismatch {
                 what: format!("blob {digest} of {}", r.repo_display()),
-                expected: digest.into(),
+                expected: digest.to_string(),
                 actual,
             });
         }
@@ -385,12 +384,11 @@ impl Client {
     pub async fn get_blob_range(
         &self,
         r: &Reference,
-        digest: &str,
+        digest: &Digest,
         start: u64,
         end: u64,
         max: u64,
     ) -> Result<Bytes, RegistryError> {
-        parse_digest(digest)?;
         if start >= end || end - start > max {
             return Err(RegistryError::Config(format!(
                 "refusing to fetch bytes {start}..{end} of blob {digest} into memory (at most {max} bytes)"

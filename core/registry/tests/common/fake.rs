@@ -108,6 +108,11 @@ pub fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
+/// [`sha256`] as the client takes it.
+pub fn digest(b: &[u8]) -> fspack_digest::Digest {
+    fspack_digest::Digest::parse(&sha256(b)).unwrap()
+}
+
 fn error_body(status: u16, code: &str, msg: &str) -> Response {
     let body = serde_json::json!({"errors":[{"code": code, "message": msg}]}).to_string();
     Response::builder()
@@ -165,12 +170,12 @@ impl Fake {
             .and_then(|q| q.pop_front())
     }
 
-    pub fn put_blob(&self, data: &[u8]) -> String {
-        let d = sha256(data);
+    pub fn put_blob(&self, data: &[u8]) -> fspack_digest::Digest {
+        let d = digest(data);
         self.blobs
             .lock()
             .unwrap()
-            .insert(d.clone(), Bytes::copy_from_slice(data));
+            .insert(d.to_string(), Bytes::copy_from_slice(data));
         d
     }
 

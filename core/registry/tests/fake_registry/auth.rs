@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use fspack_registry::{BytesSource, ClientOptions, ErrorKind, UploadMode};
 
-use crate::common::fake::{Fake, Fault, Op, sha256};
+use crate::common::fake::{Fake, Fault, Op, digest};
 use crate::common::{client, client_with, counter, data, dest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +21,7 @@ async fn bearer_tokens_are_fetched_cached_and_refreshed_after_expiry() {
     });
     let r = fake.reference("a/b");
     let blob = data(300_000, 20);
-    let d = sha256(&blob);
+    let d = digest(&blob);
     c.push_blob(
         &r,
         &d,
@@ -38,7 +38,7 @@ async fn bearer_tokens_are_fetched_cached_and_refreshed_after_expiry() {
 
     // The token "expires" in the middle of a chunked upload.
     let blob2 = data(300_000, 21);
-    let d2 = sha256(&blob2);
+    let d2 = digest(&blob2);
     fake.fault(Op::UploadPatch, Fault::ExpireTokens);
     c.push_blob(
         &r,
@@ -52,7 +52,12 @@ async fn bearer_tokens_are_fetched_cached_and_refreshed_after_expiry() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        fake.blobs.lock().unwrap().get(&d2).unwrap().as_ref(),
+        fake.blobs
+            .lock()
+            .unwrap()
+            .get(d2.as_str())
+            .unwrap()
+            .as_ref(),
         &blob2[..]
     );
     assert_eq!(

@@ -282,7 +282,7 @@ async fn wrong_content_and_truncation_are_refused() {
         "{e}"
     );
 
-    let missing = crate::common::fake::sha256(b"missing");
+    let missing = crate::common::fake::digest(b"missing");
     let e = client()
         .download_blob(&r, &missing, 7, &file, &opts, counter())
         .await

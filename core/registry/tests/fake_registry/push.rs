@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fspack_registry::{BytesSource, ErrorKind, UploadMode};
 
-use crate::common::fake::{Fake, Fault, Op, sha256};
+use crate::common::fake::{Fake, Fault, Op, digest, sha256};
 use crate::common::{client, counter, data};
 
 fn source(b: &[u8]) -> Arc<BytesSource> {
@@ -19,7 +19,7 @@ async fn monolithic_push_streams_one_put_with_content_length() {
     let fake = Fake::start().await;
     let r = fake.reference("team/model:v1");
     let blob = data(3 << 20, 1);
-    let d = sha256(&blob);
+    let d = digest(&blob);
     let c = client();
     assert_eq!(c.blob_exists(&r, &d).await.unwrap(), None);
     let p = counter();
@@ -27,7 +27,7 @@ async fn monolithic_push_streams_one_put_with_content_length() {
         .await
         .unwrap();
     assert_eq!(
-        fake.blobs.lock().unwrap().get(&d).unwrap().as_ref(),
+        fake.blobs.lock().unwrap().get(d.as_str()).unwrap().as_ref(),
         &blob[..]
     );
     assert_eq!(
@@ -49,7 +49,7 @@ async fn monolithic_push_streams_one_put_with_content_length() {
 async fn empty_blob_pushes() {
     let fake = Fake::start().await;
     let r = fake.reference("a/b");
-    let d = sha256(b"");
+    let d = digest(b"");
     for mode in [
         UploadMode::Monolithic,
         UploadMode::Chunked { chunk_size: 10 },
@@ -59,7 +59,7 @@ async fn empty_blob_pushes() {
             .await
             .unwrap();
     }
-    assert!(fake.blobs.lock().unwrap().contains_key(&d));
+    assert!(fake.blobs.lock().unwrap().contains_key(d.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +67,7 @@ async fn monolithic_push_restarts_the_session_after_500_and_a_cut() {
     let fake = Fake::start().await;
     let r = fake.reference("a/b");
     let blob = data(1 << 20, 2);
-    let d = sha256(&blob);
+    let d = digest(&blob);
     fake.fault(Op::UploadPut, Fault::Status(500));
     fake.fault(Op::UploadPut, Fault::CutUpload(100_000));
     let p = counter();
@@ -76,7 +76,7 @@ async fn monolithic_push_restarts_the_session_after_500_and_a_cut() {
         .await
         .unwrap();
     assert_eq!(
-        fake.blobs.lock().unwrap().get(&d).unwrap().as_ref(),
+        fake.blobs.lock().unwrap().get(d.as_str()).unwrap().as_ref(),
         &blob[..]
     );
     assert_eq!(
@@ -94,7 +94,7 @@ async fn chunked_push_honours_min_length_and_sends_bare_content_range() {
     fake.min_chunk.store(100_000, Ordering::SeqCst);
     let r = fake.reference("a/b");
     let blob = data(250_000, 3);
-    let d = sha256(&blob);
+    let d = digest(&blob);
     client()
         .push_blob(
             &r,
@@ -106,7 +106,7 @@ async fn chunked_push_honours_min_length_and_sends_bare_content_range() {
         .await
         .unwrap();
     assert_eq!(
-        fake.blobs.lock().unwrap().get(&d).unwrap().as_ref(),
+        fake.blobs.lock().unwrap().get(d.as_str()).unwrap().as_ref(),
         &blob[..]
     );
     let ranges: Vec<String> = fake
@@ -129,7 +129,7 @@ async fn chunked_push_resumes_from_the_registry_offset_after_a_cut() {
     let fake = Fake::start().await;
     let r = fake.reference("a/b");
     let blob = data(300_000, 4);
-    let d = sha256(&blob);
+    let d = digest(&blob);
     // The second chunk is cut after 30 000 bytes, which the registry keeps.
     fake.fault(Op::UploadPatch, Fault::Status(503));
     fake.fault(Op::UploadPatch, Fault::CutUpload(30_000));
@@ -147,7 +147,7 @@ async fn chunked_push_resumes_from_the_registry_offset_after_a_cut() {
         .await
         .unwrap();
     assert_eq!(
-        fake.blobs.lock().unwrap().get(&d).unwrap().as_ref(),
+        fake.blobs.lock().unwrap().get(d.as_str()).unwrap().as_ref(),
         &blob[..]
     );
     let log = fake.requests();
@@ -178,7 +178,7 @@ async fn push_waits_for_retry_after_on_429() {
     let fake = Fake::start().await;
     let r = fake.reference("a/b");
     let blob = data(1000, 5);
-    let d = sha256(&blob);
+    let d = digest(&blob);
     fake.fault(Op::UploadPost, Fault::TooMany("1".into()));
     let t = Instant::now();
     client()
@@ -198,7 +198,7 @@ async fn push_gives_up_with_a_clear_redacted_error() {
     let fake = Fake::start().await;
     let r = fake.reference("a/b");
     let blob = data(1000, 6);
-    let d = sha256(&blob);
+    let d = digest(&blob);
     for _ in 0..20 {
         fake.fault(Op::UploadPut, Fault::Status(503));
     }
@@ -222,7 +222,7 @@ async fn push_gives_up_with_a_clear_redacted_error() {
 async fn wrong_digest_is_refused_by_the_registry_as_a_digest_error() {
     let fake = Fake::start().await;
     let r = fake.reference("a/b");
-    let d = sha256(b"other content");
+    let d = digest(b"other content");
     let e = client()
         .push_blob(
             &r,
@@ -250,7 +250,7 @@ async fn failing_source_is_an_io_error_not_a_retry_loop() {
     }
     let fake = Fake::start().await;
     let r = fake.reference("a/b");
-    let d = sha256(b"x");
+    let d = digest(b"x");
     let e = client()
         .push_blob(&r, &d, Arc::new(Broken), UploadMode::Monolithic, counter())
         .await
@@ -275,7 +275,7 @@ async fn manifests_and_tags_round_trip() {
         .push_manifest(&r, "v1", MEDIA_TYPE_IMAGE_MANIFEST, body.clone())
         .await
         .unwrap();
-    assert_eq!(d, sha256(&body));
+    assert_eq!(d, digest(&body));
     for t in ["v2", "v3", "v4", "v5"] {
         c.push_manifest(&r, t, MEDIA_TYPE_IMAGE_MANIFEST, body.clone())
             .await
@@ -325,10 +325,10 @@ async fn manifest_digest_lies_and_oversize_are_refused() {
     assert!(e.to_string().contains("Docker-Content-Digest"), "{e}");
     fake.lie_manifest_digest.store(false, Ordering::SeqCst);
     // Served under a digest it does not hash to.
-    let wrong = sha256(b"something else");
+    let wrong = digest(b"something else");
     fake.put_manifest(
         "a/b",
-        &wrong,
+        wrong.as_str(),
         "application/vnd.oci.image.manifest.v1+json",
         b"{}",
     );
@@ -356,7 +356,7 @@ async fn body_size_caps_suggest_chunked_upload() {
     let fake = Fake::start().await;
     let r = fake.reference("a/b");
     let blob = data(1000, 7);
-    let d = sha256(&blob);
+    let d = digest(&blob);
     fake.fault(Op::UploadPut, Fault::Status(413));
     let e = client()
         .push_blob(&r, &d, source(&blob), UploadMode::Monolithic, counter())

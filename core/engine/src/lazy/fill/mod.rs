@@ -168,7 +168,7 @@ impl LazyBlob {
         present: &[(u64, u64)],
         store: Arc<fspack_store::Store>,
     ) -> std::io::Result<LazyBlob> {
-        let hex = desc.digest.strip_prefix("sha256:").unwrap_or_default();
+        let hex = desc.digest.hex();
         let index = ChunkIndex::whole(desc.size, hex).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
