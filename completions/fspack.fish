@@ -202,8 +202,8 @@ complete -c fspack -n "__fish_fspack_using_subcommand verify" -l username -d 'Re
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
-complete -c fspack -n "__fish_fspack_using_subcommand verify" -l all -d 'Check every blob in the store'
-complete -c fspack -n "__fish_fspack_using_subcommand verify" -l repair -d 'Fetch the bad chunks again (whole blobs where there is no chunk index), verify them and write them into the stored blob, so mounts using it read the right bytes'
+complete -c fspack -n "__fish_fspack_using_subcommand verify" -l all -d 'Check every blob in the store, and every blob a tag or a mount names'
+complete -c fspack -n "__fish_fspack_using_subcommand verify" -l repair -d 'Fetch the bad chunks again (whole blobs where there is no chunk index), verify them and write them into the stored blob, so mounts using it read the right bytes; fetch a missing blob whole, as a pull does'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'

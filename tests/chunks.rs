@@ -576,3 +576,63 @@ fn pull_verify_repairs_a_damaged_cached_blob_that_a_plain_pull_trusts() {
     );
     assert_store_sound(&store);
 }
+
+/// Report items 2, 3 and 10: a blob that vanished from the store is reported by `verify --all`
+/// as by `verify REF`, the hint names a command that works, `--repair` fetches it whole as a
+/// pull would, and says why when the registry cannot be reached.
+#[test]
+fn verify_all_reports_a_missing_blob_and_repair_fetches_it_whole() {
+    let Some(mut reg) = Registry::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 11);
+    let reference = format!("{}/models/missing:v1", reg.addr);
+    let pushed = push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
+    let store = tmp.path().join("store");
+    json(
+        &fspack(&store)
+            .args(["pull", &reference, "--json"])
+            .output()
+            .unwrap(),
+    );
+    let digest = pushed["layers"][0]["digest"].as_str().unwrap().to_string();
+    let blob = store.join("blobs/sha256").join(&digest[7..]);
+    fs::remove_file(&blob).unwrap();
+
+    let out = fspack(&store).args(["verify", "--all"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{digest} missing"))
+            && stderr.contains(&format!("used by {reference}"))
+            && stderr.contains("`fspack verify --all --repair`"),
+        "{stderr}"
+    );
+
+    let out = fspack(&store)
+        .args(["verify", "--all", "--repair"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("0 bad, 1 repaired"), "{stderr}");
+    assert!(blob.is_file(), "the missing blob was not fetched again");
+    assert_store_sound(&store);
+
+    // Registry gone: the blob stays missing, the run says why, and exits 6.
+    fs::remove_file(&blob).unwrap();
+    reg.kill();
+    let out = fspack(&store)
+        .args(["verify", &reference, "--repair"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{digest} missing"))
+            && stderr.contains(&format!("not repaired: cannot fetch it from {reference}")),
+        "{stderr}"
+    );
+}

@@ -403,11 +403,12 @@ pub struct VerifyArgs {
         conflicts_with = "all"
     )]
     pub references: Vec<String>,
-    /// Check every blob in the store.
+    /// Check every blob in the store, and every blob a tag or a mount names.
     #[arg(long)]
     pub all: bool,
     /// Fetch the bad chunks again (whole blobs where there is no chunk index), verify them and
-    /// write them into the stored blob, so mounts using it read the right bytes.
+    /// write them into the stored blob, so mounts using it read the right bytes; fetch a missing
+    /// blob whole, as a pull does.
     #[arg(long)]
     pub repair: bool,
     /// Registry options (for --repair).

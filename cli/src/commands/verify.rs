@@ -71,6 +71,9 @@ pub fn finish(report: &VerifyReport, json: bool, repair: bool) -> anyhow::Result
         for m in &b.mounts {
             eprintln!("  mounted at {}", m.display());
         }
+        if let Some(why) = &b.repair_error {
+            eprintln!("  not repaired: {why}");
+        }
     }
     if !json {
         eprintln!(

@@ -1,5 +1,6 @@
 //! `fspack verify`: re-hash stored blobs, name each bad blob, each bad chunk and the mounts that
-//! use them, and with `--repair` fetch only the bad chunks again.
+//! use them, and with `--repair` fetch only the bad chunks again (a missing blob whole, as a pull
+//! does).
 //!
 //! The store promises that a file under `blobs/` hashes to its name, but disks fail, hosts crash
 //! and people run `dd`. A pull trusts what the store already has, so this is where that trust is
@@ -25,7 +26,8 @@ use crate::error::{EngineError, Result};
 /// Which blobs to check.
 #[derive(Debug, Clone)]
 pub enum Scope {
-    /// Every blob in the store.
+    /// Every blob in the store, and every blob a tagged manifest or a mount record names (so
+    /// one that vanished from `blobs/` is reported missing, as for `Refs`).
     All,
     /// The manifests, configs and layers of these tags (references as pulled).
     Refs(Vec<String>),
@@ -84,6 +86,10 @@ pub struct BlobCheck {
     pub mounts: Vec<PathBuf>,
     /// Bytes fetched to repair it.
     pub bytes_received: u64,
+    /// Why a repair that was asked for could not be made (no registry reference, registry
+    /// unreachable, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair_error: Option<String>,
 }
 
 /// What a verify run found and did.
@@ -97,6 +103,10 @@ pub struct VerifyReport {
     pub bad: usize,
     /// Blobs repaired.
     pub repaired: usize,
+    /// What the run checked, as `fspack verify` arguments (`--all`, or the references), for the
+    /// hint that offers `--repair`.
+    #[serde(skip)]
+    pub scope_args: String,
 }
 
 impl VerifyReport {
@@ -109,9 +119,12 @@ impl VerifyReport {
             return Ok(());
         }
         let hint = if repair {
-            ""
+            String::new()
         } else {
-            "; run `fspack verify --repair` to fetch the bad chunks again"
+            format!(
+                "; run `fspack verify {} --repair` to fetch them again",
+                self.scope_args
+            )
         };
         Err(EngineError::Integrity(format!(
             "{} blobs in the store are corrupt or missing{hint}",
@@ -133,24 +146,31 @@ pub async fn verify(
     client: Option<&Client>,
 ) -> Result<VerifyReport> {
     let on_disk: BTreeMap<Digest, u64> = store.blobs()?.into_iter().collect();
-    let (known, wanted) = blobs_in_scope(store, scope, &on_disk)?;
     let mounts = store.mount_records()?;
+    let (known, wanted) = blobs_in_scope(store, scope, &on_disk, &mounts)?;
     let mut report = VerifyReport {
         blobs: Vec::new(),
         bytes_checked: 0,
         bad: 0,
         repaired: 0,
+        scope_args: match scope {
+            Scope::All => "--all".into(),
+            Scope::Refs(refs) => refs.join(" "),
+        },
     };
     for digest in wanted {
-        let (desc, references) = known.get(&digest).cloned().unwrap_or_default();
-        let using: Vec<PathBuf> = mounts
+        let Entry {
+            desc,
+            manifest,
+            references,
+        } = known.get(&digest).cloned().unwrap_or_default();
+        let users: Vec<&fspack_store::MountRecord> = mounts
             .iter()
             .filter(|m| m.blobs.contains(&digest) || m.manifest_digest == digest)
-            .map(|m| m.target.clone())
             .collect();
+        let using: Vec<PathBuf> = users.iter().map(|m| m.target.clone()).collect();
         let Some(&size) = on_disk.get(&digest) else {
-            report.bad += 1;
-            report.blobs.push(BlobCheck {
+            let mut check = BlobCheck {
                 size: desc.as_ref().map_or(0, |d| d.size),
                 digest,
                 status: BlobStatus::Missing,
@@ -159,7 +179,41 @@ pub async fn verify(
                 references,
                 mounts: using,
                 bytes_received: 0,
-            });
+                repair_error: None,
+            };
+            if settings.repair {
+                // A mount made from a reference that is no longer tagged still says where the
+                // blob came from.
+                let sources: Vec<String> = check
+                    .references
+                    .iter()
+                    .cloned()
+                    .chain(users.iter().map(|m| m.reference.clone()))
+                    .collect();
+                let manifest = manifest || users.iter().any(|m| m.manifest_digest == check.digest);
+                match refetch(
+                    store,
+                    client,
+                    &check,
+                    desc.as_ref(),
+                    manifest,
+                    &sources,
+                    settings,
+                )
+                .await
+                {
+                    Ok(n) => {
+                        check.bytes_received = n;
+                        check.status = BlobStatus::Repaired;
+                        report.repaired += 1;
+                    }
+                    Err(why) => check.repair_error = Some(why),
+                }
+            }
+            if check.status == BlobStatus::Missing {
+                report.bad += 1;
+            }
+            report.blobs.push(check);
             continue;
         };
         let found = {
@@ -182,6 +236,7 @@ pub async fn verify(
             references,
             mounts: using,
             bytes_received: 0,
+            repair_error: None,
         };
         if !found.ok && settings.repair {
             let client = client.ok_or_else(|| {
@@ -209,7 +264,7 @@ pub async fn verify(
 
 /// Descriptors and references per blob, from every tagged manifest (also for `All`, so that
 /// chunk indexes are known wherever some manifest describes the blob), and the blobs in
-/// `scope`, sorted by digest.
+/// `scope`, sorted by digest: for `All`, those on disk plus those a tag or a mount names.
 ///
 /// Errors: [`EngineError::NotFound`] for a reference in `scope` that the store does not tag;
 /// the store's.
@@ -217,6 +272,7 @@ fn blobs_in_scope(
     store: &Store,
     scope: &Scope,
     on_disk: &BTreeMap<Digest, u64>,
+    mounts: &[fspack_store::MountRecord],
 ) -> Result<(Known, Vec<Digest>)> {
     let mut known = Known::new();
     let tags = store.tags()?;
@@ -236,13 +292,14 @@ fn blobs_in_scope(
             Scope::All => true,
             Scope::Refs(refs) => refs.contains(name),
         };
+        known.entry(m.digest.clone()).or_default().manifest = true;
         let mut note = |digest: &Digest, d: Option<Descriptor>| {
             let e = known.entry(digest.clone()).or_default();
-            if e.0.is_none() {
-                e.0 = d;
+            if e.desc.is_none() {
+                e.desc = d;
             }
-            if !e.1.contains(name) {
-                e.1.push(name.clone());
+            if !e.references.contains(name) {
+                e.references.push(name.clone());
             }
             if in_scope && !wanted.iter().any(|w| w == digest) {
                 wanted.push(digest.clone());
@@ -265,14 +322,35 @@ fn blobs_in_scope(
         }
     }
     if matches!(scope, Scope::All) {
-        wanted = on_disk.keys().cloned().collect();
+        // A lazy mount's blobs are still being filled (its server commits and tags them last):
+        // absent is not missing there.
+        let mounted = mounts
+            .iter()
+            .filter(|m| m.lazy.is_none())
+            .flat_map(|m| m.blobs.iter().chain([&m.manifest_digest]));
+        for d in on_disk.keys().chain(mounted) {
+            if !wanted.contains(d) {
+                wanted.push(d.clone());
+            }
+        }
     }
     wanted.sort();
     Ok((known, wanted))
 }
 
-/// Per blob digest: a descriptor of it, if a manifest has one, and the references naming it.
-type Known = BTreeMap<Digest, (Option<Descriptor>, Vec<String>)>;
+/// Per blob digest: what the tagged manifests say of it.
+type Known = BTreeMap<Digest, Entry>;
+
+/// What the tagged manifests say of one blob.
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    /// A descriptor of it, if a manifest lists it as config or layer.
+    desc: Option<Descriptor>,
+    /// It is a tagged manifest (fetched from the registry's `manifests/` endpoint).
+    manifest: bool,
+    /// The tags naming it.
+    references: Vec<String>,
+}
 
 /// Repairs the corrupt blob of `check` from the registry, then drops the page cache of the
 /// mounts using it (`mounts`: every mount record) so they read the repaired bytes.
@@ -299,6 +377,72 @@ async fn repair_blob(
         .await
         .expect("no panic");
     Ok(())
+}
+
+/// Fetches a missing blob again, whole, as a pull does (verified chunk by chunk where it has an
+/// index, then against its digest, and committed atomically): from the registry of the first of
+/// `sources` (tags, then the references of mounts using it) that is a registry reference.
+/// Manifests come from the `manifests/` endpoint, by digest. Returns the bytes received.
+///
+/// Errors: why it could not, as a sentence for the report (no registry reference, no client,
+/// the registry's or the store's error with its causes); the run goes on with the next blob.
+async fn refetch(
+    store: &Arc<Store>,
+    client: Option<&Client>,
+    check: &BlobCheck,
+    desc: Option<&Descriptor>,
+    manifest: bool,
+    sources: &[String],
+    settings: &VerifySettings,
+) -> std::result::Result<u64, String> {
+    let Some(r) = sources
+        .iter()
+        .filter(|s| !s.starts_with("oci:"))
+        .find_map(|s| s.parse::<Reference>().ok())
+    else {
+        return Err(if sources.is_empty() {
+            "no tag or mount names it, so fspack cannot tell where to fetch it".to_string()
+        } else {
+            format!(
+                "{} is not a registry reference; copy it into the store again (`fspack pull {}`)",
+                sources[0], sources[0]
+            )
+        });
+    };
+    let Some(client) = client else {
+        return Err("no registry client was given to fetch it".to_string());
+    };
+    let chain = |e: &dyn std::error::Error| {
+        let mut s = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cause = c.source();
+        }
+        format!("cannot fetch it from {r}: {s}")
+    };
+    if manifest {
+        let (_, bytes, _) = client
+            .get_manifest(&r.with_digest(&check.digest))
+            .await
+            .map_err(|e| chain(&e))?;
+        let store = store.clone();
+        let n = bytes.len() as u64;
+        tokio::task::spawn_blocking(move || store.put_blob_bytes(&bytes))
+            .await
+            .expect("no panic")
+            .map_err(|e| chain(&e))?;
+        return Ok(n);
+    }
+    let Some(desc) = desc else {
+        return Err("no tagged manifest describes it (its size is unknown)".to_string());
+    };
+    let reporter: Arc<dyn crate::report::Reporter> = Arc::new(crate::report::Silent);
+    let fetched = crate::fetch::fetch_blob(client, &r, desc, store, settings.ranges, &reporter)
+        .await
+        .map_err(|e| chain(&e))?;
+    Ok(fetched.stats.bytes_received)
 }
 
 /// What hashing one stored blob found.
