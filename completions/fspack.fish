@@ -49,19 +49,19 @@ complete -c fspack -n "__fish_fspack_needs_command" -f -a "__complete" -d 'Print
 complete -c fspack -n "__fish_fspack_needs_command" -f -a "lazy-serve" -d 'Serve a lazy mount\'s blobs (started by `--lazy`; reads its settings from stdin)'
 complete -c fspack -n "__fish_fspack_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s o -l output -d 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)' -r -F
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l layout -d 'EROFS layout' -r -f -a "single\t'One self-contained image'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l layout -d 'EROFS layout [default: single]' -r -f -a "single\t'One self-contained image'
 chunked\t'A metadata image plus data blobs (EROFS multi-device); what push uses for large trees'"
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l compression -d 'SquashFS compressor' -r -f -a "zstd\t'zstd (default)'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l compression -d 'SquashFS compressor [default: zstd]' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'
 lz4\t'lz4'
 lzo\t'lzo'"
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l level -d 'SquashFS compression level (compressor default when omitted)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l block-size -d 'SquashFS block size (power of two from 4K to 1M)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l block-size -d 'SquashFS block size (power of two from 4K to 1M) [default: 128K]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
@@ -74,15 +74,15 @@ complete -c fspack -n "__fish_fspack_using_subcommand build" -s h -l help -d 'Pr
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l compression -d 'SquashFS compressor' -r -f -a "zstd\t'zstd (default)'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l compression -d 'SquashFS compressor [default: zstd]' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'
 lz4\t'lz4'
 lzo\t'lzo'"
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l level -d 'SquashFS compression level (compressor default when omitted)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l block-size -d 'SquashFS block size (power of two from 4K to 1M)' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l block-size -d 'SquashFS block size (power of two from 4K to 1M) [default: 128K]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l chunk-size -d 'Upload each blob in PATCH chunks of this size instead of one streamed PUT (for proxies that cap request bodies)' -r
@@ -94,7 +94,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -s j -l jobs -d 'Par
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l strict-acls -d 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l modelpack -d 'Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the file\'s role, readable by modctl and mounted by fspack with no second copy'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l modelpack -d 'Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the file\'s role, readable by modctl and mounted by fspack with no second copy. Builds no image, so the format options do not apply'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'

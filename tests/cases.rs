@@ -246,7 +246,7 @@ fn privileged_a_plain_umount_of_chunked_erofs_on_loop_devices_leaves_nothing_beh
         &tmp.path().join("push-store"),
         &src,
         &reference,
-        &["--blob-size", "128K"],
+        &["--blob-size", "1M"],
     );
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
@@ -285,14 +285,18 @@ fn duplicate_file_contents_are_stored_once_in_both_formats() {
     duplicate_tree(&src, 20, 10, 200_000);
     let distinct = 20 * 200_000u64;
     let store = tmp.path().join("store");
-    for (format, name) in [("squashfs", "dups.sqfs"), ("erofs", "dups.erofs")] {
+    for (format, name, extra) in [
+        ("squashfs", "dups.sqfs", &["--compression", "lz4"][..]),
+        ("erofs", "dups.erofs", &[][..]),
+    ] {
         let out = tmp.path().join(name);
         fspack(&store)
             .arg("build")
             .arg(&src)
             .arg("-o")
             .arg(&out)
-            .args(["--format", format, "--compression", "lz4", "--all-root"])
+            .args(["--format", format, "--all-root"])
+            .args(extra)
             .assert()
             .success();
         let size = fs::metadata(&out).unwrap().len();

@@ -127,6 +127,61 @@ fn building_a_missing_directory_names_it_and_exits_3() {
     assert!(!tmp.path().join("x.erofs").exists());
 }
 
+/// Report item 12: an option the chosen format or mode ignores is refused (exit 2) and named,
+/// rather than accepted and silently dropped.
+#[test]
+fn options_that_do_not_apply_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "x").unwrap();
+    let out = tmp.path().join("out.img");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["build", "--format", "squashfs", "--layout", "chunked"],
+            "--layout chunked is an EROFS layout",
+        ),
+        (
+            &["build", "--compression", "gzip"],
+            "--compression applies to SquashFS images only",
+        ),
+        (
+            &["build", "--format", "erofs", "--shards", "2"],
+            "--shards applies to SquashFS images only",
+        ),
+        (
+            &["build", "--format", "squashfs", "--erofs-chunk-size", "4K"],
+            "--erofs-chunk-size applies to EROFS images only",
+        ),
+        (
+            &["build", "--layout", "chunked", "--blob-size", "3K"],
+            "--blob-size 3K is below its minimum of 1M",
+        ),
+        (
+            &["push", "--modelpack", "--format", "squashfs"],
+            "'--modelpack' cannot be used with '--format <FORMAT>'",
+        ),
+        (
+            &["push", "--jobs", "0"],
+            "'0' is not a number of parallel transfers",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut cmd = fspack(&tmp.path().join("store"));
+        cmd.arg(args[0]).arg(&src);
+        if args[0] == "build" {
+            cmd.arg("-o").arg(&out);
+        } else {
+            cmd.arg("127.0.0.1:1/a/b:v1");
+        }
+        cmd.args(&args[1..])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(*message));
+        assert!(!out.exists(), "{args:?} wrote an image");
+    }
+}
+
 #[test]
 fn an_output_inside_the_source_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();

@@ -171,23 +171,25 @@ pub struct ImageArgs {
     /// Image format.
     #[arg(long, value_enum, default_value = "erofs")]
     pub format: FormatArg,
-    /// Chunk size of large files in the chunked EROFS layout (power of two, at least 4K).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
-    pub erofs_chunk_size: u64,
+    /// Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)
+    /// [default: 1M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub erofs_chunk_size: Option<u64>,
     /// Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards
     /// (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism.
+    /// At least one EROFS chunk (--erofs-chunk-size).
     /// [default: about 1/16 of the data, a power of two from 16M to 256M]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub blob_size: Option<u64>,
-    /// SquashFS compressor.
-    #[arg(long, value_enum, default_value = "zstd")]
-    pub compression: CompressionArg,
+    /// SquashFS compressor [default: zstd].
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
     /// SquashFS compression level (compressor default when omitted).
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
-    /// SquashFS block size (power of two from 4K to 1M).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128K")]
-    pub block_size: u64,
+    /// SquashFS block size (power of two from 4K to 1M) [default: 128K].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub block_size: Option<u64>,
     /// SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives
     /// large files shards of their own [default: 1 for build, auto for push].
     #[arg(long, value_name = "auto|N", value_parser = parse_shards)]
@@ -218,9 +220,9 @@ pub struct BuildArgs {
     /// Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/).
     #[arg(short, long, value_name = "OUT", value_hint = clap::ValueHint::FilePath)]
     pub output: PathBuf,
-    /// EROFS layout.
-    #[arg(long, value_enum, default_value = "single")]
-    pub layout: LayoutArg,
+    /// EROFS layout [default: single].
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
     /// Image options.
     #[command(flatten)]
     pub image: ImageArgs,
@@ -259,7 +261,13 @@ pub struct RegistryArgs {
     )]
     pub password: Option<String>,
     /// Parallel transfers: blobs at once, and HTTP Range requests within one large blob.
-    #[arg(short, long, value_name = "N", default_value_t = 4)]
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        default_value_t = 4,
+        value_parser = parse_jobs
+    )]
     pub jobs: usize,
 }
 
@@ -288,8 +296,15 @@ pub struct PushArgs {
     #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation)]
     pub annotations: Vec<(String, String)>,
     /// Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the
-    /// file's role, readable by modctl and mounted by fspack with no second copy.
-    #[arg(long)]
+    /// file's role, readable by modctl and mounted by fspack with no second copy. Builds no
+    /// image, so the format options do not apply.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "format", "erofs_chunk_size", "blob_size", "compression", "level", "block_size",
+            "shards", "strict_acls",
+        ]
+    )]
     pub modelpack: bool,
     /// Registry options.
     #[command(flatten)]
@@ -564,6 +579,15 @@ fn parse_shards(s: &str) -> Result<Shards, String> {
         Ok(n) if n >= 1 => Ok(Shards::Count(n)),
         _ => Err(format!(
             "'{s}' is neither 'auto' nor a number of shards (1 or more)"
+        )),
+    }
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a number of parallel transfers (1 or more)"
         )),
     }
 }

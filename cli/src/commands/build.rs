@@ -7,14 +7,18 @@ use fspack_image::erofs::{ErofsOptions, Layout};
 use fspack_image::squashfs::{Compression, ShardSpec, SquashfsOptions};
 
 use crate::args::{BuildArgs, CompressionArg, FormatArg, GlobalArgs, ImageArgs, LayoutArg, Shards};
+use crate::exit::usage;
 
 pub async fn run(args: BuildArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let layout = match args.layout {
-        LayoutArg::Single => Layout::Single,
-        LayoutArg::Chunked => Layout::Chunked,
+        Some(LayoutArg::Chunked) if args.image.format == FormatArg::Squashfs => usage!(
+            "--layout chunked is an EROFS layout; SquashFS images are split with --shards N instead"
+        ),
+        Some(LayoutArg::Chunked) => Layout::Chunked,
+        Some(LayoutArg::Single) | None => Layout::Single,
     };
-    let settings = image_settings(&args.image, layout, Shards::Count(1));
+    let settings = image_settings(&args.image, layout, Shards::Count(1))?;
     let (dir, out) = (args.dir.clone(), args.output.clone());
     let report = tokio::task::spawn_blocking(move || match settings.format {
         ImageFormat::Erofs => build_erofs(&dir, &out, &settings),
@@ -51,12 +55,59 @@ pub async fn run(args: BuildArgs, g: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves image options into engine settings; `default_shards` applies when `--shards` is absent.
-pub fn image_settings(a: &ImageArgs, layout: Layout, default_shards: Shards) -> ImageSettings {
+///
+/// Errors: a usage error (exit 2) for an option the chosen format ignores (report item 12: a
+/// silently ignored option reads as if it took effect), and for a `--blob-size` below one chunk.
+pub fn image_settings(
+    a: &ImageArgs,
+    layout: Layout,
+    default_shards: Shards,
+) -> anyhow::Result<ImageSettings> {
+    let chunk_size = a
+        .erofs_chunk_size
+        .unwrap_or(fspack_image::erofs::DEFAULT_CHUNK_SIZE);
+    match a.format {
+        FormatArg::Erofs => {
+            let squashfs_only = [
+                ("--compression", a.compression.is_some()),
+                ("--level", a.level.is_some()),
+                ("--block-size", a.block_size.is_some()),
+                ("--shards", a.shards.is_some()),
+                ("--strict-acls", a.strict_acls),
+            ];
+            if let Some((flag, _)) = squashfs_only.iter().find(|(_, given)| *given) {
+                usage!(
+                    "{flag} applies to SquashFS images only (EROFS images are uncompressed and unsharded); add --format squashfs or drop {flag}"
+                );
+            }
+        }
+        FormatArg::Squashfs => {
+            if a.erofs_chunk_size.is_some() {
+                usage!(
+                    "--erofs-chunk-size applies to EROFS images only; SquashFS blocks are set with --block-size"
+                );
+            }
+        }
+    }
+    // The engine sizes blobs and SquashFS packs in whole EROFS chunks (ImageSettings::sized_for).
+    if let Some(b) = a.blob_size
+        && b < chunk_size
+    {
+        let why = match a.format {
+            FormatArg::Erofs => " (one --erofs-chunk-size chunk)",
+            FormatArg::Squashfs => "",
+        };
+        usage!(
+            "--blob-size {} is below its minimum of {}{why}",
+            size_text(b),
+            size_text(chunk_size)
+        );
+    }
     let shards = match a.shards.unwrap_or(default_shards) {
         Shards::Auto => ShardSpec::Auto,
         Shards::Count(n) => ShardSpec::Count(n),
     };
-    ImageSettings {
+    Ok(ImageSettings {
         format: match a.format {
             FormatArg::Erofs => ImageFormat::Erofs,
             FormatArg::Squashfs => ImageFormat::Squashfs,
@@ -68,14 +119,14 @@ pub fn image_settings(a: &ImageArgs, layout: Layout, default_shards: Shards) -> 
         },
         erofs: ErofsOptions {
             layout,
-            chunk_size: a.erofs_chunk_size,
+            chunk_size,
             // Resolved per tree by the engine (ImageSettings::sized_for).
             blob_size: fspack_image::erofs::DEFAULT_BLOB_SIZE,
             large_file: fspack_image::erofs::DEFAULT_LARGE_FILE,
             build_time: a.mtime.unwrap_or(0).max(0) as u64,
         },
         squashfs: SquashfsOptions {
-            compression: match a.compression {
+            compression: match a.compression.unwrap_or(CompressionArg::Zstd) {
                 CompressionArg::Zstd => Compression::Zstd,
                 CompressionArg::Gzip => Compression::Gzip,
                 CompressionArg::Xz => Compression::Xz,
@@ -83,12 +134,26 @@ pub fn image_settings(a: &ImageArgs, layout: Layout, default_shards: Shards) -> 
                 CompressionArg::Lzo => Compression::Lzo,
             },
             level: a.level,
-            block_size: u32::try_from(a.block_size).unwrap_or(u32::MAX),
+            block_size: a
+                .block_size
+                .map_or(fspack_image::squashfs::DEFAULT_BLOCK_SIZE, |b| {
+                    u32::try_from(b).unwrap_or(u32::MAX)
+                }),
             mkfs_time: a.mtime.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
         },
         shards,
         shard_rules: fspack_image::squashfs::ShardRules::default(),
         blob_size: a.blob_size,
         strict_acls: a.strict_acls,
+    })
+}
+
+/// A byte count as the size options spell it (`1M`, `4K`, `3000`).
+fn size_text(n: u64) -> String {
+    match n {
+        0 => "0".into(),
+        n if n.is_multiple_of(1 << 20) => format!("{}M", n >> 20),
+        n if n.is_multiple_of(1 << 10) => format!("{}K", n >> 10),
+        n => n.to_string(),
     }
 }

@@ -14,7 +14,7 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let target = Target::parse(&args.reference)?;
     // Directories go up in the chunked layout: that is what lets several blobs travel at once.
     let settings = PushSettings {
-        image: image_settings(&args.image, Layout::Chunked, Shards::Auto),
+        image: image_settings(&args.image, Layout::Chunked, Shards::Auto)?,
         jobs: args.registry.jobs.max(1),
         upload: match args.chunk_size {
             Some(chunk_size) => UploadMode::Chunked { chunk_size },
