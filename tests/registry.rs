@@ -225,20 +225,72 @@ fn a_registry_with_basic_auth_needs_credentials() {
         .assert()
         .code(4)
         .stderr(no_secret());
-    fspack(tmp.path())
-        .env("DOCKER_CONFIG", &docker)
-        .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
-        .write_stdin(format!("{wrong}\n"))
-        .assert()
-        .success()
-        .stderr(no_secret());
+    // `login` refuses the wrong password (see logging_in_checks_the_credentials_first), so the
+    // wrong credentials go into a config file by hand.
+    let wrong_docker = tmp.path().join("wrong-docker");
+    fs::create_dir(&wrong_docker).unwrap();
+    fs::write(
+        wrong_docker.join("config.json"),
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": basic.clone()}}}).to_string(),
+    )
+    .unwrap();
     fspack(&tmp.path().join("store"))
-        .env("DOCKER_CONFIG", &docker)
+        .env("DOCKER_CONFIG", &wrong_docker)
         .env("RUST_LOG", "debug")
         .args(["-vv", "pull", &reference])
         .assert()
         .code(4)
         .stderr(no_secret());
+}
+
+/// Report item 7: `login` checks the credentials against the registry before storing them, as
+/// docker login does; `logout` of a host without credentials says so.
+#[test]
+fn logging_in_checks_the_credentials_first() {
+    let Some(reg) = Registry::start_with_auth("alice", "s3cret-canary") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let docker = tmp.path().join("docker");
+    let config = docker.join("config.json");
+    let login = |host: &str, password: &str| {
+        let mut c = fspack(tmp.path());
+        c.env("DOCKER_CONFIG", &docker)
+            .args(["login", host, "-u", "alice", "--password-stdin"])
+            .write_stdin(format!("{password}\n"));
+        c
+    };
+    login(&reg.addr, "wrong-canary-7f3a")
+        .assert()
+        .code(4)
+        .stderr(
+            predicate::str::contains("nothing was stored")
+                .and(predicate::str::contains("wrong-canary-7f3a").not()),
+        );
+    assert!(!config.exists(), "refused credentials were stored");
+    // Nothing listens on port 1: a network failure (5), nothing stored.
+    login("127.0.0.1:1", "s3cret-canary")
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("nothing was stored"));
+    assert!(
+        !config.exists(),
+        "credentials for an unreachable registry were stored"
+    );
+    login(&reg.addr, "s3cret-canary").assert().success();
+    assert!(
+        fs::read_to_string(&config)
+            .unwrap()
+            .contains(reg.addr.as_str())
+    );
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", &docker)
+        .args(["logout", "never.example"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "no credentials for never.example were stored",
+        ));
 }
 
 /// Standard base64 (what a Basic `Authorization` header carries).

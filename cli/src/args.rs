@@ -95,7 +95,7 @@ pub enum Command {
         after_help = "Exits 6 when a blob is corrupt or missing (after --repair: when one could not be repaired).\n\nExamples:\n  fspack verify --all\n  fspack verify localhost:5000/models/llama:v1 --repair"
     )]
     Verify(VerifyArgs),
-    /// Store registry credentials in the Docker config file.
+    /// Check registry credentials with the registry, then store them in the Docker config file.
     Login(LoginArgs),
     /// Remove stored registry credentials.
     Logout(LogoutArgs),

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::args::{LoginArgs, LogoutArgs};
 
-pub fn login(args: LoginArgs) -> anyhow::Result<()> {
+pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     if !args.password_stdin {
         crate::exit::usage!(
             "pass the password on standard input with --password-stdin (it never goes on the command line)"
@@ -20,6 +20,22 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     if password.is_empty() {
         crate::exit::usage!("the password read from standard input is empty");
     }
+    // Checked first, as docker login does: wrong credentials or a registry that is not there
+    // must not end up stored and fail the next push instead.
+    let client = super::client_with(fspack_engine::ClientOptions {
+        username: Some(args.username.clone()),
+        password: Some(password.to_string()),
+        user_agent: format!("fspack/{}", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    })?;
+    fspack_engine::login::check(&client, &args.registry)
+        .await
+        .with_context(|| {
+            format!(
+                "{} did not accept the credentials of {}; nothing was stored",
+                args.registry, args.username
+            )
+        })?;
     let stored = fspack_engine::login::login(&args.registry, &args.username, password)
         .with_context(|| format!("cannot store credentials for {}", args.registry))?;
     match stored {
@@ -38,8 +54,12 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
 }
 
 pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
-    fspack_engine::login::logout(&args.registry)
+    let removed = fspack_engine::login::logout(&args.registry)
         .with_context(|| format!("cannot remove credentials for {}", args.registry))?;
-    eprintln!("removed credentials for {}", args.registry);
+    if removed {
+        eprintln!("removed credentials for {}", args.registry);
+    } else {
+        eprintln!("no credentials for {} were stored", args.registry);
+    }
     Ok(())
 }

@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc(args) => mount::gc(args, g),
         Command::Verify(args) => verify::run(args, g).await,
         Command::Inspect(args) => inspect::run(args, g).await,
-        Command::Login(args) => login::login(args),
+        Command::Login(args) => login::login(args).await,
         Command::Logout(args) => login::logout(args),
         Command::Completions(args) => docs::completions(args),
         Command::GenerateDocs(args) => docs::generate(args),
@@ -47,7 +47,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Registry client options from the command line.
 pub fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
-    Ok(fspack_engine::open::client(client_options(args))?)
+    client_with(client_options(args))
+}
+
+/// A registry client with these options.
+pub fn client_with(opts: ClientOptions) -> anyhow::Result<Client> {
+    Ok(fspack_engine::open::client(opts)?)
 }
 
 /// The client options of [`client`], for a lazy mount's server to build the same client.

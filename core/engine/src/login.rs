@@ -16,6 +16,15 @@ pub fn login(registry: &str, username: &str, password: &str) -> Result<Stored> {
     )?)
 }
 
+/// Checks credentials against `registry` before they are stored (`client` carries them): an
+/// authenticated `GET /v2/`, following the registry's token flow.
+///
+/// Errors: the registry crate's `Auth` (refused, exit 4), `Network` (unreachable, exit 5),
+/// `Protocol` (not a registry).
+pub async fn check(client: &fspack_registry::Client, registry: &str) -> Result<()> {
+    Ok(client.check_credentials(registry).await?)
+}
+
 /// Removes the credentials stored for `registry`; returns whether there were any.
 ///
 /// Errors: as [`login`].

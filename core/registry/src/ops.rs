@@ -29,6 +29,46 @@ fn not_found(r: &Reference, what: String) -> RegistryError {
 }
 
 impl Client {
+    /// Checks that `registry` (`host[:port]`) accepts this client's credentials, as `docker
+    /// login` does before storing them: `GET /v2/`, answering a 401 with the Basic or token flow
+    /// the challenge asks for (the token without a repository scope).
+    ///
+    /// Errors: [`RegistryError::Auth`] when the credentials are refused, `Network` after the
+    /// retries when the registry cannot be reached, `Protocol` for another answer.
+    pub async fn check_credentials(&self, registry: &str) -> Result<(), RegistryError> {
+        let r = Reference {
+            registry: registry.to_string(),
+            repository: String::new(),
+            tag: None,
+            digest: None,
+        };
+        let url = reqwest::Url::parse(&format!("{}://{registry}/v2/", self.scheme(registry)))
+            .map_err(|e| RegistryError::InvalidReference {
+                input: registry.to_string(),
+                reason: format!("does not make a valid URL: {e}"),
+            })?;
+        let resp = self
+            .send(
+                Ctx { r: &r, push: false },
+                &Req::new(Method::GET, url.clone()),
+            )
+            .await
+            .map_err(|e| match e {
+                RegistryError::Auth {
+                    registry, detail, ..
+                } => RegistryError::Auth {
+                    registry,
+                    repository: "the registry API (/v2/)".into(),
+                    detail,
+                },
+                e => e,
+            })?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        Err(unexpected(&url, resp).await)
+    }
+
     /// Asks whether the repository has a blob; returns its size if so.
     pub async fn blob_exists(
         &self,

@@ -94,7 +94,12 @@ impl Client {
             Ok(u) => u.origin(),
             Err(e) => return Outcome::Fatal(e),
         };
-        let scope = scope(&ctx.r.repository, ctx.push);
+        // No repository (a login check of `/v2/`): a token without scope, as docker asks.
+        let scope = if ctx.r.repository.is_empty() {
+            String::new()
+        } else {
+            scope(&ctx.r.repository, ctx.push)
+        };
         let redirectable = req.method == Method::GET || req.method == Method::HEAD;
         let mut url = req.url.clone();
         for _ in 0..=MAX_REDIRECTS {

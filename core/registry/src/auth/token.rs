@@ -152,7 +152,9 @@ fn token_request(
                 q.append_pair("grant_type", "refresh_token");
                 q.append_pair("refresh_token", refresh.expose());
                 q.append_pair("client_id", "fspack");
-                q.append_pair("scope", scope);
+                if !scope.is_empty() {
+                    q.append_pair("scope", scope);
+                }
                 if let Some(s) = service {
                     q.append_pair("service", s);
                 }
@@ -168,7 +170,9 @@ fn token_request(
                 if let Some(s) = service {
                     q.append_pair("service", s);
                 }
-                q.append_pair("scope", scope);
+                if !scope.is_empty() {
+                    q.append_pair("scope", scope);
+                }
                 if let Some(Credential::Basic { username, .. }) = other {
                     q.append_pair("account", username);
                 }
