@@ -852,3 +852,62 @@ fn privileged_a_bind_mount_of_a_parent_inside_the_tree_is_refused() {
     );
     assert!(!tmp.path().join("loop.erofs").exists());
 }
+
+/// Report item 8: a store on a read-only mount still serves the commands that only read it (`ls`,
+/// `verify`), and a command that must write names the store and says it is read-only.
+#[test]
+fn privileged_a_read_only_store_serves_ls_and_verify() {
+    if !is_root() || !have_tool("mount") {
+        common::trees::privileged::skip("needs root and mount(8) for a read-only bind mount");
+        return;
+    }
+    common::trees::privileged::ran();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let layout = tmp.path().join("layout");
+    let reference = format!("oci:{}:v1", layout.display());
+    fspack(&tmp.path().join("push-store"))
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .assert()
+        .success();
+    let store = tmp.path().join("store");
+    fspack(&store).args(["pull", &reference]).assert().success();
+    // A fresh store has no gc.lock yet when it was made by an older fspack: the read-only
+    // handle must do without one too.
+    let _ = fs::remove_file(store.join("locks/gc.lock"));
+    let ro = tmp.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    let mounted = |args: &[&str]| Command::new("mount").args(args).status().unwrap().success();
+    assert!(mounted(&[
+        "--bind",
+        store.to_str().unwrap(),
+        ro.to_str().unwrap()
+    ]));
+    let result = std::panic::catch_unwind(|| {
+        assert!(mounted(&["-o", "remount,bind,ro", ro.to_str().unwrap()]));
+        fspack(&ro)
+            .arg("ls")
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("nothing mounted"));
+        fspack(&ro)
+            .args(["verify", "--all"])
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("0 bad"));
+        fspack(&ro).args(["verify", &reference]).assert().success();
+        fspack(&ro)
+            .args(["pull", &reference])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(format!(
+                "the store at {} is read-only",
+                ro.display()
+            )));
+    });
+    let _ = Command::new("umount").arg(&ro).status();
+    result.unwrap();
+}

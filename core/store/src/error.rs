@@ -97,6 +97,15 @@ fn io_message(path: &Path, e: &std::io::Error) -> String {
             "\nhint: the store at {} is full; free space or point --store elsewhere",
             store.display()
         ));
+    } else if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
+        let store = path
+            .ancestors()
+            .find(|p| p.join("oci-layout").exists())
+            .unwrap_or(path);
+        text.push_str(&format!(
+            "\nhint: the store at {} is read-only; ls, inspect, verify (without --repair) and mount of what it holds work there, commands that add to it need a writable --store",
+            store.display()
+        ));
     }
     text
 }

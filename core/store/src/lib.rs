@@ -141,10 +141,27 @@ fn make_private_root(root: &Path) -> Result<()> {
     }
     if mode & 0o077 != 0 {
         tracing::info!("tightening {} from {mode:04o} to 0700", root.display());
-        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
-            .map_err(|e| StoreError::io(root, e))?;
+        match fs::set_permissions(root, fs::Permissions::from_mode(0o700)) {
+            // Nobody can add to a read-only store; reading it stays possible.
+            Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+                tracing::warn!(
+                    "cannot tighten {} to 0700: its file system is read-only",
+                    root.display()
+                );
+            }
+            r => r.map_err(|e| StoreError::io(root, e))?,
+        }
     }
     Ok(())
+}
+
+/// Whether opening a file for writing failed because the store cannot be written (a read-only
+/// mount, or a directory without write permission for us).
+fn is_read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+    )
 }
 
 impl Store {
@@ -212,8 +229,14 @@ impl Store {
             gc_guard: Arc::new(Mutex::new(None)),
             access,
         };
-        let guard = store.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared)?;
-        *store.gc_guard.lock().expect("not poisoned") = Some(guard);
+        // Without a lock file on a read-only store there is nothing to guard: no gc can remove
+        // a blob from a file system nobody can write.
+        match store.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared) {
+            Ok(guard) => *store.gc_guard.lock().expect("not poisoned") = Some(guard),
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {}
+            Err(e) => return Err(e),
+        }
         Ok(store)
     }
 
@@ -457,7 +480,8 @@ impl Store {
     }
 
     /// Opens `locks/<name>` and takes a kernel file lock on it (released when the file closes,
-    /// also when the process dies).
+    /// also when the process dies). On a read-only store (report item 8: a store on a read-only
+    /// mount) an existing lock file is opened for reading, which `flock` accepts as well.
     fn lock_file(&self, name: &str, op: rustix::fs::FlockOperation) -> Result<File> {
         let path = self.root.join("locks").join(name);
         let f = OpenOptions::new()
@@ -466,6 +490,13 @@ impl Store {
             .read(true)
             .write(true)
             .open(&path)
+            .or_else(|e| {
+                if is_read_only(&e) {
+                    File::open(&path).map_err(|_| e)
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(|e| StoreError::io(&path, e))?;
         rustix::fs::flock(&f, op).map_err(|e| StoreError::io(&path, e.into()))?;
         Ok(f)
