@@ -911,3 +911,48 @@ fn privileged_a_read_only_store_serves_ls_and_verify() {
     let _ = Command::new("umount").arg(&ro).status();
     result.unwrap();
 }
+
+/// Report item 11: unmounting a directory with a mount below it names the nested mount point
+/// and the command that releases it, instead of "busy: files are in use".
+#[test]
+fn privileged_umount_names_a_nested_mount_first() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let layout = tmp.path().join("layout");
+    let reference = format!("oci:{}:v1", layout.display());
+    fspack(&tmp.path().join("push-store"))
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .assert()
+        .success();
+    let store = tmp.path().join("store");
+    let outer = tmp.path().join("outer");
+    let inner = outer.join("sub");
+    fspack(&store)
+        .args(["mount", &reference])
+        .arg(&outer)
+        .assert()
+        .success();
+    fspack(&store)
+        .args(["mount", &reference])
+        .arg(&inner)
+        .assert()
+        .success();
+    let out = fspack(&store).arg("umount").arg(&outer).output().unwrap();
+    let _ = fspack(&store).arg("umount").arg(&inner).output();
+    let _ = fspack(&store).arg("umount").arg(&outer).output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let inner = fs::canonicalize(tmp.path()).unwrap().join("outer/sub");
+    assert!(
+        stderr.contains(&format!("{} is mounted under", inner.display()))
+            && stderr.contains(&format!("`fspack umount {}` first", inner.display())),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}

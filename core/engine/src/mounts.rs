@@ -48,6 +48,7 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
         _ => {}
     }
     if mounted {
+        refuse_nested(store, &target)?;
         unmount_settled(&target)?;
     }
     if let Some(rec) = record {
@@ -67,6 +68,46 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
         remove_created(&rec.created_dirs);
     }
     Ok(())
+}
+
+/// Fails when something is mounted below `target` (report item 11): the kernel would answer
+/// EBUSY, which reads as "files in use". Names each nested mount, deepest first, with the command
+/// that releases it (`fspack umount` for fspack's own, `umount` for others).
+///
+/// Errors: [`EngineError::Usage`] naming the nested mount points; the mount table's.
+fn refuse_nested(store: &Store, target: &Path) -> Result<()> {
+    let mut nested: Vec<PathBuf> = fspack_mount::mountinfo()?
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p != target && p.starts_with(target))
+        .collect();
+    if nested.is_empty() {
+        return Ok(());
+    }
+    nested.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    nested.dedup();
+    let ours = store.mount_records()?;
+    let steps: Vec<String> = nested
+        .iter()
+        .map(|p| {
+            if ours.iter().any(|r| &r.target == p) {
+                format!("`fspack umount {}`", p.display())
+            } else {
+                format!("`umount {}`", p.display())
+            }
+        })
+        .collect();
+    Err(EngineError::Usage(format!(
+        "{} {} mounted under {}; run {} first",
+        nested
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if nested.len() == 1 { "is" } else { "are" },
+        target.display(),
+        steps.join(", then ")
+    )))
 }
 
 /// Unmounts, giving the kernel a moment when it answers EBUSY: reads that just failed or just

@@ -231,7 +231,7 @@ impl Hint {
     fn for_unmount(e: &io::Error) -> Hint {
         Hint(match e.raw_os_error() {
             Some(libc::EBUSY) => {
-                Some("files under it are still in use: close them, or unmount lazily".to_string())
+                Some("files under it are still in use: close them (`fuser -vm` on the mount point lists the processes)".to_string())
             }
             Some(libc::EINVAL) => Some("it is not a mount point".to_string()),
             Some(libc::EPERM) => Some(NEED_ROOT.to_string()),
