@@ -45,9 +45,6 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Check registry credentials with the registry, then store them in the Docker config file')
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove stored registry credentials')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
-            [CompletionResult]::new('generate-docs', 'generate-docs', [CompletionResultType]::ParameterValue, 'Write completion scripts and man pages (used to refresh completions/ and man/)')
-            [CompletionResult]::new('__complete', '__complete', [CompletionResultType]::ParameterValue, 'Print dynamic completion candidates (called by the completion scripts)')
-            [CompletionResult]::new('lazy-serve', 'lazy-serve', [CompletionResultType]::ParameterValue, 'Serve a lazy mount''s blobs (started by `--lazy`; reads its settings from stdin)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -330,42 +327,6 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
-        'fspack;generate-docs' {
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
-            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
-            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            break
-        }
-        'fspack;__complete' {
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
-            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
-            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            break
-        }
-        'fspack;lazy-serve' {
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
-            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
-            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            break
-        }
         'fspack;help' {
             [CompletionResult]::new('build', 'build', [CompletionResultType]::ParameterValue, 'Build an EROFS or SquashFS image from a directory')
             [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Push a directory or an image file to a registry (or an OCI layout) as an artifact')
@@ -382,9 +343,6 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Check registry credentials with the registry, then store them in the Docker config file')
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove stored registry credentials')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
-            [CompletionResult]::new('generate-docs', 'generate-docs', [CompletionResultType]::ParameterValue, 'Write completion scripts and man pages (used to refresh completions/ and man/)')
-            [CompletionResult]::new('__complete', '__complete', [CompletionResultType]::ParameterValue, 'Print dynamic completion candidates (called by the completion scripts)')
-            [CompletionResult]::new('lazy-serve', 'lazy-serve', [CompletionResultType]::ParameterValue, 'Serve a lazy mount''s blobs (started by `--lazy`; reads its settings from stdin)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -431,15 +389,6 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             break
         }
         'fspack;help;completions' {
-            break
-        }
-        'fspack;help;generate-docs' {
-            break
-        }
-        'fspack;help;__complete' {
-            break
-        }
-        'fspack;help;lazy-serve' {
             break
         }
         'fspack;help;help' {

@@ -17,9 +17,6 @@ _fspack() {
             ",$1")
                 cmd="fspack"
                 ;;
-            fspack,__complete)
-                cmd="fspack__subcmd____complete"
-                ;;
             fspack,build)
                 cmd="fspack__subcmd__build"
                 ;;
@@ -29,9 +26,6 @@ _fspack() {
             fspack,gc)
                 cmd="fspack__subcmd__gc"
                 ;;
-            fspack,generate-docs)
-                cmd="fspack__subcmd__generate__subcmd__docs"
-                ;;
             fspack,help)
                 cmd="fspack__subcmd__help"
                 ;;
@@ -40,9 +34,6 @@ _fspack() {
                 ;;
             fspack,inspect)
                 cmd="fspack__subcmd__inspect"
-                ;;
-            fspack,lazy-serve)
-                cmd="fspack__subcmd__lazy__subcmd__serve"
                 ;;
             fspack,login)
                 cmd="fspack__subcmd__login"
@@ -74,9 +65,6 @@ _fspack() {
             fspack,verify)
                 cmd="fspack__subcmd__verify"
                 ;;
-            fspack__subcmd__help,__complete)
-                cmd="fspack__subcmd__help__subcmd____complete"
-                ;;
             fspack__subcmd__help,build)
                 cmd="fspack__subcmd__help__subcmd__build"
                 ;;
@@ -86,9 +74,6 @@ _fspack() {
             fspack__subcmd__help,gc)
                 cmd="fspack__subcmd__help__subcmd__gc"
                 ;;
-            fspack__subcmd__help,generate-docs)
-                cmd="fspack__subcmd__help__subcmd__generate__subcmd__docs"
-                ;;
             fspack__subcmd__help,help)
                 cmd="fspack__subcmd__help__subcmd__help"
                 ;;
@@ -97,9 +82,6 @@ _fspack() {
                 ;;
             fspack__subcmd__help,inspect)
                 cmd="fspack__subcmd__help__subcmd__inspect"
-                ;;
-            fspack__subcmd__help,lazy-serve)
-                cmd="fspack__subcmd__help__subcmd__lazy__subcmd__serve"
                 ;;
             fspack__subcmd__help,login)
                 cmd="fspack__subcmd__help__subcmd__login"
@@ -138,26 +120,8 @@ _fspack() {
 
     case "${cmd}" in
         fspack)
-            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect sign images rmi gc verify login logout completions generate-docs __complete lazy-serve help"
+            opts="-q -v -h -V --quiet --verbose --store --help --version build push pull mount umount ls inspect sign images rmi gc verify login logout completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --store)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        fspack__subcmd____complete)
-            opts="-q -v -h -V --quiet --verbose --store --help --version mounts refs"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -293,41 +257,9 @@ _fspack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        fspack__subcmd__generate__subcmd__docs)
-            opts="-q -v -h -V --quiet --verbose --store --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --store)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         fspack__subcmd__help)
-            opts="build push pull mount umount ls inspect sign images rmi gc verify login logout completions generate-docs __complete lazy-serve help"
+            opts="build push pull mount umount ls inspect sign images rmi gc verify login logout completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        fspack__subcmd__help__subcmd____complete)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -381,20 +313,6 @@ _fspack() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        fspack__subcmd__help__subcmd__generate__subcmd__docs)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         fspack__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -424,20 +342,6 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__help__subcmd__inspect)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        fspack__subcmd__help__subcmd__lazy__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -632,24 +536,6 @@ _fspack() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --store)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        fspack__subcmd__lazy__subcmd__serve)
-            opts="-q -v -h -V --quiet --verbose --store --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -42,9 +42,6 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand login 'Check registry credentials with the registry, then store them in the Docker config file'
             cand logout 'Remove stored registry credentials'
             cand completions 'Print a shell completion script'
-            cand generate-docs 'Write completion scripts and man pages (used to refresh completions/ and man/)'
-            cand __complete 'Print dynamic completion candidates (called by the completion scripts)'
-            cand lazy-serve 'Serve a lazy mount''s blobs (started by `--lazy`; reads its settings from stdin)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fspack;build'= {
@@ -311,39 +308,6 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
-        &'fspack;generate-docs'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
-            cand -q 'Print less: no progress bars, only errors and requested data'
-            cand --quiet 'Print less: no progress bars, only errors and requested data'
-            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
-            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
-            cand -h 'Print help'
-            cand --help 'Print help'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
-        &'fspack;__complete'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
-            cand -q 'Print less: no progress bars, only errors and requested data'
-            cand --quiet 'Print less: no progress bars, only errors and requested data'
-            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
-            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
-            cand -h 'Print help (see more with ''--help'')'
-            cand --help 'Print help (see more with ''--help'')'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
-        &'fspack;lazy-serve'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
-            cand -q 'Print less: no progress bars, only errors and requested data'
-            cand --quiet 'Print less: no progress bars, only errors and requested data'
-            cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
-            cand --verbose 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
-            cand -h 'Print help'
-            cand --help 'Print help'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
         &'fspack;help'= {
             cand build 'Build an EROFS or SquashFS image from a directory'
             cand push 'Push a directory or an image file to a registry (or an OCI layout) as an artifact'
@@ -360,9 +324,6 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand login 'Check registry credentials with the registry, then store them in the Docker config file'
             cand logout 'Remove stored registry credentials'
             cand completions 'Print a shell completion script'
-            cand generate-docs 'Write completion scripts and man pages (used to refresh completions/ and man/)'
-            cand __complete 'Print dynamic completion candidates (called by the completion scripts)'
-            cand lazy-serve 'Serve a lazy mount''s blobs (started by `--lazy`; reads its settings from stdin)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fspack;help;build'= {
@@ -394,12 +355,6 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;help;logout'= {
         }
         &'fspack;help;completions'= {
-        }
-        &'fspack;help;generate-docs'= {
-        }
-        &'fspack;help;__complete'= {
-        }
-        &'fspack;help;lazy-serve'= {
         }
         &'fspack;help;help'= {
         }

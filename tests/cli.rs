@@ -687,3 +687,29 @@ fn the_same_tree_pushes_to_the_same_manifest_digest() {
         "a rebuild must give byte-identical blobs and manifest"
     );
 }
+
+/// Report item 18: hidden subcommands are neither completed nor suggested.
+#[test]
+fn hidden_subcommands_are_not_offered() {
+    let tmp = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = fspack(tmp.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let script = String::from_utf8_lossy(&out.stdout);
+        for hidden in ["lazy-serve", "generate-docs", "\"__complete\""] {
+            assert!(
+                !script.contains(hidden),
+                "{shell} completion offers {hidden}"
+            );
+        }
+    }
+    for typo in ["lazy", "generate"] {
+        fspack(tmp.path()).arg(typo).assert().code(2).stderr(
+            predicate::str::contains("unrecognized subcommand")
+                .and(predicate::str::contains("lazy-serve").not())
+                .and(predicate::str::contains("generate-docs").not()),
+        );
+    }
+}

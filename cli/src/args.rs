@@ -112,6 +112,44 @@ pub enum Command {
     LazyServe,
 }
 
+/// Parses the command line like [`Parser::parse`], but never suggests a hidden subcommand
+/// (`fspack lazy` must not answer "a similar subcommand exists: 'lazy-serve'"; report item 18).
+pub fn parse() -> Cli {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let e = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    let cmd = Cli::command();
+    let hidden: Vec<&str> = cmd
+        .get_subcommands()
+        .filter(|s| s.is_hide_set())
+        .map(|s| s.get_name())
+        .collect();
+    let suggests_hidden = e.kind() == ErrorKind::InvalidSubcommand
+        && matches!(
+            e.get(ContextKind::SuggestedSubcommand),
+            Some(ContextValue::Strings(s)) if s.iter().any(|s| hidden.contains(&s.as_str()))
+        );
+    if !suggests_hidden {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let mut skip_blank = false;
+    for line in text.lines() {
+        if line.contains("similar subcommand") {
+            skip_blank = true;
+        } else if !(skip_blank && line.is_empty()) {
+            skip_blank = false;
+            eprintln!("{line}");
+        } else {
+            skip_blank = false;
+        }
+    }
+    std::process::exit(e.exit_code())
+}
+
 /// What the completion scripts ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CompleteKind {

@@ -37,7 +37,7 @@ fn script(shell: Shell) -> Vec<u8> {
         // output is for; everything else in the script passes shellcheck.
         buf.extend_from_slice(b"# shellcheck shell=bash disable=SC2207\n");
     }
-    clap_complete::generate(shell, &mut Cli::command(), "fspack", &mut buf);
+    clap_complete::generate(shell, &mut visible_command(), "fspack", &mut buf);
     match shell {
         Shell::Bash => buf.extend_from_slice(BASH_DYNAMIC.as_bytes()),
         Shell::Fish => buf.extend_from_slice(FISH_DYNAMIC.as_bytes()),
@@ -47,6 +47,23 @@ fn script(shell: Shell) -> Vec<u8> {
         _ => {}
     }
     buf
+}
+
+/// The command line without its hidden subcommands (`generate-docs`, `__complete`,
+/// `lazy-serve`): clap_complete offers hidden subcommands too (report item 18), and clap cannot
+/// remove a subcommand, so the top level is rebuilt from the visible ones.
+fn visible_command() -> clap::Command {
+    let full = Cli::command();
+    let mut cmd = clap::Command::new("fspack")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true)
+        .subcommand_required(true)
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(about) = full.get_about() {
+        cmd = cmd.about(about.clone());
+    }
+    cmd
 }
 
 /// zsh: clap completes references with `_default` and mount points with `_files`; point those
