@@ -191,6 +191,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "How long a request waits for the next bytes from a registry before it counts as stalled (default 30000; blob transfers wait twice as long). A request that stalls twice fails with exit code 5.",
     ),
     (
+        "FSPACK_LAZY_READ_TIMEOUT_MS",
+        "How long a read from a lazy mount waits for data not fetched yet before it fails with EIO (default 30000). Once a read has waited that long with the registry unreachable, further reads of missing data fail at once until a fetch succeeds again.",
+    ),
+    (
         "RUST_LOG",
         "Log filter for -v style diagnostics, e.g. RUST_LOG=debug.",
     ),

@@ -404,6 +404,16 @@ impl Fill {
                 st.waiters = keep;
                 gone
             };
+            if !expired.is_empty() {
+                // A read waited the whole timeout: the reads the kernel retries next (the page
+                // alone after a failed readahead) must fail at once, not wait again. Counting the
+                // outage from the first failed fetch alone is not enough: that fetch fails only
+                // after the client's retries, seconds after the read began, so the retry waited
+                // a second timeout (report item 6: 60 s, not 30).
+                let cut = now.checked_sub(self.read_timeout).unwrap_or(now);
+                let mut offline = self.offline_since.lock().expect("not poisoned");
+                *offline = Some(offline.map_or(cut, |t| t.min(cut)));
+            }
             for w in expired {
                 tracing::error!(
                     digest = %blob.desc.digest,
