@@ -127,6 +127,41 @@ fn building_a_missing_directory_names_it_and_exits_3() {
     assert!(!tmp.path().join("x.erofs").exists());
 }
 
+/// Report item 20: an output that is a directory is bad usage (2); an output in a missing
+/// directory names that directory (3), not the temporary file the image is written to first.
+#[test]
+fn build_outputs_that_cannot_be_written_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "x").unwrap();
+    let outdir = tmp.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    fspack(tmp.path())
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&outdir)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "-o {} is a directory",
+            outdir.display()
+        )));
+    let missing = tmp.path().join("missing");
+    fspack(tmp.path())
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(missing.join("x.erofs"))
+        .assert()
+        .code(3)
+        .stderr(
+            predicate::str::contains(format!("the directory {} for -o", missing.display()))
+                .and(predicate::str::contains("fspack-tmp").not()),
+        );
+}
+
 /// Report item 12: an option the chosen format or mode ignores is refused (exit 2) and named,
 /// rather than accepted and silently dropped.
 #[test]

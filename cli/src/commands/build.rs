@@ -19,6 +19,7 @@ pub async fn run(args: BuildArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         Some(LayoutArg::Single) | None => Layout::Single,
     };
     let settings = image_settings(&args.image, layout, Shards::Count(1))?;
+    check_output(&args.output)?;
     let (dir, out) = (args.dir.clone(), args.output.clone());
     let report = tokio::task::spawn_blocking(move || match settings.format {
         ImageFormat::Erofs => build_erofs(&dir, &out, &settings),
@@ -50,6 +51,32 @@ pub async fn run(args: BuildArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             crate::output::size(report.bytes),
             started.elapsed().as_secs_f64()
         );
+    }
+    Ok(())
+}
+
+/// Refuses an output that cannot be written before anything is built (report item 20): an
+/// existing directory is a usage error (exit 2), a missing parent directory is named (exit 3)
+/// rather than surfacing as the temporary file the image is first written to.
+fn check_output(out: &std::path::Path) -> anyhow::Result<()> {
+    if out.is_dir() {
+        usage!(
+            "-o {} is a directory; name the image file to write, e.g. -o {}",
+            out.display(),
+            out.join("image.erofs").display()
+        );
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.exists() {
+        return Err(fspack_engine::EngineError::NotFound(format!(
+            "the directory {} for -o {} does not exist; create it first",
+            parent.display(),
+            out.display()
+        ))
+        .into());
     }
     Ok(())
 }
