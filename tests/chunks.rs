@@ -636,3 +636,57 @@ fn verify_all_reports_a_missing_blob_and_repair_fetches_it_whole() {
         "{stderr}"
     );
 }
+
+/// Report item 24: Ctrl-C during `pull --mount` removes the mount-point directories fspack
+/// created for it, and the next pull resumes from what was fetched.
+#[test]
+fn privileged_an_interrupted_pull_mount_removes_the_mount_point_it_created() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 21);
+    let reference = format!("{}/models/interrupt:v1", reg.addr);
+    push(tmp.path(), &src, &reference, &["--blob-size", "2M"]);
+    // A slow link: the pull is still fetching when the interrupt comes.
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    proxy.set_delay_ms_per_mib(2_000);
+    let via = format!("{}/models/interrupt:v1", proxy.addr);
+    let store = tmp.path().join("store");
+    let new = tmp.path().join("new");
+    let mnt = new.join("deeper");
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    let child = Command::new(bin)
+        .env("FSPACK_STORE", &store)
+        .args(["pull", &via, "--mount"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !mnt.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull never made {}",
+            mnt.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!new.exists(), "{} was left behind", new.display());
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}

@@ -68,6 +68,10 @@ impl Code {
     }
 }
 
+/// Exit status after an interrupt (SIGINT) that fspack caught to clean up: 128 + 2, what the
+/// shell reports for a process the signal killed.
+pub const INTERRUPTED: i32 = 130;
+
 /// A usage error found by the CLI itself (not by clap, which exits 2 on its own).
 #[derive(Debug)]
 pub struct UsageError(pub String);

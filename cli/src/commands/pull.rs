@@ -65,8 +65,16 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         }
     };
     let bars = super::bars(g, args.json);
+    let created = point
+        .as_ref()
+        .map(|p| p.created().to_vec())
+        .unwrap_or_default();
     let mount = args.mount.as_deref().zip(point);
-    let pulled = pull_ref(&store, &args.reference, &target, mount, &settings, bars).await?;
+    let pulled = or_interrupted(
+        &created,
+        pull_ref(&store, &args.reference, &target, mount, &settings, bars),
+    )
+    .await?;
     if let Some(checked) = &pulled.verified {
         super::verify::finish(checked, false, true)?;
     }
@@ -97,4 +105,21 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     // The digest is the data asked for, so `-q` keeps it.
     println!("{}", report.manifest_digest);
     Ok(())
+}
+
+/// Runs `work`; on Ctrl-C (SIGINT) drops it, removes the mount-point directories fspack created
+/// for it (`created`, innermost first; report item 24) and exits as the interrupt would have.
+/// Partial downloads stay in the store for the next pull to resume, as after a kill.
+async fn or_interrupted<T>(created: &[std::path::PathBuf], work: impl Future<Output = T>) -> T {
+    if created.is_empty() {
+        return work.await;
+    }
+    tokio::select! {
+        out = work => out,
+        _ = tokio::signal::ctrl_c() => {
+            fspack_engine::mount::remove_created(created);
+            eprintln!();
+            std::process::exit(crate::exit::INTERRUPTED)
+        }
+    }
 }

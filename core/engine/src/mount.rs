@@ -151,8 +151,8 @@ impl MountPoint {
 }
 
 /// Removes directories fspack created, innermost first, stopping at the first that is not
-/// empty (someone put something there: it is theirs now).
-pub(crate) fn remove_created(dirs: &[PathBuf]) {
+/// empty (someone put something there: it is theirs now) or is mounted on.
+pub fn remove_created(dirs: &[PathBuf]) {
     for d in dirs {
         if let Err(e) = std::fs::remove_dir(d)
             && e.kind() != std::io::ErrorKind::NotFound
