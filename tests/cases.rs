@@ -853,6 +853,21 @@ fn privileged_a_bind_mount_of_a_parent_inside_the_tree_is_refused() {
     assert!(!tmp.path().join("loop.erofs").exists());
 }
 
+/// Pushes [`small_tree`] to an OCI layout under `dir`; returns its `oci:` reference (no registry
+/// needed).
+fn small_tree_layout(dir: &Path) -> String {
+    let src = dir.join("src");
+    small_tree(&src);
+    let reference = format!("oci:{}:v1", dir.join("layout").display());
+    fspack(&dir.join("push-store"))
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .assert()
+        .success();
+    reference
+}
+
 /// Report item 8: a store on a read-only mount still serves the commands that only read it (`ls`,
 /// `verify`), and a command that must write names the store and says it is read-only.
 #[test]
@@ -863,16 +878,7 @@ fn privileged_a_read_only_store_serves_ls_and_verify() {
     }
     common::trees::privileged::ran();
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    small_tree(&src);
-    let layout = tmp.path().join("layout");
-    let reference = format!("oci:{}:v1", layout.display());
-    fspack(&tmp.path().join("push-store"))
-        .arg("push")
-        .arg(&src)
-        .arg(&reference)
-        .assert()
-        .success();
+    let reference = small_tree_layout(tmp.path());
     let store = tmp.path().join("store");
     fspack(&store).args(["pull", &reference]).assert().success();
     // A fresh store has no gc.lock yet when it was made by an older fspack: the read-only
@@ -920,16 +926,7 @@ fn privileged_umount_names_a_nested_mount_first() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    small_tree(&src);
-    let layout = tmp.path().join("layout");
-    let reference = format!("oci:{}:v1", layout.display());
-    fspack(&tmp.path().join("push-store"))
-        .arg("push")
-        .arg(&src)
-        .arg(&reference)
-        .assert()
-        .success();
+    let reference = small_tree_layout(tmp.path());
     let store = tmp.path().join("store");
     let outer = tmp.path().join("outer");
     let inner = outer.join("sub");

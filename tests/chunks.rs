@@ -534,15 +534,21 @@ fn privileged_verify_names_a_zeroed_blob_and_repair_fetches_only_its_bad_chunk()
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
 
-#[test]
-fn pull_verify_repairs_a_damaged_cached_blob_that_a_plain_pull_trusts() {
-    let Some(reg) = Registry::start() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model");
-    model(&src, 7);
-    let reference = format!("{}/models/reverify:v1", reg.addr);
-    let pushed = push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
-    let store = tmp.path().join("store");
+/// A model pushed to `registry` as `models/NAME:v1` and pulled into `dir/store`.
+struct Pulled {
+    reference: String,
+    store: PathBuf,
+    /// The first layer's digest, and its blob in the store.
+    digest: String,
+    blob: PathBuf,
+}
+
+fn pushed_and_pulled(dir: &Path, registry: &str, name: &str, salt: u8) -> Pulled {
+    let src = dir.join("model");
+    model(&src, salt);
+    let reference = format!("{registry}/models/{name}:v1");
+    let pushed = push(dir, &src, &reference, &["--blob-size", "4M"]);
+    let store = dir.join("store");
     json(
         &fspack(&store)
             .args(["pull", &reference, "--json"])
@@ -551,6 +557,24 @@ fn pull_verify_repairs_a_damaged_cached_blob_that_a_plain_pull_trusts() {
     );
     let digest = pushed["layers"][0]["digest"].as_str().unwrap().to_string();
     let blob = store.join("blobs/sha256").join(&digest[7..]);
+    Pulled {
+        reference,
+        store,
+        digest,
+        blob,
+    }
+}
+
+#[test]
+fn pull_verify_repairs_a_damaged_cached_blob_that_a_plain_pull_trusts() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let Pulled {
+        reference,
+        store,
+        digest,
+        blob,
+    } = pushed_and_pulled(tmp.path(), &reg.addr, "reverify", 7);
     {
         use std::os::unix::fs::FileExt;
         let f = fs::OpenOptions::new().write(true).open(&blob).unwrap();
@@ -586,19 +610,12 @@ fn verify_all_reports_a_missing_blob_and_repair_fetches_it_whole() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model");
-    model(&src, 11);
-    let reference = format!("{}/models/missing:v1", reg.addr);
-    let pushed = push(tmp.path(), &src, &reference, &["--blob-size", "4M"]);
-    let store = tmp.path().join("store");
-    json(
-        &fspack(&store)
-            .args(["pull", &reference, "--json"])
-            .output()
-            .unwrap(),
-    );
-    let digest = pushed["layers"][0]["digest"].as_str().unwrap().to_string();
-    let blob = store.join("blobs/sha256").join(&digest[7..]);
+    let Pulled {
+        reference,
+        store,
+        digest,
+        blob,
+    } = pushed_and_pulled(tmp.path(), &reg.addr, "missing", 11);
     fs::remove_file(&blob).unwrap();
 
     let out = fspack(&store).args(["verify", "--all"]).output().unwrap();
@@ -638,7 +655,7 @@ fn verify_all_reports_a_missing_blob_and_repair_fetches_it_whole() {
 }
 
 /// Report item 24: Ctrl-C during `pull --mount` removes the mount-point directories fspack
-/// created for it, and the next pull resumes from what was fetched.
+/// created for it.
 #[test]
 fn privileged_an_interrupted_pull_mount_removes_the_mount_point_it_created() {
     if !can_mount("erofs") {

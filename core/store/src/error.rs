@@ -88,23 +88,21 @@ pub enum StoreError {
 
 fn io_message(path: &Path, e: &std::io::Error) -> String {
     let mut text = format!("i/o error on {}", path.display());
-    if e.raw_os_error() == Some(libc_enospc()) {
-        let store = path
-            .ancestors()
+    // The store holding `path`: the hints below are about it, not the one file.
+    let store = || {
+        path.ancestors()
             .find(|p| p.join("oci-layout").exists())
-            .unwrap_or(path);
+            .unwrap_or(path)
+    };
+    if e.raw_os_error() == Some(libc_enospc()) {
         text.push_str(&format!(
             "\nhint: the store at {} is full; free space or point --store elsewhere",
-            store.display()
+            store().display()
         ));
     } else if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
-        let store = path
-            .ancestors()
-            .find(|p| p.join("oci-layout").exists())
-            .unwrap_or(path);
         text.push_str(&format!(
             "\nhint: the store at {} is read-only; ls, inspect, verify (without --repair) and mount of what it holds work there, commands that add to it need a writable --store",
-            store.display()
+            store().display()
         ));
     }
     text
