@@ -75,6 +75,12 @@ pub fn size(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
 }
 
+/// A digest shortened for a table: `sha256:` and the first 12 hex digits, as `docker images`
+/// shortens IDs.
+pub fn short_digest(digest: &str) -> &str {
+    &digest[..digest.len().min("sha256:".len() + 12)]
+}
+
 /// Lays out a table: each column as wide as its widest cell (so a long reference never pushes
 /// the rest askew), two spaces between columns, the columns in `right` right-aligned (sizes),
 /// the last column unpadded. One line per row, header first, each ending in a newline.

@@ -27,7 +27,7 @@ pub fn images(args: ImagesArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 .collect();
             [
                 i.reference.clone(),
-                short(i.manifest_digest.as_str()).to_string(),
+                crate::output::short_digest(i.manifest_digest.as_str()).to_string(),
                 i.format.clone(),
                 size(i.size),
                 if mounted.is_empty() {
@@ -41,11 +41,6 @@ pub fn images(args: ImagesArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let header = ["REFERENCE", "DIGEST", "FORMAT", "SIZE", "MOUNTED AT"];
     print!("{}", crate::output::table(header, &rows, &[3]));
     Ok(())
-}
-
-/// `sha256:` and the first 12 hex digits, as `docker images` shortens IDs.
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min("sha256:".len() + 12)]
 }
 
 pub fn rmi(args: RmiArgs, g: &GlobalArgs) -> anyhow::Result<()> {

@@ -198,7 +198,7 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         rows.push([
             r.target.display().to_string(),
             r.reference.clone(),
-            r.manifest_digest.as_str()[..19].to_string(),
+            crate::output::short_digest(r.manifest_digest.as_str()).to_string(),
             r.format.clone(),
             format!("{devices}{state}"),
         ]);

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use fspack_digest::Digest;
-use fspack_store::Store;
+use fspack_store::{MountRecord, Store};
 use serde::Serialize;
 
 use crate::artifact::*;
@@ -41,11 +41,7 @@ pub fn images(store: &Store) -> Result<Vec<StoredImage>> {
             Some(m) => (format_of(m), m.layers.iter().map(|l| l.size).sum()),
             None => ("?".to_string(), 0),
         };
-        let mounted_at = records
-            .iter()
-            .filter(|r| r.manifest_digest == d.digest)
-            .map(|r| r.target.clone())
-            .collect();
+        let mounted_at = mounted_from(&records, &d.digest);
         out.push(StoredImage {
             reference,
             manifest_digest: d.digest,
@@ -55,6 +51,15 @@ pub fn images(store: &Store) -> Result<Vec<StoredImage>> {
         });
     }
     Ok(out)
+}
+
+/// The mount points of the `records` made from the manifest `digest`.
+fn mounted_from(records: &[MountRecord], digest: &Digest) -> Vec<PathBuf> {
+    records
+        .iter()
+        .filter(|r| &r.manifest_digest == digest)
+        .map(|r| r.target.clone())
+        .collect()
 }
 
 /// What the manifest says it is: fspack's format annotation, else ModelPack by its artifact or
@@ -100,11 +105,7 @@ pub fn remove(store: &Store, names: &[String]) -> Result<Vec<Untagged>> {
             // Removed meanwhile by another process, or named twice: the wish holds.
             continue;
         };
-        let still_mounted = records
-            .iter()
-            .filter(|r| r.manifest_digest == d.digest)
-            .map(|r| r.target.clone())
-            .collect();
+        let still_mounted = mounted_from(&records, &d.digest);
         out.push(Untagged {
             reference: name,
             manifest_digest: d.digest,

@@ -26,7 +26,12 @@ use crate::trust::Trust;
 /// Errors: [`EngineError::NotFound`] when `path` does not exist; an I/O error naming `path`
 /// when it cannot be resolved otherwise.
 pub fn layout_name(path: &Path, tag: &str) -> Result<String> {
-    Ok(format!("oci:{}:{tag}", canonical(path)?.display()))
+    Ok(name_of(&canonical(path)?, tag))
+}
+
+/// [`layout_name`] of a path already canonical.
+fn name_of(canonical: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", canonical.display())
 }
 
 /// `path` made absolute and canonical, what names a layout in the store and in a policy.
@@ -48,8 +53,9 @@ pub fn check_trust(trust: &Trust, path: &Path, tag: &str, digest: &Digest) -> Re
     if trust.is_empty() {
         return Ok(());
     }
-    let name = layout_name(path, tag)?;
-    let verdict = trust.check_layout(&canonical(path)?, tag, &name, digest)?;
+    let canonical = canonical(path)?;
+    let name = name_of(&canonical, tag);
+    let verdict = trust.check_layout(&canonical, tag, &name, digest)?;
     for rule in &verdict.passed {
         tracing::info!(reference = %name, %digest, "passed {rule}");
     }

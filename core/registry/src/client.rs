@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::auth::Auth;
 use crate::error::RegistryError;
 use crate::reference::{Reference, is_loopback_host};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, env_millis};
 
 /// The default [`ClientOptions::timeout_read`]: 30 s without a byte from a registry that
 /// accepted the request.
@@ -39,8 +39,9 @@ pub struct ClientOptions {
     /// Longest wait for the next bytes of a response (also for the answer to an upload's final
     /// PUT) before the request counts as stalled: [`DEFAULT_READ_TIMEOUT`], or
     /// `FSPACK_READ_TIMEOUT_MS`. Blob transfers get twice this: a registry may hash a large
-    /// blob before it answers the upload's last PUT. A request that stalls twice is not tried again: a registry that
-    /// accepts connections and then says nothing is down, and five more waits would only hide it.
+    /// blob before it answers the upload's last PUT. A request that stalls twice is not tried
+    /// again: a registry that accepts connections and then says nothing is down, and five more
+    /// waits would only hide it.
     pub timeout_read: Duration,
     /// First backoff step; `None` reads `FSPACK_RETRY_BASE_MS` (default 200 ms).
     pub retry_base: Option<Duration>,
@@ -62,10 +63,7 @@ impl Default for ClientOptions {
             max_retries: 5,
             user_agent: format!("fspack-registry/{}", env!("CARGO_PKG_VERSION")),
             timeout_connect: Duration::from_secs(15),
-            timeout_read: std::env::var("FSPACK_READ_TIMEOUT_MS")
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(DEFAULT_READ_TIMEOUT, Duration::from_millis),
+            timeout_read: env_millis("FSPACK_READ_TIMEOUT_MS", DEFAULT_READ_TIMEOUT),
             retry_base: None,
             resolve: Vec::new(),
             plain_http_credentials: false,

@@ -7,7 +7,7 @@ use reqwest::{Response, StatusCode, Url};
 use crate::error::{Failure, RegistryError};
 use crate::redact::{redact_url, sanitize};
 use crate::reference::{Reference, display_registry};
-use crate::retry::looks_like_plain_http_server;
+use crate::retry::{causes, looks_like_plain_http_server};
 
 /// Largest error body we read for its code and message.
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -30,12 +30,15 @@ pub(crate) fn net_error(
             "{host}:{port} accepted the connection but sent nothing in time: the registry is \
              overloaded or hung (FSPACK_READ_TIMEOUT_MS sets how long to wait)"
         ))
-    } else if has_io_cause(&e, std::io::ErrorKind::ConnectionRefused) {
+    } else if causes(&e).any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    }) {
         Some(format!(
             "nothing listens at {host}:{port}: check the registry in the reference and that it \
              is running"
         ))
-    } else if chain_mentions(&e, "dns error") {
+    } else if causes(&e).any(|c| c.to_string().contains("dns error")) {
         Some(format!("cannot resolve {host}: check the registry's name"))
     } else {
         None
@@ -47,33 +50,6 @@ pub(crate) fn net_error(
         hint,
         source: Box::new(e),
     }
-}
-
-/// Whether an I/O error of `kind` is among the causes of `e`.
-fn has_io_cause(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == kind)
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
-/// Whether any cause of `e` says `needle`.
-fn chain_mentions(e: &(dyn std::error::Error + 'static), needle: &str) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.to_string().contains(needle) {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 /// A [`RegistryError::Network`] for a transient status (5xx, 408, 429), with the registry's words.

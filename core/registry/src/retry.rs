@@ -23,12 +23,8 @@ pub(crate) struct RetryPolicy {
 impl RetryPolicy {
     /// `base` if given, else `FSPACK_RETRY_BASE_MS`, else 200 ms.
     pub(crate) fn new(max_retries: u32, base: Option<Duration>) -> Self {
-        let base = base.unwrap_or_else(|| {
-            std::env::var("FSPACK_RETRY_BASE_MS")
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(Duration::from_millis(200), Duration::from_millis)
-        });
+        let base =
+            base.unwrap_or_else(|| env_millis("FSPACK_RETRY_BASE_MS", Duration::from_millis(200)));
         RetryPolicy { max_retries, base }
     }
 
@@ -70,33 +66,38 @@ pub(crate) fn retryable_transport(e: &reqwest::Error) -> bool {
 
 /// Whether the error chain mentions a TLS failure.
 pub(crate) fn looks_like_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
+    causes(e).any(|err| {
         let s = err.to_string();
-        if s.contains("InvalidContentType")
+        s.contains("InvalidContentType")
             || s.contains("corrupt message")
             || s.contains("certificate")
             || s.contains("HandshakeFailure")
             || s.contains("tls handshake")
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    })
 }
 
 /// Whether the TLS failure means the server answered in plain HTTP.
 pub(crate) fn looks_like_plain_http_server(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
+    causes(e).any(|err| {
         let s = err.to_string();
-        if s.contains("InvalidContentType") || s.contains("corrupt message") {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+        s.contains("InvalidContentType") || s.contains("corrupt message")
+    })
+}
+
+/// `e`, then each of its causes in turn (what `Error::sources` will give once it is stable).
+pub(crate) fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |err| err.source())
+}
+
+/// A duration in milliseconds from the environment variable `name`, else `default` (also for
+/// a value that is not a whole number).
+pub(crate) fn env_millis(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(default, Duration::from_millis)
 }
 
 /// Parses `Retry-After`: delta-seconds or an HTTP-date (a past date means "now").

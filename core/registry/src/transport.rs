@@ -18,7 +18,7 @@ use crate::reference::Reference;
 pub(crate) use crate::response::{
     ReadError, auth_error, error_detail, net_error, protocol, read_capped, status_error, unexpected,
 };
-use crate::retry::{parse_retry_after, retryable_status, retryable_transport};
+use crate::retry::{causes, parse_retry_after, retryable_status, retryable_transport};
 
 const MAX_REDIRECTS: usize = 10;
 
@@ -281,7 +281,11 @@ impl Client {
         };
         tracing::warn!(
             "{what}: {}; retry {} of {max} in {:.1} s",
-            innermost(&error),
+            // The last cause says what went wrong on the wire (`Connection refused`).
+            causes(&error)
+                .last()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             st.retries,
             d.as_secs_f64()
         );
@@ -334,14 +338,4 @@ fn redirect_target(url: &Url, resp: &Response) -> Result<Url, RegistryError> {
     }
     tracing::debug!(from = %redact_url(url), to = %redact_url(&next), "following redirect");
     Ok(next)
-}
-
-/// The last cause of `e`, the one that says what went wrong on the wire (`Connection refused
-/// (os error 111)`, `operation timed out`), for a one-line retry message.
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
