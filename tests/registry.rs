@@ -6,7 +6,9 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 
+use common::proxy::{Fault, FaultProxy};
 use common::trees::{SnapOpts, TreeOpts, assert_same, can_mount, have_tool, make_tree, snapshot};
 use common::*;
 use predicates::prelude::*;
@@ -155,6 +157,47 @@ fn re_pushing_after_a_small_edit_sends_under_one_percent() {
     let total = sent + second["bytes_skipped"].as_u64().unwrap();
     assert!(sent * 100 < total, "re-push sent {sent} of {total} bytes");
     assert_ne!(first["manifest_digest"], second["manifest_digest"]);
+}
+
+/// Upload sessions are opened ahead of their bytes (issue 14), but only for blobs the registry
+/// lacks: one `POST` per blob sent, none for a blob it has, so a re-push leaves no stale
+/// sessions behind in the registry.
+#[test]
+fn push_opens_one_upload_session_per_blob_sent_and_none_for_blobs_present() {
+    let Some(reg) = Registry::start() else { return };
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src);
+    let push = |tag: &str| {
+        let out = fspack(tmp.path())
+            .arg("push")
+            .arg(&src)
+            .arg(format!("{}/models/sessions:{tag}", proxy.addr))
+            .args(["--blob-size", "2M", "--jobs", "2", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out)
+    };
+    let posts = || proxy.counters.upload_posts.load(Ordering::Relaxed);
+    let heads = || proxy.counters.blob_heads.load(Ordering::Relaxed);
+    let first = push("v1");
+    let layers = first["layers"].as_array().unwrap().len() as u64;
+    assert!(layers > 3, "expected several data blobs: {first}");
+    // Every layer, and the config blob.
+    assert_eq!(posts(), layers + 1, "sessions opened by the first push");
+    assert_eq!(heads(), layers + 1, "existence checks by the first push");
+    let (posts_before, heads_before) = (posts(), heads());
+    let again = push("v2");
+    assert_eq!(again["bytes_sent"], 0, "{again}");
+    assert_eq!(posts(), posts_before, "a re-push opened upload sessions");
+    assert_eq!(heads() - heads_before, layers + 1);
+    assert_eq!(first["manifest_digest"], again["manifest_digest"]);
 }
 
 #[test]

@@ -31,6 +31,10 @@ pub struct Counters {
     pub blob_gets: AtomicU64,
     /// Bytes flipped.
     pub flips: AtomicU64,
+    /// Upload sessions opened (`POST .../blobs/uploads/`).
+    pub upload_posts: AtomicU64,
+    /// Blob existence checks (`HEAD .../blobs/<digest>`).
+    pub blob_heads: AtomicU64,
 }
 
 /// A running proxy; stops accepting when dropped.
@@ -147,6 +151,12 @@ fn serve(
         reader.read_exact(&mut body)?;
         let first = text.lines().next().unwrap_or("").to_string();
         let is_blob_get = first.starts_with("GET ") && first.contains("/blobs/sha256:");
+        if first.starts_with("POST ") && first.contains("/blobs/uploads/") {
+            c.upload_posts.fetch_add(1, Ordering::Relaxed);
+        }
+        if first.starts_with("HEAD ") && first.contains("/blobs/sha256:") {
+            c.blob_heads.fetch_add(1, Ordering::Relaxed);
+        }
         let mut rewritten = String::new();
         for (i, l) in text.split("\r\n").enumerate() {
             if i > 0 && l.to_ascii_lowercase().starts_with("connection:") {

@@ -10,23 +10,23 @@ mod send;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fspack_digest::Digest;
 use fspack_registry::{BlobSource, BytesSource, Client, UploadMode};
 use fspack_store::Store;
-use futures_util::{StreamExt, TryFutureExt, TryStreamExt, stream};
+use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use self::layers::{PlanSource, meta_layer};
 pub use self::layers::{layers_for, squashfs_media_type};
-use self::send::{Destination, standalone_descriptor};
+use self::send::{Destination, Ready, standalone_descriptor};
 use crate::artifact::*;
 use crate::build::ImageSettings;
 use crate::digest_cache::DigestCache;
 use crate::error::{EngineError, Result};
-use crate::layer_hash::{Hashed, IndexMode, hash, indexed_size, model_index_mode};
+use crate::layer_hash::{IndexMode, hash, indexed_size, model_index_mode};
 use crate::report::Reporter;
 use crate::staged::{Layer, Prepared, Primary};
 use crate::target::Target;
@@ -91,9 +91,12 @@ pub struct LayerReport {
 
 /// Pushes `source` to `target`.
 ///
-/// Each layer is one task: hash it, ask whether the destination has it, upload it if not. Up to
-/// `jobs` tasks run at once, so hashing one blob overlaps uploading others; the manifest (and with
-/// it the tag) goes last, after every blob is confirmed.
+/// Each blob is hashed, asked for at the destination and, if missing, uploaded; up to `jobs`
+/// uploads run at once while the next blobs are readied (see `LayerTask::run_all`). The
+/// manifest (and with it the tag) goes last, after every blob is confirmed.
+///
+/// Errors: the planning's (a source that cannot be read or packed), the registry's or the
+/// layout store's; on any error no manifest is written and no tag moves.
 pub async fn push(
     source: &Path,
     target: &Target,
@@ -129,11 +132,9 @@ pub async fn push(
         cache,
         bar: hash_bar,
     };
-    let done = task.run_all(&prepared.layers, primary).await?;
+    let (done, config) = task.run_all(source, &prepared.layers, primary).await?;
     reporter.finish(hash_bar);
     let descriptors: Vec<Descriptor> = done.iter().map(|p| p.descriptor.clone()).collect();
-    let (config, artifact_type) = config_blob(source, settings, &descriptors);
-    dest.send(&config.0, &config.1, settings, &reporter).await?;
 
     let mut annotations: BTreeMap<String, String> = settings.annotations.iter().cloned().collect();
     annotations.insert(ANN_FORMAT.into(), format.into());
@@ -141,8 +142,8 @@ pub async fn push(
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(MEDIA_MANIFEST.into()),
-        artifact_type: Some(artifact_type.into()),
-        config: config.1.clone(),
+        artifact_type: Some(artifact_type(settings).into()),
+        config,
         layers: descriptors,
         subject: None,
         annotations,
@@ -206,8 +207,8 @@ fn sizes(layers: &[Layer], primary: Option<&Primary>, modelpack: bool) -> (u64, 
 
 /// One layer once sent.
 struct Pushed {
-    /// Its place in the manifest.
-    index: usize,
+    /// Its place in the manifest's layers; `None` for the config.
+    index: Option<usize>,
     /// Its descriptor, digest and chunk index annotations included.
     descriptor: Descriptor,
     /// Whether the destination already had it.
@@ -241,65 +242,120 @@ struct LayerTask<'a> {
 
 impl LayerTask<'_> {
     /// Sends the `layers`, `jobs` at a time, then the `primary` of a chunked EROFS image, which
-    /// names the devices' digests (issue 13); returns them in manifest order.
+    /// names the devices' digests (issue 13), and the config blob; returns the layers in
+    /// manifest order and the config's descriptor.
     ///
-    /// Hashing runs ahead of the uploads: up to `jobs` layers beyond those in flight are hashed
-    /// while the others upload, so an upload slot that frees finds its next blob's digest ready.
-    /// Hashing inside each upload task left every slot idle for its blob's hash (0.05-0.1 s per
-    /// 32 MiB blob, measured on the capped profile: 4 rounds of 4 blobs lost 0.4 s; issue 14).
-    async fn run_all(&self, layers: &[Layer], primary: Option<Primary>) -> Result<Vec<Pushed>> {
+    /// Each blob is readied ahead of its upload slot: hashed, asked for (`HEAD`) and given an
+    /// open upload session (`POST`) while up to `jobs` other blobs upload, so a slot that frees
+    /// starts sending bytes at once (issue 14). Measured on the capped profile before this:
+    /// hashing inside each upload task cost 0.05-0.1 s per 32 MiB blob, and the two round trips
+    /// 40-80 ms each per round. The primary and the config need only the layers' digests, so
+    /// they are readied as soon as the last layer is hashed and go up during the last round.
+    async fn run_all(
+        &self,
+        source: &Path,
+        layers: &[Layer],
+        primary: Option<Primary>,
+    ) -> Result<(Vec<Pushed>, Descriptor)> {
         let jobs = self.settings.jobs.max(1);
-        let hashed = stream::iter(layers.iter().enumerate())
-            .map(|(i, l)| self.hash(l).map_ok(move |h| (i, l, h)))
-            // The stream below takes from this one only when a slot frees; one more than
-            // `jobs` keeps a hash running meanwhile, even with `--jobs 1`.
-            .buffered(jobs + 1);
-        let mut done: Vec<Pushed> = hashed
-            .map_ok(|(i, l, h)| self.send(i, l, h))
+        let hashed: Mutex<Vec<Descriptor>> = Mutex::default();
+        // The upload stream takes from this one only when a slot frees; one more than `jobs`
+        // keeps a blob being readied meanwhile, even with `--jobs 1`.
+        let layers_ready = stream::iter(layers.iter().enumerate())
+            .map(|(i, l)| self.ready(Some(i), l))
+            .buffered(jobs + 1)
+            .inspect_ok(|q| lock(&hashed).push(q.descriptor.clone()));
+        // `chain` polls the tail only once every layer is readied, in manifest order.
+        let tail = stream::once(self.ready_tail(source, layers.len(), primary, &hashed))
+            .map_ok(|q| stream::iter(q.into_iter().map(Ok)))
+            .try_flatten();
+        let mut done: Vec<Pushed> = layers_ready
+            .chain(tail)
+            .map_ok(|q| self.send(q))
             .try_buffer_unordered(jobs)
             .try_collect()
             .await?;
-        done.sort_by_key(|p| p.index);
-        if let Some(primary) = primary {
-            // The device digests are known only now; the primary names them (issue 13).
-            let digests: Vec<Digest> = done.iter().map(|p| p.descriptor.digest.clone()).collect();
-            let layer = bind_primary(primary, &digests)?;
-            let h = self.hash(&layer).await?;
-            done.push(self.send(done.len(), &layer, h).await?);
-        }
-        Ok(done)
+        done.sort_by_key(|p| p.index.unwrap_or(usize::MAX));
+        let config = done.pop().filter(|p| p.index.is_none());
+        let config = config.expect("the tail readies the config").descriptor;
+        Ok((done, config))
     }
 
-    /// Hashes one layer (or finds its digest in the cache), with its chunk index; starts at
-    /// once, before the future is polled ([`hash`]).
-    fn hash(&self, l: &Layer) -> impl Future<Output = Result<Hashed>> + 'static {
+    /// Readies the blobs that wait for every layer's digest: the `primary`, which becomes layer
+    /// `index`, and the config. `hashed` holds the layers' descriptors in manifest order.
+    async fn ready_tail(
+        &self,
+        source: &Path,
+        index: usize,
+        primary: Option<Primary>,
+        hashed: &Mutex<Vec<Descriptor>>,
+    ) -> Result<Vec<Queued>> {
+        let mut queued = Vec::new();
+        if let Some(primary) = primary {
+            // The device digests are known only now; the primary names them (issue 13).
+            let digests: Vec<Digest> = lock(hashed).iter().map(|d| d.digest.clone()).collect();
+            let layer = bind_primary(primary, &digests)?;
+            let q = self.ready(Some(index), &layer).await?;
+            lock(hashed).push(q.descriptor.clone());
+            queued.push(q);
+        }
+        let (blob, descriptor) = config_blob(source, self.settings, &lock(hashed));
+        let ready = self.dest.prepare(&descriptor, self.reporter).await?;
+        queued.push(Queued {
+            index: None,
+            descriptor,
+            blob,
+            standalone: None,
+            ready,
+        });
+        Ok(queued)
+    }
+
+    /// Hashes layer `l` (or finds its digest in the cache) with its chunk index, then readies
+    /// the destination for it ([`Destination::prepare`]). The hash starts at once, before the
+    /// future is polled ([`hash`]), so a `buffered` stream hashes ahead.
+    fn ready(
+        &self,
+        index: Option<usize>,
+        l: &Layer,
+    ) -> impl Future<Output = Result<Queued>> + use<'_> {
         let cached = self.cache.clone().zip(l.cache_key.clone());
         let mode = match self.settings.modelpack {
             true => model_index_mode(l.source.size()),
             false => IndexMode::Embedded,
         };
-        hash(
+        let hashing = hash(
             l.source.clone(),
             self.reporter.clone(),
             self.bar,
             mode,
             cached,
-        )
+        );
+        let (media_type, annotations) = (l.media_type.clone(), l.annotations.clone());
+        async move {
+            let hashed = hashing.await?;
+            let mut d = descriptor(&media_type, &hashed.digest, hashed.blob.size(), annotations);
+            d.annotations.extend(hashed.annotations);
+            let ready = self.dest.prepare(&d, self.reporter).await?;
+            Ok(Queued {
+                index,
+                descriptor: d,
+                blob: hashed.blob,
+                standalone: hashed.standalone,
+                ready,
+            })
+        }
     }
 
-    /// Sends the hashed layer `l`, the `i`th in the manifest, unless the destination has it,
-    /// then its standalone chunk index if it got one.
-    async fn send(&self, i: usize, l: &Layer, hashed: Hashed) -> Result<Pushed> {
+    /// Sends the readied blob `q`, then its standalone chunk index if it got one.
+    async fn send(&self, q: Queued) -> Result<Pushed> {
         let (settings, reporter) = (self.settings, self.reporter);
-        let mut d = descriptor(
-            &l.media_type,
-            &hashed.digest,
-            hashed.blob.size(),
-            l.annotations.clone(),
-        );
-        d.annotations.extend(hashed.annotations);
-        let skipped = self.dest.send(&hashed.blob, &d, settings, reporter).await?;
-        let chunk_index = match hashed.standalone {
+        let d = q.descriptor;
+        let skipped = self
+            .dest
+            .upload(&q.blob, &d, q.ready, settings, reporter)
+            .await?;
+        let chunk_index = match q.standalone {
             Some(bytes) => {
                 let ix = standalone_descriptor(&d, &bytes);
                 let src: Arc<dyn BlobSource> = Arc::new(BytesSource(bytes));
@@ -309,12 +365,29 @@ impl LayerTask<'_> {
             None => None,
         };
         Ok(Pushed {
-            index: i,
+            index: q.index,
             descriptor: d,
             skipped,
             chunk_index,
         })
     }
+}
+
+/// A blob whose digest is known and whose destination is ready for its bytes.
+struct Queued {
+    /// Its place in the manifest's layers; `None` for the config.
+    index: Option<usize>,
+    descriptor: Descriptor,
+    /// Its bytes as uploaded.
+    blob: Arc<dyn BlobSource>,
+    /// A standalone chunk index, sent after it (ModelPack, issue 15).
+    standalone: Option<bytes::Bytes>,
+    ready: Ready,
+}
+
+/// The list of readied descriptors, which no holder leaves half-written.
+fn lock(m: &Mutex<Vec<Descriptor>>) -> std::sync::MutexGuard<'_, Vec<Descriptor>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Sends the referrer that keeps the standalone chunk indexes of `done` reachable, with the
@@ -403,13 +476,13 @@ fn bind_primary(primary: Primary, digests: &[Digest]) -> Result<Layer> {
     })
 }
 
-/// The config blob and the artifact type: a ModelPack config, which lists the layer digests and
-/// so is made once they are known, else the empty config of fspack's own artifacts.
+/// The config blob: a ModelPack config, which lists the layer digests and so is made once they
+/// are known, else the empty config of fspack's own artifacts.
 fn config_blob(
     source: &Path,
     settings: &PushSettings,
     descriptors: &[Descriptor],
-) -> ((Arc<dyn BlobSource>, Descriptor), &'static str) {
+) -> (Arc<dyn BlobSource>, Descriptor) {
     if settings.modelpack {
         let bytes = crate::modelpack_push::config(source, descriptors);
         let d = descriptor(
@@ -419,10 +492,18 @@ fn config_blob(
             BTreeMap::new(),
         );
         let blob: Arc<dyn BlobSource> = Arc::new(BytesSource(bytes::Bytes::from(bytes)));
-        ((blob, d), crate::modelpack::ARTIFACT_MODELPACK)
+        (blob, d)
     } else {
         let blob: Arc<dyn BlobSource> =
             Arc::new(BytesSource(bytes::Bytes::from_static(EMPTY_CONFIG_DATA)));
-        ((blob, empty_config()), ARTIFACT_TYPE)
+        (blob, empty_config())
+    }
+}
+
+/// The manifest's `artifactType`: ModelPack's, or fspack's own.
+fn artifact_type(settings: &PushSettings) -> &'static str {
+    match settings.modelpack {
+        true => crate::modelpack::ARTIFACT_MODELPACK,
+        false => ARTIFACT_TYPE,
     }
 }

@@ -34,7 +34,7 @@ pub use error::{ErrorKind, RegistryError};
 pub use ops::MAX_MANIFEST_SIZE;
 pub use redact::{redact_url, redact_url_str};
 pub use reference::Reference;
-pub use upload::{BlobSource, BytesSource, FileSource, UploadMode};
+pub use upload::{BlobSource, BytesSource, FileSource, UploadMode, UploadSession};
 
 /// Told about transfer progress, for progress bars. Calls come from many tasks at once.
 pub trait Progress: Send + Sync {

@@ -50,6 +50,18 @@ pub enum UploadMode {
     },
 }
 
+/// An upload session opened before its blob's bytes are ready (the POST of distribution-spec
+/// "Pushing blobs", whose `Location` the PUT or PATCHes then use). Opening it ahead takes one
+/// round trip per blob off the upload's critical path (issue 14). A session nobody uses is
+/// harmless: registries purge stale uploads (distribution: after 168 h by default).
+#[derive(Debug, Clone)]
+pub struct UploadSession {
+    /// Where the bytes go (the POST's `Location`, resolved against the request URL).
+    location: Url,
+    /// The registry's `OCI-Chunk-Min-Length` in bytes, 0 when it sets none.
+    min_chunk: u64,
+}
+
 /// A file on disk as a blob source.
 #[derive(Debug, Clone)]
 pub struct FileSource {
@@ -207,7 +219,10 @@ fn location(base: &Url, resp: &Response) -> Option<Url> {
 }
 
 impl Client {
-    /// Uploads a blob the registry does not have yet (check with [`Client::blob_exists`] first).
+    /// Uploads a blob the registry does not have yet (check with [`Client::blob_exists`] first):
+    /// opens an upload session, then sends the bytes into it ([`Client::push_blob_to`]).
+    ///
+    /// Errors: those of [`Client::open_upload`] and [`Client::push_blob_to`].
     pub async fn push_blob(
         &self,
         r: &Reference,
@@ -216,18 +231,46 @@ impl Client {
         mode: UploadMode,
         progress: Arc<dyn Progress>,
     ) -> Result<(), RegistryError> {
+        let session = self.open_upload(r).await?;
+        self.push_blob_to(session, r, digest, source, mode, progress)
+            .await
+    }
+
+    /// Sends a blob's bytes into `session`, opened by [`Client::open_upload`] for the same
+    /// repository, and closes it with the blob's `digest`. A failed attempt that leaves the
+    /// session in an unknown state opens a new one for the retry.
+    ///
+    /// Errors: [`RegistryError::DigestMismatch`] when the registry computes another digest or
+    /// names another in `Docker-Content-Digest`; a read error of `source` as an I/O error naming
+    /// the blob; the transport's errors once retries are spent.
+    pub async fn push_blob_to(
+        &self,
+        session: UploadSession,
+        r: &Reference,
+        digest: &Digest,
+        source: Arc<dyn BlobSource>,
+        mode: UploadMode,
+        progress: Arc<dyn Progress>,
+    ) -> Result<(), RegistryError> {
         tracing::debug!(reference = %r, %digest, size = source.size(), ?mode, "uploading blob");
         match mode {
-            UploadMode::Monolithic => self.push_monolithic(r, digest, source, progress).await,
+            UploadMode::Monolithic => {
+                self.push_monolithic(session, r, digest, source, progress)
+                    .await
+            }
             UploadMode::Chunked { chunk_size } => {
-                self.push_chunked(r, digest, source, chunk_size, progress)
+                self.push_chunked(session, r, digest, source, chunk_size, progress)
                     .await
             }
         }
     }
 
-    /// Opens an upload session; returns its location and the registry's minimum chunk size.
-    async fn start_upload(&self, r: &Reference) -> Result<(Url, u64), RegistryError> {
+    /// Opens an upload session in the repository of `r` (distribution-spec "Pushing blobs",
+    /// `POST /v2/<name>/blobs/uploads/`), ready for [`Client::push_blob_to`].
+    ///
+    /// Errors: [`RegistryError::NotFound`] when the registry answers 404 for the repository; a
+    /// protocol error for a 202 without `Location`; the transport's errors once retries are spent.
+    pub async fn open_upload(&self, r: &Reference) -> Result<UploadSession, RegistryError> {
         let url = self.repo_url(r, "blobs/uploads/")?;
         let mut req = Req::new(Method::POST, url.clone());
         req.headers.insert(CONTENT_LENGTH, header(0));
@@ -250,7 +293,10 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        Ok((loc, min))
+        Ok(UploadSession {
+            location: loc,
+            min_chunk: min,
+        })
     }
 
     /// Judges the answer to the PUT that closes an upload.
@@ -315,6 +361,7 @@ impl Client {
 
     async fn push_monolithic(
         &self,
+        session: UploadSession,
         r: &Reference,
         digest: &Digest,
         source: Arc<dyn BlobSource>,
@@ -323,9 +370,13 @@ impl Client {
         let size = source.size();
         let ctx = Ctx { r, push: true };
         let mut st = Attempts::default();
+        let mut session = Some(session);
         loop {
-            // A failed PUT leaves the session in an unknown state: each attempt opens a new one.
-            let (loc, _) = self.start_upload(r).await?;
+            // A failed PUT leaves the session in an unknown state: each retry opens a new one.
+            let loc = match session.take() {
+                Some(s) => s.location,
+                None => self.open_upload(r).await?.location,
+            };
             let mut url = loc.clone();
             url.query_pairs_mut().append_pair("digest", digest.as_str());
             let failed: SourceError = Arc::default();
@@ -368,6 +419,7 @@ impl Client {
 
     async fn push_chunked(
         &self,
+        session: UploadSession,
         r: &Reference,
         digest: &Digest,
         source: Arc<dyn BlobSource>,
@@ -376,7 +428,7 @@ impl Client {
     ) -> Result<(), RegistryError> {
         let size = source.size();
         let ctx = Ctx { r, push: true };
-        let (mut loc, min) = self.start_upload(r).await?;
+        let (mut loc, min) = (session.location, session.min_chunk);
         let chunk = chunk_size.max(min).max(1);
         let mut offset = 0u64;
         let mut st = Attempts::default();
@@ -448,7 +500,7 @@ impl Client {
                 }
                 None => {
                     tracing::warn!("upload session lost; starting the blob again");
-                    loc = self.start_upload(r).await?.0;
+                    loc = self.open_upload(r).await?.location;
                     offset = 0;
                 }
             }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fspack_digest::Digest;
-use fspack_registry::{BlobSource, Client};
+use fspack_registry::{BlobSource, Client, UploadSession};
 use fspack_store::Store;
 
 use super::PushSettings;
@@ -107,7 +107,60 @@ impl Destination<'_> {
         settings: &PushSettings,
         reporter: &Arc<dyn Reporter>,
     ) -> Result<bool> {
-        let (client, store) = (self.client, self.store.as_deref());
+        let ready = self.prepare(d, reporter).await?;
+        self.upload(src, d, ready, settings, reporter).await
+    }
+
+    /// Readies the destination for the blob `d` before its bytes go: asks whether it is there
+    /// (a `HEAD`, counted as skipped on the bars when it is) and, for a registry, opens the
+    /// upload session. Run while other blobs upload, it takes those round trips off the
+    /// critical path (issue 14).
+    ///
+    /// Errors: the registry's.
+    pub(super) async fn prepare(
+        &self,
+        d: &Descriptor,
+        reporter: &Arc<dyn Reporter>,
+    ) -> Result<Ready> {
+        let present = match self.target {
+            Target::Registry(r) => {
+                let client = self.client.expect("set for registries");
+                if client.blob_exists(r, &d.digest).await? == Some(d.size) {
+                    true
+                } else {
+                    return Ok(Ready::Upload(Some(client.open_upload(r).await?)));
+                }
+            }
+            Target::Layout { .. } => self
+                .store
+                .as_deref()
+                .expect("set for layouts")
+                .has_blob_sized(&d.digest, d.size),
+        };
+        if present {
+            reporter.skipped(d.size);
+            return Ok(Ready::Present);
+        }
+        Ok(Ready::Upload(None))
+    }
+
+    /// Sends the bytes of blob `d` from `src` as [`Destination::prepare`] readied it; returns
+    /// whether it was skipped (there already).
+    ///
+    /// Errors: the registry's; for a layout, an I/O error naming the layout, or the store's
+    /// when the bytes do not match `d`.
+    pub(super) async fn upload(
+        &self,
+        src: &Arc<dyn BlobSource>,
+        d: &Descriptor,
+        ready: Ready,
+        settings: &PushSettings,
+        reporter: &Arc<dyn Reporter>,
+    ) -> Result<bool> {
+        let session = match ready {
+            Ready::Present => return Ok(true),
+            Ready::Upload(session) => session,
+        };
         let name = d
             .annotations
             .get(ANN_TITLE)
@@ -115,29 +168,33 @@ impl Destination<'_> {
             .unwrap_or_else(|| "config".into());
         match self.target {
             Target::Registry(r) => {
-                let client = client.expect("set for registries");
-                if client.blob_exists(r, &d.digest).await? == Some(d.size) {
-                    reporter.skipped(d.size);
-                    return Ok(true);
-                }
+                let client = self.client.expect("set for registries");
+                let session = match session {
+                    Some(s) => s,
+                    None => client.open_upload(r).await?,
+                };
                 let id = reporter.start(&name, d.size);
                 let progress = Arc::new(TransferProgress {
                     reporter: reporter.clone(),
                     id,
                 });
                 client
-                    .push_blob(r, &d.digest, src.clone(), settings.upload, progress)
+                    .push_blob_to(
+                        session,
+                        r,
+                        &d.digest,
+                        src.clone(),
+                        settings.upload,
+                        progress,
+                    )
                     .await?;
                 reporter.finish(id);
                 Ok(false)
             }
             Target::Layout { path, .. } => {
-                let store = store.expect("set for layouts");
-                if store.has_blob_sized(&d.digest, d.size) {
-                    reporter.skipped(d.size);
-                    return Ok(true);
-                }
+                let store = self.store.as_deref().expect("set for layouts");
                 let ingest = store.ingest(&d.digest, d.size)?;
+                // Another push into the same layout may have committed it meanwhile.
                 if store.has_blob_sized(&d.digest, d.size) {
                     reporter.skipped(d.size);
                     return Ok(true);
@@ -159,6 +216,15 @@ impl Destination<'_> {
             }
         }
     }
+}
+
+/// What a blob needs once [`Destination::prepare`] ran: nothing, or its bytes sent, into the
+/// registry's upload session when one was opened.
+pub(super) enum Ready {
+    /// The destination has the blob.
+    Present,
+    /// The blob must be sent; `Some` holds the open session of a registry.
+    Upload(Option<UploadSession>),
 }
 
 /// Descriptor of the standalone chunk index `bytes` of layer `target` (erofs-image-spec §3.4.3:
