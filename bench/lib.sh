@@ -372,7 +372,7 @@ measure() {
         times+=("$(((t1 - t0) / 1000000))") cpus+=("$cpu")
         # Long rows stop at 3 runs, very long ones (the slow peers) at 2 (see bench/run.sh --runs).
         if ((i == 1 && runs > 3 && times[0] > ${BENCH_LONG_S:-5} * 1000)); then runs=3; fi
-        if ((i == 1 && runs > 2 && times[0] > ${BENCH_VERY_LONG_S:-15} * 1000)); then runs=2; fi
+        if ((i == 1 && runs > 2 && times[0] > ${BENCH_VERY_LONG_S:-10} * 1000)); then runs=2; fi
         ((rss > maxrss)) && maxrss=$rss
         [[ -n $ROW_SIZE ]] && size=$ROW_SIZE
         log "$label [$data] run $i/$runs: $(awk -v ms="${times[-1]}" -v c="$cpu" 'BEGIN { printf "%.2f s (cpu %.2f s)", ms / 1000, c / 1000 }'), ${rss} KiB"
@@ -416,7 +416,7 @@ bench_data() {
     meta peers "mkfs.erofs ${MKFS_EROFS_UPSTREAM_VERSION:-missing} (upstream) and ${MKFS_EROFS_VERSION:-?} (Debian), mksquashfs ${MKSQUASHFS_VERSION:-?}, oras-py $ORAS_VERSION, curl $(curl --version 2>/dev/null | awk 'NR == 1 { print $2 }'), docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null | sed 's/+.*//')"
     meta runs "$RUNS"
     meta long_s "${BENCH_LONG_S:-5}"
-    meta very_long_s "${BENCH_VERY_LONG_S:-15}"
+    meta very_long_s "${BENCH_VERY_LONG_S:-10}"
     meta quick "$quick"
     meta load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
     B=$WORK/build

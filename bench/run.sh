@@ -9,8 +9,9 @@
 #   --quick        small data (256 MiB model, 10k files, 128 MiB remote model) and 3 runs
 #   --runs N       runs per row (default 5, 3 with --quick); a row whose first run takes longer
 #                  than BENCH_LONG_S seconds (default 5) stops after 3 runs, and one over
-#                  BENCH_VERY_LONG_S (default 15: the slowest peers) after 2, which keeps the
-#                  whole run under 30 minutes (issue 14) and still gives a median with a range
+#                  BENCH_VERY_LONG_S (default 10: the slowest peers and the capped rows) after
+#                  2, which keeps the whole run under 30 minutes (issue 14; a quiet run took
+#                  1669 s with 15) and still gives a median with a range
 #   --only LIST    comma-separated sections (bench/sections/NAME.sh; default: all of them):
 #                  build,squashfs,push,remote,pull,cold, then any others by name
 #   --fspack PATH  the binary to measure (default: target/release/fspack, or $FSPACK)
