@@ -170,19 +170,13 @@ fn push_opens_one_upload_session_per_blob_sent_and_none_for_blobs_present() {
     let src = tmp.path().join("model");
     model(&src);
     let push = |tag: &str| {
-        let out = fspack(tmp.path())
-            .arg("push")
-            .arg(&src)
-            .arg(format!("{}/models/sessions:{tag}", proxy.addr))
-            .args(["--blob-size", "2M", "--jobs", "2", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json(&out)
+        run_json(
+            fspack(tmp.path())
+                .arg("push")
+                .arg(&src)
+                .arg(format!("{}/models/sessions:{tag}", proxy.addr))
+                .args(["--blob-size", "2M", "--jobs", "2", "--json"]),
+        )
     };
     let posts = || proxy.counters.upload_posts.load(Ordering::Relaxed);
     let heads = || proxy.counters.blob_heads.load(Ordering::Relaxed);
