@@ -69,6 +69,13 @@ pub struct FileSource {
     size: u64,
 }
 
+impl UploadSession {
+    /// Where the session takes the blob's bytes (the registry's `Location`).
+    pub fn location(&self) -> &Url {
+        &self.location
+    }
+}
+
 impl FileSource {
     /// Opens `path` and records its current size.
     pub fn new(path: &Path) -> std::io::Result<Self> {
@@ -373,9 +380,9 @@ impl Client {
         let mut session = Some(session);
         loop {
             // A failed PUT leaves the session in an unknown state: each retry opens a new one.
-            let loc = match session.take() {
-                Some(s) => s.location,
-                None => self.open_upload(r).await?.location,
+            let (loc, given) = match session.take() {
+                Some(s) => (s.location, true),
+                None => (self.open_upload(r).await?.location, false),
             };
             let mut url = loc.clone();
             url.query_pairs_mut().append_pair("digest", digest.as_str());
@@ -384,6 +391,12 @@ impl Client {
             let outcome = self.attempt(ctx, &req, &mut st).await;
             Self::take_source_error(&failed, digest)?;
             match outcome {
+                // A session opened ahead may have expired while it waited for its turn
+                // (distribution-spec: 404 BLOB_UPLOAD_UNKNOWN); a fresh one is not a retry.
+                Outcome::Done(resp) if given && resp.status() == StatusCode::NOT_FOUND => {
+                    tracing::debug!(%digest, "upload session gone before its PUT; opening another");
+                    progress.reset(0);
+                }
                 Outcome::Done(resp) => return self.finish_upload(r, digest, &url, resp).await,
                 Outcome::Fatal(e) => return Err(e),
                 Outcome::Retry { wait, free, error } => {

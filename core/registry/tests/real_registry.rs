@@ -161,3 +161,39 @@ async fn push_and_pull_an_artifact_through_docker_registry() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 }
+
+/// A session opened ahead of its bytes (issue 14) can be gone by the time they go, as after a
+/// registry's upload purge; the upload opens another and succeeds, without spending a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_session_gone_before_its_put_is_replaced() {
+    let Some(reg) = RealRegistry::start() else {
+        return;
+    };
+    let r: Reference = format!("{}/fspack/stale:v1", reg.host).parse().unwrap();
+    let c = client();
+    let blob = data(1 << 20, 7);
+    let d = fspack_registry::sha256_digest(&blob);
+    let session = c.open_upload(&r).await.unwrap();
+    // distribution-spec "Canceling an upload": the session's location answers 404 afterwards.
+    let cancelled = reqwest::Client::new()
+        .delete(session.location().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), reqwest::StatusCode::NO_CONTENT);
+    let p = counter();
+    c.push_blob_to(
+        session,
+        &r,
+        &d,
+        Arc::new(BytesSource(Bytes::from(blob.clone()))),
+        UploadMode::Monolithic,
+        p.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.blob_exists(&r, &d).await.unwrap(),
+        Some(blob.len() as u64)
+    );
+}
