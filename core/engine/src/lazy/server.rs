@@ -12,7 +12,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fspack_digest::Digest;
 use fspack_registry::{Client, ClientOptions, Reference};
@@ -199,6 +199,9 @@ async fn open_blob(
     blob.map_err(|e| EngineError::io(&store.root().join("ingest"), e))
 }
 
+/// How often fill progress alone rewrites `status.json`, which `fspack ls` reads.
+const STATUS_INTERVAL: Duration = Duration::from_millis(250);
+
 /// What the setup side said on stdin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Setup {
@@ -239,8 +242,12 @@ async fn run(spec: ServeSpec, s: Started, mut input: Box<dyn BufRead + Send>) ->
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| EngineError::io(Path::new("SIGTERM handler"), e))?;
     let mut error: Option<String> = None;
+    // `None` until the first write; then when and at which setup stage it was written.
+    let mut written: Option<(Instant, Setup)> = None;
     let outcome = loop {
+        let mut committed = false;
         for (b, result) in s.fill.take_commits() {
+            committed = true;
             if let Err(e) = result {
                 error = Some(format!("blob {}: {e}", s.fill.blobs[b].desc.digest));
             }
@@ -249,7 +256,17 @@ async fn run(spec: ServeSpec, s: Started, mut input: Box<dyn BufRead + Send>) ->
         if setup == Setup::Mounted {
             s.fill.set_live();
         }
-        write_status(&spec, &s.fill, ServerState::Filling, error.as_deref());
+        // Progress wakes this loop for every chunk (hundreds a second on a fast link); the
+        // status is for `fspack ls`, so progress alone rewrites it a few times a second, and
+        // only a commit or a setup step at once.
+        let due = match written {
+            None => true,
+            Some((at, seen)) => committed || seen != setup || at.elapsed() >= STATUS_INTERVAL,
+        };
+        if due {
+            write_status(&spec, &s.fill, ServerState::Filling, error.as_deref());
+            written = Some((Instant::now(), setup));
+        }
         if setup == Setup::Aborted {
             break ServerState::Stopped;
         }

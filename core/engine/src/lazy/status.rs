@@ -63,8 +63,10 @@ pub const STATUS_FILE: &str = "status.json";
 impl LazyStatus {
     /// Writes the status into `dir` atomically (readers never see half a file).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, self)?;
+        // One write: `to_writer` on the unbuffered file made one write(2) per JSON token.
+        tmp.write_all(&serde_json::to_vec(self)?)?;
         tmp.persist(dir.join(STATUS_FILE))?;
         Ok(())
     }
