@@ -166,7 +166,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;ls'= {
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --json 'Print JSON on stdout'
-            cand --wait 'Wait until every lazy mount has all its data (a progress bar per mount when stderr is a terminal), then list; fails if a lazy server is gone'
+            cand --wait 'Wait until every lazy mount has all its data (a progress bar per mount when stderr is a terminal), then list; fails if a lazy server is gone (exit 3) or a chunk keeps failing verification (exit 6)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'

@@ -147,7 +147,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand umount" -s h -l help -d 'P
 complete -c fspack -n "__fish_fspack_using_subcommand umount" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -l json -d 'Print JSON on stdout'
-complete -c fspack -n "__fish_fspack_using_subcommand ls" -l wait -d 'Wait until every lazy mount has all its data (a progress bar per mount when stderr is a terminal), then list; fails if a lazy server is gone'
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -l wait -d 'Wait until every lazy mount has all its data (a progress bar per mount when stderr is a terminal), then list; fails if a lazy server is gone (exit 3) or a chunk keeps failing verification (exit 6)'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -s h -l help -d 'Print help'

@@ -381,6 +381,33 @@ fn privileged_lazy_reads_never_see_flipped_bytes() {
             .map(|d| d.len())
             .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(5), "expected EIO, got {err}");
+        // `ls` names the chunk given up on, and `ls --wait` stops with exit 6 instead of
+        // waiting for a fill that bad bytes at the registry keep from completing.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let warned = loop {
+            let out = fspack(&store).arg("ls").output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            if stderr.contains("failed verification") || std::time::Instant::now() > deadline {
+                break stderr;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(
+            warned.contains("warning: ") && warned.contains("failed verification"),
+            "{warned}"
+        );
+        let out = fspack(&store)
+            .args(["ls", "--wait"])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(6),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot complete"));
         proxy.set_fault(Fault::None);
         proxy.set_delay_ms_per_mib(0);
         assert_eq!(

@@ -516,7 +516,8 @@ pub struct LsArgs {
     #[arg(long)]
     pub json: bool,
     /// Wait until every lazy mount has all its data (a progress bar per mount when stderr is a
-    /// terminal), then list; fails if a lazy server is gone.
+    /// terminal), then list; fails if a lazy server is gone (exit 3) or a chunk keeps failing
+    /// verification (exit 6).
     #[arg(long)]
     pub wait: bool,
 }

@@ -163,6 +163,7 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut failing: Vec<String> = Vec::new();
     for m in mounts {
         let r = &m.record;
         let devices: Vec<String> = r
@@ -187,8 +188,15 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                     "server gone: reads of missing data fail; `fspack umount` cleans up"
                 }
             };
+            let failed = match l.reads_failed {
+                0 => String::new(),
+                n => format!("; {} failed", crate::output::count(n as usize, "read")),
+            };
+            if let Some(f) = &l.failing {
+                failing.push(format!("{}: {f}", r.target.display()));
+            }
             format!(
-                " (lazy: {} of {} present, {what})",
+                " (lazy: {} of {} present, {what}{failed})",
                 crate::output::size(l.bytes_present),
                 crate::output::size(l.bytes_total)
             )
@@ -205,6 +213,9 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     }
     let header = ["MOUNTPOINT", "REFERENCE", "DIGEST", "FORMAT", "DEVICES"];
     write!(out, "{}", crate::output::table(header, &rows, &[]))?;
+    for f in failing {
+        eprintln!("warning: {f}");
+    }
     Ok(())
 }
 
@@ -235,6 +246,16 @@ fn wait_lazy(store: &fspack_engine::Store, g: &GlobalArgs) -> anyhow::Result<()>
             if st.state == ServerState::Dead {
                 return Err(fspack_engine::EngineError::NotFound(format!(
                     "the lazy server of {} is gone, so its missing data will not arrive\nhint: run `fspack umount {}`, then mount it again: the chunks already fetched are kept",
+                    target.display(),
+                    target.display()
+                ))
+                .into());
+            }
+            if let Some(f) = &st.failing {
+                // The server keeps trying, but a chunk that failed verification on every try
+                // is wrong at the registry: waiting will not fix it (exit 6, as for a pull).
+                return Err(fspack_engine::EngineError::Integrity(format!(
+                    "the lazy mount at {} cannot complete: {f}\nhint: the registry serves other bytes than the manifest names; its lazy server tries again every few seconds; `fspack umount {}` stops it",
                     target.display(),
                     target.display()
                 ))

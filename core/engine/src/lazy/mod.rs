@@ -510,6 +510,7 @@ pub fn status_of(lazy: &LazyRecord) -> status::LazyStatus {
             chunks_refetched: 0,
             reads_failed: 0,
             error: None,
+            failing: None,
         },
     }
 }

@@ -357,6 +357,10 @@ fn write_status(spec: &ServeSpec, fill: &Fill, state: ServerState, error: Option
         chunks_refetched: fill.counters.chunks_refetched.load(Relaxed),
         reads_failed: fill.counters.reads_failed.load(Relaxed),
         error: error.map(str::to_string),
+        failing: (fill.counters.failing.lock())
+            .expect("not poisoned")
+            .as_ref()
+            .map(|(_, _, msg)| msg.clone()),
     };
     if let Err(e) = status.write(&spec.state_dir) {
         tracing::warn!(

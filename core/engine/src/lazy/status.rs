@@ -55,6 +55,11 @@ pub struct LazyStatus {
     /// The last error that stops the mount from completing (a blob whose whole digest failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A chunk the server gave up on for now after it failed verification on every try (its
+    /// reads answer `EIO`; the fill tries it again later): which chunk, of which blob, from
+    /// which registry. Cleared once that chunk arrives intact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<String>,
 }
 
 /// File name of the status in a lazy mount's state directory.

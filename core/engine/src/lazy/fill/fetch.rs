@@ -151,6 +151,7 @@ impl Fill {
     /// Gives up on chunk `i` for now: its readers get `EIO`; the fill tries it again later.
     pub(super) fn fail_chunk(&self, b: usize, i: usize, msg: &str) {
         tracing::error!("{msg}");
+        *self.counters.failing.lock().expect("not poisoned") = Some((b, i, msg.to_string()));
         let blob = &self.blobs[b];
         let failed: Vec<Waiter> = {
             let mut st = blob.state.lock().expect("not poisoned");
@@ -182,6 +183,11 @@ impl Fill {
             }
             st.present[i] = true;
             st.missing -= 1;
+            let mut failing = self.counters.failing.lock().expect("not poisoned");
+            if matches!(*failing, Some((fb, fi, _)) if (fb, fi) == (b, i)) {
+                *failing = None;
+            }
+            drop(failing);
             st.failures.remove(&i);
             st.paused_until.remove(&i);
             blob.present_bytes

@@ -232,6 +232,9 @@ pub struct Counters {
     pub chunks_refetched: AtomicU64,
     /// Reads answered with `EIO`.
     pub reads_failed: AtomicU64,
+    /// The chunk last given up on after failing verification on every try, as (blob, chunk,
+    /// message); `None` once it arrives intact.
+    pub failing: Mutex<Option<(usize, usize, String)>>,
 }
 
 /// The scheduler shared by the FUSE threads and the fetch workers.
