@@ -419,6 +419,59 @@ fn privileged_lazy_reads_never_see_flipped_bytes() {
     });
 }
 
+/// A second lazy mount of blobs another lazy mount is still fetching waits for that fill in
+/// the open (a message and a bar) and ends as a plain mount from the store, reported as such;
+/// it used to block silently on the first server's ingest locks, then claim to be lazy.
+#[test]
+fn privileged_a_second_lazy_mount_of_blobs_being_filled_waits_then_mounts_from_the_store() {
+    let Some(Setup {
+        reg: _reg,
+        proxy,
+        tmp,
+        src,
+        reference,
+        store,
+        mnt,
+    }) = setup("second", 4)
+    else {
+        return;
+    };
+    let expected = snapshot(&src, SnapOpts::KERNEL);
+    proxy.set_delay_ms_per_mib(150);
+    mount_lazy(&store, &reference, &mnt, 30_000);
+    let mnt2 = tmp.path().join("mnt2");
+    then_umount(tmp.path(), &store, &mnt, || {
+        let checks = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let out = run_ok(
+                fspack(&store)
+                    .args(["mount", &reference])
+                    .arg(&mnt2)
+                    .args(["--lazy", "--json"]),
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let first = fs::canonicalize(&mnt).unwrap();
+            assert!(
+                stderr.contains(&format!(
+                    "the lazy mount at {} is fetching the same blobs",
+                    first.display()
+                )),
+                "{stderr}"
+            );
+            assert_eq!(report["lazy"], false, "{report}");
+            assert_eq!(report["lazy_blobs"], 0, "{report}");
+            assert!(entry(&store, &mnt2).unwrap().get("lazy_status").is_none());
+            assert_same(&expected, &snapshot(&mnt2, SnapOpts::KERNEL));
+        }));
+        // The second mount goes first, also when a check failed.
+        let _ = fspack(&store).arg("umount").arg(&mnt2).output();
+        if let Err(e) = checks {
+            std::panic::resume_unwind(e);
+        }
+        wait_complete(&store, &mnt, Duration::from_secs(60));
+    });
+}
+
 #[test]
 fn privileged_lazy_fill_resumes_when_the_registry_comes_back() {
     let Some(Setup {

@@ -109,7 +109,16 @@ pub async fn mount_lazy(
     reporter: Arc<dyn Reporter>,
 ) -> Result<LazyReport> {
     let started = Instant::now();
-    let prepared = prepare(client, r, &store, settings).await;
+    let mut prepared = prepare(client, r, &store, settings).await;
+    if let Ok(Prepared::Lazy { blobs, .. }) = &prepared
+        && serving_elsewhere(&store, blobs).is_some()
+    {
+        // Another lazy mount's server holds these blobs' ingest locks until it commits them;
+        // a server started now would block on them, silently. Wait in the open instead, then
+        // look again: the blobs are then in the store (a plain mount) or free to serve.
+        wait_for_other_servers(&store, blobs, &reporter).await;
+        prepared = prepare(client, r, &store, settings).await;
+    }
     let (fetched, lazy_blobs, upfront) = match prepared {
         Ok(Prepared::Lazy {
             fetched,
@@ -483,6 +492,51 @@ fn read_timeout() -> Duration {
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_READ_TIMEOUT)
+}
+
+/// The mount point and server of another lazy mount whose running server serves one of `blobs`.
+fn serving_elsewhere(store: &Store, blobs: &[Descriptor]) -> Option<(PathBuf, LazyRecord)> {
+    let records = store.mount_records().ok()?;
+    records.into_iter().find_map(|rec| {
+        let lazy = rec.lazy.filter(|l| is_server(l.server_pid))?;
+        let serves = status_of(&lazy)
+            .blobs
+            .iter()
+            .any(|b| blobs.iter().any(|d| d.digest == b.digest));
+        serves.then_some((rec.target, lazy))
+    })
+}
+
+/// Waits, with a progress bar, until no other lazy server serves any of `blobs` (it completed,
+/// or its mount was unmounted).
+async fn wait_for_other_servers(store: &Store, blobs: &[Descriptor], reporter: &Arc<dyn Reporter>) {
+    let mut bar: Option<(PathBuf, usize, u64)> = None;
+    while let Some((target, lazy)) = serving_elsewhere(store, blobs) {
+        let st = status_of(&lazy);
+        match &mut bar {
+            Some((t, id, seen)) if *t == target => {
+                reporter.advance(*id, st.bytes_present.saturating_sub(*seen));
+                *seen = (*seen).max(st.bytes_present);
+            }
+            _ => {
+                if let Some((_, id, _)) = bar.take() {
+                    reporter.finish(id);
+                }
+                // A log line, not a bar message: it must reach stderr in scripts too.
+                tracing::warn!(
+                    "the lazy mount at {} is fetching the same blobs; waiting for it to finish (this mount then reads them from the store)",
+                    target.display()
+                );
+                let id = reporter.start_phase(&format!("{}", target.display()), st.bytes_total);
+                reporter.advance(id, st.bytes_present);
+                bar = Some((target, id, st.bytes_present));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if let Some((_, id, _)) = bar {
+        reporter.finish(id);
+    }
 }
 
 /// What `fspack ls` shows of a lazy mount: the server's own status, or [`status::ServerState::Dead`]
