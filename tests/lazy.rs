@@ -8,6 +8,7 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, FaultProxy};
@@ -470,6 +471,67 @@ fn privileged_a_second_lazy_mount_of_blobs_being_filled_waits_then_mounts_from_t
         }
         wait_complete(&store, &mnt, Duration::from_secs(60));
     });
+}
+
+/// A lazy mount unmounted with plain umount(8) mid-fill: its server notices, stops fetching
+/// and exits; `ls` and `images` no longer count it as mounted, and `gc` releases the rest.
+#[test]
+fn privileged_a_lazy_mount_unmounted_behind_fspacks_back_stops_its_server() {
+    let Some(Setup {
+        reg: _reg,
+        proxy,
+        tmp,
+        src: _,
+        reference,
+        store,
+        mnt,
+    }) = setup("plain-umount", 5)
+    else {
+        return;
+    };
+    // Slow enough that the fill is far from done when the mount goes: each 8 MiB fill run
+    // takes 40 s.
+    proxy.set_delay_ms_per_mib(5_000);
+    mount_lazy_with(&store, &reference, &mnt, 30_000, &["--jobs", "1"]);
+    assert_eq!(servers(&store).len(), 1, "no lazy server runs");
+    let out = Command::new("umount").arg(&mnt).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !servers(&store).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the lazy server still runs 10 s after its mount went"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let e = entry(&store, &mnt).expect("the record stays until gc");
+    assert_eq!(e["mounted"], false, "{e}");
+    proxy.set_delay_ms_per_mib(0);
+    run_ok(fspack(&store).arg("gc"));
+    assert_nothing_left(tmp.path(), &store);
+    // The same for a tagged image: `images` names only mount points that are mounted.
+    run_ok(
+        fspack(&store)
+            .args(["pull", &reference, "--mount"])
+            .arg(&mnt),
+    );
+    let out = Command::new("umount").arg(&mnt).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let images = run_ok(fspack(&store).args(["images", "--json"]));
+    let images: serde_json::Value = serde_json::from_slice(&images.stdout).unwrap();
+    let listed = images.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{images}");
+    assert_eq!(listed[0]["mounted_at"], serde_json::json!([]), "{images}");
+    run_ok(fspack(&store).arg("gc"));
+    assert_nothing_left(tmp.path(), &store);
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub struct StoredImage {
 ///
 /// Errors: the store's, when `index.json` or the mount records cannot be read.
 pub fn images(store: &Store) -> Result<Vec<StoredImage>> {
-    let records = store.mount_records()?;
+    let records = live_records(store)?;
     let mut out = Vec::new();
     for (reference, d) in store.tags()? {
         let manifest = store
@@ -51,6 +51,16 @@ pub fn images(store: &Store) -> Result<Vec<StoredImage>> {
         });
     }
     Ok(out)
+}
+
+/// The records of mounts that are still mounted: one unmounted behind fspack's back (a plain
+/// `umount(8)`) stays recorded until `gc`, but mounts nothing.
+fn live_records(store: &Store) -> Result<Vec<MountRecord>> {
+    Ok(crate::mounts::list(store)?
+        .into_iter()
+        .filter(|m| m.mounted)
+        .map(|m| m.record)
+        .collect())
 }
 
 /// The mount points of the `records` made from the manifest `digest`.
@@ -98,7 +108,7 @@ pub fn remove(store: &Store, names: &[String]) -> Result<Vec<Untagged>> {
     for name in names {
         resolved.push(stored_name(store, name)?);
     }
-    let records = store.mount_records()?;
+    let records = live_records(store)?;
     let mut out = Vec::new();
     for name in resolved {
         let Some(d) = store.untag(&name)? else {

@@ -202,6 +202,15 @@ async fn open_blob(
 /// How often fill progress alone rewrites `status.json`, which `fspack ls` reads.
 const STATUS_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often the server looks whether its mount point is still mounted.
+const MOUNT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether `target` is a mount point in this mount namespace; `true` when mountinfo cannot be
+/// read, so a transient failure never stops a fill.
+fn is_mounted(target: &Path) -> bool {
+    fspack_mount::mountinfo().map_or(true, |m| m.iter().any(|e| e.mount_point == target))
+}
+
 /// What the setup side said on stdin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Setup {
@@ -244,6 +253,7 @@ async fn run(spec: ServeSpec, s: Started, mut input: Box<dyn BufRead + Send>) ->
     let mut error: Option<String> = None;
     // `None` until the first write; then when and at which setup stage it was written.
     let mut written: Option<(Instant, Setup)> = None;
+    let mut mount_checked = Instant::now();
     let outcome = loop {
         let mut committed = false;
         for (b, result) in s.fill.take_commits() {
@@ -269,6 +279,19 @@ async fn run(spec: ServeSpec, s: Started, mut input: Box<dyn BufRead + Send>) ->
         }
         if setup == Setup::Aborted {
             break ServerState::Stopped;
+        }
+        if setup == Setup::Mounted && mount_checked.elapsed() >= MOUNT_CHECK_INTERVAL {
+            mount_checked = Instant::now();
+            if !is_mounted(&spec.target) {
+                // A plain umount(8): nothing reads through this server any more, so fetching
+                // on would only spend the link. The partial blobs stay for a resume, and the
+                // record for `fspack ls` and `gc` to report and release.
+                tracing::warn!(
+                    "{} was unmounted without fspack; stopping the fill",
+                    spec.target.display()
+                );
+                break ServerState::Stopped;
+            }
         }
         if setup == Setup::Mounted && s.fill.all_committed() {
             break ServerState::Complete;
