@@ -183,6 +183,17 @@ fn a_cosign_style_signature_from_an_independent_script_verifies_with_fspack() {
         .assert()
         .success()
         .stdout(format!("{digest}\n"));
+    // The report says what was checked, also when nothing had to be fetched.
+    let report = run_json(
+        fspack(&store)
+            .args(["pull", &reference, "--json", "--verify-key"])
+            .arg(&public),
+    );
+    assert_eq!(
+        report["trust_checks"],
+        serde_json::json!([format!("--verify-key {}", public.display())]),
+        "{report}"
+    );
 }
 
 /// Pulls with `--verify-key` and expects exit 6 naming the reference, the digest and the

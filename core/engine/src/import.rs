@@ -45,13 +45,14 @@ fn canonical(path: &Path) -> Result<PathBuf> {
 }
 
 /// Checks the manifest `digest` that `tag` of the layout at `path` names against `trust`
-/// before anything is copied or mounted; logs each rule that passed.
+/// before anything is copied or mounted; logs each rule that passed and returns them, one line
+/// each (empty when nothing is configured).
 ///
 /// Errors: [`crate::trust::TrustError::Refused`] naming the layout and the rule; as
 /// [`layout_name`] for a path that does not resolve.
-pub fn check_trust(trust: &Trust, path: &Path, tag: &str, digest: &Digest) -> Result<()> {
+pub fn check_trust(trust: &Trust, path: &Path, tag: &str, digest: &Digest) -> Result<Vec<String>> {
     if trust.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let canonical = canonical(path)?;
     let name = name_of(&canonical, tag);
@@ -59,7 +60,7 @@ pub fn check_trust(trust: &Trust, path: &Path, tag: &str, digest: &Digest) -> Re
     for rule in &verdict.passed {
         tracing::info!(reference = %name, %digest, "passed {rule}");
     }
-    Ok(())
+    Ok(verdict.passed)
 }
 
 /// The error for an `oci:` path that holds no layout, with how to make one.
@@ -99,7 +100,7 @@ pub fn import(
     let d = layout.resolve(tag)?.ok_or_else(|| {
         EngineError::NotFound(format!("no tag {tag} in the OCI layout {}", path.display()))
     })?;
-    check_trust(trust, path, tag, &d.digest)?;
+    let trust_checks = check_trust(trust, path, tag, &d.digest)?;
     let bytes = layout.read_blob(&d.digest, MAX_MANIFEST)?;
     let manifest = parse_manifest(&bytes, &name)?;
     let plan = MountPlan::from_manifest(&manifest, &name)?;
@@ -145,6 +146,7 @@ pub fn import(
         layers,
         seconds: started.elapsed().as_secs_f64(),
         mounted_at: None,
+        trust_checks,
     })
 }
 

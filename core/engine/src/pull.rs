@@ -60,6 +60,11 @@ pub struct PullReport {
     /// Mount point, when mounted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mounted_at: Option<std::path::PathBuf>,
+    /// The signature and policy rules the manifest passed before any layer was fetched, one
+    /// line each (`--verify-key PATH`, `policy <scope>: signedBy PATH`, ...; issue 12); absent
+    /// when none is configured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trust_checks: Vec<String>,
 }
 
 /// Outcome for one layer.
@@ -88,6 +93,8 @@ pub struct Fetched {
     pub bytes: Vec<u8>,
     /// Digest of `bytes`.
     pub digest: Digest,
+    /// The trust rules it passed ([`fetch_trusted`]); empty when none was checked.
+    pub trust_checks: Vec<String>,
 }
 
 /// How a pull spreads its requests: blobs at once and Range requests per blob.
@@ -166,6 +173,7 @@ pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
             manifest,
             bytes,
             digest,
+            trust_checks: Vec::new(),
         });
     }
     let manifest = parse_manifest(&bytes, &r.to_string())?;
@@ -173,6 +181,7 @@ pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
         manifest,
         bytes,
         digest,
+        trust_checks: Vec::new(),
     })
 }
 
@@ -188,10 +197,12 @@ pub async fn fetch_trusted(
 ) -> Result<(Fetched, MountPlan)> {
     let fetched = fetch_manifest(client, r).await?;
     let plan = MountPlan::from_manifest(&fetched.manifest, &r.to_string())?;
+    let mut fetched = fetched;
     let verdict = trust.check(client, r, &fetched.digest).await?;
     for rule in &verdict.passed {
         tracing::info!(reference = %r, digest = %fetched.digest, "passed {rule}");
     }
+    fetched.trust_checks = verdict.passed;
     Ok((fetched, plan))
 }
 
@@ -282,6 +293,7 @@ pub async fn pull(
         chunks_refetched,
         seconds: started.elapsed().as_secs_f64(),
         mounted_at: None,
+        trust_checks: fetched.trust_checks.clone(),
     };
     Ok((report, fetched))
 }

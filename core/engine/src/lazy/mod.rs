@@ -83,6 +83,10 @@ pub struct LazyReport {
     pub mounted_at: PathBuf,
     /// What the user should know (fallbacks, expanded layers).
     pub notes: Vec<String>,
+    /// The signature and policy rules the manifest passed before the mount, one line each
+    /// (issue 12); absent when none is configured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trust_checks: Vec<String>,
 }
 
 /// Mounts `r` on `point` lazily: the manifest, its signatures and policy, and the metadata
@@ -316,6 +320,7 @@ impl Mounting<'_> {
             seconds: self.started.elapsed().as_secs_f64(),
             mounted_at,
             notes,
+            trust_checks: self.fetched.trust_checks,
         }
     }
 }
@@ -482,6 +487,7 @@ async fn eager(
         seconds: started.elapsed().as_secs_f64(),
         mounted_at: target,
         notes,
+        trust_checks: report.trust_checks,
     })
 }
 
