@@ -243,10 +243,16 @@ fn unsigned_other_key_moved_tag_tampered_and_other_repository_are_refused_with_e
     let a = tmp.path().join("a");
     tree(&a, "a");
 
-    // Unsigned.
+    // Unsigned: the message says the signature tag is missing, not that it is empty.
     let unsigned = format!("{}/models/unsigned:v1", reg.addr);
     let d = push(tmp.path(), &a, &unsigned, &[]);
-    assert_refused(&store, &unsigned, &d, &public, "no signature");
+    assert_refused(
+        &store,
+        &unsigned,
+        &d,
+        &public,
+        "no signature: the registry has no signature tag",
+    );
 
     // Signed, but by another key.
     let other = format!("{}/models/otherkey:v1", reg.addr);

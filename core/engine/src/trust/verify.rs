@@ -55,7 +55,8 @@ impl Trust {
         let subject = r.to_string();
         let refused = refusal(&subject, digest);
         let mut verdict = Verdict::default();
-        let mut signatures: Option<Vec<Candidate>> = None;
+        // `Some(None)`: fetched, and the signature tag does not exist.
+        let mut signatures: Option<Option<Vec<Candidate>>> = None;
         for (rule, req) in &rules {
             match check_rule(req, r.digest.as_ref(), digest) {
                 Ok(None) => {}
@@ -63,7 +64,7 @@ impl Trust {
                     if signatures.is_none() {
                         signatures = Some(fetch_signatures(client, r, digest).await?);
                     }
-                    let found = signatures.as_deref().unwrap_or_default();
+                    let found = signatures.as_ref().and_then(Option::as_deref);
                     check_signed(found, key, r, digest).map_err(|reason| refused(rule, reason))?;
                 }
                 Err(reason) => return Err(refused(rule, reason).into()),
@@ -178,34 +179,39 @@ fn check_rule<'r>(
 struct Candidate {
     payload_digest: Digest,
     payload: Result<Vec<u8>, String>,
-    signature: Option<Vec<u8>>,
+    /// The decoded signature annotation, or why there is none.
+    signature: Result<Vec<u8>, &'static str>,
 }
 
+/// The signature candidates under `r`'s cosign signature tag for `digest`; `None` when the tag
+/// does not exist (nobody signed it).
 async fn fetch_signatures(
     client: &Client,
     r: &Reference,
     digest: &Digest,
-) -> Result<Vec<Candidate>, crate::EngineError> {
+) -> Result<Option<Vec<Candidate>>, crate::EngineError> {
     let sig_ref = signature_ref(r, digest);
     let (_, bytes, _) = match client.get_manifest(&sig_ref).await {
         Ok(m) => m,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let Ok(manifest) = serde_json::from_slice::<fspack_registry::manifest::ImageManifest>(&bytes)
     else {
         tracing::warn!("{sig_ref} is not an image manifest; ignoring it");
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     };
     let mut out = Vec::new();
     for layer in manifest.layers.iter().take(64) {
         if layer.media_type != MEDIA_SIMPLE_SIGNING {
             continue;
         }
-        let signature = layer
-            .annotations
-            .get(ANN_SIGNATURE)
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+        let signature = match layer.annotations.get(ANN_SIGNATURE) {
+            None => Err("no signature annotation (dev.cosignproject.cosign/signature)"),
+            Some(s) => base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| "the signature annotation is not base64"),
+        };
         let payload = if layer.size > MAX_PAYLOAD as u64 {
             Err(format!("payload of {} bytes is too large", layer.size))
         } else {
@@ -223,17 +229,23 @@ async fn fetch_signatures(
             signature,
         });
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Ok when one candidate is a valid signature by `key` for `digest` in `r`'s repository;
 /// otherwise the reason, summarising every candidate.
 fn check_signed(
-    found: &[Candidate],
+    found: Option<&[Candidate]>,
     key: &VerifyingKey,
     r: &Reference,
     digest: &Digest,
 ) -> Result<(), String> {
+    let Some(found) = found else {
+        return Err(format!(
+            "no signature: the registry has no signature tag {} (sign it with `fspack sign`)",
+            signature_ref(r, digest)
+        ));
+    };
     if found.is_empty() {
         return Err(format!(
             "no signature: {} has no cosign signature layer (sign it with `fspack sign`)",
@@ -244,8 +256,8 @@ fn check_signed(
     for c in found {
         let why = match (&c.payload, &c.signature) {
             (Err(e), _) => format!("payload unreadable ({e})"),
-            (_, None) => "no base64 signature annotation".to_string(),
-            (Ok(payload), Some(sig)) => {
+            (_, Err(why)) => why.to_string(),
+            (Ok(payload), Ok(sig)) => {
                 if !key.verify(payload, sig) {
                     "signature does not verify with this key (another key, or a tampered \
                      payload)"
