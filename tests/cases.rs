@@ -953,3 +953,39 @@ fn privileged_umount_names_a_nested_mount_first() {
     );
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
+
+/// A user's report: `umount` with another `--store` than the mount's said "a mount fspack did
+/// not make; use umount(8)". It names the store the mount came from, and the command that
+/// releases it, for a file-backed mount and for loop devices alike.
+#[test]
+fn privileged_umount_from_another_store_names_the_mounts_store() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = small_tree_layout(tmp.path());
+    let (store, other) = (tmp.path().join("store"), tmp.path().join("other"));
+    let mnt = tmp.path().join("mnt");
+    fspack(&other).args(["pull", &reference]).assert().success();
+    for mode in ["file", "loop"] {
+        fspack(&store)
+            .args(["mount", &reference, "--mount-mode", mode])
+            .arg(&mnt)
+            .assert()
+            .success();
+        let out = fspack(&other).arg("umount").arg(&mnt).output().unwrap();
+        let released = fspack(&store).arg("umount").arg(&mnt).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let root = fs::canonicalize(&store).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{mode}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "was mounted from another store, {}",
+                root.display()
+            )) && stderr.contains(&format!("fspack --store {} umount", root.display())),
+            "{mode}: {stderr}"
+        );
+        assert!(released.status.success(), "{mode}: {released:?}");
+    }
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}

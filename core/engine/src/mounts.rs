@@ -33,6 +33,18 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
                 .into_iter()
                 .rev()
                 .find(|m| m.mount_point == target);
+            let here = std::fs::canonicalize(store.root()).unwrap_or(store.root().to_path_buf());
+            if let Some(other) = entry.as_ref().and_then(|m| store_of_source(&m.source))
+                && other != here
+            {
+                return Err(EngineError::Usage(format!(
+                    "{} was mounted from another store, {}\nhint: run `fspack --store {} umount {}`",
+                    target.display(),
+                    other.display(),
+                    other.display(),
+                    target.display()
+                )));
+            }
             let ours = entry.as_ref().is_some_and(|m| {
                 m.source.starts_with(store.root())
                     || m.source.starts_with("/dev/loop")
@@ -68,6 +80,24 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
         remove_created(&rec.created_dirs);
     }
     Ok(())
+}
+
+/// The root of the fspack store whose blob `source` is (a file-backed mount's source, or the
+/// backing file of a loop device), if it is one: `<root>/blobs/sha256/<hex>` with the store's
+/// `index.json` beside `blobs/`.
+fn store_of_source(source: &Path) -> Option<PathBuf> {
+    let file = match source.to_str()?.strip_prefix("/dev/") {
+        Some(dev) if dev.starts_with("loop") => {
+            let backing = std::fs::read_to_string(format!("/sys/block/{dev}/loop/backing_file"));
+            PathBuf::from(backing.ok()?.trim_end())
+        }
+        _ => source.to_path_buf(),
+    };
+    let sha = file.parent()?;
+    let blobs = sha.parent()?;
+    let root = blobs.parent()?;
+    let shaped = sha.file_name()? == "sha256" && blobs.file_name()? == "blobs";
+    (shaped && root.join("index.json").is_file()).then(|| root.to_path_buf())
 }
 
 /// Fails when something is mounted below `target` (report item 11): the kernel would answer
