@@ -26,15 +26,36 @@ pub struct GcReport {
     pub freed_bytes: u64,
     /// Blobs kept.
     pub kept_blobs: usize,
+    /// Partial downloads kept for a resume (in use, or touched within the last day).
+    pub kept_ingests: usize,
+    /// Bytes of those partial downloads.
+    pub kept_ingest_bytes: u64,
 }
 
 impl std::fmt::Display for GcReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = |n: usize, noun: &str| match n {
+            1 => format!("1 {noun}"),
+            _ => format!("{n} {noun}s"),
+        };
         write!(
             f,
-            "removed {} blobs and {} partial downloads, freed {} bytes; kept {} blobs",
-            self.removed_blobs, self.removed_ingests, self.freed_bytes, self.kept_blobs
-        )
+            "removed {} and {}, freed {} bytes; kept {}",
+            n(self.removed_blobs, "blob"),
+            n(self.removed_ingests, "partial download"),
+            self.freed_bytes,
+            n(self.kept_blobs, "blob")
+        )?;
+        if self.kept_ingests > 0 {
+            // Said, so that a store that stays large after gc is not a mystery.
+            write!(
+                f,
+                " and {} ({} bytes) for a resume; they go once untouched for a day",
+                n(self.kept_ingests, "partial download"),
+                self.kept_ingest_bytes
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -140,6 +161,7 @@ impl Store {
         let (n, bytes) = ingest::remove_abandoned(self, ingest_ttl)?;
         report.removed_ingests = n;
         report.freed_bytes += bytes;
+        (report.kept_ingests, report.kept_ingest_bytes) = ingest::partial_downloads(self)?;
         Ok(report)
     }
 }

@@ -402,6 +402,22 @@ fn read_journal(path: &std::path::Path) -> Result<Option<Journal>> {
     Ok(Some((size, ranges)))
 }
 
+/// The partial downloads in the store: (count, bytes of their data files).
+pub(crate) fn partial_downloads(store: &Store) -> Result<(usize, u64)> {
+    let dir = store.root().join("ingest");
+    let mut out = (0, 0);
+    for e in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+        let e = e.map_err(|e| StoreError::io(&dir, e))?;
+        if e.file_name().to_string_lossy().ends_with(".data") {
+            use std::os::unix::fs::MetadataExt;
+            out.0 += 1;
+            // Allocated bytes: a partial file is sparse past what has arrived.
+            out.1 += e.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+        }
+    }
+    Ok(out)
+}
+
 /// Removes partial downloads nobody is working on and nobody touched for `ttl`; returns
 /// (count, bytes).
 pub(crate) fn remove_abandoned(store: &Store, ttl: std::time::Duration) -> Result<(usize, u64)> {

@@ -507,10 +507,19 @@ fn gc_removes_stale_ingests_but_not_one_in_progress() {
     let (a, b) = (vec![1u8; 1000], vec![2u8; 1000]);
     drop(store.ingest(&sha256_of(&a), 1000).unwrap()); // interrupted, never resumed
     let busy = store.ingest(&sha256_of(&b), 1000).unwrap(); // a pull still at work
+    busy.file().write_all_at(&b[..500], 0).unwrap();
     let kept = store.gc(&[]).unwrap();
     assert_eq!(
         kept.removed_ingests, 0,
         "young partial downloads stay for a resume"
+    );
+    // ...and the report says so, with what they hold on disk.
+    assert_eq!(kept.kept_ingests, 2, "{kept}");
+    assert!(kept.kept_ingest_bytes >= 500, "{kept}");
+    assert!(
+        kept.to_string()
+            .contains("kept 0 blobs and 2 partial downloads"),
+        "{kept}"
     );
     // What a writer killed in the middle of a small blob's write leaves (put_blob_bytes keeps
     // its temporary file out of blobs/), and one of an expanded layer's stream.
