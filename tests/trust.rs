@@ -408,6 +408,23 @@ fn the_policy_file_picks_the_most_specific_scope_and_names_the_rule() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("policy"));
+    // A policy or key file that does not exist is a path not found (exit 3), named.
+    let gone = tmp.path().join("gone.json");
+    fspack(&tmp.path().join("store"))
+        .args(["pull", &loose, "--policy"])
+        .arg(&gone)
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(format!(
+            "{}: no such policy file",
+            gone.display()
+        )));
+    fspack(&tmp.path().join("store"))
+        .args(["pull", &loose, "--verify-key"])
+        .arg(tmp.path().join("gone.pub"))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("gone.pub: no such key file"));
 }
 
 #[test]

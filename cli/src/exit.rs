@@ -57,7 +57,9 @@ impl Code {
             Code::Usage => {
                 "bad usage: unknown flag, invalid reference, option value or mount point"
             }
-            Code::NotFound => "reference, tag, blob, path or mount point not found",
+            Code::NotFound => {
+                "reference, tag, blob, path (a source directory, a key or policy file) or mount point not found"
+            }
             Code::Auth => "authentication or authorization refused by the registry",
             Code::Network => "network or registry failure after retries (temporary)",
             Code::Integrity => {

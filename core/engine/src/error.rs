@@ -145,6 +145,7 @@ impl EngineError {
             EngineError::Integrity(_) | EngineError::Refused { .. } => ErrorKind::Integrity,
             EngineError::Trust(TrustError::Refused { .. }) => ErrorKind::Integrity,
             EngineError::Trust(TrustError::Config { .. }) => ErrorKind::Usage,
+            EngineError::Trust(TrustError::Missing { .. }) => ErrorKind::NotFound,
             EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
@@ -215,6 +216,14 @@ pub enum TrustError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A policy or key file that does not exist: exit 3, as for any path not found.
+    #[error("{path}: no such {what}")]
+    Missing {
+        /// The file.
+        path: std::path::PathBuf,
+        /// `key file` or `policy file`.
+        what: &'static str,
+    },
 }
 
 impl TrustError {
@@ -223,6 +232,18 @@ impl TrustError {
         TrustError::Config {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// The error for `path`, a `what` that could not be read: [`TrustError::Missing`] when it
+    /// does not exist, else [`TrustError::Config`] with the I/O error.
+    pub fn unreadable(path: &std::path::Path, what: &'static str, e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => TrustError::Missing {
+                path: path.to_path_buf(),
+                what,
+            },
+            _ => TrustError::config(path, format!("cannot read the {what}: {e}")),
         }
     }
 }

@@ -34,8 +34,7 @@ pub struct VerifyingKey {
 }
 
 fn read_pem(path: &Path) -> Result<String, TrustError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| TrustError::config(path, format!("cannot read the key file: {e}")))
+    std::fs::read_to_string(path).map_err(|e| TrustError::unreadable(path, "key file", e))
 }
 
 impl SigningKey {
@@ -43,8 +42,8 @@ impl SigningKey {
     /// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256` writes) or SEC1
     /// (`BEGIN EC PRIVATE KEY`).
     ///
-    /// Errors: [`TrustError::Config`] naming the file when it is unreadable, encrypted, or not a
-    /// P-256 key.
+    /// Errors: [`TrustError::Missing`] when the file does not exist; [`TrustError::Config`]
+    /// naming the file when it is unreadable, encrypted, or not a P-256 key.
     pub fn from_pem_file(path: &Path) -> Result<SigningKey, TrustError> {
         let pem = read_pem(path)?;
         if pem.contains("ENCRYPTED") {
@@ -88,7 +87,8 @@ impl VerifyingKey {
     /// Loads a P-256 public key in PEM (`BEGIN PUBLIC KEY`, SubjectPublicKeyInfo: what
     /// `cosign generate-key-pair` writes to `cosign.pub` and `openssl pkey -pubout` prints).
     ///
-    /// Errors: [`TrustError::Config`] naming the file.
+    /// Errors: [`TrustError::Missing`] when the file does not exist; [`TrustError::Config`]
+    /// naming the file otherwise.
     pub fn from_pem_file(path: &Path) -> Result<VerifyingKey, TrustError> {
         let pem = read_pem(path)?;
         Self::from_pem(&pem, path)

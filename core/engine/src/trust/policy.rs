@@ -111,12 +111,13 @@ impl Policy {
     /// Reads and checks a policy file, loading every key it names (relative `keyPath`s are
     /// relative to the policy file's directory).
     ///
-    /// Errors: [`TrustError::Config`] naming the file for unreadable JSON, an unknown
+    /// Errors: [`TrustError::Missing`] when the file does not exist; [`TrustError::Config`]
+    /// naming the file for unreadable JSON, an unknown
     /// requirement type or field, an empty requirement list, a `signedIdentity` other than
     /// `matchRepository`, a malformed digest, or a key that does not load.
     pub fn from_file(path: &Path) -> Result<Policy, TrustError> {
-        let text = std::fs::read(path)
-            .map_err(|e| TrustError::config(path, format!("cannot read the policy: {e}")))?;
+        let text =
+            std::fs::read(path).map_err(|e| TrustError::unreadable(path, "policy file", e))?;
         Self::from_slice(&text, path)
     }
 
