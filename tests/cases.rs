@@ -707,6 +707,12 @@ fn images_lists_the_store_and_rmi_then_gc_frees_only_unshared_blobs() {
         .assert()
         .code(3)
         .stderr(predicate::str::contains("nowhere.example/none:v1"));
+    // A name that is no reference at all is a typo (exit 2), not a missing image.
+    fspack(&store)
+        .args(["rmi", &name_a, "BAD/Ref"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid reference \"BAD/Ref\""));
     assert_eq!(
         run_json(fspack(&store).args(["images", "--json"]))
             .as_array()

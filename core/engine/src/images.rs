@@ -133,7 +133,8 @@ fn stored_name(store: &Store, name: &str) -> Result<String> {
     let normalised = match Target::parse(name) {
         Ok(Target::Registry(r)) => Some(r.to_string()),
         Ok(Target::Layout { path, tag }) => crate::import::layout_name(&path, &tag).ok(),
-        Err(_) => None,
+        // Neither a stored name nor a reference at all: a typo, said as such (exit 2).
+        Err(e) => return Err(e),
     };
     if let Some(n) = normalised
         && store.resolve(&n)?.is_some()
