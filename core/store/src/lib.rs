@@ -4,6 +4,8 @@
 //! Layout on disk: `oci-layout`, `index.json` and `blobs/sha256/<hex>` (so skopeo and oras read
 //! it as is), plus fspack's own `ingest/` (partial downloads and their journals), `locks/` (file
 //! locks, released by the kernel when a process dies) and `mounts/` (one record per mount point).
+//! A layout the user asks for (`push … oci:DIR`) ends with only what the OCI image-layout spec
+//! names: its writer holds the directory's lock and removes those work directories when done.
 //!
 //! The rule that everything else relies on: a file under `blobs/` has been checked against its
 //! size and sha256, written to disk (fsync) and renamed into place. Only those files are mounted.
@@ -56,6 +58,38 @@ pub struct Store {
     /// so it never removes a blob that a running pull has committed but not yet tagged.
     gc_guard: Arc<Mutex<Option<File>>>,
     access: Access,
+    /// A shared layout's writer: the layout directory locked for this handle's life, its work
+    /// directories removed when the last clone drops.
+    layout: Option<Arc<LayoutWriter>>,
+}
+
+/// The exclusive lock on a shared layout's directory. Writers of one layout take turns, so the
+/// lock files, scratch files and index updates of one writer need no other guard, and the
+/// writer can remove them before it lets the next one in: a layout handed to another tool or
+/// carried to an air-gapped host holds only `oci-layout`, `index.json` and `blobs/`
+/// (report s6 item 22; OCI image-layout spec, "Content").
+#[derive(Debug)]
+struct LayoutWriter {
+    root: PathBuf,
+    _dir: File,
+}
+
+impl LayoutWriter {
+    /// Removes fspack's work directories from the layout: lock files always (nobody else can
+    /// hold one while we hold the directory), `ingest/` only when empty (a failed copy leaves its
+    /// partial blobs there for the next attempt to resume) and `mounts/` only when empty
+    /// (layouts made before this cleanup had one).
+    fn tidy(&self) {
+        let _ = fs::remove_dir_all(self.root.join("locks"));
+        let _ = fs::remove_dir(self.root.join("ingest"));
+        let _ = fs::remove_dir(self.root.join("mounts"));
+    }
+}
+
+impl Drop for LayoutWriter {
+    fn drop(&mut self) {
+        self.tidy();
+    }
 }
 
 /// The default store: `/var/lib/fspack` for root, `$XDG_DATA_HOME/fspack` (or
@@ -173,7 +207,10 @@ impl Store {
         Self::open_with(root, Access::Private)
     }
 
-    /// Opens (creating if needed) an OCI layout that other tools and users may read.
+    /// Opens (creating if needed) an OCI layout that other tools and users may read, for
+    /// writing: blocks while another process writes the same layout, and leaves only what the
+    /// OCI image-layout spec names once the last clone of the handle drops (its partial blobs
+    /// stay under `ingest/` after a failure, for the next attempt).
     pub fn open_shared(root: &Path) -> Result<Store> {
         Self::open_with(root, Access::Shared)
     }
@@ -215,7 +252,11 @@ impl Store {
                 record_mode(access),
             )?;
         }
-        for d in ["blobs/sha256", "ingest", "locks", "mounts"] {
+        let work: &[&str] = match access {
+            Access::Private => &["blobs/sha256", "ingest", "locks", "mounts"],
+            Access::Shared => &["blobs/sha256", "ingest", "locks"],
+        };
+        for d in work {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
         }
@@ -223,12 +264,33 @@ impl Store {
         if !index.exists() {
             write_atomic_mode(&index, &layout::empty_index(), record_mode(access))?;
         }
-        drop(dir);
+        let layout = match access {
+            Access::Private => {
+                drop(dir);
+                None
+            }
+            Access::Shared => {
+                let w = LayoutWriter {
+                    root: root.to_path_buf(),
+                    _dir: dir,
+                };
+                // Lock files a killed writer left are nobody's now: the lock is ours.
+                let _ = fs::remove_dir_all(root.join("locks"));
+                let p = root.join("locks");
+                fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+                Some(Arc::new(w))
+            }
+        };
         let store = Store {
             root: root.to_path_buf(),
             gc_guard: Arc::new(Mutex::new(None)),
             access,
+            layout,
         };
+        if store.layout.is_some() {
+            // The directory lock already keeps gc-like removals out.
+            return Ok(store);
+        }
         // Without a lock file on a read-only store there is nothing to guard: no gc can remove
         // a blob from a file system nobody can write.
         match store.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared) {
