@@ -60,10 +60,9 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--block-size', '--block-size', [CompletionResultType]::ParameterName, 'SquashFS block size (power of two from 4K to 1M) [default: 128K]')
             [CompletionResult]::new('--shards', '--shards', [CompletionResultType]::ParameterName, 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]')
             [CompletionResult]::new('--mtime', '--mtime', [CompletionResultType]::ParameterName, 'Record this modification time (seconds since the epoch) on every file')
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('--all-root', '--all-root', [CompletionResultType]::ParameterName, 'Record every file as owned by root (uid 0, gid 0)')
             [CompletionResult]::new('--strict-acls', '--strict-acls', [CompletionResultType]::ParameterName, 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -97,7 +96,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
             [CompletionResult]::new('--plain-http-credentials', '--plain-http-credentials', [CompletionResultType]::ParameterName, 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -124,7 +123,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
             [CompletionResult]::new('--plain-http-credentials', '--plain-http-credentials', [CompletionResultType]::ParameterName, 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)')
             [CompletionResult]::new('--verify', '--verify', [CompletionResultType]::ParameterName, 'Also re-hash the blobs the store already had for this reference, and fetch again only the chunks that fail (as `fspack verify REF --repair`)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -145,7 +144,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('--lazy', '--lazy', [CompletionResultType]::ParameterName, 'When the artifact is not in the store: mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer''s chunk index (model layers without one: once verified whole); the rest is fetched in the background, and the mount ends as a plain mount of the store')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('--noexec', '--noexec', [CompletionResultType]::ParameterName, 'Forbid executing files from the mount')
             [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
@@ -174,7 +173,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
         }
         'fspack;ls' {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Wait until every lazy mount has all its data (a progress bar per mount when stderr is a terminal), then list; fails if a lazy server is gone (exit 3) or a chunk keeps failing verification (exit 6)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
@@ -189,13 +188,10 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
         'fspack;inspect' {
             [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'Registry user name (else credentials come from the Docker config)')
             [CompletionResult]::new('--password', '--password', [CompletionResultType]::ParameterName, 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)')
-            [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
-            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
             [CompletionResult]::new('--plain-http-credentials', '--plain-http-credentials', [CompletionResultType]::ParameterName, 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -210,13 +206,10 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'ECDSA P-256 private key, PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)')
             [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'Registry user name (else credentials come from the Docker config)')
             [CompletionResult]::new('--password', '--password', [CompletionResultType]::ParameterName, 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)')
-            [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
-            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob')
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
             [CompletionResult]::new('--plain-http-credentials', '--plain-http-credentials', [CompletionResultType]::ParameterName, 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON summary on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -229,7 +222,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
         }
         'fspack;images' {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -242,7 +235,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
         }
         'fspack;rmi' {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -255,7 +248,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
         }
         'fspack;gc' {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON report on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -277,7 +270,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('--plain-http', '--plain-http', [CompletionResultType]::ParameterName, 'Allow plain HTTP to the registry (loopback registries use it automatically)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Skip TLS certificate verification (dangerous)')
             [CompletionResult]::new('--plain-http-credentials', '--plain-http-credentials', [CompletionResultType]::ParameterName, 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON report on stdout')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -291,8 +284,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
         'fspack;login' {
             [CompletionResult]::new('-u', '-u', [CompletionResultType]::ParameterName, 'User name')
             [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'User name')
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
-            [CompletionResult]::new('--password-stdin', '--password-stdin', [CompletionResultType]::ParameterName, 'Read the password from standard input')
+            [CompletionResult]::new('--password-stdin', '--password-stdin', [CompletionResultType]::ParameterName, 'Read the password from standard input (required: a password is never taken as an argument, where other users could read it)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -304,7 +296,6 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             break
         }
         'fspack;logout' {
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')
@@ -316,7 +307,6 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             break
         }
         'fspack;completions' {
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)')

@@ -56,10 +56,9 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --block-size 'SquashFS block size (power of two from 4K to 1M) [default: 128K]'
             cand --shards 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]'
             cand --mtime 'Record this modification time (seconds since the epoch) on every file'
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --all-root 'Record every file as owned by root (uid 0, gid 0)'
             cand --strict-acls 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
-            cand --json 'Print a JSON summary on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -92,7 +91,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
             cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
-            cand --json 'Print a JSON summary on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -118,7 +117,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --insecure 'Skip TLS certificate verification (dangerous)'
             cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
             cand --verify 'Also re-hash the blobs the store already had for this reference, and fetch again only the chunks that fail (as `fspack verify REF --repair`)'
-            cand --json 'Print a JSON summary on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -138,7 +137,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --lazy 'When the artifact is not in the store: mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer''s chunk index (model layers without one: once verified whole); the rest is fetched in the background, and the mount ends as a plain mount of the store'
-            cand --json 'Print a JSON summary on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand --noexec 'Forbid executing files from the mount'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
@@ -165,7 +164,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
         }
         &'fspack;ls'= {
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
-            cand --json 'Print JSON on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand --wait 'Wait until every lazy mount has all its data (a progress bar per mount when stderr is a terminal), then list; fails if a lazy server is gone (exit 3) or a chunk keeps failing verification (exit 6)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
@@ -179,13 +178,10 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;inspect'= {
             cand --username 'Registry user name (else credentials come from the Docker config)'
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
-            cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
-            cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
             cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
-            cand --json 'Print JSON on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -199,13 +195,10 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --key 'ECDSA P-256 private key, PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)'
             cand --username 'Registry user name (else credentials come from the Docker config)'
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
-            cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
-            cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
             cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
-            cand --json 'Print a JSON summary on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -217,7 +210,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
         }
         &'fspack;images'= {
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
-            cand --json 'Print JSON on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -229,7 +222,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
         }
         &'fspack;rmi'= {
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
-            cand --json 'Print JSON on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -241,7 +234,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
         }
         &'fspack;gc'= {
             cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
-            cand --json 'Print a JSON report on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -262,7 +255,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
             cand --insecure 'Skip TLS certificate verification (dangerous)'
             cand --plain-http-credentials 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
-            cand --json 'Print a JSON report on stdout'
+            cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -275,8 +268,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;login'= {
             cand -u 'User name'
             cand --username 'User name'
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
-            cand --password-stdin 'Read the password from standard input'
+            cand --password-stdin 'Read the password from standard input (required: a password is never taken as an argument, where other users could read it)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -287,7 +279,6 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;logout'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
@@ -298,7 +289,6 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;completions'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'

@@ -748,3 +748,45 @@ fn hidden_subcommands_are_not_offered() {
         );
     }
 }
+
+/// Report item 19: `-j` only where blobs are transferred, `--store` only where the store is
+/// used; elsewhere clap refuses them like any unknown option.
+#[test]
+fn options_a_command_does_not_use_are_not_offered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let cases: &[&[&str]] = &[
+        &["inspect", "127.0.0.1:1/a/b:v1", "-j", "2"],
+        &[
+            "sign",
+            "127.0.0.1:1/a/b:v1",
+            "--key",
+            "k.pem",
+            "--jobs",
+            "2",
+        ],
+        &["login", "127.0.0.1:1", "-u", "me", "--store", "s"],
+        &["logout", "127.0.0.1:1", "--store", "s"],
+        &["completions", "bash", "--store", "s"],
+    ];
+    for args in cases {
+        let flag = args[args.len() - 2];
+        fspack(&store)
+            .args(*args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "unexpected argument '{flag}'"
+            )));
+    }
+    // Where the store is used, --store is taken after the command as before it.
+    for args in [&["--store"][..], &["ls", "--store"][..]] {
+        let dir = tmp.path().join(format!("s{}", args.len()));
+        let mut cmd = fspack(&store);
+        cmd.args(args).arg(&dir);
+        if args.len() == 1 {
+            cmd.arg("ls");
+        }
+        cmd.arg("--json").assert().success().stdout("[]\n");
+    }
+}

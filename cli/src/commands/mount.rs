@@ -9,7 +9,7 @@ use fspack_engine::mount_ref::{MountRefSettings, Mounted, mount_ref};
 use fspack_engine::pull::PullSettings;
 
 use super::pull::mount_settings;
-use crate::args::{GcArgs, GlobalArgs, LsArgs, MountArgs, RegistryArgs, UmountArgs};
+use crate::args::{GcArgs, GlobalArgs, LsArgs, MountArgs, UmountArgs};
 
 pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     fspack_engine::mount_ref::privileges()
@@ -131,7 +131,7 @@ pub fn warn_if_hiding(point: &MountPoint, g: &GlobalArgs) {
 
 fn mount_ref_settings(args: &MountArgs) -> anyhow::Result<MountRefSettings> {
     Ok(MountRefSettings {
-        pull: pull_settings(&args.registry, &args.trust)?,
+        pull: pull_settings(&args.jobs, &args.trust)?,
         mount: mount_settings(&args.mount_opts),
         client: super::client_options(&args.registry),
         lazy: if args.lazy {
@@ -142,15 +142,16 @@ fn mount_ref_settings(args: &MountArgs) -> anyhow::Result<MountRefSettings> {
     })
 }
 
-/// Pull settings from the registry and trust flags.
+/// Pull settings from the transfer and trust flags.
 pub fn pull_settings(
-    registry: &RegistryArgs,
+    jobs: &crate::args::JobsArgs,
     trust: &crate::args::TrustArgs,
 ) -> anyhow::Result<PullSettings> {
+    let jobs = jobs.jobs;
     Ok(PullSettings {
         trust: super::trust(trust)?,
-        jobs: registry.jobs.max(1),
-        ranges: registry.jobs.clamp(1, 8),
+        jobs: jobs.max(1),
+        ranges: jobs.clamp(1, 8),
     })
 }
 

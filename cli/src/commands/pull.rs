@@ -49,7 +49,7 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     if let (true, Some(dir), Target::Registry(r)) = (args.lazy, &args.mount, &target) {
         let point = point.expect("prepared for --mount");
         let settings = LazySettings {
-            pull: pull_settings(&args.registry, &args.trust)?,
+            pull: pull_settings(&args.jobs, &args.trust)?,
             mount: mount_settings(&args.mount_opts),
             client: super::client_options(&args.registry),
             server: lazy_server()?,
@@ -60,7 +60,7 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             or_interrupted(undo, mount_lazily(&store, r, dir, point, &settings, bars)).await?;
         return print_lazy(&r.to_string(), &report, dir, args.json, g);
     }
-    let settings = match pull_settings(&args.registry, &args.trust) {
+    let settings = match pull_settings(&args.jobs, &args.trust) {
         Ok(pull) => PullRefSettings {
             pull,
             client: super::client_options(&args.registry),

@@ -15,7 +15,7 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     // Directories go up in the chunked layout: that is what lets several blobs travel at once.
     let settings = PushSettings {
         image: image_settings(&args.image, Layout::Chunked, Shards::Auto)?,
-        jobs: args.registry.jobs.max(1),
+        jobs: args.jobs.jobs.max(1),
         upload: match args.chunk_size {
             Some(chunk_size) => UploadMode::Chunked { chunk_size },
             None => UploadMode::Monolithic,
