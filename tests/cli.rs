@@ -790,3 +790,26 @@ fn options_a_command_does_not_use_are_not_offered() {
         cmd.arg("--json").assert().success().stdout("[]\n");
     }
 }
+
+/// Report items 13 and 21: without -v a warning reads `warning: …` like an error reads
+/// `error: …`; -v keeps the log format.
+#[test]
+fn warnings_read_like_errors_without_v() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = fspack(&tmp.path().join("store"))
+        .env("FSPACK_RETRY_BASE_MS", "0")
+        .env_remove("RUST_LOG")
+        .args(["pull", "127.0.0.1:1/a/b:v1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("warning: cannot GET") && l.contains("retry 1 of 5")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    assert!(stderr.contains("\nerror: failed to pull"), "{stderr}");
+}

@@ -32,7 +32,8 @@ pub struct GlobalArgs {
     /// Print less: no progress bars, only errors and requested data.
     #[arg(short, long, global = true, display_order = 900)]
     pub quiet: bool,
-    /// Print more: -v for progress details, -vv for debug logs (or set RUST_LOG).
+    /// Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack's (or
+    /// set RUST_LOG).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 901)]
     pub verbose: u8,
     /// Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root,
