@@ -50,7 +50,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --layout 'EROFS layout [default: single]'
             cand --format 'Image format'
             cand --erofs-chunk-size 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]'
-            cand --blob-size 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). [default: about 1/16 of the data, a power of two from 16M to 256M]'
+            cand --blob-size 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]'
             cand --compression 'SquashFS compressor [default: zstd]'
             cand --level 'SquashFS compression level (compressor default when omitted)'
             cand --block-size 'SquashFS block size (power of two from 4K to 1M) [default: 128K]'
@@ -71,7 +71,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;push'= {
             cand --format 'Image format'
             cand --erofs-chunk-size 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]'
-            cand --blob-size 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). [default: about 1/16 of the data, a power of two from 16M to 256M]'
+            cand --blob-size 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]'
             cand --compression 'SquashFS compressor [default: zstd]'
             cand --level 'SquashFS compression level (compressor default when omitted)'
             cand --block-size 'SquashFS block size (power of two from 4K to 1M) [default: 128K]'

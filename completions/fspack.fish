@@ -51,7 +51,7 @@ chunked\t'A metadata image plus data blobs (EROFS multi-device); what push uses 
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]' -r
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l compression -d 'SquashFS compressor [default: zstd]' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'
@@ -71,7 +71,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand build" -s V -l version -d 
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l compression -d 'SquashFS compressor [default: zstd]' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'

@@ -813,3 +813,41 @@ fn warnings_read_like_errors_without_v() {
     assert!(!stderr.contains("WARN"), "{stderr}");
     assert!(stderr.contains("\nerror: failed to pull"), "{stderr}");
 }
+
+/// Report item 26: --blob-size bounds a blob's data; the pushed blob adds its chunk index
+/// (32 bytes + 48 per MiB), as the help and docs/format.md say.
+#[test]
+fn a_pushed_blob_is_its_data_plus_its_chunk_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // xorshift: no two MiB alike, so no blob is deduplicated.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(src.join("big"), data).unwrap();
+    let layout = tmp.path().join("layout");
+    fspack(&tmp.path().join("store"))
+        .arg("push")
+        .arg(&src)
+        .arg(format!("oci:{}:v1", layout.display()))
+        .args(["--blob-size", "1M"])
+        .assert()
+        .success();
+    let sizes: Vec<u64> = fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    let with_index = (1 << 20) + 32 + 48;
+    assert_eq!(
+        sizes.iter().filter(|&&n| n == with_index).count(),
+        3,
+        "{sizes:?}"
+    );
+}

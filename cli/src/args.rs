@@ -279,7 +279,8 @@ pub struct ImageArgs {
     pub erofs_chunk_size: Option<u64>,
     /// Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards
     /// (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism.
-    /// At least one EROFS chunk (--erofs-chunk-size).
+    /// At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also
+    /// carries its chunk index (32 bytes + 48 per MiB), a few KiB more.
     /// [default: about 1/16 of the data, a power of two from 16M to 256M]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub blob_size: Option<u64>,
