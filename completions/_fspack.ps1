@@ -52,7 +52,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)')
             [CompletionResult]::new('--layout', '--layout', [CompletionResultType]::ParameterName, 'EROFS layout [default: single]')
-            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Image format')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Image format [default: erofs]')
             [CompletionResult]::new('--erofs-chunk-size', '--erofs-chunk-size', [CompletionResultType]::ParameterName, 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]')
             [CompletionResult]::new('--blob-size', '--blob-size', [CompletionResultType]::ParameterName, 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]')
             [CompletionResult]::new('--compression', '--compression', [CompletionResultType]::ParameterName, 'SquashFS compressor [default: zstd]')
@@ -74,7 +74,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             break
         }
         'fspack;push' {
-            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Image format')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Image format [default: erofs]')
             [CompletionResult]::new('--erofs-chunk-size', '--erofs-chunk-size', [CompletionResultType]::ParameterName, 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]')
             [CompletionResult]::new('--blob-size', '--blob-size', [CompletionResultType]::ParameterName, 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]')
             [CompletionResult]::new('--compression', '--compression', [CompletionResultType]::ParameterName, 'SquashFS compressor [default: zstd]')

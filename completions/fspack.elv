@@ -48,7 +48,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand -o 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)'
             cand --output 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)'
             cand --layout 'EROFS layout [default: single]'
-            cand --format 'Image format'
+            cand --format 'Image format [default: erofs]'
             cand --erofs-chunk-size 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]'
             cand --blob-size 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]'
             cand --compression 'SquashFS compressor [default: zstd]'
@@ -69,7 +69,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;push'= {
-            cand --format 'Image format'
+            cand --format 'Image format [default: erofs]'
             cand --erofs-chunk-size 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]'
             cand --blob-size 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]'
             cand --compression 'SquashFS compressor [default: zstd]'

@@ -48,7 +48,7 @@ complete -c fspack -n "__fish_fspack_needs_command" -f -a "help" -d 'Print this 
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s o -l output -d 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l layout -d 'EROFS layout [default: single]' -r -f -a "single\t'One self-contained image'
 chunked\t'A metadata image plus data blobs (EROFS multi-device); what push uses for large trees'"
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l format -d 'Image format [default: erofs]' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
@@ -68,7 +68,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand build" -s q -l quiet -d 'P
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l format -d 'Image format [default: erofs]' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r

@@ -851,3 +851,51 @@ fn a_pushed_blob_is_its_data_plus_its_chunk_index() {
         "{sizes:?}"
     );
 }
+
+/// `push IMAGE_FILE REF` pushes the image as built: an image option would be ignored, so it is
+/// refused by name (exit 2) before anything is sent.
+#[test]
+fn pushing_an_image_file_refuses_image_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "x").unwrap();
+    let image = tmp.path().join("i.erofs");
+    let store = tmp.path().join("store");
+    fspack(&store)
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&image)
+        .assert()
+        .success();
+    let layout = tmp.path().join("layout");
+    let dest = format!("oci:{}:v1", layout.display());
+    for (args, flag) in [
+        (&["--format", "squashfs"][..], "--format"),
+        (&["--compression", "gzip"][..], "--compression"),
+        (&["--blob-size", "4M"][..], "--blob-size"),
+        (&["--all-root"][..], "--all-root"),
+    ] {
+        fspack(&store)
+            .arg("push")
+            .arg(&image)
+            .arg(&dest)
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "{flag} shapes an image built from a directory, but {} is an image file",
+                image.display()
+            )));
+        assert!(!layout.exists(), "{args:?} wrote the layout");
+    }
+    // Taken from the environment, SOURCE_DATE_EPOCH is no request to this push.
+    fspack(&store)
+        .arg("push")
+        .arg(&image)
+        .arg(&dest)
+        .env("SOURCE_DATE_EPOCH", "1")
+        .assert()
+        .success();
+}

@@ -270,9 +270,9 @@ pub enum CompressionArg {
 /// Options that shape an image built from a directory.
 #[derive(Debug, Args, Clone)]
 pub struct ImageArgs {
-    /// Image format.
-    #[arg(long, value_enum, default_value = "erofs")]
-    pub format: FormatArg,
+    /// Image format [default: erofs].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
     /// Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)
     /// [default: 1M].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -312,6 +312,34 @@ pub struct ImageArgs {
         hide_env_values = true
     )]
     pub mtime: Option<i64>,
+}
+
+impl ImageArgs {
+    /// The image format asked for, EROFS unless --format says otherwise.
+    pub fn format(&self) -> FormatArg {
+        self.format.unwrap_or(FormatArg::Erofs)
+    }
+
+    /// The first image option given on the command line, as its flag: what `push IMAGE_FILE`
+    /// must refuse, since an image that is already built takes none of them. `--mtime` from
+    /// `SOURCE_DATE_EPOCH` alone does not count (the environment is not a request to this push).
+    pub fn first_given(&self) -> Option<&'static str> {
+        let from_env = std::env::var_os("SOURCE_DATE_EPOCH").is_some();
+        [
+            ("--format", self.format.is_some()),
+            ("--erofs-chunk-size", self.erofs_chunk_size.is_some()),
+            ("--blob-size", self.blob_size.is_some()),
+            ("--compression", self.compression.is_some()),
+            ("--level", self.level.is_some()),
+            ("--block-size", self.block_size.is_some()),
+            ("--shards", self.shards.is_some()),
+            ("--all-root", self.all_root),
+            ("--strict-acls", self.strict_acls),
+            ("--mtime", self.mtime.is_some() && !from_env),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
 }
 
 /// `fspack build`.
@@ -368,7 +396,8 @@ pub struct RegistryArgs {
 /// `fspack push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Directory to build and push, or an image file made by fspack or another tool.
+    /// Directory to build and push, or an image file made by fspack or another tool (pushed as
+    /// built: the image options are refused).
     #[arg(value_name = "SOURCE", value_hint = clap::ValueHint::AnyPath)]
     pub source: PathBuf,
     /// Destination: host[:port]/repo[:tag] or oci:PATH[:tag] for an OCI image layout (outside
