@@ -899,3 +899,26 @@ fn pushing_an_image_file_refuses_image_options() {
         .assert()
         .success();
 }
+
+/// Report item 27: `ls`, `gc` and `images` refuse a world-writable store directory as `pull`
+/// does, instead of reporting it empty.
+#[test]
+fn readers_refuse_a_store_that_pull_refuses() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("open");
+    fs::create_dir(&store).unwrap();
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o777)).unwrap();
+    let pull = fspack(&store)
+        .args(["pull", "127.0.0.1:1/a/b:v1"])
+        .output()
+        .unwrap();
+    let why = "writable by everyone";
+    assert!(String::from_utf8_lossy(&pull.stderr).contains(why));
+    for cmd in [&["ls"][..], &["gc"], &["images"]] {
+        let out = fspack(&store).args(cmd).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), pull.status.code(), "{cmd:?}: {stderr}");
+        assert!(stderr.contains(why), "{cmd:?}: {stderr}");
+    }
+}

@@ -133,21 +133,22 @@ pub(crate) fn record_mode(access: Access) -> u32 {
     }
 }
 
-/// Creates `root` with mode 0700, or checks an existing one: it must be owned by us and not
-/// writable by others; group or other read bits of a store we own are removed (stores made
-/// before issue 12 were 0755).
-fn make_private_root(root: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
-    }
-    match fs::DirBuilder::new().mode(0o700).create(root) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(StoreError::io(root, e)),
-    }
+/// Checks, without creating or changing anything, that an existing `root` could be fspack's
+/// private store: a directory (not a symlink), owned by us, not writable by group or others.
+/// Returns its permission bits, or `None` when `root` does not exist. Readers of a store that
+/// may not exist yet (`ls`, `gc`, `verify`) call it, so they refuse what `pull` refuses
+/// (report s6 item 27).
+///
+/// Errors: [`StoreError::Insecure`] naming the problem; [`StoreError::Io`] when `root` cannot
+/// be examined.
+pub fn check_private_root(root: &Path) -> Result<Option<u32>> {
+    use std::os::unix::fs::MetadataExt;
     // The store itself, not what a symlink at its path points to.
-    let md = fs::symlink_metadata(root).map_err(|e| StoreError::io(root, e))?;
+    let md = match fs::symlink_metadata(root) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io(root, e)),
+    };
     let insecure = |why: String| StoreError::Insecure {
         path: root.to_path_buf(),
         why,
@@ -173,6 +174,24 @@ fn make_private_root(root: &Path) -> Result<()> {
             }
         )));
     }
+    Ok(Some(mode))
+}
+
+/// Creates `root` with mode 0700, or checks an existing one: it must be owned by us and not
+/// writable by others; group or other read bits of a store we own are removed (stores made
+/// before issue 12 were 0755).
+fn make_private_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::io(root, e)),
+    }
+    let mode = check_private_root(root)?
+        .ok_or_else(|| StoreError::io(root, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
     if mode & 0o077 != 0 {
         tracing::info!("tightening {} from {mode:04o} to 0700", root.display());
         match fs::set_permissions(root, fs::Permissions::from_mode(0o700)) {
