@@ -271,6 +271,7 @@ impl Store {
                 record_mode(access),
             )?;
         }
+        let is_store = root.join("mounts").is_dir();
         let work: &[&str] = match access {
             Access::Private => &["blobs/sha256", "ingest", "locks", "mounts"],
             Access::Shared => &["blobs/sha256", "ingest", "locks"],
@@ -284,6 +285,13 @@ impl Store {
             write_atomic_mode(&index, &layout::empty_index(), record_mode(access))?;
         }
         let layout = match access {
+            // A directory with `mounts/` is an fspack store (or a layout written before
+            // layouts were tidied): its lock files may be another process's, so no writer
+            // takes it over.
+            Access::Shared if is_store => {
+                drop(dir);
+                None
+            }
             Access::Private => {
                 drop(dir);
                 None
