@@ -111,10 +111,13 @@ pub async fn push(
         // every push (issue 11); refuse it as `build` refuses an output inside the source.
         image.walk.forbid_inside.push(path.clone());
     }
-    // Opened first, so it is dropped last: an `oci:` layout's writer removes its work
-    // directories only once the SquashFS scratch under them is gone.
-    let dest = destination(target, client, settings.staging_store.as_deref())?;
+    // Declared first, so it is dropped last: an `oci:` layout's writer removes its work
+    // directories only once the SquashFS scratch under them is gone. Opened after the source
+    // is planned, so a refused source (a layout inside it) writes nothing.
+    let dest_slot;
     let mut prepared = prepare(source, target, settings, image).await?;
+    dest_slot = destination(target, client, settings.staging_store.as_deref())?;
+    let dest = &dest_slot;
     let primary = prepared.primary.take();
     let (format, layout) = (prepared.format, prepared.layout);
     let (raw, total) = sizes(&prepared.layers, primary.as_ref(), settings.modelpack);
@@ -128,7 +131,7 @@ pub async fn push(
         .map(|s| DigestCache::in_store(s.root()));
     reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
     let task = LayerTask {
-        dest: &dest,
+        dest,
         settings,
         reporter: &reporter,
         cache,
@@ -153,7 +156,7 @@ pub async fn push(
     let body = manifest_bytes(&manifest);
     let digest = dest.put_manifest(&body).await?;
     let chunk_indexes =
-        send_index_referrer(&dest, &done, &digest, &body, settings, &reporter).await?;
+        send_index_referrer(dest, &done, &digest, &body, settings, &reporter).await?;
     let layers: Vec<LayerReport> = done.iter().map(Pushed::report).collect();
     Ok(PushReport {
         reference: target.to_string(),

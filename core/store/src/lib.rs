@@ -253,11 +253,11 @@ impl Store {
             let mut foreign = false;
             for e in fs::read_dir(root).map_err(|e| StoreError::io(root, e))? {
                 let e = e.map_err(|e| StoreError::io(root, e))?;
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(".oci-layout.tmp-")
-                {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".oci-layout.tmp-") {
                     let _ = fs::remove_file(e.path());
+                } else if name == "ingest" && e.path().is_dir() {
+                    // Scratch a push to a new layout compresses SquashFS shards in.
                 } else {
                     foreign = true;
                 }
