@@ -138,7 +138,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__build)
-            opts="-o -q -v -h -V --output --layout --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --json --quiet --verbose --store --help --version"
+            opts="-o -q -v -h -V --output --layout --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --json --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,10 +210,6 @@ _fspack() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --store)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -222,16 +218,12 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__completions)
-            opts="-q -v -h -V --quiet --verbose --store --help --version bash elvish fish powershell zsh"
+            opts="-q -v -h -V --quiet --verbose --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --store)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -240,7 +232,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__gc)
-            opts="-q -v -h -V --json --quiet --verbose --store --help --version"
+            opts="-q -v -h -V --json --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -496,7 +488,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__images)
-            opts="-q -v -h -V --json --quiet --verbose --store --help --version"
+            opts="-q -v -h -V --json --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -514,7 +506,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__inspect)
-            opts="-j -q -v -h -V --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-q -v -h -V --plain-http --insecure --plain-http-credentials --username --password --json --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -528,18 +520,6 @@ _fspack() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --jobs)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -j)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --store)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -548,7 +528,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__login)
-            opts="-u -q -v -h -V --username --password-stdin --quiet --verbose --store --help --version"
+            opts="-u -q -v -h -V --username --password-stdin --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -562,10 +542,6 @@ _fspack() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --store)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -574,16 +550,12 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__logout)
-            opts="-q -v -h -V --quiet --verbose --store --help --version"
+            opts="-q -v -h -V --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --store)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -592,7 +564,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__ls)
-            opts="-q -v -h -V --json --wait --quiet --verbose --store --help --version"
+            opts="-q -v -h -V --json --wait --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -610,7 +582,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__mount)
-            opts="-j -q -v -h -V --lazy --json --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --lazy --json --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -678,7 +650,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__pull)
-            opts="-j -q -v -h -V --mount --lazy --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --jobs --verify --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --mount --lazy --noexec --mount-mode --verify-key --policy --plain-http --insecure --plain-http-credentials --username --password --verify --json --jobs --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -753,7 +725,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__push)
-            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --chunk-size --sign-key --annotation --modelpack --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --chunk-size --sign-key --annotation --modelpack --plain-http --insecure --plain-http-credentials --username --password --json --jobs --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -842,7 +814,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__rmi)
-            opts="-q -v -h -V --json --quiet --verbose --store --help --version"
+            opts="-q -v -h -V --json --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -860,7 +832,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__sign)
-            opts="-j -q -v -h -V --key --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-q -v -h -V --key --plain-http --insecure --plain-http-credentials --username --password --json --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -889,18 +861,6 @@ _fspack() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --jobs)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -j)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --store)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -909,7 +869,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__umount)
-            opts="-q -v -h -V --quiet --verbose --store --help --version"
+            opts="-q -v -h -V --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -927,7 +887,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__verify)
-            opts="-j -q -v -h -V --all --repair --plain-http --insecure --plain-http-credentials --username --password --jobs --json --quiet --verbose --store --help --version"
+            opts="-j -q -v -h -V --all --repair --plain-http --insecure --plain-http-credentials --username --password --json --jobs --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

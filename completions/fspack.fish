@@ -26,7 +26,7 @@ end
 
 complete -c fspack -n "__fish_fspack_needs_command" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_needs_command" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_needs_command" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_needs_command" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_needs_command" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_needs_command" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_needs_command" -f -a "build" -d 'Build an EROFS or SquashFS image from a directory'
@@ -48,10 +48,10 @@ complete -c fspack -n "__fish_fspack_needs_command" -f -a "help" -d 'Print this 
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s o -l output -d 'Output image file (chunked EROFS also writes data blobs to OUT.d/; SquashFS shards go to OUT.d/)' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l layout -d 'EROFS layout [default: single]' -r -f -a "single\t'One self-contained image'
 chunked\t'A metadata image plus data blobs (EROFS multi-device); what push uses for large trees'"
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l format -d 'Image format [default: erofs]' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]' -r
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l compression -d 'SquashFS compressor [default: zstd]' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'
@@ -61,18 +61,17 @@ complete -c fspack -n "__fish_fspack_using_subcommand build" -l level -d 'Squash
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l block-size -d 'SquashFS block size (power of two from 4K to 1M) [default: 128K]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l strict-acls -d 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l json -d 'Print a JSON summary on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand build" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l format -d 'Image format' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l format -d 'Image format [default: erofs]' -r -f -a "erofs\t'EROFS: uncompressed, mounts file-backed or from loop devices; multi-device chunked layout'
 squashfs\t'SquashFS: compressed, widely deployed; shards are stacked with overlayfs'"
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l erofs-chunk-size -d 'Chunk size of large files in the chunked EROFS layout (power of two, at least 4K) [default: 1M]' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l blob-size -d 'Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism. At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also carries its chunk index (32 bytes + 48 per MiB), a few KiB more. [default: about 1/16 of the data, a power of two from 16M to 256M]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l compression -d 'SquashFS compressor [default: zstd]' -r -f -a "zstd\t'zstd (default)'
 gzip\t'gzip (zlib)'
 xz\t'xz'
@@ -95,9 +94,9 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -l modelpack -d 'Pus
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l json -d 'Print a JSON summary on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand push" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount -d 'Mount the image on this directory once pulled (checked first; created when missing, and removed again by `fspack umount`)' -r -f -a "(__fish_complete_directories)"
@@ -116,9 +115,9 @@ complete -c fspack -n "__fish_fspack_using_subcommand pull" -l plain-http -d 'Al
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l verify -d 'Also re-hash the blobs the store already had for this reference, and fetch again only the chunks that fail (as `fspack verify REF --repair`)'
-complete -c fspack -n "__fish_fspack_using_subcommand pull" -l json -d 'Print a JSON summary on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand pull" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
@@ -131,68 +130,64 @@ complete -c fspack -n "__fish_fspack_using_subcommand mount" -l password -d 'Reg
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l lazy -d 'When the artifact is not in the store: mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer\'s chunk index (model layers without one: once verified whole); the rest is fetched in the background, and the mount ends as a plain mount of the store'
-complete -c fspack -n "__fish_fspack_using_subcommand mount" -l json -d 'Print a JSON summary on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l noexec -d 'Forbid executing files from the mount'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand mount" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand umount" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand umount" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand umount" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand umount" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand umount" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
-complete -c fspack -n "__fish_fspack_using_subcommand ls" -l json -d 'Print JSON on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -l wait -d 'Wait until every lazy mount has all its data (a progress bar per mount when stderr is a terminal), then list; fails if a lazy server is gone (exit 3) or a chunk keeps failing verification (exit 6)'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand ls" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
-complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
-complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l json -d 'Print JSON on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand inspect" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -l key -d 'ECDSA P-256 private key, PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
-complete -c fspack -n "__fish_fspack_using_subcommand sign" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
-complete -c fspack -n "__fish_fspack_using_subcommand sign" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
-complete -c fspack -n "__fish_fspack_using_subcommand sign" -l json -d 'Print a JSON summary on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand sign" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand sign" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand images" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
-complete -c fspack -n "__fish_fspack_using_subcommand images" -l json -d 'Print JSON on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand images" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand images" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand images" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand images" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand images" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand images" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
-complete -c fspack -n "__fish_fspack_using_subcommand rmi" -l json -d 'Print JSON on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand rmi" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
-complete -c fspack -n "__fish_fspack_using_subcommand gc" -l json -d 'Print a JSON report on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand gc" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
@@ -204,26 +199,23 @@ complete -c fspack -n "__fish_fspack_using_subcommand verify" -l repair -d 'Fetc
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l insecure -d 'Skip TLS certificate verification (dangerous)'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l plain-http-credentials -d 'Allow credentials to go over plain HTTP to a host that is not loopback (anyone on the network path can read them; a warning is printed)'
-complete -c fspack -n "__fish_fspack_using_subcommand verify" -l json -d 'Print a JSON report on stdout'
+complete -c fspack -n "__fish_fspack_using_subcommand verify" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand verify" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand verify" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand login" -s u -l username -d 'User name' -r
-complete -c fspack -n "__fish_fspack_using_subcommand login" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
-complete -c fspack -n "__fish_fspack_using_subcommand login" -l password-stdin -d 'Read the password from standard input'
+complete -c fspack -n "__fish_fspack_using_subcommand login" -l password-stdin -d 'Read the password from standard input (required: a password is never taken as an argument, where other users could read it)'
 complete -c fspack -n "__fish_fspack_using_subcommand login" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand login" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand login" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand login" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand login" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand logout" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand logout" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand logout" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand logout" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand logout" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand logout" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand completions" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand completions" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
-complete -c fspack -n "__fish_fspack_using_subcommand completions" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs (or set RUST_LOG)'
+complete -c fspack -n "__fish_fspack_using_subcommand completions" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign images rmi gc verify login logout completions help" -f -a "build" -d 'Build an EROFS or SquashFS image from a directory'

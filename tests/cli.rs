@@ -555,8 +555,8 @@ fn an_image_paired_with_foreign_blobs_is_refused_with_exit_6() {
         );
 }
 
-/// Issue 13: SquashFS shards of a directory push are staged under the store (here: the
-/// destination layout), never in `$TMPDIR` (RAM on many systems), and removed afterwards.
+/// Issue 13: SquashFS shards of a directory push are staged under the store (here: in the
+/// destination layout's ingest/), never in `$TMPDIR` (RAM on many systems), and removed afterwards.
 #[test]
 fn a_squashfs_push_stages_under_the_store_not_in_tmpdir() {
     let tmp = tempfile::tempdir().unwrap();
@@ -573,11 +573,17 @@ fn a_squashfs_push_stages_under_the_store_not_in_tmpdir() {
         .args(["--format", "squashfs", "--blob-size", "1M"])
         .assert()
         .success();
-    let left: Vec<_> = fs::read_dir(layout.join("tmp"))
+    // Staged in the layout's ingest/, which goes with the rest of fspack's work directories.
+    let mut left: Vec<_> = fs::read_dir(&layout)
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(left.is_empty(), "staging left behind: {left:?}");
+    left.sort();
+    assert_eq!(
+        left,
+        ["blobs", "index.json", "oci-layout"],
+        "staging left behind"
+    );
     assert!(!tmp.path().join("no-such-tmpdir").exists());
 }
 
@@ -746,5 +752,179 @@ fn hidden_subcommands_are_not_offered() {
                 .and(predicate::str::contains("lazy-serve").not())
                 .and(predicate::str::contains("generate-docs").not()),
         );
+    }
+}
+
+/// Report item 19: `-j` only where blobs are transferred, `--store` only where the store is
+/// used; elsewhere clap refuses them like any unknown option.
+#[test]
+fn options_a_command_does_not_use_are_not_offered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let cases: &[&[&str]] = &[
+        &["inspect", "127.0.0.1:1/a/b:v1", "-j", "2"],
+        &[
+            "sign",
+            "127.0.0.1:1/a/b:v1",
+            "--key",
+            "k.pem",
+            "--jobs",
+            "2",
+        ],
+        &["login", "127.0.0.1:1", "-u", "me", "--store", "s"],
+        &["logout", "127.0.0.1:1", "--store", "s"],
+        &["completions", "bash", "--store", "s"],
+    ];
+    for args in cases {
+        let flag = args[args.len() - 2];
+        fspack(&store)
+            .args(*args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "unexpected argument '{flag}'"
+            )));
+    }
+    // Where the store is used, --store is taken after the command as before it.
+    for args in [&["--store"][..], &["ls", "--store"][..]] {
+        let dir = tmp.path().join(format!("s{}", args.len()));
+        let mut cmd = fspack(&store);
+        cmd.args(args).arg(&dir);
+        if args.len() == 1 {
+            cmd.arg("ls");
+        }
+        cmd.arg("--json").assert().success().stdout("[]\n");
+    }
+}
+
+/// Report items 13 and 21: without -v a warning reads `warning: …` like an error reads
+/// `error: …`; -v keeps the log format.
+#[test]
+fn warnings_read_like_errors_without_v() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = fspack(&tmp.path().join("store"))
+        .env("FSPACK_RETRY_BASE_MS", "0")
+        .env_remove("RUST_LOG")
+        .args(["pull", "127.0.0.1:1/a/b:v1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("warning: cannot GET") && l.contains("retry 1 of 5")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    assert!(stderr.contains("\nerror: failed to pull"), "{stderr}");
+}
+
+/// Report item 26: --blob-size bounds a blob's data; the pushed blob adds its chunk index
+/// (32 bytes + 48 per MiB), as the help and docs/format.md say.
+#[test]
+fn a_pushed_blob_is_its_data_plus_its_chunk_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // xorshift: no two MiB alike, so no blob is deduplicated.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(src.join("big"), data).unwrap();
+    let layout = tmp.path().join("layout");
+    fspack(&tmp.path().join("store"))
+        .arg("push")
+        .arg(&src)
+        .arg(format!("oci:{}:v1", layout.display()))
+        .args(["--blob-size", "1M"])
+        .assert()
+        .success();
+    let sizes: Vec<u64> = fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    let with_index = (1 << 20) + 32 + 48;
+    assert_eq!(
+        sizes.iter().filter(|&&n| n == with_index).count(),
+        3,
+        "{sizes:?}"
+    );
+}
+
+/// `push IMAGE_FILE REF` pushes the image as built: an image option would be ignored, so it is
+/// refused by name (exit 2) before anything is sent.
+#[test]
+fn pushing_an_image_file_refuses_image_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "x").unwrap();
+    let image = tmp.path().join("i.erofs");
+    let store = tmp.path().join("store");
+    fspack(&store)
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&image)
+        .assert()
+        .success();
+    let layout = tmp.path().join("layout");
+    let dest = format!("oci:{}:v1", layout.display());
+    for (args, flag) in [
+        (&["--format", "squashfs"][..], "--format"),
+        (&["--compression", "gzip"][..], "--compression"),
+        (&["--blob-size", "4M"][..], "--blob-size"),
+        (&["--all-root"][..], "--all-root"),
+    ] {
+        fspack(&store)
+            .arg("push")
+            .arg(&image)
+            .arg(&dest)
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "{flag} shapes an image built from a directory, but {} is an image file",
+                image.display()
+            )));
+        assert!(!layout.exists(), "{args:?} wrote the layout");
+    }
+    // Taken from the environment, SOURCE_DATE_EPOCH is no request to this push.
+    fspack(&store)
+        .arg("push")
+        .arg(&image)
+        .arg(&dest)
+        .env("SOURCE_DATE_EPOCH", "1")
+        .assert()
+        .success();
+}
+
+/// Report item 27: `ls`, `gc` and `images` refuse a world-writable store directory as `pull`
+/// does, instead of reporting it empty.
+#[test]
+fn readers_refuse_a_store_that_pull_refuses() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("open");
+    fs::create_dir(&store).unwrap();
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o777)).unwrap();
+    let pull = fspack(&store)
+        .args(["pull", "127.0.0.1:1/a/b:v1"])
+        .output()
+        .unwrap();
+    let why = "writable by everyone";
+    assert!(String::from_utf8_lossy(&pull.stderr).contains(why));
+    for cmd in [&["ls"][..], &["gc"], &["images"]] {
+        let out = fspack(&store).args(cmd).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), pull.status.code(), "{cmd:?}: {stderr}");
+        assert!(stderr.contains(why), "{cmd:?}: {stderr}");
     }
 }

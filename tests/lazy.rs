@@ -776,3 +776,117 @@ fn privileged_an_artifact_without_chunk_indexes_is_pulled_in_full_not_served_unv
         );
     });
 }
+
+/// Sends SIGINT to `fspack ARGS… MNT` after each of a few delays, so the interrupt lands while
+/// pulling, while mounting and after; each time either the command finished first (exit 0, the
+/// mount is then unmounted) or it exits 130 leaving no mount, loop device, lazy server or the
+/// mount point it created (report item 24). Returns how many runs were interrupted.
+fn interrupt_at_stages(s: &Setup, args: &[&str], delays_ms: &[u64]) -> usize {
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    let mut interrupted = 0;
+    // The last run holds the command after its mount is made, and is interrupted there.
+    let runs = delays_ms.iter().map(|&d| Some(d)).chain([None]);
+    for delay in runs {
+        let delay_ms = delay.unwrap_or(0);
+        let child = std::process::Command::new(&bin)
+            .env("FSPACK_STORE", &s.store)
+            .env(
+                "FSPACK_TEST_HOLD_MOUNT_MS",
+                if delay.is_some() { "0" } else { "60000" },
+            )
+            .args(args)
+            .arg(&s.mnt)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        match delay {
+            Some(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            None => {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !leftovers(s.tmp.path())
+                    .iter()
+                    .any(|l| l.starts_with("mount "))
+                {
+                    assert!(Instant::now() < deadline, "{args:?} never mounted");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        let st = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        match out.status.code() {
+            Some(0) if delay.is_none() => panic!("{args:?} was not interrupted while mounted"),
+            Some(0) => {
+                run_ok(fspack(&s.store).arg("umount").arg(&s.mnt));
+            }
+            Some(130) => interrupted += 1,
+            other => panic!("{args:?} after {delay_ms} ms: exit {other:?}: {stderr}"),
+        }
+        let mut left = leftovers(s.tmp.path());
+        left.extend(
+            servers(&s.store)
+                .iter()
+                .map(|p| format!("lazy-serve process {p}")),
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            left = leftovers(s.tmp.path());
+            left.extend(servers(&s.store).iter().map(|p| format!("lazy-serve {p}")));
+        }
+        assert!(left.is_empty(), "after {delay_ms} ms: left {left:?}");
+        assert!(
+            !s.mnt.exists(),
+            "after {delay_ms} ms: the mount point fspack created is left: {stderr}"
+        );
+        let ls = run_ok(fspack(&s.store).args(["ls", "--json"]));
+        assert_eq!(String::from_utf8_lossy(&ls.stdout).trim(), "[]");
+        // Each run starts from an empty store, so each interrupt lands in the same stages.
+        let _ = fs::remove_dir_all(&s.store);
+    }
+    interrupted
+}
+
+#[test]
+fn privileged_ctrl_c_during_a_lazy_pull_mount_leaves_nothing() {
+    let Some(s) = setup("intr-lazy", 6) else {
+        return;
+    };
+    // Only the metadata comes before a lazy mount: a very slow link stretches that.
+    s.proxy.set_delay_ms_per_mib(20_000);
+    let reference = s.reference.clone();
+    let args = ["pull", &reference, "--lazy", "--mount"];
+    let n = interrupt_at_stages(&s, &args, &[50, 150, 400, 1_000, 2_500]);
+    assert!(n > 0, "no run was interrupted: the link is too fast");
+}
+
+#[test]
+fn privileged_ctrl_c_during_mount_leaves_nothing_and_a_full_dir_is_named() {
+    let Some(s) = setup("intr-mount", 7) else {
+        return;
+    };
+    s.proxy.set_delay_ms_per_mib(1_000);
+    let reference = s.reference.clone();
+    let n = interrupt_at_stages(&s, &["mount", &reference], &[300, 900, 1_800, 3_000, 6_000]);
+    assert!(n > 0, "no run was interrupted: the link is too fast");
+    // Mounting over files hides them: one warning line names the directory.
+    s.proxy.set_delay_ms_per_mib(0);
+    fs::create_dir_all(&s.mnt).unwrap();
+    fs::write(s.mnt.join("mine.txt"), "x").unwrap();
+    let out = run_ok(fspack(&s.store).args(["mount", &reference]).arg(&s.mnt));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let canon = fs::canonicalize(&s.mnt).unwrap();
+    then_umount(s.tmp.path(), &s.store, &s.mnt, || {
+        assert!(
+            stderr.contains(&format!("warning: {} is not empty", canon.display())),
+            "{stderr}"
+        );
+    });
+    assert!(s.mnt.join("mine.txt").exists());
+}

@@ -330,6 +330,41 @@ fn logging_in_checks_the_credentials_first() {
         ));
 }
 
+/// `login` checks credentials through the bearer-token flow too: the registry answers `GET /v2/`
+/// with 401 and `WWW-Authenticate: Bearer realm=…`, the issuer grants a token only for the right
+/// password, and only then are the credentials stored.
+#[test]
+fn logging_in_to_a_token_registry_checks_the_credentials_with_its_issuer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(issuer) = common::token::TokenIssuer::start(tmp.path(), "alice", "t0ken-canary")
+    else {
+        return;
+    };
+    let Some(reg) = Registry::start_with_tokens(&issuer) else {
+        return;
+    };
+    let docker = tmp.path().join("docker");
+    let config = docker.join("config.json");
+    let login = |password: &str| {
+        let mut c = fspack(tmp.path());
+        c.env("DOCKER_CONFIG", &docker)
+            .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
+            .write_stdin(format!("{password}\n"));
+        c
+    };
+    login("wrong-canary-9c1d").assert().code(4).stderr(
+        predicate::str::contains("nothing was stored")
+            .and(predicate::str::contains("wrong-canary-9c1d").not()),
+    );
+    assert!(!config.exists(), "refused credentials were stored");
+    login("t0ken-canary").assert().success();
+    assert!(
+        fs::read_to_string(&config)
+            .unwrap()
+            .contains(reg.addr.as_str())
+    );
+}
+
 /// Standard base64 (what a Basic `Authorization` header carries).
 fn base64_of(s: &str) -> String {
     const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -32,20 +32,51 @@ pub struct GlobalArgs {
     /// Print less: no progress bars, only errors and requested data.
     #[arg(short, long, global = true, display_order = 900)]
     pub quiet: bool,
-    /// Print more: -v for progress details, -vv for debug logs (or set RUST_LOG).
+    /// Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack's (or
+    /// set RUST_LOG).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 901)]
     pub verbose: u8,
     /// Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root,
     /// $XDG_DATA_HOME/fspack otherwise].
+    // Not global: commands that never touch the store (login, logout, completions, inspect,
+    // sign, build) must not offer it (report item 19); those that do flatten [`StoreArgs`].
     #[arg(
         long,
-        global = true,
         env = "FSPACK_STORE",
         value_name = "DIR",
         hide_env_values = true,
         display_order = 902
     )]
     pub store: Option<PathBuf>,
+}
+
+/// `--store` on the commands that use the local store (also accepted before the command).
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root,
+    /// $XDG_DATA_HOME/fspack otherwise].
+    #[arg(
+        long,
+        env = "FSPACK_STORE",
+        value_name = "DIR",
+        hide_env_values = true,
+        display_order = 902
+    )]
+    pub store: Option<PathBuf>,
+}
+
+/// `-j/--jobs` on the commands that transfer blobs.
+#[derive(Debug, Args, Clone)]
+pub struct JobsArgs {
+    /// Parallel transfers: blobs at once, and HTTP Range requests within one large blob.
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        default_value_t = 4,
+        value_parser = parse_jobs
+    )]
+    pub jobs: usize,
 }
 
 /// fspack's commands.
@@ -67,11 +98,18 @@ pub enum Command {
     )]
     Pull(PullArgs),
     /// Mount an artifact from the local store (pulling it first if needed).
+    #[command(
+        after_help = "Examples:\n  fspack mount localhost:5000/models/llama:v1 /mnt/llama\n  fspack mount localhost:5000/models/llama:v1 /mnt/llama --lazy\n  fspack mount oci:/srv/layout:v1 /mnt/v1"
+    )]
     Mount(MountArgs),
     /// Unmount a directory mounted by fspack and release its loop devices.
-    #[command(alias = "unmount")]
+    #[command(
+        alias = "unmount",
+        after_help = "Examples:\n  fspack umount /mnt/llama"
+    )]
     Umount(UmountArgs),
     /// List what fspack has mounted: reference, manifest digest, format, devices.
+    #[command(after_help = "Examples:\n  fspack ls\n  fspack ls --wait\n  fspack ls --json")]
     Ls(LsArgs),
     /// Show an artifact's manifest, layers, sizes and format without downloading its data.
     Inspect(InspectArgs),
@@ -89,6 +127,9 @@ pub enum Command {
     )]
     Rmi(RmiArgs),
     /// Remove blobs from the local store that no tag and no mount uses.
+    #[command(
+        after_help = "Examples:\n  fspack gc\n  fspack rmi localhost:5000/models/llama:v1 && fspack gc"
+    )]
     Gc(GcArgs),
     /// Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them.
     #[command(
@@ -110,6 +151,26 @@ pub enum Command {
     /// Serve a lazy mount's blobs (started by `--lazy`; reads its settings from stdin).
     #[command(name = "lazy-serve", hide = true)]
     LazyServe,
+}
+
+impl Command {
+    /// The `--store` given after the command, if this command takes one.
+    pub fn store(&self) -> Option<&PathBuf> {
+        let s = match self {
+            Command::Push(a) => &a.store,
+            Command::Pull(a) => &a.store,
+            Command::Mount(a) => &a.store,
+            Command::Verify(a) => &a.store,
+            Command::Umount(a) => &a.store,
+            Command::Ls(a) => &a.store,
+            Command::Gc(a) => &a.store,
+            Command::Images(a) => &a.store,
+            Command::Rmi(a) => &a.store,
+            Command::Complete(a) => &a.store,
+            _ => return None,
+        };
+        s.store.as_ref()
+    }
 }
 
 /// Parses the command line like [`Parser::parse`], but never suggests a hidden subcommand
@@ -168,6 +229,9 @@ pub struct CompleteArgs {
     /// The word typed so far.
     #[arg(default_value = "", allow_hyphen_values = true)]
     pub prefix: String,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Image format.
@@ -206,16 +270,17 @@ pub enum CompressionArg {
 /// Options that shape an image built from a directory.
 #[derive(Debug, Args, Clone)]
 pub struct ImageArgs {
-    /// Image format.
-    #[arg(long, value_enum, default_value = "erofs")]
-    pub format: FormatArg,
+    /// Image format [default: erofs].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
     /// Chunk size of large files in the chunked EROFS layout (power of two, at least 4K)
     /// [default: 1M].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub erofs_chunk_size: Option<u64>,
     /// Largest data blob of the chunked EROFS layout, and the pack size of SquashFS shards
     /// (files of a quarter of it get blobs or shards of their own); more blobs, more parallelism.
-    /// At least one EROFS chunk (--erofs-chunk-size).
+    /// At least one EROFS chunk (--erofs-chunk-size). It bounds the data: each pushed blob also
+    /// carries its chunk index (32 bytes + 48 per MiB), a few KiB more.
     /// [default: about 1/16 of the data, a power of two from 16M to 256M]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub blob_size: Option<u64>,
@@ -249,6 +314,34 @@ pub struct ImageArgs {
     pub mtime: Option<i64>,
 }
 
+impl ImageArgs {
+    /// The image format asked for, EROFS unless --format says otherwise.
+    pub fn format(&self) -> FormatArg {
+        self.format.unwrap_or(FormatArg::Erofs)
+    }
+
+    /// The first image option given on the command line, as its flag: what `push IMAGE_FILE`
+    /// must refuse, since an image that is already built takes none of them. `--mtime` from
+    /// `SOURCE_DATE_EPOCH` alone does not count (the environment is not a request to this push).
+    pub fn first_given(&self) -> Option<&'static str> {
+        let from_env = std::env::var_os("SOURCE_DATE_EPOCH").is_some();
+        [
+            ("--format", self.format.is_some()),
+            ("--erofs-chunk-size", self.erofs_chunk_size.is_some()),
+            ("--blob-size", self.blob_size.is_some()),
+            ("--compression", self.compression.is_some()),
+            ("--level", self.level.is_some()),
+            ("--block-size", self.block_size.is_some()),
+            ("--shards", self.shards.is_some()),
+            ("--all-root", self.all_root),
+            ("--strict-acls", self.strict_acls),
+            ("--mtime", self.mtime.is_some() && !from_env),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
+}
+
 /// `fspack build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -264,7 +357,7 @@ pub struct BuildArgs {
     /// Image options.
     #[command(flatten)]
     pub image: ImageArgs,
-    /// Print a JSON summary on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
 }
@@ -298,21 +391,13 @@ pub struct RegistryArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
-    /// Parallel transfers: blobs at once, and HTTP Range requests within one large blob.
-    #[arg(
-        short,
-        long,
-        value_name = "N",
-        default_value_t = 4,
-        value_parser = parse_jobs
-    )]
-    pub jobs: usize,
 }
 
 /// `fspack push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Directory to build and push, or an image file made by fspack or another tool.
+    /// Directory to build and push, or an image file made by fspack or another tool (pushed as
+    /// built: the image options are refused).
     #[arg(value_name = "SOURCE", value_hint = clap::ValueHint::AnyPath)]
     pub source: PathBuf,
     /// Destination: host[:port]/repo[:tag] or oci:PATH[:tag] for an OCI image layout (outside
@@ -347,9 +432,15 @@ pub struct PushArgs {
     /// Registry options.
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// Print a JSON summary on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Transfer concurrency.
+    #[command(flatten)]
+    pub jobs: JobsArgs,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// How EROFS images are attached.
@@ -406,7 +497,7 @@ pub struct SignArgs {
     /// Registry options.
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// Print a JSON summary on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
 }
@@ -441,9 +532,15 @@ pub struct PullArgs {
     /// the chunks that fail (as `fspack verify REF --repair`).
     #[arg(long)]
     pub verify: bool,
-    /// Print a JSON summary on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Transfer concurrency.
+    #[command(flatten)]
+    pub jobs: JobsArgs,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `fspack verify`.
@@ -467,9 +564,15 @@ pub struct VerifyArgs {
     /// Registry options (for --repair).
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// Print a JSON report on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Transfer concurrency.
+    #[command(flatten)]
+    pub jobs: JobsArgs,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `fspack mount`.
@@ -487,7 +590,7 @@ pub struct MountArgs {
     /// mount ends as a plain mount of the store.
     #[arg(long)]
     pub lazy: bool,
-    /// Print a JSON summary on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
     /// Mount options.
@@ -499,6 +602,12 @@ pub struct MountArgs {
     /// Registry options.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Transfer concurrency.
+    #[command(flatten)]
+    pub jobs: JobsArgs,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `fspack umount`.
@@ -507,12 +616,15 @@ pub struct UmountArgs {
     /// Mount point to release.
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `fspack ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Print JSON on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
     /// Wait until every lazy mount has all its data (a progress bar per mount when stderr is a
@@ -520,6 +632,9 @@ pub struct LsArgs {
     /// verification (exit 6).
     #[arg(long)]
     pub wait: bool,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `fspack inspect`.
@@ -531,7 +646,7 @@ pub struct InspectArgs {
     /// Registry options.
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// Print JSON on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
 }
@@ -539,9 +654,12 @@ pub struct InspectArgs {
 /// `fspack images`.
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
-    /// Print JSON on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `fspack rmi`.
@@ -550,17 +668,23 @@ pub struct RmiArgs {
     /// Images to remove, as `fspack images` names them (or any reference that means the same).
     #[arg(value_name = "REF", required = true)]
     pub references: Vec<String>,
-    /// Print JSON on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `fspack gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Print a JSON report on stdout.
+    /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,
+    /// The local store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `fspack login`.
@@ -572,7 +696,8 @@ pub struct LoginArgs {
     /// User name.
     #[arg(short, long, value_name = "USER")]
     pub username: String,
-    /// Read the password from standard input.
+    /// Read the password from standard input (required: a password is never taken as an
+    /// argument, where other users could read it).
     #[arg(long)]
     pub password_stdin: bool,
 }

@@ -5,22 +5,69 @@ use std::io::{IsTerminal, Write};
 use crate::args::GlobalArgs;
 
 /// Sends `tracing` events to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+///
+/// Without `-v` (and without `RUST_LOG`) the only events shown are warnings and errors meant for
+/// the user: they read `warning: …` like the `error: …` of [`render_error`], not like a log line
+/// (report items 13 and 21). `-vv` leaves out the HTTP stack's own debug events (connection
+/// pool, TLS roots; report item 25): `-vvv` or `RUST_LOG` brings them back.
 pub fn init_logging(global: &GlobalArgs) {
     use tracing_subscriber::EnvFilter;
-    let default = match (global.quiet, global.verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info,fspack=info",
-        (false, _) => "debug",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let default = log_filter(global.quiet, global.verbose);
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let plain = from_env.is_none() && global.verbose == 0;
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(use_color())
         .without_time()
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if plain {
+        builder.event_format(UserMessages).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The default log filter for `-q` and the number of `-v`.
+fn log_filter(quiet: bool, verbose: u8) -> &'static str {
+    match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info,fspack=info",
+        (false, 2) => "debug,hyper=info,hyper_util=info,reqwest=info,rustls=info,h2=info",
+        (false, _) => "debug",
+    }
+}
+
+/// Formats an event as `warning: MESSAGE key=value…` (or `error: …`), for users who did not ask
+/// for logs.
+struct UserMessages;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for UserMessages
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let (label, colour) = match *event.metadata().level() {
+            tracing::Level::ERROR => ("error", "\x1b[1;31m"),
+            tracing::Level::WARN => ("warning", "\x1b[1;33m"),
+            _ => ("note", "\x1b[1m"),
+        };
+        if writer.has_ansi_escapes() {
+            write!(writer, "{colour}{label}:\x1b[0m ")?;
+        } else {
+            write!(writer, "{label}: ")?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Whether stderr gets colour: a terminal and no `NO_COLOR`.

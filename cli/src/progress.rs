@@ -15,6 +15,8 @@ pub struct Bars {
     planned: std::sync::atomic::AtomicBool,
     /// Each bar, and whether its bytes count toward the total (transfers do, phases do not).
     bars: Mutex<Vec<Option<(ProgressBar, bool)>>>,
+    /// Whether the total has become a bar (see [`Bars::size_known`]).
+    sized: std::sync::atomic::AtomicBool,
 }
 
 impl Bars {
@@ -27,20 +29,42 @@ impl Bars {
         };
         let multi = MultiProgress::with_draw_target(target);
         let total = multi.add(ProgressBar::new(0));
+        // Until a size is known a bar would read `[=====] 0 B/0 B` (report item 25): a spinner.
         total.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{prefix:>12.bold} {spinner} {bytes}")
+                .expect("valid template"),
         );
+        total.enable_steady_tick(std::time::Duration::from_millis(120));
         total.set_prefix("total");
         Bars {
             multi,
             total,
             bars: Mutex::new(Vec::new()),
             planned: std::sync::atomic::AtomicBool::new(false),
+            sized: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Turns the total's spinner into a bar once it has a length.
+    fn size_known(&self) {
+        let len = self.total.length().unwrap_or(0);
+        if len == 0 || self.sized.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        self.total.disable_steady_tick();
+        self.total.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+    }
+
+    /// Whether the total shows a bar (a size is known) rather than a spinner.
+    #[cfg(test)]
+    fn shows_bar(&self) -> bool {
+        self.sized.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -60,6 +84,7 @@ impl Bars {
         bar.set_prefix(short);
         if counts && !self.planned.load(std::sync::atomic::Ordering::Relaxed) {
             self.total.inc_length(total);
+            self.size_known();
         }
         let mut bars = self.bars.lock().expect("not poisoned");
         bars.push(Some((bar, counts)));
@@ -78,6 +103,7 @@ impl Reporter for Bars {
         self.planned
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.total.set_length(bytes);
+        self.size_known();
     }
     fn skipped(&self, bytes: u64) {
         let len = self.total.length().unwrap_or(0);
@@ -116,5 +142,27 @@ impl Reporter for Bars {
 impl Drop for Bars {
     fn drop(&mut self) {
         self.total.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_is_a_spinner_until_a_size_is_known() {
+        let bars = Bars::new(false);
+        assert!(!bars.shows_bar());
+        // A phase (hashing) does not size the transfer, nor does an empty blob.
+        bars.start_phase("hashing", 100);
+        bars.start("empty", 0);
+        assert!(!bars.shows_bar());
+        bars.start("layer", 10);
+        assert!(bars.shows_bar());
+        let planned = Bars::new(false);
+        planned.plan_total(0);
+        assert!(!planned.shows_bar());
+        planned.plan_total(5);
+        assert!(planned.shows_bar());
     }
 }

@@ -6,6 +6,7 @@
 pub mod trees;
 
 pub mod proxy;
+pub mod token;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,16 @@ impl Registry {
         Self::start_with(Some((user, password)))
     }
 
+    /// Starts a registry that trusts the bearer tokens of `issuer` (see [`token::TokenIssuer`]).
+    pub fn start_with_tokens(issuer: &token::TokenIssuer) -> Option<Registry> {
+        Self::start_configured(None, issuer.registry_auth())
+    }
+
     fn start_with(auth: Option<(&str, &str)>) -> Option<Registry> {
+        Self::start_configured(auth, String::new())
+    }
+
+    fn start_configured(auth: Option<(&str, &str)>, extra_auth: String) -> Option<Registry> {
         if !trees::have_tool("docker-registry") {
             return None;
         }
@@ -64,7 +74,7 @@ impl Registry {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let mut auth_cfg = String::new();
+        let mut auth_cfg = extra_auth;
         if let Some((user, password)) = auth {
             if !trees::have_tool("htpasswd") {
                 return None;

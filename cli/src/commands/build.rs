@@ -12,7 +12,7 @@ use crate::exit::usage;
 pub async fn run(args: BuildArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let layout = match args.layout {
-        Some(LayoutArg::Chunked) if args.image.format == FormatArg::Squashfs => usage!(
+        Some(LayoutArg::Chunked) if args.image.format() == FormatArg::Squashfs => usage!(
             "--layout chunked is an EROFS layout; SquashFS images are split with --shards N instead"
         ),
         Some(LayoutArg::Chunked) => Layout::Chunked,
@@ -93,7 +93,7 @@ pub fn image_settings(
     let chunk_size = a
         .erofs_chunk_size
         .unwrap_or(fspack_image::erofs::DEFAULT_CHUNK_SIZE);
-    match a.format {
+    match a.format() {
         FormatArg::Erofs => {
             let squashfs_only = [
                 ("--compression", a.compression.is_some()),
@@ -120,7 +120,7 @@ pub fn image_settings(
     if let Some(b) = a.blob_size
         && b < chunk_size
     {
-        let why = match a.format {
+        let why = match a.format() {
             FormatArg::Erofs => " (one --erofs-chunk-size chunk)",
             FormatArg::Squashfs => "",
         };
@@ -135,7 +135,7 @@ pub fn image_settings(
         Shards::Count(n) => ShardSpec::Count(n),
     };
     Ok(ImageSettings {
-        format: match a.format {
+        format: match a.format() {
             FormatArg::Erofs => ImageFormat::Erofs,
             FormatArg::Squashfs => ImageFormat::Squashfs,
         },

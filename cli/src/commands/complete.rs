@@ -26,7 +26,6 @@ pub async fn run(args: CompleteArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 plain_http_credentials: false,
                 username: None,
                 password: None,
-                jobs: 1,
             };
             let opts = super::client_options(&registry);
             out.extend(names::registry_references(&opts, &args.prefix).await);

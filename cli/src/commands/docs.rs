@@ -259,6 +259,11 @@ fn write_man(dir: &Path) -> anyhow::Result<()> {
             roff_escape(code.meaning())
         ));
     }
+    extra.push_str(&format!(
+        ".TP\n.B {}\n{}\n",
+        exit::INTERRUPTED,
+        roff_escape("Interrupted (Ctrl-C) during mount or pull --mount: a mount already made is unmounted with its loop devices and lazy server, and directories fspack created are removed; a re-run resumes the download.")
+    ));
     extra.push_str(".SH ENVIRONMENT\n");
     for (k, v) in ENVIRONMENT {
         extra.push_str(&format!(".TP\n.B {}\n{}\n", roff_escape(k), roff_escape(v)));

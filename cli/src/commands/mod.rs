@@ -22,7 +22,11 @@ use crate::progress::Bars;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let g = &cli.global;
+    let mut global = cli.global.clone();
+    if let Some(store) = cli.command.store() {
+        global.store = Some(store.clone());
+    }
+    let g = &global;
     match cli.command {
         Command::Build(args) => build::run(args, g).await,
         Command::Push(args) => push::run(args, g).await,

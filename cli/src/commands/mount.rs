@@ -1,5 +1,7 @@
 //! `fspack mount`, `umount`, `ls` and `gc`: the host side of the store.
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use fspack_engine::lazy::LazyReport;
 use fspack_engine::mount::MountPoint;
@@ -7,15 +9,17 @@ use fspack_engine::mount_ref::{MountRefSettings, Mounted, mount_ref};
 use fspack_engine::pull::PullSettings;
 
 use super::pull::mount_settings;
-use crate::args::{GcArgs, GlobalArgs, LsArgs, MountArgs, RegistryArgs, UmountArgs};
+use crate::args::{GcArgs, GlobalArgs, LsArgs, MountArgs, UmountArgs};
 
 pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     fspack_engine::mount_ref::privileges()
         .with_context(|| format!("cannot mount on {}", args.dir.display()))?;
     let store = super::store(g)?;
+    let interrupt = listen()?;
     // The mount point is checked (and a missing one created) before anything is pulled.
     let point = MountPoint::prepare(&store, &args.dir)
         .with_context(|| format!("cannot mount on {}", args.dir.display()))?;
+    warn_if_hiding(&point, g);
     let settings = match mount_ref_settings(&args) {
         Ok(s) => s,
         Err(e) => {
@@ -24,7 +28,12 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         }
     };
     let bars = super::bars(g, args.json);
-    let mounted = mount_ref(&store, &args.reference, &args.dir, point, &settings, bars).await?;
+    let undo = Some(Interrupted::new(interrupt, &store, &point));
+    let mounted = or_interrupted(
+        undo,
+        mount_ref(&store, &args.reference, &args.dir, point, &settings, bars),
+    )
+    .await?;
     match mounted {
         Mounted::Lazy { name, report } => print_lazy(&name, &report, &args.dir, args.json, g),
         Mounted::Eager {
@@ -53,9 +62,76 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Ctrl-C during a mount (report item 24): listened for from the start of the command, so an
+/// interrupt that comes while the mount point is prepared is not lost, and undone by
+/// [`or_interrupted`].
+pub struct Interrupted {
+    signal: tokio::signal::unix::Signal,
+    store: std::sync::Arc<fspack_engine::Store>,
+    target: PathBuf,
+    created: Vec<PathBuf>,
+}
+
+/// Starts listening for SIGINT: from here on the interrupt no longer kills the process, it is
+/// answered in [`or_interrupted`] (or ignored when the command fails before it gets there).
+pub fn listen() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")
+}
+
+impl Interrupted {
+    /// What an interrupt heard on `signal` must undo: the mount on `point` and the directories
+    /// fspack created for it.
+    pub fn new(
+        signal: tokio::signal::unix::Signal,
+        store: &std::sync::Arc<fspack_engine::Store>,
+        point: &MountPoint,
+    ) -> Interrupted {
+        Interrupted {
+            signal,
+            store: store.clone(),
+            target: point.path().to_path_buf(),
+            created: point.created().to_vec(),
+        }
+    }
+}
+
+/// Runs `work`; on Ctrl-C (SIGINT) drops it, undoes what it left on the mount point in `undo`
+/// (a finished mount with its loop devices and lazy server, the directories fspack created;
+/// report item 24) and exits 130 as the interrupt would have. Partial downloads stay in the
+/// store for the next pull to resume, as after a kill. Without `undo` the interrupt keeps its
+/// default action.
+pub async fn or_interrupted<T>(undo: Option<Interrupted>, work: impl Future<Output = T>) -> T {
+    let Some(mut undo) = undo else {
+        return work.await;
+    };
+    tokio::select! {
+        out = work => out,
+        _ = undo.signal.recv() => {
+            fspack_engine::mount::abandon(&undo.store, &undo.target, &undo.created);
+            eprintln!();
+            std::process::exit(crate::exit::INTERRUPTED)
+        }
+    }
+}
+
+/// Warns (one line) when the mount point holds files: the mount hides them until `umount`.
+pub fn warn_if_hiding(point: &MountPoint, g: &GlobalArgs) {
+    let dir = point.path();
+    let hides = point.created().is_empty()
+        && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if hides && !g.quiet {
+        eprintln!(
+            "warning: {} is not empty: its files are hidden until `fspack umount {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+}
+
 fn mount_ref_settings(args: &MountArgs) -> anyhow::Result<MountRefSettings> {
     Ok(MountRefSettings {
-        pull: pull_settings(&args.registry, &args.trust)?,
+        pull: pull_settings(&args.jobs, &args.trust)?,
         mount: mount_settings(&args.mount_opts),
         client: super::client_options(&args.registry),
         lazy: if args.lazy {
@@ -66,15 +142,16 @@ fn mount_ref_settings(args: &MountArgs) -> anyhow::Result<MountRefSettings> {
     })
 }
 
-/// Pull settings from the registry and trust flags.
+/// Pull settings from the transfer and trust flags.
 pub fn pull_settings(
-    registry: &RegistryArgs,
+    jobs: &crate::args::JobsArgs,
     trust: &crate::args::TrustArgs,
 ) -> anyhow::Result<PullSettings> {
+    let jobs = jobs.jobs;
     Ok(PullSettings {
         trust: super::trust(trust)?,
-        jobs: registry.jobs.max(1),
-        ranges: registry.jobs.clamp(1, 8),
+        jobs: jobs.max(1),
+        ranges: jobs.clamp(1, 8),
     })
 }
 

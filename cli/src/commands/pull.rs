@@ -7,7 +7,9 @@ use fspack_engine::mount_ref::mount_lazily;
 use fspack_engine::pull_ref::{PullRefSettings, pull_ref};
 use fspack_engine::target::Target;
 
-use super::mount::{lazy_server, print_lazy, pull_settings};
+use super::mount::{
+    Interrupted, lazy_server, or_interrupted, print_lazy, pull_settings, warn_if_hiding,
+};
 
 use crate::args::{GlobalArgs, MountModeArg, MountOptsArgs, PullArgs};
 use crate::output::{count, size};
@@ -30,27 +32,35 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot mount on {}", dir.display()))?;
     }
     let store = super::store(g)?;
+    let interrupt = match &args.mount {
+        Some(_) => Some(super::mount::listen()?),
+        None => None,
+    };
     // The mount point is checked (and a missing one created) before any byte is fetched.
     let point = match &args.mount {
-        Some(dir) => Some(
-            MountPoint::prepare(&store, dir)
-                .with_context(|| format!("cannot mount on {}", dir.display()))?,
-        ),
+        Some(dir) => {
+            let point = MountPoint::prepare(&store, dir)
+                .with_context(|| format!("cannot mount on {}", dir.display()))?;
+            warn_if_hiding(&point, g);
+            Some(point)
+        }
         None => None,
     };
     if let (true, Some(dir), Target::Registry(r)) = (args.lazy, &args.mount, &target) {
         let point = point.expect("prepared for --mount");
         let settings = LazySettings {
-            pull: pull_settings(&args.registry, &args.trust)?,
+            pull: pull_settings(&args.jobs, &args.trust)?,
             mount: mount_settings(&args.mount_opts),
             client: super::client_options(&args.registry),
             server: lazy_server()?,
         };
         let bars = super::bars(g, args.json);
-        let report = mount_lazily(&store, r, dir, point, &settings, bars).await?;
+        let undo = interrupt.map(|i| Interrupted::new(i, &store, &point));
+        let report =
+            or_interrupted(undo, mount_lazily(&store, r, dir, point, &settings, bars)).await?;
         return print_lazy(&r.to_string(), &report, dir, args.json, g);
     }
-    let settings = match pull_settings(&args.registry, &args.trust) {
+    let settings = match pull_settings(&args.jobs, &args.trust) {
         Ok(pull) => PullRefSettings {
             pull,
             client: super::client_options(&args.registry),
@@ -65,13 +75,12 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         }
     };
     let bars = super::bars(g, args.json);
-    let created = point
-        .as_ref()
-        .map(|p| p.created().to_vec())
-        .unwrap_or_default();
+    let undo = interrupt
+        .zip(point.as_ref())
+        .map(|(i, p)| Interrupted::new(i, &store, p));
     let mount = args.mount.as_deref().zip(point);
     let pulled = or_interrupted(
-        &created,
+        undo,
         pull_ref(&store, &args.reference, &target, mount, &settings, bars),
     )
     .await?;
@@ -105,21 +114,4 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     // The digest is the data asked for, so `-q` keeps it.
     println!("{}", report.manifest_digest);
     Ok(())
-}
-
-/// Runs `work`; on Ctrl-C (SIGINT) drops it, removes the mount-point directories fspack created
-/// for it (`created`, innermost first; report item 24) and exits as the interrupt would have.
-/// Partial downloads stay in the store for the next pull to resume, as after a kill.
-async fn or_interrupted<T>(created: &[std::path::PathBuf], work: impl Future<Output = T>) -> T {
-    if created.is_empty() {
-        return work.await;
-    }
-    tokio::select! {
-        out = work => out,
-        _ = tokio::signal::ctrl_c() => {
-            fspack_engine::mount::remove_created(created);
-            eprintln!();
-            std::process::exit(crate::exit::INTERRUPTED)
-        }
-    }
 }

@@ -12,10 +12,20 @@ use crate::output::{count, size};
 
 pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let target = Target::parse(&args.reference)?;
+    // An image file is pushed as built: an image option would be silently ignored.
+    if args.source.is_file()
+        && let Some(flag) = args.image.first_given()
+    {
+        return Err(crate::exit::UsageError(format!(
+            "{flag} shapes an image built from a directory, but {} is an image file already built; drop {flag}, or push the directory",
+            args.source.display()
+        ))
+        .into());
+    }
     // Directories go up in the chunked layout: that is what lets several blobs travel at once.
     let settings = PushSettings {
         image: image_settings(&args.image, Layout::Chunked, Shards::Auto)?,
-        jobs: args.registry.jobs.max(1),
+        jobs: args.jobs.jobs.max(1),
         upload: match args.chunk_size {
             Some(chunk_size) => UploadMode::Chunked { chunk_size },
             None => UploadMode::Monolithic,

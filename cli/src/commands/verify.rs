@@ -25,7 +25,7 @@ pub async fn run(args: VerifyArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let client = super::client(&args.registry)?;
     let settings = VerifySettings {
         repair: args.repair,
-        ranges: args.registry.jobs.clamp(1, 8),
+        ranges: args.jobs.jobs.clamp(1, 8),
     };
     let report = verify(&store, &scope, &settings, Some(&client))
         .await

@@ -163,6 +163,39 @@ pub fn remove_created(dirs: &[PathBuf]) {
     }
 }
 
+/// `FSPACK_TEST_HOLD_MOUNT_MS`: a pause after a mount is recorded, so tests can interrupt a
+/// command whose mount is made but not yet reported.
+fn hold_for_tests() {
+    if let Some(ms) = std::env::var("FSPACK_TEST_HOLD_MOUNT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// Taken by a mount from its first loop device to its record, and by [`abandon`].
+static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Undoes what an interrupted `mount` or `pull --mount` (report item 24) left on `target`, for a
+/// process about to exit: waits for a mount under way to finish (or to fail and clean up after
+/// itself), unmounts it when it was made (loop devices, lower mounts and a lazy server go with
+/// it, as with `fspack umount`), then removes the directories in `created`. Any later mount of
+/// this process blocks for good: it must exit after this returns.
+///
+/// Failures are logged as warnings: there is no one left to return them to.
+pub fn abandon(store: &Store, target: &Path, created: &[PathBuf]) {
+    std::mem::forget(MOUNTING.lock().unwrap_or_else(|e| e.into_inner()));
+    let recorded = store
+        .mount_records()
+        .is_ok_and(|rs| rs.iter().any(|r| r.target == target));
+    if recorded && let Err(e) = crate::mounts::umount(store, target) {
+        tracing::warn!("left {} mounted: {e}", target.display());
+        return;
+    }
+    remove_created(created);
+}
+
 fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
@@ -252,6 +285,9 @@ pub(crate) fn mount_from(
     notes: &mut Vec<String>,
     source: &Source,
 ) -> Result<MountRecord> {
+    // Held until the record is written: an interrupt waits here for a mount under way, so it
+    // finds the mount recorded or not started (see [`abandon`]).
+    let _busy = MOUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let created = point.created.clone();
     match mount_inner(store, reference, digest, &point, settings, notes, source) {
         Ok(mut record) => {
@@ -262,6 +298,8 @@ pub(crate) fn mount_from(
             // Recorded after the mount succeeded; a crash in between leaves a mount that
             // `umount` still finds through the mount table (its source lies in the store).
             store.record_mount(&record)?;
+            drop(_busy);
+            hold_for_tests();
             Ok(record)
         }
         Err(e) => {

@@ -43,6 +43,10 @@ pub fn existing_store(root: Option<&Path>) -> Result<Option<Arc<Store>>> {
         .map(Path::to_path_buf)
         .unwrap_or_else(default_store_root);
     if !dir.join("oci-layout").exists() {
+        // No store yet; but a directory that `pull` would refuse as a store is refused here
+        // too, not reported as empty (report s6 item 27).
+        fspack_store::check_private_root(&dir)
+            .context_with(|| format!("cannot open the store at {}", dir.display()))?;
         return Ok(None);
     }
     open_store(Some(&dir)).map(Some)

@@ -111,10 +111,15 @@ pub async fn push(
         // every push (issue 11); refuse it as `build` refuses an output inside the source.
         image.walk.forbid_inside.push(path.clone());
     }
+    // Declared first, so it is dropped last: an `oci:` layout's writer removes its work
+    // directories only once the SquashFS scratch under them is gone. Opened after the source
+    // is planned, so a refused source (a layout inside it) writes nothing.
+    let dest_slot;
     let mut prepared = prepare(source, target, settings, image).await?;
+    dest_slot = destination(target, client, settings.staging_store.as_deref())?;
+    let dest = &dest_slot;
     let primary = prepared.primary.take();
     let (format, layout) = (prepared.format, prepared.layout);
-    let dest = destination(target, client)?;
     let (raw, total) = sizes(&prepared.layers, primary.as_ref(), settings.modelpack);
     let hash_bar = reporter.start_phase("hashing", raw);
     // The digest cache lives in the store fspack already owns; a store that cannot be opened
@@ -126,7 +131,7 @@ pub async fn push(
         .map(|s| DigestCache::in_store(s.root()));
     reporter.plan_total(total + EMPTY_CONFIG_DATA.len() as u64);
     let task = LayerTask {
-        dest: &dest,
+        dest,
         settings,
         reporter: &reporter,
         cache,
@@ -151,7 +156,7 @@ pub async fn push(
     let body = manifest_bytes(&manifest);
     let digest = dest.put_manifest(&body).await?;
     let chunk_indexes =
-        send_index_referrer(&dest, &done, &digest, &body, settings, &reporter).await?;
+        send_index_referrer(dest, &done, &digest, &body, settings, &reporter).await?;
     let layers: Vec<LayerReport> = done.iter().map(Pushed::report).collect();
     Ok(PushReport {
         reference: target.to_string(),
@@ -170,8 +175,20 @@ pub async fn push(
 ///
 /// Errors: [`EngineError::Usage`] for a registry target without a client; the store's when the
 /// layout cannot be opened.
-fn destination<'a>(target: &'a Target, client: Option<&'a Client>) -> Result<Destination<'a>> {
+fn destination<'a>(
+    target: &'a Target,
+    client: Option<&'a Client>,
+    own_store: Option<&Path>,
+) -> Result<Destination<'a>> {
+    let same = |a: &Path, b: &Path| {
+        a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    };
     let store = match target {
+        // `oci:` naming fspack's own store (as `fspack images` and completion read it) stays
+        // that store, with its locks and records, and is not opened twice.
+        Target::Layout { path, .. } if own_store.is_some_and(|s| same(s, path)) => {
+            Some(Arc::new(Store::open(path)?))
+        }
         Target::Layout { path, .. } => Some(Arc::new(Store::open_shared(path)?)),
         Target::Registry(_) => None,
     };
@@ -427,6 +444,14 @@ fn sent_size(n: u64, modelpack: bool) -> u64 {
     }
 }
 
+/// Where SquashFS shards are compressed before they are pushed.
+enum Staging {
+    /// A directory that exists.
+    Dir(PathBuf),
+    /// A store's root, opened (created) on use.
+    Store(PathBuf),
+}
+
 /// Plans `source` into layers on a blocking thread: a ModelPack directory file by file, else
 /// an image (SquashFS shards staged in the layout of an `oci:` target, or in the store).
 async fn prepare(
@@ -436,17 +461,25 @@ async fn prepare(
     image: ImageSettings,
 ) -> Result<Prepared> {
     let src = source.to_path_buf();
+    // SquashFS shards are compressed beside where their blobs go: in the layout's `ingest/`
+    // (the destination holds it open), or in the store's `tmp/`.
     let staging = match target {
-        Target::Layout { path, .. } => Some(path.clone()),
-        Target::Registry(_) => settings.staging_store.clone(),
+        Target::Layout { path, .. } => Some(Staging::Dir(path.join("ingest"))),
+        Target::Registry(_) => settings.staging_store.clone().map(Staging::Store),
     };
     let modelpack = settings.modelpack;
     tokio::task::spawn_blocking(move || {
         if modelpack {
-            crate::modelpack_push::layers(&src, &image)
-        } else {
-            layers_for(&src, &image, staging.as_deref())
+            return crate::modelpack_push::layers(&src, &image);
         }
+        let squashfs = image.format == crate::build::ImageFormat::Squashfs && src.is_dir();
+        let scratch = match staging {
+            Some(Staging::Dir(d)) => Some(d),
+            // Only a SquashFS build needs the store (and only then must it open).
+            Some(Staging::Store(root)) if squashfs => Some(Store::open(&root)?.root().join("tmp")),
+            _ => None,
+        };
+        layers_for(&src, &image, scratch.as_deref())
     })
     .await
     .expect("planning does not panic")

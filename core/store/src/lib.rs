@@ -4,6 +4,8 @@
 //! Layout on disk: `oci-layout`, `index.json` and `blobs/sha256/<hex>` (so skopeo and oras read
 //! it as is), plus fspack's own `ingest/` (partial downloads and their journals), `locks/` (file
 //! locks, released by the kernel when a process dies) and `mounts/` (one record per mount point).
+//! A layout the user asks for (`push … oci:DIR`) ends with only what the OCI image-layout spec
+//! names: its writer holds the directory's lock and removes those work directories when done.
 //!
 //! The rule that everything else relies on: a file under `blobs/` has been checked against its
 //! size and sha256, written to disk (fsync) and renamed into place. Only those files are mounted.
@@ -56,6 +58,38 @@ pub struct Store {
     /// so it never removes a blob that a running pull has committed but not yet tagged.
     gc_guard: Arc<Mutex<Option<File>>>,
     access: Access,
+    /// A shared layout's writer: the layout directory locked for this handle's life, its work
+    /// directories removed when the last clone drops.
+    layout: Option<Arc<LayoutWriter>>,
+}
+
+/// The exclusive lock on a shared layout's directory. Writers of one layout take turns, so the
+/// lock files, scratch files and index updates of one writer need no other guard, and the
+/// writer can remove them before it lets the next one in: a layout handed to another tool or
+/// carried to an air-gapped host holds only `oci-layout`, `index.json` and `blobs/`
+/// (report s6 item 22; OCI image-layout spec, "Content").
+#[derive(Debug)]
+struct LayoutWriter {
+    root: PathBuf,
+    _dir: File,
+}
+
+impl LayoutWriter {
+    /// Removes fspack's work directories from the layout: lock files always (nobody else can
+    /// hold one while we hold the directory), `ingest/` only when empty (a failed copy leaves its
+    /// partial blobs there for the next attempt to resume) and `mounts/` only when empty
+    /// (layouts made before this cleanup had one).
+    fn tidy(&self) {
+        let _ = fs::remove_dir_all(self.root.join("locks"));
+        let _ = fs::remove_dir(self.root.join("ingest"));
+        let _ = fs::remove_dir(self.root.join("mounts"));
+    }
+}
+
+impl Drop for LayoutWriter {
+    fn drop(&mut self) {
+        self.tidy();
+    }
 }
 
 /// The default store: `/var/lib/fspack` for root, `$XDG_DATA_HOME/fspack` (or
@@ -99,21 +133,22 @@ pub(crate) fn record_mode(access: Access) -> u32 {
     }
 }
 
-/// Creates `root` with mode 0700, or checks an existing one: it must be owned by us and not
-/// writable by others; group or other read bits of a store we own are removed (stores made
-/// before issue 12 were 0755).
-fn make_private_root(root: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
-    }
-    match fs::DirBuilder::new().mode(0o700).create(root) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(StoreError::io(root, e)),
-    }
+/// Checks, without creating or changing anything, that an existing `root` could be fspack's
+/// private store: a directory (not a symlink), owned by us, not writable by group or others.
+/// Returns its permission bits, or `None` when `root` does not exist. Readers of a store that
+/// may not exist yet (`ls`, `gc`, `verify`) call it, so they refuse what `pull` refuses
+/// (report s6 item 27).
+///
+/// Errors: [`StoreError::Insecure`] naming the problem; [`StoreError::Io`] when `root` cannot
+/// be examined.
+pub fn check_private_root(root: &Path) -> Result<Option<u32>> {
+    use std::os::unix::fs::MetadataExt;
     // The store itself, not what a symlink at its path points to.
-    let md = fs::symlink_metadata(root).map_err(|e| StoreError::io(root, e))?;
+    let md = match fs::symlink_metadata(root) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io(root, e)),
+    };
     let insecure = |why: String| StoreError::Insecure {
         path: root.to_path_buf(),
         why,
@@ -139,6 +174,24 @@ fn make_private_root(root: &Path) -> Result<()> {
             }
         )));
     }
+    Ok(Some(mode))
+}
+
+/// Creates `root` with mode 0700, or checks an existing one: it must be owned by us and not
+/// writable by others; group or other read bits of a store we own are removed (stores made
+/// before issue 12 were 0755).
+fn make_private_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::io(root, e)),
+    }
+    let mode = check_private_root(root)?
+        .ok_or_else(|| StoreError::io(root, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
     if mode & 0o077 != 0 {
         tracing::info!("tightening {} from {mode:04o} to 0700", root.display());
         match fs::set_permissions(root, fs::Permissions::from_mode(0o700)) {
@@ -173,7 +226,10 @@ impl Store {
         Self::open_with(root, Access::Private)
     }
 
-    /// Opens (creating if needed) an OCI layout that other tools and users may read.
+    /// Opens (creating if needed) an OCI layout that other tools and users may read, for
+    /// writing: blocks while another process writes the same layout, and leaves only what the
+    /// OCI image-layout spec names once the last clone of the handle drops (its partial blobs
+    /// stay under `ingest/` after a failure, for the next attempt).
     pub fn open_shared(root: &Path) -> Result<Store> {
         Self::open_with(root, Access::Shared)
     }
@@ -197,11 +253,11 @@ impl Store {
             let mut foreign = false;
             for e in fs::read_dir(root).map_err(|e| StoreError::io(root, e))? {
                 let e = e.map_err(|e| StoreError::io(root, e))?;
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(".oci-layout.tmp-")
-                {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".oci-layout.tmp-") {
                     let _ = fs::remove_file(e.path());
+                } else if name == "ingest" && e.path().is_dir() {
+                    // Scratch a push to a new layout compresses SquashFS shards in.
                 } else {
                     foreign = true;
                 }
@@ -215,7 +271,12 @@ impl Store {
                 record_mode(access),
             )?;
         }
-        for d in ["blobs/sha256", "ingest", "locks", "mounts"] {
+        let is_store = root.join("mounts").is_dir();
+        let work: &[&str] = match access {
+            Access::Private => &["blobs/sha256", "ingest", "locks", "mounts"],
+            Access::Shared => &["blobs/sha256", "ingest", "locks"],
+        };
+        for d in work {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
         }
@@ -223,12 +284,40 @@ impl Store {
         if !index.exists() {
             write_atomic_mode(&index, &layout::empty_index(), record_mode(access))?;
         }
-        drop(dir);
+        let layout = match access {
+            // A directory with `mounts/` is an fspack store (or a layout written before
+            // layouts were tidied): its lock files may be another process's, so no writer
+            // takes it over.
+            Access::Shared if is_store => {
+                drop(dir);
+                None
+            }
+            Access::Private => {
+                drop(dir);
+                None
+            }
+            Access::Shared => {
+                let w = LayoutWriter {
+                    root: root.to_path_buf(),
+                    _dir: dir,
+                };
+                // Lock files a killed writer left are nobody's now: the lock is ours.
+                let _ = fs::remove_dir_all(root.join("locks"));
+                let p = root.join("locks");
+                fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+                Some(Arc::new(w))
+            }
+        };
         let store = Store {
             root: root.to_path_buf(),
             gc_guard: Arc::new(Mutex::new(None)),
             access,
+            layout,
         };
+        if store.layout.is_some() {
+            // The directory lock already keeps gc-like removals out.
+            return Ok(store);
+        }
         // Without a lock file on a read-only store there is nothing to guard: no gc can remove
         // a blob from a file system nobody can write.
         match store.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared) {

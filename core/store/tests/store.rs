@@ -664,6 +664,35 @@ fn a_shared_layout_keeps_readable_modes() {
     assert_eq!(mode(&root.join("index.json")), 0o644);
 }
 
+/// A layout written through `open_shared` ends with only what the image-layout spec names; an
+/// fspack store opened that way keeps its locks and records (other processes may hold them).
+#[test]
+fn a_shared_layout_is_tidied_but_a_store_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let names = |root: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let layout = tmp.path().join("layout");
+    let store = Store::open_shared(&layout).unwrap();
+    let d = store.put_blob_bytes(b"public").unwrap();
+    let ing = store.ingest(&d, 6).unwrap();
+    drop(ing);
+    drop(store);
+    assert_eq!(names(&layout), ["blobs", "index.json", "oci-layout"]);
+    let root = tmp.path().join("store");
+    drop(Store::open(&root).unwrap());
+    let shared = Store::open_shared(&root).unwrap();
+    shared.put_blob_bytes(b"public").unwrap();
+    drop(shared);
+    assert!(root.join("locks/gc.lock").exists());
+    assert!(root.join("mounts").is_dir());
+}
+
 #[test]
 fn units_from_many_threads_commit_and_resume_byte_exact() {
     const UNIT: usize = 1 << 20;

@@ -10,7 +10,6 @@ use fspack_image::BlobPlan;
 use fspack_image::detect::{self, Format};
 use fspack_image::erofs::Layout;
 use fspack_registry::{BlobSource, FileSource};
-use fspack_store::Store;
 
 use crate::artifact::*;
 use crate::build::{ImageFormat, ImageSettings, plan_erofs};
@@ -49,8 +48,8 @@ pub(super) fn titled(title: &str) -> BTreeMap<String, String> {
 }
 
 /// Turns `source` (a directory or an image file) into layers in manifest order. SquashFS shards
-/// of a directory are compressed into `staging` (a store root; `None`: the system temporary
-/// directory).
+/// of a directory are compressed under `staging` (a directory on the destination's file
+/// system; `None`: the system temporary directory).
 pub fn layers_for(
     source: &Path,
     settings: &ImageSettings,
@@ -218,10 +217,9 @@ fn squashfs_layers(
         tracing::warn!("{note}");
     }
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let base = match staging {
-        Some(root) => Store::open(root)?.root().join("tmp"),
-        None => std::env::temp_dir(),
-    };
+    let base = staging
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&base).map_err(|e| EngineError::io(&base, e))?;
     let need = tree.data_bytes() + tree.data_bytes() / 64 + (1 << 20);
     let free = free_bytes(&base)?;
