@@ -176,6 +176,9 @@ impl Fill {
             blob.desc.digest,
             self.reference.registry
         );
+        // Only a chunk that failed every try is named as failing: a whole blob that failed
+        // once is fetched again at once and has no chunk to clear it by.
+        *self.counters.failing.lock().expect("not poisoned") = Some((b, i, msg.clone()));
         self.fail_chunk(b, i, &msg);
         false
     }
@@ -183,7 +186,6 @@ impl Fill {
     /// Gives up on chunk `i` for now: its readers get `EIO`; the fill tries it again later.
     pub(super) fn fail_chunk(&self, b: usize, i: usize, msg: &str) {
         tracing::error!("{msg}");
-        *self.counters.failing.lock().expect("not poisoned") = Some((b, i, msg.to_string()));
         let blob = &self.blobs[b];
         let failed: Vec<Waiter> = {
             let mut st = blob.state.lock().expect("not poisoned");
