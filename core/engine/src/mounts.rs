@@ -86,12 +86,12 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
 /// backing file of a loop device), if it is one: `<root>/blobs/sha256/<hex>` with the store's
 /// `index.json` beside `blobs/`.
 fn store_of_source(source: &Path) -> Option<PathBuf> {
-    let file = match source.to_str()?.strip_prefix("/dev/") {
-        Some(dev) if dev.starts_with("loop") => {
-            let backing = std::fs::read_to_string(format!("/sys/block/{dev}/loop/backing_file"));
-            PathBuf::from(backing.ok()?.trim_end())
-        }
-        _ => source.to_path_buf(),
+    let file = match source.starts_with("/dev/") {
+        true => fspack_mount::loop_devices()
+            .ok()?
+            .into_iter()
+            .find_map(|(dev, backing)| (dev == source).then_some(backing))?,
+        false => source.to_path_buf(),
     };
     let sha = file.parent()?;
     let blobs = sha.parent()?;

@@ -500,16 +500,18 @@ fn read_timeout() -> Duration {
         .unwrap_or(DEFAULT_READ_TIMEOUT)
 }
 
-/// The mount point and server of another lazy mount whose running server serves one of `blobs`.
-fn serving_elsewhere(store: &Store, blobs: &[Descriptor]) -> Option<(PathBuf, LazyRecord)> {
+/// The mount point and server status of another lazy mount whose running server serves one of
+/// `blobs`.
+fn serving_elsewhere(store: &Store, blobs: &[Descriptor]) -> Option<(PathBuf, status::LazyStatus)> {
     let records = store.mount_records().ok()?;
     records.into_iter().find_map(|rec| {
         let lazy = rec.lazy.filter(|l| is_server(l.server_pid))?;
-        let serves = status_of(&lazy)
+        let st = status_of(&lazy);
+        let serves = st
             .blobs
             .iter()
             .any(|b| blobs.iter().any(|d| d.digest == b.digest));
-        serves.then_some((rec.target, lazy))
+        serves.then_some((rec.target, st))
     })
 }
 
@@ -517,8 +519,7 @@ fn serving_elsewhere(store: &Store, blobs: &[Descriptor]) -> Option<(PathBuf, La
 /// or its mount was unmounted).
 async fn wait_for_other_servers(store: &Store, blobs: &[Descriptor], reporter: &Arc<dyn Reporter>) {
     let mut bar: Option<(PathBuf, usize, u64)> = None;
-    while let Some((target, lazy)) = serving_elsewhere(store, blobs) {
-        let st = status_of(&lazy);
+    while let Some((target, st)) = serving_elsewhere(store, blobs) {
         match &mut bar {
             Some((t, id, seen)) if *t == target => {
                 reporter.advance(*id, st.bytes_present.saturating_sub(*seen));
