@@ -706,4 +706,69 @@ fn privileged_an_interrupted_pull_mount_removes_the_mount_point_it_created() {
     );
     assert!(!new.exists(), "{} was left behind", new.display());
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+    assert_no_pending_dirs(&store);
+}
+
+/// Report s7 item: `kill -9` during `pull --mount` leaves the directories it created, since
+/// nothing runs to remove them; the next pull onto the same point takes them over, so its
+/// `umount` removes them as if that pull had made them.
+#[test]
+fn privileged_a_killed_pull_mount_leaves_its_created_dirs_to_the_next_run() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 22);
+    let reference = format!("{}/models/killed:v1", reg.addr);
+    push(tmp.path(), &src, &reference, &["--blob-size", "2M"]);
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    proxy.set_delay_ms_per_mib(2_000);
+    let via = format!("{}/models/killed:v1", proxy.addr);
+    let store = tmp.path().join("store");
+    let new = tmp.path().join("new");
+    let mnt = new.join("deeper");
+    let bin = assert_cmd::cargo::cargo_bin("fspack");
+    let mut child = Command::new(bin)
+        .env("FSPACK_STORE", &store)
+        .args(["pull", &via, "--mount"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !mnt.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull never made {}",
+            mnt.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(mnt.is_dir(), "nothing ran to remove {}", mnt.display());
+
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert!(!new.exists(), "{} was left behind", new.display());
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+    assert_no_pending_dirs(&store);
+}
+
+/// No note of created directories is left in the store (`mounts/*.dirs`): a mount recorded,
+/// given up or undone takes its note with it.
+fn assert_no_pending_dirs(store: &Path) {
+    let notes: Vec<_> = fs::read_dir(store.join("mounts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dirs"))
+        .collect();
+    assert!(notes.is_empty(), "notes of created dirs left: {notes:?}");
 }

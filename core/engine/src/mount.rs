@@ -49,6 +49,9 @@ pub struct MountSettings {
 pub struct MountPoint {
     path: PathBuf,
     created: Vec<PathBuf>,
+    /// The store's note of `created` until a mount record carries them
+    /// ([`Store::record_pending_dirs`]); removed by [`MountPoint::discard`].
+    marker: Option<PathBuf>,
 }
 
 impl MountPoint {
@@ -108,7 +111,29 @@ impl MountPoint {
                 return Err(EngineError::io(target, e));
             }
         };
-        let mut point = MountPoint { path, created };
+        // A run killed between creating the directories and recording its mount left a note:
+        // they are still fspack's to remove, so this run takes them over.
+        if created.is_empty() {
+            let pending = store.pending_dirs(&path);
+            if pending.first() == Some(&path) {
+                created = pending.into_iter().filter(|d| d.is_dir()).collect();
+            }
+        }
+        let marker = match created.is_empty() {
+            true => None,
+            false => match store.record_pending_dirs(&path, &created) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    remove_created(&created);
+                    return Err(e.into());
+                }
+            },
+        };
+        let mut point = MountPoint {
+            path,
+            created,
+            marker,
+        };
         if let Some(rec) = store
             .mount_records()?
             .into_iter()
@@ -147,6 +172,12 @@ impl MountPoint {
     /// Removes the directories this mount point created (after a failed pull or mount).
     pub fn discard(self) {
         remove_created(&self.created);
+        if let Some(m) = &self.marker
+            && let Err(e) = std::fs::remove_file(m)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("left {} in place: {e}", m.display());
+        }
     }
 }
 
@@ -194,6 +225,7 @@ pub fn abandon(store: &Store, target: &Path, created: &[PathBuf]) {
         return;
     }
     remove_created(created);
+    store.forget_pending_dirs(target);
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -563,6 +563,32 @@ impl Store {
         records::read_all(&self.root)
     }
 
+    /// Notes the directories created for the mount point `target` (innermost first) before
+    /// anything is mounted there, so a run killed before [`Store::record_mount`] does not leave
+    /// them unowned; returns the marker's path, which the caller removes when it gives up the
+    /// point, and which [`Store::record_mount`] removes when the record takes over.
+    ///
+    /// Errors: [`StoreError::Io`] when `mounts/` cannot be written.
+    pub fn record_pending_dirs(&self, target: &Path, dirs: &[PathBuf]) -> Result<PathBuf> {
+        records::write_pending_dirs(&self.root, target, dirs)
+    }
+
+    /// The directories an earlier run created for `target` and never recorded a mount on
+    /// (killed in between), innermost first; empty when there is no such run.
+    pub fn pending_dirs(&self, target: &Path) -> Vec<PathBuf> {
+        records::read_pending_dirs(&self.root, target)
+    }
+
+    /// Removes the note [`Store::record_pending_dirs`] made for `target`, if any (a mount
+    /// given up after its directories were removed). Failures are logged: the note only ever
+    /// names directories, and a later run adopts only those that still exist.
+    pub fn forget_pending_dirs(&self, target: &Path) {
+        let p = records::pending_dirs_path(&self.root, target);
+        if let Err(e) = records::remove_file_if_present(&p) {
+            tracing::warn!("{e}");
+        }
+    }
+
     /// Forgets the mount record of `target`.
     pub fn remove_mount_record(&self, target: &Path) -> Result<()> {
         records::remove(&self.root, target)

@@ -59,7 +59,40 @@ fn record_path(root: &Path, target: &Path) -> PathBuf {
 pub(crate) fn write(root: &Path, rec: &MountRecord) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(rec).expect("record serialises");
     // Records name what was mounted from where: private, like the rest of the store.
-    crate::write_atomic_mode(&record_path(root, &rec.target), &bytes, 0o600)
+    crate::write_atomic_mode(&record_path(root, &rec.target), &bytes, 0o600)?;
+    // The record carries the created directories from now on.
+    remove_file_if_present(&pending_dirs_path(root, &rec.target))
+}
+
+/// `mounts/<sha256 of the target path>.dirs`: the directories fspack created for a mount point
+/// whose mount is not recorded yet, so a run killed before its record (kill -9 during a pull)
+/// leaves a trace the next run on the same point adopts, and its `umount` removes them.
+pub(crate) fn pending_dirs_path(root: &Path, target: &Path) -> PathBuf {
+    record_path(root, target).with_extension("dirs")
+}
+
+pub(crate) fn write_pending_dirs(root: &Path, target: &Path, dirs: &[PathBuf]) -> Result<PathBuf> {
+    let p = pending_dirs_path(root, target);
+    let bytes = serde_json::to_vec(dirs).expect("paths serialise");
+    crate::write_atomic_mode(&p, &bytes, 0o600)?;
+    Ok(p)
+}
+
+/// The directories a killed run created for `target` (innermost first), or none. A marker that
+/// does not parse is treated as none: the worst outcome is an empty directory left in place.
+pub(crate) fn read_pending_dirs(root: &Path, target: &Path) -> Vec<PathBuf> {
+    std::fs::read(pending_dirs_path(root, target))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn remove_file_if_present(p: &Path) -> Result<()> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(p, e)),
+    }
 }
 
 pub(crate) fn read_all(root: &Path) -> Result<Vec<MountRecord>> {
