@@ -182,7 +182,12 @@ fn a_cosign_style_signature_from_an_independent_script_verifies_with_fspack() {
         .arg(&public)
         .assert()
         .success()
-        .stdout(format!("{digest}\n"));
+        .stdout(format!("{digest}\n"))
+        // The human summary names the rule that passed, without `--json` or `-v`.
+        .stderr(predicate::str::contains(format!(
+            "trust: passed --verify-key {}",
+            public.display()
+        )));
     // The report says what was checked, also when nothing had to be fetched.
     let report = run_json(
         fspack(&store)

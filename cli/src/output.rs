@@ -108,6 +108,14 @@ pub fn render_error(err: &anyhow::Error) {
     }
 }
 
+/// The trust rules an artifact passed before it was fetched or mounted (issue 12), one
+/// `trust: passed RULE` line each on stderr, so a signed pull says so without `--json` or `-v`.
+pub fn print_trust_checks(checks: &[String]) {
+    for rule in checks {
+        eprintln!("trust: passed {rule}");
+    }
+}
+
 /// `n` and the noun, singular for one: `1 layer`, `3 layers` (nouns here take an `s`).
 pub fn count(n: usize, noun: &str) -> String {
     match n {

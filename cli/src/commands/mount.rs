@@ -40,6 +40,7 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             name,
             digest,
             notes,
+            trust_checks,
         } => {
             if args.json {
                 // The same fields as a lazy mount's report, so scripts read one shape.
@@ -49,6 +50,7 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                     "lazy": false,
                     "mounted_at": args.dir,
                     "notes": notes,
+                    "trust_checks": trust_checks,
                 }));
             }
             if !g.quiet {
@@ -56,6 +58,7 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                     eprintln!("note: {n}");
                 }
                 eprintln!("mounted {name} ({digest}) on {}", args.dir.display());
+                crate::output::print_trust_checks(&trust_checks);
             }
             Ok(())
         }
@@ -193,6 +196,7 @@ pub fn print_lazy(
                 dir.display()
             );
         }
+        crate::output::print_trust_checks(&report.trust_checks);
     }
     Ok(())
 }

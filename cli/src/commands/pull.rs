@@ -110,6 +110,7 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 .map(|d| format!(", mounted on {}", d.display()))
                 .unwrap_or_default()
         );
+        crate::output::print_trust_checks(&report.trust_checks);
     }
     // The digest is the data asked for, so `-q` keeps it.
     println!("{}", report.manifest_digest);

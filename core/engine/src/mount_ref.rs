@@ -47,6 +47,9 @@ pub enum Mounted {
         digest: Digest,
         /// Notes for the user (a fallback taken, a model layer expanded).
         notes: Vec<String>,
+        /// The signature and policy rules the manifest passed before the mount, one line each
+        /// (issue 12); empty when none is configured.
+        trust_checks: Vec<String>,
     },
     /// A lazy mount: data arrives on first read and in the background.
     Lazy {
@@ -94,7 +97,7 @@ pub async fn mount_ref(
             });
         }
     }
-    let (name, digest) = match resolve(store, reference, settings, reporter).await {
+    let (name, digest, trust_checks) = match resolve(store, reference, settings, reporter).await {
         Ok(r) => r,
         Err(e) => {
             point.discard();
@@ -108,6 +111,7 @@ pub async fn mount_ref(
         name,
         digest,
         notes,
+        trust_checks,
     })
 }
 
@@ -134,13 +138,14 @@ pub async fn mount_stored(
     .expect("no panic")
 }
 
-/// The store's name and manifest digest of `reference`, pulling or copying it in when missing.
+/// The store's name and manifest digest of `reference`, pulling or copying it in when missing,
+/// and the trust rules it passed.
 async fn resolve(
     store: &Arc<Store>,
     reference: &str,
     settings: &MountRefSettings,
     reporter: Arc<dyn Reporter>,
-) -> Result<(String, Digest)> {
+) -> Result<(String, Digest, Vec<String>)> {
     let trust = &settings.pull.trust;
     // A name in the store as it was tagged (what completion offers) comes first, unless keys or
     // a policy apply: those are checked on the reference below. Anything else is a reference,
@@ -148,7 +153,7 @@ async fn resolve(
     if trust.is_empty()
         && let Some(d) = store.resolve(reference)?
     {
-        return Ok((reference.to_string(), d.digest));
+        return Ok((reference.to_string(), d.digest, Vec::new()));
     }
     Ok(match Target::parse(reference)? {
         Target::Registry(r) => {
@@ -156,14 +161,16 @@ async fn resolve(
             match store.resolve(&name)? {
                 Some(d) => {
                     // Pulled earlier, maybe under another policy: the rules of today apply.
+                    let mut passed = Vec::new();
                     if !trust.is_empty() {
                         let client = crate::open::client(settings.client.clone())?;
-                        trust
+                        passed = trust
                             .check(&client, &r, &d.digest)
                             .await
-                            .context_with(|| format!("refusing to mount {name}"))?;
+                            .context_with(|| format!("refusing to mount {name}"))?
+                            .passed;
                     }
-                    (name, d.digest)
+                    (name, d.digest, passed)
                 }
                 None => {
                     let client = crate::open::client(settings.client.clone())?;
@@ -172,7 +179,7 @@ async fn resolve(
                         .context_with(|| {
                             format!("{name} is not in the store and pulling it failed")
                         })?;
-                    (name, report.manifest_digest)
+                    (name, report.manifest_digest, report.trust_checks)
                 }
             }
         }
@@ -182,9 +189,9 @@ async fn resolve(
             match store.resolve(&name)? {
                 Some(d) => {
                     // Copied earlier, maybe under another policy: the rules of today apply.
-                    crate::import::check_trust(trust, &path, &tag, &d.digest)
+                    let passed = crate::import::check_trust(trust, &path, &tag, &d.digest)
                         .context_with(|| format!("refusing to mount {name}"))?;
-                    (name, d.digest)
+                    (name, d.digest, passed)
                 }
                 None => {
                     let (s, trust) = (store.clone(), trust.clone());
@@ -194,7 +201,7 @@ async fn resolve(
                     .await
                     .expect("no panic")
                     .context_with(|| format!("cannot copy {reference} into the store"))?;
-                    (name, report.manifest_digest)
+                    (name, report.manifest_digest, report.trust_checks)
                 }
             }
         }
