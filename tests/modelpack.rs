@@ -890,6 +890,29 @@ fn push_modelpack_publishes_chunk_indexes_that_a_pull_verifies_chunk_by_chunk() 
         entries[0]["artifactType"],
         "application/vnd.erofs.chunk-index.v1"
     );
+    // `inspect` of a tag that names an index says so, and which manifest it shows.
+    let listed_ref = format!("{}/models/indexed:{tag}", reg.addr);
+    let seen =
+        run_json(fspack(&tmp.path().join("push-store")).args(["inspect", &listed_ref, "--json"]));
+    let raw_index = curl(&[
+        "-H",
+        "Accept: application/vnd.oci.image.index.v1+json",
+        &format!("http://{}/v2/models/indexed/manifests/{tag}", reg.addr),
+    ]);
+    assert_eq!(seen["index_digest"], sha256(&raw_index), "{seen}");
+    assert_eq!(seen["digest"], report["chunk_indexes"], "{seen}");
+    let human = fspack(&tmp.path().join("push-store"))
+        .args(["inspect", &listed_ref])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains(&format!(
+            "index:     {} (an image index",
+            seen["index_digest"].as_str().unwrap()
+        )),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
     // `inspect` says which layers have a chunk index, and where.
     let out = fspack(&tmp.path().join("push-store"))
         .args(["inspect", &reference])

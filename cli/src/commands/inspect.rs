@@ -18,6 +18,12 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     writeln!(out, "reference: {}", view.reference)?;
+    if let Some(index) = &view.index_digest {
+        writeln!(
+            out,
+            "index:     {index} (an image index; shown: the manifest it lists for fspack, else its first)"
+        )?;
+    }
     writeln!(out, "digest:    {}", view.digest)?;
     writeln!(
         out,

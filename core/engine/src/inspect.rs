@@ -20,6 +20,10 @@ pub struct Inspection {
     pub reference: String,
     /// The manifest's digest (`sha256:…`).
     pub digest: Digest,
+    /// The digest of the image index the reference named, when the manifest shown is the one
+    /// it lists for fspack (else its first entry); absent when the reference named a manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<Digest>,
     /// `erofs`, `squashfs` or `model`; `None` when fspack cannot mount the artifact.
     pub format: Option<String>,
     /// Sum of the layers' sizes, in bytes.
@@ -107,7 +111,7 @@ pub async fn inspect(
     target: &Target,
     client: Option<&Client>,
 ) -> Result<Inspection> {
-    let (digest, manifest) = match target {
+    let (digest, manifest, index_digest) = match target {
         Target::Registry(r) => {
             let client = client.ok_or_else(|| {
                 EngineError::Usage(format!("inspecting {reference} needs a registry client"))
@@ -115,7 +119,7 @@ pub async fn inspect(
             let f = crate::pull::fetch_manifest(client, r)
                 .await
                 .context_with(|| format!("cannot read the manifest of {reference}"))?;
-            (f.digest, f.manifest)
+            (f.digest, f.manifest, f.index)
         }
         Target::Layout { path, tag } => {
             let layout = LayoutReader::open(path).map_err(|_| {
@@ -131,6 +135,7 @@ pub async fn inspect(
             (
                 d.digest.clone(),
                 crate::artifact::parse_manifest(&bytes, reference)?,
+                None,
             )
         }
     };
@@ -141,6 +146,7 @@ pub async fn inspect(
     Ok(Inspection {
         reference: reference.to_string(),
         digest,
+        index_digest,
         format,
         size,
         manifest,

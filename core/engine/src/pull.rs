@@ -95,6 +95,9 @@ pub struct Fetched {
     pub digest: Digest,
     /// The trust rules it passed ([`fetch_trusted`]); empty when none was checked.
     pub trust_checks: Vec<String>,
+    /// The digest of the image index the reference named, when the manifest was reached
+    /// through it ([`fetch_manifest`]); `None` for a reference that named the manifest itself.
+    pub index: Option<Digest>,
 }
 
 /// How a pull spreads its requests: blobs at once and Range requests per blob.
@@ -146,12 +149,14 @@ pub fn plan_lanes(sizes: &[u64], jobs: usize, ranges: usize) -> Lanes {
     }
 }
 
-/// Resolves `r` to an image manifest, following an index to its first fspack (or first) entry.
+/// Resolves `r` to an image manifest, following an index to its first fspack (or first) entry;
+/// [`Fetched::index`] then names the index.
 pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
     let (media_type, bytes, digest) = client.get_manifest(r).await?;
     if media_type == MEDIA_INDEX
         || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
     {
+        let index_digest = digest;
         let index: Index = crate::artifact::parse_index(&bytes, &r.to_string())?;
         let entry = index
             .manifests
@@ -174,6 +179,7 @@ pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
             bytes,
             digest,
             trust_checks: Vec::new(),
+            index: Some(index_digest),
         });
     }
     let manifest = parse_manifest(&bytes, &r.to_string())?;
@@ -182,6 +188,7 @@ pub async fn fetch_manifest(client: &Client, r: &Reference) -> Result<Fetched> {
         bytes,
         digest,
         trust_checks: Vec::new(),
+        index: None,
     })
 }
 
