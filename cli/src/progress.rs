@@ -17,6 +17,9 @@ pub struct Bars {
     bars: Mutex<Vec<Option<(ProgressBar, bool)>>>,
     /// Whether the total has become a bar (see [`Bars::size_known`]).
     sized: std::sync::atomic::AtomicBool,
+    /// Bytes found present already (cached blobs, blobs the registry has): taken off the total,
+    /// and named beside it so a total that shrinks says why.
+    skipped: std::sync::atomic::AtomicU64,
 }
 
 impl Bars {
@@ -42,6 +45,7 @@ impl Bars {
             bars: Mutex::new(Vec::new()),
             planned: std::sync::atomic::AtomicBool::new(false),
             sized: std::sync::atomic::AtomicBool::new(false),
+            skipped: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -54,7 +58,7 @@ impl Bars {
         self.total.disable_steady_tick();
         self.total.set_style(
             ProgressStyle::with_template(
-                "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
             )
             .expect("valid template")
             .progress_chars("=> "),
@@ -108,6 +112,14 @@ impl Reporter for Bars {
     fn skipped(&self, bytes: u64) {
         let len = self.total.length().unwrap_or(0);
         self.total.set_length(len.saturating_sub(bytes));
+        let skipped = self
+            .skipped
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
+            + bytes;
+        self.total.set_message(format!(
+            "({} present already)",
+            indicatif::HumanBytes(skipped)
+        ));
     }
     fn advance(&self, id: usize, n: u64) {
         if let Some(Some((bar, counts))) = self.bars.lock().expect("not poisoned").get(id) {
@@ -164,5 +176,15 @@ mod tests {
         assert!(!planned.shows_bar());
         planned.plan_total(5);
         assert!(planned.shows_bar());
+    }
+
+    #[test]
+    fn bytes_present_already_leave_the_total_and_are_named_beside_it() {
+        let bars = Bars::new(false);
+        bars.plan_total(3 << 20);
+        bars.skipped(1 << 20);
+        bars.skipped(1 << 20);
+        assert_eq!(bars.total.length(), Some(1 << 20));
+        assert_eq!(bars.total.message(), "(2.00 MiB present already)");
     }
 }
