@@ -55,7 +55,7 @@ impl Code {
                 "failure not covered below (local I/O error, a source file that changed during the build, a tree the format cannot store)"
             }
             Code::Usage => {
-                "bad usage: unknown flag, invalid reference, option value or mount point"
+                "bad usage: unknown flag, invalid reference, option value or mount point, or an artifact fspack cannot mount (a tar+gzip container image, a layer type it does not know)"
             }
             Code::NotFound => {
                 "reference, tag, blob, path (a source directory, a key or policy file) or mount point not found"

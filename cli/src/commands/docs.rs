@@ -274,7 +274,15 @@ fn write_man(dir: &Path) -> anyhow::Result<()> {
     }
     buf.extend_from_slice(extra.as_bytes());
     write(&dir.join("fspack.1"), &buf)?;
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // Built, so the global options (-q, -v) are propagated into each subcommand's page: an
+    // unbuilt subcommand lists only its own arguments.
+    let mut built = cmd;
+    built.build();
+    // `build` also adds clap's own `help` subcommand, which needs no page.
+    for sub in built
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("fspack-{}", sub.get_name());
         // clap names are &'static str; this runs once per page in a generator command.
         let static_name: &'static str = Box::leak(name.clone().into_boxed_str());
