@@ -86,6 +86,15 @@ if [[ -z $SKIP_REG ]]; then
     run_curl_get_fsync() { run_curl_get && sync "$DL"/*; }
     export -f run_curl_get_fsync
     measure pull.limit_fsync "limit, equal durability: the same curl GETs, then fsync of each file" "$MODEL_LABEL" "skip:SKIP_PLIMIT" prep_plimit run_curl_get_fsync check_curl_get "coreutils sync FILE...: fsync per file"
+    # The disk alone: the model's byte count written from memory and fsynced, no network and no
+    # hashing. A pull that must have every byte on disk before it returns cannot beat it (#9).
+    DISK_FILE=$WORK/disk-floor DISK_COUNT=$(( (MODEL_BYTES + 4194303) / 4194304 ))
+    export DISK_FILE DISK_COUNT
+    prep_disk() { rm -f "$DISK_FILE"; sync; }
+    run_disk() { dd if=/dev/zero of="$DISK_FILE" bs=4M count="$DISK_COUNT" conv=fsync status=none; }
+    check_disk() { ROW_BYTES=$(stat -c %s "$DISK_FILE"); rm -f "$DISK_FILE"; }
+    export -f run_disk
+    measure pull.disk "disk alone: as many bytes written by dd bs=4M, then fsync" "$MODEL_LABEL" "" prep_disk run_disk check_disk "no network, no hashing: the floor of a durable pull on this disk"
     umount_quiet "$MNT"
     registry_stop pull
     rm -rf "$WORK/reg-pull" "$STORE" "$DL" "$WORK/x"
@@ -96,4 +105,4 @@ fi
 target ratio "pull, loopback: fspack / limit wall time (#5)" pull.fspack pull.limit "<=" 1.2
 target ratio "pull, loopback: fspack / oras pull wall time (#5)" pull.fspack pull.oras "<=" 0.7
 target rss "pull: fspack peak RSS (#5)" pull.fspack 128
-summary "pull $MODEL_LABEL and mount (verified, fsynced)" pull.fspack pull.limit pull.limit_fsync pull.oras pull.targz
+summary "pull $MODEL_LABEL and mount (verified, fsynced)" pull.fspack pull.limit pull.limit_fsync pull.disk pull.oras pull.targz
