@@ -103,6 +103,14 @@ ensure_tools() {
 # bench_work: the work area under $OUT, removed (with everything mounted in it) on exit.
 bench_work() {
     mkdir -p "$OUT"
+    # The lazy section alone puts an 8 GiB model in a registry and a store: with too little
+    # room the rows fail halfway with ENOSPC and logs too truncated to say so.
+    local need_gib=$((quick ? 10 : 30)) avail_gib
+    avail_gib=$(($(df --output=avail -k "$OUT" | tail -1) / 1048576))
+    if ((avail_gib < need_gib)); then
+        echo "bench: $avail_gib GiB free under $OUT; a $( ((quick)) && echo quick || echo full) run needs $need_gib GiB (free some space, or set BENCH_OUT)" >&2
+        exit 1
+    fi
     WORK=$(mktemp -d "$OUT/work.XXXXXX")
     RESULTS=$WORK/results.jsonl
     : >"$RESULTS"
@@ -330,6 +338,8 @@ why() {
         echo "n/a (this fspack build lacks it: ${line#error: })"; return
     fi
     line=$(grep -v '^\s*$' "$1" | grep -iv '^command exited' | tail -1)
+    # An empty log is what a full disk leaves: say so rather than FAILED ().
+    [[ -n $line ]] || line="no message; $(df -h --output=avail "$1" | tail -1 | tr -d ' ') free on its disk"
     echo "FAILED (${line:0:160})"
 }
 SECTION=
