@@ -33,13 +33,15 @@ bench_parse_args() {
     quick=0
     local runs='' s
     sections=$(bench_sections | paste -sd, -)
+    local own_build=0
+    [[ -z ${FSPACK:-} ]] && own_build=1
     FSPACK=${FSPACK:-$ROOT/target/release/fspack}
     while (($#)); do
         case $1 in
         --quick) quick=1 ;;
         --runs) runs=${2:?--runs needs a number}; shift ;;
         --only) sections=${2:?--only needs a list}; shift ;;
-        --fspack) FSPACK=${2:?--fspack needs a path}; shift ;;
+        --fspack) FSPACK=${2:?--fspack needs a path}; own_build=0; shift ;;
         -h | --help) sed -n '2,/^$/p' "$BENCH/run.sh" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
         esac
@@ -63,6 +65,12 @@ bench_parse_args() {
     # Upstream erofs-utils (the build target's peer, issue 14); Debian's 1.5 is the other row.
     MKFS_EROFS_UPSTREAM=${BENCH_MKFS_EROFS:-$ROOT/../shared/tools/erofs-utils-1.9.3/bin/mkfs.erofs}
     [[ -x $MKFS_EROFS_UPSTREAM ]] || MKFS_EROFS_UPSTREAM=/work/shared/tools/erofs-utils-1.9.3/bin/mkfs.erofs
+    # The results name the commit the binary was built from, so the default binary is built
+    # from this work tree first (a no-op when it is fresh) rather than trusted to match it.
+    if ((own_build)) && command -v cargo >/dev/null; then
+        echo "run.sh: building the fspack under test (cargo build --release -p fspack)" >&2
+        (cd "$ROOT" && cargo build --release -q -p fspack) || { echo "run.sh: the build failed" >&2; exit 1; }
+    fi
     FSPACK=$(realpath -m "$FSPACK")
     VENV=$OUT/venv
     PY=$VENV/bin/python
@@ -422,7 +430,7 @@ bench_data() {
     export MKFS_EROFS_PIPE
     meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
     meta machine "$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 2^20 }' /proc/meminfo) RAM, Linux $(uname -r)"
-    meta fspack "$FSPACK_VERSION, binary ${FSPACK#"$ROOT"/}, ${BENCH_FSPACK_DESC:-built from the work tree at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')}"
+    meta fspack "$FSPACK_VERSION, binary ${FSPACK#"$ROOT"/}, ${BENCH_FSPACK_DESC:-built from the work tree at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- cli core Cargo.toml Cargo.lock 2>/dev/null || echo ' with uncommitted changes')}"
     meta peers "mkfs.erofs ${MKFS_EROFS_UPSTREAM_VERSION:-missing} (upstream) and ${MKFS_EROFS_VERSION:-?} (Debian), mksquashfs ${MKSQUASHFS_VERSION:-?}, oras-py $ORAS_VERSION, curl $(curl --version 2>/dev/null | awk 'NR == 1 { print $2 }'), docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null | sed 's/+.*//')"
     meta runs "$RUNS"
     meta long_s "${BENCH_LONG_S:-5}"
