@@ -890,3 +890,52 @@ fn privileged_ctrl_c_during_mount_leaves_nothing_and_a_full_dir_is_named() {
     });
     assert!(s.mnt.join("mine.txt").exists());
 }
+
+/// CPU time (user + system) of process `pid` so far, from /proc/PID/stat, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A lazy server whose fill waits on a slow link sleeps: once the setup has closed its end of
+/// the pipe, the server's loop once woke at once on the closed channel and spun a core for the
+/// whole fill, which on a 2-core host slowed the very reads it serves (bench: a 2 GiB lazy read
+/// went from 8 s to 12 s, 4 CPU seconds of it in that loop).
+#[test]
+fn privileged_a_lazy_server_waiting_on_a_slow_link_does_not_spin() {
+    let Some(Setup {
+        reg: _reg,
+        proxy,
+        tmp,
+        src: _,
+        reference,
+        store,
+        mnt,
+    }) = setup("idle-cpu", 9)
+    else {
+        return;
+    };
+    // Each 8 MiB fill run takes 40 s: for the seconds measured, the server only waits.
+    proxy.set_delay_ms_per_mib(5_000);
+    mount_lazy_with(&store, &reference, &mnt, 30_000, &["--jobs", "1"]);
+    then_umount(tmp.path(), &store, &mnt, || {
+        let pid = servers(&store)[0];
+        // /proc counts in USER_HZ, which the kernel fixes at 100 for user space.
+        let ticks = 100;
+        let before = cpu_ticks(pid);
+        std::thread::sleep(Duration::from_secs(2));
+        let used = cpu_ticks(pid) - before;
+        // A spinning loop takes a whole core: about 2 s in 2 s. A waiting server takes a few
+        // status writes and mount checks; 0.5 s leaves room for a loaded CI machine.
+        assert!(
+            used * 1000 / ticks < 500,
+            "the lazy server used {} ms of CPU in 2 s while its fill waited",
+            used * 1000 / ticks
+        );
+    });
+    proxy.set_delay_ms_per_mib(0);
+}

@@ -254,6 +254,9 @@ async fn run(spec: ServeSpec, s: Started, mut input: Box<dyn BufRead + Send>) ->
     // `None` until the first write; then when and at which setup stage it was written.
     let mut written: Option<(Instant, Setup)> = None;
     let mut mount_checked = Instant::now();
+    // The setup closes its end once mounted, which drops the sender: from then on `changed()`
+    // is ready at once, and selecting on it would spin this loop on a core.
+    let mut setup_open = true;
     let outcome = loop {
         let mut committed = false;
         for (b, result) in s.fill.take_commits() {
@@ -299,7 +302,7 @@ async fn run(spec: ServeSpec, s: Started, mut input: Box<dyn BufRead + Send>) ->
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = s.fill.progress.notified() => {}
-            _ = setup_rx.changed() => {}
+            changed = setup_rx.changed(), if setup_open => setup_open = changed.is_ok(),
             _ = term.recv() => break ServerState::Stopped,
         }
     };
