@@ -353,7 +353,7 @@ impl SourceDirs {
     pub(crate) fn open(&mut self, path: &Path) -> Result<File> {
         use rustix::fs::{Mode, OFlags};
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return File::open(path).map_err(|e| Error::io(path, e));
+            return File::open(path).map_err(|e| open_error(path, e));
         };
         let dir = match self.open.get(parent) {
             Some(fd) => fd,
@@ -363,7 +363,7 @@ impl SourceDirs {
                     OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                     Mode::empty(),
                 )
-                .map_err(|e| Error::io(path, e.into()))?;
+                .map_err(|e| open_error(path, e.into()))?;
                 if self.open.len() >= OPEN_DIRS {
                     self.open.clear();
                 }
@@ -371,9 +371,22 @@ impl SourceDirs {
             }
         };
         let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Error::io(path, e.into()))?;
+            .map_err(|e| open_error(path, e.into()))?;
         Ok(File::from(fd))
     }
+}
+
+/// The error for a source file the walk saw that cannot be opened now: gone since the walk is
+/// a file that changed during the build (exit 1, "build again"), not a path the user named
+/// wrong (exit 3; s8 fidelity pass, B4); anything else is the I/O error itself.
+pub(crate) fn open_error(path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        return Error::FileChanged {
+            path: path.to_path_buf(),
+            what: "removed after the walk".into(),
+        };
+    }
+    Error::io(path, e)
 }
 
 /// Appends `len` bytes of `src` from `offset` to `buf`.
@@ -399,7 +412,7 @@ fn read_into(src: &File, src_path: &Path, offset: u64, len: u64, buf: &mut Vec<u
 }
 
 fn open_checked(path: &Path, expect: &FileStamp) -> Result<File> {
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let f = File::open(path).map_err(|e| open_error(path, e))?;
     check_unchanged(&f, path, expect)?;
     Ok(f)
 }

@@ -217,6 +217,24 @@ fn editing_one_small_file_changes_only_the_metadata_and_its_blob() {
     );
 }
 
+/// s8 fidelity pass, B4: a file removed after the walk is a file that changed during the build
+/// (exit 1, "build again"), not a path the user named wrong (exit 3).
+#[test]
+fn a_file_removed_after_the_walk_is_a_changed_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("goes"), vec![1u8; 10_000]).unwrap();
+    let img = plan(&src, &ErofsOptions::default());
+    fs::remove_file(src.join("goes")).unwrap();
+    let err = img
+        .meta
+        .write_file(&tmp.path().join("image.erofs"))
+        .unwrap_err();
+    assert_eq!(err.kind(), fspack_image::ErrorKind::Changed, "{err}");
+    assert!(err.to_string().contains("removed after the walk"), "{err}");
+}
+
 #[test]
 fn a_file_changed_after_the_walk_fails_the_build_and_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();

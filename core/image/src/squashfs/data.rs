@@ -346,7 +346,7 @@ fn writer(
 }
 
 fn open_checked(f: &FileInput<'_>) -> Result<File> {
-    let src = File::open(f.path).map_err(|e| Error::io(f.path, e))?;
+    let src = File::open(f.path).map_err(|e| crate::source::open_error(f.path, e))?;
     check_unchanged(&src, f)?;
     Ok(src)
 }
