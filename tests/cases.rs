@@ -1024,3 +1024,139 @@ fn privileged_umount_from_another_store_names_the_mounts_store() {
     }
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
+
+/// Incompressible bytes without a random-number crate: xorshift64, seeded.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Starts `fspack ARGS`, waits until `ready` sees its temporary output, sends `signal`, and
+/// returns the exit code and stderr.
+fn interrupt_when(
+    store: &Path,
+    args: &[&std::ffi::OsStr],
+    signal: &str,
+    ready: impl Fn() -> bool,
+) -> (Option<i32>, String) {
+    let child = Command::new(assert_cmd::cargo::cargo_bin("fspack"))
+        .env("FSPACK_STORE", store)
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "no temporary output appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let st = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// s8 fidelity pass, B2: Ctrl-C or SIGTERM during `build` and during a SquashFS `push` once left
+/// the staged image or the compressed shards behind (0.4 GB). Now the command exits 130 with
+/// nothing temporary left, the old output unchanged and no tag made.
+#[test]
+fn an_interrupted_build_or_push_removes_its_temporary_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // xz over incompressible data: seconds of work, so the signal lands mid-write.
+    fs::write(src.join("weights.bin"), noise(48 << 20, 7)).unwrap();
+    let out_dir = tmp.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("img.sqfs");
+    fs::write(&out, b"old image").unwrap();
+    let store = tmp.path().join("store");
+    for signal in ["INT", "TERM"] {
+        let (code, stderr) = interrupt_when(
+            &store,
+            &[
+                "build".as_ref(),
+                src.as_os_str(),
+                "-o".as_ref(),
+                out.as_os_str(),
+                "--format".as_ref(),
+                "squashfs".as_ref(),
+                "--compression".as_ref(),
+                "xz".as_ref(),
+            ],
+            signal,
+            || fs::read_dir(&out_dir).unwrap().count() > 1,
+        );
+        assert_eq!(code, Some(130), "SIG{signal}: {stderr}");
+        let left: Vec<_> = fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec!["img.sqfs"], "SIG{signal}: {stderr}");
+        assert_eq!(fs::read(&out).unwrap(), b"old image");
+    }
+
+    // A SquashFS push to a registry compresses its shards into the store's tmp/ first.
+    let Some(reg) = Registry::start() else { return };
+    let target = format!("{}/t/interrupted:v1", reg.addr);
+    let scratch = store.join("tmp");
+    let (code, stderr) = interrupt_when(
+        &store,
+        &[
+            "push".as_ref(),
+            src.as_os_str(),
+            target.as_ref(),
+            "--format".as_ref(),
+            "squashfs".as_ref(),
+            "--compression".as_ref(),
+            "xz".as_ref(),
+        ],
+        "INT",
+        || fs::read_dir(&scratch).is_ok_and(|mut d| d.next().is_some()),
+    );
+    assert_eq!(code, Some(130), "{stderr}");
+    let left: Vec<_> = fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the store's tmp/: {left:?}");
+    fspack(&store).args(["inspect", &target]).assert().code(3);
+
+    // SIGKILL runs nothing: the shards stay until `gc`, which owns the store while it runs.
+    let push_args: Vec<&std::ffi::OsStr> = vec![
+        "push".as_ref(),
+        src.as_os_str(),
+        target.as_ref(),
+        "--format".as_ref(),
+        "squashfs".as_ref(),
+        "--compression".as_ref(),
+        "xz".as_ref(),
+    ];
+    let (code, _) = interrupt_when(&store, &push_args, "KILL", || {
+        fs::read_dir(&scratch).is_ok_and(|mut d| d.next().is_some())
+    });
+    assert_eq!(code, None, "killed by the signal");
+    assert!(fs::read_dir(&scratch).unwrap().next().is_some());
+    fspack(&store)
+        .arg("gc")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "1 scratch entry a killed push left in tmp/",
+        ));
+    assert!(fs::read_dir(&scratch).unwrap().next().is_none());
+}

@@ -262,7 +262,7 @@ fn write_man(dir: &Path) -> anyhow::Result<()> {
     extra.push_str(&format!(
         ".TP\n.B {}\n{}\n",
         exit::INTERRUPTED,
-        roff_escape("Interrupted (Ctrl-C) during mount or pull --mount: a mount already made is unmounted with its loop devices and lazy server, and directories fspack created are removed; a re-run resumes the download.")
+        roff_escape("Interrupted (Ctrl-C or SIGTERM). During build or push: temporary files and directories are removed and the old output is unchanged (no tag is moved). During mount or pull --mount: a mount already made is unmounted with its loop devices and lazy server, and directories fspack created are removed; a re-run resumes the download.")
     ));
     extra.push_str(".SH ENVIRONMENT\n");
     for (k, v) in ENVIRONMENT {

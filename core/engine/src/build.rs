@@ -146,6 +146,8 @@ pub fn build_erofs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<B
         notes: Vec::new(),
     };
     let staged_image = tmp_name(out);
+    // Listed so that an interrupted build removes it (`fspack_atomic::remove_pending`).
+    let _listed_image = fspack_atomic::Pending::new(&staged_image);
     if settings.erofs.layout != Layout::Chunked {
         image.meta.write_file(&staged_image)?;
         report.bytes += image.meta.len();
@@ -160,6 +162,7 @@ pub fn build_erofs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<B
     }
     let final_dir = blob_dir(out);
     let staged_dir = tmp_name(&final_dir);
+    let _listed_dir = fspack_atomic::Pending::new(&staged_dir);
     let _ = fs::remove_dir_all(&staged_dir);
     fs::create_dir_all(&staged_dir).map_err(|e| EngineError::io(&staged_dir, e))?;
     let staged = (|| -> Result<()> {
@@ -181,7 +184,9 @@ pub fn build_erofs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<B
         let _ = fs::remove_file(&staged_image);
         return Err(e);
     }
-    swap_in(&staged_dir, &final_dir, &staged_image, out)?;
+    // An interrupt waits for the swap: cut in half, it would leave the old image beside the
+    // new blobs, or remove the old blobs the old image still needs.
+    fspack_atomic::finishing(|| swap_in(&staged_dir, &final_dir, &staged_image, out))?;
     Ok(report)
 }
 

@@ -64,10 +64,23 @@ impl Prepared {
 }
 
 /// A temporary directory removed on drop (SquashFS shards compressed before upload).
-pub(crate) struct Scratch(pub(crate) PathBuf);
+pub(crate) struct Scratch {
+    pub(crate) dir: PathBuf,
+    /// Held, not read: lists `dir` for an interrupt until this is dropped.
+    _listed: fspack_atomic::Pending,
+}
+
+impl Scratch {
+    /// `dir`, removed when this is dropped, and by an interrupt before that
+    /// (`fspack_atomic::remove_pending`).
+    pub(crate) fn new(dir: PathBuf) -> Scratch {
+        let _listed = fspack_atomic::Pending::new(&dir);
+        Scratch { dir, _listed }
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

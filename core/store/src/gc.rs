@@ -30,6 +30,8 @@ pub struct GcReport {
     pub kept_ingests: usize,
     /// Bytes of those partial downloads.
     pub kept_ingest_bytes: u64,
+    /// Scratch entries left in `tmp/` by a killed push (SquashFS shards), removed.
+    pub removed_scratch: usize,
 }
 
 impl std::fmt::Display for GcReport {
@@ -38,9 +40,14 @@ impl std::fmt::Display for GcReport {
             1 => format!("1 {noun}"),
             _ => format!("{n} {noun}s"),
         };
+        let scratch = match self.removed_scratch {
+            0 => String::new(),
+            1 => ", 1 scratch entry a killed push left in tmp/".to_string(),
+            k => format!(", {k} scratch entries a killed push left in tmp/"),
+        };
         write!(
             f,
-            "removed {} and {}, freed {} bytes; kept {}",
+            "removed {} and {}{scratch}, freed {} bytes; kept {}",
             n(self.removed_blobs, "blob"),
             n(self.removed_ingests, "partial download"),
             self.freed_bytes,
@@ -158,10 +165,37 @@ impl Store {
             report.removed_blobs += 1;
             report.freed_bytes += size;
         }
+        // gc holds the store's lock exclusively, so no process of this store is running: what
+        // `tmp/` holds (shards a push compressed before it was killed) belongs to nobody.
+        let scratch = self.root.join("tmp");
+        if let Ok(entries) = fs::read_dir(&scratch) {
+            for e in entries.flatten() {
+                let path = e.path();
+                let bytes = tree_bytes(&path);
+                let gone = match e.file_type() {
+                    Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                    _ => fs::remove_file(&path),
+                };
+                gone.map_err(|err| StoreError::io(&path, err))?;
+                report.removed_scratch += 1;
+                report.freed_bytes += bytes;
+            }
+        }
         let (n, bytes) = ingest::remove_abandoned(self, ingest_ttl)?;
         report.removed_ingests = n;
         report.freed_bytes += bytes;
         (report.kept_ingests, report.kept_ingest_bytes) = ingest::partial_downloads(self)?;
         Ok(report)
+    }
+}
+
+/// Bytes held by the file, or by the files under the directory, at `path` (0 where unreadable).
+fn tree_bytes(path: &std::path::Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::read_dir(path)
+            .map(|d| d.flatten().map(|e| tree_bytes(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
     }
 }

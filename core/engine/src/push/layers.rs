@@ -235,7 +235,7 @@ fn squashfs_layers(
         });
     }
     let dir = base.join(format!("fspack-push-{}-{n}", std::process::id()));
-    let scratch = Scratch(dir.clone());
+    let scratch = Scratch::new(dir.clone());
     let report = crate::build::write_shards(&tree, &settings.sized_for(&tree), &dir)?;
     for note in &report.notes {
         tracing::warn!("{note}");
