@@ -132,10 +132,20 @@ pub(super) fn place_inodes(
     for (id, node) in nodes.iter_mut().enumerate() {
         let base = node.base_len();
         if base > BLKSZ {
+            // Name the largest attribute: the one to look at first (s8 fidelity pass: the
+            // message named "").
+            let inode = &tree.inodes[id];
+            let largest = inode
+                .xattrs
+                .iter()
+                .max_by_key(|(k, v)| k.len() + v.len())
+                .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default();
             return Err(Error::Xattr {
-                path: tree.inodes[id].path.clone(),
-                name: String::new(),
-                why: "extended attributes of this inode take more than one 4 KiB block",
+                path: inode.path.clone(),
+                name: largest,
+                why: "with the inode, this inode's extended attributes take more than the one \
+                      4 KiB block fspack's EROFS writer gives them (--format squashfs stores them)",
             });
         }
         if let Data::Flat {

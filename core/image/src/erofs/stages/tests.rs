@@ -204,3 +204,22 @@ fn the_superblock_is_checksummed_and_named_by_the_metadata() {
         "a metadata change renames the image"
     );
 }
+
+#[test]
+fn xattrs_over_one_block_are_refused_naming_the_largest() {
+    let (_d, mut t) = tree();
+    let small = id(&t, "small");
+    t.inodes[small].xattrs = vec![
+        (b"user.a".to_vec(), vec![0u8; 100]),
+        (b"user.big".to_vec(), vec![0u8; 4050]),
+    ];
+    let mut nodes = shaped(&t);
+    let err = place_inodes(&t, &mut nodes, 0, 0).unwrap_err();
+    match &err {
+        Error::Xattr { name, path, .. } => {
+            assert_eq!(name, "user.big", "{err}");
+            assert!(path.ends_with("small"), "{err}");
+        }
+        other => panic!("{other}"),
+    }
+}
