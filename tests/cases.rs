@@ -1114,29 +1114,6 @@ fn an_interrupted_build_or_push_removes_its_temporary_files() {
     let Some(reg) = Registry::start() else { return };
     let target = format!("{}/t/interrupted:v1", reg.addr);
     let scratch = store.join("tmp");
-    let (code, stderr) = interrupt_when(
-        &store,
-        &[
-            "push".as_ref(),
-            src.as_os_str(),
-            target.as_ref(),
-            "--format".as_ref(),
-            "squashfs".as_ref(),
-            "--compression".as_ref(),
-            "xz".as_ref(),
-        ],
-        "INT",
-        || fs::read_dir(&scratch).is_ok_and(|mut d| d.next().is_some()),
-    );
-    assert_eq!(code, Some(130), "{stderr}");
-    let left: Vec<_> = fs::read_dir(&scratch)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "left in the store's tmp/: {left:?}");
-    fspack(&store).args(["inspect", &target]).assert().code(3);
-
-    // SIGKILL runs nothing: the shards stay until `gc`, which owns the store while it runs.
     let push_args: Vec<&std::ffi::OsStr> = vec![
         "push".as_ref(),
         src.as_os_str(),
@@ -1146,6 +1123,18 @@ fn an_interrupted_build_or_push_removes_its_temporary_files() {
         "--compression".as_ref(),
         "xz".as_ref(),
     ];
+    let (code, stderr) = interrupt_when(&store, &push_args, "INT", || {
+        fs::read_dir(&scratch).is_ok_and(|mut d| d.next().is_some())
+    });
+    assert_eq!(code, Some(130), "{stderr}");
+    let left: Vec<_> = fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the store's tmp/: {left:?}");
+    fspack(&store).args(["inspect", &target]).assert().code(3);
+
+    // SIGKILL runs nothing: the shards stay until `gc`, which owns the store while it runs.
     let (code, _) = interrupt_when(&store, &push_args, "KILL", || {
         fs::read_dir(&scratch).is_ok_and(|mut d| d.next().is_some())
     });

@@ -654,28 +654,35 @@ fn verify_all_reports_a_missing_blob_and_repair_fetches_it_whole() {
     );
 }
 
-/// Report item 24: Ctrl-C during `pull --mount` removes the mount-point directories fspack
-/// created for it.
-#[test]
-fn privileged_an_interrupted_pull_mount_removes_the_mount_point_it_created() {
+/// A `pull --mount` onto `new/deeper` (directories it creates) of a model pushed as `NAME:v1`,
+/// through a proxy slow enough that the pull is still fetching when the test acts; returned
+/// once the mount point exists. `None` where the registry or EROFS mounts are missing.
+struct SlowPull {
+    _reg: Registry,
+    _proxy: FaultProxy,
+    reference: String,
+    store: PathBuf,
+    new: PathBuf,
+    mnt: PathBuf,
+    child: std::process::Child,
+}
+
+fn slow_pull_mount(tmp: &Path, name: &str, salt: u8) -> Option<SlowPull> {
     if !can_mount("erofs") {
-        return;
+        return None;
     }
-    let Some(reg) = Registry::start() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model");
-    model(&src, 21);
-    let reference = format!("{}/models/interrupt:v1", reg.addr);
-    push(tmp.path(), &src, &reference, &["--blob-size", "2M"]);
-    // A slow link: the pull is still fetching when the interrupt comes.
+    let reg = Registry::start()?;
+    let src = tmp.join("model");
+    model(&src, salt);
+    let reference = format!("{}/models/{name}:v1", reg.addr);
+    push(tmp, &src, &reference, &["--blob-size", "2M"]);
     let proxy = FaultProxy::start(&reg.addr, Fault::None);
     proxy.set_delay_ms_per_mib(2_000);
-    let via = format!("{}/models/interrupt:v1", proxy.addr);
-    let store = tmp.path().join("store");
-    let new = tmp.path().join("new");
+    let via = format!("{}/models/{name}:v1", proxy.addr);
+    let store = tmp.join("store");
+    let new = tmp.join("new");
     let mnt = new.join("deeper");
-    let bin = assert_cmd::cargo::cargo_bin("fspack");
-    let child = Command::new(bin)
+    let child = Command::new(assert_cmd::cargo::cargo_bin("fspack"))
         .env("FSPACK_STORE", &store)
         .args(["pull", &via, "--mount"])
         .arg(&mnt)
@@ -691,6 +698,34 @@ fn privileged_an_interrupted_pull_mount_removes_the_mount_point_it_created() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    Some(SlowPull {
+        _reg: reg,
+        _proxy: proxy,
+        reference,
+        store,
+        new,
+        mnt,
+        child,
+    })
+}
+
+/// Report item 24: Ctrl-C during `pull --mount` removes the mount-point directories fspack
+/// created for it.
+#[test]
+fn privileged_an_interrupted_pull_mount_removes_the_mount_point_it_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The registry and proxy are bound: an unbound field would drop (and stop) at once.
+    let Some(SlowPull {
+        _reg: _r,
+        _proxy: _p,
+        store,
+        new,
+        child,
+        ..
+    }) = slow_pull_mount(tmp.path(), "interrupt", 21)
+    else {
+        return;
+    };
     std::thread::sleep(std::time::Duration::from_millis(500));
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -714,38 +749,19 @@ fn privileged_an_interrupted_pull_mount_removes_the_mount_point_it_created() {
 /// `umount` removes them as if that pull had made them.
 #[test]
 fn privileged_a_killed_pull_mount_leaves_its_created_dirs_to_the_next_run() {
-    if !can_mount("erofs") {
-        return;
-    }
-    let Some(reg) = Registry::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model");
-    model(&src, 22);
-    let reference = format!("{}/models/killed:v1", reg.addr);
-    push(tmp.path(), &src, &reference, &["--blob-size", "2M"]);
-    let proxy = FaultProxy::start(&reg.addr, Fault::None);
-    proxy.set_delay_ms_per_mib(2_000);
-    let via = format!("{}/models/killed:v1", proxy.addr);
-    let store = tmp.path().join("store");
-    let new = tmp.path().join("new");
-    let mnt = new.join("deeper");
-    let bin = assert_cmd::cargo::cargo_bin("fspack");
-    let mut child = Command::new(bin)
-        .env("FSPACK_STORE", &store)
-        .args(["pull", &via, "--mount"])
-        .arg(&mnt)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !mnt.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pull never made {}",
-            mnt.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let Some(SlowPull {
+        _reg: _r,
+        _proxy: _p,
+        reference,
+        store,
+        new,
+        mnt,
+        mut child,
+    }) = slow_pull_mount(tmp.path(), "killed", 22)
+    else {
+        return;
+    };
     std::thread::sleep(std::time::Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
