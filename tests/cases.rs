@@ -763,6 +763,14 @@ fn images_lists_the_store_and_rmi_then_gc_frees_only_unshared_blobs() {
         after < before,
         "gc freed a's own blobs ({before} -> {after})"
     );
+    // Nor does gc leave the lock files of the blobs it removed (s8 fidelity pass, P5).
+    let stale: Vec<_> = fs::read_dir(store.join("locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".lock").map(String::from))
+        .filter(|hex| hex.len() == 64 && !store.join("blobs/sha256").join(hex).exists())
+        .collect();
+    assert!(stale.is_empty(), "locks of removed blobs: {stale:?}");
     let left = run_json(fspack(&store).args(["images", "--json"]));
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["reference"], name_b.as_str());

@@ -185,6 +185,29 @@ impl Store {
         report.removed_ingests = n;
         report.freed_bytes += bytes;
         (report.kept_ingests, report.kept_ingest_bytes) = ingest::partial_downloads(self)?;
+        // A blob's lock file outlives the blob (s8 fidelity pass, P5: 6 stale locks after a gc
+        // removed 11 blobs). Nothing else has the store open now, so a lock of a digest with no
+        // blob and no partial download guards nothing.
+        let locks = self.root.join("locks");
+        if let Ok(entries) = fs::read_dir(&locks) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(hex) = name.strip_suffix(".lock") else {
+                    continue;
+                };
+                let is_digest = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+                if is_digest
+                    && !dir.join(hex).exists()
+                    && !self
+                        .root
+                        .join("ingest")
+                        .join(format!("{hex}.data"))
+                        .exists()
+                {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         Ok(report)
     }
 }
