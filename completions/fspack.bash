@@ -138,7 +138,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__build)
-            opts="-o -q -v -h -V --output --layout --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --json --quiet --verbose --help --version"
+            opts="-o -q -v -h -V --output --layout --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --one-file-system --strict-acls --mtime --json --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -725,7 +725,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__push)
-            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --strict-acls --mtime --chunk-size --sign-key --annotation --modelpack --plain-http --insecure --plain-http-credentials --username --password --json --jobs --store --quiet --verbose --help --version"
+            opts="-j -q -v -h -V --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --all-root --one-file-system --strict-acls --mtime --chunk-size --sign-key --annotation --modelpack --plain-http --insecure --plain-http-credentials --username --password --json --jobs --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -896,6 +896,88 @@ fn privileged_a_bind_mount_of_a_parent_inside_the_tree_is_refused() {
     assert!(!tmp.path().join("loop.erofs").exists());
 }
 
+/// A procfs and a tmpfs mounted inside the tree: without `--one-file-system` the build is refused
+/// with exit 1, naming the procfs directory and the flag (procfs files say they hold 0 bytes and
+/// would be stored empty); with it, both mount points are empty directories and the rest of the
+/// tree is stored.
+#[test]
+fn privileged_other_filesystems_inside_the_tree() {
+    if !is_root() || !have_tool("mount") || !can_mount("erofs") {
+        common::trees::privileged::skip("needs root, mount(8) and erofs for mounts inside a tree");
+        return;
+    }
+    common::trees::privileged::ran();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let proc_dir = src.join("sub/proc");
+    let scratch = src.join("scratch");
+    fs::create_dir(&proc_dir).unwrap();
+    fs::create_dir(&scratch).unwrap();
+    let mounted = |args: &[&str], dir: &Path| {
+        assert!(
+            Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    mounted(&["-t", "proc", "proc"], &proc_dir);
+    mounted(&["-t", "tmpfs", "tmpfs"], &scratch);
+    fs::write(scratch.join("elsewhere.txt"), b"on tmpfs\n").unwrap();
+    let build = |out: &str, extra: &[&str]| {
+        fspack(&tmp.path().join("store"))
+            .arg("build")
+            .arg(&src)
+            .arg("-o")
+            .arg(tmp.path().join(out))
+            .args(extra)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    };
+    let refused = build("all.erofs", &[]);
+    let kept = build("one.erofs", &["--one-file-system"]);
+    for dir in [&proc_dir, &scratch] {
+        let _ = Command::new("umount").arg(dir).status();
+    }
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sub/proc is on procfs") && stderr.contains("--one-file-system"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("all.erofs").exists());
+    assert!(
+        kept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let _guard = common::trees::mount_erofs_file(&tmp.path().join("one.erofs"), &[], &mnt);
+    assert_eq!(fs::read_dir(mnt.join("sub/proc")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(mnt.join("scratch")).unwrap().count(), 0);
+    assert_eq!(fs::read(mnt.join("sub/readme.txt")).unwrap(), b"hello\n");
+}
+
+/// A source directory on procfs is refused (exit 1) rather than stored as empty files.
+#[test]
+fn a_source_on_procfs_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("vm.erofs");
+    fspack(&tmp.path().join("store"))
+        .args(["build", "/proc/sys/vm", "-o"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("/proc/sys/vm is on procfs"))
+        .stderr(predicate::str::contains("--one-file-system").not());
+    assert!(!out.exists());
+}
+
 /// Pushes [`small_tree`] to an OCI layout under `dir`; returns its `oci:` reference (no registry
 /// needed).
 fn small_tree_layout(dir: &Path) -> String {

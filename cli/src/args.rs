@@ -300,6 +300,10 @@ pub struct ImageArgs {
     /// Record every file as owned by root (uid 0, gid 0).
     #[arg(long)]
     pub all_root: bool,
+    /// Stay on DIR's filesystem: another filesystem's mount point inside DIR is stored as an
+    /// empty directory, as with `tar --one-file-system`.
+    #[arg(long)]
+    pub one_file_system: bool,
     /// SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store,
     /// instead of dropping them with a warning (EROFS keeps them).
     #[arg(long)]
@@ -334,6 +338,7 @@ impl ImageArgs {
             ("--block-size", self.block_size.is_some()),
             ("--shards", self.shards.is_some()),
             ("--all-root", self.all_root),
+            ("--one-file-system", self.one_file_system),
             ("--strict-acls", self.strict_acls),
             ("--mtime", self.mtime.is_some() && !from_env),
         ]

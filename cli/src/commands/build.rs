@@ -142,6 +142,7 @@ pub fn image_settings(
         walk: WalkOptions {
             all_root: a.all_root,
             mtime: a.mtime,
+            one_file_system: a.one_file_system,
             ..Default::default()
         },
         erofs: ErofsOptions {

@@ -160,7 +160,7 @@ pub fn write_with_tmp_in<T, E>(
     builder.permissions(Permissions::from_mode(opts.mode.unwrap_or(0o666)));
     let mut tmp = builder
         .tempfile_in(tmp_dir)
-        .map_err(|e| io_err(tmp_dir, e))?;
+        .map_err(|e| io_err(tmp_dir, create_error(e)))?;
     let tmp_path = tmp.path().to_path_buf();
     let _listed = Pending::new(&tmp_path);
     let value = fill(tmp.as_file_mut(), &tmp_path)?;
@@ -178,6 +178,23 @@ pub fn write_with_tmp_in<T, E>(
         sync_dir(&dir).map_err(|e| io_err(&dir, e))?;
     }
     Ok(value)
+}
+
+/// Says what failed when no file could be created in a directory. tempfile's error names the
+/// random file name it tried, which the user never asked for (`/proc: No such file or directory
+/// at path "/proc/.x.tmp-q5wUtS"` for `-o /proc/x`); the OS error alone, on the directory,
+/// reads as if the directory were missing.
+fn create_error(e: io::Error) -> io::Error {
+    // tempfile keeps the OS error only inside its private path error, whose `source()` skips
+    // it; its text is "<os error> at path <name>", so the cause is the text before the name.
+    let text = e.to_string();
+    let cause = text
+        .rsplit_once(" at path ")
+        .map_or(text.as_str(), |(c, _)| c);
+    io::Error::new(
+        e.kind(),
+        format!("cannot create a new file in this directory: {cause}"),
+    )
 }
 
 /// Writes `bytes` to `path` all or nothing (see [`write_with`]).
@@ -224,6 +241,20 @@ mod tests {
         write(&p, b"newer", Options::durable_mode(0o444)).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o444);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_directory_that_takes_no_new_files_is_named_without_the_temporary_name() {
+        // procfs refuses new files (ENOENT), as `fspack build -o /proc/x` met it.
+        let (path, err) = write(Path::new("/proc/fspack-test"), b"x", Options::CACHE).unwrap_err();
+        assert_eq!(path, Path::new("/proc"));
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot create a new file in this directory: ")
+                && !text.contains(".tmp-"),
+            "{text}"
+        );
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

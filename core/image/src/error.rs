@@ -43,6 +43,22 @@ pub enum Error {
     /// A name longer than 255 bytes.
     #[error("name too long for the image (more than 255 bytes): {0}")]
     NameTooLong(PathBuf),
+    /// A directory of the tree lies on a pseudo-filesystem (procfs, sysfs, ...), whose files
+    /// report sizes that are not their contents: they would be stored empty or cut short.
+    #[error(
+        "{} is on {fs}, whose files do not report their real size; they would be stored empty or cut short\nhint: {}copy the files into a plain directory first",
+        path.display(),
+        if *inside { "pass --one-file-system to leave other filesystems out, or " } else { "" }
+    )]
+    PseudoFilesystem {
+        /// The first directory read on that filesystem.
+        path: PathBuf,
+        /// The filesystem's name.
+        fs: &'static str,
+        /// Whether `path` is below the source root (a mount inside the tree), where
+        /// `--one-file-system` helps; false when the source itself is on it.
+        inside: bool,
+    },
     /// A file type the formats cannot store.
     #[error("unsupported file type: {0}")]
     UnsupportedFileType(PathBuf),
@@ -145,6 +161,7 @@ impl Error {
             | Error::DirectoryCycle { .. } => ErrorKind::Usage,
             Error::NameTooLong(_)
             | Error::UnsupportedFileType(_)
+            | Error::PseudoFilesystem { .. }
             | Error::Xattr { .. }
             | Error::TooLarge(_) => ErrorKind::Unsupported,
             Error::FileChanged { .. } => ErrorKind::Changed,

@@ -130,6 +130,11 @@ pub struct WalkOptions {
     pub forbid_inside: Vec<PathBuf>,
     /// Keep extended attributes (on by default through [`WalkOptions::new`]).
     pub skip_xattrs: bool,
+    /// Stay on the source root's filesystem, as `tar --one-file-system` and `mksquashfs
+    /// -one-file-system` do: a directory that is another filesystem's mount point is recorded
+    /// empty (its own attributes, none of its contents) and any other entry of another
+    /// filesystem (a bind-mounted file) is left out.
+    pub one_file_system: bool,
 }
 
 /// A walked source tree: inodes in walk order, with the root at index 0.
@@ -179,12 +184,15 @@ impl Tree {
             dirs: HashMap::new(),
         };
         let meta = Stat::of_path(&root)?;
+        let root_dev = meta.dev;
         let root_ino = w.record(&root, PathBuf::new(), &meta, None)?;
         debug_assert_eq!(root_ino, Self::ROOT);
         w.dirs.insert(root_ino, ((meta.dev, meta.ino), None));
+        // Filesystems already checked for being a pseudo-filesystem, by device number.
+        let mut checked_devs = std::collections::HashSet::new();
         // An explicit stack instead of recursion: trees thousands of levels deep must not overflow.
-        let mut stack = vec![(root_ino, root.clone())];
-        while let Some((dir, path)) = stack.pop() {
+        let mut stack = vec![(root_ino, root.clone(), root_dev)];
+        while let Some((dir, path, dir_dev)) = stack.pop() {
             let rel = w.inodes[dir].path.clone();
             let mut entries = Vec::new();
             // Entries are stat'ed relative to their directory's descriptor: a one-name lookup
@@ -196,6 +204,9 @@ impl Tree {
                 Mode::empty(),
             )
             .map_err(|e| Error::io(&path, e.into()))?;
+            if checked_devs.insert(dir_dev) {
+                refuse_pseudo_filesystem(&dfd, &path, dir != Self::ROOT)?;
+            }
             let rd = dfd
                 .try_clone()
                 .map_err(|e| Error::io(&path, e))
@@ -216,13 +227,17 @@ impl Tree {
                     .map(Stat::from)
                     .map_err(|e| Error::io(&child_path, e.into()))?;
                 let child_rel = rel.join(name);
+                let foreign = opts.one_file_system && meta.dev != root_dev;
+                if foreign && !meta.is_dir() {
+                    continue;
+                }
                 if meta.is_dir() {
                     w.check_cycle(dir, (meta.dev, meta.ino), &child_rel)?;
                 }
                 let ino = w.record(&child_path, child_rel, &meta, Some((&dfd, cname)))?;
-                if meta.is_dir() {
+                if meta.is_dir() && !foreign {
                     w.dirs.insert(ino, ((meta.dev, meta.ino), Some(dir)));
-                    stack.push((ino, child_path));
+                    stack.push((ino, child_path, meta.dev));
                 }
                 entries.push(Entry {
                     name: bytes.to_vec(),
@@ -431,6 +446,38 @@ impl Walker<'_> {
             self.hardlinks.insert((meta.dev, meta.ino), id);
         }
         Ok(id)
+    }
+}
+
+/// Filesystems whose files do not report their contents' size (procfs says 0 bytes, sysfs 4096),
+/// by `statfs(2)` `f_type` (`include/uapi/linux/magic.h`): a build would store them empty or cut.
+const PSEUDO_FILESYSTEMS: &[(u64, &str)] = &[
+    (0x9fa0, "procfs"),
+    (0x6265_6572, "sysfs"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x6265_6570, "configfs"),
+    (0x0027_e0eb, "cgroupfs"),
+    (0x6367_7270, "cgroup2fs"),
+    (0xcafe_4a11, "bpffs"),
+    (0xde5e_81e4, "efivarfs"),
+    (0x6165_676c, "pstorefs"),
+];
+
+/// Refuses to read the directory open at `dfd` (at `path`) when it lies on a pseudo-filesystem.
+fn refuse_pseudo_filesystem(dfd: &OwnedFd, path: &Path, inside: bool) -> Result<()> {
+    let st = rustix::fs::fstatfs(dfd).map_err(|e| Error::io(path, e.into()))?;
+    match PSEUDO_FILESYSTEMS
+        .iter()
+        .find(|(magic, _)| *magic == (st.f_type as u64) & 0xffff_ffff)
+    {
+        Some(&(_, fs)) => Err(Error::PseudoFilesystem {
+            path: path.to_path_buf(),
+            fs,
+            inside,
+        }),
+        None => Ok(()),
     }
 }
 
