@@ -16,8 +16,10 @@ The tables sit between marker comments that name their source, for example
     <!-- bench-tables:begin summary bench/results/results-20261130-1100.json -->
     ...generated...
     <!-- bench-tables:end -->
-KIND is `summary` (README's short table) or `full` (bench/README's section tables and
-targets). Only the standard library is used, so the check runs anywhere python3 does.
+KIND is `summary` (README's short table), `full` (bench/README's section tables and
+targets) or `quick` (the same tables from a `bench/run.sh --quick` run, which issue 9 asks to
+report beside the full-size one). `publish` points the `quick` blocks at a quick run's file and
+the others at a full run's, so each block still comes from exactly one run. Only the standard library is used, so the check runs anywhere python3 does.
 """
 
 import json
@@ -246,16 +248,22 @@ def render_summary(doc):
     return "\n".join(out) + "\n"
 
 
-RENDER = {"summary": render_summary, "full": lambda doc: render_full(doc, "####")}
+RENDER = {
+    "summary": render_summary,
+    "full": lambda doc: render_full(doc, "####"),
+    "quick": lambda doc: render_full(doc, "####"),
+}
 
 
 def block(kind, path):
     return f"<!-- bench-tables:begin {kind} {path} -->\n{RENDER[kind](load(path))}<!-- bench-tables:end -->"
 
 
-def regenerate(text, new_path=None):
-    """The text with every marked block regenerated (from new_path when given)."""
-    return MARKER.sub(lambda m: block(m.group(1), new_path or m.group(2)), text)
+def regenerate(text, new_path=None, kinds=()):
+    """The text with every marked block regenerated; blocks of the given kinds from new_path."""
+    return MARKER.sub(
+        lambda m: block(m.group(1), new_path if m.group(1) in kinds else m.group(2)), text
+    )
 
 
 def check():
@@ -284,7 +292,10 @@ def check():
 
 
 def publish(src):
-    """Copies a results file into bench/results/ and points every marked block at it."""
+    """Copies a results file into bench/results/ and points the blocks of its profile at it:
+    the `quick` blocks for a --quick run, the `summary` and `full` blocks for a full-size one."""
+    quick = load(src)["meta"].get("quick") == "1"
+    kinds = ("quick",) if quick else ("summary", "full")
     dest_dir = os.path.join(ROOT, "bench", "results")
     os.makedirs(dest_dir, exist_ok=True)
     rel = os.path.join("bench", "results", os.path.basename(src))
@@ -295,8 +306,8 @@ def publish(src):
         with open(path, encoding="utf-8") as f:
             text = f.read()
         with open(path, "w", encoding="utf-8") as f:
-            f.write(regenerate(text, rel))
-    print(f"tables.py: README.md and bench/README.md now show {rel}")
+            f.write(regenerate(text, rel, kinds))
+    print(f"tables.py: the {' and '.join(kinds)} tables now show {rel}")
 
 
 def main(argv):

@@ -495,6 +495,82 @@ fn privileged_chunked_image_with_device_files_equals_the_source() {
     mounted_equals_source(Layout::Chunked, false);
 }
 
+/// Inline xattrs larger than a block (fidelity pass B3: they were refused). tmpfs takes user
+/// xattrs of any size (ext4 stops at one block), so the tree lives on one. The kernel must read
+/// every attribute back, across the block boundaries, and fsck.erofs 1.9.3 must accept the image.
+#[test]
+fn privileged_xattrs_over_one_block_cross_blocks_and_read_back() {
+    if !can_mount("erofs") || !can_mount("tmpfs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let _tmpfs = {
+        rustix::mount::mount(
+            "tmpfs",
+            &src,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .unwrap();
+        MountGuard(src.clone())
+    };
+    fs::create_dir(src.join("dir")).unwrap();
+    // A small file (its tail would go inline), a chunk-sized file, a directory, and a file
+    // whose attributes fit, between them, so the large ones do not all start an image block.
+    fs::write(src.join("a-small.txt"), b"small file with a tail\n").unwrap();
+    fs::write(src.join("b-blocks.bin"), pseudo_random(3, 3 * 4096 + 100)).unwrap();
+    fs::write(src.join("c-plain.txt"), b"plain\n").unwrap();
+    set_xattr(
+        &src.join("a-small.txt"),
+        "user.one",
+        &pseudo_random(1, 6000),
+    );
+    set_xattr(
+        &src.join("a-small.txt"),
+        "user.two",
+        &pseudo_random(2, 9000),
+    );
+    set_xattr(
+        &src.join("b-blocks.bin"),
+        "user.big",
+        &pseudo_random(4, 65535),
+    );
+    set_xattr(&src.join("c-plain.txt"), "user.fits", b"in one block");
+    set_xattr(&src.join("dir"), "user.dir", &pseudo_random(5, 5000));
+    for opts in [ErofsOptions::default(), chunked(1 << 20)] {
+        let img = plan(&src, &opts);
+        let out = tmp.path().join(format!("out-{:?}", opts.layout));
+        let (image, blobs) = write(&img, &out);
+        let mnt = tmp.path().join(format!("mnt-{:?}", opts.layout));
+        fs::create_dir(&mnt).unwrap();
+        {
+            let _guard = mount_erofs_file(&image, &blobs, &mnt);
+            assert_same(
+                &snapshot(&src, SnapOpts::KERNEL),
+                &snapshot(&mnt, SnapOpts::KERNEL),
+            );
+        }
+        let upstream = Path::new("/work/shared/tools/erofs-utils-1.9.3/bin/fsck.erofs");
+        if upstream.exists() {
+            let mut cmd = Command::new(upstream);
+            for d in &blobs {
+                cmd.arg(format!("--device={}", d.display()));
+            }
+            let o = cmd.arg(&image).output().unwrap();
+            assert!(
+                o.status.success(),
+                "fsck.erofs 1.9.3 rejected {}:\n{}{}",
+                image.display(),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
+
 /// A small fixed tree rendered by our reader: reviewers see the layout, and any change to the
 /// bytes the writer produces shows up as a diff. Set UPDATE_SNAPSHOTS=1 to accept a change.
 #[test]

@@ -201,7 +201,7 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
         Layout::Chunked => place_chunks(tree, opts, &dups, &mut nodes, &mut blobs)?,
     }
     let devt_slotoff = (SUPER_OFFSET + 128).div_ceil(DEVT_SLOT_SIZE);
-    let meta_blocks = place_inodes(tree, &mut nodes, devt_slotoff, blobs.len())?;
+    let meta_blocks = place_inodes(&mut nodes, devt_slotoff, blobs.len())?;
     let total_blocks = place_data(&mut nodes, &dups, meta_blocks)?;
     let nid = |id: InodeId| nodes[id].pos / ISLOT;
     let dir_bytes: Vec<Option<Arc<Vec<u8>>>> = tree

@@ -117,37 +117,18 @@ pub(super) fn map_sparse_files(tree: &Tree, chunk_size: u64, nodes: &mut [Node])
 /// inode with an inline *file* tail goes there, so the superblock checksum never depends on file
 /// data.
 ///
-/// Errors: [`Error::Xattr`] for xattrs over one block, [`Error::TooLarge`] when the root inode
-/// lands beyond the 16-bit root nid.
-pub(super) fn place_inodes(
-    tree: &Tree,
-    nodes: &mut [Node],
-    devt_slotoff: usize,
-    devices: usize,
-) -> Result<u64> {
+/// Errors: [`Error::TooLarge`] when the root inode lands beyond the 16-bit root nid.
+pub(super) fn place_inodes(nodes: &mut [Node], devt_slotoff: usize, devices: usize) -> Result<u64> {
     let mut end = (devt_slotoff * DEVT_SLOT_SIZE + devices * DEVT_SLOT_SIZE) as u64;
     // Blocks left behind with free room: (block start, first free byte).
     let mut open: Vec<(u64, u64)> = Vec::new();
     const MAX_OPEN: usize = 128;
-    for (id, node) in nodes.iter_mut().enumerate() {
+    for node in nodes.iter_mut() {
+        // Inline xattrs over one block start a block and run across the next ones: the kernel
+        // reads them by position, block by block (`erofs_xattr_iter_inline`, fs/erofs/xattr.c),
+        // as mkfs.erofs 1.9.3 writes them. Only an inline tail must stay in the inode's block,
+        // and the check below moves it to a block of its own.
         let base = node.base_len();
-        if base > BLKSZ {
-            // Name the largest attribute: the one to look at first (s8 fidelity pass: the
-            // message named "").
-            let inode = &tree.inodes[id];
-            let largest = inode
-                .xattrs
-                .iter()
-                .max_by_key(|(k, v)| k.len() + v.len())
-                .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default();
-            return Err(Error::Xattr {
-                path: inode.path.clone(),
-                name: largest,
-                why: "with the inode, this inode's extended attributes take more than the one \
-                      4 KiB block fspack's EROFS writer gives them (--format squashfs stores them)",
-            });
-        }
         if let Data::Flat {
             blocks,
             tail_inline: true,

@@ -46,9 +46,19 @@ pub(super) fn encode(xattrs: &[(Vec<u8>, Vec<u8>)], path: &Path) -> Result<Vec<u
         out.extend_from_slice(suffix);
         out.extend_from_slice(value);
         out.resize(out.len().next_multiple_of(4), 0);
+        if out.len() > MAX_INLINE {
+            return Err(err(
+                "with the attributes before it, more than the 256 KiB of inline xattrs an EROFS \
+                 inode can have (16-bit i_xattr_icount); --format squashfs stores them",
+            ));
+        }
     }
     Ok(out)
 }
+
+/// Largest inline xattr area: `i_xattr_icount` is 16 bits and counts 4-byte units after the
+/// first (the 12-byte header counts as one).
+const MAX_INLINE: usize = XATTR_IBODY_HEADER + (u16::MAX as usize - 1) * 4;
 
 /// `i_xattr_icount` for an inline area of `len` bytes.
 pub(super) fn icount(len: usize) -> u16 {

@@ -71,7 +71,7 @@ fn write(path: &Path, data: &[u8]) {
     f.write_all(data).unwrap();
 }
 
-fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -83,7 +83,7 @@ fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).unwrap();
 }
 

@@ -93,7 +93,7 @@ fn inodes_never_cross_a_block_and_file_tails_stay_out_of_block_0() {
     let (_d, t) = tree();
     let mut nodes = shaped(&t);
     let devt = (SUPER_OFFSET + 128).div_ceil(DEVT_SLOT_SIZE);
-    let meta_blocks = place_inodes(&t, &mut nodes, devt, 0).unwrap();
+    let meta_blocks = place_inodes(&mut nodes, devt, 0).unwrap();
     let sb_end = (SUPER_OFFSET + 128) as u64;
     let mut spans: Vec<(u64, u64)> = Vec::new();
     for n in &nodes {
@@ -155,7 +155,7 @@ fn the_superblock_is_checksummed_and_named_by_the_metadata() {
         t.inodes[Tree::ROOT].mtime = mtime;
         let mut nodes = shaped(&t);
         let devt = (SUPER_OFFSET + 128).div_ceil(DEVT_SLOT_SIZE);
-        let meta_blocks = place_inodes(&t, &mut nodes, devt, 0).unwrap();
+        let meta_blocks = place_inodes(&mut nodes, devt, 0).unwrap();
         let no_dups = vec![None; nodes.len()];
         let blocks = place_data(&mut nodes, &no_dups, meta_blocks).unwrap();
         let dirs = dir::DirLayouts::new(&t);
@@ -206,7 +206,7 @@ fn the_superblock_is_checksummed_and_named_by_the_metadata() {
 }
 
 #[test]
-fn xattrs_over_one_block_are_refused_naming_the_largest() {
+fn xattrs_over_one_block_start_a_block_and_push_the_tail_out() {
     let (_d, mut t) = tree();
     let small = id(&t, "small");
     t.inodes[small].xattrs = vec![
@@ -214,12 +214,26 @@ fn xattrs_over_one_block_are_refused_naming_the_largest() {
         (b"user.big".to_vec(), vec![0u8; 4050]),
     ];
     let mut nodes = shaped(&t);
-    let err = place_inodes(&t, &mut nodes, 0, 0).unwrap_err();
-    match &err {
-        Error::Xattr { name, path, .. } => {
-            assert_eq!(name, "user.big", "{err}");
-            assert!(path.ends_with("small"), "{err}");
+    place_inodes(&mut nodes, 0, 0).unwrap();
+    let node = &nodes[small];
+    assert_eq!(node.pos % BLKSZ, 0, "starts a block");
+    assert!(node.base_len() > BLKSZ);
+    assert!(
+        !matches!(
+            node.data,
+            Data::Flat {
+                tail_inline: true,
+                ..
+            }
+        ),
+        "an inline tail would cross the block boundary"
+    );
+    // Nothing else is placed inside its inode and xattrs.
+    let (start, end) = (node.pos, node.pos + node.base_len());
+    for (i, other) in nodes.iter().enumerate() {
+        if i != small {
+            let (s, e) = (other.pos, other.pos + other.base_len() + other.extra_len());
+            assert!(e <= start || s >= end, "inode {i} overlaps");
         }
-        other => panic!("{other}"),
     }
 }
