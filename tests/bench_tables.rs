@@ -98,3 +98,46 @@ fn a_changed_results_file_fails_the_check() {
         "the check passed a changed results file"
     );
 }
+
+/// `publish` of a `--quick` run repoints only the `quick` blocks, and a full-size run only the
+/// others: each block keeps coming from exactly one run of its own profile.
+#[test]
+fn publish_routes_a_quick_run_to_the_quick_blocks_only() {
+    let dir = copy_of_repo();
+    let readme = dir.path().join("README.md");
+    let full_before = fs::read_to_string(&readme).unwrap();
+    let named = full_before
+        .split("<!-- bench-tables:begin summary ")
+        .nth(1)
+        .and_then(|rest| rest.split(" -->").next())
+        .expect("README names its results file")
+        .to_string();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path().join(&named)).unwrap()).unwrap();
+    doc["meta"]["quick"] = serde_json::json!("1");
+    let quick = dir.path().join("results-quick.json");
+    fs::write(&quick, serde_json::to_string(&doc).unwrap()).unwrap();
+    let bench_readme = dir.path().join("bench/README.md");
+    let mut text = fs::read_to_string(&bench_readme).unwrap();
+    text.push_str(&format!(
+        "\n<!-- bench-tables:begin quick {named} -->\n<!-- bench-tables:end -->\n"
+    ));
+    fs::write(&bench_readme, text).unwrap();
+    let out = Command::new("python3")
+        .arg(dir.path().join("bench/tables.py"))
+        .args(["publish"])
+        .arg(&quick)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(&bench_readme).unwrap();
+    assert!(text.contains("<!-- bench-tables:begin quick bench/results/results-quick.json -->"));
+    assert!(text.contains(&format!("<!-- bench-tables:begin full {named} -->")));
+    assert_eq!(fs::read_to_string(&readme).unwrap(), full_before);
+    assert!(tables_check(dir.path()).status.success());
+}
