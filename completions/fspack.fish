@@ -62,7 +62,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand build" -l block-size -d 'S
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l shards -d 'SquashFS: split the tree into N disjoint images stacked with overlayfs; "auto" gives large files shards of their own [default: 1 for build, auto for push]' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l mtime -d 'Record this modification time (seconds since the epoch) on every file' -r
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
-complete -c fspack -n "__fish_fspack_using_subcommand build" -l one-file-system -d 'Stay on DIR\'s filesystem: another filesystem\'s mount point inside DIR is stored as an empty directory, as with `tar --one-file-system`'
+complete -c fspack -n "__fish_fspack_using_subcommand build" -l one-file-system -d 'Stay on the source directory\'s filesystem: a directory another filesystem is mounted on is stored empty, and a file mounted over (a bind mount) is left out, as with `mksquashfs -one-file-system`'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l strict-acls -d 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand build" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
@@ -90,7 +90,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -l password -d 'Regi
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l one-file-system -d 'Stay on DIR\'s filesystem: another filesystem\'s mount point inside DIR is stored as an empty directory, as with `tar --one-file-system`'
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l one-file-system -d 'Stay on the source directory\'s filesystem: a directory another filesystem is mounted on is stored empty, and a file mounted over (a bind mount) is left out, as with `mksquashfs -one-file-system`'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l strict-acls -d 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l modelpack -d 'Push the directory as a CNCF ModelPack artifact: one raw layer per file, media type by the file\'s role, readable by modctl and mounted by fspack with no second copy. Builds no image, so the format options do not apply'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'

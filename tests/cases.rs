@@ -938,15 +938,29 @@ fn privileged_other_filesystems_inside_the_tree() {
             .output()
             .unwrap()
     };
+    // A single procfs file bind-mounted over a file of the tree: refused alone too, since it is
+    // checked on its own, not through a directory of its filesystem.
+    let cpuinfo = src.join("cpuinfo");
+    fs::write(&cpuinfo, b"").unwrap();
+    mounted(&["--bind", "/proc/cpuinfo"], &cpuinfo);
+    let _ = Command::new("umount").arg(&proc_dir).status();
+    let file_refused = build("file.erofs", &[]);
+    mounted(&["-t", "proc", "proc"], &proc_dir);
     let refused = build("all.erofs", &[]);
     let kept = build("one.erofs", &["--one-file-system"]);
-    for dir in [&proc_dir, &scratch] {
+    for dir in [&proc_dir, &scratch, &cpuinfo] {
         let _ = Command::new("umount").arg(dir).status();
     }
+    assert_eq!(file_refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&file_refused.stderr).contains("/cpuinfo is on procfs"),
+        "{}",
+        String::from_utf8_lossy(&file_refused.stderr)
+    );
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("sub/proc is on procfs") && stderr.contains("--one-file-system"),
+        stderr.contains(" is on procfs") && stderr.contains("--one-file-system"),
         "{stderr}"
     );
     assert!(!tmp.path().join("all.erofs").exists());
@@ -959,6 +973,14 @@ fn privileged_other_filesystems_inside_the_tree() {
     fs::create_dir(&mnt).unwrap();
     let _guard = common::trees::mount_erofs_file(&tmp.path().join("one.erofs"), &[], &mnt);
     assert_eq!(fs::read_dir(mnt.join("sub/proc")).unwrap().count(), 0);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::nlink(&fs::metadata(mnt.join("sub/proc")).unwrap()),
+        2
+    );
+    assert!(
+        !mnt.join("cpuinfo").exists(),
+        "a mounted-over file is left out"
+    );
     assert_eq!(fs::read_dir(mnt.join("scratch")).unwrap().count(), 0);
     assert_eq!(fs::read(mnt.join("sub/readme.txt")).unwrap(), b"hello\n");
 }

@@ -300,8 +300,9 @@ pub struct ImageArgs {
     /// Record every file as owned by root (uid 0, gid 0).
     #[arg(long)]
     pub all_root: bool,
-    /// Stay on DIR's filesystem: another filesystem's mount point inside DIR is stored as an
-    /// empty directory, as with `tar --one-file-system`.
+    /// Stay on the source directory's filesystem: a directory another filesystem is mounted
+    /// on is stored empty, and a file mounted over (a bind mount) is left out, as with
+    /// `mksquashfs -one-file-system`.
     #[arg(long)]
     pub one_file_system: bool,
     /// SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store,

@@ -130,10 +130,9 @@ pub struct WalkOptions {
     pub forbid_inside: Vec<PathBuf>,
     /// Keep extended attributes (on by default through [`WalkOptions::new`]).
     pub skip_xattrs: bool,
-    /// Stay on the source root's filesystem, as `tar --one-file-system` and `mksquashfs
-    /// -one-file-system` do: a directory that is another filesystem's mount point is recorded
-    /// empty (its own attributes, none of its contents) and any other entry of another
-    /// filesystem (a bind-mounted file) is left out.
+    /// Stay on the source root's filesystem, as `mksquashfs -one-file-system` does: a directory
+    /// that is another filesystem's mount point is recorded empty (its own attributes, none of
+    /// its contents) and a file mounted over (a bind-mounted file) is left out.
     pub one_file_system: bool,
 }
 
@@ -151,6 +150,11 @@ impl Tree {
     pub const ROOT: InodeId = 0;
 
     /// Walks `root` without following symlinks (except `root` itself) and records its metadata.
+    ///
+    /// Errors: [`Error::PseudoFilesystem`] for a directory or mounted-over file on procfs, sysfs
+    /// and the like (unless [`WalkOptions::one_file_system`] leaves it out),
+    /// [`Error::DirectoryCycle`], [`Error::OutputInsideSource`], [`Error::NameTooLong`],
+    /// [`Error::UnsupportedFileType`], and [`Error::Io`] naming the path that failed.
     pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Tree> {
         let root = fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
         let meta = fs::metadata(&root).map_err(|e| Error::io(&root, e))?;
@@ -231,10 +235,27 @@ impl Tree {
                 if foreign && !meta.is_dir() {
                     continue;
                 }
+                // A non-directory on another filesystem than its directory is a mount point
+                // itself (a bind-mounted file): its filesystem is checked here, since no
+                // directory of it is ever opened.
+                if !meta.is_dir() && meta.dev != dir_dev && checked_devs.insert(meta.dev) {
+                    let fd = rustix::fs::openat(
+                        &dfd,
+                        cname,
+                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| Error::io(&child_path, e.into()))?;
+                    refuse_pseudo_filesystem(&fd, &child_path, true)?;
+                }
                 if meta.is_dir() {
                     w.check_cycle(dir, (meta.dev, meta.ino), &child_rel)?;
                 }
                 let ino = w.record(&child_path, child_rel, &meta, Some((&dfd, cname)))?;
+                if foreign {
+                    // Left empty: `.` and `..` only.
+                    w.inodes[ino].nlink = 2;
+                }
                 if meta.is_dir() && !foreign {
                     w.dirs.insert(ino, ((meta.dev, meta.ino), Some(dir)));
                     stack.push((ino, child_path, meta.dev));
@@ -463,11 +484,14 @@ const PSEUDO_FILESYSTEMS: &[(u64, &str)] = &[
     (0xcafe_4a11, "bpffs"),
     (0xde5e_81e4, "efivarfs"),
     (0x6165_676c, "pstorefs"),
+    (0x1980_0202, "mqueue"),
+    (0x6573_5543, "fusectl"),
 ];
 
-/// Refuses to read the directory open at `dfd` (at `path`) when it lies on a pseudo-filesystem.
-fn refuse_pseudo_filesystem(dfd: &OwnedFd, path: &Path, inside: bool) -> Result<()> {
-    let st = rustix::fs::fstatfs(dfd).map_err(|e| Error::io(path, e.into()))?;
+/// Refuses to read what is open at `fd` (a directory, or an `O_PATH` descriptor of a file that
+/// is a mount point itself), at `path`, when it lies on a pseudo-filesystem.
+fn refuse_pseudo_filesystem(fd: &OwnedFd, path: &Path, inside: bool) -> Result<()> {
+    let st = rustix::fs::fstatfs(fd).map_err(|e| Error::io(path, e.into()))?;
     match PSEUDO_FILESYSTEMS
         .iter()
         .find(|(magic, _)| *magic == (st.f_type as u64) & 0xffff_ffff)
