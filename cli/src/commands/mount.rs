@@ -69,24 +69,45 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
 /// interrupt that comes while the mount point is prepared is not lost, and undone by
 /// [`or_interrupted`].
 pub struct Interrupted {
-    signal: tokio::signal::unix::Signal,
+    signal: Signals,
     store: std::sync::Arc<fspack_engine::Store>,
     target: PathBuf,
     created: Vec<PathBuf>,
 }
 
-/// Starts listening for SIGINT: from here on the interrupt no longer kills the process, it is
-/// answered in [`or_interrupted`] (or ignored when the command fails before it gets there).
-pub fn listen() -> anyhow::Result<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot listen for Ctrl-C")
+/// SIGINT (Ctrl-C) and SIGTERM (what `kill`, `timeout`, systemd and container runtimes send),
+/// both answered alike: a fleet stops a pull with SIGTERM, and it must not leave a mount point
+/// behind either (found in the s9 fresh-eyes pass: exit 143 and the created directory left).
+pub struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Waits for the first SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+/// Starts listening for SIGINT and SIGTERM: from here on they no longer kill the process, they
+/// are answered in [`or_interrupted`] (or ignored when the command fails before it gets there).
+pub fn listen() -> anyhow::Result<Signals> {
+    use tokio::signal::unix::{SignalKind, signal};
+    Ok(Signals {
+        int: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
+        term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+    })
 }
 
 impl Interrupted {
     /// What an interrupt heard on `signal` must undo: the mount on `point` and the directories
     /// fspack created for it.
     pub fn new(
-        signal: tokio::signal::unix::Signal,
+        signal: Signals,
         store: &std::sync::Arc<fspack_engine::Store>,
         point: &MountPoint,
     ) -> Interrupted {
@@ -99,7 +120,7 @@ impl Interrupted {
     }
 }
 
-/// Runs `work`; on Ctrl-C (SIGINT) drops it, undoes what it left on the mount point in `undo`
+/// Runs `work`; on Ctrl-C (SIGINT) or SIGTERM drops it, undoes what it left on the mount point in `undo`
 /// (a finished mount with its loop devices and lazy server, the directories fspack created;
 /// report item 24) and exits 130 as the interrupt would have. Partial downloads stay in the
 /// store for the next pull to resume, as after a kill. Without `undo` the interrupt keeps its
