@@ -601,6 +601,113 @@ fn pull_verify_repairs_a_damaged_cached_blob_that_a_plain_pull_trusts() {
     assert_store_sound(&store);
 }
 
+/// s9 fresh-eyes pass: a stored blob truncated or extended on disk was named "corrupt" with no
+/// detail, its repair failed on the size ("expected 1000000 bytes, got ...") and a pull blamed
+/// the manifest. Now `verify` names both sizes, `--repair` fetches the blob whole at the
+/// manifest's size, and a plain pull that meets it fetches it again.
+#[test]
+fn a_blob_truncated_or_extended_on_disk_is_named_and_fetched_again_whole() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let Pulled {
+        reference,
+        store,
+        digest,
+        blob,
+    } = pushed_and_pulled(tmp.path(), &reg.addr, "truncated", 13);
+    let size = fs::metadata(&blob).unwrap().len();
+    let good = sha256_file(&blob);
+    let set_len = |len: u64| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&blob)
+            .unwrap()
+            .set_len(len)
+            .unwrap()
+    };
+
+    set_len(size / 3);
+    let out = fspack(&store).args(["verify", "--all"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{digest} corrupt: {} bytes on disk, its manifest says {size}",
+            size / 3
+        )) && stderr.contains("1 blob in the store is corrupt"),
+        "{stderr}"
+    );
+    let out = fspack(&store)
+        .args(["verify", "--all", "--repair", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report = json(&out);
+    let repaired = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == digest.as_str())
+        .unwrap();
+    assert_eq!(repaired["status"], "repaired");
+    assert_eq!(repaired["size"], size);
+    assert_eq!(sha256_file(&blob), good);
+
+    // Extended: the repair also cuts the file back to its size.
+    set_len(size + 5);
+    let out = fspack(&store)
+        .args(["verify", "--all", "--repair"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(sha256_file(&blob), good);
+
+    set_len(size / 2);
+    let out = fspack(&store).args(["pull", &reference]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the stored copy of blob {digest} was damaged")),
+        "{stderr}"
+    );
+    assert_eq!(sha256_file(&blob), good);
+    assert_store_sound(&store);
+}
+
+/// s9 fresh-eyes pass: `verify --repair` fetched a corrupt manifest from the registry's
+/// `blobs/` endpoint, which does not serve manifests (exit 3); it comes from `manifests/`.
+#[test]
+fn verify_repair_fetches_a_corrupt_manifest_by_digest() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let Pulled {
+        reference, store, ..
+    } = pushed_and_pulled(tmp.path(), &reg.addr, "manifest", 17);
+    let manifest = tag_digest(&store, &reference).expect("the pull tagged the manifest");
+    let path = store.join("blobs/sha256").join(&manifest[7..]);
+    let good = fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x20;
+    fs::write(&path, &bad).unwrap();
+
+    let out = fspack(&store)
+        .args(["verify", "--all", "--repair"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{manifest} repaired ({} bytes fetched)",
+            good.len()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), good);
+    assert_store_sound(&store);
+}
+
 /// Report items 2, 3 and 10: a blob that vanished from the store is reported by `verify --all`
 /// as by `verify REF`, the hint names a command that works, `--repair` fetches it whole as a
 /// pull would, and says why when the registry cannot be reached.

@@ -551,13 +551,11 @@ pub struct PullArgs {
 
 /// `fspack verify`.
 #[derive(Debug, Args)]
+// One of REF… or --all, and the usage line says so (`<REF>...|--all`).
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["references", "all"])))]
 pub struct VerifyArgs {
     /// References in the store to check (their manifests, configs and layers).
-    #[arg(
-        value_name = "REF",
-        required_unless_present = "all",
-        conflicts_with = "all"
-    )]
+    #[arg(value_name = "REF")]
     pub references: Vec<String>,
     /// Check every blob in the store, and every blob a tag or a mount names.
     #[arg(long)]

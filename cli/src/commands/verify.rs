@@ -46,6 +46,11 @@ pub fn finish(report: &VerifyReport, json: bool, repair: bool) -> anyhow::Result
         let what = match b.status {
             BlobStatus::Missing => "missing".to_string(),
             BlobStatus::Repaired => format!("repaired ({} bytes fetched)", b.bytes_received),
+            _ if b.expected_size.is_some() => format!(
+                "corrupt: {} bytes on disk, its manifest says {} (truncated or extended)",
+                b.size,
+                b.expected_size.unwrap_or_default()
+            ),
             _ if b.index_corrupt => "corrupt (its chunk index too)".to_string(),
             _ if !b.bad_chunks.is_empty() => {
                 let list: Vec<String> = b
@@ -77,8 +82,8 @@ pub fn finish(report: &VerifyReport, json: bool, repair: bool) -> anyhow::Result
     }
     if !json {
         eprintln!(
-            "checked {} blobs ({} bytes): {} bad, {} repaired",
-            report.blobs.len(),
+            "checked {} ({} bytes): {} bad, {} repaired",
+            crate::output::count(report.blobs.len(), "blob"),
             report.bytes_checked,
             report.bad,
             report.repaired

@@ -43,19 +43,37 @@ pub fn chunk_index_of(d: &Descriptor) -> Result<Option<IndexAt>> {
     }
 }
 
-/// Checks that a cached blob has the size its descriptor gives: a digest names one content of
-/// one size, so a manifest that says otherwise is wrong and is refused, not half-trusted.
+/// Checks that a cached blob has the size its descriptor gives. A digest names one content of
+/// one size, so when the sizes differ either the manifest is wrong, and it is refused, not
+/// half-trusted, or the stored copy was damaged on disk after its commit (truncated, extended),
+/// and it is removed so that this pull fetches it again. Hashing the stored copy tells which;
+/// it is read only in this case.
+///
+/// Errors: [`EngineError::Integrity`] naming `what` (the reference) and the blob when the stored
+/// copy is intact, so the manifest is wrong; store errors of reading or removing the blob.
 pub fn check_cached_size(store: &Store, d: &Descriptor, what: &str) -> Result<()> {
     let path = store.blob_path(&d.digest);
-    match std::fs::metadata(&path) {
-        Ok(m) if m.len() != d.size => Err(EngineError::Integrity(format!(
-            "{what}: the manifest gives blob {} a size of {} bytes, but the verified blob in the store has {} bytes; the manifest is wrong (a digest names one size)",
-            d.digest,
-            d.size,
-            m.len()
-        ))),
-        _ => Ok(()),
+    let Ok(m) = std::fs::metadata(&path) else {
+        return Ok(());
+    };
+    if m.len() == d.size {
+        return Ok(());
     }
+    if store.discard_if_damaged(&d.digest)? {
+        tracing::warn!(
+            "the stored copy of blob {} was damaged ({} bytes on disk, {} in the manifest, and it no longer hashes to its digest); fetching it again",
+            d.digest,
+            m.len(),
+            d.size
+        );
+        return Ok(());
+    }
+    Err(EngineError::Integrity(format!(
+        "{what}: the manifest gives blob {} a size of {} bytes, but the verified blob in the store has {} bytes; the manifest is wrong (a digest names one size)",
+        d.digest,
+        d.size,
+        m.len()
+    )))
 }
 
 /// An [`Ingest`] as the registry client's sink.

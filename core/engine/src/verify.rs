@@ -74,6 +74,10 @@ pub struct BlobCheck {
     pub digest: Digest,
     /// Size in bytes (of the file, or from the manifest when missing).
     pub size: u64,
+    /// The size in bytes a manifest gives the blob, when the file has another (truncated or
+    /// extended on disk); a repair fetches the blob whole at this size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_size: Option<u64>,
     /// Outcome.
     pub status: BlobStatus,
     /// Bad chunks, when the blob has a usable chunk index.
@@ -127,8 +131,13 @@ impl VerifyReport {
             )
         };
         Err(EngineError::Integrity(format!(
-            "{} blobs in the store are corrupt or missing{hint}",
-            self.bad
+            "{} in the store {} corrupt or missing{hint}",
+            if self.bad == 1 {
+                "1 blob".to_string()
+            } else {
+                format!("{} blobs", self.bad)
+            },
+            if self.bad == 1 { "is" } else { "are" }
         )))
     }
 }
@@ -172,6 +181,7 @@ pub async fn verify(
         let Some(&size) = on_disk.get(&digest) else {
             let mut check = BlobCheck {
                 size: desc.as_ref().map_or(0, |d| d.size),
+                expected_size: None,
                 digest,
                 status: BlobStatus::Missing,
                 bad_chunks: Vec::new(),
@@ -226,6 +236,7 @@ pub async fn verify(
         let mut check = BlobCheck {
             digest: digest.clone(),
             size,
+            expected_size: desc.as_ref().map(|d| d.size).filter(|&s| s != size),
             status: if found.ok {
                 BlobStatus::Ok
             } else {
@@ -242,17 +253,24 @@ pub async fn verify(
             let client = client.ok_or_else(|| {
                 EngineError::Usage("a registry client is needed to repair".into())
             })?;
-            repair_blob(
+            let manifest = manifest || users.iter().any(|m| m.manifest_digest == check.digest);
+            // One blob that cannot be repaired is reported with the rest, not the end of the
+            // run: the other blobs still get their repair, and --json its report.
+            match repair_blob(
                 store,
                 client,
                 &mut check,
                 desc.as_ref(),
                 found,
+                manifest,
                 settings,
                 &mounts,
             )
-            .await?;
-            report.repaired += 1;
+            .await
+            {
+                Ok(()) => report.repaired += 1,
+                Err(e) => check.repair_error = Some(error_chain(&e)),
+            }
         }
         if matches!(check.status, BlobStatus::Corrupt) {
             report.bad += 1;
@@ -356,16 +374,23 @@ struct Entry {
 /// mounts using it (`mounts`: every mount record) so they read the repaired bytes.
 ///
 /// Errors: those of [`repair`].
+#[allow(clippy::too_many_arguments)]
 async fn repair_blob(
     store: &Arc<Store>,
     client: &Client,
     check: &mut BlobCheck,
     desc: Option<&Descriptor>,
     found: Found,
+    manifest: bool,
     settings: &VerifySettings,
     mounts: &[fspack_store::MountRecord],
 ) -> Result<()> {
-    check.bytes_received = repair(store, client, check, desc, found.index, settings).await?;
+    check.bytes_received = if manifest {
+        repair_manifest(store, client, check).await?
+    } else {
+        repair(store, client, check, desc, found.index, settings).await?
+    };
+    check.size = check.expected_size.take().unwrap_or(check.size);
     check.status = BlobStatus::Repaired;
     let targets: Vec<PathBuf> = check.mounts.clone();
     let loops: Vec<PathBuf> = mounts
@@ -412,16 +437,7 @@ async fn refetch(
     let Some(client) = client else {
         return Err("no registry client was given to fetch it".to_string());
     };
-    let chain = |e: &dyn std::error::Error| {
-        let mut s = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
-            cause = c.source();
-        }
-        format!("cannot fetch it from {r}: {s}")
-    };
+    let chain = |e: &dyn std::error::Error| format!("cannot fetch it from {r}: {}", error_chain(e));
     if manifest {
         let (_, bytes, _) = client
             .get_manifest(&r.with_digest(&check.digest))
@@ -560,6 +576,58 @@ impl BlobSink for RepairSink {
     }
 }
 
+/// Every message of `e` and its causes, joined with ": ", for a report line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// The registry reference a corrupt blob is fetched from again: its first tag.
+///
+/// Errors: [`EngineError::Integrity`] when no tag names it, [`EngineError::Usage`] when the tag
+/// is not a reference.
+fn repair_source(store: &Store, check: &BlobCheck) -> Result<Reference> {
+    let Some(name) = check.references.first() else {
+        return Err(EngineError::Integrity(format!(
+            "blob {} is corrupt and no manifest in the store names it, so fspack cannot tell where to fetch it; delete {} and pull again",
+            check.digest,
+            store.blob_path(&check.digest).display()
+        )));
+    };
+    name.parse().map_err(|e| {
+        EngineError::Usage(format!(
+            "cannot repair blob {}: tag {name:?}: {e}",
+            check.digest
+        ))
+    })
+}
+
+/// Repairs a corrupt manifest: fetched again by digest from the registry's `manifests/`
+/// endpoint (a manifest is no blob there) and written over the stored copy, which is then
+/// hashed again. Returns the bytes received.
+async fn repair_manifest(store: &Arc<Store>, client: &Client, check: &BlobCheck) -> Result<u64> {
+    let r = repair_source(store, check)?;
+    let (_, bytes, _) = client.get_manifest(&r.with_digest(&check.digest)).await?;
+    let (store, digest) = (store.clone(), check.digest.clone());
+    tokio::task::spawn_blocking(move || -> Result<u64> {
+        let fixer = store.repair_blob(&digest)?;
+        fixer
+            .set_len(bytes.len() as u64)
+            .and_then(|()| fixer.write_at(0, &bytes))
+            .map_err(|e| EngineError::io(fixer.path(), e))?;
+        fixer.finish()?;
+        Ok(bytes.len() as u64)
+    })
+    .await
+    .expect("no panic")
+}
+
 /// Repairs one blob from the registry of its first reference; returns the bytes received.
 async fn repair(
     store: &Arc<Store>,
@@ -569,19 +637,9 @@ async fn repair(
     index: Option<Arc<ChunkIndex>>,
     settings: &VerifySettings,
 ) -> Result<u64> {
-    let Some(name) = check.references.first() else {
-        return Err(EngineError::Integrity(format!(
-            "blob {} is corrupt and no manifest in the store names it, so fspack cannot tell where to fetch it; delete {} and pull again",
-            check.digest,
-            store.blob_path(&check.digest).display()
-        )));
-    };
-    let r: Reference = name.parse().map_err(|e| {
-        EngineError::Usage(format!(
-            "cannot repair blob {}: tag {name:?}: {e}",
-            check.digest
-        ))
-    })?;
+    let r = repair_source(store, check)?;
+    // A blob truncated or extended on disk is fetched whole at the manifest's size.
+    let size = check.expected_size.unwrap_or(check.size);
     let fixer = {
         let (store, digest) = (store.clone(), check.digest.clone());
         Arc::new(
@@ -591,7 +649,7 @@ async fn repair(
         )
     };
     let received = match (&index, desc) {
-        (Some(ix), Some(_)) if !check.index_corrupt => {
+        (Some(ix), Some(_)) if !check.index_corrupt && check.expected_size.is_none() => {
             // Only the bad chunks travel; each is verified before it is written.
             let mut good: Vec<(u64, u64)> = Vec::new();
             for i in 0..ix.chunk_count() {
@@ -623,13 +681,16 @@ async fn repair(
             // No usable index: a whole verified copy, then written over the blob in place.
             let tmp = store.temp_file()?;
             tmp.as_file()
-                .set_len(check.size)
+                .set_len(size)
                 .map_err(|e| EngineError::io(tmp.path(), e))?;
+            fixer
+                .set_len(size)
+                .map_err(|e| EngineError::io(fixer.path(), e))?;
             let stats = client
                 .download_blob(
                     &r,
                     &check.digest,
-                    check.size,
+                    size,
                     tmp.as_file(),
                     &DownloadOptions {
                         range_parallelism: settings.ranges,

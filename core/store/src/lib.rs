@@ -390,6 +390,28 @@ impl Store {
         BlobRepair::open(self, digest)
     }
 
+    /// Removes committed blob `digest` when it no longer hashes to its digest (truncated,
+    /// extended or overwritten on disk), so that a pull fetches it again; under its ingest lock,
+    /// so no pull or repair works on it meanwhile. Returns whether it was removed: `false` means
+    /// the blob is intact. Mounts holding the old file keep reading it until remounted.
+    ///
+    /// Errors: [`StoreError::Io`] naming the blob when it cannot be read or removed.
+    pub fn discard_if_damaged(&self, digest: &Digest) -> Result<bool> {
+        let hex = digest_hex(digest)?;
+        let _lock = self.lock_file(
+            &format!("{hex}.lock"),
+            rustix::fs::FlockOperation::LockExclusive,
+        )?;
+        let path = self.blob_path(digest);
+        if crate::digest::sha256_of_file(&path)? == *digest {
+            return Ok(false);
+        }
+        fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        let dir = self.root.join("blobs/sha256");
+        fspack_atomic::sync_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        Ok(true)
+    }
+
     /// Every committed blob: `(digest, size in bytes)`, sorted by digest.
     pub fn blobs(&self) -> Result<Vec<(Digest, u64)>> {
         let dir = self.root.join("blobs/sha256");

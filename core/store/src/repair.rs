@@ -53,6 +53,12 @@ impl BlobRepair {
         &self.path
     }
 
+    /// Sets the blob's length in bytes (the size its manifest gives, for a blob truncated or
+    /// extended on disk) before it is written whole.
+    pub fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)
+    }
+
     /// Writes verified `bytes` at `offset` of the blob.
     pub fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
         self.file.write_all_at(bytes, offset)
