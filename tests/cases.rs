@@ -1222,6 +1222,74 @@ fn an_interrupted_build_or_push_removes_its_temporary_files() {
         assert_eq!(fs::read(&out).unwrap(), b"old image");
     }
 
+    // Sharded: the new shards are staged beside OUT.d/ and swapped in whole, so an interrupt
+    // leaves the old set as it was, never new shards among old ones (s9 fresh-eyes pass).
+    let sharded_src = tmp.path().join("sharded-src");
+    fs::create_dir(&sharded_src).unwrap();
+    for i in 0..3u64 {
+        fs::write(
+            sharded_src.join(format!("part-{i}.bin")),
+            noise(16 << 20, 20 + i),
+        )
+        .unwrap();
+    }
+    let shard_out = tmp.path().join("shard-out");
+    fs::create_dir(&shard_out).unwrap();
+    let sharded = shard_out.join("img.sqfs");
+    let shard_args = |compression: &'static str| -> Vec<std::ffi::OsString> {
+        vec![
+            "build".into(),
+            sharded_src.clone().into(),
+            "-o".into(),
+            sharded.clone().into(),
+            "--format".into(),
+            "squashfs".into(),
+            "--shards".into(),
+            "3".into(),
+            "--compression".into(),
+            compression.into(),
+        ]
+    };
+    fspack(&store).args(shard_args("lz4")).assert().success();
+    let shards_dir = shard_out.join("img.sqfs.d");
+    let before = listing(&shards_dir);
+    let contents = |dir: &Path| -> Vec<Vec<u8>> {
+        let mut files: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files.iter().map(|f| fs::read(f).unwrap()).collect()
+    };
+    let old_shards = contents(&shards_dir);
+    let started = std::time::SystemTime::now();
+    std::thread::sleep(Duration::from_millis(20));
+    let xz_args = shard_args("xz");
+    let xz_args: Vec<&std::ffi::OsStr> = xz_args.iter().map(|a| a.as_os_str()).collect();
+    let (code, stderr) = interrupt_when(&store, &xz_args, "INT", || {
+        // A finished shard of this build, staged or (before the fix) among the old ones.
+        fs::read_dir(&shard_out).unwrap().any(|d| {
+            let d = d.unwrap().path();
+            d.is_dir()
+                && fs::read_dir(&d).unwrap().any(|f| {
+                    let f = f.unwrap();
+                    f.file_name().to_string_lossy().starts_with("shard-")
+                        && f.metadata().is_ok_and(|m| m.modified().unwrap() > started)
+                })
+        })
+    });
+    assert_eq!(code, Some(130), "{stderr}");
+    let left: Vec<_> = fs::read_dir(&shard_out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec!["img.sqfs.d"], "{stderr}");
+    assert_eq!(listing(&shards_dir), before);
+    assert!(
+        contents(&shards_dir) == old_shards,
+        "the old shards changed"
+    );
+
     // A SquashFS push to a registry compresses its shards into the store's tmp/ first.
     let Some(reg) = Registry::start() else { return };
     let target = format!("{}/t/interrupted:v1", reg.addr);

@@ -205,26 +205,7 @@ fn swap_in(staged_dir: &Path, final_dir: &Path, staged_image: &Path, out: &Path)
         });
     }
     // After the exchange, `staged_dir` holds the old blobs until the image is in place.
-    match renameat_with(CWD, staged_dir, CWD, final_dir, RenameFlags::EXCHANGE) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
-            // A filesystem without RENAME_EXCHANGE: move the old directory aside, then the new
-            // one in; the window is the same two renames.
-            let aside = tmp_name(&final_dir.with_extension("d-old"));
-            let _ = fs::remove_dir_all(&aside);
-            rename(final_dir, &aside).inspect_err(|_| cleanup())?;
-            if let Err(e) = rename(staged_dir, final_dir) {
-                let _ = fs::rename(&aside, final_dir);
-                cleanup();
-                return Err(e);
-            }
-            fs::rename(&aside, staged_dir).map_err(|e| EngineError::io(&aside, e))?;
-        }
-        Err(e) => {
-            cleanup();
-            return Err(EngineError::io(final_dir, e.into()));
-        }
-    }
+    exchange_dirs(staged_dir, final_dir).inspect_err(|_| cleanup())?;
     if let Err(e) = rename(staged_image, out) {
         // Put the old blobs back beside the old image.
         let _ = renameat_with(CWD, staged_dir, CWD, final_dir, RenameFlags::EXCHANGE);
@@ -233,6 +214,30 @@ fn swap_in(staged_dir: &Path, final_dir: &Path, staged_image: &Path, out: &Path)
     }
     let _ = fs::remove_dir_all(staged_dir);
     Ok(())
+}
+
+/// Exchanges the directories `staged_dir` and `final_dir` (`renameat2(RENAME_EXCHANGE)`), so
+/// `staged_dir` then names the old contents. On a filesystem without the flag, the old
+/// directory is moved aside and the new one in: the same result, with a window of two renames.
+///
+/// Errors: [`EngineError::Io`] naming the directory a rename failed on; both directories are
+/// then as they were, except after a failed rename back in the fallback.
+fn exchange_dirs(staged_dir: &Path, final_dir: &Path) -> Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, staged_dir, CWD, final_dir, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            let aside = tmp_name(&final_dir.with_extension("d-old"));
+            let _ = fs::remove_dir_all(&aside);
+            rename(final_dir, &aside)?;
+            if let Err(e) = rename(staged_dir, final_dir) {
+                let _ = fs::rename(&aside, final_dir);
+                return Err(e);
+            }
+            fs::rename(&aside, staged_dir).map_err(|e| EngineError::io(&aside, e))
+        }
+        Err(e) => Err(EngineError::io(final_dir, e.into())),
+    }
 }
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
@@ -260,7 +265,9 @@ pub(crate) fn layer_digest(path: &Path) -> Result<fspack_digest::Digest> {
 }
 
 /// Builds SquashFS from `dir`: one image at `out`, or (sharded) `OUT.d/shard-NNN.squashfs`,
-/// lowest overlay layer first.
+/// lowest overlay layer first. Shards are written into a staged directory that replaces
+/// `OUT.d/` in one exchange once all are written, so a failed or interrupted build leaves the
+/// old set whole (s9 fresh-eyes pass: Ctrl-C had left new shards among the old ones).
 pub fn build_squashfs(dir: &Path, out: &Path, settings: &ImageSettings) -> Result<BuildReport> {
     let mut walk = settings.walk.clone();
     walk.forbid_inside.push(absolute(out));
@@ -276,7 +283,34 @@ pub fn build_squashfs(dir: &Path, out: &Path, settings: &ImageSettings) -> Resul
             notes: r.warnings,
         }
     } else {
-        write_shards(&tree, settings, &blob_dir(out))?
+        let final_dir = blob_dir(out);
+        let staged_dir = tmp_name(&final_dir);
+        let _listed_dir = fspack_atomic::Pending::new(&staged_dir);
+        let _ = fs::remove_dir_all(&staged_dir);
+        let mut report = write_shards(&tree, settings, &staged_dir).inspect_err(|_| {
+            let _ = fs::remove_dir_all(&staged_dir);
+        })?;
+        fspack_atomic::finishing(|| -> Result<()> {
+            if final_dir.exists() {
+                exchange_dirs(&staged_dir, &final_dir).inspect_err(|_| {
+                    let _ = fs::remove_dir_all(&staged_dir);
+                })?;
+                // The old shards, now under the staged name.
+                let _ = fs::remove_dir_all(&staged_dir);
+                Ok(())
+            } else {
+                rename(&staged_dir, &final_dir).inspect_err(|_| {
+                    let _ = fs::remove_dir_all(&staged_dir);
+                })
+            }
+        })?;
+        report.image = final_dir.clone();
+        for blob in &mut report.blobs {
+            if let Some(name) = blob.file_name() {
+                *blob = final_dir.join(name);
+            }
+        }
+        report
     };
     report.notes.splice(0..0, acl_note);
     Ok(report)
