@@ -928,3 +928,41 @@ fn readers_refuse_a_store_that_pull_refuses() {
         assert!(stderr.contains(why), "{cmd:?}: {stderr}");
     }
 }
+
+/// s9 fresh-eyes pass: `gc` waited without a word while a lazy mount was filling (its server
+/// holds the store, as any running fspack command does); it now says what it waits for.
+#[test]
+fn gc_says_when_it_waits_for_another_process_using_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"a\n").unwrap();
+    let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
+    let store = tmp.path().join("store");
+    fspack(&tmp.path().join("push-store"))
+        .args(["push", src.to_str().unwrap(), &layout])
+        .assert()
+        .success();
+    fspack(&store).args(["pull", &layout]).assert().success();
+    // Another process holding the store, as a running pull or lazy server does.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-s")
+        .arg(store.join("locks/gc.lock"))
+        .args(["sleep", "1"])
+        .spawn()
+        .expect("flock(1) from util-linux");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    fspack(&store)
+        .arg("gc")
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(
+            "waiting for the other fspack processes using the store",
+        ));
+    holder.wait().unwrap();
+    fspack(&store)
+        .arg("gc")
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("waiting").not());
+}

@@ -71,7 +71,8 @@ impl Store {
     /// touched for a day (containerd's ingest expiry), so an interrupted pull can still resume.
     ///
     /// Waits while other processes hold this store open (each [`Store`] holds a shared lock that
-    /// `gc` takes exclusively). Do not call it while this process holds a second, separately
+    /// `gc` takes exclusively; a lazy mount's server holds it until its fill completes), and
+    /// logs a warning when it has to. Do not call it while this process holds a second, separately
     /// opened `Store` of the same root: that would wait for itself. Clones are fine.
     pub fn gc(&self, keep_extra: &[String]) -> Result<GcReport> {
         self.gc_with(keep_extra, DEFAULT_INGEST_TTL)
@@ -85,7 +86,21 @@ impl Store {
     ) -> Result<GcReport> {
         // Trade our own shared lock for the exclusive one, and take the shared one back after.
         let _ = self.gc_guard.lock().expect("not poisoned").take();
-        let exclusive = self.lock_file("gc.lock", rustix::fs::FlockOperation::LockExclusive)?;
+        // A lazy mount's server holds the store until its fill completes, which can take as
+        // long as the download: say what gc waits for instead of hanging silently (s9 pass).
+        let exclusive = match self.lock_file(
+            "gc.lock",
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
+            Ok(f) => f,
+            Err(_) => {
+                tracing::warn!(
+                    "waiting for the other fspack processes using the store {} to finish (a pull, a push, or a lazy mount still filling: `fspack ls` shows its progress)",
+                    self.root.display()
+                );
+                self.lock_file("gc.lock", rustix::fs::FlockOperation::LockExclusive)?
+            }
+        };
         let result = self.gc_locked(keep_extra, ingest_ttl);
         drop(exclusive);
         *self.gc_guard.lock().expect("not poisoned") =
