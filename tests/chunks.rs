@@ -637,6 +637,23 @@ fn a_blob_truncated_or_extended_on_disk_is_named_and_fetched_again_whole() {
         )) && stderr.contains("1 blob in the store is corrupt"),
         "{stderr}"
     );
+    // Named with --store, not the environment: the hint names the store too, so it can be
+    // copied as it is.
+    let out = fspack(&store)
+        .env_remove("FSPACK_STORE")
+        .arg("--store")
+        .arg(&store)
+        .args(["verify", "--all"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "run `fspack --store {} verify --all --repair`",
+            store.display()
+        )),
+        "{stderr}"
+    );
     let out = fspack(&store)
         .args(["verify", "--all", "--repair", "--json"])
         .output()

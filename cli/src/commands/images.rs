@@ -13,7 +13,10 @@ pub fn images(args: ImagesArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     }
     if list.is_empty() {
         if !g.quiet {
-            eprintln!("the store holds no images (`fspack pull REF` adds one)");
+            eprintln!(
+                "the store holds no images (`{} pull REF` adds one)",
+                super::fspack_command(g)
+            );
         }
         return Ok(());
     }
@@ -59,7 +62,10 @@ pub fn rmi(args: RmiArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        eprintln!("`fspack gc` removes the blobs no other tag or mount uses");
+        eprintln!(
+            "`{} gc` removes the blobs no other tag or mount uses",
+            super::fspack_command(g)
+        );
     }
     Ok(())
 }

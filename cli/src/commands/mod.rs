@@ -143,6 +143,17 @@ pub fn existing_store(g: &GlobalArgs) -> anyhow::Result<Option<Arc<Store>>> {
     Ok(fspack_engine::open::existing_store(g.store.as_deref())?)
 }
 
+/// How a hint spells fspack for the store of this command line: `fspack`, or `fspack --store
+/// DIR` when `--store` names another store than the default ([`fspack_engine::Store::command`]).
+pub fn fspack_command(g: &GlobalArgs) -> String {
+    match &g.store {
+        Some(p) if *p != fspack_engine::default_root() => {
+            format!("fspack --store {}", p.display())
+        }
+        _ => "fspack".to_string(),
+    }
+}
+
 /// Progress bars unless quiet or printing JSON.
 pub fn bars(g: &GlobalArgs, json: bool) -> Arc<Bars> {
     Arc::new(Bars::new(!g.quiet && !json))

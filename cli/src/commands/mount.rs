@@ -146,8 +146,9 @@ pub fn warn_if_hiding(point: &MountPoint, g: &GlobalArgs) {
         && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
     if hides && !g.quiet {
         eprintln!(
-            "warning: {} is not empty: its files are hidden until `fspack umount {}`",
+            "warning: {} is not empty: its files are hidden until `{} umount {}`",
             dir.display(),
+            super::fspack_command(g),
             dir.display()
         );
     }
@@ -203,12 +204,13 @@ pub fn print_lazy(
         }
         if report.lazy {
             eprintln!(
-                "mounted {name} ({}) on {} in {:.2}s; {} in {} are fetched on first read and in the background (`fspack ls` shows progress)",
+                "mounted {name} ({}) on {} in {:.2}s; {} in {} are fetched on first read and in the background (`{} ls` shows progress)",
                 report.manifest_digest,
                 dir.display(),
                 report.seconds,
                 crate::output::size(report.lazy_bytes),
-                crate::output::count(report.lazy_blobs, "blob")
+                crate::output::count(report.lazy_blobs, "blob"),
+                super::fspack_command(g)
             );
         } else {
             eprintln!(
@@ -347,8 +349,9 @@ fn wait_lazy(store: &fspack_engine::Store, g: &GlobalArgs) -> anyhow::Result<()>
         for (target, st) in &lazy {
             if st.state == ServerState::Dead {
                 return Err(fspack_engine::EngineError::NotFound(format!(
-                    "the lazy server of {} is gone, so its missing data will not arrive\nhint: run `fspack umount {}`, then mount it again: the chunks already fetched are kept",
+                    "the lazy server of {} is gone, so its missing data will not arrive\nhint: run `{} umount {}`, then mount it again: the chunks already fetched are kept",
                     target.display(),
+                    store.command(),
                     target.display()
                 ))
                 .into());
@@ -357,8 +360,9 @@ fn wait_lazy(store: &fspack_engine::Store, g: &GlobalArgs) -> anyhow::Result<()>
                 // The server keeps trying, but a chunk that failed verification on every try
                 // is wrong at the registry: waiting will not fix it (exit 6, as for a pull).
                 return Err(fspack_engine::EngineError::Integrity(format!(
-                    "the lazy mount at {} cannot complete: {f}\nhint: the registry serves other bytes than the manifest names; its lazy server tries again every few seconds; `fspack umount {}` stops it",
+                    "the lazy mount at {} cannot complete: {f}\nhint: the registry serves other bytes than the manifest names; its lazy server tries again every few seconds; `{} umount {}` stops it",
                     target.display(),
+                    store.command(),
                     target.display()
                 ))
                 .into());

@@ -142,6 +142,7 @@ fn stored_name(store: &Store, name: &str) -> Result<String> {
         return Ok(n);
     }
     Err(EngineError::NotFound(format!(
-        "{name} is not in the store; `fspack images` lists what is"
+        "{name} is not in the store; `{} images` lists what is",
+        store.command()
     )))
 }

@@ -146,8 +146,9 @@ impl MountPoint {
                 let p = point.path.clone();
                 point.discard();
                 return Err(EngineError::Usage(format!(
-                    "{} is already an fspack mount; run `fspack umount {}` first",
+                    "{} is already an fspack mount; run `{} umount {}` first",
                     p.display(),
+                    store.command(),
                     p.display()
                 )));
             }

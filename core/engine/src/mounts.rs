@@ -121,7 +121,7 @@ fn refuse_nested(store: &Store, target: &Path) -> Result<()> {
         .iter()
         .map(|p| {
             if ours.iter().any(|r| &r.target == p) {
-                format!("`fspack umount {}`", p.display())
+                format!("`{} umount {}`", store.command(), p.display())
             } else {
                 format!("`umount {}`", p.display())
             }

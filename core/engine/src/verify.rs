@@ -111,6 +111,9 @@ pub struct VerifyReport {
     /// hint that offers `--repair`.
     #[serde(skip)]
     pub scope_args: String,
+    /// How the hint spells fspack on this store ([`Store::command`]).
+    #[serde(skip)]
+    pub command: String,
 }
 
 impl VerifyReport {
@@ -126,8 +129,8 @@ impl VerifyReport {
             String::new()
         } else {
             format!(
-                "; run `fspack verify {} --repair` to fetch them again",
-                self.scope_args
+                "; run `{} verify {} --repair` to fetch them again",
+                self.command, self.scope_args
             )
         };
         Err(EngineError::Integrity(format!(
@@ -162,6 +165,7 @@ pub async fn verify(
         bytes_checked: 0,
         bad: 0,
         repaired: 0,
+        command: store.command(),
         scope_args: match scope {
             Scope::All => "--all".into(),
             Scope::Refs(refs) => refs.join(" "),
@@ -298,8 +302,9 @@ fn blobs_in_scope(
         for r in refs {
             if !tags.iter().any(|(name, _)| name == r) {
                 return Err(EngineError::NotFound(format!(
-                    "{r} is not in the store at {}; run `fspack pull {r}` first",
-                    store.root().display()
+                    "{r} is not in the store at {}; run `{} pull {r}` first",
+                    store.root().display(),
+                    store.command()
                 )));
             }
         }
@@ -429,8 +434,10 @@ async fn refetch(
             "no tag or mount names it, so fspack cannot tell where to fetch it".to_string()
         } else {
             format!(
-                "{} is not a registry reference; copy it into the store again (`fspack pull {}`)",
-                sources[0], sources[0]
+                "{} is not a registry reference; copy it into the store again (`{} pull {}`)",
+                sources[0],
+                store.command(),
+                sources[0]
             )
         });
     };

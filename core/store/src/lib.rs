@@ -342,6 +342,17 @@ impl Store {
         &self.root
     }
 
+    /// How a hint should spell an fspack command on this store: `fspack`, or `fspack --store
+    /// DIR` when this is not the default store ([`default_root`]), so a command copied from a
+    /// message acts on the same store (s9 fresh-eyes pass: hints named the default store).
+    pub fn command(&self) -> String {
+        if self.root == default_root() {
+            "fspack".to_string()
+        } else {
+            format!("fspack --store {}", self.root.display())
+        }
+    }
+
     /// A temporary file on the store's file system (under `ingest/`, so renaming or copying it
     /// over a blob stays on one device), removed when dropped. For callers that need scratch
     /// space beside the blobs without knowing the store's layout.
