@@ -1015,6 +1015,53 @@ fn small_tree_layout(dir: &Path) -> String {
     reference
 }
 
+/// s9 fresh-eyes pass: one flipped byte in a stored EROFS metadata image was mounted as it was
+/// ("jello" for "hello"). The metadata image is hashed again before every mount: exit 6 naming
+/// the blob, nothing mounted.
+#[test]
+fn privileged_a_metadata_image_changed_on_disk_is_not_mounted() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = small_tree_layout(tmp.path());
+    let store = tmp.path().join("store");
+    fspack(&store).args(["pull", &reference]).assert().success();
+    // The metadata image: the blob with the EROFS superblock magic at byte 1024.
+    let meta = fs::read_dir(store.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            fs::read(p).is_ok_and(|b| b.len() > 1028 && b[1024..1028] == [0xe2, 0xe1, 0xf5, 0xe0])
+        })
+        .expect("a metadata image in the store");
+    let mut bytes = fs::read(&meta).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let mut perms = fs::metadata(&meta).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    fs::set_permissions(&meta, perms).unwrap();
+    fs::write(&meta, &bytes).unwrap();
+    let mnt = tmp.path().join("mnt");
+    let out = fspack(&store)
+        .args(["mount", &reference])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let name = meta.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        stderr.contains(&name) && stderr.contains("was changed on disk"),
+        "{stderr}"
+    );
+    assert!(
+        !mnt.exists(),
+        "the mount point fspack created is gone again"
+    );
+    assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
+}
+
 /// Report item 8: a store on a read-only mount still serves the commands that only read it (`ls`,
 /// `verify`), and a command that must write names the store and says it is read-only.
 #[test]

@@ -428,6 +428,14 @@ impl PlanMount<'_> {
         record: &mut MountRecord,
     ) -> Result<()> {
         let reference = self.reference;
+        if !descriptors.is_empty() {
+            // The metadata image of a chunked layout is small (inodes, directories, chunk
+            // indexes) and says where every byte comes from: it is hashed again before each
+            // mount, so a copy damaged on disk since its pull is refused, not mounted (s9
+            // fresh-eyes pass: one flipped byte showed "jello" for "hello"). Data devices and
+            // single-layout images are whole-model sized; `fspack verify` checks those.
+            self.store.check_blob(&primary.digest)?;
+        }
         let primary = self.path_of(primary)?;
         check_format(&primary, Format::Erofs)?;
         let devices: Vec<PathBuf> = descriptors

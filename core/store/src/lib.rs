@@ -507,6 +507,24 @@ impl Store {
         result
     }
 
+    /// Checks that committed blob `digest` still hashes to its name (read whole: for small blobs
+    /// that steer a mount, such as an EROFS metadata image).
+    ///
+    /// Errors: [`StoreError::CorruptBlob`] naming the blob when it changed on disk;
+    /// [`StoreError::Io`] when it cannot be read.
+    pub fn check_blob(&self, digest: &Digest) -> Result<()> {
+        let path = self.blob_path(digest);
+        let actual = crate::digest::sha256_of_file(&path)?;
+        if &actual != digest {
+            return Err(StoreError::CorruptBlob {
+                digest: digest.to_string(),
+                actual: actual.to_string(),
+                path,
+            });
+        }
+        Ok(())
+    }
+
     /// Reads a committed blob of at most `max` bytes, checking that it still hashes to `digest`
     /// (manifests and configs are small, and steer what gets mounted).
     pub fn read_blob(&self, digest: &Digest, max: u64) -> Result<Vec<u8>> {
