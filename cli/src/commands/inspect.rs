@@ -35,9 +35,9 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "size:      {} bytes in {} layers",
+        "size:      {} bytes in {}",
         view.size,
-        view.manifest.layers.len()
+        crate::output::count(view.manifest.layers.len(), "layer")
     )?;
     for (k, v) in &view.manifest.annotations {
         writeln!(out, "  {k}: {}", v.escape_default())?;

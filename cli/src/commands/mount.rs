@@ -48,7 +48,8 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                     "reference": name,
                     "manifest_digest": digest,
                     "lazy": false,
-                    "mounted_at": args.dir,
+                    // Absolute, as `ls` and `images` show it.
+                    "mounted_at": std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone()),
                     "notes": notes,
                     "trust_checks": trust_checks,
                 }));

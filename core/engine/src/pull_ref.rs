@@ -121,7 +121,8 @@ pub async fn pull_ref(
                 dir.display()
             )
         })?;
-        report.mounted_at = Some(dir.to_path_buf());
+        // Absolute, as `ls` and `images` show it, whatever the command line said.
+        report.mounted_at = Some(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
     }
     Ok(Pulled {
         report,

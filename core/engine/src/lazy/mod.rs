@@ -485,7 +485,8 @@ async fn eager(
         bytes_fetched: report.bytes_received,
         server_pid: None,
         seconds: started.elapsed().as_secs_f64(),
-        mounted_at: target,
+        // Absolute, as `ls` and `images` show it, whatever the command line said.
+        mounted_at: std::fs::canonicalize(&target).unwrap_or(target),
         notes,
         trust_checks: report.trust_checks,
     })
