@@ -578,6 +578,25 @@ fn privileged_lazy_fill_resumes_when_the_registry_comes_back() {
             waited < Duration::from_millis(2_700),
             "the read waited {waited:?}, more than one 1.5 s timeout"
         );
+        // `ls` says why reads fail, not only that they do (s9 fresh-eyes pass).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let said = loop {
+            let out = fspack(&store).arg("ls").output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            if stderr.contains("fetching from the registry fails, trying again: ")
+                || Instant::now() > deadline
+            {
+                break stderr;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(
+            said.contains(&format!(
+                "{}: fetching from the registry fails",
+                mnt.display()
+            )),
+            "{said}"
+        );
         reg.restart();
         proxy.set_delay_ms_per_mib(0);
         wait_complete(&store, &mnt, Duration::from_secs(60));

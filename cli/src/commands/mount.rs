@@ -300,6 +300,16 @@ pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             if let Some(f) = &l.failing {
                 failing.push(format!("{}: {f}", r.target.display()));
             }
+            if let Some(e) = l
+                .fetch_error
+                .as_ref()
+                .filter(|_| l.state == ServerState::Filling)
+            {
+                failing.push(format!(
+                    "{}: fetching from the registry fails, trying again: {e}",
+                    r.target.display()
+                ));
+            }
             format!(
                 " (lazy: {} of {} present, {what}{failed})",
                 crate::output::size(l.bytes_present),

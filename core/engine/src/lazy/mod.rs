@@ -573,6 +573,7 @@ pub fn status_of(lazy: &LazyRecord) -> status::LazyStatus {
             reads_failed: 0,
             error: None,
             failing: None,
+            fetch_error: None,
         },
     }
 }

@@ -387,6 +387,12 @@ fn write_status(spec: &ServeSpec, fill: &Fill, state: ServerState, error: Option
             .expect("not poisoned")
             .as_ref()
             .map(|(_, _, msg)| msg.clone()),
+        fetch_error: fill
+            .counters
+            .fetch_error
+            .lock()
+            .expect("not poisoned")
+            .clone(),
     };
     if let Err(e) = status.write(&spec.state_dir) {
         tracing::warn!(

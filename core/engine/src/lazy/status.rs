@@ -60,6 +60,10 @@ pub struct LazyStatus {
     /// which registry. Cleared once that chunk arrives intact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing: Option<String>,
+    /// Why fetches from the registry fail, while every one does (unreachable, refusing, timing
+    /// out); absent while they work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_error: Option<String>,
 }
 
 /// File name of the status in a lazy mount's state directory.

@@ -235,6 +235,10 @@ pub struct Counters {
     /// The chunk last given up on after failing verification on every try, as (blob, chunk,
     /// message); `None` once it arrives intact.
     pub failing: Mutex<Option<(usize, usize, String)>>,
+    /// Why the last fetch failed, while every fetch fails (the registry unreachable, refusing
+    /// or timing out); `None` once one succeeds. For `fspack ls`, so a user sees why reads
+    /// fail without opening the server's log (s9 fresh-eyes pass).
+    pub fetch_error: Mutex<Option<String>>,
 }
 
 /// The scheduler shared by the FUSE threads and the fetch workers.
@@ -454,12 +458,15 @@ impl Fill {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
                     *self.offline_since.lock().expect("not poisoned") = None;
+                    *self.counters.fetch_error.lock().expect("not poisoned") = None;
                 }
                 Err(e) => {
                     self.offline_since
                         .lock()
                         .expect("not poisoned")
                         .get_or_insert_with(Instant::now);
+                    *self.counters.fetch_error.lock().expect("not poisoned") =
+                        Some(format!("{e:#}"));
                     tracing::warn!(
                         digest = %self.blobs[job.blob].desc.digest,
                         "fetching chunks {}..{} failed, trying again in {backoff:?}: {e}",
