@@ -692,14 +692,24 @@ fn a_blob_truncated_or_extended_on_disk_is_named_and_fetched_again_whole() {
 }
 
 /// s9 fresh-eyes pass: `verify --repair` fetched a corrupt manifest from the registry's
-/// `blobs/` endpoint, which does not serve manifests (exit 3); it comes from `manifests/`.
+/// `blobs/` endpoint, which does not serve manifests (exit 3); it comes from `manifests/`. And a
+/// layer damaged beside it is mended in the same run, though only the mended manifest names it.
 #[test]
 fn verify_repair_fetches_a_corrupt_manifest_by_digest() {
     let Some(reg) = Registry::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let Pulled {
-        reference, store, ..
+        reference,
+        store,
+        digest,
+        blob,
     } = pushed_and_pulled(tmp.path(), &reg.addr, "manifest", 17);
+    let layer = fs::read(&blob).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&blob).unwrap();
+        f.write_all_at(&[0u8; 4096], CHUNK + 10).unwrap();
+    }
     let manifest = tag_digest(&store, &reference).expect("the pull tagged the manifest");
     let path = store.join("blobs/sha256").join(&manifest[7..]);
     let good = fs::read(&path).unwrap();
@@ -718,10 +728,12 @@ fn verify_repair_fetches_a_corrupt_manifest_by_digest() {
         stderr.contains(&format!(
             "{manifest} repaired ({} bytes fetched)",
             good.len()
-        )),
+        )) && stderr.contains(&format!("{digest} repaired ({CHUNK} bytes fetched)"))
+            && stderr.contains("0 bad, 2 repaired"),
         "{stderr}"
     );
     assert_eq!(fs::read(&path).unwrap(), good);
+    assert_eq!(fs::read(&blob).unwrap(), layer);
     assert_store_sound(&store);
 }
 
