@@ -68,6 +68,10 @@ pub fn check_cached_size(store: &Store, d: &Descriptor, what: &str) -> Result<()
         );
         return Ok(());
     }
+    // Another process may have fetched it again between the length read above and the lock.
+    if std::fs::metadata(&path).is_ok_and(|now| now.len() == d.size) {
+        return Ok(());
+    }
     Err(EngineError::Integrity(format!(
         "{what}: the manifest gives blob {} a size of {} bytes, but the verified blob in the store has {} bytes; the manifest is wrong (a digest names one size)",
         d.digest,

@@ -414,8 +414,14 @@ impl Store {
             rustix::fs::FlockOperation::LockExclusive,
         )?;
         let path = self.blob_path(digest);
-        if crate::digest::sha256_of_file(&path)? == *digest {
-            return Ok(false);
+        match crate::digest::sha256_of_file(&path) {
+            Ok(actual) if actual == *digest => return Ok(false),
+            Ok(_) => {}
+            // Another process found it damaged first and removed it: fetch it as missing.
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
         }
         fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
         let dir = self.root.join("blobs/sha256");

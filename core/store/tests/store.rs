@@ -739,3 +739,24 @@ fn units_from_many_threads_commit_and_resume_byte_exact() {
         "committed bytes differ"
     );
 }
+
+/// A pull that meets a cached blob of the wrong length asks the store whether the copy is
+/// damaged: an intact blob stays, a damaged one is removed, and one another process removed
+/// first counts as removed (both pulls then fetch it again under its ingest lock).
+#[test]
+fn discard_if_damaged_keeps_an_intact_blob_and_removes_a_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let digest = store.put_blob_bytes(b"the blob's bytes").unwrap();
+    let path = store.blob_path(&digest);
+    assert!(!store.discard_if_damaged(&digest).unwrap());
+    assert!(path.is_file());
+
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&path, perms).unwrap();
+    std::fs::write(&path, b"the blob's").unwrap();
+    assert!(store.discard_if_damaged(&digest).unwrap());
+    assert!(!path.exists());
+    assert!(store.discard_if_damaged(&digest).unwrap(), "already gone");
+}
