@@ -58,6 +58,15 @@ fn sha256_file(p: &Path) -> String {
 }
 
 /// Every file under `blobs/` hashes to its name.
+/// Runs `fspack ARGS` on `store`; returns its exit code and stderr.
+fn run_on(store: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = fspack(store).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn assert_store_sound(store: &Path) {
     for e in fs::read_dir(store.join("blobs/sha256"))
         .into_iter()
@@ -627,9 +636,8 @@ fn a_blob_truncated_or_extended_on_disk_is_named_and_fetched_again_whole() {
     };
 
     set_len(size / 3);
-    let out = fspack(&store).args(["verify", "--all"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let (code, stderr) = run_on(&store, &["verify", "--all"]);
+    assert_eq!(code, Some(6), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{digest} corrupt: {} bytes on disk, its manifest says {size}",
@@ -672,17 +680,13 @@ fn a_blob_truncated_or_extended_on_disk_is_named_and_fetched_again_whole() {
 
     // Extended: the repair also cuts the file back to its size.
     set_len(size + 5);
-    let out = fspack(&store)
-        .args(["verify", "--all", "--repair"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (code, stderr) = run_on(&store, &["verify", "--all", "--repair"]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(sha256_file(&blob), good);
 
     set_len(size / 2);
-    let out = fspack(&store).args(["pull", &reference]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (code, stderr) = run_on(&store, &["pull", &reference]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!("the stored copy of blob {digest} was damaged")),
         "{stderr}"
@@ -718,12 +722,8 @@ fn verify_repair_fetches_a_corrupt_manifest_by_digest() {
     bad[at] ^= 0x20;
     fs::write(&path, &bad).unwrap();
 
-    let out = fspack(&store)
-        .args(["verify", "--all", "--repair"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (code, stderr) = run_on(&store, &["verify", "--all", "--repair"]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{manifest} repaired ({} bytes fetched)",
@@ -754,9 +754,8 @@ fn verify_all_reports_a_missing_blob_and_repair_fetches_it_whole() {
     } = pushed_and_pulled(tmp.path(), &reg.addr, "missing", 11);
     fs::remove_file(&blob).unwrap();
 
-    let out = fspack(&store).args(["verify", "--all"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let (code, stderr) = run_on(&store, &["verify", "--all"]);
+    assert_eq!(code, Some(6), "{stderr}");
     assert!(
         stderr.contains(&format!("{digest} missing"))
             && stderr.contains(&format!("used by {reference}"))
@@ -764,12 +763,8 @@ fn verify_all_reports_a_missing_blob_and_repair_fetches_it_whole() {
         "{stderr}"
     );
 
-    let out = fspack(&store)
-        .args(["verify", "--all", "--repair"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (code, stderr) = run_on(&store, &["verify", "--all", "--repair"]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("0 bad, 1 repaired"), "{stderr}");
     assert!(blob.is_file(), "the missing blob was not fetched again");
     assert_store_sound(&store);
@@ -777,12 +772,8 @@ fn verify_all_reports_a_missing_blob_and_repair_fetches_it_whole() {
     // Registry gone: the blob stays missing, the run says why, and exits 6.
     fs::remove_file(&blob).unwrap();
     reg.kill();
-    let out = fspack(&store)
-        .args(["verify", &reference, "--repair"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let (code, stderr) = run_on(&store, &["verify", &reference, "--repair"]);
+    assert_eq!(code, Some(6), "{stderr}");
     assert!(
         stderr.contains(&format!("{digest} missing"))
             && stderr.contains(&format!("not repaired: cannot fetch it from {reference}")),
