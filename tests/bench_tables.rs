@@ -10,13 +10,18 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn tables_check(root: &Path) -> Output {
+/// Runs `bench/tables.py ARGS` in `root`.
+fn tables(root: &Path, args: &[&std::ffi::OsStr]) -> Output {
     Command::new("python3")
         .arg(root.join("bench/tables.py"))
-        .arg("check")
+        .args(args)
         .current_dir(root)
         .output()
         .expect("python3 runs bench/tables.py (Debian: python3)")
+}
+
+fn tables_check(root: &Path) -> Output {
+    tables(root, &["check".as_ref()])
 }
 
 #[test]
@@ -123,13 +128,7 @@ fn publish_routes_a_quick_run_to_the_quick_blocks_only() {
         "\n<!-- bench-tables:begin quick {named} -->\n<!-- bench-tables:end -->\n"
     ));
     fs::write(&bench_readme, text).unwrap();
-    let out = Command::new("python3")
-        .arg(dir.path().join("bench/tables.py"))
-        .args(["publish"])
-        .arg(&quick)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = tables(dir.path(), &["publish".as_ref(), quick.as_os_str()]);
     assert!(
         out.status.success(),
         "{}",

@@ -20,6 +20,35 @@ use fspack_engine::{Client, ClientOptions, Store};
 use crate::args::{Cli, Command, GlobalArgs, RegistryArgs, TrustArgs};
 use crate::progress::Bars;
 
+/// SIGINT (Ctrl-C) and SIGTERM (what `kill`, `timeout`, systemd and container runtimes send),
+/// both answered alike: a fleet stops a pull with SIGTERM, and it must not leave a mount point
+/// behind either (found in the s9 fresh-eyes pass: exit 143 and the created directory left).
+pub struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Waits for the first SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+/// Starts listening for SIGINT and SIGTERM: from here on they no longer kill the process, they
+/// are answered where they were asked for: [`mount::or_interrupted`] for a mount, or the task
+/// [`remove_temporaries_on_interrupt`] starts.
+pub fn listen() -> anyhow::Result<Signals> {
+    use tokio::signal::unix::{SignalKind, signal};
+    Ok(Signals {
+        int: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
+        term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+    })
+}
+
 /// `build` and `push` write into temporary files and directories (a staged image, its blob
 /// directory, compressed SquashFS shards) that a signal's default action would leave behind:
 /// 0.4 GB after one Ctrl-C in the s8 fidelity pass. On `SIGINT` or `SIGTERM` this removes
@@ -27,20 +56,13 @@ use crate::progress::Bars;
 /// finished write is renamed over it, and an interrupt waits for that rename. A registry push
 /// cut short moves no tag, since the manifest goes last.
 fn remove_temporaries_on_interrupt(g: &GlobalArgs) {
-    use tokio::signal::unix::{SignalKind, signal};
     // Without both handlers the default action stays: dying is better than ignoring Ctrl-C.
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let Ok(mut signals) = listen() else {
         return;
     };
     let quiet = g.quiet;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        signals.recv().await;
         let removed = fspack_atomic::remove_pending();
         if !quiet {
             eprintln!(
@@ -143,14 +165,11 @@ pub fn existing_store(g: &GlobalArgs) -> anyhow::Result<Option<Arc<Store>>> {
     Ok(fspack_engine::open::existing_store(g.store.as_deref())?)
 }
 
-/// How a hint spells fspack for the store of this command line: `fspack`, or `fspack --store
-/// DIR` when `--store` names another store than the default ([`fspack_engine::Store::command`]).
+/// How a hint spells fspack for the store of this command line ([`fspack_engine::command_for`]).
 pub fn fspack_command(g: &GlobalArgs) -> String {
     match &g.store {
-        Some(p) if *p != fspack_engine::default_root() => {
-            format!("fspack --store {}", p.display())
-        }
-        _ => "fspack".to_string(),
+        Some(p) => fspack_engine::command_for(p),
+        None => "fspack".to_string(),
     }
 }
 

@@ -9,6 +9,7 @@ use fspack_engine::mount_ref::{MountRefSettings, Mounted, mount_ref};
 use fspack_engine::pull::PullSettings;
 
 use super::pull::mount_settings;
+use super::{Signals, listen};
 use crate::args::{GcArgs, GlobalArgs, LsArgs, MountArgs, UmountArgs};
 
 pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
@@ -28,6 +29,8 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         }
     };
     let bars = super::bars(g, args.json);
+    // The canonical mount point, as `ls` and `images` show it, whatever the command line said.
+    let at = point.path().to_path_buf();
     let undo = Some(Interrupted::new(interrupt, &store, &point));
     let mounted = or_interrupted(
         undo,
@@ -48,8 +51,7 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
                     "reference": name,
                     "manifest_digest": digest,
                     "lazy": false,
-                    // Absolute, as `ls` and `images` show it.
-                    "mounted_at": std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone()),
+                    "mounted_at": at,
                     "notes": notes,
                     "trust_checks": trust_checks,
                 }));
@@ -76,34 +78,6 @@ pub struct Interrupted {
     created: Vec<PathBuf>,
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM (what `kill`, `timeout`, systemd and container runtimes send),
-/// both answered alike: a fleet stops a pull with SIGTERM, and it must not leave a mount point
-/// behind either (found in the s9 fresh-eyes pass: exit 143 and the created directory left).
-pub struct Signals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    /// Waits for the first SIGINT or SIGTERM.
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
-        }
-    }
-}
-
-/// Starts listening for SIGINT and SIGTERM: from here on they no longer kill the process, they
-/// are answered in [`or_interrupted`] (or ignored when the command fails before it gets there).
-pub fn listen() -> anyhow::Result<Signals> {
-    use tokio::signal::unix::{SignalKind, signal};
-    Ok(Signals {
-        int: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
-        term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
-    })
-}
-
 impl Interrupted {
     /// What an interrupt heard on `signal` must undo: the mount on `point` and the directories
     /// fspack created for it.
@@ -121,9 +95,9 @@ impl Interrupted {
     }
 }
 
-/// Runs `work`; on Ctrl-C (SIGINT) or SIGTERM drops it, undoes what it left on the mount point in `undo`
-/// (a finished mount with its loop devices and lazy server, the directories fspack created;
-/// report item 24) and exits 130 as the interrupt would have. Partial downloads stay in the
+/// Runs `work`; on Ctrl-C (SIGINT) or SIGTERM drops it, undoes what it left on the mount point
+/// in `undo` (a finished mount with its loop devices and lazy server, the directories fspack
+/// created; report item 24) and exits 130 as the interrupt would have. Partial downloads stay in the
 /// store for the next pull to resume, as after a kill. Without `undo` the interrupt keeps its
 /// default action.
 pub async fn or_interrupted<T>(undo: Option<Interrupted>, work: impl Future<Output = T>) -> T {

@@ -33,7 +33,7 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     }
     let store = super::store(g)?;
     let interrupt = match &args.mount {
-        Some(_) => Some(super::mount::listen()?),
+        Some(_) => Some(super::listen()?),
         None => None,
     };
     // The mount point is checked (and a missing one created) before any byte is fetched.

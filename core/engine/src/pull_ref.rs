@@ -107,6 +107,8 @@ pub async fn pull_ref(
     }
     let mut notes = Vec::new();
     if let (Some(dir), Some(point)) = (dir, point) {
+        // The canonical mount point, as `ls` and `images` show it, whatever the command line said.
+        let at = point.path().to_path_buf();
         notes = crate::mount_ref::mount_stored(
             store,
             &report.reference,
@@ -121,8 +123,7 @@ pub async fn pull_ref(
                 dir.display()
             )
         })?;
-        // Absolute, as `ls` and `images` show it, whatever the command line said.
-        report.mounted_at = Some(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        report.mounted_at = Some(at);
     }
     Ok(Pulled {
         report,

@@ -103,6 +103,17 @@ pub fn default_root() -> PathBuf {
     )
 }
 
+/// How a hint should spell an fspack command on the store at `root`: `fspack`, or `fspack
+/// --store DIR` when it is not the default store ([`default_root`]), so a command copied from a
+/// message acts on the same store (s9 fresh-eyes pass: hints named the default store).
+pub fn command_for(root: &Path) -> String {
+    if root == default_root() {
+        "fspack".to_string()
+    } else {
+        format!("fspack --store {}", root.display())
+    }
+}
+
 /// [`default_root`] without the environment, for tests. Empty variables count as unset.
 fn choose_root(
     store: Option<std::ffi::OsString>,
@@ -342,15 +353,9 @@ impl Store {
         &self.root
     }
 
-    /// How a hint should spell an fspack command on this store: `fspack`, or `fspack --store
-    /// DIR` when this is not the default store ([`default_root`]), so a command copied from a
-    /// message acts on the same store (s9 fresh-eyes pass: hints named the default store).
+    /// How a hint should spell an fspack command on this store ([`command_for`]).
     pub fn command(&self) -> String {
-        if self.root == default_root() {
-            "fspack".to_string()
-        } else {
-            format!("fspack --store {}", self.root.display())
-        }
+        command_for(&self.root)
     }
 
     /// A temporary file on the store's file system (under `ingest/`, so renaming or copying it
@@ -414,9 +419,9 @@ impl Store {
             rustix::fs::FlockOperation::LockExclusive,
         )?;
         let path = self.blob_path(digest);
-        match crate::digest::sha256_of_file(&path) {
-            Ok(actual) if actual == *digest => return Ok(false),
-            Ok(_) => {}
+        match self.check_blob(digest) {
+            Ok(()) => return Ok(false),
+            Err(StoreError::CorruptBlob { .. }) => {}
             // Another process found it damaged first and removed it: fetch it as missing.
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(true);

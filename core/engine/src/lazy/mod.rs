@@ -485,8 +485,7 @@ async fn eager(
         bytes_fetched: report.bytes_received,
         server_pid: None,
         seconds: started.elapsed().as_secs_f64(),
-        // Absolute, as `ls` and `images` show it, whatever the command line said.
-        mounted_at: std::fs::canonicalize(&target).unwrap_or(target),
+        mounted_at: target,
         notes,
         trust_checks: report.trust_checks,
     })

@@ -465,8 +465,7 @@ impl Fill {
                         .lock()
                         .expect("not poisoned")
                         .get_or_insert_with(Instant::now);
-                    *self.counters.fetch_error.lock().expect("not poisoned") =
-                        Some(format!("{e:#}"));
+                    *self.counters.fetch_error.lock().expect("not poisoned") = Some(e.clone());
                     tracing::warn!(
                         digest = %self.blobs[job.blob].desc.digest,
                         "fetching chunks {}..{} failed, trying again in {backoff:?}: {e}",
