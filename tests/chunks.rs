@@ -141,6 +141,20 @@ fn every_layer_fspack_pushes_carries_a_chunk_index_that_pulls_check() {
         for l in pulled["layers"].as_array().unwrap() {
             assert_eq!(l["chunk_verified"], true, "{kind}: {pulled}");
         }
+        // A pull names each layer as the push did, and its JSON has one shape with or
+        // without trust rules.
+        let named = |report: &serde_json::Value| -> Vec<(String, String)> {
+            let mut v: Vec<(String, String)> = report["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| (l["digest"].to_string(), l["title"].to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(named(&pulled), named(&pushed), "{kind}");
+        assert_eq!(pulled["trust_checks"], serde_json::json!([]), "{kind}");
         assert_eq!(pulled["chunks_refetched"], 0);
         assert_store_sound(&store);
     }
@@ -607,7 +621,30 @@ fn pull_verify_repairs_a_damaged_cached_blob_that_a_plain_pull_trusts() {
         stderr.contains(&digest) && stderr.contains(&format!("repaired ({CHUNK} bytes fetched)")),
         "{stderr}"
     );
+    // The summary counts the repair as bytes this pull received.
+    assert!(stderr.contains("; 1 blob repaired, "), "{stderr}");
     assert_store_sound(&store);
+    // So does the JSON report, blob by blob.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&blob).unwrap();
+        f.write_all_at(&[0u8; 4096], 2 * CHUNK + 100).unwrap();
+    }
+    let report = json(
+        &fspack(&store)
+            .args(["pull", &reference, "--verify", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(report["blobs_repaired"], 1, "{report}");
+    assert_eq!(report["bytes_received"], CHUNK, "{report}");
+    let layer = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["digest"] == digest.as_str())
+        .unwrap();
+    assert_eq!(layer["bytes_received"], CHUNK, "{report}");
 }
 
 /// s9 fresh-eyes pass: a stored blob truncated or extended on disk was named "corrupt" with no

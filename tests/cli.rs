@@ -285,6 +285,8 @@ fn push_to_an_oci_layout_and_inspect_it() {
         "--json",
     ]));
     let inspected = run_json(fspack(tmp.path()).args(["inspect", &layout, "--json"]));
+    assert_eq!(inspected["manifest_digest"], report["manifest_digest"]);
+    // The older name stays for scripts written against it.
     assert_eq!(inspected["digest"], report["manifest_digest"]);
     assert_eq!(inspected["format"], "erofs");
     let layers = inspected["manifest"]["layers"].as_array().unwrap();

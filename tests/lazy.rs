@@ -296,6 +296,12 @@ fn privileged_lazy_mounts_read_the_source_tree_in_every_layout() {
         proxy.set_delay_ms_per_mib(300);
         let report = mount_lazy_with(&store, &reference, &mnt, 30_000, &["--jobs", "1"]);
         assert_eq!(report["lazy"], true, "{name}: {report}");
+        // The same shape as an eager mount's report, with or without trust rules.
+        assert_eq!(
+            report["trust_checks"],
+            serde_json::json!([]),
+            "{name}: {report}"
+        );
         then_umount(tmp.path(), &store, &mnt, || {
             let e = entry(&store, &mnt).unwrap();
             let st = &e["lazy_status"];

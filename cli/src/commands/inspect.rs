@@ -24,7 +24,7 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
             "index:     {index} (an image index; shown: the manifest it lists for fspack, else its first)"
         )?;
     }
-    writeln!(out, "digest:    {}", view.digest)?;
+    writeln!(out, "digest:    {}", view.manifest_digest)?;
     writeln!(
         out,
         "format:    {}",

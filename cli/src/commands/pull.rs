@@ -98,8 +98,16 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     }
     if !g.quiet {
         let cached = report.layers.iter().filter(|l| l.cached).count();
+        let repaired = match report.blobs_repaired {
+            0 => String::new(),
+            n => format!(
+                "; {} repaired, {} received",
+                count(n as usize, "blob"),
+                size(report.bytes_received)
+            ),
+        };
         eprintln!(
-            "pulled {} ({}, {cached} cached; {} in {:.1}s){}",
+            "pulled {} ({}, {cached} cached; {} in {:.1}s{repaired}){}",
             report.reference,
             count(report.layers.len(), "layer"),
             size(report.bytes_fetched),

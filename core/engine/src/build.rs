@@ -100,8 +100,8 @@ pub struct BuildReport {
     pub inodes: u64,
     /// Total bytes written (image and blobs).
     pub bytes: u64,
-    /// Things the user should know (a tree that could not be sharded, clamped times).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Things the user should know (a tree that could not be sharded, clamped times); `[]` when
+    /// there are none.
     pub notes: Vec<String>,
 }
 

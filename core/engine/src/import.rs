@@ -121,6 +121,8 @@ pub fn import(
         }
         layers.push(PulledLayer {
             digest: b.digest.clone(),
+            title: crate::artifact::layer_title(b),
+            media_type: b.media_type.clone(),
             size: b.size,
             cached,
             // Verified whole (sha256 of the copy) rather than chunk by chunk: a local copy
@@ -144,6 +146,7 @@ pub fn import(
         bytes_received: bytes_fetched,
         chunks_refetched: 0,
         layers,
+        blobs_repaired: 0,
         seconds: started.elapsed().as_secs_f64(),
         mounted_at: None,
         trust_checks,

@@ -13,13 +13,18 @@ use crate::modelpack;
 use crate::plan::MountPlan;
 use crate::target::Target;
 
-/// What `inspect` found; serialised as is for `--json`.
+/// What `inspect` found; serialised as is for `--json`, where the manifest's digest appears
+/// twice: as `manifest_digest`, the name `push`, `pull`, `mount`, `images` and `sign` use, and as
+/// `digest`, the name `inspect` used alone before (kept so that older scripts still work).
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
     /// The reference as the user typed it.
     pub reference: String,
     /// The manifest's digest (`sha256:…`).
-    pub digest: Digest,
+    pub manifest_digest: Digest,
+    /// The same digest under the name older `inspect --json` output gave it.
+    #[serde(rename = "digest")]
+    digest_alias: Digest,
     /// The digest of the image index the reference named, when the manifest shown is the one
     /// it lists for fspack (else its first entry); absent when the reference named a manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,7 +150,8 @@ pub async fn inspect(
     let size = manifest.layers.iter().map(|l| l.size).sum();
     Ok(Inspection {
         reference: reference.to_string(),
-        digest,
+        digest_alias: digest.clone(),
+        manifest_digest: digest,
         index_digest,
         format,
         size,

@@ -55,15 +55,17 @@ pub struct PullReport {
     pub bytes_received: u64,
     /// Chunks that failed verification and were fetched again.
     pub chunks_refetched: u64,
+    /// Stored blobs that `pull --verify` found damaged and fetched again (their bytes are in
+    /// `bytes_received`); 0 without `--verify`.
+    pub blobs_repaired: u64,
     /// Wall time in seconds.
     pub seconds: f64,
     /// Mount point, when mounted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mounted_at: Option<std::path::PathBuf>,
     /// The signature and policy rules the manifest passed before any layer was fetched, one
-    /// line each (`--verify-key PATH`, `policy <scope>: signedBy PATH`, ...; issue 12); absent
-    /// when none is configured.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// line each (`--verify-key PATH`, `policy <scope>: signedBy PATH`, ...; issue 12); empty
+    /// when none is configured (always present, as in `mount --json`, so scripts read one shape).
     pub trust_checks: Vec<String>,
 }
 
@@ -72,7 +74,12 @@ pub struct PullReport {
 pub struct PulledLayer {
     /// Digest.
     pub digest: Digest,
-    /// Size.
+    /// Its `org.opencontainers.image.title` annotation (a model file's path, an EROFS device's
+    /// name), else the first 12 hex digits of the digest, as the progress bars name it.
+    pub title: String,
+    /// The descriptor's media type.
+    pub media_type: String,
+    /// Size in bytes.
     pub size: u64,
     /// Whether the store already had it.
     pub cached: bool,
@@ -272,6 +279,8 @@ pub async fn pull(
                 crate::fetch::fetch_blob(client, &pinned, d, &store, ranges, &reporter).await?;
             Ok::<_, EngineError>(PulledLayer {
                 digest: d.digest.clone(),
+                title: crate::artifact::layer_title(d),
+                media_type: d.media_type.clone(),
                 size: d.size,
                 cached: got.cached,
                 chunk_verified: got.chunked,
@@ -299,6 +308,7 @@ pub async fn pull(
         bytes_received,
         chunks_refetched,
         seconds: started.elapsed().as_secs_f64(),
+        blobs_repaired: 0,
         mounted_at: None,
         trust_checks: fetched.trust_checks.clone(),
     };

@@ -13,7 +13,7 @@ use crate::mount::{MountPoint, MountSettings};
 use crate::pull::{PullReport, PullSettings, pull};
 use crate::report::Reporter;
 use crate::target::Target;
-use crate::verify::{Scope, VerifyReport, VerifySettings, verify};
+use crate::verify::{BlobStatus, Scope, VerifyReport, VerifySettings, verify};
 
 /// What `pull_ref` needs besides the store and the target.
 #[derive(Debug, Clone)]
@@ -94,6 +94,18 @@ pub async fn pull_ref(
                 return Err(e);
             }
         };
+        // A repair is part of what this pull fetched: its bytes count in the pull's report.
+        for b in checked
+            .blobs
+            .iter()
+            .filter(|b| b.status == BlobStatus::Repaired)
+        {
+            report.blobs_repaired += 1;
+            report.bytes_received += b.bytes_received;
+            if let Some(l) = report.layers.iter_mut().find(|l| l.digest == b.digest) {
+                l.bytes_received += b.bytes_received;
+            }
+        }
         let bad = checked.bad > 0;
         verified = Some(checked);
         if bad {

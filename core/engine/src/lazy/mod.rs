@@ -84,8 +84,7 @@ pub struct LazyReport {
     /// What the user should know (fallbacks, expanded layers).
     pub notes: Vec<String>,
     /// The signature and policy rules the manifest passed before the mount, one line each
-    /// (issue 12); absent when none is configured.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// (issue 12); `[]` when none is configured, as in an eager mount's report.
     pub trust_checks: Vec<String>,
 }
 
