@@ -96,6 +96,21 @@ fn committed_completions_and_man_pages_are_fresh() {
         stale.is_empty(),
         "stale generated files (run `cargo run -p fspack -- generate-docs .`): {stale:?}"
     );
+    // A SYNOPSIS names each option's value: `--mount` takes a directory, `--lazy` nothing.
+    let pull = fs::read_to_string(tmp.path().join("gen/man/fspack-pull.1")).unwrap();
+    let synopsis = pull
+        .lines()
+        .skip_while(|l| *l != ".SH SYNOPSIS")
+        .nth(1)
+        .unwrap();
+    for named in [
+        r"[\fB\-\-mount\fR \fIDIR\fR]",
+        r"[\fB\-j\fR|\fB\-\-jobs\fR \fIN\fR]",
+        r"[\fB\-\-store\fR \fIDIR\fR]",
+        r"[\fB\-\-lazy\fR]",
+    ] {
+        assert!(synopsis.contains(named), "{named} in {synopsis}");
+    }
 }
 
 #[test]

@@ -222,6 +222,7 @@ fn write_man(dir: &Path) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     let man = clap_mangen::Man::new(cmd.clone());
     man.render(&mut buf)?;
+    let mut buf = synopsis_with_values(buf, &cmd);
     let mut extra = String::new();
     extra.push_str(".SH EXAMPLES\n");
     for (what, line) in [
@@ -291,11 +292,46 @@ fn write_man(dir: &Path) -> anyhow::Result<()> {
             .name(static_name)
             .bin_name(format!("fspack {}", sub.get_name()));
         let mut buf = Vec::new();
-        clap_mangen::Man::new(sub).render(&mut buf)?;
+        clap_mangen::Man::new(sub.clone()).render(&mut buf)?;
+        let mut buf = synopsis_with_values(buf, &sub);
         buf.extend_from_slice(b".SH \"SEE ALSO\"\n.BR fspack (1)\n");
         write(&dir.join(format!("{name}.1")), &buf)?;
     }
     Ok(())
+}
+
+/// The man page `page` of `cmd` with each option's value named in its SYNOPSIS line
+/// (`[--mount DIR]`, not `[--mount]`). clap_mangen 0.3 lists options there by flag alone, which
+/// reads as if `--mount` took no directory; its OPTIONS section already names the values.
+fn synopsis_with_values(page: Vec<u8>, cmd: &clap::Command) -> Vec<u8> {
+    let page = String::from_utf8(page).expect("clap_mangen writes UTF-8");
+    let mut lines: Vec<String> = page.lines().map(str::to_string).collect();
+    let Some(at) = lines.iter().position(|l| l == ".SH SYNOPSIS") else {
+        return page.into_bytes();
+    };
+    let Some(line) = lines.get_mut(at + 1) else {
+        return page.into_bytes();
+    };
+    for arg in cmd
+        .get_arguments()
+        .filter(|a| !a.is_positional() && !a.is_hide_set() && a.get_action().takes_values())
+    {
+        let Some(long) = arg.get_long() else { continue };
+        let value = arg
+            .get_value_names()
+            .map(|v| v.join(" "))
+            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        let flag = format!("\\fB{}\\fR", roff_escape(&format!("--{long}")));
+        for close in ["]", ">", "|"] {
+            *line = line.replace(
+                &format!("{flag}{close}"),
+                &format!("{flag} \\fI{}\\fR{close}", roff_escape(&value)),
+            );
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out.into_bytes()
 }
 
 fn roff_escape(s: &str) -> String {
