@@ -830,9 +830,11 @@ fn warnings_read_like_errors_without_v() {
     assert!(
         stderr
             .lines()
-            .any(|l| l.starts_with("warning: cannot GET") && l.contains("retry 1 of 5")),
+            .any(|l| l.starts_with("warning: cannot GET") && l.contains("retry 1 of 1")),
         "{stderr}"
     );
+    // A refused first contact is retried once (s10), not five times.
+    assert!(!stderr.contains("retry 2 of"), "{stderr}");
     assert!(!stderr.contains("WARN"), "{stderr}");
     assert!(stderr.contains("\nerror: failed to pull"), "{stderr}");
 }

@@ -109,6 +109,9 @@ pub(crate) struct Inner {
     pub(crate) policy: RetryPolicy,
     pub(crate) auth: Auth,
     pub(crate) plain_http: bool,
+    /// Whether any server has answered this client yet: until one has, a refused connection
+    /// is most likely a wrong host or port, not a registry restarting (see `transport`).
+    pub(crate) answered: std::sync::atomic::AtomicBool,
 }
 
 impl Client {
@@ -143,6 +146,7 @@ impl Client {
                     opts.plain_http_credentials,
                 )?,
                 plain_http: opts.plain_http,
+                answered: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

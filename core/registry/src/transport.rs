@@ -4,6 +4,7 @@
 //! into "done", "retry after a pause" or "fatal". Callers with restartable bodies loop with
 //! [`Client::send`]; uploads loop themselves because a streamed body cannot simply be resent.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -21,6 +22,8 @@ pub(crate) use crate::response::{
 use crate::retry::{causes, parse_retry_after, retryable_status, retryable_transport};
 
 const MAX_REDIRECTS: usize = 10;
+/// Retries of a refused connection before any server has answered the client.
+const FIRST_CONTACT_RETRIES: u32 = 1;
 
 /// A request body.
 pub(crate) enum ReqBody {
@@ -84,6 +87,9 @@ pub(crate) struct Attempts {
     pub reauthed: bool,
     /// Whether an attempt already timed out waiting for the registry.
     pub stalled: bool,
+    /// Whether the last attempt's connection was refused before any server had answered this
+    /// client: it gets [`FIRST_CONTACT_RETRIES`] retries, not the policy's.
+    pub unheard: bool,
 }
 
 impl Client {
@@ -123,12 +129,21 @@ impl Client {
                 (None, Used::Anonymous)
             };
             let resp = match self.send_once(req, &url, auth).await {
-                Ok(r) => r,
+                Ok(r) => {
+                    inner.answered.store(true, Ordering::Relaxed);
+                    st.unheard = false;
+                    r
+                }
                 Err(e) => {
                     // A second stall in a row means a registry that accepts and then says
                     // nothing: more waits would only hide that it is down.
                     let stalled_again = e.is_timeout() && st.stalled;
                     st.stalled |= e.is_timeout();
+                    // A refused connection before any server has answered this client is a
+                    // wrong host or port far more often than a registry restarting: one quick
+                    // retry, then the error.
+                    // Once a registry has answered, the full retries ride out its restart.
+                    st.unheard = e.is_connect() && !inner.answered.load(Ordering::Relaxed);
                     let retry = retryable_transport(&e) && !stalled_again;
                     let err = net_error(req.method.as_str(), &url, e, st.retries + 1);
                     return if retry {
@@ -270,11 +285,15 @@ impl Client {
             return Ok(());
         }
         st.retries += 1;
-        if st.retries > self.inner.policy.max_retries {
+        let max = if st.unheard {
+            FIRST_CONTACT_RETRIES.min(self.inner.policy.max_retries)
+        } else {
+            self.inner.policy.max_retries
+        };
+        if st.retries > max {
             return Err(error);
         }
         let d = self.inner.policy.delay(st.retries, wait);
-        let max = self.inner.policy.max_retries;
         let what = match &error {
             RegistryError::Network { action, url, .. } => format!("cannot {action} {url}"),
             other => other.to_string(),

@@ -408,3 +408,43 @@ async fn a_range_of_chunks_streams_verified_chunks_and_stops_at_a_bad_one() {
     let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
     assert_eq!(offsets, vec![131072]);
 }
+
+/// A port nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The attempts a failed request made, from its error.
+fn attempts(e: &fspack_registry::RegistryError) -> u32 {
+    match e {
+        fspack_registry::RegistryError::Network { attempts, .. } => *attempts,
+        other => panic!("not a network error: {other:?}"),
+    }
+}
+
+/// s10: a refused connection cost 3.8 s of five retries before any registry had answered,
+/// which is nearly always a wrong host or port. Now the first contact is retried once; once a
+/// registry has answered, a refused connection (a registry restarting) gets every retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_first_contact_is_retried_once_and_a_refusal_after_an_answer_fully() {
+    let c = client();
+    let nowhere: fspack_registry::Reference = format!("127.0.0.1:{}/a/b:v1", closed_port())
+        .parse()
+        .unwrap();
+    let e = c.get_manifest(&nowhere).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Network, "{e}");
+    assert_eq!(attempts(&e), 2, "{e}");
+
+    let fake = Fake::start().await;
+    let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    fake.put_manifest(
+        "a/b",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        body,
+    );
+    c.get_manifest(&fake.reference("a/b:v1")).await.unwrap();
+    let e = c.get_manifest(&nowhere).await.unwrap_err();
+    assert_eq!(attempts(&e), 6, "{e}");
+}
