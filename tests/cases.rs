@@ -757,7 +757,13 @@ fn images_lists_the_store_and_rmi_then_gc_frees_only_unshared_blobs() {
         .assert()
         .success()
         .stderr(predicate::str::contains(format!("untagged {name_a}")));
+    // A file in locks/ whose name fspack never writes (upper-case hex) is not gc's to remove.
+    let foreign = store
+        .join("locks")
+        .join(format!("{}.lock", "AB".repeat(32)));
+    fs::write(&foreign, b"").unwrap();
     fspack(&store).arg("gc").assert().success();
+    assert!(foreign.exists(), "gc removed {}", foreign.display());
     let after = blobs(&store);
     assert!(
         after < before,

@@ -210,7 +210,8 @@ impl Store {
                 let Some(hex) = name.strip_suffix(".lock") else {
                     continue;
                 };
-                let is_digest = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+                // Only names fspack writes (lowercase hex): anything else is not ours to remove.
+                let is_digest = Digest::sha256_from_hex(hex).is_ok();
                 if is_digest
                     && !dir.join(hex).exists()
                     && !self
