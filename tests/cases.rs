@@ -774,7 +774,8 @@ fn images_lists_the_store_and_rmi_then_gc_frees_only_unshared_blobs() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter_map(|n| n.strip_suffix(".lock").map(String::from))
-        .filter(|hex| hex.len() == 64 && !store.join("blobs/sha256").join(hex).exists())
+        .filter(|hex| hex.len() == 64 && *hex == hex.to_lowercase())
+        .filter(|hex| !store.join("blobs/sha256").join(hex).exists())
         .collect();
     assert!(stale.is_empty(), "locks of removed blobs: {stale:?}");
     let left = run_json(fspack(&store).args(["images", "--json"]));
@@ -824,7 +825,70 @@ fn privileged_mount_from_an_oci_layout() {
     fspack(&store).arg("umount").arg(&mnt).assert().success();
     assert!(same, "the layout's image is mounted");
     assert_eq!(listing(&layout), before);
+    // The mount point's lock outlives the mount; gc takes it away.
+    let mount_locks = || {
+        fs::read_dir(store.join("locks"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("mount-")
+            })
+            .count()
+    };
+    assert_eq!(mount_locks(), 1);
+    fspack(&store).arg("gc").assert().success();
+    assert_eq!(mount_locks(), 0);
     assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
+}
+
+/// s10 fresh-eyes pass: a mount on the store, inside it or on a directory above it hid the
+/// store; writing the mount record then failed, the mount stayed, and `umount` could not find
+/// it. Each is now refused before mount(2) (exit 2), and nothing is left mounted.
+#[test]
+fn privileged_a_mount_point_over_or_inside_the_store_is_refused() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let layout = tmp.path().join("layout");
+    let dest = format!("oci:{}:v1", layout.display());
+    fspack(&tmp.path().join("s0"))
+        .args(["-q", "push"])
+        .arg(&src)
+        .arg(&dest)
+        .assert()
+        .success();
+    let above = tmp.path().join("above");
+    let store = above.join("store");
+    fspack(&store)
+        .args(["-q", "pull", &dest])
+        .assert()
+        .success();
+    for (point, how) in [
+        (store.clone(), "is the fspack store"),
+        (store.join("mounts"), "lies inside the fspack store"),
+        (store.join("new/dir"), "lies inside the fspack store"),
+        (above.clone(), "holds the fspack store"),
+    ] {
+        fspack(&store)
+            .arg("mount")
+            .arg(&dest)
+            .arg(&point)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(how))
+            .stderr(predicate::str::contains(point.display().to_string()));
+        assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new(), "{how}");
+    }
+    assert!(
+        !store.join("new").exists(),
+        "a refused mount point is not created"
+    );
+    // The store is whole and still usable.
+    fspack(&store).arg("ls").assert().success();
+    fspack(&store).args(["verify", "--all"]).assert().success();
 }
 
 // Case 9: writer edge cases.

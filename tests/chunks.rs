@@ -12,6 +12,7 @@ use std::process::Command;
 use common::proxy::{Fault, FaultProxy};
 use common::trees::{SnapOpts, assert_same, can_mount, have_tool, snapshot};
 use common::*;
+use predicates::prelude::*;
 use sha2::{Digest, Sha256};
 
 const CHUNK: u64 = 1 << 20;
@@ -953,6 +954,56 @@ fn privileged_a_killed_pull_mount_leaves_its_created_dirs_to_the_next_run() {
     assert!(!new.exists(), "{} was left behind", new.display());
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
     assert_no_pending_dirs(&store);
+}
+
+/// s10 fresh-eyes pass: two mounts started together on one directory both passed the "already
+/// an fspack mount" check and stacked; `umount` then removed one and left the other with its
+/// loop devices. The first command now holds the mount point until its mount is recorded, and
+/// the second is refused at once (exit 2) while the first goes on.
+#[test]
+fn privileged_a_second_mount_on_a_directory_being_mounted_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(SlowPull {
+        _reg: _r,
+        _proxy: proxy,
+        reference,
+        store,
+        new,
+        mnt,
+        child,
+    }) = slow_pull_mount(tmp.path(), "twice", 23)
+    else {
+        return;
+    };
+    // The first pull has made the directory and is downloading (2 s per MiB).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    fspack(&store)
+        .args(["mount", &reference])
+        .arg(&mnt)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "another fspack command is mounting on {}",
+            mnt.display()
+        )));
+    // Refused before it touched anything: the first pull's directories are still there.
+    assert!(mnt.is_dir());
+    proxy.set_delay_ms_per_mib(0);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let on_mnt = mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap()))
+        .count();
+    assert_eq!(on_mnt, 1, "{mounts}");
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert!(!new.exists(), "{} was left behind", new.display());
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
 
 /// No note of created directories is left in the store (`mounts/*.dirs`): a mount recorded,

@@ -52,6 +52,9 @@ pub struct MountPoint {
     /// The store's note of `created` until a mount record carries them
     /// ([`Store::record_pending_dirs`]); removed by [`MountPoint::discard`].
     marker: Option<PathBuf>,
+    /// The mount point's lock ([`Store::try_lock_mount_point`]), held until the mount is
+    /// recorded or given up.
+    _lock: std::fs::File,
 }
 
 impl MountPoint {
@@ -111,6 +114,28 @@ impl MountPoint {
                 return Err(EngineError::io(target, e));
             }
         };
+        // A mount on the store, inside it or above it would hide the store, and with it the
+        // record that lets `umount` undo the mount (s10 fresh-eyes pass: a stuck mount).
+        if let Err(e) = refuse_over_store(store, &path) {
+            remove_created(&created);
+            return Err(e);
+        }
+        let lock = match store.try_lock_mount_point(&path) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                // Directories this run created stay: the other command may be about to mount
+                // on them (at worst an empty directory is left when both created a part).
+                return Err(EngineError::Usage(format!(
+                    "another fspack command is mounting on {} now\nhint: wait for it to finish, then see `{} ls`",
+                    path.display(),
+                    store.command()
+                )));
+            }
+            Err(e) => {
+                remove_created(&created);
+                return Err(e.into());
+            }
+        };
         // A run killed between creating the directories and recording its mount left a note:
         // they are still fspack's to remove, so this run takes them over.
         if created.is_empty() {
@@ -133,6 +158,7 @@ impl MountPoint {
             path,
             created,
             marker,
+            _lock: lock,
         };
         if let Some(rec) = store
             .mount_records()?
@@ -206,6 +232,18 @@ fn hold_for_tests() {
     }
 }
 
+/// Unmounts what `record` describes (the mount point, then the mounts stacked under it) for a
+/// mount whose record could not be written; loop devices detach with their last unmount
+/// (autoclear). Failures are logged: the caller is already returning the record's error.
+fn unmount_unrecorded(record: &MountRecord) {
+    let targets = std::iter::once(&record.target).chain(record.lower_mounts.iter().rev());
+    for t in targets {
+        if let Err(e) = fspack_mount::unmount(t, true) {
+            tracing::warn!("left {} mounted: {e}", t.display());
+        }
+    }
+}
+
 /// Taken by a mount from its first loop device to its record, and by [`abandon`].
 static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -227,6 +265,29 @@ pub fn abandon(store: &Store, target: &Path, created: &[PathBuf]) {
     }
     remove_created(created);
     store.forget_pending_dirs(target);
+}
+
+/// Refuses a mount point `path` (canonical) that is the store's root, lies inside the store, or
+/// holds the store below it: the mount would hide the store's blobs and mount records.
+///
+/// Errors: [`EngineError::Usage`] naming both paths.
+fn refuse_over_store(store: &Store, path: &Path) -> Result<()> {
+    let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+    let how = if path == root {
+        "is the fspack store"
+    } else if path.starts_with(&root) {
+        "lies inside the fspack store"
+    } else if root.starts_with(path) {
+        "holds the fspack store"
+    } else {
+        return Ok(());
+    };
+    Err(EngineError::Usage(format!(
+        "cannot mount on {}: it {how} ({}), which the mount would hide\nhint: choose a mount point outside {}, or use another store with `--store DIR`",
+        path.display(),
+        root.display(),
+        root.display()
+    )))
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -330,7 +391,12 @@ pub(crate) fn mount_from(
             }
             // Recorded after the mount succeeded; a crash in between leaves a mount that
             // `umount` still finds through the mount table (its source lies in the store).
-            store.record_mount(&record)?;
+            // A record that cannot be written undoes the mount: without it, nothing would.
+            if let Err(e) = store.record_mount(&record) {
+                unmount_unrecorded(&record);
+                point.discard();
+                return Err(e.into());
+            }
             drop(_busy);
             hold_for_tests();
             Ok(record)

@@ -210,6 +210,15 @@ impl Store {
                 let Some(hex) = name.strip_suffix(".lock") else {
                     continue;
                 };
+                // A mount point's lock is held only while a command mounts there, and no such
+                // command has the store open now.
+                if hex
+                    .strip_prefix(crate::MOUNT_LOCK_PREFIX)
+                    .is_some_and(|h| Digest::sha256_from_hex(h).is_ok())
+                {
+                    let _ = fs::remove_file(e.path());
+                    continue;
+                }
                 // Only names fspack writes (lowercase hex): anything else is not ours to remove.
                 let is_digest = Digest::sha256_from_hex(hex).is_ok();
                 if is_digest

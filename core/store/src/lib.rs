@@ -36,6 +36,9 @@ pub use reader::LayoutReader;
 pub use records::{LazyRecord, MountRecord};
 pub use repair::BlobRepair;
 
+/// Name prefix of the mount-point locks in `locks/` ([`Store::try_lock_mount_point`]).
+const MOUNT_LOCK_PREFIX: &str = "mount-";
+
 /// Who may read what a store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -648,6 +651,31 @@ impl Store {
         let p = records::pending_dirs_path(&self.root, target);
         if let Err(e) = records::remove_file_if_present(&p) {
             tracing::warn!("{e}");
+        }
+    }
+
+    /// Takes the lock of the mount point `target` (canonical) without waiting: `Ok(None)` when
+    /// another process holds it. A command holds it from checking the mount point until its
+    /// mount is recorded (or given up), so two mounts on one directory cannot both pass the
+    /// "already an fspack mount" check and stack (s10 fresh-eyes pass). The lock goes with the
+    /// returned file, also when the process dies.
+    ///
+    /// Errors: [`StoreError::Io`] when `locks/` cannot be written.
+    pub fn try_lock_mount_point(&self, target: &Path) -> Result<Option<File>> {
+        use sha2::Digest as _;
+        use std::os::unix::ffi::OsStrExt;
+        let hex = hex::encode(sha2::Sha256::digest(target.as_os_str().as_bytes()));
+        match self.lock_file(
+            &format!("{MOUNT_LOCK_PREFIX}{hex}.lock"),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
+            Ok(f) => Ok(Some(f)),
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
