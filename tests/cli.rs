@@ -985,3 +985,41 @@ fn gc_says_when_it_waits_for_another_process_using_the_store() {
         .success()
         .stderr(predicates::str::contains("waiting").not());
 }
+
+/// s10 fresh-eyes pass: `push FIFO REF` hung for ever in open(2) while looking for magic
+/// bytes, and `push DIR REPO:TAG@DIGEST` moved the tag and reported a digest nobody pushed.
+/// Both are bad usage now (exit 2), found before any network traffic.
+#[test]
+fn a_push_of_a_fifo_or_to_a_digest_reference_is_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&fifo)
+        .arg("127.0.0.1:1/a/b:v1")
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a special file"));
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let digest = format!("sha256:{}", "1".repeat(64));
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&src)
+        .arg(format!("127.0.0.1:1/a/b:t1@{digest}"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "names a manifest digest ({digest})"
+        )))
+        .stderr(predicate::str::contains("push to 127.0.0.1:1/a/b:t1"));
+}

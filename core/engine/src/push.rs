@@ -105,6 +105,18 @@ pub async fn push(
     reporter: Arc<dyn Reporter>,
 ) -> Result<PushReport> {
     let started = Instant::now();
+    if let Target::Registry(r) = target
+        && let Some(d) = &r.digest
+    {
+        // The built image decides its own digest; a digest in the reference would be ignored
+        // (the tag moved, the report naming a digest nobody pushed: s10 fresh-eyes pass).
+        return Err(EngineError::Usage(format!(
+            "{} names a manifest digest ({d}), but a push makes a new manifest whose digest comes from its content\nhint: push to {}:{} and use the digest fspack prints",
+            r,
+            r.repo_display(),
+            r.tag.as_deref().unwrap_or("latest")
+        )));
+    }
     let mut image = settings.image.clone();
     if let Target::Layout { path, .. } = target {
         // A layout inside the source would be packed into the next image, growing it with

@@ -62,6 +62,14 @@ pub fn layers_for(
     if meta.is_dir() {
         return erofs_layers(source, settings);
     }
+    if !meta.is_file() {
+        // Opening a FIFO to look for magic bytes would wait for a writer for ever (s10
+        // fresh-eyes pass); a device or socket is no image file either.
+        return Err(EngineError::Usage(format!(
+            "{} is a special file (FIFO, device or socket), not a directory or an image file\nhint: push a directory, or an image that `fspack build` wrote",
+            source.display()
+        )));
+    }
     image_file_layers(source)
 }
 
