@@ -891,6 +891,63 @@ fn privileged_a_mount_point_over_or_inside_the_store_is_refused() {
     fspack(&store).args(["verify", "--all"]).assert().success();
 }
 
+/// s10 fresh-eyes pass: one damaged mount record made `ls`, `mount`, `umount` and `gc` all exit 6
+/// with no way out but finding and deleting the file. Now the record is skipped with a warning
+/// naming it, other mounts work, and gc (which must not miss a mounted blob) stops with a hint.
+#[test]
+fn privileged_a_damaged_mount_record_stops_gc_alone() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let dest = format!("oci:{}:v1", tmp.path().join("layout").display());
+    fspack(&tmp.path().join("s0"))
+        .args(["-q", "push"])
+        .arg(&src)
+        .arg(&dest)
+        .assert()
+        .success();
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fspack(&store)
+        .args(["mount", &dest])
+        .arg(&mnt)
+        .assert()
+        .success();
+    let damaged = store
+        .join("mounts")
+        .join(format!("{}.json", "0".repeat(64)));
+    fs::write(&damaged, b"{\"bad").unwrap();
+    let named = predicate::str::contains(damaged.display().to_string());
+    fspack(&store)
+        .arg("ls")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(mnt.display().to_string()))
+        .stderr(named.clone());
+    let other = tmp.path().join("other");
+    fspack(&store)
+        .args(["mount", &dest])
+        .arg(&other)
+        .assert()
+        .success();
+    fspack(&store).arg("umount").arg(&other).assert().success();
+    fspack(&store)
+        .arg("gc")
+        .assert()
+        .code(6)
+        .stderr(named)
+        .stderr(predicate::str::contains(
+            "hint: if the mount it recorded is still there",
+        ));
+    fs::remove_file(&damaged).unwrap();
+    fspack(&store).arg("gc").assert().success();
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
+}
+
 // Case 9: writer edge cases.
 
 #[test]

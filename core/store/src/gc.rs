@@ -119,7 +119,7 @@ impl Store {
             .into_iter()
             .map(|(_, d)| d.digest.to_string())
             .collect();
-        for rec in self.mount_records()? {
+        for rec in self.mount_records_strict()? {
             roots.push(rec.manifest_digest.to_string());
             keep.extend(rec.blobs.iter().map(Digest::to_string));
         }

@@ -75,7 +75,9 @@ impl Index {
         let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
         serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             path: path.to_path_buf(),
-            why: e.to_string(),
+            why: format!(
+                "{e}\nhint: the store's tags are in this file; restore it from a backup, or move it aside and pull the references again (blobs already in the store are not fetched again); do not run `fspack gc` while it is missing, which would remove every untagged blob"
+            ),
         })
     }
 

@@ -623,9 +623,19 @@ impl Store {
         records::write(&self.root, rec)
     }
 
-    /// All mount records.
+    /// All mount records that can be read; a damaged one is skipped with a warning naming it.
+    ///
+    /// Errors: [`StoreError::Io`] when `mounts/` or a record cannot be read.
     pub fn mount_records(&self) -> Result<Vec<MountRecord>> {
-        records::read_all(&self.root)
+        records::read_all(&self.root, false)
+    }
+
+    /// All mount records, for callers that must not miss one (gc keeps the blobs they name).
+    ///
+    /// Errors: as [`Store::mount_records`], and [`StoreError::Corrupt`] for a damaged record,
+    /// with a hint on how to recover.
+    pub fn mount_records_strict(&self) -> Result<Vec<MountRecord>> {
+        records::read_all(&self.root, true)
     }
 
     /// Notes the directories created for the mount point `target` (innermost first) before

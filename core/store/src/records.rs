@@ -95,7 +95,11 @@ pub(crate) fn remove_file_if_present(p: &Path) -> Result<()> {
     }
 }
 
-pub(crate) fn read_all(root: &Path) -> Result<Vec<MountRecord>> {
+/// Every readable mount record, sorted by target. A record that cannot be parsed fails the
+/// call when `strict` (gc: the blobs it names must not be collected); otherwise it is skipped
+/// with a warning, so one damaged file does not stop `ls`, `mount` and `umount` of every other
+/// mount point (s10 fresh-eyes pass).
+pub(crate) fn read_all(root: &Path, strict: bool) -> Result<Vec<MountRecord>> {
     let dir = root.join("mounts");
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
@@ -105,11 +109,22 @@ pub(crate) fn read_all(root: &Path) -> Result<Vec<MountRecord>> {
             continue;
         }
         let bytes = std::fs::read(&p).map_err(|e| StoreError::io(&p, e))?;
-        let rec: MountRecord = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path: p.clone(),
-            why: e.to_string(),
-        })?;
-        out.push(rec);
+        match serde_json::from_slice::<MountRecord>(&bytes) {
+            Ok(rec) => out.push(rec),
+            Err(e) if strict => {
+                return Err(StoreError::Corrupt {
+                    path: p.clone(),
+                    why: format!(
+                        "{e}\nhint: if the mount it recorded is still there (see /proc/self/mountinfo), unmount it with umount(8); then remove {}",
+                        p.display()
+                    ),
+                });
+            }
+            Err(e) => tracing::warn!(
+                "ignoring the damaged mount record {} ({e}): its mount is not listed, and gc stops until the file is removed",
+                p.display()
+            ),
+        }
     }
     out.sort_by(|a, b| a.target.cmp(&b.target));
     Ok(out)
