@@ -33,8 +33,11 @@ pub async fn run(args: CompleteArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     }
     out.sort();
     out.dedup();
+    // A shell that stops reading (a closed pipe) ends the listing quietly: println! would panic.
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
     for c in out.into_iter().filter(|c| c.starts_with(&args.prefix)) {
-        println!("{c}");
+        writeln!(stdout, "{c}")?;
     }
     Ok(())
 }

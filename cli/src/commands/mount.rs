@@ -124,7 +124,7 @@ pub fn warn_if_hiding(point: &MountPoint, g: &GlobalArgs) {
             "warning: {} is not empty: its files are hidden until `{} umount {}`",
             dir.display(),
             super::fspack_command(g),
-            dir.display()
+            fspack_engine::shell_word(dir)
         );
     }
 }
@@ -337,7 +337,7 @@ fn wait_lazy(store: &fspack_engine::Store, g: &GlobalArgs) -> anyhow::Result<()>
                     "the lazy server of {} is gone, so its missing data will not arrive\nhint: run `{} umount {}`, then mount it again: the chunks already fetched are kept",
                     target.display(),
                     store.command(),
-                    target.display()
+                    fspack_engine::shell_word(target)
                 ))
                 .into());
             }
@@ -348,7 +348,7 @@ fn wait_lazy(store: &fspack_engine::Store, g: &GlobalArgs) -> anyhow::Result<()>
                     "the lazy mount at {} cannot complete: {f}\nhint: the registry serves other bytes than the manifest names; its lazy server tries again every few seconds; `{} umount {}` stops it",
                     target.display(),
                     store.command(),
-                    target.display()
+                    fspack_engine::shell_word(target)
                 ))
                 .into());
             }

@@ -175,7 +175,7 @@ impl MountPoint {
                     "{} is already an fspack mount; run `{} umount {}` first",
                     p.display(),
                     store.command(),
-                    p.display()
+                    fspack_store::shell_word(&p)
                 )));
             }
             // Unmounted behind fspack's back (umount(8)): release what is left and take the

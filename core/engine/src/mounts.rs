@@ -38,11 +38,11 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
                 && other != here
             {
                 return Err(EngineError::Usage(format!(
-                    "{} was mounted from another store, {}\nhint: run `fspack --store {} umount {}`",
+                    "{} was mounted from another store, {}\nhint: run `{} umount {}`",
                     target.display(),
                     other.display(),
-                    other.display(),
-                    target.display()
+                    fspack_store::command_for(&other),
+                    fspack_store::shell_word(&target)
                 )));
             }
             let ours = entry.as_ref().is_some_and(|m| {
@@ -121,9 +121,13 @@ fn refuse_nested(store: &Store, target: &Path) -> Result<()> {
         .iter()
         .map(|p| {
             if ours.iter().any(|r| &r.target == p) {
-                format!("`{} umount {}`", store.command(), p.display())
+                format!(
+                    "`{} umount {}`",
+                    store.command(),
+                    fspack_store::shell_word(p)
+                )
             } else {
-                format!("`umount {}`", p.display())
+                format!("`umount {}`", fspack_store::shell_word(p))
             }
         })
         .collect();

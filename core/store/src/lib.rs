@@ -113,7 +113,19 @@ pub fn command_for(root: &Path) -> String {
     if root == default_root() {
         "fspack".to_string()
     } else {
-        format!("fspack --store {}", root.display())
+        format!("fspack --store {}", shell_word(root))
+    }
+}
+
+/// `path` as one POSIX shell word, quoted only when it needs to be (`/mnt/a b` becomes
+/// `'/mnt/a b'`), for commands that messages offer to copy (s10 fresh-eyes pass: a mount point
+/// with a space broke the `umount` hint). A path that cannot be quoted (a NUL byte, which no
+/// path holds) is given as it is.
+pub fn shell_word(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    match shlex::try_quote(&s) {
+        Ok(q) => q.into_owned(),
+        Err(_) => s.into_owned(),
     }
 }
 
@@ -721,6 +733,17 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_in_offered_commands_are_one_shell_word() {
+        assert_eq!(shell_word(Path::new("/mnt/llama")), "/mnt/llama");
+        assert_eq!(shell_word(Path::new("/mnt/a b")), "'/mnt/a b'");
+        assert_eq!(shell_word(Path::new("/mnt/it's")), r#""/mnt/it's""#);
+        assert_eq!(
+            command_for(Path::new("/srv/my store")),
+            "fspack --store '/srv/my store'"
+        );
+    }
 
     #[test]
     fn default_root_follows_the_documented_order() {
