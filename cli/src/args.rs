@@ -493,7 +493,8 @@ pub struct TrustArgs {
 /// `fspack sign`.
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// Artifact to sign: host[:port]/repo[:tag][@digest] (a tag is resolved to its digest first).
+    /// Artifact to sign: host[:port]/repo[:tag][@digest] (a tag is resolved to its digest first;
+    /// a digest must name a manifest the repository holds, else exit 3 and nothing is uploaded).
     #[arg(value_name = "REF")]
     pub reference: String,
     /// ECDSA P-256 private key, PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt
