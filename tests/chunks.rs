@@ -807,16 +807,120 @@ fn verify_all_reports_a_missing_blob_and_repair_fetches_it_whole() {
     assert!(blob.is_file(), "the missing blob was not fetched again");
     assert_store_sound(&store);
 
-    // Registry gone: the blob stays missing, the run says why, and exits 6.
+    // Registry gone: the blob stays missing, the run says why, and exits 5 (trying again
+    // later may work).
     fs::remove_file(&blob).unwrap();
     reg.kill();
     let (code, stderr) = run_on(&store, &["verify", &reference, "--repair"]);
-    assert_eq!(code, Some(6), "{stderr}");
+    assert_eq!(code, Some(5), "{stderr}");
     assert!(
         stderr.contains(&format!("{digest} missing"))
-            && stderr.contains(&format!("not repaired: cannot fetch it from {reference}")),
+            && stderr.contains(&format!("not repaired: cannot fetch it from {reference}"))
+            && stderr.contains(&format!("blob {digest} is still missing from the store")),
         "{stderr}"
     );
+}
+
+/// Exit 6 says that retrying will not help. A blob that stays bad only because the registry
+/// could not be reached during `--repair` is mended by the same command later, so that run
+/// exits 5, naming the blob and the network error; beside a blob no retry can mend, or when the
+/// registry serves wrong bytes, it stays 6.
+#[test]
+fn verify_repair_exits_5_while_the_registry_is_down_and_6_when_retrying_cannot_help() {
+    let Some(mut reg) = Registry::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let Pulled {
+        reference,
+        store,
+        digest,
+        blob,
+    } = pushed_and_pulled(tmp.path(), &reg.addr, "down", 23);
+    let good = sha256_file(&blob);
+    let damage = |blob: &Path| {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(blob)
+            .unwrap();
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, CHUNK + 5).unwrap();
+        f.write_all_at(&[b[0] ^ 1], CHUNK + 5).unwrap();
+    };
+    damage(&blob);
+    reg.kill();
+    let (code, stderr) = run_on(&store, &["verify", &reference, "--repair"]);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{digest} corrupt: chunk 1 "))
+            && stderr.contains(&format!("not repaired: cannot GET http://{}/", reg.addr))
+            && stderr.contains(&format!("nothing listens at {}", reg.addr))
+            && stderr.contains(&format!(
+                "error: blob {digest} in the store is still corrupt"
+            ))
+            && stderr.contains(&format!("`fspack verify {reference} --repair` again later")),
+        "{stderr}"
+    );
+    // --json: the same exit, and the report names the blob and why it was not repaired.
+    let out = fspack(&store)
+        .args(["verify", &reference, "--repair", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bad = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == digest.as_str())
+        .unwrap();
+    assert_eq!(bad["status"], "corrupt", "{report}");
+    assert!(
+        bad["repair_error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing listens at"),
+        "{report}"
+    );
+    assert_eq!(report["bad"], 1, "{report}");
+
+    // Beside it, a corrupt blob that no tag names (nothing says where to fetch it): a retry
+    // cannot mend that one, so the run exits 6.
+    // Named to sort last, so the first bad blob the run reports is the one a retry mends.
+    let stray = store.join("blobs/sha256").join("f".repeat(64));
+    fs::write(&stray, b"stray").unwrap();
+    let (code, stderr) = run_on(&store, &["verify", "--all", "--repair"]);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(
+        stderr.contains("error: 2 blobs in the store are corrupt or missing"),
+        "{stderr}"
+    );
+    fs::remove_file(&stray).unwrap();
+
+    // Later, the same command mends it.
+    reg.restart();
+    let (code, stderr) = run_on(&store, &["verify", &reference, "--repair"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(sha256_file(&blob), good);
+
+    // A registry (here a proxy in front of it) that answers with wrong bytes: exit 6.
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    let via = format!("{}/models/down:v1", proxy.addr);
+    let store2 = tmp.path().join("store-via-proxy");
+    json(
+        &fspack(&store2)
+            .args(["pull", &via, "--json"])
+            .output()
+            .unwrap(),
+    );
+    let blob2 = store2.join("blobs/sha256").join(&digest[7..]);
+    damage(&blob2);
+    proxy.set_fault(Fault::FlipAlways);
+    let (code, stderr) = run_on(&store2, &["verify", &via, "--repair"]);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("failed verification"), "{stderr}");
 }
 
 /// A `pull --mount` onto `new/deeper` (directories it creates) of a model pushed as `NAME:v1`,

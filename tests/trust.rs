@@ -154,6 +154,68 @@ fn a_signature_made_by_fspack_verifies_with_openssl() {
     }
 }
 
+/// Every file path under `dir`, sorted (what a registry's storage holds).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sign_refuses_a_digest_the_repository_does_not_hold_with_exit_3_before_uploading() {
+    if !have_tool("openssl") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, _) = keypair(tmp.path(), "signer");
+    let src = tmp.path().join("src");
+    tree(&src, "v1");
+    let real = push(
+        tmp.path(),
+        &src,
+        &format!("{}/models/real:v1", reg.addr),
+        &[],
+    );
+    let missing = format!("sha256:{}", "ab".repeat(32));
+    let before = files_under(&reg.storage());
+    // A repository that never existed, a digest the existing one does not hold, and a real
+    // manifest digest asked of the wrong repository.
+    for reference in [
+        format!("{}/models/never@{missing}", reg.addr),
+        format!("{}/models/real@{missing}", reg.addr),
+        format!("{}/models/other@{real}", reg.addr),
+    ] {
+        let digest = reference.split_once('@').unwrap().1;
+        fspack(tmp.path())
+            .args(["sign", &reference, "--key"])
+            .arg(&key)
+            .assert()
+            .code(3)
+            .stdout("")
+            .stderr(predicate::str::contains(&reference))
+            .stderr(predicate::str::contains(format!(
+                "manifest {digest} not found"
+            )));
+    }
+    assert_eq!(
+        files_under(&reg.storage()),
+        before,
+        "sign uploaded something for a manifest that does not exist"
+    );
+}
+
 #[test]
 fn a_cosign_style_signature_from_an_independent_script_verifies_with_fspack() {
     if !tools() {

@@ -133,7 +133,7 @@ pub enum Command {
     Gc(GcArgs),
     /// Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them.
     #[command(
-        after_help = "Exits 6 when a blob is corrupt or missing (after --repair: when one could not be repaired).\n\nExamples:\n  fspack verify --all\n  fspack verify localhost:5000/models/llama:v1 --repair"
+        after_help = "Exits 6 when a blob is corrupt or missing (after --repair: when one could not be repaired). Exits 5 instead when every blob left bad is bad only because its repair could not reach the registry, or the registry failed: the same command may work later.\n\nExamples:\n  fspack verify --all\n  fspack verify localhost:5000/models/llama:v1 --repair"
     )]
     Verify(VerifyArgs),
     /// Check registry credentials with the registry, then store them in the Docker config file.
@@ -493,7 +493,8 @@ pub struct TrustArgs {
 /// `fspack sign`.
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// Artifact to sign: host[:port]/repo[:tag][@digest] (a tag is resolved to its digest first).
+    /// Artifact to sign: host[:port]/repo[:tag][@digest] (a tag is resolved to its digest first;
+    /// a digest must name a manifest the repository holds, else exit 3 and nothing is uploaded).
     #[arg(value_name = "REF")]
     pub reference: String,
     /// ECDSA P-256 private key, PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt

@@ -33,6 +33,17 @@ pub enum EngineError {
     /// build. Not the user's mistake, and retrying will not help.
     #[error("{0}")]
     Integrity(String),
+    /// Stored blobs that stay corrupt or missing only because their repair failed for a reason
+    /// of `kind` (the registry unreachable or failing, after retries). The kind is the repair
+    /// failure's, not [`ErrorKind::Integrity`]: the content is still bad, but trying the same
+    /// repair again later may work.
+    #[error("{what}")]
+    NotRepaired {
+        /// What is still bad, naming the blob(s).
+        what: String,
+        /// The kind of the repair failure (the same for every such blob).
+        kind: ErrorKind,
+    },
     /// Someone else's artifact that fspack refuses to mount: a layer path escaping the tree or
     /// named twice, a tar member past the end of its layer (issue 15). Nothing was mounted.
     #[error("{what}: layer {layer} refused: {why}; nothing was mounted")]
@@ -140,6 +151,7 @@ impl EngineError {
             EngineError::Registry(e) => ErrorKind::Registry(e.kind()),
             EngineError::Store(e) => ErrorKind::Store(e.kind()),
             EngineError::Mount(e) => ErrorKind::Mount(e.kind()),
+            EngineError::NotRepaired { kind, .. } => *kind,
             EngineError::Usage(_) => ErrorKind::Usage,
             EngineError::NotFound(_) => ErrorKind::NotFound,
             EngineError::Integrity(_) | EngineError::Refused { .. } => ErrorKind::Integrity,

@@ -19,12 +19,14 @@ use crate::trust::simple_signing::*;
 /// The manifest digest `r` names: its digest, or what the registry resolves its tag to now. A
 /// tag is resolved once, so a signature then names that digest only.
 ///
-/// Errors: the registry's (not found, auth, network).
+/// A digest is fetched too, as cosign does: a signature for a manifest the repository does not
+/// hold would be a `sha256-<hex>.sig` tag beside nothing (creating the repository if it did not
+/// exist), and a typo in the digest would pass unnoticed until someone verifies.
+///
+/// Errors: the registry's: not found (naming the manifest digest and the repository), auth,
+/// network, and a digest mismatch when the registry answers with other bytes.
 pub async fn resolve_digest(client: &Client, r: &Reference) -> Result<Digest> {
-    Ok(match &r.digest {
-        Some(d) => d.clone(),
-        None => client.get_manifest(r).await?.2,
-    })
+    Ok(client.get_manifest(r).await?.2)
 }
 
 /// What a signing did.

@@ -21,7 +21,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::artifact::{Descriptor, MAX_MANIFEST, parse_manifest};
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ErrorKind, Result};
 
 /// Which blobs to check.
 #[derive(Debug, Clone)]
@@ -94,6 +94,10 @@ pub struct BlobCheck {
     /// unreachable, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair_error: Option<String>,
+    /// The kind of the error behind `repair_error`, which decides whether trying the repair
+    /// again later may work (see [`VerifyReport::ensure_clean`]).
+    #[serde(skip)]
+    pub repair_error_kind: Option<ErrorKind>,
 }
 
 /// What a verify run found and did.
@@ -120,10 +124,44 @@ impl VerifyReport {
     /// Fails when a blob is still corrupt or missing after the run; `repair` says whether the
     /// run repaired, so the message offers `--repair` only when it was not.
     ///
-    /// Errors: [`EngineError::Integrity`] naming how many blobs are bad.
+    /// Errors: [`EngineError::NotRepaired`], with the kind of the repair failure, when every
+    /// bad blob is bad only because its repair failed for a reason that may pass (the registry
+    /// unreachable or failing, after retries): the same command may work later (exit 5).
+    /// Otherwise [`EngineError::Integrity`] naming how many blobs are bad (exit 6): without
+    /// `repair`, or when some bad blob's repair failed for a reason a retry does not change
+    /// (wrong bytes fetched, nothing says where to fetch it from).
     pub fn ensure_clean(&self, repair: bool) -> Result<()> {
         if self.bad == 0 {
             return Ok(());
+        }
+        let bad: Vec<&BlobCheck> = self
+            .blobs
+            .iter()
+            .filter(|b| matches!(b.status, BlobStatus::Corrupt | BlobStatus::Missing))
+            .collect();
+        if repair
+            && let Some(kind) = bad.first().and_then(|b| b.repair_error_kind)
+            && bad
+                .iter()
+                .all(|b| b.repair_error_kind.is_some_and(may_pass_later))
+        {
+            let what = match bad.as_slice() {
+                [one] if one.status == BlobStatus::Missing => {
+                    format!("blob {} is still missing from the store", one.digest)
+                }
+                [one] => format!("blob {} in the store is still corrupt", one.digest),
+                _ => format!(
+                    "{} blobs in the store are still corrupt or missing",
+                    bad.len()
+                ),
+            };
+            return Err(EngineError::NotRepaired {
+                what: format!(
+                    "{what}: the registry could not be reached or failed while repairing; run `{} verify {} --repair` again later",
+                    self.command, self.scope_args
+                ),
+                kind,
+            });
         }
         let hint = if repair {
             String::new()
@@ -145,10 +183,20 @@ impl VerifyReport {
     }
 }
 
+/// Whether a repair that failed with an error of `kind` may work when tried again later: the
+/// registry unreachable or failing after retries (`Network`), or answering what the protocol
+/// does not allow, most often a proxy's error page (`Protocol`; the CLI treats it as temporary
+/// too). A wrong answer (digest, size, chunk mismatch), a refusal (auth, not found) or a
+/// local failure stays whatever the time.
+fn may_pass_later(kind: ErrorKind) -> bool {
+    use fspack_registry::ErrorKind as R;
+    matches!(kind, ErrorKind::Registry(R::Network | R::Protocol))
+}
+
 /// Checks (and with `settings.repair`, repairs) the blobs in `scope`.
 ///
 /// Returns the report; [`VerifyReport::ensure_clean`] turns `report.bad > 0` into an error
-/// (exit 6). Errors:
+/// (exit 6, or 5 when only a registry failure kept the bad blobs from being repaired). Errors:
 /// [`EngineError::NotFound`] for a reference not in the store, [`EngineError::Usage`] when a
 /// repair is asked without a client, store and registry errors of a repair.
 pub async fn verify(
@@ -218,6 +266,7 @@ pub async fn verify(
                 mounts: using,
                 bytes_received: 0,
                 repair_error: None,
+                repair_error_kind: None,
             };
             if settings.repair {
                 // A mount made from a reference that is no longer tagged still says where the
@@ -245,7 +294,10 @@ pub async fn verify(
                         check.status = BlobStatus::Repaired;
                         report.repaired += 1;
                     }
-                    Err(why) => check.repair_error = Some(why),
+                    Err((why, kind)) => {
+                        check.repair_error = Some(why);
+                        check.repair_error_kind = Some(kind);
+                    }
                 }
             }
             if check.status == BlobStatus::Missing {
@@ -276,6 +328,7 @@ pub async fn verify(
             mounts: using,
             bytes_received: 0,
             repair_error: None,
+            repair_error_kind: None,
         };
         if let Some(&n) = mended.get(&digest) {
             check.status = BlobStatus::Repaired;
@@ -302,7 +355,10 @@ pub async fn verify(
             .await
             {
                 Ok(()) => report.repaired += 1,
-                Err(e) => check.repair_error = Some(error_chain(&e)),
+                Err(e) => {
+                    check.repair_error = Some(error_chain(&e));
+                    check.repair_error_kind = Some(e.kind());
+                }
             }
         }
         if matches!(check.status, BlobStatus::Corrupt) {
@@ -444,7 +500,8 @@ async fn repair_blob(
 /// Manifests come from the `manifests/` endpoint, by digest. Returns the bytes received.
 ///
 /// Errors: why it could not, as a sentence for the report (no registry reference, no client,
-/// the registry's or the store's error with its causes); the run goes on with the next blob.
+/// the registry's or the store's error with its causes) and the kind of the failure; the run
+/// goes on with the next blob.
 async fn refetch(
     store: &Arc<Store>,
     client: Option<&Client>,
@@ -453,34 +510,51 @@ async fn refetch(
     manifest: bool,
     sources: &[String],
     settings: &VerifySettings,
-) -> std::result::Result<u64, String> {
+) -> std::result::Result<u64, (String, ErrorKind)> {
     let Some(r) = sources
         .iter()
         .filter(|s| !s.starts_with("oci:"))
         .find_map(|s| s.parse::<Reference>().ok())
     else {
         return Err(if sources.is_empty() {
-            "no tag or mount names it, so fspack cannot tell where to fetch it".to_string()
+            (
+                "no tag or mount names it, so fspack cannot tell where to fetch it".to_string(),
+                ErrorKind::Integrity,
+            )
         } else {
-            format!(
-                "{} is not a registry reference; copy it into the store again (`{} pull {}`)",
-                sources[0],
-                store.command(),
-                sources[0]
+            (
+                format!(
+                    "{} is not a registry reference; copy it into the store again (`{} pull {}`)",
+                    sources[0],
+                    store.command(),
+                    sources[0]
+                ),
+                ErrorKind::Usage,
             )
         });
     };
     let Some(client) = client else {
-        return Err("no registry client was given to fetch it".to_string());
+        return Err((
+            "no registry client was given to fetch it".to_string(),
+            ErrorKind::Usage,
+        ));
     };
-    let chain = |e: &dyn std::error::Error| format!("cannot fetch it from {r}: {}", error_chain(e));
+    let chain = |e: &EngineError| {
+        (
+            format!("cannot fetch it from {r}: {}", error_chain(e)),
+            e.kind(),
+        )
+    };
     if manifest {
         return fetch_manifest_again(store, client, &check.digest, &[r.to_string()])
             .await
             .map_err(|e| chain(&e));
     }
     let Some(desc) = desc else {
-        return Err("no tagged manifest describes it (its size is unknown)".to_string());
+        return Err((
+            "no tagged manifest describes it (its size is unknown)".to_string(),
+            ErrorKind::Integrity,
+        ));
     };
     let reporter: Arc<dyn crate::report::Reporter> = Arc::new(crate::report::Silent);
     let fetched = crate::fetch::fetch_blob(client, &r, desc, store, settings.ranges, &reporter)

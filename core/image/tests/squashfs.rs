@@ -548,3 +548,84 @@ fn privileged_squashfs_whiteout_lookalikes_give_one_unsharded_image() {
         &snapshot(&mnt, SnapOpts::KERNEL),
     );
 }
+
+/// Two large files each copied into another directory, small files with copies two directories
+/// apart (so they fall in different packs under [`TEST_RULES`]); returns the distinct bytes.
+fn tree_with_copies(src: &Path) -> u64 {
+    for d in ["a/deep", "b", "c", "p", "q"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    let (w, v) = (pseudo_random(1, 3 << 20), pseudo_random(2, (2 << 20) + 123));
+    fs::write(src.join("a/deep/w.bin"), &w).unwrap();
+    fs::write(src.join("b/w.bin"), &w).unwrap();
+    fs::write(src.join("b/v.bin"), &v).unwrap();
+    fs::write(src.join("c/v-copy.bin"), &v).unwrap();
+    let mut distinct = (w.len() + v.len()) as u64;
+    for i in 0..12u64 {
+        let small = pseudo_random(100 + i, 60 << 10);
+        fs::write(src.join(format!("p/s{i}")), &small).unwrap();
+        fs::write(src.join(format!("q/s{i}-copy")), &small).unwrap();
+        distinct += small.len() as u64;
+    }
+    distinct
+}
+
+#[test]
+fn squashfs_shards_store_identical_files_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let distinct = tree_with_copies(&src);
+    for (k, spec) in [ShardSpec::Auto, ShardSpec::Count(3)]
+        .into_iter()
+        .enumerate()
+    {
+        let out = tmp.path().join(format!("shards-{k}"));
+        let r = squashfs::write_shards_report(
+            &walk(&src),
+            &SquashfsOptions::default(),
+            spec,
+            &TEST_RULES,
+            &out,
+        )
+        .unwrap();
+        assert!(r.shards.len() >= 3, "{spec:?}: {:?}", r.shards);
+        let total: u64 = r
+            .shards
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum();
+        // Random data does not compress: one copy of each contents plus a little metadata per
+        // shard. A second copy of anything large would add at least 2 MiB.
+        assert!(
+            total < distinct + (64 << 10) * r.shards.len() as u64,
+            "{spec:?}: {total} bytes in {} shards for {distinct} distinct bytes",
+            r.shards.len()
+        );
+    }
+}
+
+#[test]
+fn privileged_squashfs_shards_with_copies_overlay_equals_source() {
+    if !can_mount("squashfs") || !can_mount("overlay") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree_with_copies(&src);
+    let out = tmp.path().join("shards");
+    let r = squashfs::write_shards_report(
+        &walk(&src),
+        &SquashfsOptions::default(),
+        ShardSpec::Auto,
+        &TEST_RULES,
+        &out,
+    )
+    .unwrap();
+    assert!(r.shards.len() >= 3, "{:?}", r.shards);
+    let mnt = tmp.path().join("mnt");
+    let _g = mount_overlay(&r.shards, &tmp.path().join("layers"), &mnt);
+    assert_same(
+        &squash_times(snapshot(&src, OVERLAY)),
+        &snapshot(&mnt, OVERLAY),
+    );
+}

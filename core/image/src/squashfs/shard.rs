@@ -14,12 +14,16 @@
 //!   (0755, 0:0, mtime 0, no xattrs). A lower shard therefore depends only on its own files and
 //!   their paths: an unchanged large file gives a byte-identical shard even when its siblings or
 //!   its directories' times change;
+//! - files with identical contents land in the shard of the first copy (in tree order): the
+//!   writer shares data only within one image, so copies split across shards would each be
+//!   stored in full, and a stack of shards would hold more than one unsharded image does;
 //! - [`ShardSpec::Auto`]: each file of at least [`ShardRules::large_file`] bytes gets a shard of
-//!   its own (lowest first, in tree order); the other entries are packed in tree order into
-//!   shards of about [`ShardRules::pack_size`] bytes; the last pack is the top shard;
-//! - [`ShardSpec::Count`]: at most `n` shards balanced by bytes (largest file first into the
-//!   lightest shard); this evens out parallel uploads but does not keep shards stable across
-//!   edits.
+//!   its own (lowest first, in tree order), together with its copies; the other entries are
+//!   packed in tree order into shards of about [`ShardRules::pack_size`] bytes, a copy counting
+//!   no bytes; the last pack is the top shard;
+//! - [`ShardSpec::Count`]: at most `n` shards balanced by bytes (largest content first into the
+//!   lightest shard, each content counted once); this evens out parallel uploads but does not
+//!   keep shards stable across edits.
 //!
 //! Whiteout hazard: overlayfs reads a 0:0 character device as a whiteout and `trusted.overlay.*`
 //! (or, with `userxattr`, `user.overlay.*`) xattrs as its own markers, in lower layers too, so a
@@ -192,19 +196,81 @@ fn leaf_size(inode: &Inode) -> u64 {
     }
 }
 
+/// For each inode, the first regular file (in inode order) with identical contents, if any.
+///
+/// Errors: a source file that cannot be read or changed since the walk (see [`crate::dedup`]).
+fn copies(tree: &Tree) -> Result<Vec<Option<InodeId>>> {
+    let mut ids = Vec::new();
+    let mut candidates = Vec::new();
+    for (id, inode) in tree.inodes.iter().enumerate() {
+        if let Kind::File {
+            source,
+            size,
+            stamp,
+            ..
+        } = &inode.kind
+        {
+            ids.push(id);
+            candidates.push(crate::dedup::Candidate {
+                path: source,
+                size: *size,
+                stamp: *stamp,
+            });
+        }
+    }
+    let mut out = vec![None; tree.inodes.len()];
+    for (k, o) in crate::dedup::duplicates(&candidates)?
+        .into_iter()
+        .enumerate()
+    {
+        out[ids[k]] = o.map(|o| ids[o]);
+    }
+    Ok(out)
+}
+
 /// Non-directory inodes of each shard, lowest first; the last set is the top shard.
 fn plan(tree: &Tree, spec: ShardSpec, rules: &ShardRules) -> Result<Vec<Vec<InodeId>>> {
+    if let ShardSpec::Count(n) = spec
+        && (n == 0 || n > MAX_SHARDS)
+    {
+        return Err(Error::InvalidOption(format!(
+            "{n} shards: fspack mounts SquashFS shards with overlayfs, which stacks at most {MAX_SHARDS} lower layers\nhint: use --shards {MAX_SHARDS} or fewer, or --shards auto"
+        )));
+    }
+    let copy_of = copies(tree)?;
+    plan_with_copies(tree, spec, rules, &copy_of)
+}
+
+/// [`plan`] given each inode's first identical copy (`copy_of[id]`, earlier in inode order):
+/// a copy joins the set of its original, so the shard's writer stores the contents once.
+fn plan_with_copies(
+    tree: &Tree,
+    spec: ShardSpec,
+    rules: &ShardRules,
+    copy_of: &[Option<InodeId>],
+) -> Result<Vec<Vec<InodeId>>> {
     let leaves: Vec<InodeId> = (0..tree.inodes.len())
         .filter(|&i| !tree.inodes[i].is_dir())
         .collect();
     match spec {
         ShardSpec::Auto => {
-            let mut sets = Vec::new();
+            // Which set holds each original: (large-file set or pack, index).
+            let mut home: Vec<Option<(bool, usize)>> = vec![None; tree.inodes.len()];
+            let mut sets: Vec<Vec<InodeId>> = Vec::new();
             let mut packs: Vec<Vec<InodeId>> = vec![Vec::new()];
             let mut fill = 0u64;
             for &l in &leaves {
+                if let Some((large, i)) = copy_of[l].and_then(|o| home[o]) {
+                    if large {
+                        sets[i].push(l);
+                    } else {
+                        packs[i].push(l);
+                    }
+                    continue;
+                }
                 let size = leaf_size(&tree.inodes[l]);
                 if size >= rules.large_file {
+                    home[l] = Some((true, sets.len()));
                     sets.push(vec![l]);
                     continue;
                 }
@@ -213,6 +279,7 @@ fn plan(tree: &Tree, spec: ShardSpec, rules: &ShardRules) -> Result<Vec<Vec<Inod
                     packs.push(Vec::new());
                     fill = 0;
                 }
+                home[l] = Some((false, packs.len() - 1));
                 packs.last_mut().expect("one pack").push(l);
                 fill += size;
             }
@@ -220,23 +287,31 @@ fn plan(tree: &Tree, spec: ShardSpec, rules: &ShardRules) -> Result<Vec<Vec<Inod
             if sets.len() > MAX_SHARDS {
                 // More large files than overlayfs can stack: balance them into the most shards
                 // it takes rather than refuse a tree the user did not ask to split finely.
-                return plan(tree, ShardSpec::Count(MAX_SHARDS), rules);
+                return plan_with_copies(tree, ShardSpec::Count(MAX_SHARDS), rules, copy_of);
             }
             Ok(sets)
         }
         ShardSpec::Count(n) => {
-            if n == 0 || n > MAX_SHARDS {
-                return Err(Error::InvalidOption(format!(
-                    "{n} shards: fspack mounts SquashFS shards with overlayfs, which stacks at most {MAX_SHARDS} lower layers\nhint: use --shards {MAX_SHARDS} or fewer, or --shards auto"
-                )));
+            // One unit per contents: an original and its copies, weighed once.
+            let mut units: Vec<Vec<InodeId>> = Vec::new();
+            let mut unit_of = vec![usize::MAX; tree.inodes.len()];
+            for &l in &leaves {
+                match copy_of[l] {
+                    Some(o) if unit_of[o] != usize::MAX => units[unit_of[o]].push(l),
+                    _ => {
+                        unit_of[l] = units.len();
+                        units.push(vec![l]);
+                    }
+                }
             }
-            let mut by_size = leaves.clone();
-            by_size.sort_by_key(|&l| (std::cmp::Reverse(leaf_size(&tree.inodes[l])), l));
+            let weight = |u: &Vec<InodeId>| leaf_size(&tree.inodes[u[0]]);
+            let mut by_size: Vec<usize> = (0..units.len()).collect();
+            by_size.sort_by_key(|&u| (std::cmp::Reverse(weight(&units[u])), units[u][0]));
             let mut bins: Vec<(u64, Vec<InodeId>)> = vec![(0, Vec::new()); n];
-            for l in by_size {
+            for u in by_size {
                 let lightest = (0..n).min_by_key(|&b| (bins[b].0, b)).expect("n >= 1");
-                bins[lightest].0 += leaf_size(&tree.inodes[l]);
-                bins[lightest].1.push(l);
+                bins[lightest].0 += weight(&units[u]);
+                bins[lightest].1.extend_from_slice(&units[u]);
             }
             let mut sets: Vec<Vec<InodeId>> = bins
                 .into_iter()
@@ -430,6 +505,30 @@ mod tests {
         assert!(plan(&t, ShardSpec::Count(0), &ShardRules::default()).is_err());
         let one = plan(&t, ShardSpec::Count(9), &ShardRules::default()).unwrap();
         assert_eq!(one.iter().map(Vec::len).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn copies_join_their_original_and_weigh_nothing() {
+        let t = sample();
+        // Pretend b/tiny (5) holds the same bytes as a/big (3).
+        let mut copy_of = vec![None; t.inodes.len()];
+        copy_of[5] = Some(3);
+        let rules = ShardRules {
+            large_file: 50,
+            pack_size: 1000,
+        };
+        let auto = plan_with_copies(&t, ShardSpec::Auto, &rules, &copy_of).unwrap();
+        assert_eq!(auto, vec![vec![3, 5], vec![4]]);
+        // Counted once, the contents weigh 100 against 10: the copy does not tip the balance.
+        let count = plan_with_copies(&t, ShardSpec::Count(2), &rules, &copy_of).unwrap();
+        assert_eq!(count, vec![vec![3, 5], vec![4]]);
+        // A copy of a packed file joins that pack even after a later pack opened.
+        let tight = ShardRules {
+            large_file: 1000,
+            pack_size: 100,
+        };
+        let packs = plan_with_copies(&t, ShardSpec::Auto, &tight, &copy_of).unwrap();
+        assert_eq!(packs, vec![vec![3, 5], vec![4]]);
     }
 
     #[test]
