@@ -730,12 +730,14 @@ fn images_lists_the_store_and_rmi_then_gc_frees_only_unshared_blobs() {
     assert_eq!(names, [name_a.as_str(), name_b.as_str()]);
     assert!(list[0]["size"].as_u64().unwrap() > 0);
     assert_eq!(list[0]["format"], "erofs");
-    // One unknown name: nothing is removed.
+    // Unknown names: nothing is removed, and the message names each and says so.
     fspack(&store)
-        .args(["rmi", &name_a, "nowhere.example/none:v1"])
+        .args(["rmi", "nowhere.example/none:v1", &name_a, "nowhere.example/other:v2"])
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("nowhere.example/none:v1"));
+        .stderr(predicate::str::contains(
+            "nowhere.example/none:v1, nowhere.example/other:v2 are not in the store; nothing was removed, the others included",
+        ));
     // A name that is no reference at all is a typo (exit 2), not a missing image.
     fspack(&store)
         .args(["rmi", &name_a, "BAD/Ref"])

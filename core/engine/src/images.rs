@@ -101,12 +101,38 @@ pub struct Untagged {
 /// that normalises to one (`host/repo` means `host/repo:latest`). All names are resolved before
 /// any is removed.
 ///
-/// Errors: [`EngineError::NotFound`] naming the first name the store does not hold (nothing is
-/// removed then); the store's for an index that cannot be written.
+/// Errors: [`EngineError::NotFound`] naming every name the store does not hold, and saying that
+/// nothing was removed; [`EngineError::Usage`] for a name that is no reference at all; the
+/// store's for an index that cannot be written.
 pub fn remove(store: &Store, names: &[String]) -> Result<Vec<Untagged>> {
     let mut resolved = Vec::new();
+    let mut missing = Vec::new();
     for name in names {
-        resolved.push(stored_name(store, name)?);
+        match stored_name(store, name)? {
+            Some(n) => resolved.push(n),
+            None => missing.push(name.as_str()),
+        }
+    }
+    if !missing.is_empty() {
+        // All or nothing, and said so: a user who listed several names must not have to guess
+        // which of them went (s10 fresh-eyes pass).
+        let (what, others) = match (missing.len(), names.len() > missing.len()) {
+            (1, true) => (
+                "is not in the store",
+                "; nothing was removed, the others included",
+            ),
+            (1, false) => ("is not in the store", ""),
+            (_, true) => (
+                "are not in the store",
+                "; nothing was removed, the others included",
+            ),
+            (_, false) => ("are not in the store", ""),
+        };
+        return Err(EngineError::NotFound(format!(
+            "{} {what}{others}; `{} images` lists what is",
+            missing.join(", "),
+            store.command()
+        )));
     }
     let records = live_records(store)?;
     let mut out = Vec::new();
@@ -125,10 +151,10 @@ pub fn remove(store: &Store, names: &[String]) -> Result<Vec<Untagged>> {
     Ok(out)
 }
 
-/// The store's name for what the user typed.
-fn stored_name(store: &Store, name: &str) -> Result<String> {
+/// The store's name for what the user typed; `None` when the store does not hold it.
+fn stored_name(store: &Store, name: &str) -> Result<Option<String>> {
     if store.resolve(name)?.is_some() {
-        return Ok(name.to_string());
+        return Ok(Some(name.to_string()));
     }
     let normalised = match Target::parse(name) {
         Ok(Target::Registry(r)) => Some(r.to_string()),
@@ -139,10 +165,7 @@ fn stored_name(store: &Store, name: &str) -> Result<String> {
     if let Some(n) = normalised
         && store.resolve(&n)?.is_some()
     {
-        return Ok(n);
+        return Ok(Some(n));
     }
-    Err(EngineError::NotFound(format!(
-        "{name} is not in the store; `{} images` lists what is",
-        store.command()
-    )))
+    Ok(None)
 }
