@@ -85,7 +85,7 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     )
     .await?;
     if let Some(checked) = &pulled.verified {
-        super::verify::finish(checked, false, true)?;
+        super::verify::finish(checked, false, true, g.quiet)?;
     }
     if !g.quiet {
         for n in &pulled.notes {

@@ -30,17 +30,18 @@ pub async fn run(args: VerifyArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let report = verify(&store, &scope, &settings, Some(&client))
         .await
         .context("verify failed")?;
-    finish(&report, args.json, args.repair)
+    finish(&report, args.json, args.repair, g.quiet)
 }
 
 /// Prints the report (a line per blob that is not fine, or JSON) and fails with exit 6 when a
-/// blob is still bad.
-pub fn finish(report: &VerifyReport, json: bool, repair: bool) -> anyhow::Result<()> {
+/// blob is still bad. `quiet` (`-q`) keeps only the lines of blobs still bad, which say what
+/// the failure is about: repairs and the closing count are messages.
+pub fn finish(report: &VerifyReport, json: bool, repair: bool, quiet: bool) -> anyhow::Result<()> {
     if json {
         super::print_json(report)?;
     }
     for b in &report.blobs {
-        if json || b.status == BlobStatus::Ok {
+        if json || b.status == BlobStatus::Ok || (quiet && b.status == BlobStatus::Repaired) {
             continue;
         }
         let what = match b.status {
@@ -80,7 +81,7 @@ pub fn finish(report: &VerifyReport, json: bool, repair: bool) -> anyhow::Result
             eprintln!("  not repaired: {why}");
         }
     }
-    if !json {
+    if !json && !quiet {
         eprintln!(
             "checked {} ({} bytes): {} bad, {} repaired",
             crate::output::count(report.blobs.len(), "blob"),
