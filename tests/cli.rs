@@ -1023,3 +1023,85 @@ fn a_push_of_a_fifo_or_to_a_digest_reference_is_refused_at_once() {
         )))
         .stderr(predicate::str::contains("push to 127.0.0.1:1/a/b:t1"));
 }
+
+/// s10 fresh-eyes pass: `build --format squashfs --shards` writes OUT.d/ and no OUT, so
+/// `push OUT` failed with a bare "No such file", and `push OUT.d` built a new EROFS image with
+/// the shard files as its content. Now `push OUT` points at OUT.d, and `push OUT.d` sends the
+/// shards as built, one layer each, as a push of the source would.
+#[test]
+fn the_shards_of_a_squashfs_build_are_pushed_as_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("a")).unwrap();
+    let big: Vec<u8> = (0..6u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    fs::write(src.join("a/big.bin"), &big).unwrap();
+    fs::write(src.join("small.txt"), b"small\n").unwrap();
+    let out = tmp.path().join("m.sq");
+    fspack(tmp.path())
+        .arg("build")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .args(["--format", "squashfs", "--shards", "auto"])
+        .assert()
+        .success();
+    let shards_dir = tmp.path().join("m.sq.d");
+    let mut shards: Vec<_> = fs::read_dir(&shards_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    shards.sort();
+    assert!(shards.len() >= 2, "{shards:?}");
+    let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&out)
+        .arg(&layout)
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(format!(
+            "push {}, which holds them",
+            shards_dir.display()
+        )));
+    fspack(tmp.path())
+        .arg("push")
+        .arg(&shards_dir)
+        .arg(&layout)
+        .args(["--shards", "2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "holds the shards of a SquashFS build",
+        ));
+    let report = run_json(
+        fspack(tmp.path())
+            .arg("push")
+            .arg(&shards_dir)
+            .arg(&layout)
+            .arg("--json"),
+    );
+    assert_eq!(report["format"], "squashfs", "{report}");
+    let pushed: Vec<String> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    // Each layer is its shard as built, followed by the chunk index every push appends.
+    assert_eq!(pushed.len(), shards.len());
+    for (digest, shard) in pushed.iter().zip(&shards) {
+        let blob = fs::read(
+            tmp.path()
+                .join("layout/blobs/sha256")
+                .join(digest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap();
+        assert!(
+            blob.starts_with(&fs::read(shard).unwrap()),
+            "{digest} is not {}",
+            shard.display()
+        );
+    }
+}

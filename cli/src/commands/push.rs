@@ -12,15 +12,23 @@ use crate::output::{count, size};
 
 pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let target = Target::parse(&args.reference)?;
-    // An image file is pushed as built: an image option would be silently ignored.
-    if args.source.is_file()
-        && let Some(flag) = args.image.first_given()
-    {
-        return Err(crate::exit::UsageError(format!(
-            "{flag} shapes an image built from a directory, but {} is an image file already built; drop {flag}, or push the directory",
-            args.source.display()
-        ))
-        .into());
+    // An image file (or a sharded build's shards) is pushed as built: an image option would be
+    // silently ignored.
+    if let Some(flag) = args.image.first_given() {
+        let built = if args.source.is_file() {
+            Some("is an image file already built")
+        } else if fspack_engine::push::built_shards(&args.source)?.is_some() {
+            Some("holds the shards of a SquashFS build")
+        } else {
+            None
+        };
+        if let Some(what) = built {
+            return Err(crate::exit::UsageError(format!(
+                "{flag} shapes an image built from a directory, but {} {what}; drop {flag}, or push the source directory",
+                args.source.display()
+            ))
+            .into());
+        }
     }
     // Directories go up in the chunked layout: that is what lets several blobs travel at once.
     let settings = PushSettings {

@@ -20,7 +20,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use self::layers::{PlanSource, meta_layer};
-pub use self::layers::{layers_for, squashfs_media_type};
+pub use self::layers::{built_shards, layers_for, squashfs_media_type};
 use self::send::{Destination, Ready, standalone_descriptor};
 use crate::artifact::*;
 use crate::build::ImageSettings;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fspack_image::BlobPlan;
@@ -55,7 +55,27 @@ pub fn layers_for(
     settings: &ImageSettings,
     staging: Option<&Path>,
 ) -> Result<Prepared> {
-    let meta = std::fs::metadata(source).map_err(|e| EngineError::io(source, e))?;
+    let meta = match std::fs::metadata(source) {
+        Ok(m) => m,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && built_shards(&crate::build::blob_dir(source))?.is_some() =>
+        {
+            // `build --shards` writes OUT.d/ and no OUT (s10 fresh-eyes pass).
+            return Err(EngineError::NotFound(format!(
+                "{} does not exist: a sharded SquashFS build writes its shards to {}\nhint: push {}, which holds them, or the source directory",
+                source.display(),
+                crate::build::blob_dir(source).display(),
+                crate::build::blob_dir(source).display()
+            )));
+        }
+        Err(e) => return Err(EngineError::io(source, e)),
+    };
+    if meta.is_dir()
+        && let Some(shards) = built_shards(source)?
+    {
+        return shard_dir_layers(source, &shards);
+    }
     if meta.is_dir() && settings.format == ImageFormat::Squashfs {
         return squashfs_layers(source, settings, staging);
     }
@@ -194,6 +214,66 @@ fn chunked_file_layers(source: &Path, devices: u16, image: Layer) -> Result<Prep
         }),
         format: "erofs",
         layout: "chunked",
+        _scratch: None,
+    })
+}
+
+/// The shards in `dir` when it is the output of `fspack build --format squashfs --shards`:
+/// nothing but `shard-000.squashfs`, `shard-001.squashfs`, … numbered without gaps, each a
+/// SquashFS image. `None` for any other directory (it is a source to build).
+///
+/// Errors: [`EngineError::Io`] when `dir` or a shard cannot be read.
+pub fn built_shards(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(_) if !dir.is_dir() => return Ok(None),
+        Err(e) => return Err(EngineError::io(dir, e)),
+    };
+    let mut names = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| EngineError::io(dir, e))?;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    let expected = (0..names.len()).map(fspack_image::squashfs::shard_name);
+    if names.is_empty() || !names.iter().cloned().eq(expected) {
+        return Ok(None);
+    }
+    let mut shards = Vec::new();
+    for n in names {
+        let path = dir.join(n);
+        let file = std::fs::File::open(&path).map_err(|e| EngineError::io(&path, e))?;
+        let probe = detect::probe(file).map_err(|e| EngineError::io(&path, e))?;
+        if !path.is_file() || probe.map(|p| p.format) != Some(Format::Squashfs) {
+            return Ok(None);
+        }
+        shards.push(path);
+    }
+    Ok(Some(shards))
+}
+
+/// The shards of a sharded SquashFS build (`OUT.d/`, see [`built_shards`]), pushed as built:
+/// one layer each, lowest first, as a push of the source directory would send them.
+fn shard_dir_layers(dir: &Path, shards: &[PathBuf]) -> Result<Prepared> {
+    tracing::info!(
+        "{} holds the shards of a SquashFS build: pushing them as built",
+        dir.display()
+    );
+    let mut layers = Vec::new();
+    for path in shards {
+        let mut prepared = image_file_layers(path)?;
+        layers.append(&mut prepared.layers);
+    }
+    let layout = if layers.len() > 1 {
+        "sharded"
+    } else {
+        "single"
+    };
+    Ok(Prepared {
+        layers,
+        primary: None,
+        format: "squashfs",
+        layout,
         _scratch: None,
     })
 }

@@ -29,7 +29,7 @@ use std::path::Path;
 
 pub use self::compress::Compression;
 pub use self::shard::{
-    MAX_SHARDS, ShardRules, ShardSpec, ShardsReport, shard_hazard, write_shards,
+    MAX_SHARDS, ShardRules, ShardSpec, ShardsReport, shard_hazard, shard_name, write_shards,
     write_shards_report,
 };
 
