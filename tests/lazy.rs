@@ -964,3 +964,42 @@ fn privileged_a_lazy_server_waiting_on_a_slow_link_does_not_spin() {
     });
     proxy.set_delay_ms_per_mib(0);
 }
+
+/// s10 fresh-eyes pass: with the registry stopped (SIGSTOP: it accepts connections and then
+/// says nothing), reads failed with EIO after the read timeout, but `ls` showed only "filling"
+/// for minutes, until the client's stall timeouts ran out. An expired read now tells `ls`.
+#[test]
+fn privileged_a_registry_that_stops_answering_is_named_by_ls_once_a_read_times_out() {
+    let Some(Setup {
+        reg: _reg,
+        proxy,
+        tmp,
+        src: _,
+        reference,
+        store,
+        mnt,
+    }) = setup("hung", 10)
+    else {
+        return;
+    };
+    // The metadata (8 KiB) takes about 1.6 s; a data run of 1 MiB or more, minutes.
+    proxy.set_delay_ms_per_mib(200_000);
+    mount_lazy_with(&store, &reference, &mnt, 1_000, &["--jobs", "1"]);
+    then_umount(tmp.path(), &store, &mnt, || {
+        let read = fs::read(mnt.join("model-1.safetensors"));
+        assert!(read.is_err(), "a read of data that never arrives fails");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = fspack(&store).arg("ls").output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            if stderr
+                .contains("fetching from the registry fails, trying again: no data arrived for 1 s")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "ls never said why: {stderr}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    proxy.set_delay_ms_per_mib(0);
+}

@@ -420,6 +420,19 @@ impl Fill {
                 let cut = now.checked_sub(self.read_timeout).unwrap_or(now);
                 let mut offline = self.offline_since.lock().expect("not poisoned");
                 *offline = Some(offline.map_or(cut, |t| t.min(cut)));
+                // A registry that accepts connections and then says nothing (a hung process)
+                // fails no fetch for minutes, until the client's stall timeouts run out; the
+                // expired read already tells, so `ls` says so now (s10 fresh-eyes pass).
+                self.counters
+                    .fetch_error
+                    .lock()
+                    .expect("not poisoned")
+                    .get_or_insert_with(|| {
+                        format!(
+                            "no data arrived for {} s while a read waited (the registry is not answering); reads of missing data fail with EIO until it does",
+                            self.read_timeout.as_secs()
+                        )
+                    });
             }
             for w in expired {
                 tracing::error!(
