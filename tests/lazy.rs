@@ -631,12 +631,14 @@ fn privileged_a_killed_server_fails_reads_umount_cleans_up_and_the_next_mount_re
     // One slow stream: the fill is far from done when the server is killed.
     proxy.set_delay_ms_per_mib(500);
     mount_lazy_with(&store, &reference, &mnt, 30_000, &["--jobs", "1"]);
+    let mut total = 0;
     then_umount(tmp.path(), &store, &mnt, || {
         let first = fs::read(mnt.join("model-0.safetensors")).unwrap();
         assert_eq!(first, fs::read(src.join("model-0.safetensors")).unwrap());
         // The status is written twice a second.
         std::thread::sleep(Duration::from_millis(700));
         let e = entry(&store, &mnt).unwrap();
+        total = e["lazy_status"]["bytes_total"].as_u64().unwrap();
         let pid = e["lazy_status"]["pid"].as_u64().unwrap() as i32;
         let before = e["lazy_status"]["bytes_present"].as_u64().unwrap();
         assert!(before >= 6 * MIB as u64, "the file read is present: {e}");
@@ -680,8 +682,27 @@ fn privileged_a_killed_server_fails_reads_umount_cleans_up_and_the_next_mount_re
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let at_start = received();
+    // Slow again for a moment, so the resumed mount's status can be read before it completes.
+    proxy.set_delay_ms_per_mib(300);
     mount_lazy(&store, &reference, &mnt, 30_000);
     then_umount(tmp.path(), &store, &mnt, || {
+        // It shows the artifact's progress: the blobs the killed server committed count as
+        // present and in the total (s10 fresh-eyes pass: the total shrank by them).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let st = loop {
+            let e = entry(&store, &mnt).unwrap();
+            if e["lazy_status"].is_object() {
+                break e["lazy_status"].clone();
+            }
+            assert!(Instant::now() < deadline, "no status: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(st["bytes_total"], total, "{st}");
+        assert!(
+            st["bytes_present"].as_u64().unwrap() >= 4 * MIB as u64,
+            "{st}"
+        );
+        proxy.set_delay_ms_per_mib(0);
         wait_complete(&store, &mnt, Duration::from_secs(60));
         let fetched = received() - at_start;
         assert!(

@@ -280,6 +280,21 @@ impl Mounting<'_> {
         let (r, fetched, settings) = (self.r, &self.fetched, self.settings);
         let mut pinned = r.clone();
         pinned.digest = Some(fetched.digest.clone());
+        // The data blobs a resumed mount already holds: neither served nor fetched up front.
+        let mut stored = std::collections::HashSet::new();
+        let bytes_stored = fetched
+            .manifest
+            .layers
+            .iter()
+            .filter(|l| {
+                !blobs
+                    .iter()
+                    .chain(&self.upfront)
+                    .any(|b| b.digest == l.digest)
+            })
+            .filter(|l| stored.insert(l.digest.clone()) && self.store.has_blob(&l.digest))
+            .map(|l| l.size)
+            .sum();
         ServeSpec {
             store_root: self.store.root().to_path_buf(),
             reference: pinned.to_string(),
@@ -287,6 +302,7 @@ impl Mounting<'_> {
             manifest_digest: fetched.digest.clone(),
             manifest_size: fetched.bytes.len() as u64,
             blobs: blobs.to_vec(),
+            bytes_stored,
             // As many streams as an eager pull opens (`jobs` blobs × `ranges` Range requests),
             // so a capped link fills as fast as an eager pull of the same artifact.
             jobs: settings.pull.jobs.max(1) * settings.pull.ranges.max(1),

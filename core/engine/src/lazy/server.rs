@@ -40,6 +40,11 @@ pub struct ServeSpec {
     pub manifest_size: u64,
     /// Blobs to serve: verified chunk by chunk where they have a chunk index, else as wholes.
     pub blobs: Vec<Descriptor>,
+    /// Bytes of the artifact's other data blobs, already in the store when the mount was made
+    /// (a resumed mount): counted as present, so `ls` shows the artifact's progress and total,
+    /// not just the part this server fetches.
+    #[serde(default)]
+    pub bytes_stored: u64,
     /// Fetch workers (`--jobs`).
     pub jobs: usize,
     /// Longest wait of a read for missing chunks, in milliseconds.
@@ -376,8 +381,8 @@ fn write_status(spec: &ServeSpec, fill: &Fill, state: ServerState, error: Option
     let status = LazyStatus {
         state,
         pid: std::process::id(),
-        bytes_present: blobs.iter().map(|b| b.present).sum(),
-        bytes_total: blobs.iter().map(|b| b.size).sum(),
+        bytes_present: spec.bytes_stored + blobs.iter().map(|b| b.present).sum::<u64>(),
+        bytes_total: spec.bytes_stored + blobs.iter().map(|b| b.size).sum::<u64>(),
         blobs,
         bytes_received: fill.counters.bytes_received.load(Relaxed),
         chunks_refetched: fill.counters.chunks_refetched.load(Relaxed),
