@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::source::SourceDirs;
+use crate::tree::{InodeId, Kind, Tree};
 
 /// Bytes hashed first to tell files of one size apart cheaply.
 const PREFIX: u64 = 64 << 10;
@@ -29,6 +30,41 @@ pub(crate) struct Candidate<'a> {
     pub size: u64,
     /// Size, times and identity at walk time, to detect a change while hashing (issue 13).
     pub stamp: crate::source::FileStamp,
+}
+
+/// For each inode of `tree`, the first earlier regular file (in inode order) with identical
+/// contents, if any; only the files `eligible` takes part (`sparse`: whether the file has holes
+/// placed by extent, which EROFS leaves out).
+///
+/// Errors: as [`duplicates`].
+pub(crate) fn inode_duplicates(
+    tree: &Tree,
+    eligible: impl Fn(bool) -> bool,
+) -> Result<Vec<Option<InodeId>>> {
+    let mut ids = Vec::new();
+    let mut candidates = Vec::new();
+    for (id, inode) in tree.inodes.iter().enumerate() {
+        if let Kind::File {
+            source,
+            size,
+            extents,
+            stamp,
+        } = &inode.kind
+            && eligible(extents.is_some())
+        {
+            ids.push(id);
+            candidates.push(Candidate {
+                path: source,
+                size: *size,
+                stamp: *stamp,
+            });
+        }
+    }
+    let mut out = vec![None; tree.inodes.len()];
+    for (k, o) in duplicates(&candidates)?.into_iter().enumerate() {
+        out[ids[k]] = o.map(|o| ids[o]);
+    }
+    Ok(out)
 }
 
 /// For each candidate, the index of the first earlier candidate with identical contents.

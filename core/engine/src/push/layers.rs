@@ -264,18 +264,23 @@ fn shard_dir_layers(dir: &Path, shards: &[PathBuf]) -> Result<Prepared> {
         let mut prepared = image_file_layers(path)?;
         layers.append(&mut prepared.layers);
     }
+    Ok(squashfs_prepared(layers, None))
+}
+
+/// SquashFS `layers`, one per shard (lowest first), with the `scratch` space they are read from.
+fn squashfs_prepared(layers: Vec<Layer>, scratch: Option<Scratch>) -> Prepared {
     let layout = if layers.len() > 1 {
         "sharded"
     } else {
         "single"
     };
-    Ok(Prepared {
+    Prepared {
         layers,
         primary: None,
         format: "squashfs",
         layout,
-        _scratch: None,
-    })
+        _scratch: scratch,
+    }
 }
 
 /// Annotations of an EROFS data blob layer: its title and the `device` role.
@@ -347,18 +352,7 @@ fn squashfs_layers(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let layout = if layers.len() > 1 {
-        "sharded"
-    } else {
-        "single"
-    };
-    Ok(Prepared {
-        layers,
-        primary: None,
-        format: "squashfs",
-        layout,
-        _scratch: Some(scratch),
-    })
+    Ok(squashfs_prepared(layers, Some(scratch)))
 }
 
 /// Bytes an unprivileged writer may still use on the filesystem holding `dir` (`statvfs`).

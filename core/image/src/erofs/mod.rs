@@ -248,32 +248,7 @@ pub fn plan(tree: &Tree, opts: &ErofsOptions) -> Result<ErofsImage> {
 /// For each inode, the earlier regular file with identical contents, if any. Sparse files
 /// (their holes are placed per chunk) are left out.
 fn duplicate_files(tree: &Tree) -> Result<Vec<Option<InodeId>>> {
-    let mut ids = Vec::new();
-    let mut candidates = Vec::new();
-    for (id, inode) in tree.inodes.iter().enumerate() {
-        if let Kind::File {
-            source,
-            size,
-            extents: None,
-            stamp,
-        } = &inode.kind
-        {
-            ids.push(id);
-            candidates.push(crate::dedup::Candidate {
-                path: source,
-                size: *size,
-                stamp: *stamp,
-            });
-        }
-    }
-    let mut out = vec![None; tree.inodes.len()];
-    for (k, o) in crate::dedup::duplicates(&candidates)?
-        .into_iter()
-        .enumerate()
-    {
-        out[ids[k]] = o.map(|o| ids[o]);
-    }
-    Ok(out)
+    crate::dedup::inode_duplicates(tree, |sparse| !sparse)
 }
 
 /// Assigns chunk-based data placement for regular files of at least one block.

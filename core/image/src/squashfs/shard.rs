@@ -200,32 +200,7 @@ fn leaf_size(inode: &Inode) -> u64 {
 ///
 /// Errors: a source file that cannot be read or changed since the walk (see [`crate::dedup`]).
 fn copies(tree: &Tree) -> Result<Vec<Option<InodeId>>> {
-    let mut ids = Vec::new();
-    let mut candidates = Vec::new();
-    for (id, inode) in tree.inodes.iter().enumerate() {
-        if let Kind::File {
-            source,
-            size,
-            stamp,
-            ..
-        } = &inode.kind
-        {
-            ids.push(id);
-            candidates.push(crate::dedup::Candidate {
-                path: source,
-                size: *size,
-                stamp: *stamp,
-            });
-        }
-    }
-    let mut out = vec![None; tree.inodes.len()];
-    for (k, o) in crate::dedup::duplicates(&candidates)?
-        .into_iter()
-        .enumerate()
-    {
-        out[ids[k]] = o.map(|o| ids[o]);
-    }
-    Ok(out)
+    crate::dedup::inode_duplicates(tree, |_| true)
 }
 
 /// Non-directory inodes of each shard, lowest first; the last set is the top shard.
