@@ -19,7 +19,8 @@ use fspack_store::Store;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
-use self::layers::{PlanSource, meta_layer};
+pub(crate) use self::layers::PlanSource;
+use self::layers::meta_layer;
 pub use self::layers::{layers_for, squashfs_media_type};
 use self::send::{Destination, Ready, standalone_descriptor};
 use crate::artifact::*;
@@ -361,8 +362,16 @@ impl LayerTask<'_> {
             cached,
         );
         let (media_type, annotations) = (l.media_type.clone(), l.annotations.clone());
+        let modelpack = self.settings.modelpack;
         async move {
-            let hashed = hashing.await?;
+            let hashed = hashing.await.map_err(|e| match e {
+                EngineError::Image(fspack_image::Error::FileChanged { path, what })
+                    if modelpack =>
+                {
+                    EngineError::ChangedDuringPush { path, what }
+                }
+                e => e,
+            })?;
             let mut d = descriptor(&media_type, &hashed.digest, hashed.blob.size(), annotations);
             d.annotations.extend(hashed.annotations);
             let ready = self.dest.prepare(&d, self.reporter).await?;

@@ -18,7 +18,7 @@ use crate::error::{EngineError, Result};
 use crate::staged::{Layer, Prepared, Primary, Scratch};
 
 /// A [`BlobPlan`] as an upload source.
-pub(super) struct PlanSource(pub(super) BlobPlan);
+pub(crate) struct PlanSource(pub(crate) BlobPlan);
 
 impl BlobSource for PlanSource {
     fn size(&self) -> u64 {
