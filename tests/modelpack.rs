@@ -544,6 +544,50 @@ fn model_dir(dir: &Path) {
     fs::set_permissions(dir.join("modeling.py"), fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Review finding B2: a ModelPack artifact has only file layers, so `push --modelpack` leaves
+/// out directories that hold no file; it says which (the topmost of each empty subtree), on
+/// stderr as a note and in the `--json` report, whose stdout stays one JSON document. A tree
+/// without empty directories gets no note.
+#[test]
+fn push_modelpack_names_the_empty_directories_it_leaves_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tiny-llm");
+    model_dir(&src);
+    let store = tmp.path().join("store");
+    let push = |tag: &str, json: bool| {
+        let mut cmd = fspack(&store);
+        cmd.arg("push")
+            .arg(&src)
+            .arg(format!("oci:{}:{tag}", tmp.path().join("layout").display()))
+            .arg("--modelpack");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (_, stderr) = push("full", false);
+    assert!(!stderr.contains("note:"), "{stderr}");
+    fs::create_dir(src.join("cache")).unwrap();
+    fs::create_dir_all(src.join("runs/1/logs")).unwrap();
+    fs::create_dir(src.join("tokenizer/extra")).unwrap();
+    let want = "3 empty directories are not part of a ModelPack artifact, which holds files only: cache/, runs/, tokenizer/extra/";
+    let (_, stderr) = push("v1", false);
+    assert!(stderr.contains(&format!("note: {want}\n")), "{stderr}");
+    let (stdout, stderr) = push("v2", true);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["notes"], json!([want]), "{report}");
+    assert!(stderr.contains(&format!("note: {want}\n")), "{stderr}");
+}
+
 fn manifest_of(reg: &Registry, repo: &str, tag: &str) -> serde_json::Value {
     serde_json::from_slice(&curl(&[
         "-H",

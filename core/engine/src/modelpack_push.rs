@@ -159,7 +159,8 @@ fn rfc3339(secs: i64, nsec: u32) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
-/// One raw layer per regular file of `source`, in path order.
+/// One raw layer per regular file of `source`, in path order. A directory that holds no file
+/// (at any depth) has no layer to carry it, so the returned notes name those left out.
 ///
 /// Errors: [`EngineError::Usage`] when `source` is not a directory, holds no file, or holds a
 /// symlink or special file (a ModelPack layer is a file; there is no way to say "link").
@@ -211,6 +212,9 @@ pub fn layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
         )));
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
+    let notes = empty_dirs_note(&tree, files.iter().map(|(p, _)| p.as_str()))
+        .into_iter()
+        .collect();
     let mut out = Vec::with_capacity(files.len());
     for (path, inode) in files {
         let Kind::File {
@@ -250,7 +254,62 @@ pub fn layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
             cache_key: crate::digest_cache::CacheKey::for_file(src, false),
         });
     }
-    Ok(Prepared::plain(out, "modelpack", "per-file"))
+    let mut prepared = Prepared::plain(out, "modelpack", "per-file");
+    prepared.notes = notes;
+    Ok(prepared)
+}
+
+/// Directories listed in a note before the rest are only counted.
+const NOTE_DIRS_LISTED: usize = 10;
+
+/// The note naming the directories of `tree` that hold none of the `files` (relative paths) at
+/// any depth, the topmost of each such subtree only (`a/`, not also `a/b/`), or `None`
+/// when every directory holds a file. A ModelPack artifact has only file layers: a pull
+/// recreates the directories on the way to a file and no others (review finding B2).
+fn empty_dirs_note<'a>(tree: &Tree, files: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut holding: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for f in files {
+        let mut p = f;
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if !holding.insert(parent) {
+                break;
+            }
+            p = parent;
+        }
+    }
+    let mut empty: Vec<String> = Vec::new();
+    for inode in &tree.inodes {
+        let Kind::Dir { .. } = inode.kind else {
+            continue;
+        };
+        let path = inode.path.to_string_lossy();
+        if path.is_empty() || holding.contains(path.as_ref()) {
+            continue;
+        }
+        // Only the topmost: its parent is the root or holds a file.
+        let top = match path.rsplit_once('/') {
+            None => true,
+            Some((parent, _)) => holding.contains(parent),
+        };
+        if top {
+            empty.push(format!("{path}/"));
+        }
+    }
+    if empty.is_empty() {
+        return None;
+    }
+    empty.sort();
+    let what = match empty.len() {
+        1 => "1 empty directory is".to_string(),
+        n => format!("{n} empty directories are"),
+    };
+    let mut listed = empty[..empty.len().min(NOTE_DIRS_LISTED)].join(", ");
+    if empty.len() > NOTE_DIRS_LISTED {
+        listed.push_str(&format!(" and {} more", empty.len() - NOTE_DIRS_LISTED));
+    }
+    Some(format!(
+        "{what} not part of a ModelPack artifact, which holds files only: {listed}"
+    ))
 }
 
 /// The layer source of the file at `path` as the walk saw it (`size` bytes, `stamp`): a plan of

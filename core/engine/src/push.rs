@@ -73,6 +73,9 @@ pub struct PushReport {
     pub chunk_indexes: Option<Digest>,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// What the user should know about the source that the artifact does not show (the empty
+    /// directories a ModelPack push leaves out); `[]` when nothing.
+    pub notes: Vec<String>,
 }
 
 /// Outcome for one layer.
@@ -180,6 +183,7 @@ pub async fn push(
         layers,
         chunk_indexes,
         seconds: started.elapsed().as_secs_f64(),
+        notes: std::mem::take(&mut prepared.notes),
     })
 }
 

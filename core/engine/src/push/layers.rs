@@ -94,6 +94,7 @@ fn erofs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
             primary: Some(Primary::Bind(Box::new(image))),
             format: "erofs",
             layout: "chunked",
+            notes: Vec::new(),
             _scratch: None,
         });
     }
@@ -106,6 +107,7 @@ fn erofs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
         primary: None,
         format: "erofs",
         layout,
+        notes: Vec::new(),
         _scratch: None,
     })
 }
@@ -157,6 +159,7 @@ fn image_file_layers(source: &Path) -> Result<Prepared> {
         primary: None,
         format: format.name(),
         layout: "single",
+        notes: Vec::new(),
         _scratch: None,
     })
 }
@@ -194,6 +197,7 @@ fn chunked_file_layers(source: &Path, devices: u16, image: Layer) -> Result<Prep
         }),
         format: "erofs",
         layout: "chunked",
+        notes: Vec::new(),
         _scratch: None,
     })
 }
@@ -277,6 +281,7 @@ fn squashfs_layers(
         primary: None,
         format: "squashfs",
         layout,
+        notes: Vec::new(),
         _scratch: Some(scratch),
     })
 }
