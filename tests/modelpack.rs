@@ -450,11 +450,29 @@ fn hostile_modelpack_paths_are_refused_with_exit_6_before_download() {
             }),
             "the layer has 100000",
         ),
+        // Review finding B3: these two were refused only once the layers were downloaded, and
+        // the tag stayed in the store.
+        (
+            "file-then-dir",
+            Box::new(|l| l[1].filepath = "a.safetensors/config.json".into()),
+            "its directory \"a.safetensors\" is the file of layer",
+        ),
+        (
+            "dir-then-file",
+            Box::new(|l| l[0].filepath = "config.json/a.safetensors".into()),
+            "its directory \"config.json\" is the file of layer",
+        ),
+        (
+            "long-name",
+            Box::new(|l| l[0].filepath = format!("weights/{}.safetensors", "w".repeat(250))),
+            "a path component of 262 bytes",
+        ),
     ];
     for (tag, edit, want) in cases {
         let (reference, layers) = hostile(&reg, tmp.path(), tag, edit);
         let store = tmp.path().join(format!("store-{tag}"));
-        let bad = sha256(&layers[if tag == "duplicate" { 1 } else { 0 }].bytes);
+        let second = ["duplicate", "file-then-dir"].contains(&tag);
+        let bad = sha256(&layers[if second { 1 } else { 0 }].bytes);
         let assert = fspack(&store).args(["pull", &reference]).assert().code(6);
         let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
         assert!(
@@ -465,6 +483,12 @@ fn hostile_modelpack_paths_are_refused_with_exit_6_before_download() {
             .map(|d| d.count())
             .unwrap_or(0);
         assert_eq!(n, 0, "{tag}: nothing is downloaded for a refused manifest");
+        let images = fspack(&store).args(["images", "--json"]).output().unwrap();
+        let images = String::from_utf8_lossy(&images.stdout);
+        assert!(
+            !images.contains(tag),
+            "{tag}: a refused manifest is not tagged in the store: {images}"
+        );
     }
 }
 
