@@ -929,27 +929,66 @@ else
     complete -F _fspack -o bashdefault -o default fspack
 fi
 
+# Options whose value is the next word, by command ("" before the command): their values are
+# not positional arguments.
+_fspack_takes_value() {
+    case $1 in
+        "") case $2 in --store) return 0 ;; esac ;;
+        build) case $2 in --output | -o | --layout | --format | --erofs-chunk-size | --blob-size | --compression | --level | --block-size | --shards | --mtime) return 0 ;; esac ;;
+        push) case $2 in --format | --erofs-chunk-size | --blob-size | --compression | --level | --block-size | --shards | --mtime | --chunk-size | --sign-key | --annotation | --username | --password | --jobs | -j | --store) return 0 ;; esac ;;
+        pull) case $2 in --mount | --mount-mode | --verify-key | --policy | --username | --password | --jobs | -j | --store) return 0 ;; esac ;;
+        mount) case $2 in --mount-mode | --verify-key | --policy | --username | --password | --jobs | -j | --store) return 0 ;; esac ;;
+        umount | unmount) case $2 in --store) return 0 ;; esac ;;
+        ls) case $2 in --store) return 0 ;; esac ;;
+        inspect) case $2 in --username | --password) return 0 ;; esac ;;
+        sign) case $2 in --key | --username | --password) return 0 ;; esac ;;
+        images) case $2 in --store) return 0 ;; esac ;;
+        rmi) case $2 in --store) return 0 ;; esac ;;
+        gc) case $2 in --store) return 0 ;; esac ;;
+        verify) case $2 in --username | --password | --jobs | -j | --store) return 0 ;; esac ;;
+        login) case $2 in --username | -u) return 0 ;; esac ;;
+    esac
+    return 1
+}
+
 # Dynamic candidates from fspack itself: mount points for umount, references for mount, pull,
 # inspect and push (local store tags; "host/repo:" lists the registry's tags). Words are taken
-# from COMP_LINE, not COMP_WORDS, because bash splits references at ':'.
+# from COMP_LINE, not COMP_WORDS, because bash splits references at ':'. Option values are not
+# positional arguments, and a --store on the line is the store __complete reads.
 _fspack_dynamic() {
     local line=${COMP_LINE:0:COMP_POINT} cur kind=""
     cur=${line##*[[:space:]]}
-    local -a words=() args=()
+    local -a words=() args=() store=()
     read -r -a words <<<"${line% *}"
     [[ $line == *[[:space:]]* ]] || words=()
-    local w
+    local w sub="" value_of="" options=1
     for w in "${words[@]:1}"; do
-        [[ $w == -* ]] || args+=("$w")
+        if [[ -n $value_of ]]; then
+            [[ $value_of == --store ]] && store=(--store "$w")
+            value_of=""
+        elif ((options)) && [[ $w == -- ]]; then
+            options=0
+        elif ((options)) && [[ $w == -?* ]]; then
+            if [[ $w == --store=* ]]; then
+                store=(--store "${w#--store=}")
+            elif [[ $w != *=* ]] && _fspack_takes_value "$sub" "$w"; then
+                value_of=$w
+            fi
+        else
+            [[ -n $sub ]] || sub=$w
+            args+=("$w")
+        fi
     done
-    case "${args[0]:-}" in
+    # A store named as ~/dir: the shell has not expanded it on an unfinished line.
+    [[ ${store[1]:-} == "~"/* ]] && store[1]=$HOME/${store[1]#"~"/}
+    [[ -z $value_of ]] && case "$sub" in
         umount | unmount) ((${#args[@]} == 1)) && kind=mounts ;;
         mount | pull | inspect) ((${#args[@]} == 1)) && kind=refs ;;
         push) ((${#args[@]} == 2)) && kind=refs ;;
         rmi) ((${#args[@]} >= 1)) && kind=refs ;;
     esac
     if [[ -n $kind && $cur != -* ]]; then
-        mapfile -t COMPREPLY < <(fspack __complete "$kind" -- "$cur" 2>/dev/null)
+        mapfile -t COMPREPLY < <(fspack __complete "$kind" "${store[@]}" -- "$cur" 2>/dev/null)
         if ((${#COMPREPLY[@]})); then
             # bash replaces only the text after the last ':' of the word: drop what precedes it.
             if [[ $cur == *:* && $COMP_WORDBREAKS == *:* ]]; then

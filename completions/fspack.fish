@@ -237,6 +237,105 @@ complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_
 complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign images rmi gc verify login logout completions help" -f -a "completions" -d 'Print a shell completion script'
 complete -c fspack -n "__fish_fspack_using_subcommand help; and not __fish_seen_subcommand_from build push pull mount umount ls inspect sign images rmi gc verify login logout completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 
-# Dynamic candidates from fspack itself.
-complete -c fspack -n "__fish_seen_subcommand_from umount unmount" -f -a "(fspack __complete mounts -- (commandline -ct) 2>/dev/null)"
-complete -c fspack -n "__fish_seen_subcommand_from mount pull inspect push rmi" -f -a "(fspack __complete refs -- (commandline -ct) 2>/dev/null)"
+# Options whose value is the next word, by command ("" before the command): their values are
+# not positional arguments.
+function __fspack_takes_value
+    switch "$argv[1]"
+        case ''
+            contains -- $argv[2] --store
+            return
+        case build
+            contains -- $argv[2] --output -o --layout --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --mtime
+            return
+        case push
+            contains -- $argv[2] --format --erofs-chunk-size --blob-size --compression --level --block-size --shards --mtime --chunk-size --sign-key --annotation --username --password --jobs -j --store
+            return
+        case pull
+            contains -- $argv[2] --mount --mount-mode --verify-key --policy --username --password --jobs -j --store
+            return
+        case mount
+            contains -- $argv[2] --mount-mode --verify-key --policy --username --password --jobs -j --store
+            return
+        case umount unmount
+            contains -- $argv[2] --store
+            return
+        case ls
+            contains -- $argv[2] --store
+            return
+        case inspect
+            contains -- $argv[2] --username --password
+            return
+        case sign
+            contains -- $argv[2] --key --username --password
+            return
+        case images
+            contains -- $argv[2] --store
+            return
+        case rmi
+            contains -- $argv[2] --store
+            return
+        case gc
+            contains -- $argv[2] --store
+            return
+        case verify
+            contains -- $argv[2] --username --password --jobs -j --store
+            return
+        case login
+            contains -- $argv[2] --username -u
+            return
+    end
+    return 1
+end
+
+# Dynamic candidates from fspack itself. `__fspack_dynamic` prints the arguments for
+# `fspack __complete` (the kind, then --store DIR when the line names a store) and fails when
+# the word being completed is no mount point or reference: an option's value, a push's source.
+function __fspack_dynamic
+    set -l sub
+    set -l store
+    set -l value_of
+    set -l options 1
+    set -l nargs 0
+    for w in (commandline -opc)[2..-1]
+        if test -n "$value_of"
+            test "$value_of" = --store; and set store $w
+            set value_of
+        else if test $options = 1; and test "$w" = --
+            set options 0
+        else if test $options = 1; and string match -q -- '-?*' $w
+            if string match -q -- '--store=*' $w
+                set store (string replace -- --store= '' $w)
+            else if not string match -q -- '*=*' $w; and __fspack_takes_value "$sub" $w
+                set value_of $w
+            end
+        else
+            test -n "$sub"; or set sub $w
+            set nargs (math $nargs + 1)
+        end
+    end
+    test -z "$value_of"; or return 1
+    string match -q -- '-*' (commandline -ct); and return 1
+    switch "$sub"
+        case umount unmount
+            test $nargs = 1; or return 1
+            echo mounts
+        case mount pull inspect
+            test $nargs = 1; or return 1
+            echo refs
+        case push
+            test $nargs = 2; or return 1
+            echo refs
+        case rmi
+            test $nargs -ge 1; or return 1
+            echo refs
+        case '*'
+            return 1
+    end
+    if test -n "$store"
+        echo --store
+        # A store named as ~/dir: the shell has not expanded it on an unfinished line.
+        string replace -r -- '^~/' "$HOME/" $store
+    end
+    return 0
+end
+complete -c fspack -n "__fspack_dynamic >/dev/null" -f -a "(fspack __complete (__fspack_dynamic) -- (commandline -ct) 2>/dev/null)"

@@ -22,7 +22,8 @@ fn path_with_fspack() -> String {
     )
 }
 
-/// Runs bash completion for the words of `line` (the last word is being completed).
+/// Runs bash completion for the words of `line` (the last word is being completed), with
+/// `FSPACK_STORE` set to `store`.
 fn bash_complete(line: &str, store: &Path) -> Vec<String> {
     let words: Vec<&str> = line.split(' ').collect();
     let script = format!(
@@ -113,6 +114,77 @@ fn privileged_a_completed_reference_mounts() {
     assert_eq!(content.unwrap(), b"x");
 }
 
+/// Records a (fake) fspack mount on `target` in the store at `store`: completion reads only the
+/// record.
+fn record_mount(store: &Path, target: &str) {
+    fspack_store::Store::open(store)
+        .unwrap()
+        .record_mount(&fspack_store::MountRecord {
+            target: target.into(),
+            reference: "r".into(),
+            manifest_digest: fspack_store::parse_digest(&format!("sha256:{}", "0".repeat(64)))
+                .unwrap(),
+            format: "erofs".into(),
+            blobs: vec![],
+            loop_devices: vec![],
+            lower_mounts: vec![],
+            created_dirs: vec![],
+            lazy: None,
+            created: 0,
+        })
+        .unwrap();
+}
+
+/// Review finding A: a `--store` on the line (before or after the command, `--store DIR` or
+/// `--store=DIR`) is the store completion reads, over `FSPACK_STORE`; and an option's value is
+/// not a positional argument, so `push --format squashfs DIR <TAB>` completes the reference.
+#[test]
+fn bash_completion_follows_store_on_the_line_and_skips_option_values() {
+    if !trees::have_tool("bash") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_tag(tmp.path());
+    record_mount(&store, "/mnt/models/llama");
+    // FSPACK_STORE names another, empty store: only the --store on the line can find these.
+    let decoy = tmp.path().join("decoy");
+    fspack_store::Store::open(&decoy).unwrap();
+    let s = store.display();
+    let mounts = vec!["/mnt/models/llama".to_string()];
+    let refs = vec!["my-model-v1".to_string()];
+    for line in [
+        format!("fspack --store {s} umount /mnt/"),
+        format!("fspack umount --store {s} /mnt/"),
+        format!("fspack umount --store={s} /mnt/"),
+        format!("fspack -q --store {s} unmount /mnt/"),
+    ] {
+        assert_eq!(bash_complete(&line, &decoy), mounts, "{line}");
+    }
+    for line in [
+        format!("fspack --store {s} mount my-"),
+        format!("fspack pull --store {s} --mount-mode ro my-"),
+        format!("fspack --store {s} push --format squashfs src my-"),
+        format!("fspack --store {s} push -j 2 --annotation a=b src my-"),
+        format!("fspack --store {s} push src --format erofs my-"),
+        format!("fspack --store {s} rmi my-model-v1 --store {s} my-"),
+    ] {
+        assert_eq!(bash_complete(&line, &decoy), refs, "{line}");
+    }
+    // With FSPACK_STORE alone, option values skipped all the same.
+    assert_eq!(
+        bash_complete("fspack push --format squashfs src my-", &store),
+        refs
+    );
+    // An option's value, or the source of a push, is no reference.
+    for line in [
+        format!("fspack --store {s} push src --format my-"),
+        format!("fspack --store {s} push --format squashfs my-"),
+    ] {
+        let got = bash_complete(&line, &decoy);
+        assert!(!got.contains(&refs[0]), "{line}: {got:?}");
+    }
+}
+
 #[test]
 fn bash_completes_mount_points_for_umount() {
     if !trees::have_tool("bash") {
@@ -172,6 +244,29 @@ fn bash_completes_a_repositorys_tags_from_the_registry() {
     assert_eq!(got, vec!["v1".to_string(), "v2-rc".to_string()]);
 }
 
+/// Runs fish completion for `line`, with `FSPACK_STORE` set to `store`; returns its candidates.
+fn fish_complete(line: &str, store: &Path, home: &Path) -> String {
+    let script = format!(
+        "source {}; complete -C '{line}'",
+        repo().join("completions/fspack.fish").display()
+    );
+    let out = Command::new("fish")
+        .arg("--no-config")
+        .arg("-c")
+        .arg(script)
+        .env("PATH", path_with_fspack())
+        .env("FSPACK_STORE", store)
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fish: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn fish_completes_subcommands_and_store_references() {
     if !trees::have_tool("fish") {
@@ -179,30 +274,48 @@ fn fish_completes_subcommands_and_store_references() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let store = store_with_tag(tmp.path());
-    let run = |line: &str| {
-        let script = format!(
-            "source {}; complete -C '{line}'",
-            repo().join("completions/fspack.fish").display()
-        );
-        let out = Command::new("fish")
-            .arg("--no-config")
-            .arg("-c")
-            .arg(script)
-            .env("PATH", path_with_fspack())
-            .env("FSPACK_STORE", &store)
-            .env("HOME", tmp.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "fish: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |line: &str| fish_complete(line, &store, tmp.path());
     let subs = run("fspack pu");
     assert!(subs.contains("push") && subs.contains("pull"), "{subs}");
     assert!(run("fspack mount my-").contains("my-model-v1"));
+}
+
+/// Review finding A, in fish: a `--store` on the line is the store completion reads, and only
+/// the reference of a push (not its source, not an option's value) completes references.
+#[test]
+fn fish_completion_follows_store_on_the_line_and_skips_option_values() {
+    if !trees::have_tool("fish") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_tag(tmp.path());
+    record_mount(&store, "/mnt/models/llama");
+    let decoy = tmp.path().join("decoy");
+    fspack_store::Store::open(&decoy).unwrap();
+    let s = store.display();
+    let run = |line: &str| fish_complete(line, &decoy, tmp.path());
+    for line in [
+        format!("fspack --store {s} umount /mnt/"),
+        format!("fspack umount --store={s} /mnt/"),
+    ] {
+        let got = run(&line);
+        assert!(got.contains("/mnt/models/llama"), "{line}: {got}");
+    }
+    for line in [
+        format!("fspack --store {s} mount my-"),
+        format!("fspack --store {s} push --format squashfs src my-"),
+        format!("fspack push -j 2 --store {s} src my-"),
+    ] {
+        let got = run(&line);
+        assert!(got.contains("my-model-v1"), "{line}: {got}");
+    }
+    for line in [
+        format!("fspack --store {s} push my-"),
+        format!("fspack --store {s} push src --annotation my-"),
+    ] {
+        let got = run(&line);
+        assert!(!got.contains("my-model-v1"), "{line}: {got}");
+    }
 }
 
 /// Types `line` and two TABs into an interactive zsh (driven through zsh/zpty) that loads the
@@ -271,6 +384,35 @@ fn zsh_completes_subcommands_store_references_and_mount_points() {
     assert!(refs.contains("my-model-v1"), "{refs}");
     let mounts = zsh_complete("fspack umount /mnt/mod", "models/llama", &store, tmp.path());
     assert!(mounts.contains("/mnt/models/llama"), "{mounts}");
+}
+
+/// Review finding A, in zsh: a `--store` on the line (before or after the command) is the store
+/// completion reads, over `FSPACK_STORE`.
+#[test]
+fn zsh_completion_follows_store_on_the_line() {
+    if !trees::have_tool("zsh") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_tag(tmp.path());
+    record_mount(&store, "/mnt/models/llama");
+    let decoy = tmp.path().join("decoy");
+    fspack_store::Store::open(&decoy).unwrap();
+    let s = store.display();
+    let mounts = zsh_complete(
+        &format!("fspack --store {s} umount /mnt/mod"),
+        "models/llama",
+        &decoy,
+        tmp.path(),
+    );
+    assert!(mounts.contains("/mnt/models/llama"), "{mounts}");
+    let refs = zsh_complete(
+        &format!("fspack push --store={s} --format squashfs src my-"),
+        "my-model-v1",
+        &decoy,
+        tmp.path(),
+    );
+    assert!(refs.contains("my-model-v1"), "{refs}");
 }
 
 #[test]

@@ -450,11 +450,29 @@ fn hostile_modelpack_paths_are_refused_with_exit_6_before_download() {
             }),
             "the layer has 100000",
         ),
+        // Review finding B3: these two were refused only once the layers were downloaded, and
+        // the tag stayed in the store.
+        (
+            "file-then-dir",
+            Box::new(|l| l[1].filepath = "a.safetensors/config.json".into()),
+            "its directory \"a.safetensors\" is the file of layer",
+        ),
+        (
+            "dir-then-file",
+            Box::new(|l| l[0].filepath = "config.json/a.safetensors".into()),
+            "its directory \"config.json\" is the file of layer",
+        ),
+        (
+            "long-name",
+            Box::new(|l| l[0].filepath = format!("weights/{}.safetensors", "w".repeat(250))),
+            "a path component of 262 bytes",
+        ),
     ];
     for (tag, edit, want) in cases {
         let (reference, layers) = hostile(&reg, tmp.path(), tag, edit);
         let store = tmp.path().join(format!("store-{tag}"));
-        let bad = sha256(&layers[if tag == "duplicate" { 1 } else { 0 }].bytes);
+        let second = ["duplicate", "file-then-dir"].contains(&tag);
+        let bad = sha256(&layers[if second { 1 } else { 0 }].bytes);
         let assert = fspack(&store).args(["pull", &reference]).assert().code(6);
         let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
         assert!(
@@ -465,6 +483,12 @@ fn hostile_modelpack_paths_are_refused_with_exit_6_before_download() {
             .map(|d| d.count())
             .unwrap_or(0);
         assert_eq!(n, 0, "{tag}: nothing is downloaded for a refused manifest");
+        let images = fspack(&store).args(["images", "--json"]).output().unwrap();
+        let images = String::from_utf8_lossy(&images.stdout);
+        assert!(
+            !images.contains(tag),
+            "{tag}: a refused manifest is not tagged in the store: {images}"
+        );
     }
 }
 
@@ -542,6 +566,50 @@ fn model_dir(dir: &Path) {
     fs::write(dir.join("modeling.py"), b"print('hi')\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(dir.join("modeling.py"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Review finding B2: a ModelPack artifact has only file layers, so `push --modelpack` leaves
+/// out directories that hold no file; it says which (the topmost of each empty subtree), on
+/// stderr as a note and in the `--json` report, whose stdout stays one JSON document. A tree
+/// without empty directories gets no note.
+#[test]
+fn push_modelpack_names_the_empty_directories_it_leaves_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tiny-llm");
+    model_dir(&src);
+    let store = tmp.path().join("store");
+    let push = |tag: &str, json: bool| {
+        let mut cmd = fspack(&store);
+        cmd.arg("push")
+            .arg(&src)
+            .arg(format!("oci:{}:{tag}", tmp.path().join("layout").display()))
+            .arg("--modelpack");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (_, stderr) = push("full", false);
+    assert!(!stderr.contains("note:"), "{stderr}");
+    fs::create_dir(src.join("cache")).unwrap();
+    fs::create_dir_all(src.join("runs/1/logs")).unwrap();
+    fs::create_dir(src.join("tokenizer/extra")).unwrap();
+    let want = "3 empty directories are not part of a ModelPack artifact, which holds files only: cache/, runs/, tokenizer/extra/";
+    let (_, stderr) = push("v1", false);
+    assert!(stderr.contains(&format!("note: {want}\n")), "{stderr}");
+    let (stdout, stderr) = push("v2", true);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["notes"], json!([want]), "{report}");
+    assert!(stderr.contains(&format!("note: {want}\n")), "{stderr}");
 }
 
 fn manifest_of(reg: &Registry, repo: &str, tag: &str) -> serde_json::Value {

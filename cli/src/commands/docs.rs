@@ -39,8 +39,14 @@ fn script(shell: Shell) -> Vec<u8> {
     }
     clap_complete::generate(shell, &mut visible_command(), "fspack", &mut buf);
     match shell {
-        Shell::Bash => buf.extend_from_slice(BASH_DYNAMIC.as_bytes()),
-        Shell::Fish => buf.extend_from_slice(FISH_DYNAMIC.as_bytes()),
+        Shell::Bash => {
+            buf.extend_from_slice(bash_takes_value(&value_options()).as_bytes());
+            buf.extend_from_slice(BASH_DYNAMIC.as_bytes());
+        }
+        Shell::Fish => {
+            buf.extend_from_slice(fish_takes_value(&value_options()).as_bytes());
+            buf.extend_from_slice(FISH_DYNAMIC.as_bytes());
+        }
         Shell::Zsh => {
             return zsh_dynamic(&String::from_utf8(buf).expect("clap writes UTF-8")).into_bytes();
         }
@@ -66,6 +72,95 @@ fn visible_command() -> clap::Command {
     cmd
 }
 
+/// The options that take a value, by command: `("", [--store])` for those before the command,
+/// then each visible command's names (with aliases) and its options' spellings (`--jobs`, `-j`).
+/// The dynamic completion must not count those values as positional arguments (`push --format
+/// squashfs DIR <TAB>` completes the reference), and only the clap definition knows them.
+/// Options whose value is optional are left out: the next word may be a positional argument.
+fn value_options() -> Vec<(Vec<String>, Vec<String>)> {
+    let mut cmd = visible_command();
+    // Built, so each argument's number of values is settled (and global options propagated).
+    cmd.build();
+    let spellings = |c: &clap::Command| -> Vec<String> {
+        let mut out = Vec::new();
+        for a in c.get_arguments().filter(|a| {
+            !a.is_positional()
+                && a.get_action().takes_values()
+                && a.get_num_args().is_none_or(|n| n.min_values() > 0)
+        }) {
+            out.extend(
+                a.get_long_and_visible_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| format!("--{l}")),
+            );
+            out.extend(
+                a.get_short_and_visible_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| format!("-{s}")),
+            );
+        }
+        out
+    };
+    let mut table = vec![(vec![String::new()], spellings(&cmd))];
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let names = std::iter::once(sub.get_name())
+            .chain(sub.get_all_aliases())
+            .map(str::to_string)
+            .collect();
+        table.push((names, spellings(sub)));
+    }
+    table
+}
+
+/// bash: `_fspack_takes_value CMD WORD` succeeds when WORD is an option of CMD ("" before the
+/// command) whose value is the next word.
+fn bash_takes_value(table: &[(Vec<String>, Vec<String>)]) -> String {
+    let mut out = String::from(
+        "\n# Options whose value is the next word, by command (\"\" before the command): their values are\n# not positional arguments.\n_fspack_takes_value() {\n    case $1 in\n",
+    );
+    for (names, opts) in table.iter().filter(|(_, o)| !o.is_empty()) {
+        let names: Vec<String> = names
+            .iter()
+            .map(|n| {
+                if n.is_empty() {
+                    "\"\"".into()
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            "        {}) case $2 in {}) return 0 ;; esac ;;\n",
+            names.join(" | "),
+            opts.join(" | ")
+        ));
+    }
+    out.push_str("    esac\n    return 1\n}\n");
+    out
+}
+
+/// fish: `__fspack_takes_value CMD WORD`, as [`bash_takes_value`].
+fn fish_takes_value(table: &[(Vec<String>, Vec<String>)]) -> String {
+    let mut out = String::from(
+        "\n# Options whose value is the next word, by command (\"\" before the command): their values are\n# not positional arguments.\nfunction __fspack_takes_value\n    switch \"$argv[1]\"\n",
+    );
+    for (names, opts) in table.iter().filter(|(_, o)| !o.is_empty()) {
+        let names: Vec<String> = names
+            .iter()
+            .map(|n| if n.is_empty() { "''".into() } else { n.clone() })
+            .collect();
+        out.push_str(&format!(
+            "        case {}\n            contains -- $argv[2] {}\n            return\n",
+            names.join(" "),
+            opts.join(" ")
+        ));
+    }
+    out.push_str("    end\n    return 1\nend\n");
+    out
+}
+
 /// zsh: clap completes references with `_default` and mount points with `_files`; point those
 /// arguments at functions that ask `fspack __complete`, defined before the script's dispatch.
 fn zsh_dynamic(script: &str) -> String {
@@ -89,17 +184,36 @@ fn zsh_dynamic(script: &str) -> String {
 }
 
 const ZSH_DYNAMIC: &str = r#"# Dynamic candidates from fspack itself: references in the local store ("host/repo:" lists the
-# registry's tags) and the mount points fspack made.
+# registry's tags) and the mount points fspack made, from the store a --store on the line names
+# (before or after the command: $words holds only the command's own words, so the line is read).
+(( $+functions[_fspack_store] )) ||
+_fspack_store() {
+    local -a line
+    local i
+    line=(${(z)LBUFFER})
+    reply=()
+    for (( i = 2; i <= ${#line}; i++ )); do
+        case $line[i] in
+            --) break ;;
+            --store) (( i < ${#line} )) && reply=(--store "${(Q)line[i+1]}") ;;
+            --store=*) reply=(--store "${(Q)line[i]#--store=}") ;;
+        esac
+    done
+    # A store named as ~/dir: the shell has not expanded it on an unfinished line.
+    (( ${#reply} )) && reply[2]=${reply[2]/#\~\//$HOME/}
+}
 (( $+functions[_fspack_refs] )) ||
 _fspack_refs() {
-    local -a refs
-    refs=(${(f)"$(fspack __complete refs -- "$PREFIX" 2>/dev/null)"})
+    local -a refs reply
+    _fspack_store
+    refs=(${(f)"$(fspack __complete refs "${reply[@]}" -- "$PREFIX" 2>/dev/null)"})
     (( ${#refs} )) && compadd -Q -U -- "${refs[@]}"
 }
 (( $+functions[_fspack_mounts] )) ||
 _fspack_mounts() {
-    local -a mounts
-    mounts=(${(f)"$(fspack __complete mounts -- "$PREFIX" 2>/dev/null)"})
+    local -a mounts reply
+    _fspack_store
+    mounts=(${(f)"$(fspack __complete mounts "${reply[@]}" -- "$PREFIX" 2>/dev/null)"})
     if (( ${#mounts} )); then compadd -Q -U -- "${mounts[@]}"; else _files -/; fi
 }
 
@@ -108,25 +222,42 @@ _fspack_mounts() {
 const BASH_DYNAMIC: &str = r#"
 # Dynamic candidates from fspack itself: mount points for umount, references for mount, pull,
 # inspect and push (local store tags; "host/repo:" lists the registry's tags). Words are taken
-# from COMP_LINE, not COMP_WORDS, because bash splits references at ':'.
+# from COMP_LINE, not COMP_WORDS, because bash splits references at ':'. Option values are not
+# positional arguments, and a --store on the line is the store __complete reads.
 _fspack_dynamic() {
     local line=${COMP_LINE:0:COMP_POINT} cur kind=""
     cur=${line##*[[:space:]]}
-    local -a words=() args=()
+    local -a words=() args=() store=()
     read -r -a words <<<"${line% *}"
     [[ $line == *[[:space:]]* ]] || words=()
-    local w
+    local w sub="" value_of="" options=1
     for w in "${words[@]:1}"; do
-        [[ $w == -* ]] || args+=("$w")
+        if [[ -n $value_of ]]; then
+            [[ $value_of == --store ]] && store=(--store "$w")
+            value_of=""
+        elif ((options)) && [[ $w == -- ]]; then
+            options=0
+        elif ((options)) && [[ $w == -?* ]]; then
+            if [[ $w == --store=* ]]; then
+                store=(--store "${w#--store=}")
+            elif [[ $w != *=* ]] && _fspack_takes_value "$sub" "$w"; then
+                value_of=$w
+            fi
+        else
+            [[ -n $sub ]] || sub=$w
+            args+=("$w")
+        fi
     done
-    case "${args[0]:-}" in
+    # A store named as ~/dir: the shell has not expanded it on an unfinished line.
+    [[ ${store[1]:-} == "~"/* ]] && store[1]=$HOME/${store[1]#"~"/}
+    [[ -z $value_of ]] && case "$sub" in
         umount | unmount) ((${#args[@]} == 1)) && kind=mounts ;;
         mount | pull | inspect) ((${#args[@]} == 1)) && kind=refs ;;
         push) ((${#args[@]} == 2)) && kind=refs ;;
         rmi) ((${#args[@]} >= 1)) && kind=refs ;;
     esac
     if [[ -n $kind && $cur != -* ]]; then
-        mapfile -t COMPREPLY < <(fspack __complete "$kind" -- "$cur" 2>/dev/null)
+        mapfile -t COMPREPLY < <(fspack __complete "$kind" "${store[@]}" -- "$cur" 2>/dev/null)
         if ((${#COMPREPLY[@]})); then
             # bash replaces only the text after the last ':' of the word: drop what precedes it.
             if [[ $cur == *:* && $COMP_WORDBREAKS == *:* ]]; then
@@ -144,9 +275,58 @@ complete -F _fspack_dynamic -o nosort -o bashdefault -o default fspack
 "#;
 
 const FISH_DYNAMIC: &str = r#"
-# Dynamic candidates from fspack itself.
-complete -c fspack -n "__fish_seen_subcommand_from umount unmount" -f -a "(fspack __complete mounts -- (commandline -ct) 2>/dev/null)"
-complete -c fspack -n "__fish_seen_subcommand_from mount pull inspect push rmi" -f -a "(fspack __complete refs -- (commandline -ct) 2>/dev/null)"
+# Dynamic candidates from fspack itself. `__fspack_dynamic` prints the arguments for
+# `fspack __complete` (the kind, then --store DIR when the line names a store) and fails when
+# the word being completed is no mount point or reference: an option's value, a push's source.
+function __fspack_dynamic
+    set -l sub
+    set -l store
+    set -l value_of
+    set -l options 1
+    set -l nargs 0
+    for w in (commandline -opc)[2..-1]
+        if test -n "$value_of"
+            test "$value_of" = --store; and set store $w
+            set value_of
+        else if test $options = 1; and test "$w" = --
+            set options 0
+        else if test $options = 1; and string match -q -- '-?*' $w
+            if string match -q -- '--store=*' $w
+                set store (string replace -- --store= '' $w)
+            else if not string match -q -- '*=*' $w; and __fspack_takes_value "$sub" $w
+                set value_of $w
+            end
+        else
+            test -n "$sub"; or set sub $w
+            set nargs (math $nargs + 1)
+        end
+    end
+    test -z "$value_of"; or return 1
+    string match -q -- '-*' (commandline -ct); and return 1
+    switch "$sub"
+        case umount unmount
+            test $nargs = 1; or return 1
+            echo mounts
+        case mount pull inspect
+            test $nargs = 1; or return 1
+            echo refs
+        case push
+            test $nargs = 2; or return 1
+            echo refs
+        case rmi
+            test $nargs -ge 1; or return 1
+            echo refs
+        case '*'
+            return 1
+    end
+    if test -n "$store"
+        echo --store
+        # A store named as ~/dir: the shell has not expanded it on an unfinished line.
+        string replace -r -- '^~/' "$HOME/" $store
+    end
+    return 0
+end
+complete -c fspack -n "__fspack_dynamic >/dev/null" -f -a "(fspack __complete (__fspack_dynamic) -- (commandline -ct) 2>/dev/null)"
 "#;
 
 pub fn generate(args: GenerateDocsArgs) -> anyhow::Result<()> {

@@ -82,6 +82,13 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         )
     })?;
     drop(bars);
+    // On stderr even with --json (whose report carries them too): a script reading stdout
+    // keeps valid JSON, and the person running it still hears what was left out.
+    if !g.quiet {
+        for n in &report.notes {
+            eprintln!("note: {n}");
+        }
+    }
     if let (Some(key), Target::Registry(r)) = (&sign_key, &target) {
         let client = client.as_ref().expect("set for registries");
         let signed = fspack_engine::sign::sign(client, r, &report.manifest_digest, key)

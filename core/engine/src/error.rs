@@ -66,6 +66,17 @@ pub enum EngineError {
         #[source]
         source: Box<EngineError>,
     },
+    /// A source file of a ModelPack push changed while the push read it. Such a push builds no
+    /// image, so it says so in its own words rather than the image crate's ("build again");
+    /// the kind is the image crate's [`kinds::Image::Changed`], as for a directory pushed as
+    /// EROFS or SquashFS.
+    #[error("{path} changed during the push ({what}); push again once it is stable")]
+    ChangedDuringPush {
+        /// The source file.
+        path: std::path::PathBuf,
+        /// What differed (size, times, identity).
+        what: String,
+    },
     /// An I/O failure on a named path.
     #[error("{path}: {source}")]
     Io {
@@ -162,6 +173,7 @@ impl EngineError {
                 ErrorKind::NotFound
             }
             EngineError::Io { .. } => ErrorKind::Io,
+            EngineError::ChangedDuringPush { .. } => ErrorKind::Image(kinds::Image::Changed),
             EngineError::Context { source, .. } => source.kind(),
         }
     }

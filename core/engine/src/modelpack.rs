@@ -7,7 +7,8 @@
 //! attached as an extra device. Only compressed tar layers are expanded, once, into the store.
 //!
 //! Everything that comes from the artifact is checked before anything is mounted: file paths
-//! (no absolute path, no `..`, no path twice), tar members (inside the tree, data inside the
+//! (no absolute path, no `..`, no name over 255 bytes, no path twice, no file where a path needs
+//! a directory; all before anything is downloaded), tar members (inside the tree, data inside the
 //! layer, files, directories and links only) and raw sizes against the file metadata annotation.
 //! A refusal names the layer and maps to exit code 6. `docs/format.md` lists the media types.
 
@@ -19,6 +20,7 @@ use fspack_image::erofs::mapped::{
     MappedAttrs, MappedDevice, MappedEntry, MappedImage, MappedKind,
 };
 use fspack_image::tar_index::{MemberKind, clean_path, index_tar};
+use fspack_image::tree::NAME_MAX;
 use fspack_store::Store;
 use serde::Deserialize;
 
@@ -186,7 +188,8 @@ fn refused(what: &str, d: &Descriptor, path: Option<&str>, why: impl Into<String
 }
 
 /// Checks a model manifest before anything is fetched: every layer type mappable, every raw
-/// layer with a clean path and file metadata that agrees with its size, no path twice.
+/// layer with a clean path of names of at most 255 bytes and file metadata that agrees with its
+/// size, no path twice, no raw layer's file where another's path needs a directory.
 ///
 /// Errors: [`EngineError::Usage`] for a layer type fspack cannot map (exit 2, as for any other
 /// unmountable artifact), [`EngineError::Refused`] naming the layer for a bad path.
@@ -214,6 +217,19 @@ pub fn plan(m: &Manifest, flavor: Flavor, what: &str) -> Result<ModelPlan> {
                 let clean = clean_path(p.as_bytes())
                     .map_err(|e| refused(what, d, Some(p), e.to_string()))?
                     .ok_or_else(|| refused(what, d, Some(p), "the file path names the root"))?;
+                // The metadata image would refuse it only once the layers are in the store.
+                if let Some(long) = clean.split('/').find(|c| c.len() > NAME_MAX) {
+                    return Err(refused(
+                        what,
+                        d,
+                        Some(p),
+                        format!(
+                            "a path component of {} bytes ({}...) is longer than the {NAME_MAX} a file name can have",
+                            long.len(),
+                            long.chars().take(16).collect::<String>()
+                        ),
+                    ));
+                }
                 Some(clean)
             }
             (Packing::Raw, None) if flavor == Flavor::DockerModel => {
@@ -253,6 +269,25 @@ pub fn plan(m: &Manifest, flavor: Flavor, what: &str) -> Result<ModelPlan> {
             layer.attrs = Some(raw_attrs(what, &layer)?);
         }
         layers.push(layer);
+    }
+    // A file where another layer needs a directory (`a` and `a/b`), refused here, before a
+    // byte is fetched, rather than when the view is built from the downloaded layers (review
+    // finding B3). Tar members are known only from the downloaded tars: `build_view` checks
+    // those.
+    for l in &layers {
+        let Some(p) = &l.path else { continue };
+        let mut dir = p.as_str();
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if let Some(other) = seen.get(parent) {
+                return Err(refused(
+                    what,
+                    &l.desc,
+                    Some(p),
+                    format!("its directory {parent:?} is the file of layer {other}"),
+                ));
+            }
+            dir = parent;
+        }
     }
     Ok(ModelPlan { flavor, layers })
 }

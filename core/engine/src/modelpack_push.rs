@@ -14,14 +14,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use fspack_image::Tree;
+use fspack_image::source::FileStamp;
 use fspack_image::tree::Kind;
-use fspack_registry::FileSource;
+use fspack_image::{BlobPlan, Segment, Tree};
 
 use crate::artifact::{ANN_TITLE, Descriptor};
 use crate::build::ImageSettings;
 use crate::error::{EngineError, Result};
 use crate::modelpack::{ANN_FILE_METADATA, ANN_FILEPATH};
+use crate::push::PlanSource;
 use crate::staged::{Layer, Prepared};
 
 /// Annotation: the media type was guessed from the file name (model-spec `annotations.go`).
@@ -158,7 +159,8 @@ fn rfc3339(secs: i64, nsec: u32) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
-/// One raw layer per regular file of `source`, in path order.
+/// One raw layer per regular file of `source`, in path order. A directory that holds no file
+/// (at any depth) has no layer to carry it, so the returned notes name those left out.
 ///
 /// Errors: [`EngineError::Usage`] when `source` is not a directory, holds no file, or holds a
 /// symlink or special file (a ModelPack layer is a file; there is no way to say "link").
@@ -210,10 +212,16 @@ pub fn layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
         )));
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
+    let notes = empty_dirs_note(&tree, files.iter().map(|(p, _)| p.as_str()))
+        .into_iter()
+        .collect();
     let mut out = Vec::with_capacity(files.len());
     for (path, inode) in files {
         let Kind::File {
-            source: src, size, ..
+            source: src,
+            size,
+            stamp,
+            ..
         } = &inode.kind
         else {
             continue;
@@ -237,15 +245,88 @@ pub fn layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
         if untested {
             annotations.insert(ANN_UNTESTED.into(), "true".into());
         }
-        let source = FileSource::new(src).map_err(|e| EngineError::io(src, e))?;
+        // The file as the walk saw it, read as a plan is: a file that grows, shrinks or is
+        // replaced before or while it is read fails naming itself ([`file_source`]).
         out.push(Layer {
             media_type: role.media_type().into(),
             annotations,
-            source: Arc::new(source),
+            source: Arc::new(file_source(src, *size, *stamp)),
             cache_key: crate::digest_cache::CacheKey::for_file(src, false),
         });
     }
-    Ok(Prepared::plain(out, "modelpack", "per-file"))
+    let mut prepared = Prepared::plain(out, "modelpack", "per-file");
+    prepared.notes = notes;
+    Ok(prepared)
+}
+
+/// Directories listed in a note before the rest are only counted.
+const NOTE_DIRS_LISTED: usize = 10;
+
+/// The note naming the directories of `tree` that hold none of the `files` (relative paths) at
+/// any depth, the topmost of each such subtree only (`a/`, not also `a/b/`), or `None`
+/// when every directory holds a file. A ModelPack artifact has only file layers: a pull
+/// recreates the directories on the way to a file and no others (review finding B2).
+fn empty_dirs_note<'a>(tree: &Tree, files: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut holding: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for f in files {
+        let mut p = f;
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if !holding.insert(parent) {
+                break;
+            }
+            p = parent;
+        }
+    }
+    let mut empty: Vec<String> = Vec::new();
+    for inode in &tree.inodes {
+        let Kind::Dir { .. } = inode.kind else {
+            continue;
+        };
+        let path = inode.path.to_string_lossy();
+        if path.is_empty() || holding.contains(path.as_ref()) {
+            continue;
+        }
+        // Only the topmost: its parent is the root or holds a file.
+        let top = match path.rsplit_once('/') {
+            None => true,
+            Some((parent, _)) => holding.contains(parent),
+        };
+        if top {
+            empty.push(format!("{path}/"));
+        }
+    }
+    if empty.is_empty() {
+        return None;
+    }
+    empty.sort();
+    let what = match empty.len() {
+        1 => "1 empty directory is".to_string(),
+        n => format!("{n} empty directories are"),
+    };
+    let mut listed = empty[..empty.len().min(NOTE_DIRS_LISTED)].join(", ");
+    if empty.len() > NOTE_DIRS_LISTED {
+        listed.push_str(&format!(" and {} more", empty.len() - NOTE_DIRS_LISTED));
+    }
+    Some(format!(
+        "{what} not part of a ModelPack artifact, which holds files only: {listed}"
+    ))
+}
+
+/// The layer source of the file at `path` as the walk saw it (`size` bytes, `stamp`): a plan of
+/// that one file, whose reader fails with `fspack_image::Error::FileChanged` naming `path` when
+/// the file no longer matches `stamp` as it is opened or once it is read. Read as it is now (a
+/// bare file source), a file that grew gave more bytes than planned and the push failed
+/// without saying which file (review finding B1).
+fn file_source(path: &Path, size: u64, stamp: FileStamp) -> PlanSource {
+    PlanSource(BlobPlan {
+        name: path.display().to_string(),
+        segments: vec![Segment::File {
+            path: Arc::from(path),
+            offset: 0,
+            len: size,
+            expect: stamp,
+        }],
+    })
 }
 
 /// The model config (model-spec `config-schema.json`): a descriptor naming the model, the format
@@ -313,6 +394,82 @@ mod tests {
         ] {
             assert_eq!(role_of(path), (role, guess), "{path}");
         }
+    }
+
+    /// A reporter that appends to `grow` when hashing starts: after the push planned the file's
+    /// size, before it reads the file.
+    struct GrowWhenHashing(std::path::PathBuf);
+
+    impl crate::report::Reporter for GrowWhenHashing {
+        fn start_phase(&self, _: &str, _: u64) -> usize {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.0)
+                .unwrap();
+            f.write_all(&[7; 4096]).unwrap();
+            0
+        }
+        fn start(&self, _: &str, _: u64) -> usize {
+            0
+        }
+        fn advance(&self, _: usize, _: u64) {}
+        fn reset(&self, _: usize, _: u64) {}
+        fn finish(&self, _: usize) {}
+        fn message(&self, _: &str) {}
+    }
+
+    /// Review finding B1: a file that grows during `push --modelpack` fails naming the file and
+    /// the push, with the kind (and so the exit code) of a file that changed under an EROFS
+    /// push; not "the image sources: the source gave N bytes, M were planned".
+    #[test]
+    fn a_file_that_grows_during_the_push_is_named() {
+        use crate::error::{ErrorKind, kinds};
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("model");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("config.json"), b"{}").unwrap();
+        let weights = src.join("model.safetensors");
+        std::fs::write(&weights, vec![1u8; 64 << 10]).unwrap();
+        let layout = tmp.path().join("layout");
+        let target = crate::target::Target::parse(&format!("oci:{}:v1", layout.display())).unwrap();
+        let settings = crate::push::PushSettings {
+            image: ImageSettings::default(),
+            jobs: 1,
+            upload: Default::default(),
+            annotations: vec![],
+            staging_store: None,
+            modelpack: true,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(crate::push::push(
+                &src,
+                &target,
+                &settings,
+                None,
+                Arc::new(GrowWhenHashing(weights.clone())),
+            ))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, EngineError::ChangedDuringPush { path, .. } if path.ends_with("model/model.safetensors")),
+            "{err:?}"
+        );
+        assert!(
+            msg.contains("model.safetensors changed during the push")
+                && msg.contains(&format!(
+                    "size was {} bytes, now {}",
+                    64 << 10,
+                    (64 << 10) + 4096
+                ))
+                && !msg.contains("image"),
+            "{msg}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Image(kinds::Image::Changed));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use fspack_store::Store;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
-use self::layers::{PlanSource, meta_layer};
+pub(crate) use self::layers::PlanSource;
+use self::layers::meta_layer;
 pub use self::layers::{built_shards, layers_for, squashfs_media_type};
 use self::send::{Destination, Ready, standalone_descriptor};
 use crate::artifact::*;
@@ -72,6 +73,9 @@ pub struct PushReport {
     pub chunk_indexes: Option<Digest>,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// What the user should know about the source that the artifact does not show (the empty
+    /// directories a ModelPack push leaves out); `[]` when nothing.
+    pub notes: Vec<String>,
 }
 
 /// Outcome for one layer.
@@ -179,6 +183,7 @@ pub async fn push(
         layers,
         chunk_indexes,
         seconds: started.elapsed().as_secs_f64(),
+        notes: std::mem::take(&mut prepared.notes),
     })
 }
 
@@ -361,8 +366,16 @@ impl LayerTask<'_> {
             cached,
         );
         let (media_type, annotations) = (l.media_type.clone(), l.annotations.clone());
+        let modelpack = self.settings.modelpack;
         async move {
-            let hashed = hashing.await?;
+            let hashed = hashing.await.map_err(|e| match e {
+                EngineError::Image(fspack_image::Error::FileChanged { path, what })
+                    if modelpack =>
+                {
+                    EngineError::ChangedDuringPush { path, what }
+                }
+                e => e,
+            })?;
             let mut d = descriptor(&media_type, &hashed.digest, hashed.blob.size(), annotations);
             d.annotations.extend(hashed.annotations);
             let ready = self.dest.prepare(&d, self.reporter).await?;

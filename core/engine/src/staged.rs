@@ -47,6 +47,9 @@ pub struct Prepared {
     pub format: &'static str,
     /// `single`, `chunked` or `sharded`.
     pub layout: &'static str,
+    /// What the user should know about the source that no layer shows (a ModelPack push leaves
+    /// out empty directories); `[]` when nothing.
+    pub notes: Vec<String>,
     pub(crate) _scratch: Option<Scratch>,
 }
 
@@ -58,6 +61,7 @@ impl Prepared {
             primary: None,
             format,
             layout,
+            notes: Vec::new(),
             _scratch: None,
         }
     }

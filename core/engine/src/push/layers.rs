@@ -18,7 +18,7 @@ use crate::error::{EngineError, Result};
 use crate::staged::{Layer, Prepared, Primary, Scratch};
 
 /// A [`BlobPlan`] as an upload source.
-pub(super) struct PlanSource(pub(super) BlobPlan);
+pub(crate) struct PlanSource(pub(crate) BlobPlan);
 
 impl BlobSource for PlanSource {
     fn size(&self) -> u64 {
@@ -114,6 +114,7 @@ fn erofs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
             primary: Some(Primary::Bind(Box::new(image))),
             format: "erofs",
             layout: "chunked",
+            notes: Vec::new(),
             _scratch: None,
         });
     }
@@ -126,6 +127,7 @@ fn erofs_layers(source: &Path, settings: &ImageSettings) -> Result<Prepared> {
         primary: None,
         format: "erofs",
         layout,
+        notes: Vec::new(),
         _scratch: None,
     })
 }
@@ -177,6 +179,7 @@ fn image_file_layers(source: &Path) -> Result<Prepared> {
         primary: None,
         format: format.name(),
         layout: "single",
+        notes: Vec::new(),
         _scratch: None,
     })
 }
@@ -214,6 +217,7 @@ fn chunked_file_layers(source: &Path, devices: u16, image: Layer) -> Result<Prep
         }),
         format: "erofs",
         layout: "chunked",
+        notes: Vec::new(),
         _scratch: None,
     })
 }
@@ -279,6 +283,7 @@ fn squashfs_prepared(layers: Vec<Layer>, scratch: Option<Scratch>) -> Prepared {
         primary: None,
         format: "squashfs",
         layout,
+        notes: Vec::new(),
         _scratch: scratch,
     }
 }
