@@ -18,7 +18,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
     }
     var completions = [
         &'fspack'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack''s (or set RUST_LOG)'
@@ -85,7 +85,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
             cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --all-root 'Record every file as owned by root (uid 0, gid 0)'
             cand --one-file-system 'Stay on the source directory''s filesystem: a directory another filesystem is mounted on is stored empty, and a file mounted over (a bind mount) is left out, as with `mksquashfs -one-file-system`'
             cand --strict-acls 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
@@ -112,7 +112,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
             cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --lazy 'Mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer''s chunk index (model layers without one: once verified whole); the rest is fetched in the background, and the mount ends as a plain mount of the store (needs --mount)'
             cand --noexec 'Forbid executing files from the mount'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'
@@ -137,7 +137,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
             cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --lazy 'When the artifact is not in the store: mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer''s chunk index (model layers without one: once verified whole); the rest is fetched in the background, and the mount ends as a plain mount of the store'
             cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand --noexec 'Forbid executing files from the mount'
@@ -154,7 +154,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;umount'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
             cand -v 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack''s (or set RUST_LOG)'
@@ -165,7 +165,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;ls'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand --wait 'Wait until every lazy mount has all its data (a progress bar per mount when stderr is a terminal), then list; fails if a lazy server is gone (exit 3) or a chunk keeps failing verification (exit 6)'
             cand -q 'Print less: no progress bars, only errors and requested data'
@@ -211,7 +211,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;images'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
@@ -223,7 +223,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;rmi'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
@@ -235,7 +235,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;gc'= {
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'
@@ -251,7 +251,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --password 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)'
             cand -j 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
             cand --jobs 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob'
-            cand --store 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
+            cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --all 'Check every blob in the store, and every blob a tag or a mount names'
             cand --repair 'Fetch the bad chunks again (whole blobs where there is no chunk index), verify them and write them into the stored blob, so mounts using it read the right bytes; fetch a missing blob whole, as a pull does'
             cand --plain-http 'Allow plain HTTP to the registry (loopback registries use it automatically)'

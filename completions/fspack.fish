@@ -24,7 +24,7 @@ function __fish_fspack_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c fspack -n "__fish_fspack_needs_command" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_needs_command" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_needs_command" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_needs_command" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_needs_command" -s h -l help -d 'Print help'
@@ -88,7 +88,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -l annotation -d 'Ma
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
-complete -c fspack -n "__fish_fspack_using_subcommand push" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand push" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l all-root -d 'Record every file as owned by root (uid 0, gid 0)'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l one-file-system -d 'Stay on the source directory\'s filesystem: a directory another filesystem is mounted on is stored empty, and a file mounted over (a bind mount) is left out, as with `mksquashfs -one-file-system`'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -l strict-acls -d 'SquashFS: fail on POSIX ACLs (system.posix_acl_*), which the format cannot store, instead of dropping them with a warning (EROFS keeps them)'
@@ -110,7 +110,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand pull" -l policy -d 'Policy
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
-complete -c fspack -n "__fish_fspack_using_subcommand pull" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l lazy -d 'Mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer\'s chunk index (model layers without one: once verified whole); the rest is fetched in the background, and the mount ends as a plain mount of the store (needs --mount)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l noexec -d 'Forbid executing files from the mount'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'
@@ -130,7 +130,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand mount" -l policy -d 'Polic
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
-complete -c fspack -n "__fish_fspack_using_subcommand mount" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l lazy -d 'When the artifact is not in the store: mount as soon as the metadata is verified and fetch data chunks on first read, each verified against the layer\'s chunk index (model layers without one: once verified whole); the rest is fetched in the background, and the mount ends as a plain mount of the store'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l noexec -d 'Forbid executing files from the mount'
@@ -141,12 +141,12 @@ complete -c fspack -n "__fish_fspack_using_subcommand mount" -s q -l quiet -d 'P
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand umount" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand umount" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand umount" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand umount" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand umount" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand ls" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand ls" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -l wait -d 'Wait until every lazy mount has all its data (a progress bar per mount when stderr is a terminal), then list; fails if a lazy server is gone (exit 3) or a chunk keeps failing verification (exit 6)'
 complete -c fspack -n "__fish_fspack_using_subcommand ls" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
@@ -174,19 +174,19 @@ complete -c fspack -n "__fish_fspack_using_subcommand sign" -s q -l quiet -d 'Pr
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand sign" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand images" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand images" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand images" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand images" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand images" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand images" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand images" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand rmi" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand rmi" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s h -l help -d 'Print help'
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand gc" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
@@ -195,7 +195,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand gc" -s V -l version -d 'Pr
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l username -d 'Registry user name (else credentials come from the Docker config)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l password -d 'Registry password or token (prefer FSPACK_PASSWORD or `fspack login`)' -r
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -s j -l jobs -d 'Parallel transfers: blobs at once, and HTTP Range requests within one large blob' -r
-complete -c fspack -n "__fish_fspack_using_subcommand verify" -l store -d 'Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
+complete -c fspack -n "__fish_fspack_using_subcommand verify" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l all -d 'Check every blob in the store, and every blob a tag or a mount names'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l repair -d 'Fetch the bad chunks again (whole blobs where there is no chunk index), verify them and write them into the stored blob, so mounts using it read the right bytes; fetch a missing blob whole, as a pull does'
 complete -c fspack -n "__fish_fspack_using_subcommand verify" -l plain-http -d 'Allow plain HTTP to the registry (loopback registries use it automatically)'

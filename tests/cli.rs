@@ -1105,3 +1105,21 @@ fn the_shards_of_a_squashfs_build_are_pushed_as_built() {
         );
     }
 }
+
+/// s10 fresh-eyes pass: with FSPACK_STORE set, usage errors read `Usage: fspack verify --store
+/// <DIR> <REF|--all>`, as if --store were required (clap counted its env value as given). The
+/// variable still chooses the store.
+#[test]
+fn fspack_store_in_the_environment_stays_out_of_usage_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    fspack(&tmp.path().join("store"))
+        .arg("verify")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Usage: fspack verify <REF|--all>"));
+    let out = fspack(&tmp.path().join("store"))
+        .args(["pull", "no-such.example/a/b:v1", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[default: $FSPACK_STORE, else"));
+}

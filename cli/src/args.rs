@@ -36,32 +36,24 @@ pub struct GlobalArgs {
     /// set RUST_LOG).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 901)]
     pub verbose: u8,
-    /// Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root,
-    /// $XDG_DATA_HOME/fspack otherwise].
+    /// Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else
+    /// /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise].
     // Not global: commands that never touch the store (login, logout, completions, inspect,
     // sign, build) must not offer it (report item 19); those that do flatten [`StoreArgs`].
-    #[arg(
-        long,
-        env = "FSPACK_STORE",
-        value_name = "DIR",
-        hide_env_values = true,
-        display_order = 902
-    )]
+    // FSPACK_STORE is read by the store's default_root, not by clap: a clap `env` counts as
+    // given, and usage lines then showed `--store <DIR>` as if it were required (s10).
+    #[arg(long, value_name = "DIR", display_order = 902)]
     pub store: Option<PathBuf>,
 }
 
 /// `--store` on the commands that use the local store (also accepted before the command).
 #[derive(Debug, Args, Clone)]
 pub struct StoreArgs {
-    /// Local store (an OCI image layout) for pulled images [default: /var/lib/fspack as root,
-    /// $XDG_DATA_HOME/fspack otherwise].
-    #[arg(
-        long,
-        env = "FSPACK_STORE",
-        value_name = "DIR",
-        hide_env_values = true,
-        display_order = 902
-    )]
+    /// Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else
+    /// /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise].
+    // FSPACK_STORE is read by the store's default_root, not by clap: a clap `env` counts as
+    // given, and usage lines then showed `--store <DIR>` as if it were required (s10).
+    #[arg(long, value_name = "DIR", display_order = 902)]
     pub store: Option<PathBuf>,
 }
 
