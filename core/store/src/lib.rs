@@ -218,7 +218,15 @@ fn make_private_root(root: &Path) -> Result<()> {
     }
     let mode = check_private_root(root)?
         .ok_or_else(|| StoreError::io(root, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
-    if mode & 0o077 != 0 {
+    // Only a store, or an empty directory about to become one, is ours to tighten: a user's
+    // directory named by mistake (`--store /srv/www`) is refused as it is, not made 0700 first
+    // (s10 fresh-eyes pass).
+    let ours = root.join("oci-layout").exists()
+        || fs::read_dir(root)
+            .map_err(|e| StoreError::io(root, e))?
+            .next()
+            .is_none();
+    if ours && mode & 0o077 != 0 {
         tracing::info!("tightening {} from {mode:04o} to 0700", root.display());
         match fs::set_permissions(root, fs::Permissions::from_mode(0o700)) {
             // Nobody can add to a read-only store; reading it stays possible.

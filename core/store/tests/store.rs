@@ -227,10 +227,15 @@ fn gc_keeps_tagged_and_mounted_content_and_drops_the_rest() {
 
 #[test]
 fn a_non_layout_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("precious.txt"), b"x").unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let err = Store::open(tmp.path()).unwrap_err();
     assert!(err.to_string().contains("not an OCI image layout"), "{err}");
+    // Refused as it was: not made 0700 on the way (s10 fresh-eyes pass).
+    let mode = std::fs::metadata(tmp.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
 }
 
 #[test]
