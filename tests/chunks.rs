@@ -202,6 +202,15 @@ fn a_flipped_byte_in_one_range_response_costs_that_chunk_alone() {
         tag_digest(&store, &via).as_deref(),
         pushed["manifest_digest"].as_str()
     );
+    // The summary line says what was received when it differs from the layers' size.
+    let again = FaultProxy::start(&reg.addr, Fault::FlipFirst(1));
+    let out = fspack(&tmp.path().join("store2"))
+        .args(["pull", &format!("{}/models/flip:v1", again.addr)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(" received)"), "{stderr}");
 }
 
 #[test]

@@ -99,6 +99,10 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     if !g.quiet {
         let cached = report.layers.iter().filter(|l| l.cached).count();
         let repaired = match report.blobs_repaired {
+            // A resumed pull receives less than its layers hold; chunks fetched again, more.
+            0 if report.bytes_received != report.bytes_fetched => {
+                format!(", {} received", size(report.bytes_received))
+            }
             0 => String::new(),
             n => format!(
                 "; {} repaired, {} received",
