@@ -33,6 +33,13 @@ impl Target {
                     "oci: needs a path, as in oci:/srv/layout:tag".into(),
                 ));
             }
+            // The tag would be parsed out of the digest ("…@sha256" as the path, a hex tag):
+            // say what the form is instead (s10 fresh-eyes pass).
+            if rest.contains("@sha256:") || rest.contains("@sha512:") {
+                return Err(EngineError::Usage(format!(
+                    "{s}: an oci: reference takes a tag (oci:PATH:TAG), not a digest\nhint: use the tag the layout's index.json gives the manifest; `fspack inspect oci:PATH:TAG` shows its digest"
+                )));
+            }
             let (path, tag) = match rest.rsplit_once(':') {
                 Some((p, t)) if !t.contains('/') && !p.is_empty() => (p, t),
                 _ => (rest, DEFAULT_TAG),
@@ -69,6 +76,15 @@ impl fmt::Display for Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layout_target_with_a_digest_is_bad_usage() {
+        for s in ["oci:/srv/l@sha256:abc", "oci:/srv/l:v1@sha256:abc"] {
+            let err = Target::parse(s).unwrap_err();
+            assert!(matches!(err, EngineError::Usage(_)), "{s}: {err}");
+            assert!(err.to_string().contains("takes a tag"), "{err}");
+        }
+    }
 
     #[test]
     fn layout_targets_split_path_and_tag() {
