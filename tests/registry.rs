@@ -1116,3 +1116,57 @@ fn login_writes_to_the_configured_credential_helper_and_lookups_follow_dockers_o
     assert_eq!(erased.trim(), reg.addr);
     run(&["inspect", &reference]).assert().code(4);
 }
+
+/// s10 fresh-eyes pass: `verify --repair` against a registry that refuses the credentials
+/// exited 6 ("retrying will not help"), though a login mends it; a pull said 4. It says 4 now,
+/// and how to go on.
+#[test]
+fn verify_repair_with_refused_credentials_exits_4() {
+    let Some(reg) = Registry::start_with_auth("alice", "s3cret-canary") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("w.bin"), vec![7u8; 3 << 20]).unwrap();
+    let reference = format!("{}/private/v:v1", reg.addr);
+    let store = tmp.path().join("store");
+    let docker = tmp.path().join("docker");
+    let with = |cmd: &mut assert_cmd::Command| {
+        cmd.env("DOCKER_CONFIG", &docker)
+            .env("FSPACK_USERNAME", "alice")
+            .env("FSPACK_PASSWORD", "s3cret-canary");
+    };
+    let mut push = fspack(&store);
+    with(&mut push);
+    push.arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .assert()
+        .success();
+    let mut pull = fspack(&store);
+    with(&mut pull);
+    pull.args(["pull", &reference]).assert().success();
+    // Damage the largest stored blob (a data blob).
+    let blob = fs::read_dir(store.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&blob).unwrap();
+        f.write_all_at(b"XXXX", 1000).unwrap();
+    }
+    fspack(&store)
+        .env("DOCKER_CONFIG", &docker)
+        .env("FSPACK_USERNAME", "alice")
+        .env("FSPACK_PASSWORD", "wrong-canary")
+        .args(["verify", &reference, "--repair"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains(
+            "refused the credentials while repairing",
+        ))
+        .stderr(predicate::str::contains("wrong-canary").not());
+}

@@ -125,7 +125,7 @@ pub enum Command {
     Gc(GcArgs),
     /// Re-hash stored blobs and name every bad blob, bad chunk and the mounts that use them.
     #[command(
-        after_help = "Exits 6 when a blob is corrupt or missing (after --repair: when one could not be repaired). Exits 5 instead when every blob left bad is bad only because its repair could not reach the registry, or the registry failed: the same command may work later.\n\nExamples:\n  fspack verify --all\n  fspack verify localhost:5000/models/llama:v1 --repair"
+        after_help = "Exits 6 when a blob is corrupt or missing (after --repair: when one could not be repaired). Exits 5 instead when every blob left bad is bad only because its repair could not reach the registry, or the registry failed: the same command may work later; 4 when the registry refused the credentials (log in, then run it again).\n\nExamples:\n  fspack verify --all\n  fspack verify localhost:5000/models/llama:v1 --repair"
     )]
     Verify(VerifyArgs),
     /// Check registry credentials with the registry, then store them in the Docker config file.

@@ -126,7 +126,8 @@ impl VerifyReport {
     ///
     /// Errors: [`EngineError::NotRepaired`], with the kind of the repair failure, when every
     /// bad blob is bad only because its repair failed for a reason that may pass (the registry
-    /// unreachable or failing, after retries): the same command may work later (exit 5).
+    /// unreachable or failing, after retries): the same command may work later (exit 5; exit 4
+    /// when the registry refused the credentials, which a login mends).
     /// Otherwise [`EngineError::Integrity`] naming how many blobs are bad (exit 6): without
     /// `repair`, or when some bad blob's repair failed for a reason a retry does not change
     /// (wrong bytes fetched, nothing says where to fetch it from).
@@ -140,11 +141,26 @@ impl VerifyReport {
             .filter(|b| matches!(b.status, BlobStatus::Corrupt | BlobStatus::Missing))
             .collect();
         if repair
-            && let Some(kind) = bad.first().and_then(|b| b.repair_error_kind)
+            && let Some(first) = bad.first().and_then(|b| b.repair_error_kind)
             && bad
                 .iter()
                 .all(|b| b.repair_error_kind.is_some_and(may_pass_later))
         {
+            // Refused credentials decide the code (4) and the advice: a login fixes them, and
+            // waiting does not (s10 fresh-eyes pass: this exited 6).
+            let auth = ErrorKind::Registry(fspack_registry::ErrorKind::Auth);
+            let refused = bad.iter().any(|b| b.repair_error_kind == Some(auth));
+            let (kind, why) = if refused {
+                (
+                    auth,
+                    "the registry refused the credentials while repairing; log in (`fspack login REGISTRY`), then run",
+                )
+            } else {
+                (
+                    first,
+                    "the registry could not be reached or failed while repairing; run",
+                )
+            };
             let what = match bad.as_slice() {
                 [one] if one.status == BlobStatus::Missing => {
                     format!("blob {} is still missing from the store", one.digest)
@@ -157,7 +173,7 @@ impl VerifyReport {
             };
             return Err(EngineError::NotRepaired {
                 what: format!(
-                    "{what}: the registry could not be reached or failed while repairing; run `{} verify {} --repair` again later",
+                    "{what}: {why} `{} verify {} --repair` again later",
                     self.command, self.scope_args
                 ),
                 kind,
@@ -186,11 +202,14 @@ impl VerifyReport {
 /// Whether a repair that failed with an error of `kind` may work when tried again later: the
 /// registry unreachable or failing after retries (`Network`), or answering what the protocol
 /// does not allow, most often a proxy's error page (`Protocol`; the CLI treats it as temporary
-/// too). A wrong answer (digest, size, chunk mismatch), a refusal (auth, not found) or a
-/// local failure stays whatever the time.
+/// too), or refusing the credentials (`Auth`: a login mends it; exit 4). A wrong answer (digest,
+/// size, chunk mismatch), a blob not found or a local failure stays whatever the time.
 fn may_pass_later(kind: ErrorKind) -> bool {
     use fspack_registry::ErrorKind as R;
-    matches!(kind, ErrorKind::Registry(R::Network | R::Protocol))
+    matches!(
+        kind,
+        ErrorKind::Registry(R::Network | R::Protocol | R::Auth)
+    )
 }
 
 /// Checks (and with `settings.repair`, repairs) the blobs in `scope`.
