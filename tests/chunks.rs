@@ -1136,3 +1136,43 @@ fn assert_no_pending_dirs(store: &Path) {
         .collect();
     assert!(notes.is_empty(), "notes of created dirs left: {notes:?}");
 }
+
+/// s10 fresh-eyes pass: a plain `pull` (no `--mount`) died by SIGTERM (143) or SIGINT and said
+/// nothing; `push`, `verify` and `pull --mount` exit 130 with a line. It exits 130 now, says
+/// that what arrived is kept, and the next pull resumes.
+#[test]
+fn an_interrupted_plain_pull_exits_130_and_the_next_resumes() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 31);
+    let reference = format!("{}/models/plain:v1", reg.addr);
+    push(tmp.path(), &src, &reference, &["--blob-size", "2M"]);
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    proxy.set_delay_ms_per_mib(2_000);
+    let via = format!("{}/models/plain:v1", proxy.addr);
+    let store = tmp.path().join("store");
+    for signal in ["-TERM", "-INT"] {
+        let child = Command::new(assert_cmd::cargo::cargo_bin("fspack"))
+            .env("FSPACK_STORE", &store)
+            .args(["pull", &via])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(
+            Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{signal}: {stderr}");
+        assert!(stderr.contains("run the same pull to resume"), "{stderr}");
+    }
+    proxy.set_delay_ms_per_mib(0);
+    fspack(&store).args(["pull", &via]).assert().success();
+    assert_store_sound(&store);
+}

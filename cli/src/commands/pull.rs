@@ -32,10 +32,9 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot mount on {}", dir.display()))?;
     }
     let store = super::store(g)?;
-    let interrupt = match &args.mount {
-        Some(_) => Some(super::listen()?),
-        None => None,
-    };
+    // Listened for in every pull: with --mount an interrupt undoes the mount; without, it
+    // says that what arrived is kept (s10 fresh-eyes pass: a plain pull died by the signal).
+    let interrupt = Some(super::listen()?);
     // The mount point is checked (and a missing one created) before any byte is fetched.
     let point = match &args.mount {
         Some(dir) => {
@@ -75,15 +74,27 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         }
     };
     let bars = super::bars(g, args.json);
-    let undo = interrupt
-        .zip(point.as_ref())
-        .map(|(i, p)| Interrupted::new(i, &store, p));
+    let (undo, plain) = match (interrupt, point.as_ref()) {
+        (Some(i), Some(p)) => (Some(Interrupted::new(i, &store, p)), None),
+        (i, _) => (None, i),
+    };
     let mount = args.mount.as_deref().zip(point);
-    let pulled = or_interrupted(
+    let work = or_interrupted(
         undo,
         pull_ref(&store, &args.reference, &target, mount, &settings, bars),
-    )
-    .await?;
+    );
+    let pulled = match plain {
+        Some(mut signal) => tokio::select! {
+            out = work => out,
+            _ = signal.recv() => {
+                eprintln!(
+                    "\ninterrupted: the chunks already verified are kept, and the tag is unchanged; run the same pull to resume"
+                );
+                std::process::exit(crate::exit::INTERRUPTED)
+            }
+        },
+        None => work.await,
+    }?;
     if let Some(checked) = &pulled.verified {
         super::verify::finish(checked, false, true, g.quiet)?;
     }
