@@ -950,6 +950,44 @@ fn privileged_a_damaged_mount_record_stops_gc_alone() {
     assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
 }
 
+/// s10 fresh-eyes pass: a missing mount point inside a read-only mount (another fspack image)
+/// failed with exit 1 and a bare "Read-only file system (os error 30)". It is a mount point to
+/// choose again: exit 2, naming the read-only directory.
+#[test]
+fn privileged_a_mount_point_that_cannot_be_created_on_a_read_only_fs_is_bad_usage() {
+    if !can_mount("erofs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let dest = format!("oci:{}:v1", tmp.path().join("layout").display());
+    fspack(&tmp.path().join("s0"))
+        .args(["-q", "push"])
+        .arg(&src)
+        .arg(&dest)
+        .assert()
+        .success();
+    let store = tmp.path().join("store");
+    let mnt = tmp.path().join("mnt");
+    fspack(&store)
+        .args(["mount", &dest])
+        .arg(&mnt)
+        .assert()
+        .success();
+    fspack(&store)
+        .args(["mount", &dest])
+        .arg(mnt.join("new"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "{} is on a read-only file system",
+            mnt.display()
+        )));
+    fspack(&store).arg("umount").arg(&mnt).assert().success();
+    assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
+}
+
 // Case 9: writer edge cases.
 
 #[test]

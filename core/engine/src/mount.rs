@@ -100,6 +100,16 @@ impl MountPoint {
             match std::fs::DirBuilder::new().mode(0o755).create(dir) {
                 Ok(()) => created.push(dir.clone()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                // A missing mount point under a read-only mount (another image, say) is a
+                // choice of directory to change, not a failure of fspack (s10 fresh-eyes pass).
+                Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+                    remove_created(&created);
+                    return Err(EngineError::Usage(format!(
+                        "cannot create the mount point {}: {} is on a read-only file system\nhint: choose a mount point on a writable file system, or create it there first",
+                        target.display(),
+                        dir.parent().unwrap_or(dir).display()
+                    )));
+                }
                 Err(e) => {
                     remove_created(&created);
                     return Err(EngineError::io(dir, e));
