@@ -1123,3 +1123,34 @@ fn fspack_store_in_the_environment_stays_out_of_usage_lines() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("[default: $FSPACK_STORE, else"));
 }
+
+/// s10 fresh-eyes pass: `login` of a registry that is not running said it "did not accept the
+/// credentials", and `login http://HOST` asked `https://http//HOST`. Now: "cannot reach" (exit
+/// 5), and a scheme is bad usage (exit 2) before any password is read or request sent.
+#[test]
+fn login_says_when_the_registry_cannot_be_reached_and_refuses_a_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", tmp.path().join("docker"))
+        .args(["login", "127.0.0.1:1", "-u", "me", "--password-stdin"])
+        .write_stdin("pw\n")
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains(
+            "cannot reach 127.0.0.1:1; nothing was stored",
+        ));
+    fspack(tmp.path())
+        .env("DOCKER_CONFIG", tmp.path().join("docker"))
+        .args([
+            "login",
+            "http://127.0.0.1:1",
+            "-u",
+            "me",
+            "--password-stdin",
+        ])
+        .write_stdin("pw\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("drop http://"));
+    assert!(!tmp.path().join("docker").exists());
+}

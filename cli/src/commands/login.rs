@@ -7,6 +7,16 @@ use anyhow::Context;
 use crate::args::{LoginArgs, LogoutArgs};
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    // A URL pasted as the registry became "https://http//…" (s10 fresh-eyes pass).
+    if let Some(scheme) = ["http://", "https://"]
+        .iter()
+        .find(|p| args.registry.starts_with(**p))
+    {
+        crate::exit::usage!(
+            "{}: name the registry without a scheme (drop {scheme}); loopback registries are spoken to over plain HTTP by themselves",
+            args.registry
+        );
+    }
     if !args.password_stdin {
         crate::exit::usage!(
             "pass the password on standard input with --password-stdin (it never goes on the command line)"
@@ -28,14 +38,20 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         user_agent: format!("fspack/{}", env!("CARGO_PKG_VERSION")),
         ..Default::default()
     })?;
-    fspack_engine::login::check(&client, &args.registry)
-        .await
-        .with_context(|| {
+    if let Err(e) = fspack_engine::login::check(&client, &args.registry).await {
+        // "Did not accept" only when it answered: a registry that cannot be reached said nothing.
+        let what = if e.kind()
+            == fspack_engine::ErrorKind::Registry(fspack_engine::error::kinds::Registry::Network)
+        {
+            format!("cannot reach {}; nothing was stored", args.registry)
+        } else {
             format!(
                 "{} did not accept the credentials of {}; nothing was stored",
                 args.registry, args.username
             )
-        })?;
+        };
+        return Err(anyhow::Error::from(e).context(what));
+    }
     let stored = fspack_engine::login::login(&args.registry, &args.username, password)
         .with_context(|| format!("cannot store credentials for {}", args.registry))?;
     match stored {

@@ -221,6 +221,15 @@ impl FromStr for Reference {
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("contains whitespace or control characters".into()));
         }
+        // A URL pasted as a reference failed on its "port" (s10 fresh-eyes pass).
+        if let Some(scheme) = ["http://", "https://"]
+            .iter()
+            .find(|p| input.starts_with(**p))
+        {
+            return Err(bad(format!(
+                "a reference names the registry without a scheme: drop {scheme} (loopback registries are spoken to over plain HTTP by themselves; others need --plain-http for it)"
+            )));
+        }
         let (name_tag, digest) = match input.split_once('@') {
             Some((n, d)) => (n, Some(parse_digest(d).map_err(|e| bad(e.to_string()))?)),
             None => (input, None),
@@ -366,6 +375,8 @@ mod tests {
             ("localhost:5000/a b", "whitespace"),
             ("localhost:5000/a-", "path component"),
             ("[::1/x", "IPv6"),
+            ("http://localhost:5000/a:v1", "drop http://"),
+            ("https://ghcr.io/a/b", "drop https://"),
         ];
         for (s, want) in cases {
             let e = s.parse::<Reference>().unwrap_err().to_string();
