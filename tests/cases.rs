@@ -1543,4 +1543,29 @@ fn an_interrupted_build_or_push_removes_its_temporary_files() {
             "1 scratch entry a killed push left in tmp/",
         ));
     assert!(fs::read_dir(&scratch).unwrap().next().is_none());
+
+    // A push to an OCI layout keeps its partial blobs there for the next push, and says so
+    // (s10 fresh-eyes pass: "removed 0 temporary files" over what it kept).
+    let layout = shard_out.join("layout");
+    let dest = format!("oci:{}:v1", layout.display());
+    let layout_args: Vec<&std::ffi::OsStr> = vec![
+        "push".as_ref(),
+        src.as_os_str(),
+        dest.as_ref(),
+        "--format".as_ref(),
+        "squashfs".as_ref(),
+        "--compression".as_ref(),
+        "xz".as_ref(),
+    ];
+    let (code, stderr) = interrupt_when(&store, &layout_args, "INT", || {
+        fs::read_dir(layout.join("ingest")).is_ok_and(|mut d| d.next().is_some())
+    });
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "partial blobs stay in {} for the next push",
+            layout.join("ingest").display()
+        )),
+        "{stderr}"
+    );
 }
