@@ -300,6 +300,16 @@ fn push_to_an_oci_layout_and_inspect_it() {
         "--json",
     ]));
     let inspected = run_json(fspack(tmp.path()).args(["inspect", &layout, "--json"]));
+    // A tag the layout lacks is named with the tags it has (s10 fresh-eyes pass).
+    let other = format!("oci:{}:v2", tmp.path().join("layout").display());
+    for cmd in ["inspect", "pull"] {
+        fspack(&tmp.path().join("pull-store"))
+            .args([cmd, &other])
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains("no tag v2 in the OCI layout"))
+            .stderr(predicate::str::contains("its tags: v1"));
+    }
     assert_eq!(inspected["manifest_digest"], report["manifest_digest"]);
     // The older name stays for scripts written against it.
     assert_eq!(inspected["digest"], report["manifest_digest"]);

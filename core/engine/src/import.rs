@@ -97,9 +97,9 @@ pub fn import(
         missing_layout(path, why)
     })?;
     let name = layout_name(path, tag)?;
-    let d = layout.resolve(tag)?.ok_or_else(|| {
-        EngineError::NotFound(format!("no tag {tag} in the OCI layout {}", path.display()))
-    })?;
+    let d = layout
+        .resolve(tag)?
+        .ok_or_else(|| EngineError::NotFound(layout.missing_tag(tag)))?;
     let trust_checks = check_trust(trust, path, tag, &d.digest)?;
     let bytes = layout.read_blob(&d.digest, MAX_MANIFEST)?;
     let manifest = parse_manifest(&bytes, &name)?;

@@ -133,9 +133,9 @@ pub async fn inspect(
                     path.display()
                 ))
             })?;
-            let d = layout.resolve(tag)?.ok_or_else(|| {
-                EngineError::NotFound(format!("no tag {tag} in the OCI layout {}", path.display()))
-            })?;
+            let d = layout
+                .resolve(tag)?
+                .ok_or_else(|| EngineError::NotFound(layout.missing_tag(tag)))?;
             let bytes = layout.read_blob(&d.digest, MAX_MANIFEST)?;
             (
                 d.digest.clone(),

@@ -41,6 +41,31 @@ impl LayoutReader {
         Ok(Index::read(&self.root.join("index.json"))?.get(name))
     }
 
+    /// The layout's tags (`org.opencontainers.image.ref.name`), in index order.
+    ///
+    /// Errors: [`StoreError::Io`] or [`StoreError::Corrupt`] for its `index.json`.
+    pub fn tags(&self) -> Result<Vec<String>> {
+        Ok(Index::read(&self.root.join("index.json"))?
+            .tagged()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect())
+    }
+
+    /// The error for a tag the layout does not have, naming the tags it has.
+    pub fn missing_tag(&self, tag: &str) -> String {
+        let tags = self.tags().unwrap_or_default();
+        let has = match tags.len() {
+            0 => "it has no tags".to_string(),
+            n if n <= 10 => format!("its tags: {}", tags.join(", ")),
+            n => format!("its tags: {} and {} more", tags[..10].join(", "), n - 10),
+        };
+        format!(
+            "no tag {tag} in the OCI layout {}; {has}",
+            self.root.display()
+        )
+    }
+
     /// Where blob `digest` lives (not checked; see [`LayoutReader::read_blob`]).
     pub fn blob_path(&self, digest: &Digest) -> Result<PathBuf> {
         Ok(self.root.join("blobs/sha256").join(digest_hex(digest)?))
