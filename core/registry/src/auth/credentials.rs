@@ -213,16 +213,30 @@ fn helper_bin(helper: &str) -> Result<String, RegistryError> {
     Ok(format!("docker-credential-{helper}"))
 }
 
-/// Runs `docker-credential-<helper> <action>` with `input` on stdin; fails unless it exits 0.
-fn run_helper(helper: &str, action: &str, input: &[u8]) -> Result<(), RegistryError> {
-    let bin = helper_bin(helper)?;
-    let mut child = Command::new(&bin)
+/// Starts the credential helper `bin` for `action`, with piped stdin, stdout and stderr.
+///
+/// Errors: [`RegistryError::Config`] when `bin` is not installed (it is named by the Docker
+/// config file, so that is where the fix lies: s10 fresh-eyes pass, a bare "No such file or
+/// directory" before); the spawn's I/O error otherwise.
+fn spawn_helper(bin: &str, action: &str) -> Result<std::process::Child, RegistryError> {
+    Command::new(bin)
         .arg(action)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| RegistryError::io(format!("run credential helper {bin}"), e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => RegistryError::Config(format!(
+                "credential helper {bin} is not installed, though the Docker config file names it (credsStore or credHelpers)\nhint: install {bin}, or remove that entry from the config file ($DOCKER_CONFIG/config.json, else ~/.docker/config.json)"
+            )),
+            _ => RegistryError::io(format!("run credential helper {bin}"), e),
+        })
+}
+
+/// Runs `docker-credential-<helper> <action>` with `input` on stdin; fails unless it exits 0.
+fn run_helper(helper: &str, action: &str, input: &[u8]) -> Result<(), RegistryError> {
+    let bin = helper_bin(helper)?;
+    let mut child = spawn_helper(&bin, action)?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(input);
     }
@@ -272,13 +286,7 @@ struct HelperAnswer {
 /// Runs `docker-credential-<helper> get` with the server on stdin.
 fn from_helper(helper: &str, server: &str) -> Result<Option<Credential>, RegistryError> {
     let bin = helper_bin(helper)?;
-    let mut child = Command::new(&bin)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| RegistryError::io(format!("run credential helper {bin}"), e))?;
+    let mut child = spawn_helper(&bin, "get")?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading is judged by its status below.
         let _ = stdin.write_all(server.as_bytes());
@@ -514,9 +522,10 @@ mod tests {
         );
         let e = lookup("h.example", Some(&f)).unwrap_err().to_string();
         assert!(
-            e.contains("docker-credential-fspack-test-missing-helper"),
+            e.contains("docker-credential-fspack-test-missing-helper is not installed"),
             "{e}"
         );
+        assert!(e.contains("hint: install"), "{e}");
     }
 
     #[test]
