@@ -210,6 +210,21 @@ fn privileged_a_plain_umount_of_squashfs_shards_leaves_nothing_behind() {
         .assert()
         .success();
     Command::new("umount").arg(&mnt).status().unwrap();
+    // `fspack umount` of a mount already undone says what it did instead (s10: it was silent).
+    fspack(&store)
+        .arg("umount")
+        .arg(&mnt)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "was unmounted already (without fspack)",
+        ));
+    fspack(&store)
+        .args(["pull", &reference, "--mount"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    Command::new("umount").arg(&mnt).status().unwrap();
     fspack(&store).arg("gc").assert().success();
     let ls: serde_json::Value = serde_json::from_slice(
         &fspack(&store)

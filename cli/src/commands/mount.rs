@@ -216,8 +216,16 @@ pub fn umount(args: UmountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         ))
         .into());
     };
-    fspack_engine::mounts::umount(&store, &args.dir)
-        .with_context(|| format!("failed to unmount {}", args.dir.display()))
+    let was_mounted = fspack_engine::mounts::umount(&store, &args.dir)
+        .with_context(|| format!("failed to unmount {}", args.dir.display()))?;
+    // Silence here read as if nothing had happened (s10 fresh-eyes pass).
+    if !was_mounted && !g.quiet {
+        eprintln!(
+            "{} was unmounted already (without fspack): released what it left and forgot its record",
+            args.dir.display()
+        );
+    }
+    Ok(())
 }
 
 pub fn ls(args: LsArgs, g: &GlobalArgs) -> anyhow::Result<()> {

@@ -11,8 +11,10 @@ use crate::error::{EngineError, Result};
 use crate::mount::{release, remove_created};
 
 /// Unmounts `target` and everything fspack stacked under it; also cleans up a mount whose record
-/// was lost (a crash between mount and record) when its source lies in the store.
-pub fn umount(store: &Store, target: &Path) -> Result<()> {
+/// was lost (a crash between mount and record) when its source lies in the store. Returns
+/// whether `target` was still mounted: `false` when only the leftovers of a mount undone by
+/// umount(8) were released and its record forgotten.
+pub fn umount(store: &Store, target: &Path) -> Result<bool> {
     let target = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
     let record = store
         .mount_records()?
@@ -79,7 +81,7 @@ pub fn umount(store: &Store, target: &Path) -> Result<()> {
         store.remove_mount_record(&target)?;
         remove_created(&rec.created_dirs);
     }
-    Ok(())
+    Ok(mounted)
 }
 
 /// The root of the fspack store whose blob `source` is (a file-backed mount's source, or the
