@@ -1172,6 +1172,25 @@ fn an_interrupted_plain_pull_exits_130_and_the_next_resumes() {
         assert_eq!(out.status.code(), Some(130), "{signal}: {stderr}");
         assert!(stderr.contains("run the same pull to resume"), "{stderr}");
     }
+    // gc keeps the partial downloads for a day; `gc --partial` drops them now.
+    let partials = || {
+        fs::read_dir(store.join("ingest"))
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                n.to_string_lossy().ends_with(".data")
+            })
+            .count()
+    };
+    assert!(partials() > 0, "an interrupted pull keeps what arrived");
+    fspack(&store)
+        .arg("gc")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("`gc --partial`: now"));
+    assert!(partials() > 0);
+    fspack(&store).args(["gc", "--partial"]).assert().success();
+    assert_eq!(partials(), 0);
     proxy.set_delay_ms_per_mib(0);
     fspack(&store).args(["pull", &via]).assert().success();
     assert_store_sound(&store);

@@ -676,6 +676,10 @@ pub struct RmiArgs {
 /// `fspack gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
+    /// Also remove partial downloads now, whatever their age (they are otherwise kept for a
+    /// day so that an interrupted pull or lazy mount resumes); ones in use are kept.
+    #[arg(long)]
+    pub partial: bool,
     /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,

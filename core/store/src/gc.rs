@@ -57,7 +57,7 @@ impl std::fmt::Display for GcReport {
             // Said, so that a store that stays large after gc is not a mystery.
             write!(
                 f,
-                " and {} ({} bytes) for a resume; they go once untouched for a day",
+                " and {} ({} bytes) for a resume; they go once untouched for a day (`gc --partial`: now)",
                 n(self.kept_ingests, "partial download"),
                 self.kept_ingest_bytes
             )?;
