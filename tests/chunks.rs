@@ -1183,14 +1183,20 @@ fn an_interrupted_plain_pull_exits_130_and_the_next_resumes() {
             .count()
     };
     assert!(partials() > 0, "an interrupted pull keeps what arrived");
+    // What it committed (its manifest, and any finished blob) is not gc's either, for a day.
+    let blobs = || fs::read_dir(store.join("blobs/sha256")).unwrap().count();
+    let committed = blobs();
+    assert!(committed > 0);
     fspack(&store)
         .arg("gc")
         .assert()
         .success()
         .stderr(predicate::str::contains("`gc --partial`: now"));
     assert!(partials() > 0);
+    assert_eq!(blobs(), committed, "gc removed an unfinished pull's blobs");
     fspack(&store).args(["gc", "--partial"]).assert().success();
     assert_eq!(partials(), 0);
+    assert_eq!(blobs(), 0);
     proxy.set_delay_ms_per_mib(0);
     fspack(&store).args(["pull", &via]).assert().success();
     assert_store_sound(&store);

@@ -257,6 +257,8 @@ pub async fn pull(
     let (fetched, plan) = fetch_trusted(client, r, &settings.trust).await?;
     let mut pinned = r.clone();
     pinned.digest = Some(fetched.digest.clone());
+    // gc keeps what this pull commits until it is tagged, or resumed within a day.
+    store.note_pull(&fetched.digest, &fetched.bytes)?;
 
     let mut wanted: Vec<Descriptor> = Vec::new();
     for d in plan.blobs() {
@@ -296,6 +298,7 @@ pub async fn pull(
 
     // Config and manifest last, then the tag: the store never names an image it cannot mount.
     store_manifest(&store, r, &fetched, true)?;
+    store.pull_done(&fetched.digest);
     let bytes_fetched = layers.iter().filter(|l| !l.cached).map(|l| l.size).sum();
     let bytes_received = layers.iter().map(|l| l.bytes_received).sum();
     let chunks_refetched = layers.iter().map(|l| l.chunks_refetched).sum();

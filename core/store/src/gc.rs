@@ -123,6 +123,26 @@ impl Store {
             roots.push(rec.manifest_digest.to_string());
             keep.extend(rec.blobs.iter().map(Digest::to_string));
         }
+        // Pulls under way or interrupted within the TTL keep their manifests' blobs for the
+        // resume (Store::note_pull); older notes go, and their blobs with them.
+        let pulls = self.root.join("pulls");
+        if let Ok(entries) = fs::read_dir(&pulls) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let fresh = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age < ingest_ttl);
+                match Digest::sha256_from_hex(&name) {
+                    Ok(d) if fresh => roots.push(d.to_string()),
+                    _ => {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
         // Walk manifests and indexes from the roots. Digests stay text here: whatever a stored
         // manifest names is kept, and only what parses as a digest is read.
         while let Some(text) = roots.pop() {

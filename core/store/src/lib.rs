@@ -684,6 +684,40 @@ impl Store {
         }
     }
 
+    /// Stores the manifest `bytes` (digest `digest`, verified) untagged and notes that a pull of
+    /// it is under way (`pulls/<hex>`), so that `gc` keeps the blobs it names while the note is
+    /// younger than the partial-download TTL: an interrupted pull's finished blobs then wait
+    /// for its resume as its partial downloads do (s10 fresh-eyes pass: gc removed them and
+    /// the re-run fetched them again). [`Store::pull_done`] removes the note.
+    ///
+    /// Errors: [`StoreError::DigestMismatch`] when `bytes` do not hash to `digest`; I/O errors.
+    pub fn note_pull(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        let stored = self.put_blob_bytes(bytes)?;
+        if &stored != digest {
+            return Err(StoreError::DigestMismatch {
+                digest: digest.to_string(),
+                actual: stored.to_string(),
+            });
+        }
+        let dir = self.root.join("pulls");
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let note = dir.join(digest_hex(digest)?);
+        // A fresh time on every attempt: the TTL counts from the last one.
+        write_atomic_mode(&note, b"", record_mode(self.access))
+    }
+
+    /// Removes the note [`Store::note_pull`] made, once the pull's tag is written. Failures are
+    /// logged: a stale note only keeps blobs until it expires.
+    pub fn pull_done(&self, digest: &Digest) {
+        let Ok(hex) = digest_hex(digest) else { return };
+        let note = self.root.join("pulls").join(hex);
+        if let Err(e) = fs::remove_file(&note)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {e}", note.display());
+        }
+    }
+
     /// Takes the lock of the mount point `target` (canonical) without waiting: `Ok(None)` when
     /// another process holds it. A command holds it from checking the mount point until its
     /// mount is recorded (or given up), so two mounts on one directory cannot both pass the
