@@ -858,6 +858,21 @@ fn privileged_mount_from_an_oci_layout() {
     assert_eq!(settled_leftovers(tmp.path()), Vec::<String>::new());
 }
 
+/// A small tree under `dir/src`, pushed to the OCI layout `dir/layout` as EROFS; returns the
+/// `oci:` reference of its `v1` tag.
+fn small_tree_in_a_layout(dir: &Path) -> String {
+    let src = dir.join("src");
+    small_tree(&src);
+    let dest = format!("oci:{}:v1", dir.join("layout").display());
+    fspack(&dir.join("s0"))
+        .args(["-q", "push"])
+        .arg(&src)
+        .arg(&dest)
+        .assert()
+        .success();
+    dest
+}
+
 /// s10 fresh-eyes pass: a mount on the store, inside it or on a directory above it hid the
 /// store; writing the mount record then failed, the mount stayed, and `umount` could not find
 /// it. Each is now refused before mount(2) (exit 2), and nothing is left mounted.
@@ -867,16 +882,7 @@ fn privileged_a_mount_point_over_or_inside_the_store_is_refused() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    small_tree(&src);
-    let layout = tmp.path().join("layout");
-    let dest = format!("oci:{}:v1", layout.display());
-    fspack(&tmp.path().join("s0"))
-        .args(["-q", "push"])
-        .arg(&src)
-        .arg(&dest)
-        .assert()
-        .success();
+    let dest = small_tree_in_a_layout(tmp.path());
     let above = tmp.path().join("above");
     let store = above.join("store");
     fspack(&store)
@@ -917,15 +923,7 @@ fn privileged_a_damaged_mount_record_stops_gc_alone() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    small_tree(&src);
-    let dest = format!("oci:{}:v1", tmp.path().join("layout").display());
-    fspack(&tmp.path().join("s0"))
-        .args(["-q", "push"])
-        .arg(&src)
-        .arg(&dest)
-        .assert()
-        .success();
+    let dest = small_tree_in_a_layout(tmp.path());
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
     fspack(&store)
@@ -974,15 +972,7 @@ fn privileged_a_mount_point_that_cannot_be_created_on_a_read_only_fs_is_bad_usag
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    small_tree(&src);
-    let dest = format!("oci:{}:v1", tmp.path().join("layout").display());
-    fspack(&tmp.path().join("s0"))
-        .args(["-q", "push"])
-        .arg(&src)
-        .arg(&dest)
-        .assert()
-        .success();
+    let dest = small_tree_in_a_layout(tmp.path());
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
     fspack(&store)
