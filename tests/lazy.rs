@@ -1024,3 +1024,43 @@ fn privileged_a_registry_that_stops_answering_is_named_by_ls_once_a_read_times_o
     });
     proxy.set_delay_ms_per_mib(0);
 }
+
+/// s10 fresh-eyes pass: while a lazy mount filled, `images` said the store held no images and
+/// `rmi` that the reference was not in the store (the tag is written when the fill ends). The
+/// image is listed as filling now, and `rmi` says why it cannot remove it yet.
+#[test]
+fn privileged_a_filling_lazy_mount_is_listed_by_images_and_named_by_rmi() {
+    let Some(Setup {
+        reg: _reg,
+        proxy,
+        tmp,
+        src: _,
+        reference,
+        store,
+        mnt,
+    }) = setup("listed", 12)
+    else {
+        return;
+    };
+    proxy.set_delay_ms_per_mib(5_000);
+    mount_lazy_with(&store, &reference, &mnt, 30_000, &["--jobs", "1"]);
+    then_umount(tmp.path(), &store, &mnt, || {
+        let out = run_ok(fspack(&store).args(["images", "--json"]));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let image = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["reference"] == reference.as_str())
+            .unwrap_or_else(|| panic!("not listed: {list}"));
+        assert_eq!(image["filling"], true, "{image}");
+        fspack(&store)
+            .args(["rmi", &reference])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(
+                "is being filled by the lazy mount",
+            ));
+    });
+    proxy.set_delay_ms_per_mib(0);
+}

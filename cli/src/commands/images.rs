@@ -23,11 +23,14 @@ pub fn images(args: ImagesArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let rows: Vec<[String; 5]> = list
         .iter()
         .map(|i| {
-            let mounted: Vec<String> = i
+            let mut mounted: Vec<String> = i
                 .mounted_at
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect();
+            if i.filling {
+                mounted.push("(lazy, filling: tagged when complete)".into());
+            }
             [
                 i.reference.clone(),
                 crate::output::short_digest(i.manifest_digest.as_str()).to_string(),

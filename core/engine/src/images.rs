@@ -24,30 +24,47 @@ pub struct StoredImage {
     pub size: u64,
     /// Mount points of fspack mounts made from this manifest.
     pub mounted_at: Vec<PathBuf>,
+    /// A lazy mount is still filling it: it is tagged (and `rmi` can name it) once every blob
+    /// is in the store.
+    pub filling: bool,
 }
 
-/// The store's tags, sorted by name.
+/// The store's tags, sorted by name, then the images of lazy mounts still filling (untagged
+/// until their fill ends: s10 fresh-eyes pass, `images` said the store held none).
 ///
 /// Errors: the store's, when `index.json` or the mount records cannot be read.
 pub fn images(store: &Store) -> Result<Vec<StoredImage>> {
     let records = live_records(store)?;
     let mut out = Vec::new();
-    for (reference, d) in store.tags()? {
+    let tags = store.tags()?;
+    let filling = records
+        .iter()
+        .filter(|r| r.lazy.is_some() && !tags.iter().any(|(t, _)| *t == r.reference))
+        .map(|r| (r.reference.clone(), r.manifest_digest.clone(), true));
+    let tagged = tags
+        .iter()
+        .map(|(t, d)| (t.clone(), d.digest.clone(), false));
+    let mut seen = std::collections::HashSet::new();
+    for (reference, digest, filling) in tagged.chain(filling) {
+        if !seen.insert(reference.clone()) {
+            continue;
+        }
         let manifest = store
-            .read_blob(&d.digest, MAX_MANIFEST)
+            .read_blob(&digest, MAX_MANIFEST)
             .ok()
             .and_then(|b| parse_manifest(&b, &reference).ok());
         let (format, size) = match &manifest {
             Some(m) => (format_of(m), m.layers.iter().map(|l| l.size).sum()),
             None => ("?".to_string(), 0),
         };
-        let mounted_at = mounted_from(&records, &d.digest);
+        let mounted_at = mounted_from(&records, &digest);
         out.push(StoredImage {
             reference,
-            manifest_digest: d.digest,
+            manifest_digest: digest,
             format,
             size,
             mounted_at,
+            filling,
         });
     }
     Ok(out)
@@ -113,6 +130,23 @@ pub fn remove(store: &Store, names: &[String]) -> Result<Vec<Untagged>> {
             None => missing.push(name.as_str()),
         }
     }
+    // An image a lazy mount is filling has no tag yet: say so rather than "not in the store".
+    let records = live_records(store)?;
+    if let Some(r) = records.iter().find(|r| {
+        r.lazy.is_some()
+            && missing.iter().any(|m| {
+                *m == r.reference || Target::parse(m).is_ok_and(|t| t.to_string() == r.reference)
+            })
+    }) {
+        return Err(EngineError::Usage(format!(
+            "{} is being filled by the lazy mount at {}; it is tagged once complete (`{} ls --wait`), then rmi can remove it; `{} umount {}` stops the fill",
+            r.reference,
+            r.target.display(),
+            store.command(),
+            store.command(),
+            crate::shell_word(&r.target)
+        )));
+    }
     if !missing.is_empty() {
         // All or nothing, and said so: a user who listed several names must not have to guess
         // which of them went (s10 fresh-eyes pass).
@@ -134,7 +168,6 @@ pub fn remove(store: &Store, names: &[String]) -> Result<Vec<Untagged>> {
             store.command()
         )));
     }
-    let records = live_records(store)?;
     let mut out = Vec::new();
     for name in resolved {
         let Some(d) = store.untag(&name)? else {
