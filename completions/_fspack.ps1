@@ -251,6 +251,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
         'fspack;gc' {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]')
             [CompletionResult]::new('--partial', '--partial', [CompletionResultType]::ParameterName, 'Also remove partial downloads now, whatever their age (they are otherwise kept for a day so that an interrupted pull or lazy mount resumes); ones in use are kept')
+            [CompletionResult]::new('--no-wait', '--no-wait', [CompletionResultType]::ParameterName, 'Fail at once (exit 1) while another fspack process uses the store, instead of waiting for it (a lazy mount holds the store until its fill completes)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON on stdout (messages stay on stderr)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print less: no progress bars, only errors and requested data')

@@ -232,7 +232,7 @@ _fspack() {
             return 0
             ;;
         fspack__subcmd__gc)
-            opts="-q -v -h -V --partial --json --store --quiet --verbose --help --version"
+            opts="-q -v -h -V --partial --no-wait --json --store --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

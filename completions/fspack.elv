@@ -237,6 +237,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
         &'fspack;gc'= {
             cand --store 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]'
             cand --partial 'Also remove partial downloads now, whatever their age (they are otherwise kept for a day so that an interrupted pull or lazy mount resumes); ones in use are kept'
+            cand --no-wait 'Fail at once (exit 1) while another fspack process uses the store, instead of waiting for it (a lazy mount holds the store until its fill completes)'
             cand --json 'Print the result as JSON on stdout (messages stay on stderr)'
             cand -q 'Print less: no progress bars, only errors and requested data'
             cand --quiet 'Print less: no progress bars, only errors and requested data'

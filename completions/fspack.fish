@@ -188,6 +188,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s h -l help -d 'Prin
 complete -c fspack -n "__fish_fspack_using_subcommand rmi" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -l store -d 'Local store (an OCI image layout) for pulled images [default: $FSPACK_STORE, else /var/lib/fspack as root, $XDG_DATA_HOME/fspack otherwise]' -r -F
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -l partial -d 'Also remove partial downloads now, whatever their age (they are otherwise kept for a day so that an interrupted pull or lazy mount resumes); ones in use are kept'
+complete -c fspack -n "__fish_fspack_using_subcommand gc" -l no-wait -d 'Fail at once (exit 1) while another fspack process uses the store, instead of waiting for it (a lazy mount holds the store until its fill completes)'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -l json -d 'Print the result as JSON on stdout (messages stay on stderr)'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -s q -l quiet -d 'Print less: no progress bars, only errors and requested data'
 complete -c fspack -n "__fish_fspack_using_subcommand gc" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'

@@ -1061,6 +1061,13 @@ fn privileged_a_filling_lazy_mount_is_listed_by_images_and_named_by_rmi() {
             .stderr(predicates::str::contains(
                 "is being filled by the lazy mount",
             ));
+        // gc waits for the fill; with --no-wait it says why it cannot run, at once.
+        fspack(&store)
+            .args(["gc", "--no-wait"])
+            .timeout(Duration::from_secs(20))
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains("gc --no-wait does not wait"));
     });
     proxy.set_delay_ms_per_mib(0);
 }

@@ -680,6 +680,10 @@ pub struct GcArgs {
     /// day so that an interrupted pull or lazy mount resumes); ones in use are kept.
     #[arg(long)]
     pub partial: bool,
+    /// Fail at once (exit 1) while another fspack process uses the store, instead of waiting
+    /// for it (a lazy mount holds the store until its fill completes).
+    #[arg(long)]
+    pub no_wait: bool,
     /// Print the result as JSON on stdout (messages stay on stderr).
     #[arg(long)]
     pub json: bool,

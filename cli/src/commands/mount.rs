@@ -380,11 +380,12 @@ pub fn gc(args: GcArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let report = match super::existing_store(g)? {
         Some(store) => {
             // Mounts released by a plain umount(8) first, so their blobs and shards go too.
-            let collected = if args.partial {
-                fspack_engine::gc::gc_with(&store, std::time::Duration::ZERO)?
+            let ttl = if args.partial {
+                std::time::Duration::ZERO
             } else {
-                fspack_engine::gc::gc(&store)?
+                fspack_engine::DEFAULT_INGEST_TTL
             };
+            let collected = fspack_engine::gc::gc_with(&store, ttl, !args.no_wait)?;
             for t in &collected.released {
                 if !g.quiet {
                     eprintln!(

@@ -84,6 +84,21 @@ impl Store {
         keep_extra: &[String],
         ingest_ttl: std::time::Duration,
     ) -> Result<GcReport> {
+        self.gc_waiting(keep_extra, ingest_ttl, true)
+    }
+
+    /// [`Store::gc_with`]; with `wait` false, fails at once instead of waiting while other
+    /// processes hold the store (`gc --no-wait`, for scripts and timers: a lazy mount holds it
+    /// for as long as its fill takes; s10 fresh-eyes pass).
+    ///
+    /// Errors: [`StoreError::Io`] of kind `WouldBlock` on `locks/gc.lock` when the store is in
+    /// use and `wait` is false; otherwise as [`Store::gc`].
+    pub fn gc_waiting(
+        &self,
+        keep_extra: &[String],
+        ingest_ttl: std::time::Duration,
+        wait: bool,
+    ) -> Result<GcReport> {
         // Trade our own shared lock for the exclusive one, and take the shared one back after.
         let _ = self.gc_guard.lock().expect("not poisoned").take();
         // A lazy mount's server holds the store until its fill completes, which can take as
@@ -93,6 +108,18 @@ impl Store {
             rustix::fs::FlockOperation::NonBlockingLockExclusive,
         ) {
             Ok(f) => f,
+            Err(_) if !wait => {
+                let path = self.root.join("locks").join("gc.lock");
+                *self.gc_guard.lock().expect("not poisoned") =
+                    Some(self.lock_file("gc.lock", rustix::fs::FlockOperation::LockShared)?);
+                return Err(StoreError::io(
+                    &path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        "the store is in use by another fspack process (a pull, a push, or a lazy mount still filling: `fspack ls` shows its progress); gc --no-wait does not wait for it",
+                    ),
+                ));
+            }
             Err(_) => {
                 tracing::warn!(
                     "waiting for the other fspack processes using the store {} to finish (a pull, a push, or a lazy mount still filling: `fspack ls` shows its progress)",
