@@ -135,7 +135,8 @@ pub fn remove(store: &Store, names: &[String]) -> Result<Vec<Untagged>> {
     if let Some(r) = records.iter().find(|r| {
         r.lazy.is_some()
             && missing.iter().any(|m| {
-                *m == r.reference || Target::parse(m).is_ok_and(|t| t.to_string() == r.reference)
+                *m == r.reference
+                    || normalised_name(m).is_ok_and(|n| n.as_ref() == Some(&r.reference))
             })
     }) {
         return Err(EngineError::Usage(format!(
@@ -189,16 +190,21 @@ fn stored_name(store: &Store, name: &str) -> Result<Option<String>> {
     if store.resolve(name)?.is_some() {
         return Ok(Some(name.to_string()));
     }
-    let normalised = match Target::parse(name) {
-        Ok(Target::Registry(r)) => Some(r.to_string()),
-        Ok(Target::Layout { path, tag }) => crate::import::layout_name(&path, &tag).ok(),
-        // Neither a stored name nor a reference at all: a typo, said as such (exit 2).
-        Err(e) => return Err(e),
-    };
-    if let Some(n) = normalised
+    if let Some(n) = normalised_name(name)?
         && store.resolve(&n)?.is_some()
     {
         return Ok(Some(n));
     }
     Ok(None)
+}
+
+/// The name a pull of `name` stores under (`host/repo` as `host/repo:latest`, an `oci:` layout
+/// by its canonical path); `None` for a layout path that cannot be resolved.
+///
+/// Errors: [`EngineError::Usage`] when `name` is no reference at all: a typo, said as such.
+fn normalised_name(name: &str) -> Result<Option<String>> {
+    Ok(match Target::parse(name)? {
+        Target::Registry(r) => Some(r.to_string()),
+        Target::Layout { path, tag } => crate::import::layout_name(&path, &tag).ok(),
+    })
 }

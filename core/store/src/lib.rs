@@ -726,11 +726,8 @@ impl Store {
     ///
     /// Errors: [`StoreError::Io`] when `locks/` cannot be written.
     pub fn try_lock_mount_point(&self, target: &Path) -> Result<Option<File>> {
-        use sha2::Digest as _;
-        use std::os::unix::ffi::OsStrExt;
-        let hex = hex::encode(sha2::Sha256::digest(target.as_os_str().as_bytes()));
         match self.lock_file(
-            &format!("{MOUNT_LOCK_PREFIX}{hex}.lock"),
+            &format!("{MOUNT_LOCK_PREFIX}{}.lock", records::target_key(target)),
             rustix::fs::FlockOperation::NonBlockingLockExclusive,
         ) {
             Ok(f) => Ok(Some(f)),

@@ -49,11 +49,17 @@ pub struct LazyRecord {
     pub state_dir: PathBuf,
 }
 
+/// The name a mount point goes by in the store: the hex sha256 of its path, so one file per
+/// mount point whatever its name (its record, its note of created directories, its lock).
+pub(crate) fn target_key(target: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    hex::encode(Sha256::digest(target.as_os_str().as_bytes()))
+}
+
 /// `mounts/<sha256 of the target path>.json`: one file per mount point, whatever its name.
 fn record_path(root: &Path, target: &Path) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    let h = Sha256::digest(target.as_os_str().as_bytes());
-    root.join("mounts").join(format!("{}.json", hex::encode(h)))
+    root.join("mounts")
+        .join(format!("{}.json", target_key(target)))
 }
 
 pub(crate) fn write(root: &Path, rec: &MountRecord) -> Result<()> {

@@ -62,11 +62,12 @@ pub fn layers_for(
                 && built_shards(&crate::build::blob_dir(source))?.is_some() =>
         {
             // `build --shards` writes OUT.d/ and no OUT (s10 fresh-eyes pass).
+            let shards = crate::build::blob_dir(source);
             return Err(EngineError::NotFound(format!(
                 "{} does not exist: a sharded SquashFS build writes its shards to {}\nhint: push {}, which holds them, or the source directory",
                 source.display(),
-                crate::build::blob_dir(source).display(),
-                crate::build::blob_dir(source).display()
+                shards.display(),
+                shards.display()
             )));
         }
         Err(e) => return Err(EngineError::io(source, e)),
@@ -233,10 +234,16 @@ pub fn built_shards(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
         Err(_) if !dir.is_dir() => return Ok(None),
         Err(e) => return Err(EngineError::io(dir, e)),
     };
+    // Every directory push asks this first: a source with any other name is told at its first
+    // entry, without listing (let alone sorting) the rest.
     let mut names = Vec::new();
     for e in entries {
         let e = e.map_err(|e| EngineError::io(dir, e))?;
-        names.push(e.file_name().to_string_lossy().into_owned());
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("shard-") && name.ends_with(".squashfs")) {
+            return Ok(None);
+        }
+        names.push(name);
     }
     names.sort();
     let expected = (0..names.len()).map(fspack_image::squashfs::shard_name);
@@ -246,9 +253,12 @@ pub fn built_shards(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
     let mut shards = Vec::new();
     for n in names {
         let path = dir.join(n);
+        if !path.is_file() {
+            return Ok(None);
+        }
         let file = std::fs::File::open(&path).map_err(|e| EngineError::io(&path, e))?;
         let probe = detect::probe(file).map_err(|e| EngineError::io(&path, e))?;
-        if !path.is_file() || probe.map(|p| p.format) != Some(Format::Squashfs) {
+        if probe.map(|p| p.format) != Some(Format::Squashfs) {
             return Ok(None);
         }
         shards.push(path);
