@@ -192,23 +192,8 @@ fn bash_completes_mount_points_for_umount() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let store_dir = tmp.path().join("store");
-    let store = fspack_store::Store::open(&store_dir).unwrap();
     for target in ["/mnt/models/llama", "/mnt/models/mistral", "/srv/other"] {
-        store
-            .record_mount(&fspack_store::MountRecord {
-                target: target.into(),
-                reference: "r".into(),
-                manifest_digest: fspack_store::parse_digest(&format!("sha256:{}", "0".repeat(64)))
-                    .unwrap(),
-                format: "erofs".into(),
-                blobs: vec![],
-                loop_devices: vec![],
-                lower_mounts: vec![],
-                created_dirs: vec![],
-                lazy: None,
-                created: 0,
-            })
-            .unwrap();
+        record_mount(&store_dir, target);
     }
     let got = bash_complete("fspack umount /mnt/models/", &store_dir);
     assert_eq!(
@@ -362,22 +347,7 @@ fn zsh_completes_subcommands_store_references_and_mount_points() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let store = store_with_tag(tmp.path());
-    fspack_store::Store::open(&store)
-        .unwrap()
-        .record_mount(&fspack_store::MountRecord {
-            target: "/mnt/models/llama".into(),
-            reference: "r".into(),
-            manifest_digest: fspack_store::parse_digest(&format!("sha256:{}", "0".repeat(64)))
-                .unwrap(),
-            format: "erofs".into(),
-            blobs: vec![],
-            loop_devices: vec![],
-            lower_mounts: vec![],
-            created_dirs: vec![],
-            lazy: None,
-            created: 0,
-        })
-        .unwrap();
+    record_mount(&store, "/mnt/models/llama");
     let subs = zsh_complete("fspack pu", "push", &store, tmp.path());
     assert!(subs.contains("push") && subs.contains("pull"), "{subs}");
     let refs = zsh_complete("fspack mount my-", "my-model-v1", &store, tmp.path());
