@@ -27,7 +27,7 @@ use crate::artifact::*;
 use crate::build::ImageSettings;
 use crate::digest_cache::DigestCache;
 use crate::error::{EngineError, Result};
-use crate::layer_hash::{IndexMode, hash, indexed_size, model_index_mode};
+use crate::layer_hash::{HashQueue, IndexMode, hash, indexed_size, model_index_mode};
 use crate::report::Reporter;
 use crate::staged::{Layer, Prepared, Primary};
 use crate::target::Target;
@@ -152,6 +152,7 @@ pub async fn push(
         reporter: &reporter,
         cache,
         bar: hash_bar,
+        hashing: HashQueue::new(),
     };
     let (done, config) = task.run_all(source, &prepared.layers, primary).await?;
     reporter.finish(hash_bar);
@@ -272,6 +273,8 @@ struct LayerTask<'a> {
     cache: Option<DigestCache>,
     /// The hashing phase's bar.
     bar: usize,
+    /// Where layers are hashed, one after another in manifest order.
+    hashing: HashQueue,
 }
 
 impl LayerTask<'_> {
@@ -346,8 +349,8 @@ impl LayerTask<'_> {
     }
 
     /// Hashes layer `l` (or finds its digest in the cache) with its chunk index, then readies
-    /// the destination for it ([`Destination::prepare`]). The hash starts at once, before the
-    /// future is polled ([`hash`]), so a `buffered` stream hashes ahead.
+    /// the destination for it ([`Destination::prepare`]). The hash is queued at once, before the
+    /// future is polled ([`hash`]), so a `buffered` stream hashes ahead, in manifest order.
     fn ready(
         &self,
         index: Option<usize>,
@@ -359,6 +362,7 @@ impl LayerTask<'_> {
             false => IndexMode::Embedded,
         };
         let hashing = hash(
+            &self.hashing,
             l.source.clone(),
             self.reporter.clone(),
             self.bar,
