@@ -472,6 +472,73 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Image(kinds::Image::Changed));
     }
 
+    /// Grows the file at `.0` when the upload of the layer titled `.1` starts, after it was
+    /// hashed.
+    struct GrowWhenSending(std::path::PathBuf, &'static str);
+
+    impl crate::report::Reporter for GrowWhenSending {
+        fn start(&self, name: &str, _: u64) -> usize {
+            use std::io::Write;
+            if name == self.1 {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&self.0)
+                    .unwrap();
+                f.write_all(&[7; 4096]).unwrap();
+            }
+            0
+        }
+        fn advance(&self, _: usize, _: u64) {}
+        fn reset(&self, _: usize, _: u64) {}
+        fn finish(&self, _: usize) {}
+        fn message(&self, _: &str) {}
+    }
+
+    /// s10 left item: a file that changes after it was hashed, while it is sent, is named as a
+    /// file that changed during the push, not reported as the destination's write error.
+    #[test]
+    fn a_file_that_grows_while_it_is_sent_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("model");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("config.json"), b"{}").unwrap();
+        let weights = src.join("model.safetensors");
+        std::fs::write(&weights, vec![1u8; 64 << 10]).unwrap();
+        let layout = tmp.path().join("layout");
+        let target = crate::target::Target::parse(&format!("oci:{}:v1", layout.display())).unwrap();
+        let settings = crate::push::PushSettings {
+            image: ImageSettings::default(),
+            jobs: 1,
+            upload: Default::default(),
+            annotations: vec![],
+            staging_store: None,
+            modelpack: true,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(crate::push::push(
+                &src,
+                &target,
+                &settings,
+                None,
+                Arc::new(GrowWhenSending(weights.clone(), "model.safetensors")),
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::ChangedDuringPush { path, .. } if path.ends_with("model/model.safetensors")),
+            "{err:?}"
+        );
+        // No tag: the layout's index names no manifest.
+        let index = std::fs::read_to_string(layout.join("index.json")).unwrap_or_default();
+        assert!(
+            !index.contains("org.opencontainers.image.ref.name"),
+            "{index}"
+        );
+    }
+
     #[test]
     fn times_are_go_style_rfc3339() {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00Z");

@@ -400,7 +400,16 @@ impl LayerTask<'_> {
         let skipped = self
             .dest
             .upload(&q.blob, &d, q.ready, settings, reporter)
-            .await?;
+            .await
+            .map_err(|e| match changed_source(&e) {
+                Some((path, what)) if settings.modelpack => {
+                    EngineError::ChangedDuringPush { path, what }
+                }
+                Some((path, what)) => {
+                    EngineError::Image(fspack_image::Error::FileChanged { path, what })
+                }
+                None => e,
+            })?;
         let chunk_index = match q.standalone {
             Some(bytes) => {
                 let ix = standalone_descriptor(&d, &bytes);
@@ -417,6 +426,34 @@ impl LayerTask<'_> {
             chunk_index,
         })
     }
+}
+
+/// The source file and what changed, when `e` comes from a source that changed after it was
+/// hashed, while it was sent (`fspack_image::Error::FileChanged` from the plan reader, wrapped
+/// in the destination's I/O error or, for a registry, in the upload's network error). Walks
+/// the `source` chain, looking inside `io::Error`s, whose own `source` skips the error they
+/// wrap.
+fn changed_source(e: &EngineError) -> Option<(PathBuf, String)> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let mut inner = Some(err);
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            inner = io
+                .get_ref()
+                .map(|i| i as &(dyn std::error::Error + 'static));
+        }
+        for candidate in [Some(err), inner].into_iter().flatten() {
+            if let Some(fspack_image::Error::FileChanged { path, what }) = candidate.downcast_ref()
+            {
+                return Some((path.clone(), what.clone()));
+            }
+        }
+        cur = match inner {
+            Some(i) if !std::ptr::addr_eq(i, err) => Some(i),
+            _ => err.source(),
+        };
+    }
+    None
 }
 
 /// A blob whose digest is known and whose destination is ready for its bytes.
