@@ -647,9 +647,6 @@ impl Read for PlanReader {
             let left = seg.len() - self.pos;
             if left == 0 || out.is_empty() {
                 if left == 0 {
-                    if let (Segment::File { path, expect, .. }, Some(f)) = (seg, &self.file) {
-                        check_unchanged(f, path, expect).map_err(io::Error::other)?;
-                    }
                     self.idx += 1;
                     self.pos = 0;
                     self.file = None;
@@ -685,6 +682,12 @@ impl Read for PlanReader {
                             what: "file ended early".into(),
                         }));
                     }
+                    // Checked before the segment's last bytes are handed out, not at the next
+                    // call: an upload with a Content-Length stops reading after its last byte,
+                    // and a file changed while it was sent went up unnoticed.
+                    if n as u64 == left {
+                        check_unchanged(f, path, expect).map_err(io::Error::other)?;
+                    }
                     n
                 }
             };
@@ -697,6 +700,7 @@ impl Read for PlanReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn file_segment(path: &Path, offset: u64, len: u64) -> Segment {
         Segment::File {
@@ -749,6 +753,29 @@ mod tests {
         plan.reader().read_to_end(&mut want).unwrap();
         assert_eq!(written.len() as u64, plan.len());
         assert!(written == want, "the written file differs from the plan");
+    }
+
+    #[test]
+    fn a_reader_fails_with_the_last_bytes_of_a_file_that_changed_while_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weights");
+        std::fs::write(&p, vec![3u8; 10_000]).unwrap();
+        let plan = BlobPlan {
+            name: "one".into(),
+            segments: vec![file_segment(&p, 0, 10_000)],
+        };
+        let mut r = plan.reader();
+        let mut buf = vec![0u8; 10_000];
+        r.read_exact(&mut buf[..4_000]).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"more")
+            .unwrap();
+        // Exactly the planned length, as an upload with a Content-Length reads it.
+        let e = r.read_exact(&mut buf[4_000..]).unwrap_err();
+        assert!(e.to_string().contains("size was 10000 bytes"), "{e}");
     }
 
     #[test]
