@@ -396,21 +396,39 @@ mod tests {
         }
     }
 
-    /// A reporter that appends to `grow` when hashing starts: after the push planned the file's
-    /// size, before it reads the file.
-    struct GrowWhenHashing(std::path::PathBuf);
+    /// When [`Grower`] appends 4 KiB to the file it watches.
+    enum GrowWhen {
+        /// When hashing starts: after the push planned the file's size, before it reads it.
+        Hashing,
+        /// When the upload of the layer with this title starts, after it was hashed.
+        Sending(&'static str),
+    }
 
-    impl crate::report::Reporter for GrowWhenHashing {
-        fn start_phase(&self, _: &str, _: u64) -> usize {
+    /// A reporter that grows the file `.0` at the moment `.1` names.
+    struct Grower(std::path::PathBuf, GrowWhen);
+
+    impl Grower {
+        fn grow(&self) {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&self.0)
                 .unwrap();
             f.write_all(&[7; 4096]).unwrap();
+        }
+    }
+
+    impl crate::report::Reporter for Grower {
+        fn start_phase(&self, _: &str, _: u64) -> usize {
+            if matches!(self.1, GrowWhen::Hashing) {
+                self.grow();
+            }
             0
         }
-        fn start(&self, _: &str, _: u64) -> usize {
+        fn start(&self, name: &str, _: u64) -> usize {
+            if matches!(self.1, GrowWhen::Sending(title) if title == name) {
+                self.grow();
+            }
             0
         }
         fn advance(&self, _: usize, _: u64) {}
@@ -419,12 +437,10 @@ mod tests {
         fn message(&self, _: &str) {}
     }
 
-    /// Review finding B1: a file that grows during `push --modelpack` fails naming the file and
-    /// the push, with the kind (and so the exit code) of a file that changed under an EROFS
-    /// push; not "the image sources: the source gave N bytes, M were planned".
-    #[test]
-    fn a_file_that_grows_during_the_push_is_named() {
-        use crate::error::{ErrorKind, kinds};
+    /// Pushes a model (`config.json` and a 64 KiB `model.safetensors`) with `--modelpack` into
+    /// an `oci:` layout tagged `v1`, growing the weights at `when`. Returns the push's error and
+    /// the layout's `index.json` afterwards (empty when there is none).
+    fn push_growing(when: GrowWhen) -> (EngineError, String) {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("model");
         std::fs::create_dir(&src).unwrap();
@@ -451,9 +467,20 @@ mod tests {
                 &target,
                 &settings,
                 None,
-                Arc::new(GrowWhenHashing(weights.clone())),
+                Arc::new(Grower(weights, when)),
             ))
             .unwrap_err();
+        let index = std::fs::read_to_string(layout.join("index.json")).unwrap_or_default();
+        (err, index)
+    }
+
+    /// Review finding B1: a file that grows during `push --modelpack` fails naming the file and
+    /// the push, with the kind (and so the exit code) of a file that changed under an EROFS
+    /// push; not "the image sources: the source gave N bytes, M were planned".
+    #[test]
+    fn a_file_that_grows_during_the_push_is_named() {
+        use crate::error::{ErrorKind, kinds};
+        let (err, _) = push_growing(GrowWhen::Hashing);
         let msg = err.to_string();
         assert!(
             matches!(&err, EngineError::ChangedDuringPush { path, .. } if path.ends_with("model/model.safetensors")),
@@ -472,67 +499,16 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Image(kinds::Image::Changed));
     }
 
-    /// Grows the file at `.0` when the upload of the layer titled `.1` starts, after it was
-    /// hashed.
-    struct GrowWhenSending(std::path::PathBuf, &'static str);
-
-    impl crate::report::Reporter for GrowWhenSending {
-        fn start(&self, name: &str, _: u64) -> usize {
-            use std::io::Write;
-            if name == self.1 {
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&self.0)
-                    .unwrap();
-                f.write_all(&[7; 4096]).unwrap();
-            }
-            0
-        }
-        fn advance(&self, _: usize, _: u64) {}
-        fn reset(&self, _: usize, _: u64) {}
-        fn finish(&self, _: usize) {}
-        fn message(&self, _: &str) {}
-    }
-
     /// s10 left item: a file that changes after it was hashed, while it is sent, is named as a
     /// file that changed during the push, not reported as the destination's write error.
     #[test]
     fn a_file_that_grows_while_it_is_sent_is_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("model");
-        std::fs::create_dir(&src).unwrap();
-        std::fs::write(src.join("config.json"), b"{}").unwrap();
-        let weights = src.join("model.safetensors");
-        std::fs::write(&weights, vec![1u8; 64 << 10]).unwrap();
-        let layout = tmp.path().join("layout");
-        let target = crate::target::Target::parse(&format!("oci:{}:v1", layout.display())).unwrap();
-        let settings = crate::push::PushSettings {
-            image: ImageSettings::default(),
-            jobs: 1,
-            upload: Default::default(),
-            annotations: vec![],
-            staging_store: None,
-            modelpack: true,
-        };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .unwrap();
-        let err = rt
-            .block_on(crate::push::push(
-                &src,
-                &target,
-                &settings,
-                None,
-                Arc::new(GrowWhenSending(weights.clone(), "model.safetensors")),
-            ))
-            .unwrap_err();
+        let (err, index) = push_growing(GrowWhen::Sending("model.safetensors"));
         assert!(
             matches!(&err, EngineError::ChangedDuringPush { path, .. } if path.ends_with("model/model.safetensors")),
             "{err:?}"
         );
         // No tag: the layout's index names no manifest.
-        let index = std::fs::read_to_string(layout.join("index.json")).unwrap_or_default();
         assert!(
             !index.contains("org.opencontainers.image.ref.name"),
             "{index}"

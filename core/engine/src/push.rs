@@ -372,14 +372,9 @@ impl LayerTask<'_> {
         let (media_type, annotations) = (l.media_type.clone(), l.annotations.clone());
         let modelpack = self.settings.modelpack;
         async move {
-            let hashed = hashing.await.map_err(|e| match e {
-                EngineError::Image(fspack_image::Error::FileChanged { path, what })
-                    if modelpack =>
-                {
-                    EngineError::ChangedDuringPush { path, what }
-                }
-                e => e,
-            })?;
+            let hashed = hashing
+                .await
+                .map_err(|e| changed_during_push(e, modelpack))?;
             let mut d = descriptor(&media_type, &hashed.digest, hashed.blob.size(), annotations);
             d.annotations.extend(hashed.annotations);
             let ready = self.dest.prepare(&d, self.reporter).await?;
@@ -401,15 +396,7 @@ impl LayerTask<'_> {
             .dest
             .upload(&q.blob, &d, q.ready, settings, reporter)
             .await
-            .map_err(|e| match changed_source(&e) {
-                Some((path, what)) if settings.modelpack => {
-                    EngineError::ChangedDuringPush { path, what }
-                }
-                Some((path, what)) => {
-                    EngineError::Image(fspack_image::Error::FileChanged { path, what })
-                }
-                None => e,
-            })?;
+            .map_err(|e| changed_during_push(e, settings.modelpack))?;
         let chunk_index = match q.standalone {
             Some(bytes) => {
                 let ix = standalone_descriptor(&d, &bytes);
@@ -428,29 +415,37 @@ impl LayerTask<'_> {
     }
 }
 
-/// The source file and what changed, when `e` comes from a source that changed after it was
-/// hashed, while it was sent (`fspack_image::Error::FileChanged` from the plan reader, wrapped
-/// in the destination's I/O error or, for a registry, in the upload's network error). Walks
-/// the `source` chain, looking inside `io::Error`s, whose own `source` skips the error they
-/// wrap.
+/// `e` as the source file that changed during the push, when a changed file caused it, whether
+/// found while hashing or while sending; any other error as it is. A ModelPack push names the
+/// file as its own ([`EngineError::ChangedDuringPush`]), an image push as the image crate's
+/// `FileChanged`.
+fn changed_during_push(e: EngineError, modelpack: bool) -> EngineError {
+    match changed_source(&e) {
+        Some((path, what)) if modelpack => EngineError::ChangedDuringPush { path, what },
+        Some((path, what)) => EngineError::Image(fspack_image::Error::FileChanged { path, what }),
+        None => e,
+    }
+}
+
+/// The source file and what changed, when `e` is, or wraps, the plan reader's
+/// `fspack_image::Error::FileChanged`: directly (the hash's error), in the destination's I/O
+/// error, or, for a registry, in the upload's network error. An `io::Error`'s own `source`
+/// skips the error it wraps, so the walk steps into it instead.
 fn changed_source(e: &EngineError) -> Option<(PathBuf, String)> {
+    if let EngineError::Image(fspack_image::Error::FileChanged { path, what }) = e {
+        return Some((path.clone(), what.clone()));
+    }
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        let mut inner = Some(err);
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            inner = io
-                .get_ref()
-                .map(|i| i as &(dyn std::error::Error + 'static));
+        if let Some(fspack_image::Error::FileChanged { path, what }) = err.downcast_ref() {
+            return Some((path.clone(), what.clone()));
         }
-        for candidate in [Some(err), inner].into_iter().flatten() {
-            if let Some(fspack_image::Error::FileChanged { path, what }) = candidate.downcast_ref()
-            {
-                return Some((path.clone(), what.clone()));
-            }
-        }
-        cur = match inner {
-            Some(i) if !std::ptr::addr_eq(i, err) => Some(i),
-            _ => err.source(),
+        cur = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner),
+            None => err.source(),
         };
     }
     None
