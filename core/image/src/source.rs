@@ -203,7 +203,7 @@ impl BlobPlan {
     /// [`BufferedOut`]); larger source files are copied in the kernel.
     fn write_to_file(&self, out: &mut File, out_path: &Path) -> Result<()> {
         let out: &File = out;
-        let end = std::thread::scope(|s| {
+        let extend_to = std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, u64)>(WRITE_BUFFERS);
             let (back_tx, back) = std::sync::mpsc::sync_channel(WRITE_BUFFERS);
             let writer = s.spawn(move || {
@@ -232,15 +232,15 @@ impl BlobPlan {
                 .write_segments(&mut w)
                 .and_then(|()| w.flush())
                 .and_then(|()| w.drain());
-            let (end, trailing_hole) = (w.written + w.hole, w.hole);
+            let extend_to = (w.hole > 0).then_some(w.written + w.hole);
             // Ends the writer's loop; it has nothing left to write once drained.
             drop(w);
             writer.join().expect("the writer thread does not panic");
-            r.map(|()| (end, trailing_hole))
+            r.map(|()| extend_to)
         })?;
         // Trailing zeros: extend the file so it has the planned length (a hole, no bytes written).
-        if end.1 > 0 {
-            out.set_len(end.0).map_err(|e| Error::io(out_path, e))?;
+        if let Some(len) = extend_to {
+            out.set_len(len).map_err(|e| Error::io(out_path, e))?;
         }
         Ok(())
     }
