@@ -117,6 +117,29 @@ impl BlobSource for BytesSource {
 
 type SourceError = Arc<Mutex<Option<std::io::Error>>>;
 
+/// One read of a source on its way into a request body. When the body has sent it and drops it,
+/// the buffer goes back to the reading thread: a fresh `vec![0; 256 KiB]` per read was a memset of
+/// every byte pushed (3 % of a 2 GiB push's CPU, issue 14), since the allocator hands back
+/// reused heap blocks that `calloc` has to zero.
+struct Recycled {
+    buf: Vec<u8>,
+    len: usize,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        // The reader may have finished; then the buffer is simply freed.
+        let _ = self.home.send(std::mem::take(&mut self.buf));
+    }
+}
+
 /// A request body streaming `len` bytes of `source` from `offset`; a read failure is parked in
 /// `failed` so the caller can report it as the source's fault, not the network's.
 fn source_body(
@@ -128,13 +151,15 @@ fn source_body(
 ) -> reqwest::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CHANNEL_DEPTH);
     tokio::task::spawn_blocking(move || {
+        let (home, spare) = std::sync::mpsc::channel::<Vec<u8>>();
         let run = || -> std::io::Result<()> {
             let mut rd = source.open_at(offset)?;
             let mut left = len;
             while left > 0 {
-                let mut buf = vec![0u8; READ_SIZE.min(left as usize)];
+                let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0u8; READ_SIZE]);
+                let want = READ_SIZE.min(left as usize);
                 let n = loop {
-                    match rd.read(&mut buf) {
+                    match rd.read(&mut buf[..want]) {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         r => break r?,
                     }
@@ -149,9 +174,13 @@ fn source_body(
                         ),
                     ));
                 }
-                buf.truncate(n);
                 left -= n as u64;
-                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                let read = Recycled {
+                    buf,
+                    len: n,
+                    home: home.clone(),
+                };
+                if tx.blocking_send(Ok(Bytes::from_owner(read))).is_err() {
                     return Ok(()); // the request was dropped
                 }
             }
