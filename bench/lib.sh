@@ -186,6 +186,12 @@ registry_reset() {
     rm -rf "$WORK/reg-$1/storage"
     registry_start "$1" "$2"
 }
+# registry_cpu NAME: CPU seconds (user + system) the registry NAME has used since it started.
+registry_cpu() {
+    local pid=${REG_PID[$1]:-}
+    [[ -n $pid && -r /proc/$pid/stat ]] || { echo "?"; return; }
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / hz }' "/proc/$pid/stat"
+}
 storage_bytes() { du -sb "$WORK/reg-$1/storage" 2>/dev/null | cut -f1; }
 
 # proxy_start NAME TARGET_PORT RATE: the rate-capping, byte-counting proxy; sets PROXY_PORT.
@@ -316,6 +322,7 @@ summary() {
 
 # ---------------------------------------------------------------------------------------------
 # Measuring. measure KEY LABEL DATA REQS PREP RUN CHECK [NOTE]
+#   (measure_alternating: several such rows, separated by --, whose runs take turns.)
 #   REQS: space-separated needs: root, oras, fspack, cmd:NAME, exe:PATH, skip:VAR (unmet when
 #         $VAR is non-empty: its value is the reason); PREP and CHECK run here, untimed; RUN is
 #         an exported function, timed in its own bash under /usr/bin/time. CHECK may set
@@ -351,54 +358,82 @@ why() {
     echo "FAILED (${line:0:160})"
 }
 SECTION=
-measure() {
-    local key=$1 label=$2 data=$3 reqs=$4 prep=$5 run=$6 check=$7 note=${8:-}
-    local reason i t0 t1 rss cpu maxrss=0 times=() cpus=() size=''
-    reason=$(unmet "$reqs")
-    if [[ -n $reason ]]; then
-        log "$label [$data]: n/a ($reason)"
-        record "$key" "$label" "$data" "n/a ($reason)" "$note"
-        return 0
-    fi
-    ROW_BYTES='' ROW_SIZE='' ROW_NOTE='' ROW_SENT_PCT=''
-    local runs=$RUNS
-    for ((i = 1; i <= runs; i++)); do
-        RUN_INDEX=$i
-        if ! $prep >"$WORK/prep.log" 2>&1; then
-            record "$key" "$label" "$data" "$(why "$WORK/prep.log") [setup]" "$note"
-            log "$label [$data]: setup failed"; cat "$WORK/prep.log" >&2
-            return 0
+measure() { measure_rows "$@"; }
+# measure_alternating ROW -- ROW [-- ROW ...]: each ROW is measure's arguments; the rows' runs take
+# turns (A1 B1 A2 B2 ...), so a drift in the machine's speed during the section falls on every row
+# alike and a ratio target between them compares runs made under the same conditions.
+measure_alternating() { measure_rows "$@"; }
+measure_rows() {
+    local -a key label data prep run check note runs times cpus maxrss size bytes rnote sent done
+    local n=0 r i t0 t1 rss cpu reason more
+    local -a group=()
+    while (($# > 0)); do
+        if [[ $1 == -- ]]; then shift; continue; fi
+        group=("$@")
+        key[n]=${group[0]} label[n]=${group[1]} data[n]=${group[2]} prep[n]=${group[4]}
+        run[n]=${group[5]} check[n]=${group[6]} note[n]=''
+        [[ ${group[7]:-} != -- ]] && note[n]=${group[7]:-}
+        runs[n]=$RUNS times[n]='' cpus[n]='' maxrss[n]=0 size[n]='' bytes[n]='' rnote[n]='' sent[n]='' done[n]=''
+        reason=$(unmet "${group[3]}")
+        if [[ -n $reason ]]; then
+            log "${label[n]} [${data[n]}]: n/a ($reason)"
+            record "${key[n]}" "${label[n]}" "${data[n]}" "n/a ($reason)" "${note[n]}"
+            done[n]=skipped
         fi
-        t0=$(date +%s%N)
-        if ! "$TIME" -f '%M %U %S' -o "$WORK/time.out" bash -c "set -euo pipefail; $run" \
-            >"$WORK/run.out" 2>"$WORK/run.err"; then
-            reason=$(why "$WORK/run.err")
-            log "$label [$data]: $reason"; tail -5 "$WORK/run.err" >&2
-            record "$key" "$label" "$data" "$reason" "$note"
-            $check >/dev/null 2>&1 || true # lets the check undo mounts
-            return 0
-        fi
-        t1=$(date +%s%N)
-        read -r rss cpu < <(grep -E '^[0-9]+ [0-9.]+ [0-9.]+$' "$WORK/time.out" | tail -1 |
-            awk '{ printf "%d %d\n", $1, ($2 + $3) * 1000 }')
-        if ! $check >"$WORK/check.log" 2>&1; then
-            reason="FAILED (check: $(tail -1 "$WORK/check.log"))"
-            log "$label [$data]: $reason"
-            record "$key" "$label" "$data" "$reason" "$note"
-            return 0
-        fi
-        times+=("$(((t1 - t0) / 1000000))") cpus+=("$cpu")
-        # Long rows stop at 3 runs, very long ones (the slow peers) at 2 (see bench/run.sh --runs).
-        if ((i == 1 && runs > 3 && times[0] > ${BENCH_LONG_S:-5} * 1000)); then runs=3; fi
-        if ((i == 1 && runs > 2 && times[0] > ${BENCH_VERY_LONG_S:-10} * 1000)); then runs=2; fi
-        ((rss > maxrss)) && maxrss=$rss
-        [[ -n $ROW_SIZE ]] && size=$ROW_SIZE
-        log "$label [$data] run $i/$runs: $(awk -v ms="${times[-1]}" -v c="$cpu" 'BEGIN { printf "%.2f s (cpu %.2f s)", ms / 1000, c / 1000 }'), ${rss} KiB"
+        local take=7
+        [[ ${group[7]:-} != -- && $# -ge 8 ]] && take=8
+        shift "$take"
+        n=$((n + 1))
     done
-    [[ -n $ROW_NOTE ]] && note="${note:+$note; }$ROW_NOTE"
-    jrec row key="$key" section="$SECTION" label="$label" data="$data" status=ok \
-        wall_ms="$(IFS=,; echo "${times[*]}")" cpu_ms="$(IFS=,; echo "${cpus[*]}")" \
-        rss_kib="$maxrss" size="$size" bytes="${ROW_BYTES:-}" sent_pct="${ROW_SENT_PCT:-}" note="$note"
+    for ((i = 1; ; i++)); do
+        more=
+        for ((r = 0; r < n; r++)); do
+            [[ -z ${done[r]} ]] || continue
+            if ((i > runs[r])); then done[r]=measured; continue; fi
+            more=1
+            RUN_INDEX=$i ROW_BYTES=${bytes[r]} ROW_SIZE='' ROW_NOTE=${rnote[r]} ROW_SENT_PCT=${sent[r]}
+            if ! ${prep[r]} >"$WORK/prep.log" 2>&1; then
+                record "${key[r]}" "${label[r]}" "${data[r]}" "$(why "$WORK/prep.log") [setup]" "${note[r]}"
+                log "${label[r]} [${data[r]}]: setup failed"; cat "$WORK/prep.log" >&2
+                done[r]=failed; continue
+            fi
+            t0=$(date +%s%N)
+            if ! "$TIME" -f '%M %U %S' -o "$WORK/time.out" bash -c "set -euo pipefail; ${run[r]}" \
+                >"$WORK/run.out" 2>"$WORK/run.err"; then
+                reason=$(why "$WORK/run.err")
+                log "${label[r]} [${data[r]}]: $reason"; tail -5 "$WORK/run.err" >&2
+                record "${key[r]}" "${label[r]}" "${data[r]}" "$reason" "${note[r]}"
+                ${check[r]} >/dev/null 2>&1 || true # lets the check undo mounts
+                done[r]=failed; continue
+            fi
+            t1=$(date +%s%N)
+            read -r rss cpu < <(grep -E '^[0-9]+ [0-9.]+ [0-9.]+$' "$WORK/time.out" | tail -1 |
+                awk '{ printf "%d %d\n", $1, ($2 + $3) * 1000 }')
+            if ! ${check[r]} >"$WORK/check.log" 2>&1; then
+                reason="FAILED (check: $(tail -1 "$WORK/check.log"))"
+                log "${label[r]} [${data[r]}]: $reason"
+                record "${key[r]}" "${label[r]}" "${data[r]}" "$reason" "${note[r]}"
+                done[r]=failed; continue
+            fi
+            local ms=$(((t1 - t0) / 1000000))
+            times[r]+="${times[r]:+,}$ms" cpus[r]+="${cpus[r]:+,}$cpu"
+            # Long rows stop at 3 runs, very long ones (the slow peers) at 2 (see bench/run.sh --runs).
+            if ((i == 1 && runs[r] > 3 && ms > ${BENCH_LONG_S:-5} * 1000)); then runs[r]=3; fi
+            if ((i == 1 && runs[r] > 2 && ms > ${BENCH_VERY_LONG_S:-10} * 1000)); then runs[r]=2; fi
+            ((rss > maxrss[r])) && maxrss[r]=$rss
+            [[ -n $ROW_SIZE ]] && size[r]=$ROW_SIZE
+            bytes[r]=$ROW_BYTES rnote[r]=$ROW_NOTE sent[r]=$ROW_SENT_PCT
+            log "${label[r]} [${data[r]}] run $i/${runs[r]}: $(awk -v ms="$ms" -v c="$cpu" 'BEGIN { printf "%.2f s (cpu %.2f s)", ms / 1000, c / 1000 }'), ${rss} KiB"
+        done
+        [[ -n $more ]] || break
+    done
+    for ((r = 0; r < n; r++)); do
+        [[ ${done[r]} == measured ]] || continue
+        [[ -n ${rnote[r]} ]] && note[r]="${note[r]:+${note[r]}; }${rnote[r]}"
+        jrec row key="${key[r]}" section="$SECTION" label="${label[r]}" data="${data[r]}" status=ok \
+            wall_ms="${times[r]}" cpu_ms="${cpus[r]}" rss_kib="${maxrss[r]}" size="${size[r]}" \
+            bytes="${bytes[r]}" sent_pct="${sent[r]}" note="${note[r]}"
+    done
 }
 # human BYTES prints KiB/MiB/GiB.
 human() { awk -v b="$1" 'BEGIN { if (b >= 2^30) printf "%.2f GiB", b / 2^30; else if (b >= 2^20) printf "%.1f MiB", b / 2^20; else printf "%.0f KiB", b / 1024 }'; }
