@@ -8,10 +8,7 @@ use crate::args::{LoginArgs, LogoutArgs};
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     // A URL pasted as the registry became "https://http//…" (s10 fresh-eyes pass).
-    if let Some(scheme) = ["http://", "https://"]
-        .iter()
-        .find(|p| args.registry.starts_with(**p))
-    {
+    if let Some(scheme) = fspack_engine::url_scheme(&args.registry) {
         crate::exit::usage!(
             "{}: name the registry without a scheme (drop {scheme}); loopback registries are spoken to over plain HTTP by themselves",
             args.registry

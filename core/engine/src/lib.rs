@@ -44,5 +44,6 @@ pub use error::{EngineError, ErrorKind, Result};
 
 // The lower crates' types that use cases take or return, so the CLI can name them without
 // depending on those crates.
+pub use fspack_registry::reference::url_scheme;
 pub use fspack_registry::{Client, ClientOptions, Reference, UploadMode};
 pub use fspack_store::{DEFAULT_INGEST_TTL, GcReport, Store, command_for, shell_word};

@@ -207,6 +207,15 @@ pub(crate) fn validate_tag(tag: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The `http://` or `https://` a user pasted in front of a registry name or reference, if any.
+/// References and `login`'s registry name carry no scheme (distribution-spec names a registry by
+/// host and port); both refuse one with this scheme named.
+pub fn url_scheme(input: &str) -> Option<&'static str> {
+    ["http://", "https://"]
+        .into_iter()
+        .find(|p| input.starts_with(p))
+}
+
 impl FromStr for Reference {
     type Err = RegistryError;
 
@@ -222,10 +231,7 @@ impl FromStr for Reference {
             return Err(bad("contains whitespace or control characters".into()));
         }
         // A URL pasted as a reference failed on its "port" (s10 fresh-eyes pass).
-        if let Some(scheme) = ["http://", "https://"]
-            .iter()
-            .find(|p| input.starts_with(**p))
-        {
+        if let Some(scheme) = url_scheme(input) {
             return Err(bad(format!(
                 "a reference names the registry without a scheme: drop {scheme} (loopback registries are spoken to over plain HTTP by themselves; others need --plain-http for it)"
             )));
