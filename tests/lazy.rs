@@ -871,7 +871,19 @@ fn interrupt_at_stages(s: &Setup, args: &[&str], delays_ms: &[u64]) -> usize {
             Some(0) => {
                 run_ok(fspack(&s.store).arg("umount").arg(&s.mnt));
             }
-            Some(130) => interrupted += 1,
+            Some(130) => {
+                // s12 fresh-eyes pass: this printed one blank line.
+                assert!(
+                    stderr.contains("\ninterrupted: ")
+                        && stderr.contains("run the same command to resume"),
+                    "{args:?} after {delay_ms} ms: {stderr}"
+                );
+                assert!(
+                    stderr.contains("interrupted: nothing is left mounted on "),
+                    "{args:?}: {stderr}"
+                );
+                interrupted += 1
+            }
             other => panic!("{args:?} after {delay_ms} ms: exit {other:?}: {stderr}"),
         }
         let mut left = leftovers(s.tmp.path());

@@ -107,8 +107,19 @@ pub async fn or_interrupted<T>(undo: Option<Interrupted>, work: impl Future<Outp
     tokio::select! {
         out = work => out,
         _ = undo.signal.recv() => {
-            fspack_engine::mount::abandon(&undo.store, &undo.target, &undo.created);
-            eprintln!();
+            let point = undo.target.display();
+            let what = if fspack_engine::mount::abandon(&undo.store, &undo.target, &undo.created) {
+                format!("nothing is left mounted on {point}")
+            } else {
+                format!(
+                    "{point} is still mounted (`{} umount {}` removes it)",
+                    undo.store.command(),
+                    fspack_engine::shell_word(&undo.target)
+                )
+            };
+            eprintln!(
+                "\ninterrupted: {what}; the chunks already verified are kept: run the same command to resume"
+            );
             std::process::exit(crate::exit::INTERRUPTED)
         }
     }

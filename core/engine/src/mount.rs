@@ -263,18 +263,21 @@ static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// it, as with `fspack umount`), then removes the directories in `created`. Any later mount of
 /// this process blocks for good: it must exit after this returns.
 ///
-/// Failures are logged as warnings: there is no one left to return them to.
-pub fn abandon(store: &Store, target: &Path, created: &[PathBuf]) {
+/// Returns false when it had to leave the mount in place, for the one line the interrupted
+/// command prints (s12 fresh-eyes pass: an interrupted `mount` printed a blank line where `pull`
+/// says what is kept). Failures are logged as warnings: there is no one left to return them to.
+pub fn abandon(store: &Store, target: &Path, created: &[PathBuf]) -> bool {
     std::mem::forget(MOUNTING.lock().unwrap_or_else(|e| e.into_inner()));
     let recorded = store
         .mount_records()
         .is_ok_and(|rs| rs.iter().any(|r| r.target == target));
     if recorded && let Err(e) = crate::mounts::umount(store, target) {
         tracing::warn!("left {} mounted: {e}", target.display());
-        return;
+        return false;
     }
     remove_created(created);
     store.forget_pending_dirs(target);
+    true
 }
 
 /// Refuses a mount point `path` (canonical) that is the store's root, lies inside the store, or
