@@ -158,6 +158,30 @@ fn every_layer_fspack_pushes_carries_a_chunk_index_that_pulls_check() {
         assert_eq!(pulled["trust_checks"], serde_json::json!([]), "{kind}");
         assert_eq!(pulled["chunks_refetched"], 0);
         assert_store_sound(&store);
+        if kind == "chunked" {
+            // The report lists layers in layer order, whatever order they finish in (s12
+            // fresh-eyes pass: cached layers came first). With the first layer's blob gone, it
+            // is the one fetched again, and the others, cached, finish before it.
+            let order = |report: &serde_json::Value| -> Vec<String> {
+                report["layers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["digest"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            let first = order(&pushed)[0].clone();
+            assert!(order(&pushed).len() >= 3, "{pushed}");
+            fs::remove_file(store.join("blobs/sha256").join(&first["sha256:".len()..])).unwrap();
+            let again = json(
+                &fspack(&store)
+                    .args(["pull", &reference, "--json"])
+                    .output()
+                    .unwrap(),
+            );
+            assert_eq!(again["layers"][0]["cached"], false, "{again}");
+            assert_eq!(order(&again), order(&pushed));
+        }
     }
 }
 

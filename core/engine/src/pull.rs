@@ -273,28 +273,35 @@ pub async fn pull(
         .map(|d| d.size)
         .collect();
     let lanes = plan_lanes(&missing, settings.jobs, settings.ranges);
-    let work = wanted.iter().map(|d| {
+    let work = wanted.iter().enumerate().map(|(i, d)| {
         let (store, reporter, pinned) = (store.clone(), reporter.clone(), pinned.clone());
         let ranges = lanes.ranges_for(d.size);
         async move {
             let got =
                 crate::fetch::fetch_blob(client, &pinned, d, &store, ranges, &reporter).await?;
-            Ok::<_, EngineError>(PulledLayer {
-                digest: d.digest.clone(),
-                title: crate::artifact::layer_title(d),
-                media_type: d.media_type.clone(),
-                size: d.size,
-                cached: got.cached,
-                chunk_verified: got.chunked,
-                bytes_received: got.stats.bytes_received,
-                chunks_refetched: got.stats.chunks_refetched,
-            })
+            Ok::<_, EngineError>((
+                i,
+                PulledLayer {
+                    digest: d.digest.clone(),
+                    title: crate::artifact::layer_title(d),
+                    media_type: d.media_type.clone(),
+                    size: d.size,
+                    cached: got.cached,
+                    chunk_verified: got.chunked,
+                    bytes_received: got.stats.bytes_received,
+                    chunks_refetched: got.stats.chunks_refetched,
+                },
+            ))
         }
     });
-    let layers: Vec<PulledLayer> = stream::iter(work)
+    let mut done: Vec<(usize, PulledLayer)> = stream::iter(work)
         .buffer_unordered(lanes.blobs)
         .try_collect()
         .await?;
+    // Blobs finish in any order; the report lists them in layer order, as push and inspect do
+    // (s12 fresh-eyes pass: cached layers came first, then the rest as they finished).
+    done.sort_by_key(|(i, _)| *i);
+    let layers: Vec<PulledLayer> = done.into_iter().map(|(_, l)| l).collect();
 
     // Config and manifest last, then the tag: the store never names an image it cannot mount.
     store_manifest(&store, r, &fetched, true)?;
