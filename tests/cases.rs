@@ -828,11 +828,24 @@ fn privileged_mount_from_an_oci_layout() {
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
     // A relative mount point is reported absolute, as `ls` shows it.
-    let report = run_json(
-        fspack(&store)
-            .current_dir(tmp.path())
-            .args(["mount", &dest, "mnt", "--json"]),
-    );
+    let out = fspack(&store)
+        .current_dir(tmp.path())
+        .args(["mount", &dest, "mnt", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The keys come in the lazy report's order, not sorted by name (s12 fresh-eyes pass).
+    let at = |k: &str| text.find(&format!("\"{k}\"")).expect(k);
+    let keys = [
+        "reference",
+        "manifest_digest",
+        "lazy",
+        "mounted_at",
+        "notes",
+    ];
+    assert!(keys.windows(2).all(|w| at(w[0]) < at(w[1])), "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(report["manifest_digest"], digest.as_str());
     assert_eq!(report["lazy"], false);
     let mnt_abs = fs::canonicalize(&mnt).unwrap();

@@ -156,6 +156,7 @@ fn every_layer_fspack_pushes_carries_a_chunk_index_that_pulls_check() {
         };
         assert_eq!(named(&pulled), named(&pushed), "{kind}");
         assert_eq!(pulled["trust_checks"], serde_json::json!([]), "{kind}");
+        assert_eq!(pulled["notes"], serde_json::json!([]), "{kind}");
         assert_eq!(pulled["chunks_refetched"], 0);
         assert_store_sound(&store);
         if kind == "chunked" {

@@ -46,15 +46,25 @@ pub async fn mount(args: MountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             trust_checks,
         } => {
             if args.json {
-                // The same fields as a lazy mount's report, so scripts read one shape.
-                return super::print_json(&serde_json::json!({
-                    "reference": name,
-                    "manifest_digest": digest,
-                    "lazy": false,
-                    "mounted_at": at,
-                    "notes": notes,
-                    "trust_checks": trust_checks,
-                }));
+                // The same fields as a lazy mount's report, so scripts read one shape, in the
+                // same order (json! sorted them by name: s12 fresh-eyes pass).
+                #[derive(serde::Serialize)]
+                struct EagerMount<'a> {
+                    reference: &'a str,
+                    manifest_digest: String,
+                    lazy: bool,
+                    mounted_at: &'a std::path::Path,
+                    notes: &'a [String],
+                    trust_checks: &'a [String],
+                }
+                return super::print_json(&EagerMount {
+                    reference: &name,
+                    manifest_digest: digest.to_string(),
+                    lazy: false,
+                    mounted_at: &at,
+                    notes: &notes,
+                    trust_checks: &trust_checks,
+                });
             }
             if !g.quiet {
                 for n in notes {

@@ -149,6 +149,7 @@ pub fn import(
         blobs_repaired: 0,
         seconds: started.elapsed().as_secs_f64(),
         mounted_at: None,
+        notes: Vec::new(),
         trust_checks,
     })
 }

@@ -63,6 +63,9 @@ pub struct PullReport {
     /// Mount point, when mounted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mounted_at: Option<std::path::PathBuf>,
+    /// Notes on the mount (`pull --mount`), one line each, as `mount --json` gives them; empty
+    /// without a mount, and always present so scripts read one shape (s12 fresh-eyes pass).
+    pub notes: Vec<String>,
     /// The signature and policy rules the manifest passed before any layer was fetched, one
     /// line each (`--verify-key PATH`, `policy <scope>: signedBy PATH`, ...; issue 12); empty
     /// when none is configured (always present, as in `mount --json`, so scripts read one shape).
@@ -320,6 +323,7 @@ pub async fn pull(
         seconds: started.elapsed().as_secs_f64(),
         blobs_repaired: 0,
         mounted_at: None,
+        notes: Vec::new(),
         trust_checks: fetched.trust_checks.clone(),
     };
     Ok((report, fetched))

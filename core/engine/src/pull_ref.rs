@@ -136,6 +136,7 @@ pub async fn pull_ref(
             )
         })?;
         report.mounted_at = Some(at);
+        report.notes = notes.clone();
     }
     Ok(Pulled {
         report,
