@@ -186,6 +186,63 @@ fn every_layer_fspack_pushes_carries_a_chunk_index_that_pulls_check() {
     }
 }
 
+/// s12 fresh-eyes pass: a pull into a store too small for it failed midway with ENOSPC and left
+/// its partial downloads there, keeping the store full. It is refused before a blob is fetched,
+/// naming both sizes and what the store can drop.
+#[test]
+fn privileged_a_pull_that_cannot_fit_is_refused_before_fetching() {
+    if !can_mount("tmpfs") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src, 9);
+    let reference = format!("{}/models/room:v1", reg.addr);
+    push(tmp.path(), &src, &reference, &["--blob-size", "2M"]);
+    let small = tmp.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(small.clone());
+    let store = small.join("store");
+    let out = fspack(&store).args(["pull", &reference]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for part in [
+        "more bytes",
+        "are free; nothing was fetched",
+        "gc --partial`",
+    ] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    let partial = fs::read_dir(store.join("ingest"))
+        .map(|d| {
+            d.filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                n.to_string_lossy().ends_with(".data")
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(partial, 0, "a refused pull fetched something");
+    // With room, the same pull goes through.
+    fspack(&tmp.path().join("store"))
+        .args(["pull", &reference])
+        .assert()
+        .success();
+}
+
 #[test]
 fn a_flipped_byte_in_one_range_response_costs_that_chunk_alone() {
     let Some(reg) = Registry::start() else { return };

@@ -248,6 +248,40 @@ pub(crate) fn store_manifest(
     Ok(())
 }
 
+/// Refuses a pull whose blobs cannot fit in the store before a byte is fetched (s12 fresh-eyes
+/// pass: a pull into a small store failed midway with ENOSPC, leaving partial downloads that
+/// kept the store full). Counts what each blob still needs ([`Store::bytes_to_write`]: a
+/// resumed pull's partial data is already there) against [`fspack_store::free_bytes`]; the
+/// check is skipped when the free space cannot be read.
+///
+/// Errors: [`EngineError::Io`] (`StorageFull`) naming the store, both sizes in bytes and MiB,
+/// and what can be dropped.
+fn check_room(store: &Store, r: &Reference, wanted: &[Descriptor]) -> Result<()> {
+    let need: u64 = wanted
+        .iter()
+        .map(|d| store.bytes_to_write(&d.digest, d.size))
+        .sum();
+    let Ok(free) = fspack_store::free_bytes(store.root()) else {
+        return Ok(());
+    };
+    if need <= free {
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let fspack = store.command();
+    Err(EngineError::Io {
+        path: store.root().to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "pulling {r} needs {need} more bytes ({:.1} MiB) in the store, {free} ({:.1} MiB) are free; nothing was fetched\nhint: `{fspack} gc --partial` removes interrupted downloads, `{fspack} rmi REF` then `gc` old images; or free space or point --store at a larger disk",
+                mib(need),
+                mib(free)
+            ),
+        ),
+    })
+}
+
 /// Pulls `r` into `store` and tags it there with the reference's text.
 pub async fn pull(
     client: &Client,
@@ -275,6 +309,7 @@ pub async fn pull(
         .filter(|d| !store.has_blob(&d.digest))
         .map(|d| d.size)
         .collect();
+    check_room(&store, r, &wanted)?;
     let lanes = plan_lanes(&missing, settings.jobs, settings.ranges);
     let work = wanted.iter().enumerate().map(|(i, d)| {
         let (store, reporter, pinned) = (store.clone(), reporter.clone(), pinned.clone());

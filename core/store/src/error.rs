@@ -95,8 +95,11 @@ fn io_message(path: &Path, e: &std::io::Error) -> String {
             .unwrap_or(path)
     };
     if e.raw_os_error() == Some(libc_enospc()) {
+        // What the store itself holds that can go: an interrupted download keeps its partial
+        // blobs for a resume (s12 fresh-eyes pass: the hint did not say how to drop them).
+        let fspack = crate::command_for(store());
         text.push_str(&format!(
-            "\nhint: the store at {} is full; free space or point --store elsewhere",
+            "\nhint: the store at {} is full; `{fspack} gc --partial` removes interrupted downloads, `{fspack} rmi REF` then `gc` old images; or free space or point --store elsewhere",
             store().display()
         ));
     } else if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
@@ -162,3 +165,26 @@ impl StoreError {
 
 /// Result alias.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_store_hint_names_what_the_store_can_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("oci-layout"), "{}").unwrap();
+        let file = dir.path().join("ingest").join("x.data");
+        let full = std::io::Error::from_raw_os_error(libc_enospc());
+        let text = io_message(&file, &full);
+        let fspack = crate::command_for(dir.path());
+        assert!(text.contains(&format!("the store at {} is full", dir.path().display())));
+        assert!(text.contains(&format!("`{fspack} gc --partial`")), "{text}");
+        assert!(
+            text.contains("--store"),
+            "a temporary store is not the default: {text}"
+        );
+        let other = io_message(&file, &std::io::Error::other("x"));
+        assert!(!other.contains("hint:"), "{other}");
+    }
+}

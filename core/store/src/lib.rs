@@ -95,6 +95,20 @@ impl Drop for LayoutWriter {
     }
 }
 
+/// Bytes this process may still write on the filesystem holding `dir` (`statvfs`): the blocks
+/// free to anyone, and for root also those the filesystem reserves for root (ext4's 5 %).
+///
+/// Errors: the `statvfs` error, with `dir` named by the caller.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    let blocks = if rustix::process::geteuid().is_root() {
+        st.f_bfree
+    } else {
+        st.f_bavail
+    };
+    Ok(blocks.saturating_mul(st.f_frsize))
+}
+
 /// The default store: `/var/lib/fspack` for root, `$XDG_DATA_HOME/fspack` (or
 /// `~/.local/share/fspack`) otherwise; `FSPACK_STORE` overrides both.
 pub fn default_root() -> PathBuf {
@@ -410,6 +424,22 @@ impl Store {
     /// Whether blob `digest` is committed.
     pub fn has_blob(&self, digest: &Digest) -> bool {
         digest_hex(digest).is_ok() && self.blob_path(digest).is_file()
+    }
+
+    /// Bytes a pull of blob `digest` (`size` bytes) still has to write into the store: `size`
+    /// less what a partial download under `ingest/` already holds on disk (its allocated
+    /// blocks: a download written out of order is sparse); 0 when the blob is committed.
+    pub fn bytes_to_write(&self, digest: &Digest, size: u64) -> u64 {
+        if self.has_blob(digest) {
+            return 0;
+        }
+        let Ok(hex) = digest_hex(digest) else {
+            return size;
+        };
+        let held = fs::metadata(self.root.join("ingest").join(format!("{hex}.data")))
+            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+            .unwrap_or(0);
+        size.saturating_sub(held)
     }
 
     /// Whether blob `digest` is committed with `size` bytes.

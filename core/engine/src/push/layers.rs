@@ -330,7 +330,7 @@ fn squashfs_layers(
         .unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&base).map_err(|e| EngineError::io(&base, e))?;
     let need = tree.data_bytes() + tree.data_bytes() / 64 + (1 << 20);
-    let free = free_bytes(&base)?;
+    let free = fspack_store::free_bytes(&base).map_err(|e| EngineError::io(&base, e))?;
     if free < need {
         return Err(EngineError::Io {
             path: base.clone(),
@@ -368,12 +368,6 @@ fn squashfs_layers(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(squashfs_prepared(layers, Some(scratch)))
-}
-
-/// Bytes an unprivileged writer may still use on the filesystem holding `dir` (`statvfs`).
-fn free_bytes(dir: &Path) -> Result<u64> {
-    let st = rustix::fs::statvfs(dir).map_err(|e| EngineError::io(dir, e.into()))?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Layer media type of a SquashFS image compressed with `compressor` (stacker's spelling).
