@@ -111,7 +111,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
         }
         'fspack;pull' {
             [CompletionResult]::new('--mount', '--mount', [CompletionResultType]::ParameterName, 'Mount the image on this directory once pulled (checked first; created when missing, and removed again by `fspack umount`)')
-            [CompletionResult]::new('--mount-mode', '--mount-mode', [CompletionResultType]::ParameterName, 'How EROFS images are attached (SquashFS always uses loop devices)')
+            [CompletionResult]::new('--mount-mode', '--mount-mode', [CompletionResultType]::ParameterName, 'How EROFS images are attached (SquashFS always uses loop devices, and refuses `file`)')
             [CompletionResult]::new('--verify-key', '--verify-key', [CompletionResultType]::ParameterName, 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy')
             [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'Policy file (containers-policy.json shape) [default: /etc/fspack/policy.json when it exists]')
             [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'Registry user name (else credentials come from the Docker config)')
@@ -137,7 +137,7 @@ Register-ArgumentCompleter -Native -CommandName 'fspack' -ScriptBlock {
             break
         }
         'fspack;mount' {
-            [CompletionResult]::new('--mount-mode', '--mount-mode', [CompletionResultType]::ParameterName, 'How EROFS images are attached (SquashFS always uses loop devices)')
+            [CompletionResult]::new('--mount-mode', '--mount-mode', [CompletionResultType]::ParameterName, 'How EROFS images are attached (SquashFS always uses loop devices, and refuses `file`)')
             [CompletionResult]::new('--verify-key', '--verify-key', [CompletionResultType]::ParameterName, 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy')
             [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'Policy file (containers-policy.json shape) [default: /etc/fspack/policy.json when it exists]')
             [CompletionResult]::new('--username', '--username', [CompletionResultType]::ParameterName, 'Registry user name (else credentials come from the Docker config)')

@@ -105,7 +105,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
         }
         &'fspack;pull'= {
             cand --mount 'Mount the image on this directory once pulled (checked first; created when missing, and removed again by `fspack umount`)'
-            cand --mount-mode 'How EROFS images are attached (SquashFS always uses loop devices)'
+            cand --mount-mode 'How EROFS images are attached (SquashFS always uses loop devices, and refuses `file`)'
             cand --verify-key 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy'
             cand --policy 'Policy file (containers-policy.json shape) [default: /etc/fspack/policy.json when it exists]'
             cand --username 'Registry user name (else credentials come from the Docker config)'
@@ -130,7 +130,7 @@ set edit:completion:arg-completer[fspack] = {|@words|
             cand --version 'Print version'
         }
         &'fspack;mount'= {
-            cand --mount-mode 'How EROFS images are attached (SquashFS always uses loop devices)'
+            cand --mount-mode 'How EROFS images are attached (SquashFS always uses loop devices, and refuses `file`)'
             cand --verify-key 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy'
             cand --policy 'Policy file (containers-policy.json shape) [default: /etc/fspack/policy.json when it exists]'
             cand --username 'Registry user name (else credentials come from the Docker config)'

@@ -102,7 +102,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand push" -s v -l verbose -d '
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand push" -s V -l version -d 'Print version'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount -d 'Mount the image on this directory once pulled (checked first; created when missing, and removed again by `fspack umount`)' -r -f -a "(__fish_complete_directories)"
-complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
+complete -c fspack -n "__fish_fspack_using_subcommand pull" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices, and refuses `file`)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
 file\t'Mount the image files directly (EROFS only, Linux 6.12+)'
 loop\t'Attach read-only loop devices'"
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -l verify-key -d 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy' -r -F
@@ -122,7 +122,7 @@ complete -c fspack -n "__fish_fspack_using_subcommand pull" -s q -l quiet -d 'Pr
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s v -l verbose -d 'Print more: -v for progress details, -vv for debug logs, -vvv also the HTTP stack\'s (or set RUST_LOG)'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fspack -n "__fish_fspack_using_subcommand pull" -s V -l version -d 'Print version'
-complete -c fspack -n "__fish_fspack_using_subcommand mount" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
+complete -c fspack -n "__fish_fspack_using_subcommand mount" -l mount-mode -d 'How EROFS images are attached (SquashFS always uses loop devices, and refuses `file`)' -r -f -a "auto\t'File-backed where the kernel supports it (Linux 6.12+), loop devices otherwise'
 file\t'Mount the image files directly (EROFS only, Linux 6.12+)'
 loop\t'Attach read-only loop devices'"
 complete -c fspack -n "__fish_fspack_using_subcommand mount" -l verify-key -d 'Require a cosign signature of the manifest digest by this public key (PEM; repeatable: every key must have signed), in addition to the policy' -r -F

@@ -995,6 +995,22 @@ fn privileged_a_directory_pushed_as_squashfs_shards_mounts_as_one_tree() {
     let store = tmp.path().join("store");
     let mnt = tmp.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
+    // The kernel mounts SquashFS from block devices only: a file-backed mount asked for is
+    // refused, not silently made with loop devices (s12 fresh-eyes pass).
+    fspack(&store)
+        .args(["pull", &reference, "--mount-mode", "file", "--mount"])
+        .arg(&mnt)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("drop --mount-mode file"));
+    assert!(
+        !Command::new("mountpoint")
+            .arg("-q")
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success()
+    );
     fspack(&store)
         .args(["pull", &reference, "--mount"])
         .arg(&mnt)

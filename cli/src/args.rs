@@ -458,7 +458,7 @@ pub struct MountOptsArgs {
     /// Forbid executing files from the mount.
     #[arg(long)]
     pub noexec: bool,
-    /// How EROFS images are attached (SquashFS always uses loop devices).
+    /// How EROFS images are attached (SquashFS always uses loop devices, and refuses `file`).
     #[arg(long, value_enum, default_value = "auto")]
     pub mount_mode: MountModeArg,
 }

@@ -594,8 +594,18 @@ impl PlanMount<'_> {
 
     /// SquashFS shards, each walked before the kernel sees it, stacked with overlayfs when
     /// there are several.
+    ///
+    /// Errors: [`EngineError::Usage`] for `--mount-mode file`, which the kernel's SquashFS
+    /// cannot honour (it mounts block devices only; file-backed mounts are EROFS's, Linux 6.12):
+    /// the flag was silently ignored before (s12 fresh-eyes pass).
     fn squashfs(&self, shards: &[Descriptor], record: &mut MountRecord) -> Result<()> {
         let reference = self.reference;
+        if self.settings.mode == MountMode::File {
+            return Err(EngineError::Usage(format!(
+                "{reference} is a SquashFS artifact, which the kernel mounts from loop devices only; drop --mount-mode file (it is in the store now: `{} mount {reference} DIR`)",
+                self.store.command()
+            )));
+        }
         let paths: Vec<PathBuf> = shards
             .iter()
             .map(|d| self.path_of(d))
