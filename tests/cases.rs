@@ -1540,6 +1540,8 @@ fn an_interrupted_build_or_push_removes_its_temporary_files() {
         fs::read_dir(&scratch).is_ok_and(|mut d| d.next().is_some())
     });
     assert_eq!(code, Some(130), "{stderr}");
+    // In a registry's terms: nothing is tagged (s12 fresh-eyes pass: "the old output").
+    assert!(stderr.contains("; no tag was moved"), "{stderr}");
     let left: Vec<_> = fs::read_dir(&scratch)
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -59,7 +59,9 @@ pub fn listen() -> anyhow::Result<Signals> {
 /// `kept`: what the interrupt leaves on purpose, said after that line (a push to an `oci:`
 /// layout keeps its partial blobs for the next push: s10 fresh-eyes pass, the line said
 /// "removed 0 temporary files" over 145 MiB left in the layout).
-fn remove_temporaries_on_interrupt(g: &GlobalArgs, kept: Option<String>) {
+/// `unchanged`: what stays as it was, in the destination's terms (s12 fresh-eyes pass: a push
+/// to a registry said "the old output is unchanged", and a registry push has no output file).
+fn remove_temporaries_on_interrupt(g: &GlobalArgs, unchanged: &'static str, kept: Option<String>) {
     // Without both handlers the default action stays: dying is better than ignoring Ctrl-C.
     let Ok(mut signals) = listen() else {
         return;
@@ -70,7 +72,7 @@ fn remove_temporaries_on_interrupt(g: &GlobalArgs, kept: Option<String>) {
         let removed = fspack_atomic::remove_pending();
         if !quiet {
             eprintln!(
-                "interrupted: removed {} temporary {}; the old output is unchanged",
+                "interrupted: removed {} temporary {}; {unchanged}",
                 removed,
                 if removed == 1 { "file" } else { "files" }
             );
@@ -91,7 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &global;
     match cli.command {
         Command::Build(args) => {
-            remove_temporaries_on_interrupt(g, None);
+            remove_temporaries_on_interrupt(g, "the old output is unchanged", None);
             build::run(args, g).await
         }
         Command::Push(args) => {
@@ -103,7 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )),
                 _ => None,
             };
-            remove_temporaries_on_interrupt(g, kept);
+            remove_temporaries_on_interrupt(g, "no tag was moved", kept);
             push::run(args, g).await
         }
         Command::Pull(args) => pull::run(args, g).await,
