@@ -360,6 +360,25 @@ fn umount_of_something_fspack_did_not_mount_is_refused() {
         .assert()
         .code(3)
         .stderr(predicate::str::contains("is not mounted by fspack"));
+    // A mistyped path is named as missing, absolute (s12 fresh-eyes pass), with a store or not.
+    let store = tmp.path().join("store");
+    fs::create_dir_all(store.join("mounts")).unwrap();
+    fs::write(
+        store.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    for s in [store, tmp.path().join("none")] {
+        fspack(&s)
+            .current_dir(tmp.path())
+            .args(["umount", "nosuchdir"])
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(format!(
+                "{} does not exist",
+                tmp.path().join("nosuchdir").display()
+            )));
+    }
 }
 
 #[test]

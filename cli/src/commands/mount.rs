@@ -231,9 +231,15 @@ pub async fn lazy_serve() -> anyhow::Result<()> {
 
 pub fn umount(args: UmountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let Some(store) = super::existing_store(g)? else {
+        let shown = std::path::absolute(&args.dir).unwrap_or_else(|_| args.dir.clone());
         return Err(fspack_engine::EngineError::NotFound(format!(
-            "{} is not mounted by fspack (there is no fspack store yet)",
-            args.dir.display()
+            "{} {} (there is no fspack store yet)",
+            shown.display(),
+            if args.dir.exists() {
+                "is not mounted by fspack"
+            } else {
+                "does not exist"
+            }
         ))
         .into());
     };

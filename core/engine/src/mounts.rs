@@ -25,10 +25,18 @@ pub fn umount(store: &Store, target: &Path) -> Result<bool> {
         .any(|m| m.mount_point == target);
     match (&record, mounted) {
         (None, false) => {
-            return Err(EngineError::NotFound(format!(
-                "{} is not mounted by fspack",
-                target.display()
-            )));
+            // A mistyped path is named as missing, absolute as `ls` shows mount points (s12
+            // fresh-eyes pass: "doesnotexist is not mounted by fspack").
+            let shown = std::path::absolute(&target).unwrap_or_else(|_| target.clone());
+            return Err(EngineError::NotFound(if target.exists() {
+                format!("{} is not mounted by fspack", shown.display())
+            } else {
+                format!(
+                    "{} does not exist (`{} ls` lists fspack's mounts)",
+                    shown.display(),
+                    store.command()
+                )
+            }));
         }
         (None, true) => {
             let entry = fspack_mount::mountinfo()?
