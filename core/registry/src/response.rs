@@ -39,7 +39,7 @@ pub(crate) fn net_error(
              is running"
         ))
     } else if causes(&e).any(|c| c.to_string().contains("dns error")) {
-        Some(format!("cannot resolve {host}: check the registry's name"))
+        Some(unresolved_hint(host))
     } else {
         None
     };
@@ -49,6 +49,20 @@ pub(crate) fn net_error(
         attempts,
         hint,
         source: Box::new(e),
+    }
+}
+
+/// What to say when `host` does not resolve. A reference without a registry host means Docker
+/// Hub, which the user may not have meant (s12 fresh-eyes pass: `pull test/app:v1` only said
+/// registry-1.docker.io could not be resolved).
+fn unresolved_hint(host: &str) -> String {
+    if host == crate::reference::DOCKER_HUB_REGISTRY {
+        format!(
+            "cannot resolve {host}, Docker Hub's registry, which a reference without a host \
+             names: put the registry first (HOST[:PORT]/REPO:TAG), or check the network"
+        )
+    } else {
+        format!("cannot resolve {host}: check the registry's name")
     }
 }
 
@@ -145,4 +159,21 @@ pub(crate) async fn read_capped(mut resp: Response, cap: usize) -> Result<Vec<u8
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unresolved_docker_hub_says_a_reference_without_a_host_names_it() {
+        let hub = unresolved_hint("registry-1.docker.io");
+        assert!(hub.contains("without a host"), "{hub}");
+        assert!(hub.contains("HOST[:PORT]/REPO:TAG"), "{hub}");
+        let other = unresolved_hint("reg.example");
+        assert_eq!(
+            other,
+            "cannot resolve reg.example: check the registry's name"
+        );
+    }
 }
