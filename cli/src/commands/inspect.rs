@@ -35,7 +35,8 @@ pub async fn run(args: InspectArgs, _g: &GlobalArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "size:      {} bytes in {}",
+        "size:      {} ({} bytes) in {}",
+        crate::output::size(view.size),
         view.size,
         crate::output::count(view.manifest.layers.len(), "layer")
     )?;

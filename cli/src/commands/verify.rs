@@ -83,9 +83,9 @@ pub fn finish(report: &VerifyReport, json: bool, repair: bool, quiet: bool) -> a
     }
     if !json && !quiet {
         eprintln!(
-            "checked {} ({} bytes): {} bad, {} repaired",
+            "checked {} ({}): {} bad, {} repaired",
             crate::output::count(report.blobs.len(), "blob"),
-            report.bytes_checked,
+            crate::output::size(report.bytes_checked),
             report.bad,
             report.repaired
         );

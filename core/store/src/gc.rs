@@ -34,38 +34,6 @@ pub struct GcReport {
     pub removed_scratch: usize,
 }
 
-impl std::fmt::Display for GcReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = |n: usize, noun: &str| match n {
-            1 => format!("1 {noun}"),
-            _ => format!("{n} {noun}s"),
-        };
-        let scratch = match self.removed_scratch {
-            0 => String::new(),
-            1 => ", 1 scratch entry a killed push left in tmp/".to_string(),
-            k => format!(", {k} scratch entries a killed push left in tmp/"),
-        };
-        write!(
-            f,
-            "removed {} and {}{scratch}, freed {} bytes; kept {}",
-            n(self.removed_blobs, "blob"),
-            n(self.removed_ingests, "partial download"),
-            self.freed_bytes,
-            n(self.kept_blobs, "blob")
-        )?;
-        if self.kept_ingests > 0 {
-            // Said, so that a store that stays large after gc is not a mystery.
-            write!(
-                f,
-                " and {} ({} bytes) for a resume; they go once untouched for a day (`gc --partial`: now)",
-                n(self.kept_ingests, "partial download"),
-                self.kept_ingest_bytes
-            )?;
-        }
-        Ok(())
-    }
-}
-
 impl Store {
     /// Removes blobs that no tag and no mount record reaches, and partial downloads nobody has
     /// touched for a day (containerd's ingest expiry), so an interrupted pull can still resume.

@@ -216,7 +216,7 @@ fn gc_keeps_tagged_and_mounted_content_and_drops_the_rest() {
         })
         .unwrap();
     let report = store.gc(&[]).unwrap();
-    assert_eq!(report.removed_blobs, 1, "{report}");
+    assert_eq!(report.removed_blobs, 1, "{report:?}");
     assert!(store.has_blob(&layer) && store.has_blob(&mounted) && store.has_blob(&md));
     assert!(!store.has_blob(&orphan));
     store
@@ -519,13 +519,9 @@ fn gc_removes_stale_ingests_but_not_one_in_progress() {
         "young partial downloads stay for a resume"
     );
     // ...and the report says so, with what they hold on disk.
-    assert_eq!(kept.kept_ingests, 2, "{kept}");
-    assert!(kept.kept_ingest_bytes >= 500, "{kept}");
-    assert!(
-        kept.to_string()
-            .contains("kept 0 blobs and 2 partial downloads"),
-        "{kept}"
-    );
+    assert_eq!(kept.kept_ingests, 2, "{kept:?}");
+    assert!(kept.kept_ingest_bytes >= 500, "{kept:?}");
+    assert_eq!(kept.kept_blobs, 0, "{kept:?}");
     // What a writer killed in the middle of a small blob's write leaves (put_blob_bytes keeps
     // its temporary file out of blobs/), and one of an expanded layer's stream.
     let stray = tmp
@@ -540,7 +536,7 @@ fn gc_removes_stale_ingests_but_not_one_in_progress() {
         "young: a writer may be at work"
     );
     let report = store.gc_with(&[], std::time::Duration::ZERO).unwrap();
-    assert_eq!(report.removed_ingests, 3, "{report}");
+    assert_eq!(report.removed_ingests, 3, "{report:?}");
     assert!(!stray.exists());
     busy.file().write_all_at(&b, 0).unwrap();
     busy.commit().unwrap();
