@@ -293,6 +293,8 @@ fn a_flipped_byte_in_one_range_response_costs_that_chunk_alone() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(" received)"), "{stderr}");
+    // The first size is named (s12 fresh-eyes pass: "280.03 MiB in 0.9s" said nothing of it).
+    assert!(stderr.contains(" fetched in "), "{stderr}");
 }
 
 #[test]

@@ -122,7 +122,7 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             ),
         };
         eprintln!(
-            "pulled {} ({}, {cached} cached; {} in {:.1}s{repaired}){}",
+            "pulled {} ({}, {cached} cached; {} fetched in {:.1}s{repaired}){}",
             report.reference,
             count(report.layers.len(), "layer"),
             size(report.bytes_fetched),

@@ -112,7 +112,7 @@ pub async fn run(args: PushArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     if !g.quiet {
         let sent = report.layers.iter().filter(|l| !l.skipped).count();
         eprintln!(
-            "pushed {} ({}: {sent} sent, {} already there; {} in {:.1}s)",
+            "pushed {} ({}: {sent} sent, {} already there; {} sent in {:.1}s)",
             report.reference,
             count(report.layers.len(), "layer"),
             report.layers.len() - sent,
