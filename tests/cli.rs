@@ -1183,3 +1183,29 @@ fn login_says_when_the_registry_cannot_be_reached_and_refuses_a_url() {
         .stderr(predicate::str::contains("drop http://"));
     assert!(!tmp.path().join("docker").exists());
 }
+
+/// s12 fresh-eyes pass: a registry that is not there gave a clear first cause, then five lines
+/// of the HTTP client's internals; those now come with `-v` only.
+#[test]
+fn a_registry_that_is_not_there_is_said_once_and_v_shows_the_causes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let out = fspack(&store)
+        .args(["pull", "127.0.0.1:1/nothing/here:v1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("nothing listens at 127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tcp connect error"), "{stderr}");
+    let out = fspack(&store)
+        .args(["-v", "pull", "127.0.0.1:1/nothing/here:v1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("caused by: tcp connect error"), "{stderr}");
+}

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = args::parse();
     output::init_logging(&cli.global);
+    let verbose = cli.global.verbose;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
             if exit::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            output::render_error(&err);
+            output::render_error(&err, verbose);
             ExitCode::from(exit::classify(&err).number())
         }
     }

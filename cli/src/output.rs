@@ -76,7 +76,9 @@ pub fn use_color() -> bool {
 }
 
 /// Prints `error: …`, then each distinct cause as `caused by: …`, then any `hint:` lines.
-pub fn render_error(err: &anyhow::Error) {
+/// Below a cause that explains itself ([`fspack_engine::error::explains_itself`]) the rest of
+/// the chain is printed only with `-v` (`verbose` > 0).
+pub fn render_error(err: &anyhow::Error, verbose: u8) {
     let mut stderr = std::io::stderr().lock();
     let (red, yellow, reset) = if use_color() {
         ("\x1b[1;31m", "\x1b[1;33m", "\x1b[0m")
@@ -102,6 +104,9 @@ pub fn render_error(err: &anyhow::Error) {
         };
         let _ = writeln!(stderr, "{label} {text}");
         seen.push(text);
+        if verbose == 0 && fspack_engine::error::explains_itself(cause) {
+            break;
+        }
     }
     for h in hints {
         let _ = writeln!(stderr, "{yellow}hint:{reset} {h}");

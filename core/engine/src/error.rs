@@ -119,6 +119,26 @@ pub fn kind_of(err: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     None
 }
 
+/// Whether one link of an error chain already says, in the user's terms, what went wrong and
+/// what to do: a network failure with a hint ("nothing listens at HOST:PORT", "cannot resolve
+/// HOST"). The links below it are the HTTP client's own ("error sending request", "client
+/// error (Connect)", "tcp connect error"), which the CLI shows only with `-v` (s12 fresh-eyes
+/// pass: five such lines followed a clear first one).
+pub fn explains_itself(err: &(dyn std::error::Error + 'static)) -> bool {
+    // A context's cause is a `Box<EngineError>` in the chain (thiserror's `#[source]` on a Box).
+    let engine = err
+        .downcast_ref::<EngineError>()
+        .or_else(|| err.downcast_ref::<Box<EngineError>>().map(|b| &**b));
+    let registry = match engine {
+        Some(EngineError::Registry(e)) => Some(e),
+        _ => err.downcast_ref::<fspack_registry::RegistryError>(),
+    };
+    matches!(
+        registry,
+        Some(fspack_registry::RegistryError::Network { hint: Some(_), .. })
+    )
+}
+
 /// Shorthand for wrapping a result's error in [`EngineError::Context`].
 pub trait ResultExt<T> {
     /// Wraps the error, if any, with the message `what()` returns.
