@@ -1186,3 +1186,38 @@ fn verify_repair_with_refused_credentials_exits_4() {
         ))
         .stderr(predicate::str::contains("wrong-canary").not());
 }
+
+/// s12 fresh-eyes pass: with the registry gone, a pull of an image already in the store exited
+/// 5 and did not say that the stored copy mounts without the registry.
+#[test]
+fn an_offline_pull_of_a_stored_image_says_mount_works_without_the_registry() {
+    let Some(reg) = Registry::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    model(&src);
+    let reference = format!("{}/models/offline:v1", reg.addr);
+    let store = tmp.path().join("store");
+    fspack(&store)
+        .arg("push")
+        .arg(&src)
+        .arg(&reference)
+        .assert()
+        .success();
+    fspack(&store).args(["pull", &reference]).assert().success();
+    drop(reg);
+    let out = fspack(&store).args(["pull", &reference]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "hint: {reference} is in the store from an earlier pull; `fspack mount {reference} DIR` mounts that copy"
+        )),
+        "{stderr}"
+    );
+    // A reference the store does not hold gets no such hint.
+    let other = reference.replace(":v1", ":v2");
+    let out = fspack(&store).args(["pull", &other]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(!stderr.contains("earlier pull"), "{stderr}");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use fspack_registry::ClientOptions;
 use fspack_store::Store;
 
-use crate::error::{Result, ResultExt};
+use crate::error::{ErrorKind, Result, ResultExt, kinds};
 use crate::mount::{MountPoint, MountSettings};
 use crate::pull::{PullReport, PullSettings, pull};
 use crate::report::Reporter;
@@ -70,7 +70,19 @@ pub async fn pull_ref(
         Ok(p) => p,
         Err(e) => {
             discard(point);
-            return Err(e.context(format!("failed to pull {reference}")));
+            let mut what = format!("failed to pull {reference}");
+            // Offline with the image already here: say that it mounts without the registry
+            // (s12 fresh-eyes pass: the pull exited 5 and said nothing of the stored copy).
+            if e.kind() == ErrorKind::Registry(kinds::Registry::Network)
+                && let Target::Registry(r) = target
+                && store.resolve(&r.to_string()).ok().flatten().is_some()
+            {
+                what.push_str(&format!(
+                    "\nhint: {r} is in the store from an earlier pull; `{} mount {r} DIR` mounts that copy without the registry",
+                    store.command()
+                ));
+            }
+            return Err(e.context(what));
         }
     };
     let mut verified = None;
