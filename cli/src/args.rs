@@ -14,7 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     propagate_version = true,
     max_term_width = 100
 )]
-#[command(after_help = "Run 'fspack <command> --help' for the options of one command.")]
+#[command(
+    after_help = "Run 'fspack <command> --help' for the options of one command.\n\nExit codes: 0 success, 1 failure, 2 bad usage, 3 not found, 4 authentication refused, 5 network or registry failure (temporary), 6 content failed verification, 7 mount failed or privileges missing, 130 interrupted; `man fspack` explains each."
+)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
@@ -104,6 +106,9 @@ pub enum Command {
     #[command(after_help = "Examples:\n  fspack ls\n  fspack ls --wait\n  fspack ls --json")]
     Ls(LsArgs),
     /// Show an artifact's manifest, layers, sizes and format without downloading its data.
+    #[command(
+        after_help = "Examples:\n  fspack inspect localhost:5000/models/llama:v1\n  fspack inspect oci:/srv/layout:v1 --json"
+    )]
     Inspect(InspectArgs),
     /// Sign an artifact's manifest digest with an ECDSA P-256 key, the way `cosign sign --key`
     /// does (signature under the `sha256-<hex>.sig` tag).

@@ -192,6 +192,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_top_level_help_names_every_exit_code() {
+        use clap::CommandFactory;
+        let help = crate::args::Cli::command().render_help().to_string();
+        let line = help
+            .lines()
+            .find(|l| l.starts_with("Exit codes:"))
+            .unwrap_or_else(|| panic!("no exit codes in:\n{help}"));
+        let text = help[help.find(line).unwrap()..].replace('\n', " ");
+        for code in Code::ALL {
+            assert!(
+                text.contains(&format!(" {} ", code.number())),
+                "exit code {} missing: {text}",
+                code.number()
+            );
+        }
+        assert!(
+            text.contains(&format!(" {INTERRUPTED} interrupted")),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_closed_stdout_under_json_output_is_a_broken_pipe() {
         struct Closed;
         impl std::io::Write for Closed {
