@@ -969,6 +969,13 @@ fn readers_refuse_a_store_that_pull_refuses() {
         .unwrap();
     let why = "writable by everyone";
     assert!(String::from_utf8_lossy(&pull.stderr).contains(why));
+    // The hint is a line of its own, as every other hint (s12 fresh-eyes pass: "Hint:" sat
+    // inside the cause).
+    assert!(
+        String::from_utf8_lossy(&pull.stderr).contains("\nhint: use a directory you own"),
+        "{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
     for cmd in [&["ls"][..], &["gc"], &["images"]] {
         let out = fspack(&store).args(cmd).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

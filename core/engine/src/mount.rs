@@ -105,7 +105,7 @@ impl MountPoint {
                 Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
                     remove_created(&created);
                     return Err(EngineError::Usage(format!(
-                        "cannot create the mount point {}: {} is on a read-only file system\nhint: choose a mount point on a writable file system, or create it there first",
+                        "cannot create the mount point {}: {} is on a read-only file system\nhint: choose a mount point on a writable file system, or a directory that already exists there",
                         target.display(),
                         dir.parent().unwrap_or(dir).display()
                     )));

@@ -53,7 +53,7 @@ pub enum StoreError {
     /// The store directory could be read or changed by another user (issue 12: models pulled
     /// with credentials must not become readable by every local user).
     #[error(
-        "store {path} is {why}; refusing to use it. Hint: use a directory you own that only you can write (fspack creates it with mode 0700), or pass another --store"
+        "store {path} is {why}; refusing to use it\nhint: use a directory you own that only you can write (fspack creates it with mode 0700), or pass another --store"
     )]
     Insecure {
         /// The store root.
