@@ -360,8 +360,9 @@ why() {
 SECTION=
 measure() { measure_rows "$@"; }
 # measure_alternating ROW -- ROW [-- ROW ...]: each ROW is measure's arguments; the rows' runs take
-# turns (A1 B1 A2 B2 ...), so a drift in the machine's speed during the section falls on every row
-# alike and a ratio target between them compares runs made under the same conditions.
+# turns, each round starting one row later (A1 B1 C1, B2 C2 A2, C3 A3 B3 ...), so a drift in the
+# machine's speed during the section, or a cost of coming right after another row, falls on every
+# row alike and a ratio target between them compares runs made under the same conditions.
 measure_alternating() { measure_rows "$@"; }
 measure_rows() {
     local -a key label data prep run check note runs times cpus maxrss size bytes rnote sent done
@@ -387,7 +388,9 @@ measure_rows() {
     done
     for ((i = 1; ; i++)); do
         more=
-        for ((r = 0; r < n; r++)); do
+        local k
+        for ((k = 0; k < n; k++)); do
+            r=$(((k + i - 1) % n))
             [[ -z ${done[r]} ]] || continue
             if ((i > runs[r])); then done[r]=measured; continue; fi
             more=1
