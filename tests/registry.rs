@@ -1188,7 +1188,8 @@ fn verify_repair_with_refused_credentials_exits_4() {
 }
 
 /// s12 fresh-eyes pass: with the registry gone, a pull of an image already in the store exited
-/// 5 and did not say that the stored copy mounts without the registry.
+/// 5 and did not say that the stored copy mounts without the registry. (On the way, with the
+/// registry still there: `rmi` of a reference by digest named the digest twice.)
 #[test]
 fn an_offline_pull_of_a_stored_image_says_mount_works_without_the_registry() {
     let Some(reg) = Registry::start() else { return };
@@ -1197,13 +1198,22 @@ fn an_offline_pull_of_a_stored_image_says_mount_works_without_the_registry() {
     model(&src);
     let reference = format!("{}/models/offline:v1", reg.addr);
     let store = tmp.path().join("store");
-    fspack(&store)
+    let pushed = fspack(&store)
         .arg("push")
         .arg(&src)
         .arg(&reference)
-        .assert()
-        .success();
+        .output()
+        .unwrap();
+    assert!(pushed.status.success());
+    let digest = String::from_utf8(pushed.stdout).unwrap().trim().to_string();
     fspack(&store).args(["pull", &reference]).assert().success();
+    // Untagging a reference by digest names the digest once (s12 fresh-eyes pass: twice).
+    let by_digest = format!("{}@{digest}", reference.trim_end_matches(":v1"));
+    fspack(&store).args(["pull", &by_digest]).assert().success();
+    let out = fspack(&store).args(["rmi", &by_digest]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches(&digest).count(), 1, "{stderr}");
     drop(reg);
     let out = fspack(&store).args(["pull", &reference]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -57,10 +57,16 @@ pub fn rmi(args: RmiArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     }
     if !g.quiet {
         for r in &removed {
-            eprintln!("untagged {} ({})", r.reference, r.manifest_digest);
+            // A reference by digest names it already (s12 fresh-eyes pass: said twice).
+            if r.reference.contains(r.manifest_digest.as_str()) {
+                eprintln!("untagged {}", r.reference);
+            } else {
+                eprintln!("untagged {} ({})", r.reference, r.manifest_digest);
+            }
+            // The mount may have been made under another name of the same manifest.
             for m in &r.still_mounted {
                 eprintln!(
-                    "note: still mounted on {}; its blobs stay until it is unmounted",
+                    "note: this manifest is still mounted on {}; its blobs stay until that mount is unmounted",
                     m.display()
                 );
             }
