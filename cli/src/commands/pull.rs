@@ -99,7 +99,7 @@ pub async fn run(args: PullArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         super::verify::finish(checked, false, true, g.quiet)?;
     }
     if !g.quiet {
-        for n in &pulled.notes {
+        for n in &pulled.report.notes {
             eprintln!("note: {n}");
         }
     }

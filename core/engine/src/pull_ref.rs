@@ -36,8 +36,6 @@ pub struct Pulled {
     pub report: PullReport,
     /// The check's report, when asked. A report with bad blobs means nothing was mounted.
     pub verified: Option<VerifyReport>,
-    /// Notes of the mount for the user.
-    pub notes: Vec<String>,
 }
 
 /// Pulls `target` (`reference` as the user typed it, for messages) into `store`; with
@@ -122,18 +120,13 @@ pub async fn pull_ref(
         verified = Some(checked);
         if bad {
             discard(point);
-            return Ok(Pulled {
-                report,
-                verified,
-                notes: Vec::new(),
-            });
+            return Ok(Pulled { report, verified });
         }
     }
-    let mut notes = Vec::new();
     if let (Some(dir), Some(point)) = (dir, point) {
         // The canonical mount point, as `ls` and `images` show it, whatever the command line said.
         let at = point.path().to_path_buf();
-        notes = crate::mount_ref::mount_stored(
+        report.notes = crate::mount_ref::mount_stored(
             store,
             &report.reference,
             &report.manifest_digest,
@@ -148,13 +141,8 @@ pub async fn pull_ref(
             )
         })?;
         report.mounted_at = Some(at);
-        report.notes = notes.clone();
     }
-    Ok(Pulled {
-        report,
-        verified,
-        notes,
-    })
+    Ok(Pulled { report, verified })
 }
 
 /// The pull or import itself; sets `client` for a registry target (the check repairs with it).
