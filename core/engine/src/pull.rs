@@ -268,15 +268,15 @@ fn check_room(store: &Store, r: &Reference, wanted: &[Descriptor]) -> Result<()>
         return Ok(());
     }
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-    let fspack = store.command();
     Err(EngineError::Io {
         path: store.root().to_path_buf(),
         source: std::io::Error::new(
             std::io::ErrorKind::StorageFull,
             format!(
-                "pulling {r} needs {need} more bytes ({:.1} MiB) in the store, {free} ({:.1} MiB) are free; nothing was fetched\nhint: `{fspack} gc --partial` removes interrupted downloads, `{fspack} rmi REF` then `gc` old images; or free space or point --store at a larger disk",
+                "pulling {r} needs {need} more bytes ({:.1} MiB) in the store, {free} ({:.1} MiB) are free; nothing was fetched\nhint: {}",
                 mib(need),
-                mib(free)
+                mib(free),
+                fspack_store::full_store_advice(store.root())
             ),
         ),
     })

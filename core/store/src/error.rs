@@ -95,12 +95,11 @@ fn io_message(path: &Path, e: &std::io::Error) -> String {
             .unwrap_or(path)
     };
     if e.raw_os_error() == Some(libc_enospc()) {
-        // What the store itself holds that can go: an interrupted download keeps its partial
-        // blobs for a resume (s12 fresh-eyes pass: the hint did not say how to drop them).
-        let fspack = crate::command_for(store());
+        // s12 fresh-eyes pass: the hint did not say how to drop what the store holds.
         text.push_str(&format!(
-            "\nhint: the store at {} is full; `{fspack} gc --partial` removes interrupted downloads, `{fspack} rmi REF` then `gc` old images; or free space or point --store elsewhere",
-            store().display()
+            "\nhint: the store at {} is full; {}",
+            store().display(),
+            crate::full_store_advice(store())
         ));
     } else if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
         text.push_str(&format!(

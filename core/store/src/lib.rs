@@ -109,6 +109,16 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(blocks.saturating_mul(st.f_frsize))
 }
 
+/// What a user can do about a full store at `root`, for the hints of both a write that met
+/// ENOSPC and a pull refused before fetching: what the store itself can drop first (an
+/// interrupted download keeps its partial blobs for a resume), then the way out.
+pub fn full_store_advice(root: &Path) -> String {
+    let fspack = command_for(root);
+    format!(
+        "`{fspack} gc --partial` removes interrupted downloads, `{fspack} rmi REF` then `gc` old images; or free space, or point --store at a larger disk"
+    )
+}
+
 /// The default store: `/var/lib/fspack` for root, `$XDG_DATA_HOME/fspack` (or
 /// `~/.local/share/fspack`) otherwise; `FSPACK_STORE` overrides both.
 pub fn default_root() -> PathBuf {
