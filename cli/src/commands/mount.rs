@@ -231,17 +231,7 @@ pub async fn lazy_serve() -> anyhow::Result<()> {
 
 pub fn umount(args: UmountArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let Some(store) = super::existing_store(g)? else {
-        let shown = std::path::absolute(&args.dir).unwrap_or_else(|_| args.dir.clone());
-        return Err(fspack_engine::EngineError::NotFound(format!(
-            "{} {} (there is no fspack store yet)",
-            shown.display(),
-            if args.dir.exists() {
-                "is not mounted by fspack"
-            } else {
-                "does not exist"
-            }
-        ))
-        .into());
+        return Err(fspack_engine::mounts::not_mounted(&args.dir, None).into());
     };
     let was_mounted = fspack_engine::mounts::umount(&store, &args.dir)
         .with_context(|| format!("failed to unmount {}", args.dir.display()))?;

@@ -10,6 +10,25 @@ use serde::Serialize;
 use crate::error::{EngineError, Result};
 use crate::mount::{release, remove_created};
 
+/// The error for an `umount` of `target` that no fspack mount holds; `store` is `None` when there
+/// is no store yet. A mistyped path is named as missing, absolute as `ls` shows mount points
+/// (s12 fresh-eyes pass: "doesnotexist is not mounted by fspack").
+pub fn not_mounted(target: &Path, store: Option<&Store>) -> EngineError {
+    let shown = std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
+    let exists = target.exists();
+    let what = if exists {
+        "is not mounted by fspack"
+    } else {
+        "does not exist"
+    };
+    let why = match store {
+        None => " (there is no fspack store yet)".to_string(),
+        Some(s) if !exists => format!(" (`{} ls` lists fspack's mounts)", s.command()),
+        Some(_) => String::new(),
+    };
+    EngineError::NotFound(format!("{} {what}{why}", shown.display()))
+}
+
 /// Unmounts `target` and everything fspack stacked under it; also cleans up a mount whose record
 /// was lost (a crash between mount and record) when its source lies in the store. Returns
 /// whether `target` was still mounted: `false` when only the leftovers of a mount undone by
@@ -24,20 +43,7 @@ pub fn umount(store: &Store, target: &Path) -> Result<bool> {
         .into_iter()
         .any(|m| m.mount_point == target);
     match (&record, mounted) {
-        (None, false) => {
-            // A mistyped path is named as missing, absolute as `ls` shows mount points (s12
-            // fresh-eyes pass: "doesnotexist is not mounted by fspack").
-            let shown = std::path::absolute(&target).unwrap_or_else(|_| target.clone());
-            return Err(EngineError::NotFound(if target.exists() {
-                format!("{} is not mounted by fspack", shown.display())
-            } else {
-                format!(
-                    "{} does not exist (`{} ls` lists fspack's mounts)",
-                    shown.display(),
-                    store.command()
-                )
-            }));
-        }
+        (None, false) => return Err(not_mounted(&target, Some(store))),
         (None, true) => {
             let entry = fspack_mount::mountinfo()?
                 .into_iter()
